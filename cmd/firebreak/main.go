@@ -1,0 +1,119 @@
+// Command firebreak is a Matrix homeserver that keeps running through the loss of a data
+// center. This file only parses flags and hands over to the internal packages.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/firebreak/firebreak/internal/config"
+	"github.com/firebreak/firebreak/internal/server"
+)
+
+const usage = `firebreak: a Matrix homeserver that survives the loss of a data center.
+
+Usage:
+  firebreak serve [--config FILE]     run a homeserver (defaults: 127.0.0.1:8008, server
+                                      name "localhost", data in ./firebreak-data)
+  firebreak register [flags]          create an account on a running homeserver
+  firebreak help [COMMAND]            explain a command and its options
+
+Run "firebreak COMMAND --help" for a command's options.
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	var err error
+	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
+	case "serve":
+		err = serveCmd(args)
+	case "register":
+		err = registerCmd(args)
+	case "help", "-h", "--help", "-help":
+		if len(args) > 0 {
+			err = runHelp(args[0])
+		} else {
+			fmt.Print(usage)
+		}
+	default:
+		fmt.Fprintf(os.Stderr, "firebreak: unknown command %q\n\n%s", cmd, usage)
+		os.Exit(2)
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "firebreak:", err)
+		os.Exit(1)
+	}
+}
+
+func runHelp(cmd string) error {
+	switch cmd {
+	case "serve":
+		return serveCmd([]string{"--help"})
+	case "register":
+		return registerCmd([]string{"--help"})
+	}
+	return fmt.Errorf("no help for %q", cmd)
+}
+
+const serveHelp = `Usage: firebreak serve [--config FILE]
+
+Runs a homeserver with JetStream embedded in the process: no other service is needed.
+Without --config it serves server name "localhost" on 127.0.0.1:8008 with data in
+./firebreak-data and registration off (use "firebreak register" for the first account).
+
+Configuration file (YAML; every key optional; names follow Synapse where it has them):
+  server_name: localhost            the domain in user ids (@alice:localhost); never change it
+  listen: 127.0.0.1:8008            address of the Client-Server API (HTTP)
+  data_dir: ./firebreak-data        where JetStream keeps all state (fsynced on every write)
+  enable_registration: false        let anyone create an account through /register
+  registration_shared_secret: ""    secret for /_synapse/admin/v1/register; if empty one is
+                                    generated, kept in JetStream and copied to
+                                    DATA_DIR/registration_shared_secret for local tools
+  max_request_body_size: 1048576    largest request body in bytes (413 M_TOO_LARGE above it)
+  default_room_version: "10"        room version of new rooms
+  room_shards: 16                   room shard streams; fixed when the deployment is created
+  rc_message:      {per_second: 10,   burst_count: 50}   sends per user
+  rc_login:        {per_second: 0.17, burst_count: 3}    logins per client address
+  rc_registration: {per_second: 0.17, burst_count: 3}    registrations per client address
+  log_level: info                   debug, info, warn or error
+`
+
+func serveCmd(args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprint(fs.Output(), serveHelp) }
+	configPath := fs.String("config", "", "YAML configuration file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg := config.Default()
+	if *configPath != "" {
+		var err error
+		if cfg, err = config.Load(*configPath); err != nil {
+			return err
+		}
+	}
+	log := newLogger(cfg.LogLevel)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return server.Run(ctx, cfg, log)
+}
+
+func newLogger(level string) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+}

@@ -1,0 +1,114 @@
+// Package accountdata owns per-user account data (global and per room): client settings such
+// as m.direct, m.fully_read or m.push_rules. Values live in a JetStream bucket; each node keeps
+// a mirror of it so sync can tell what changed since a position.
+package accountdata
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sort"
+	"sync"
+
+	"github.com/firebreak/firebreak/internal/store"
+)
+
+// ErrNotFound: the user has no account data of that type.
+var ErrNotFound = errors.New("account data not found")
+
+// Item is one piece of account data. RoomID is "" for global account data.
+type Item struct {
+	UserID  string
+	RoomID  string
+	Type    string
+	Content json.RawMessage
+	Rev     uint64
+}
+
+// Service stores account data and mirrors it for sync.
+type Service struct {
+	st *store.Store
+
+	mu     sync.RWMutex
+	byUser map[string]map[itemKey]Item
+	rev    *store.Cursor
+
+	onChange func(userID string)
+}
+
+type itemKey struct{ roomID, evType string }
+
+// New returns the service; Start fills the mirror.
+func New(st *store.Store) *Service {
+	return &Service{st: st, byUser: map[string]map[itemKey]Item{}, rev: store.NewCursor(), onChange: func(string) {}}
+}
+
+// OnChange sets who hears that a user's account data changed.
+func (s *Service) OnChange(fn func(userID string)) { s.onChange = fn }
+
+// Run mirrors the bucket until ctx ends; ready is called once the stored values are loaded.
+func (s *Service) Run(ctx context.Context, ready func()) error {
+	return s.st.Watch(ctx, store.BucketAccountData, ready, s.apply)
+}
+
+func (s *Service) apply(c store.Change) {
+	parts, err := store.KeyParts(c.Key)
+	if err != nil || len(parts) != 3 {
+		return
+	}
+	it := Item{UserID: parts[0], RoomID: parts[1], Type: parts[2], Content: c.Value, Rev: c.Rev}
+	s.mu.Lock()
+	items := s.byUser[it.UserID]
+	if items == nil {
+		items = map[itemKey]Item{}
+		s.byUser[it.UserID] = items
+	}
+	if c.Deleted {
+		delete(items, itemKey{it.RoomID, it.Type})
+	} else {
+		items[itemKey{it.RoomID, it.Type}] = it
+	}
+	s.mu.Unlock()
+	s.rev.Advance(c.Rev)
+	s.onChange(it.UserID)
+}
+
+// Set stores account data and returns once this node's mirror shows it.
+func (s *Service) Set(ctx context.Context, userID, roomID, evType string, content json.RawMessage) error {
+	rev, err := s.st.Put(ctx, store.BucketAccountData, store.Key(userID, roomID, evType), content)
+	if err != nil {
+		return err
+	}
+	return s.rev.Wait(ctx, rev)
+}
+
+// Get returns one piece of account data.
+func (s *Service) Get(userID, roomID, evType string) (json.RawMessage, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	it, ok := s.byUser[userID][itemKey{roomID, evType}]
+	if !ok {
+		return nil, ErrNotFound
+	}
+	return it.Content, nil
+}
+
+// Since returns the user's account data stored after position since, oldest first.
+func (s *Service) Since(userID string, since uint64) []Item {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []Item
+	for _, it := range s.byUser[userID] {
+		if it.Rev > since {
+			out = append(out, it)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Rev < out[j].Rev })
+	return out
+}
+
+// Position is the bucket position this node's mirror has applied.
+func (s *Service) Position() uint64 { return s.rev.Load() }
+
+// WaitPosition waits until the mirror has applied position p.
+func (s *Service) WaitPosition(ctx context.Context, p uint64) error { return s.rev.Wait(ctx, p) }

@@ -1,0 +1,264 @@
+// Package accounts owns who can use the server: accounts and their passwords, devices, access
+// tokens and profiles. Everything is kept in JetStream key-value buckets.
+package accounts
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/firebreak/firebreak/internal/store"
+)
+
+var (
+	ErrInvalidUsername = errors.New("user name may only contain a-z, 0-9, '.', '_', '=', '-', '/' and '+'")
+	ErrUserInUse       = errors.New("user name is taken")
+	ErrBadLogin        = errors.New("invalid user name or password")
+	ErrUnknownToken    = errors.New("unknown access token")
+	ErrNotFound        = errors.New("not found")
+	ErrWeakPassword    = errors.New("password must be between 1 and 512 characters")
+)
+
+// Account is what is stored per user.
+type Account struct {
+	UserID       string `json:"user_id"`
+	PasswordHash string `json:"password_hash"`
+	CreatedTS    int64  `json:"created_ts"`
+	Admin        bool   `json:"admin,omitempty"`
+	DisplayName  string `json:"displayname,omitempty"`
+	AvatarURL    string `json:"avatar_url,omitempty"`
+}
+
+// Device is one logged-in client of a user.
+type Device struct {
+	DeviceID    string `json:"device_id"`
+	DisplayName string `json:"display_name,omitempty"`
+	LastSeenTS  int64  `json:"last_seen_ts,omitempty"`
+	LastSeenIP  string `json:"last_seen_ip,omitempty"`
+	TokenHash   string `json:"token_hash"`
+}
+
+// Session is what a login or registration hands the client.
+type Session struct {
+	UserID      string
+	DeviceID    string
+	AccessToken string
+}
+
+// Service is the accounts API over the store.
+type Service struct {
+	st         *store.Store
+	serverName string
+}
+
+// New returns the accounts service for users of serverName.
+func New(st *store.Store, serverName string) *Service {
+	return &Service{st: st, serverName: serverName}
+}
+
+var localpartRE = regexp.MustCompile(`^[a-z0-9._=\-/+]+$`)
+
+// UserID turns a localpart or a full user id into this server's full user id.
+func (s *Service) UserID(name string) (string, error) {
+	local := name
+	if strings.HasPrefix(name, "@") {
+		l, server, ok := strings.Cut(name[1:], ":")
+		if !ok || server != s.serverName {
+			return "", ErrInvalidUsername
+		}
+		local = l
+	}
+	local = strings.ToLower(local)
+	id := "@" + local + ":" + s.serverName
+	if !localpartRE.MatchString(local) || len(id) > 255 {
+		return "", ErrInvalidUsername
+	}
+	return id, nil
+}
+
+// Register creates an account. The user name is claimed atomically, so two nodes registering
+// the same name at once give one account.
+func (s *Service) Register(ctx context.Context, localpart, password string, admin bool) (string, error) {
+	userID, err := s.UserID(localpart)
+	if err != nil {
+		return "", err
+	}
+	if len(password) == 0 || len(password) > 512 {
+		return "", ErrWeakPassword
+	}
+	hash, err := hashPassword(password)
+	if err != nil {
+		return "", err
+	}
+	acct := Account{UserID: userID, PasswordHash: hash, CreatedTS: time.Now().UnixMilli(), Admin: admin,
+		DisplayName: strings.TrimPrefix(strings.SplitN(userID, ":", 2)[0], "@")}
+	b, _ := json.Marshal(acct)
+	if _, err := s.st.Create(ctx, store.BucketAccounts, store.Key(userID), b); err != nil {
+		if errors.Is(err, store.ErrExists) {
+			return "", ErrUserInUse
+		}
+		return "", err
+	}
+	return userID, nil
+}
+
+// Available says whether a user name can still be registered.
+func (s *Service) Available(ctx context.Context, localpart string) error {
+	userID, err := s.UserID(localpart)
+	if err != nil {
+		return err
+	}
+	if _, err := s.Account(ctx, userID); err == nil {
+		return ErrUserInUse
+	} else if !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	return nil
+}
+
+// Account loads a user's account.
+func (s *Service) Account(ctx context.Context, userID string) (Account, error) {
+	acct, _, err := s.account(ctx, userID)
+	return acct, err
+}
+
+func (s *Service) account(ctx context.Context, userID string) (Account, uint64, error) {
+	var acct Account
+	b, rev, err := s.st.Get(ctx, store.BucketAccounts, store.Key(userID))
+	if errors.Is(err, store.ErrNotFound) {
+		return acct, 0, ErrNotFound
+	} else if err != nil {
+		return acct, 0, err
+	}
+	return acct, rev, json.Unmarshal(b, &acct)
+}
+
+// updateAccount applies change to the stored account with compare-and-set, retrying when
+// another node changed the account in between.
+func (s *Service) updateAccount(ctx context.Context, userID string, change func(*Account)) error {
+	for {
+		acct, rev, err := s.account(ctx, userID)
+		if err != nil {
+			return err
+		}
+		change(&acct)
+		b, _ := json.Marshal(acct)
+		if _, err := s.st.Update(ctx, store.BucketAccounts, store.Key(userID), b, rev); !errors.Is(err, store.ErrConflict) {
+			return err
+		}
+	}
+}
+
+// Login checks a password and opens a session on a new or existing device.
+func (s *Service) Login(ctx context.Context, user, password, deviceID, deviceName string) (Session, error) {
+	userID, err := s.UserID(user)
+	if err != nil {
+		return Session{}, ErrBadLogin
+	}
+	if err := s.CheckPassword(ctx, userID, password); err != nil {
+		return Session{}, err
+	}
+	return s.NewSession(ctx, userID, deviceID, deviceName)
+}
+
+// CheckPassword reports ErrBadLogin unless password is the user's.
+func (s *Service) CheckPassword(ctx context.Context, userID, password string) error {
+	acct, err := s.Account(ctx, userID)
+	if errors.Is(err, ErrNotFound) {
+		// Hash anyway so a missing user answers as slowly as a wrong password.
+		_, _ = hashPassword(password)
+		return ErrBadLogin
+	} else if err != nil {
+		return err
+	}
+	if !checkPassword(acct.PasswordHash, password) {
+		return ErrBadLogin
+	}
+	return nil
+}
+
+// NewSession issues a fresh access token for the device, creating the device if needed and
+// revoking the device's previous token.
+func (s *Service) NewSession(ctx context.Context, userID, deviceID, deviceName string) (Session, error) {
+	if deviceID == "" {
+		deviceID = randomID(10, true)
+	}
+	token := "fb_" + randomID(32, false)
+	dev, _ := s.Device(ctx, userID, deviceID)
+	oldHash := dev.TokenHash
+	dev.DeviceID = deviceID
+	if deviceName != "" {
+		dev.DisplayName = deviceName
+	}
+	dev.TokenHash = hashToken(token)
+	dev.LastSeenTS = time.Now().UnixMilli()
+	rec, _ := json.Marshal(tokenRecord{UserID: userID, DeviceID: deviceID})
+	// Write the token first: a device that names a token always has one.
+	if _, err := s.st.Put(ctx, store.BucketTokens, dev.TokenHash, rec); err != nil {
+		return Session{}, err
+	}
+	if err := s.putDevice(ctx, userID, dev); err != nil {
+		_ = s.st.Delete(ctx, store.BucketTokens, dev.TokenHash)
+		return Session{}, err
+	}
+	if oldHash != "" {
+		_ = s.st.Delete(ctx, store.BucketTokens, oldHash)
+	}
+	return Session{UserID: userID, DeviceID: deviceID, AccessToken: token}, nil
+}
+
+type tokenRecord struct {
+	UserID   string `json:"user_id"`
+	DeviceID string `json:"device_id"`
+}
+
+// Authenticate finds the user and device an access token belongs to.
+func (s *Service) Authenticate(ctx context.Context, token string) (userID, deviceID string, err error) {
+	if token == "" {
+		return "", "", ErrUnknownToken
+	}
+	b, _, err := s.st.Get(ctx, store.BucketTokens, hashToken(token))
+	if errors.Is(err, store.ErrNotFound) {
+		return "", "", ErrUnknownToken
+	} else if err != nil {
+		return "", "", err
+	}
+	var rec tokenRecord
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return "", "", err
+	}
+	return rec.UserID, rec.DeviceID, nil
+}
+
+// hashToken is how tokens are stored: a leaked bucket does not leak usable tokens. Tokens
+// carry 256 random bits, so a fast hash is enough.
+func hashToken(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}
+
+func randomID(n int, upper bool) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(fmt.Sprintf("crypto/rand failed: %v", err))
+	}
+	if upper {
+		const letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+		for i := range b {
+			b[i] = letters[int(b[i])%len(letters)]
+		}
+		return string(b)
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// RandomString returns n random bytes as URL-safe text, for ids and secrets.
+func RandomString(n int) string { return randomID(n, false) }

@@ -1,0 +1,91 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/firebreak/firebreak/internal/accountdata"
+	"github.com/firebreak/firebreak/internal/accounts"
+	"github.com/firebreak/firebreak/internal/filter"
+	"github.com/firebreak/firebreak/internal/rooms"
+	"github.com/firebreak/firebreak/internal/store"
+	"github.com/firebreak/firebreak/internal/syncer"
+)
+
+// matrixError is an error the client sees as {"errcode": ..., "error": ...}.
+type matrixError struct {
+	Status       int    `json:"-"`
+	Code         string `json:"errcode"`
+	Msg          string `json:"error"`
+	RetryAfterMS int64  `json:"retry_after_ms,omitempty"`
+}
+
+func (e *matrixError) Error() string { return e.Code + ": " + e.Msg }
+
+func errorf(status int, code, format string, args ...any) *matrixError {
+	return &matrixError{Status: status, Code: code, Msg: fmt.Sprintf(format, args...)}
+}
+
+func badJSON(format string, args ...any) *matrixError {
+	return errorf(http.StatusBadRequest, "M_BAD_JSON", format, args...)
+}
+
+func forbidden(format string, args ...any) *matrixError {
+	return errorf(http.StatusForbidden, "M_FORBIDDEN", format, args...)
+}
+
+func notFound(format string, args ...any) *matrixError {
+	return errorf(http.StatusNotFound, "M_NOT_FOUND", format, args...)
+}
+
+func unrecognized() *matrixError {
+	return errorf(http.StatusNotFound, "M_UNRECOGNIZED", "Unrecognized request")
+}
+
+// toMatrixError maps the errors of the packages below onto the spec's codes. Anything it
+// does not know is an internal error, logged, and never shown with its details.
+func toMatrixError(err error) (*matrixError, bool) {
+	var me *matrixError
+	switch {
+	case errors.As(err, &me):
+		return me, true
+	case errors.Is(err, rooms.ErrForbidden):
+		return forbidden("%v", err), true
+	case errors.Is(err, rooms.ErrNotFound), errors.Is(err, accounts.ErrNotFound),
+		errors.Is(err, filter.ErrNotFound), errors.Is(err, accountdata.ErrNotFound):
+		return notFound("%v", err), true
+	case errors.Is(err, rooms.ErrTooLarge):
+		return errorf(http.StatusRequestEntityTooLarge, "M_TOO_LARGE", "%v", err), true
+	case errors.Is(err, rooms.ErrBadRequest), errors.Is(err, filter.ErrInvalid):
+		return badJSON("%v", err), true
+	case errors.Is(err, rooms.ErrAliasInUse):
+		return errorf(http.StatusBadRequest, "M_ROOM_IN_USE", "%v", err), true
+	case errors.Is(err, rooms.ErrUnsupportedVersion):
+		return errorf(http.StatusBadRequest, "M_UNSUPPORTED_ROOM_VERSION", "%v", err), true
+	case errors.Is(err, accounts.ErrInvalidUsername):
+		return errorf(http.StatusBadRequest, "M_INVALID_USERNAME", "%v", err), true
+	case errors.Is(err, accounts.ErrUserInUse):
+		return errorf(http.StatusBadRequest, "M_USER_IN_USE", "%v", err), true
+	case errors.Is(err, accounts.ErrBadLogin):
+		return forbidden("Invalid username or password"), true
+	case errors.Is(err, accounts.ErrWeakPassword):
+		return errorf(http.StatusBadRequest, "M_WEAK_PASSWORD", "%v", err), true
+	case errors.Is(err, accounts.ErrUnknownToken):
+		return errorf(http.StatusUnauthorized, "M_UNKNOWN_TOKEN", "Unknown access token"), true
+	case errors.Is(err, syncer.ErrBadRequest):
+		return errorf(http.StatusBadRequest, "M_INVALID_PARAM", "%v", err), true
+	case errors.Is(err, syncer.ErrNotReady):
+		return errorf(http.StatusServiceUnavailable, "M_UNAVAILABLE", "This server is catching up; retry shortly"), true
+	case errors.Is(err, rooms.ErrUnavailable), errors.Is(err, store.ErrUnavailable):
+		return errorf(http.StatusServiceUnavailable, "M_UNAVAILABLE", "Storage is unavailable right now; nothing was changed. Retry shortly."), true
+	}
+	return nil, false
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

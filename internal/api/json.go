@@ -1,0 +1,54 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+)
+
+// decodeBody reads a JSON object into v. Malformed JSON is M_NOT_JSON, JSON of the wrong
+// shape is M_BAD_JSON, a body over the size cap is M_TOO_LARGE; an empty body is {}.
+func decodeBody(r *http.Request, v any) error {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return errorf(http.StatusRequestEntityTooLarge, "M_TOO_LARGE", "Request body is over %d bytes", tooBig.Limit)
+		}
+		return errorf(http.StatusBadRequest, "M_NOT_JSON", "Could not read the request body")
+	}
+	if len(strings.TrimSpace(string(body))) == 0 {
+		body = []byte("{}")
+	}
+	return decodeJSON(body, v)
+}
+
+// decodeJSON is decodeBody's parsing half, separate so it can be fuzzed.
+func decodeJSON(body []byte, v any) error {
+	if !json.Valid(body) {
+		return errorf(http.StatusBadRequest, "M_NOT_JSON", "Content not JSON")
+	}
+	if trimmed := strings.TrimSpace(string(body)); !strings.HasPrefix(trimmed, "{") {
+		return badJSON("The body must be a JSON object")
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) {
+			return badJSON("%s must be of type %s", typeErr.Field, typeErr.Type)
+		}
+		return badJSON("%v", err)
+	}
+	return nil
+}
+
+// rawObject reads a body that must be a JSON object and returns it as is (event content).
+func rawObject(r *http.Request) (json.RawMessage, error) {
+	var obj map[string]json.RawMessage
+	if err := decodeBody(r, &obj); err != nil {
+		return nil, err
+	}
+	b, _ := json.Marshal(obj)
+	return b, nil
+}

@@ -1,0 +1,78 @@
+package api
+
+import (
+	"math"
+	"net/http"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/firebreak/firebreak/internal/config"
+)
+
+type limitedBy int
+
+const (
+	byAddress limitedBy = iota
+	byUser
+)
+
+// limiter is a token bucket per key (a user or a client address), set with Synapse's
+// rc_* settings. Buckets are per node: in a cluster each node grants the full rate.
+type limiter struct {
+	rate  rate.Limit
+	burst int
+
+	mu      sync.Mutex
+	buckets map[string]*rate.Limiter
+}
+
+// limiters holds one limiter per rc_* setting.
+type limiters struct {
+	message, login, registration *limiter
+}
+
+func newLimiters(c config.Config) limiters {
+	return limiters{message: newLimiter(c.RCMessage), login: newLimiter(c.RCLogin), registration: newLimiter(c.RCRegistration)}
+}
+
+func newLimiter(rl config.RateLimit) *limiter {
+	return &limiter{rate: rate.Limit(rl.PerSecond), burst: rl.BurstCount, buckets: map[string]*rate.Limiter{}}
+}
+
+// maxBuckets bounds the memory a flood of distinct keys can take; full buckets are dropped
+// first since forgetting them changes nothing.
+const maxBuckets = 100_000
+
+func (l *limiter) allow(key string) error {
+	l.mu.Lock()
+	b := l.buckets[key]
+	if b == nil {
+		if len(l.buckets) >= maxBuckets {
+			l.dropFullLocked()
+		}
+		b = rate.NewLimiter(l.rate, l.burst)
+		l.buckets[key] = b
+	}
+	r := b.Reserve()
+	delay := r.Delay()
+	if delay > 0 {
+		r.Cancel()
+	}
+	l.mu.Unlock()
+	if delay > 0 {
+		return &matrixError{Status: http.StatusTooManyRequests, Code: "M_LIMIT_EXCEEDED",
+			Msg: "Too many requests", RetryAfterMS: int64(math.Ceil(float64(delay) / float64(time.Millisecond)))}
+	}
+	return nil
+}
+
+func (l *limiter) dropFullLocked() {
+	now := time.Now()
+	for k, b := range l.buckets {
+		if b.TokensAt(now) >= float64(l.burst) {
+			delete(l.buckets, k)
+		}
+	}
+}

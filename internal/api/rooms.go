@@ -1,0 +1,505 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/firebreak/firebreak/internal/accounts"
+	"github.com/firebreak/firebreak/internal/rooms"
+)
+
+type createRoomBody struct {
+	Visibility         string             `json:"visibility"`
+	RoomAliasName      string             `json:"room_alias_name"`
+	Name               string             `json:"name"`
+	Topic              string             `json:"topic"`
+	Invite             []string           `json:"invite"`
+	RoomVersion        string             `json:"room_version"`
+	CreationContent    json.RawMessage    `json:"creation_content"`
+	InitialState       []rooms.StateEvent `json:"initial_state"`
+	Preset             string             `json:"preset"`
+	IsDirect           bool               `json:"is_direct"`
+	PowerLevelOverride json.RawMessage    `json:"power_level_content_override"`
+}
+
+func (srv *Server) createRoom(r *http.Request, s *session) (any, error) {
+	var body createRoomBody
+	if err := decodeBody(r, &body); err != nil {
+		return nil, err
+	}
+	if strings.ContainsAny(body.RoomAliasName, ":# ") {
+		return nil, errorf(http.StatusBadRequest, "M_INVALID_PARAM", "room_alias_name may not contain ':', '#' or spaces")
+	}
+	for _, u := range body.Invite {
+		if !validUserID(u) {
+			return nil, errorf(http.StatusBadRequest, "M_INVALID_PARAM", "invite: %q is not a user id", u)
+		}
+	}
+	roomID, err := srv.Rooms.CreateRoom(r.Context(), rooms.CreateRequest{
+		Creator: s.UserID, CreatorProfile: srv.memberContent(r.Context(), s.UserID, "join"),
+		Preset: body.Preset, Visibility: body.Visibility, Name: body.Name, Topic: body.Topic,
+		AliasLocalpart: body.RoomAliasName, Invite: body.Invite, IsDirect: body.IsDirect,
+		InitialState: body.InitialState, CreationContent: body.CreationContent,
+		PowerLevelOverride: body.PowerLevelOverride, RoomVersion: body.RoomVersion,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return map[string]string{"room_id": roomID}, nil
+}
+
+func validUserID(u string) bool {
+	local, server, ok := strings.Cut(strings.TrimPrefix(u, "@"), ":")
+	return strings.HasPrefix(u, "@") && ok && local != "" && server != ""
+}
+
+// memberContent is a member event's content carrying the user's profile, as joins do.
+func (srv *Server) memberContent(ctx context.Context, userID, membership string) json.RawMessage {
+	content := map[string]any{"membership": membership}
+	for k, v := range srv.profileFields(ctx, userID) {
+		content[k] = v
+	}
+	b, _ := json.Marshal(content)
+	return b
+}
+
+func (srv *Server) profileFields(ctx context.Context, userID string) map[string]any {
+	out := map[string]any{}
+	if acct, err := srv.Accounts.Account(ctx, userID); err == nil {
+		if acct.DisplayName != "" {
+			out["displayname"] = acct.DisplayName
+		}
+		if acct.AvatarURL != "" {
+			out["avatar_url"] = acct.AvatarURL
+		}
+	}
+	return out
+}
+
+// roomParam resolves the {roomId} or {roomIdOrAlias} path parameter.
+func (srv *Server) roomParam(r *http.Request) (string, error) {
+	id := r.PathValue("roomId")
+	if id == "" {
+		id = r.PathValue("roomIdOrAlias")
+	}
+	switch {
+	case strings.HasPrefix(id, "#"):
+		return srv.Rooms.ResolveAlias(r.Context(), id)
+	case strings.HasPrefix(id, "!") && strings.Contains(id, ":"):
+		return id, nil
+	}
+	return "", errorf(http.StatusBadRequest, "M_INVALID_PARAM", "%q is not a room id or alias", id)
+}
+
+type membershipBody struct {
+	UserID string `json:"user_id"`
+	Reason string `json:"reason"`
+}
+
+func (srv *Server) join(r *http.Request, s *session) (any, error) {
+	var body membershipBody
+	if err := decodeBody(r, &body); err != nil {
+		return nil, err
+	}
+	roomID, err := srv.roomParam(r)
+	if err != nil {
+		return nil, err
+	}
+	extra := srv.profileFields(r.Context(), s.UserID)
+	if _, err := srv.Rooms.ChangeMembership(r.Context(), rooms.MembershipChange{RoomID: roomID, Sender: s.UserID,
+		Target: s.UserID, Membership: "join", Reason: body.Reason, Extra: extra}); err != nil {
+		return nil, err
+	}
+	return map[string]string{"room_id": roomID}, nil
+}
+
+// changeOther sends a membership change whose target is named in the body (invite, kick, ban,
+// unban).
+func (srv *Server) changeOther(r *http.Request, s *session, membership string) (any, error) {
+	var body membershipBody
+	if err := decodeBody(r, &body); err != nil {
+		return nil, err
+	}
+	if !validUserID(body.UserID) {
+		return nil, badJSON("user_id must be a user id")
+	}
+	roomID, err := srv.roomParam(r)
+	if err != nil {
+		return nil, err
+	}
+	if membership == "invite" {
+		if _, err := srv.Accounts.Account(r.Context(), body.UserID); errors.Is(err, accounts.ErrNotFound) {
+			return nil, notFound("Unknown user %s", body.UserID)
+		}
+	}
+	if membership == "unban" {
+		if srv.Rooms.Model().Membership(roomID, body.UserID) != "ban" {
+			return nil, forbidden("%s is not banned", body.UserID)
+		}
+		membership = "leave"
+	}
+	if membership == "kick" {
+		if ms := srv.Rooms.Model().Membership(roomID, body.UserID); ms != "join" && ms != "invite" {
+			return nil, forbidden("%s is not in the room", body.UserID)
+		}
+		membership = "leave"
+	}
+	_, err = srv.Rooms.ChangeMembership(r.Context(), rooms.MembershipChange{RoomID: roomID, Sender: s.UserID,
+		Target: body.UserID, Membership: membership, Reason: body.Reason})
+	if err != nil {
+		return nil, err
+	}
+	return struct{}{}, nil
+}
+
+func (srv *Server) invite(r *http.Request, s *session) (any, error) {
+	return srv.changeOther(r, s, "invite")
+}
+func (srv *Server) kick(r *http.Request, s *session) (any, error) {
+	return srv.changeOther(r, s, "kick")
+}
+func (srv *Server) ban(r *http.Request, s *session) (any, error) { return srv.changeOther(r, s, "ban") }
+func (srv *Server) unban(r *http.Request, s *session) (any, error) {
+	return srv.changeOther(r, s, "unban")
+}
+
+func (srv *Server) leave(r *http.Request, s *session) (any, error) {
+	var body membershipBody
+	if err := decodeBody(r, &body); err != nil {
+		return nil, err
+	}
+	roomID, err := srv.roomParam(r)
+	if err != nil {
+		return nil, err
+	}
+	if ms := srv.Rooms.Model().Membership(roomID, s.UserID); ms != "join" && ms != "invite" {
+		return nil, forbidden("You are not in room %s", roomID)
+	}
+	_, err = srv.Rooms.ChangeMembership(r.Context(), rooms.MembershipChange{RoomID: roomID, Sender: s.UserID,
+		Target: s.UserID, Membership: "leave", Reason: body.Reason})
+	if err != nil {
+		return nil, err
+	}
+	return struct{}{}, nil
+}
+
+func (srv *Server) forget(r *http.Request, s *session) (any, error) {
+	roomID, err := srv.roomParam(r)
+	if err != nil {
+		return nil, err
+	}
+	switch srv.Rooms.Model().Membership(roomID, s.UserID) {
+	case "join", "invite":
+		return nil, errorf(http.StatusBadRequest, "M_UNKNOWN", "Leave the room before forgetting it")
+	case "":
+		return nil, notFound("You were never in room %s", roomID)
+	}
+	if err := srv.Sync.Forget(r.Context(), s.UserID, roomID); err != nil {
+		return nil, err
+	}
+	return struct{}{}, nil
+}
+
+func (srv *Server) joinedRooms(r *http.Request, s *session) (any, error) {
+	joined := []string{}
+	for roomID, ms := range srv.Rooms.Model().UserRooms(s.UserID) {
+		if ms == "join" {
+			joined = append(joined, roomID)
+		}
+	}
+	return map[string][]string{"joined_rooms": joined}, nil
+}
+
+// readableRoom resolves the room and checks the user may read it.
+func (srv *Server) readableRoom(r *http.Request, s *session) (string, error) {
+	roomID, err := srv.roomParam(r)
+	if err != nil {
+		return "", err
+	}
+	if !srv.Rooms.CanSee(roomID, s.UserID) {
+		if _, known := srv.Rooms.Model().Info(roomID); !known {
+			return "", notFound("Unknown room %s", roomID)
+		}
+		return "", forbidden("You are not in room %s", roomID)
+	}
+	return roomID, nil
+}
+
+func (srv *Server) roomState(r *http.Request, s *session) (any, error) {
+	roomID, err := srv.readableRoom(r, s)
+	if err != nil {
+		return nil, err
+	}
+	return srv.Rooms.ClientEvents(roomID, srv.visibleState(roomID, s.UserID), viewer(s), true), nil
+}
+
+// visibleState is the room's current state, or for a former member the state when they left.
+func (srv *Server) visibleState(roomID, userID string) []rooms.Event {
+	upTo := srv.Rooms.VisibleUpTo(roomID, userID)
+	var out []rooms.Event
+	for _, ev := range srv.Rooms.Model().State(roomID) {
+		if ev.Seq <= upTo {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+func (srv *Server) roomStateEvent(r *http.Request, s *session) (any, error) {
+	roomID, err := srv.readableRoom(r, s)
+	if err != nil {
+		return nil, err
+	}
+	ev := srv.Rooms.Model().StateEvent(roomID, r.PathValue("eventType"), r.PathValue("stateKey"))
+	if ev == nil || ev.Seq > srv.Rooms.VisibleUpTo(roomID, s.UserID) {
+		return nil, notFound("Event not found")
+	}
+	if r.URL.Query().Get("format") == "event" {
+		return srv.Rooms.ClientEvent(roomID, *ev, viewer(s), true), nil
+	}
+	return json.RawMessage(ev.PDU.Content()), nil
+}
+
+func (srv *Server) members(r *http.Request, s *session) (any, error) {
+	roomID, err := srv.readableRoom(r, s)
+	if err != nil {
+		return nil, err
+	}
+	q := r.URL.Query()
+	var out []rooms.Event
+	for _, ev := range srv.visibleState(roomID, s.UserID) {
+		if ev.PDU.Type() != "m.room.member" {
+			continue
+		}
+		ms, _ := ev.PDU.Membership()
+		if (q.Get("membership") != "" && ms != q.Get("membership")) || (q.Get("not_membership") != "" && ms == q.Get("not_membership")) {
+			continue
+		}
+		out = append(out, ev)
+	}
+	return map[string]any{"chunk": srv.Rooms.ClientEvents(roomID, out, viewer(s), true)}, nil
+}
+
+func (srv *Server) joinedMembers(r *http.Request, s *session) (any, error) {
+	roomID, err := srv.readableRoom(r, s)
+	if err != nil {
+		return nil, err
+	}
+	joined := map[string]any{}
+	for _, ev := range srv.Rooms.Model().State(roomID) {
+		if ms, _ := ev.PDU.Membership(); ev.PDU.Type() == "m.room.member" && ms == "join" {
+			var c struct {
+				DisplayName *string `json:"displayname"`
+				AvatarURL   *string `json:"avatar_url"`
+			}
+			_ = json.Unmarshal(ev.PDU.Content(), &c)
+			joined[*ev.PDU.StateKey()] = map[string]any{"display_name": c.DisplayName, "avatar_url": c.AvatarURL}
+		}
+	}
+	return map[string]any{"joined": joined}, nil
+}
+
+func (srv *Server) getEvent(r *http.Request, s *session) (any, error) {
+	roomID, err := srv.readableRoom(r, s)
+	if err != nil {
+		return nil, err
+	}
+	ev, ok := srv.Rooms.Model().Event(roomID, r.PathValue("eventId"))
+	if !ok || ev.Seq > srv.Rooms.VisibleUpTo(roomID, s.UserID) {
+		return nil, notFound("Event not found")
+	}
+	return srv.Rooms.ClientEvent(roomID, ev, viewer(s), true), nil
+}
+
+func viewer(s *session) rooms.Viewer { return rooms.Viewer{UserID: s.UserID, DeviceID: s.DeviceID} }
+
+// sendEvent is the one path every client-authored room event takes.
+func (srv *Server) sendEvent(r *http.Request, s *session, p rooms.Proto, txnID string) (any, error) {
+	roomID, err := srv.roomParam(r)
+	if err != nil {
+		return nil, err
+	}
+	p.RoomID, p.Sender = roomID, s.UserID
+	if ms := srv.Rooms.Model().Membership(roomID, s.UserID); ms != "join" {
+		if _, known := srv.Rooms.Model().Info(roomID); !known {
+			return nil, notFound("Unknown room %s", roomID)
+		}
+		return nil, forbidden("You are not in room %s", roomID)
+	}
+	eventID, err := srv.Rooms.Send(r.Context(), p, rooms.SendOptions{Device: s.DeviceID, TxnID: txnID})
+	if err != nil {
+		return nil, err
+	}
+	return map[string]string{"event_id": eventID}, nil
+}
+
+func (srv *Server) sendMessage(r *http.Request, s *session) (any, error) {
+	content, err := rawObject(r)
+	if err != nil {
+		return nil, err
+	}
+	evType := r.PathValue("eventType")
+	if evType == "m.room.redaction" {
+		return nil, badJSON("Use the redact endpoint to redact events")
+	}
+	return srv.sendEvent(r, s, rooms.Proto{Type: evType, Content: content}, r.PathValue("txnId"))
+}
+
+func (srv *Server) sendState(r *http.Request, s *session) (any, error) {
+	content, err := rawObject(r)
+	if err != nil {
+		return nil, err
+	}
+	key := r.PathValue("stateKey")
+	evType := r.PathValue("eventType")
+	if evType == "m.room.member" || evType == "m.room.create" {
+		return nil, forbidden("Use the membership endpoints to change %s", evType)
+	}
+	return srv.sendEvent(r, s, rooms.Proto{Type: evType, StateKey: &key, Content: content}, "")
+}
+
+func (srv *Server) redact(r *http.Request, s *session) (any, error) {
+	var body struct {
+		Reason string `json:"reason"`
+	}
+	if err := decodeBody(r, &body); err != nil {
+		return nil, err
+	}
+	roomID, err := srv.roomParam(r)
+	if err != nil {
+		return nil, err
+	}
+	target := r.PathValue("eventId")
+	if _, ok := srv.Rooms.Model().Event(roomID, target); !ok {
+		return nil, notFound("Event not found")
+	}
+	content := map[string]any{}
+	if body.Reason != "" {
+		content["reason"] = body.Reason
+	}
+	b, _ := json.Marshal(content)
+	return srv.sendEvent(r, s, rooms.Proto{Type: "m.room.redaction", Redacts: target, Content: b}, r.PathValue("txnId"))
+}
+
+func (srv *Server) getAlias(r *http.Request, _ *session) (any, error) {
+	roomID, err := srv.Rooms.ResolveAlias(r.Context(), r.PathValue("alias"))
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"room_id": roomID, "servers": []string{srv.Config.ServerName}}, nil
+}
+
+func (srv *Server) putAlias(r *http.Request, s *session) (any, error) {
+	var body struct {
+		RoomID string `json:"room_id"`
+	}
+	if err := decodeBody(r, &body); err != nil {
+		return nil, err
+	}
+	alias := r.PathValue("alias")
+	if !strings.HasPrefix(alias, "#") || !strings.HasSuffix(alias, ":"+srv.Config.ServerName) {
+		return nil, errorf(http.StatusBadRequest, "M_INVALID_PARAM", "Alias must be #name:%s", srv.Config.ServerName)
+	}
+	if err := srv.Rooms.SetAlias(r.Context(), s.UserID, alias, body.RoomID); err != nil {
+		return nil, err
+	}
+	return struct{}{}, nil
+}
+
+func (srv *Server) deleteAlias(r *http.Request, s *session) (any, error) {
+	if err := srv.Rooms.DeleteAlias(r.Context(), s.UserID, r.PathValue("alias")); err != nil {
+		return nil, err
+	}
+	return struct{}{}, nil
+}
+
+func (srv *Server) receipt(r *http.Request, s *session) (any, error) {
+	var body struct {
+		ThreadID string `json:"thread_id"`
+	}
+	if err := decodeBody(r, &body); err != nil {
+		return nil, err
+	}
+	roomID, err := srv.roomParam(r)
+	if err != nil {
+		return nil, err
+	}
+	rt := r.PathValue("receiptType")
+	if rt == "m.fully_read" {
+		return struct{}{}, srv.Sync.SetFullyRead(r.Context(), s.UserID, roomID, r.PathValue("eventId"))
+	}
+	if !rooms.ReceiptTypes[rt] {
+		return nil, errorf(http.StatusBadRequest, "M_INVALID_PARAM", "Unknown receipt type %q", rt)
+	}
+	return struct{}{}, srv.Rooms.SetReceipt(r.Context(), roomID, s.UserID, rt, r.PathValue("eventId"), body.ThreadID)
+}
+
+func (srv *Server) readMarkers(r *http.Request, s *session) (any, error) {
+	var body struct {
+		FullyRead   string `json:"m.fully_read"`
+		Read        string `json:"m.read"`
+		ReadPrivate string `json:"m.read.private"`
+	}
+	if err := decodeBody(r, &body); err != nil {
+		return nil, err
+	}
+	roomID, err := srv.roomParam(r)
+	if err != nil {
+		return nil, err
+	}
+	for rt, eventID := range map[string]string{"m.read": body.Read, "m.read.private": body.ReadPrivate} {
+		if eventID != "" {
+			if err := srv.Rooms.SetReceipt(r.Context(), roomID, s.UserID, rt, eventID, ""); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if body.FullyRead != "" {
+		if err := srv.Sync.SetFullyRead(r.Context(), s.UserID, roomID, body.FullyRead); err != nil {
+			return nil, err
+		}
+	}
+	return struct{}{}, nil
+}
+
+func (srv *Server) typing(r *http.Request, s *session) (any, error) {
+	var body struct {
+		Typing  bool  `json:"typing"`
+		Timeout int64 `json:"timeout"`
+	}
+	if err := decodeBody(r, &body); err != nil {
+		return nil, err
+	}
+	if r.PathValue("userId") != s.UserID {
+		return nil, forbidden("You may only set your own typing state")
+	}
+	roomID, err := srv.roomParam(r)
+	if err != nil {
+		return nil, err
+	}
+	if body.Timeout <= 0 {
+		body.Timeout = 30000
+	}
+	return struct{}{}, srv.Rooms.SetTyping(r.Context(), roomID, s.UserID, body.Typing, time.Duration(body.Timeout)*time.Millisecond)
+}
+
+// propagateProfile re-sends the user's member event in every joined room so other members see
+// a changed display name or avatar, as the spec asks.
+func (srv *Server) propagateProfile(ctx context.Context, userID string) error {
+	content := srv.memberContent(ctx, userID, "join")
+	for roomID, ms := range srv.Rooms.Model().UserRooms(userID) {
+		if ms != "join" {
+			continue
+		}
+		target := userID
+		if _, err := srv.Rooms.Send(ctx, rooms.Proto{RoomID: roomID, Sender: userID, Type: "m.room.member",
+			StateKey: &target, Content: content}, rooms.SendOptions{}); err != nil {
+			return err
+		}
+	}
+	return nil
+}

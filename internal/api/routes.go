@@ -1,0 +1,74 @@
+package api
+
+// routes lists every endpoint. Reading this one function tells what the server speaks.
+func (srv *Server) routes() {
+	authed := routeOpts{auth: true}
+	public := routeOpts{}
+	send := routeOpts{auth: true, limit: srv.limits.message, keyBy: byUser}
+	login := routeOpts{limit: srv.limits.login, keyBy: byAddress}
+	register := routeOpts{limit: srv.limits.registration, keyBy: byAddress}
+
+	// Discovery (accounts.go).
+	srv.handle("GET", "/_matrix/client/versions", srv.versions, public)
+	srv.client("GET", "/capabilities", srv.capabilities, authed)
+
+	// Accounts, sessions and devices (accounts.go).
+	srv.client("GET", "/login", srv.loginFlows, public)
+	srv.client("POST", "/login", srv.login, login)
+	srv.client("POST", "/register", srv.register, register)
+	srv.client("GET", "/register/available", srv.registerAvailable, register)
+	srv.handle("GET", "/_synapse/admin/v1/register", srv.adminRegisterNonce, public)
+	srv.handle("POST", "/_synapse/admin/v1/register", srv.adminRegister, register)
+	srv.client("POST", "/logout", srv.logout, authed)
+	srv.client("POST", "/logout/all", srv.logoutAll, authed)
+	srv.client("GET", "/account/whoami", srv.whoami, authed)
+	srv.client("POST", "/account/password", srv.changePassword, authed)
+	srv.client("GET", "/devices", srv.listDevices, authed)
+	srv.client("GET", "/devices/{deviceId}", srv.getDevice, authed)
+	srv.client("PUT", "/devices/{deviceId}", srv.renameDevice, authed)
+	srv.client("DELETE", "/devices/{deviceId}", srv.deleteDevice, authed)
+	srv.client("GET", "/profile/{userId}", srv.getProfile, public)
+	srv.client("GET", "/profile/{userId}/{field}", srv.getProfileField, public)
+	srv.client("PUT", "/profile/{userId}/{field}", srv.setProfileField, authed)
+	srv.client("GET", "/pushrules/", srv.pushRules, authed)
+	srv.client("GET", "/pushrules/global/", srv.pushRulesGlobal, authed)
+
+	// Rooms (rooms.go).
+	srv.client("POST", "/createRoom", srv.createRoom, send)
+	srv.client("POST", "/join/{roomIdOrAlias}", srv.join, send)
+	srv.client("POST", "/rooms/{roomId}/join", srv.join, send)
+	srv.client("POST", "/rooms/{roomId}/invite", srv.invite, send)
+	srv.client("POST", "/rooms/{roomId}/leave", srv.leave, authed)
+	srv.client("POST", "/rooms/{roomId}/forget", srv.forget, authed)
+	srv.client("POST", "/rooms/{roomId}/kick", srv.kick, send)
+	srv.client("POST", "/rooms/{roomId}/ban", srv.ban, send)
+	srv.client("POST", "/rooms/{roomId}/unban", srv.unban, send)
+	srv.client("GET", "/joined_rooms", srv.joinedRooms, authed)
+	srv.client("GET", "/rooms/{roomId}/state", srv.roomState, authed)
+	srv.client("GET", "/rooms/{roomId}/state/{eventType}/{stateKey...}", srv.roomStateEvent, authed)
+	srv.client("GET", "/rooms/{roomId}/state/{eventType}", srv.roomStateEvent, authed)
+	srv.client("GET", "/rooms/{roomId}/members", srv.members, authed)
+	srv.client("GET", "/rooms/{roomId}/joined_members", srv.joinedMembers, authed)
+	srv.client("GET", "/rooms/{roomId}/event/{eventId}", srv.getEvent, authed)
+	srv.client("GET", "/rooms/{roomId}/context/{eventId}", srv.eventContext, authed)
+	srv.client("PUT", "/rooms/{roomId}/send/{eventType}/{txnId}", srv.sendMessage, send)
+	srv.client("PUT", "/rooms/{roomId}/state/{eventType}/{stateKey...}", srv.sendState, send)
+	srv.client("PUT", "/rooms/{roomId}/state/{eventType}", srv.sendState, send)
+	srv.client("PUT", "/rooms/{roomId}/redact/{eventId}/{txnId}", srv.redact, send)
+	srv.client("GET", "/directory/room/{alias}", srv.getAlias, public)
+	srv.client("PUT", "/directory/room/{alias}", srv.putAlias, authed)
+	srv.client("DELETE", "/directory/room/{alias}", srv.deleteAlias, authed)
+	srv.client("GET", "/rooms/{roomId}/messages", srv.messages, authed)
+	srv.client("POST", "/rooms/{roomId}/receipt/{receiptType}/{eventId}", srv.receipt, authed)
+	srv.client("POST", "/rooms/{roomId}/read_markers", srv.readMarkers, authed)
+	srv.client("PUT", "/rooms/{roomId}/typing/{userId}", srv.typing, authed)
+
+	// Sync, filters and account data (sync.go).
+	srv.client("GET", "/sync", srv.sync, authed)
+	srv.client("POST", "/user/{userId}/filter", srv.createFilter, authed)
+	srv.client("GET", "/user/{userId}/filter/{filterId}", srv.getFilter, authed)
+	srv.client("GET", "/user/{userId}/account_data/{type}", srv.getAccountData, authed)
+	srv.client("PUT", "/user/{userId}/account_data/{type}", srv.setAccountData, authed)
+	srv.client("GET", "/user/{userId}/rooms/{roomId}/account_data/{type}", srv.getRoomAccountData, authed)
+	srv.client("PUT", "/user/{userId}/rooms/{roomId}/account_data/{type}", srv.setRoomAccountData, authed)
+}

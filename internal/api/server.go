@@ -1,0 +1,205 @@
+// Package api serves the Matrix Client-Server API over HTTP: routing, authentication, request
+// parsing and limits, rate limiting and error mapping. It speaks Matrix to clients and calls
+// the accounts, rooms and syncer packages for the work.
+package api
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/firebreak/firebreak/internal/accountdata"
+	"github.com/firebreak/firebreak/internal/accounts"
+	"github.com/firebreak/firebreak/internal/config"
+	"github.com/firebreak/firebreak/internal/rooms"
+	"github.com/firebreak/firebreak/internal/store"
+	"github.com/firebreak/firebreak/internal/syncer"
+)
+
+// Deps are the services the API is a front for.
+type Deps struct {
+	Config      config.Config
+	Store       *store.Store
+	Accounts    *accounts.Service
+	AccountData *accountdata.Service
+	Rooms       *rooms.Service
+	Sync        *syncer.Service
+	Log         *slog.Logger
+}
+
+// Server is the HTTP front end.
+type Server struct {
+	Deps
+	mux    *http.ServeMux
+	limits limiters
+}
+
+// session is the authenticated caller of a request.
+type session struct {
+	UserID   string
+	DeviceID string
+	Token    string
+}
+
+// handlerFunc handles one request and returns the JSON body of a 200 or an error.
+type handlerFunc func(r *http.Request, s *session) (any, error)
+
+type routeOpts struct {
+	auth  bool      // needs an access token
+	limit *limiter  // rate limit applied before the handler
+	keyBy limitedBy // what the rate limit counts: the user or the client's address
+}
+
+// New builds the API with every route registered.
+func New(d Deps) *Server {
+	srv := &Server{Deps: d, mux: http.NewServeMux()}
+	srv.limits = newLimiters(d.Config)
+	srv.routes()
+	return srv
+}
+
+// client registers a Client-Server API route under /v3 and the older /r0 prefix.
+func (srv *Server) client(method, path string, h handlerFunc, o routeOpts) {
+	for _, prefix := range []string{"/_matrix/client/v3", "/_matrix/client/r0"} {
+		srv.handle(method, prefix+path, h, o)
+	}
+}
+
+func (srv *Server) handle(method, path string, h handlerFunc, o routeOpts) {
+	srv.mux.HandleFunc(method+" "+path, func(w http.ResponseWriter, r *http.Request) {
+		srv.serve(w, r, h, o)
+	})
+}
+
+// ServeHTTP adds CORS, caps the body and answers unknown routes with M_UNRECOGNIZED.
+func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", "*")
+	h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS")
+	h.Set("Access-Control-Allow-Headers", "X-Requested-With, Content-Type, Authorization")
+	if r.Method == http.MethodOptions {
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, srv.Config.MaxRequestBodySize)
+	if _, pattern := srv.mux.Handler(r); pattern == "" {
+		srv.writeError(w, r, unrecognized())
+		return
+	}
+	srv.mux.ServeHTTP(w, r)
+}
+
+func (srv *Server) serve(w http.ResponseWriter, r *http.Request, h handlerFunc, o routeOpts) {
+	defer func() {
+		if p := recover(); p != nil {
+			srv.Log.Error("handler panic", "path", r.URL.Path, "panic", p, "stack", string(debug.Stack()))
+			srv.writeError(w, r, errorf(http.StatusInternalServerError, "M_UNKNOWN", "Internal server error"))
+		}
+	}()
+	var s *session
+	if o.auth {
+		var err error
+		if s, err = srv.authenticate(r); err != nil {
+			srv.writeError(w, r, err)
+			return
+		}
+	}
+	if o.limit != nil {
+		key := clientIP(r)
+		if o.keyBy == byUser && s != nil {
+			key = s.UserID
+		}
+		if err := o.limit.allow(key); err != nil {
+			srv.writeError(w, r, err)
+			return
+		}
+	}
+	resp, err := h(r, s)
+	if err != nil {
+		srv.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// statusError is an error that carries its own response body, such as a User-Interactive
+// Authentication challenge.
+type statusError interface {
+	error
+	StatusCode() int
+}
+
+func (srv *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var se statusError
+	if errors.As(err, &se) {
+		writeJSON(w, se.StatusCode(), se)
+		return
+	}
+	me, ok := toMatrixError(err)
+	if !ok {
+		if r.Context().Err() != nil {
+			return // the client went away
+		}
+		srv.Log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		me = errorf(http.StatusInternalServerError, "M_UNKNOWN", "Internal server error")
+	}
+	if me.Status == http.StatusUnauthorized && me.Code == "M_UNKNOWN_TOKEN" {
+		me2 := *me
+		writeJSON(w, me.Status, struct {
+			matrixError
+			SoftLogout bool `json:"soft_logout"`
+		}{me2, false})
+		return
+	}
+	writeJSON(w, me.Status, me)
+}
+
+// authenticate finds the caller from the Authorization header or the access_token parameter.
+func (srv *Server) authenticate(r *http.Request) (*session, error) {
+	token := r.URL.Query().Get("access_token")
+	if auth := r.Header.Get("Authorization"); auth != "" {
+		t, ok := strings.CutPrefix(auth, "Bearer ")
+		if !ok {
+			return nil, errorf(http.StatusUnauthorized, "M_MISSING_TOKEN", "Authorization header must be a Bearer token")
+		}
+		token = strings.TrimSpace(t)
+	}
+	if token == "" {
+		return nil, errorf(http.StatusUnauthorized, "M_MISSING_TOKEN", "Missing access token")
+	}
+	userID, deviceID, err := srv.Accounts.Authenticate(r.Context(), token)
+	if err != nil {
+		return nil, err
+	}
+	return &session{UserID: userID, DeviceID: deviceID, Token: token}, nil
+}
+
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// Serve runs the HTTP server on l until ctx ends, then lets requests in flight finish (the
+// syncer ends its long polls on the same ctx, so they do not hold the shutdown up).
+func (srv *Server) Serve(ctx context.Context, l net.Listener) error {
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(l) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(sctx)
+		return nil
+	}
+}

@@ -1,0 +1,191 @@
+package api
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/firebreak/firebreak/internal/filter"
+	"github.com/firebreak/firebreak/internal/syncer"
+)
+
+func (srv *Server) sync(r *http.Request, s *session) (any, error) {
+	q := r.URL.Query()
+	f, err := srv.resolveFilter(r, s, q.Get("filter"))
+	if err != nil {
+		return nil, err
+	}
+	timeout, err := queryInt(q.Get("timeout"), 0)
+	if err != nil {
+		return nil, err
+	}
+	return srv.Sync.Sync(r.Context(), syncer.Request{
+		UserID: s.UserID, DeviceID: s.DeviceID, Since: q.Get("since"),
+		Timeout: time.Duration(timeout) * time.Millisecond, FullState: q.Get("full_state") == "true", Filter: f,
+	})
+}
+
+// resolveFilter accepts a stored filter's id or an inline filter's JSON.
+func (srv *Server) resolveFilter(r *http.Request, s *session, param string) (filter.Filter, error) {
+	if param == "" {
+		return filter.Filter{}, nil
+	}
+	raw := []byte(param)
+	if !strings.HasPrefix(strings.TrimSpace(param), "{") {
+		var err error
+		if raw, err = filter.Load(r.Context(), srv.Store, s.UserID, param); err != nil {
+			return filter.Filter{}, err
+		}
+	}
+	return filter.Parse(raw)
+}
+
+func queryInt(v string, def int) (int, error) {
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return 0, errorf(http.StatusBadRequest, "M_INVALID_PARAM", "%q is not a non-negative integer", v)
+	}
+	return n, nil
+}
+
+// ownUser refuses requests about another user's private data.
+func ownUser(r *http.Request, s *session) error {
+	if r.PathValue("userId") != s.UserID {
+		return forbidden("You may only access your own data")
+	}
+	return nil
+}
+
+func (srv *Server) createFilter(r *http.Request, s *session) (any, error) {
+	if err := ownUser(r, s); err != nil {
+		return nil, err
+	}
+	raw, err := rawObject(r)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := filter.Parse(raw); err != nil {
+		return nil, err
+	}
+	id, err := filter.Save(r.Context(), srv.Store, s.UserID, raw)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]string{"filter_id": id}, nil
+}
+
+func (srv *Server) getFilter(r *http.Request, s *session) (any, error) {
+	if err := ownUser(r, s); err != nil {
+		return nil, err
+	}
+	raw, err := filter.Load(r.Context(), srv.Store, s.UserID, r.PathValue("filterId"))
+	if err != nil {
+		return nil, err
+	}
+	return json.RawMessage(raw), nil
+}
+
+func (srv *Server) getAccountData(r *http.Request, s *session) (any, error) {
+	return srv.readAccountData(r, s, "")
+}
+
+func (srv *Server) getRoomAccountData(r *http.Request, s *session) (any, error) {
+	return srv.readAccountData(r, s, r.PathValue("roomId"))
+}
+
+func (srv *Server) readAccountData(r *http.Request, s *session, roomID string) (any, error) {
+	if err := ownUser(r, s); err != nil {
+		return nil, err
+	}
+	content, err := srv.AccountData.Get(s.UserID, roomID, r.PathValue("type"))
+	if err != nil {
+		return nil, err
+	}
+	return content, nil
+}
+
+func (srv *Server) setAccountData(r *http.Request, s *session) (any, error) {
+	return srv.writeAccountData(r, s, "")
+}
+
+func (srv *Server) setRoomAccountData(r *http.Request, s *session) (any, error) {
+	return srv.writeAccountData(r, s, r.PathValue("roomId"))
+}
+
+// serverManagedData are account data types clients may not write directly.
+var serverManagedData = map[string]bool{"m.fully_read": true, "m.push_rules": true}
+
+func (srv *Server) writeAccountData(r *http.Request, s *session, roomID string) (any, error) {
+	if err := ownUser(r, s); err != nil {
+		return nil, err
+	}
+	content, err := rawObject(r)
+	if err != nil {
+		return nil, err
+	}
+	evType := r.PathValue("type")
+	if serverManagedData[evType] || strings.HasPrefix(evType, "im.firebreak.") {
+		return nil, errorf(http.StatusMethodNotAllowed, "M_BAD_JSON", "Cannot set %s through this API", evType)
+	}
+	if err := srv.AccountData.Set(r.Context(), s.UserID, roomID, evType, content); err != nil {
+		return nil, err
+	}
+	return struct{}{}, nil
+}
+
+func (srv *Server) messages(r *http.Request, s *session) (any, error) {
+	roomID, err := srv.readableRoom(r, s)
+	if err != nil {
+		return nil, err
+	}
+	q := r.URL.Query()
+	limit, err := queryInt(q.Get("limit"), 10)
+	if err != nil {
+		return nil, err
+	}
+	f, err := inlineRoomFilter(q.Get("filter"))
+	if err != nil {
+		return nil, err
+	}
+	dir := q.Get("dir")
+	if dir != "b" && dir != "f" {
+		return nil, errorf(http.StatusBadRequest, "M_INVALID_PARAM", "dir must be 'b' or 'f'")
+	}
+	return srv.Sync.Messages(r.Context(), syncer.MessagesRequest{
+		Viewer: viewer(s), RoomID: roomID, From: q.Get("from"), To: q.Get("to"),
+		Backward: dir == "b", Limit: min(max(limit, 1), 1000), Filter: f,
+	})
+}
+
+func inlineRoomFilter(param string) (filter.RoomEventFilter, error) {
+	var f filter.RoomEventFilter
+	if param == "" {
+		return f, nil
+	}
+	if err := json.Unmarshal([]byte(param), &f); err != nil {
+		return f, errorf(http.StatusBadRequest, "M_BAD_JSON", "filter is not a valid RoomEventFilter")
+	}
+	return f, nil
+}
+
+func (srv *Server) eventContext(r *http.Request, s *session) (any, error) {
+	roomID, err := srv.readableRoom(r, s)
+	if err != nil {
+		return nil, err
+	}
+	q := r.URL.Query()
+	limit, err := queryInt(q.Get("limit"), 10)
+	if err != nil {
+		return nil, err
+	}
+	f, err := inlineRoomFilter(q.Get("filter"))
+	if err != nil {
+		return nil, err
+	}
+	return srv.Sync.Context(viewer(s), roomID, r.PathValue("eventId"), min(limit, 100), f)
+}

@@ -1,0 +1,88 @@
+// Package config reads Firebreak's YAML configuration and fills in safe defaults.
+// Setting names follow Synapse's where Synapse has the same setting.
+package config
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// RateLimit is a token bucket: a steady rate with a burst allowance.
+type RateLimit struct {
+	PerSecond  float64 `yaml:"per_second"`
+	BurstCount int     `yaml:"burst_count"`
+}
+
+// Config is the whole configuration of one node.
+type Config struct {
+	ServerName               string    `yaml:"server_name"`
+	Listen                   string    `yaml:"listen"`
+	DataDir                  string    `yaml:"data_dir"`
+	EnableRegistration       bool      `yaml:"enable_registration"`
+	RegistrationSharedSecret string    `yaml:"registration_shared_secret"`
+	MaxRequestBodySize       int64     `yaml:"max_request_body_size"`
+	RoomShards               int       `yaml:"room_shards"`
+	DefaultRoomVersion       string    `yaml:"default_room_version"`
+	RCMessage                RateLimit `yaml:"rc_message"`
+	RCLogin                  RateLimit `yaml:"rc_login"`
+	RCRegistration           RateLimit `yaml:"rc_registration"`
+	LogLevel                 string    `yaml:"log_level"`
+}
+
+// Default returns the configuration `firebreak serve` uses with no --config.
+func Default() Config {
+	return Config{
+		ServerName:         "localhost",
+		Listen:             "127.0.0.1:8008",
+		DataDir:            "./firebreak-data",
+		MaxRequestBodySize: 1 << 20,
+		RoomShards:         16,
+		DefaultRoomVersion: "10",
+		RCMessage:          RateLimit{PerSecond: 10, BurstCount: 50},
+		RCLogin:            RateLimit{PerSecond: 0.17, BurstCount: 3},
+		RCRegistration:     RateLimit{PerSecond: 0.17, BurstCount: 3},
+		LogLevel:           "info",
+	}
+}
+
+// Load reads a YAML file over the defaults. Unknown keys are an error, so a typo
+// in a setting name is caught at start instead of being silently ignored.
+func Load(path string) (Config, error) {
+	cfg := Default()
+	f, err := os.Open(path)
+	if err != nil {
+		return cfg, err
+	}
+	defer f.Close()
+	dec := yaml.NewDecoder(f)
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil && err.Error() != "EOF" {
+		return cfg, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, cfg.Validate()
+}
+
+// Validate reports the first setting that cannot work.
+func (c Config) Validate() error {
+	switch {
+	case c.ServerName == "" || strings.ContainsAny(c.ServerName, "/ @!#"):
+		return fmt.Errorf("server_name %q is not a valid server name", c.ServerName)
+	case c.Listen == "":
+		return fmt.Errorf("listen must be host:port")
+	case c.DataDir == "":
+		return fmt.Errorf("data_dir must be set")
+	case c.MaxRequestBodySize < 65536:
+		return fmt.Errorf("max_request_body_size must be at least 65536 (the largest event)")
+	case c.RoomShards < 1 || c.RoomShards > 1024:
+		return fmt.Errorf("room_shards must be between 1 and 1024")
+	}
+	for name, rl := range map[string]RateLimit{"rc_message": c.RCMessage, "rc_login": c.RCLogin, "rc_registration": c.RCRegistration} {
+		if rl.PerSecond <= 0 || rl.BurstCount < 1 {
+			return fmt.Errorf("%s needs per_second > 0 and burst_count >= 1", name)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,180 @@
+package push
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+)
+
+// Context is what the evaluator needs besides the event.
+type Context struct {
+	UserID      string // the user the rules belong to
+	DisplayName string // their display name in the room ("" if none)
+	MemberCount int    // joined members of the room
+	// SenderCanNotify reports whether the sender has the power level for a notification
+	// key such as "room" (for @room). May be nil: then false.
+	SenderCanNotify func(key string) bool
+}
+
+// Actions is the outcome for one event.
+type Actions struct {
+	Notify    bool
+	Highlight bool
+}
+
+// ruleKind says how a rule's implicit conditions are derived.
+type ruleKind int
+
+const (
+	kindConditional ruleKind = iota // override and underride: explicit conditions
+	kindContent                     // pattern against content.body
+	kindRoom                        // rule_id is the room ID
+	kindSender                      // rule_id is the sender's user ID
+)
+
+// Evaluate applies the ruleset to one event given as its client-format JSON (an object with
+// type, content, sender, state_key, room_id...). The first enabled rule that matches, in the order
+// override, content, room, sender, underride, decides; no match means no notification.
+// Malformed JSON means no notification (never panic).
+//
+// Beyond that ordering it follows three spec rules: .m.rule.master is checked
+// before every other rule wherever it sits; events the user sent themselves
+// never notify; and the legacy mention rules (.m.rule.contains_display_name,
+// .m.rule.roomnotif, .m.rule.contains_user_name) are skipped when the event
+// carries an m.mentions property, since that property is the authoritative
+// mention signal.
+func Evaluate(rules Ruleset, eventJSON []byte, c Context) Actions {
+	ev, ok := decodeEvent(eventJSON)
+	if !ok {
+		return Actions{}
+	}
+	if sender, _ := stringAt(ev, "sender"); sender != "" && sender == c.UserID {
+		return Actions{}
+	}
+	if r, ok := firstMatch(rules, ev, c); ok {
+		return outcome(r.Actions)
+	}
+	return Actions{}
+}
+
+// decodeEvent parses the event as a single JSON object. Numbers are kept as
+// json.Number so large integers compare exactly; trailing data after the
+// object is rejected like any other malformed input.
+func decodeEvent(data []byte) (map[string]any, bool) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var ev map[string]any
+	if err := dec.Decode(&ev); err != nil || ev == nil {
+		return nil, false
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, false
+	}
+	return ev, true
+}
+
+// firstMatch walks the kinds in priority order and returns the deciding rule.
+func firstMatch(rs Ruleset, ev map[string]any, c Context) (Rule, bool) {
+	// The master rule outranks even user-defined overrides placed before it.
+	for _, r := range rs.Override {
+		if r.RuleID == ruleMaster {
+			if r.Enabled && matchRule(r, kindConditional, ev, c) {
+				return r, true
+			}
+			break
+		}
+	}
+	groups := []struct {
+		rules []Rule
+		kind  ruleKind
+	}{
+		{rs.Override, kindConditional},
+		{rs.Content, kindContent},
+		{rs.Room, kindRoom},
+		{rs.Sender, kindSender},
+		{rs.Underride, kindConditional},
+	}
+	legacyOff := hasMentions(ev)
+	for _, g := range groups {
+		for _, r := range g.rules {
+			if !r.Enabled || (legacyOff && isLegacyMention(r.RuleID)) {
+				continue
+			}
+			if matchRule(r, g.kind, ev, c) {
+				return r, true
+			}
+		}
+	}
+	return Rule{}, false
+}
+
+// matchRule applies a rule's explicit or implicit conditions.
+func matchRule(r Rule, kind ruleKind, ev map[string]any, c Context) bool {
+	switch kind {
+	case kindContent:
+		body, ok := stringAt(ev, "content", "body")
+		// An empty pattern would match at almost any boundary; treat it as inert.
+		return ok && r.Pattern != "" && matchGlob(r.Pattern, body, true)
+	case kindRoom:
+		roomID, ok := stringAt(ev, "room_id")
+		return ok && roomID == r.RuleID
+	case kindSender:
+		sender, ok := stringAt(ev, "sender")
+		return ok && sender == r.RuleID
+	}
+	for _, cond := range r.Conditions {
+		if !matchCondition(cond, ev, c) {
+			return false
+		}
+	}
+	return true // no conditions: the rule matches every event
+}
+
+// hasMentions reports whether content has an m.mentions property at all; its
+// mere presence means the sender's client uses intentional mentions.
+func hasMentions(ev map[string]any) bool {
+	content, ok := ev["content"].(map[string]any)
+	if !ok {
+		return false
+	}
+	_, ok = content["m.mentions"]
+	return ok
+}
+
+// isLegacyMention names the rules the spec (v1.7+) says to apply only to
+// events without m.mentions.
+func isLegacyMention(id string) bool {
+	return id == ruleContainsDisplayName || id == ruleRoomNotif || id == ruleContainsUserName
+}
+
+// outcome reduces an action list to notify/highlight. Historical actions
+// such as "dont_notify" and "coalesce" are ignored, as the spec requires.
+// A highlight only counts alongside "notify": tweaks describe a notification,
+// so without one there is nothing to highlight.
+func outcome(acts []any) Actions {
+	var out Actions
+	for _, a := range acts {
+		switch x := a.(type) {
+		case string:
+			out.Notify = out.Notify || x == "notify"
+		case map[string]any:
+			out.Highlight = out.Highlight || isHighlight(x)
+		}
+	}
+	out.Highlight = out.Highlight && out.Notify
+	return out
+}
+
+// isHighlight: a highlight tweak with no value means true; otherwise only a
+// boolean true counts (a string "true" is not a boolean).
+func isHighlight(tweak map[string]any) bool {
+	if tweak["set_tweak"] != "highlight" {
+		return false
+	}
+	v, present := tweak["value"]
+	if !present {
+		return true
+	}
+	b, ok := v.(bool)
+	return ok && b
+}

@@ -1,0 +1,80 @@
+package rooms
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/matrix-org/gomatrixserverlib"
+	"github.com/matrix-org/gomatrixserverlib/spec"
+)
+
+// Proto is an event a user wants to add to a room.
+type Proto struct {
+	RoomID   string
+	Sender   string
+	Type     string
+	StateKey *string
+	Content  json.RawMessage
+	Redacts  string
+}
+
+// build turns a proto event into a signed event on top of the room's current head and checks
+// it against the room version's auth rules with the room's current state.
+func (s *Service) build(p Proto, info RoomInfo) (gomatrixserverlib.PDU, error) {
+	content := p.Content
+	if len(content) == 0 {
+		content = json.RawMessage("{}")
+	}
+	pe := &gomatrixserverlib.ProtoEvent{
+		SenderID: p.Sender, RoomID: p.RoomID, Type: p.Type, StateKey: p.StateKey,
+		Content: spec.RawJSON(content), Redacts: p.Redacts, PrevEvents: []string{}, Depth: 1,
+	}
+	if info.Head != nil {
+		pe.PrevEvents = []string{info.Head.PDU.EventID()}
+		pe.Depth = info.Head.PDU.Depth() + 1
+	}
+	authEvents, err := s.authEventsFor(pe)
+	if err != nil {
+		return nil, err
+	}
+	eb := info.Version.NewEventBuilderFromProtoEvent(pe)
+	if err := eb.AddAuthEvents(&authEvents); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	pdu, err := eb.Build(time.Now(), spec.ServerName(s.serverName), s.key.ID, s.key.Priv)
+	var invalid gomatrixserverlib.EventValidationError
+	if errors.As(err, &invalid) && invalid.Code == gomatrixserverlib.EventValidationTooLarge {
+		return nil, fmt.Errorf("%w: %s", ErrTooLarge, strings.TrimPrefix(invalid.Message, "gomatrixserverlib: "))
+	} else if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	if err := gomatrixserverlib.Allowed(pdu, &authEvents, userIDForSender); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrForbidden, err)
+	}
+	return pdu, nil
+}
+
+// authEventsFor collects from the room's current state the events the auth rules need.
+func (s *Service) authEventsFor(pe *gomatrixserverlib.ProtoEvent) (gomatrixserverlib.AuthEvents, error) {
+	auth := gomatrixserverlib.NewAuthEvents(nil)
+	needed, err := gomatrixserverlib.StateNeededForProtoEvent(pe)
+	if err != nil {
+		return auth, fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	for _, t := range needed.Tuples() {
+		if ev := s.model.StateEvent(pe.RoomID, t.EventType, t.StateKey); ev != nil {
+			if err := auth.AddEvent(ev.PDU); err != nil {
+				return auth, err
+			}
+		}
+	}
+	return auth, nil
+}
+
+// userIDForSender: in the room versions we create, a sender id is the user id.
+func userIDForSender(_ spec.RoomID, senderID spec.SenderID) (*spec.UserID, error) {
+	return spec.NewUserID(string(senderID), true)
+}

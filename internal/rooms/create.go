@@ -1,0 +1,279 @@
+package rooms
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/matrix-org/gomatrixserverlib"
+	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"github.com/firebreak/firebreak/internal/store"
+)
+
+// StateEvent is a state event named in a createRoom request.
+type StateEvent struct {
+	Type     string          `json:"type"`
+	StateKey string          `json:"state_key"`
+	Content  json.RawMessage `json:"content"`
+}
+
+// CreateRequest is a createRoom request, already parsed.
+type CreateRequest struct {
+	Creator            string
+	CreatorProfile     json.RawMessage // the creator's member event content
+	Preset             string
+	Visibility         string
+	Name               string
+	Topic              string
+	AliasLocalpart     string
+	Invite             []string
+	IsDirect           bool
+	InitialState       []StateEvent
+	CreationContent    json.RawMessage
+	PowerLevelOverride json.RawMessage
+	RoomVersion        string
+}
+
+// CreateRoom makes a room and returns its id. The events go in the spec's order: create,
+// the creator's join, power levels, alias, preset rules, initial state, name, topic, invites.
+func (s *Service) CreateRoom(ctx context.Context, req CreateRequest) (string, error) {
+	version := s.defaultVersion
+	if req.RoomVersion != "" {
+		version = gomatrixserverlib.RoomVersion(req.RoomVersion)
+	}
+	impl, err := gomatrixserverlib.GetRoomVersion(version)
+	if err != nil || !gomatrixserverlib.StableRoomVersion(version) {
+		return "", fmt.Errorf("%w: unsupported room version %q", ErrUnsupportedVersion, req.RoomVersion)
+	}
+	preset, err := presetFor(req)
+	if err != nil {
+		return "", err
+	}
+	roomID := "!" + randomToken(18) + ":" + s.serverName
+	alias := ""
+	if req.AliasLocalpart != "" {
+		alias = "#" + req.AliasLocalpart + ":" + s.serverName
+		if err := s.claimAlias(ctx, alias, roomID); err != nil {
+			return "", err
+		}
+	}
+	events, err := s.creationEvents(req, preset, version, alias)
+	if err != nil {
+		s.releaseAlias(ctx, alias)
+		return "", err
+	}
+	for i, p := range events {
+		p.RoomID = roomID
+		info, ok := s.model.Info(roomID)
+		if i == 0 {
+			info, ok = RoomInfo{ID: roomID, Shard: s.st.RoomShard(roomID), Version: impl}, true
+		}
+		if !ok {
+			return "", fmt.Errorf("%w: room %s vanished while being created", ErrUnavailable, roomID)
+		}
+		if _, err := s.send(ctx, p, SendOptions{}, info); err != nil {
+			if i == 0 {
+				s.releaseAlias(ctx, alias)
+			}
+			return "", err
+		}
+	}
+	return roomID, nil
+}
+
+type preset struct {
+	joinRule, historyVisibility, guestAccess string
+	inviteesAdmins                           bool
+}
+
+func presetFor(req CreateRequest) (preset, error) {
+	name := req.Preset
+	if name == "" {
+		name = "private_chat"
+		if req.Visibility == "public" {
+			name = "public_chat"
+		}
+	}
+	switch name {
+	case "private_chat":
+		return preset{"invite", "shared", "can_join", false}, nil
+	case "trusted_private_chat":
+		return preset{"invite", "shared", "can_join", true}, nil
+	case "public_chat":
+		return preset{"public", "shared", "forbidden", false}, nil
+	}
+	return preset{}, fmt.Errorf("%w: unknown preset %q", ErrBadRequest, name)
+}
+
+func (s *Service) creationEvents(req CreateRequest, pr preset, version gomatrixserverlib.RoomVersion, alias string) ([]Proto, error) {
+	createContent := map[string]any{}
+	if len(req.CreationContent) > 0 {
+		if err := json.Unmarshal(req.CreationContent, &createContent); err != nil {
+			return nil, fmt.Errorf("%w: creation_content must be an object", ErrBadRequest)
+		}
+	}
+	createContent["room_version"] = string(version)
+	// Room version 11 dropped "creator": the sender is the creator.
+	if n, err := strconv.Atoi(string(version)); err == nil && n < 11 {
+		createContent["creator"] = req.Creator
+	}
+	pl, err := powerLevels(req, pr)
+	if err != nil {
+		return nil, err
+	}
+	member := req.CreatorProfile
+	if len(member) == 0 {
+		member = json.RawMessage(`{"membership":"join"}`)
+	}
+	evs := []Proto{
+		stateProto(req.Creator, "m.room.create", "", mustJSON(createContent)),
+		stateProto(req.Creator, "m.room.member", req.Creator, member),
+		stateProto(req.Creator, "m.room.power_levels", "", pl),
+	}
+	if alias != "" {
+		evs = append(evs, stateProto(req.Creator, "m.room.canonical_alias", "", mustJSON(map[string]string{"alias": alias})))
+	}
+	evs = append(evs,
+		stateProto(req.Creator, "m.room.join_rules", "", mustJSON(map[string]string{"join_rule": pr.joinRule})),
+		stateProto(req.Creator, "m.room.history_visibility", "", mustJSON(map[string]string{"history_visibility": pr.historyVisibility})),
+		stateProto(req.Creator, "m.room.guest_access", "", mustJSON(map[string]string{"guest_access": pr.guestAccess})),
+	)
+	for _, st := range req.InitialState {
+		if st.Type == "" || st.Type == "m.room.create" || st.Type == "m.room.member" {
+			return nil, fmt.Errorf("%w: initial_state may not set %q", ErrBadRequest, st.Type)
+		}
+		evs = append(evs, stateProto(req.Creator, st.Type, st.StateKey, st.Content))
+	}
+	if req.Name != "" {
+		evs = append(evs, stateProto(req.Creator, "m.room.name", "", mustJSON(map[string]string{"name": req.Name})))
+	}
+	if req.Topic != "" {
+		evs = append(evs, stateProto(req.Creator, "m.room.topic", "", mustJSON(map[string]string{"topic": req.Topic})))
+	}
+	for _, invitee := range req.Invite {
+		content := map[string]any{"membership": "invite"}
+		if req.IsDirect {
+			content["is_direct"] = true
+		}
+		evs = append(evs, stateProto(req.Creator, "m.room.member", invitee, mustJSON(content)))
+	}
+	return evs, nil
+}
+
+func powerLevels(req CreateRequest, pr preset) (json.RawMessage, error) {
+	users := map[string]int64{req.Creator: 100}
+	if pr.inviteesAdmins {
+		for _, u := range req.Invite {
+			users[u] = 100
+		}
+	}
+	pl := map[string]any{
+		"users": users, "users_default": 0, "events_default": 0, "state_default": 50,
+		"ban": 50, "kick": 50, "redact": 50, "invite": 0,
+		"notifications": map[string]int64{"room": 50},
+		"events": map[string]int64{
+			"m.room.name": 50, "m.room.power_levels": 100, "m.room.history_visibility": 100,
+			"m.room.canonical_alias": 50, "m.room.avatar": 50, "m.room.tombstone": 100,
+			"m.room.server_acl": 100, "m.room.encryption": 100,
+		},
+	}
+	if len(req.PowerLevelOverride) > 0 {
+		var override map[string]any
+		if err := json.Unmarshal(req.PowerLevelOverride, &override); err != nil {
+			return nil, fmt.Errorf("%w: power_level_content_override must be an object", ErrBadRequest)
+		}
+		for k, v := range override {
+			pl[k] = v
+		}
+	}
+	return mustJSON(pl), nil
+}
+
+func stateProto(sender, evType, key string, content json.RawMessage) Proto {
+	return Proto{Sender: sender, Type: evType, StateKey: &key, Content: content}
+}
+
+func mustJSON(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // only called with maps of plain values
+	}
+	return b
+}
+
+func randomToken(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// claimAlias maps an alias to a room; the first claim wins, on any node.
+func (s *Service) claimAlias(ctx context.Context, alias, roomID string) error {
+	if _, err := s.st.Create(ctx, store.BucketAliases, store.Key(alias), []byte(roomID)); err != nil {
+		if errors.Is(err, store.ErrExists) {
+			return fmt.Errorf("%w: %s", ErrAliasInUse, alias)
+		}
+		return unavailable(err)
+	}
+	return nil
+}
+
+func (s *Service) releaseAlias(ctx context.Context, alias string) {
+	if alias != "" {
+		_ = s.st.Delete(ctx, store.BucketAliases, store.Key(alias))
+	}
+}
+
+// ResolveAlias returns the room an alias points at.
+func (s *Service) ResolveAlias(ctx context.Context, alias string) (string, error) {
+	b, _, err := s.st.Get(ctx, store.BucketAliases, store.Key(alias))
+	if errors.Is(err, store.ErrNotFound) {
+		return "", fmt.Errorf("%w: room alias %s not found", ErrNotFound, alias)
+	} else if err != nil {
+		return "", unavailable(err)
+	}
+	return string(b), nil
+}
+
+// SetAlias points a new alias of this server at a room the user is joined to.
+func (s *Service) SetAlias(ctx context.Context, userID, alias, roomID string) error {
+	if s.model.Membership(roomID, userID) != "join" {
+		return fmt.Errorf("%w: you are not in room %s", ErrForbidden, roomID)
+	}
+	return s.claimAlias(ctx, alias, roomID)
+}
+
+// DeleteAlias removes an alias; only a member of its room with power to change the canonical
+// alias may.
+func (s *Service) DeleteAlias(ctx context.Context, userID, alias string) error {
+	roomID, err := s.ResolveAlias(ctx, alias)
+	if err != nil {
+		return err
+	}
+	if !s.canSendState(roomID, userID, "m.room.canonical_alias") {
+		return fmt.Errorf("%w: not allowed to remove this alias", ErrForbidden)
+	}
+	s.releaseAlias(ctx, alias)
+	return nil
+}
+
+// canSendState reports whether the user's power level allows the state event type.
+func (s *Service) canSendState(roomID, userID, evType string) bool {
+	if s.model.Membership(roomID, userID) != "join" {
+		return false
+	}
+	plEv := s.model.StateEvent(roomID, "m.room.power_levels", "")
+	if plEv == nil {
+		return true
+	}
+	pl, err := plEv.PDU.PowerLevels()
+	if err != nil {
+		return false
+	}
+	return pl.UserLevel(spec.SenderID(userID)) >= pl.EventLevel(evType, true)
+}

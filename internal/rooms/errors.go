@@ -1,0 +1,15 @@
+package rooms
+
+import "errors"
+
+// Errors the API maps onto Matrix error codes. They are wrapped with the detail.
+var (
+	ErrForbidden          = errors.New("forbidden")
+	ErrNotFound           = errors.New("not found")
+	ErrTooLarge           = errors.New("event too large")
+	ErrBadRequest         = errors.New("bad request")
+	ErrAliasInUse         = errors.New("room alias in use")
+	ErrUnavailable        = errors.New("storage unavailable")
+	ErrUnsupportedVersion = errors.New("unsupported room version")
+	errUnknownRoom        = errors.New("event for a room without a create event")
+)

@@ -1,0 +1,61 @@
+package rooms
+
+import (
+	"context"
+	"fmt"
+)
+
+// MembershipChange is a join, invite, leave, kick, ban or unban.
+type MembershipChange struct {
+	RoomID     string
+	Sender     string
+	Target     string
+	Membership string         // join, invite, leave or ban
+	Reason     string         // optional, shown to the target
+	Extra      map[string]any // displayname, avatar_url, is_direct
+}
+
+// ChangeMembership appends the member event; the room's auth rules decide whether the sender
+// may make this change (join rules, bans, power levels). Joining a room one is already in
+// changes nothing and returns the current member event.
+func (s *Service) ChangeMembership(ctx context.Context, c MembershipChange) (string, error) {
+	if _, ok := s.model.Info(c.RoomID); !ok {
+		return "", fmt.Errorf("%w: unknown room %s", ErrNotFound, c.RoomID)
+	}
+	if c.Membership == "join" && s.model.Membership(c.RoomID, c.Target) == "join" {
+		if ev := s.model.StateEvent(c.RoomID, "m.room.member", c.Target); ev != nil {
+			return ev.PDU.EventID(), nil
+		}
+	}
+	content := map[string]any{"membership": c.Membership}
+	for k, v := range c.Extra {
+		content[k] = v
+	}
+	if c.Reason != "" {
+		content["reason"] = c.Reason
+	}
+	target := c.Target
+	return s.Send(ctx, Proto{RoomID: c.RoomID, Sender: c.Sender, Type: "m.room.member", StateKey: &target,
+		Content: mustJSON(content)}, SendOptions{})
+}
+
+// CanSee reports whether the user may read the room's events and state: members, invitees
+// (for the room's stripped state) and former members (up to when they left).
+func (s *Service) CanSee(roomID, userID string) bool {
+	switch s.model.Membership(roomID, userID) {
+	case "join", "leave", "ban", "invite":
+		return true
+	}
+	return false
+}
+
+// VisibleUpTo is the last position the user may read in the room: everything (End) while
+// joined, up to their leave or ban after that.
+func (s *Service) VisibleUpTo(roomID, userID string) uint64 {
+	if s.model.Membership(roomID, userID) != "join" {
+		if ev := s.model.StateEvent(roomID, "m.room.member", userID); ev != nil {
+			return ev.Seq
+		}
+	}
+	return End
+}

@@ -1,0 +1,363 @@
+package rooms
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"math"
+	"sort"
+	"sync"
+
+	"github.com/matrix-org/gomatrixserverlib"
+
+	"github.com/firebreak/firebreak/internal/store"
+)
+
+// Event is one stored room event with what the read model derived from it.
+type Event struct {
+	PDU         gomatrixserverlib.PDU
+	Seq         uint64 // position in the room's shard stream
+	Sender      string
+	Device      string // sending device and transaction id, for the echo to that device
+	TxnID       string
+	PrevContent json.RawMessage // content of the state event this one replaced
+	PrevSender  string
+	RedactedBy  string
+}
+
+// IsState reports whether the event has a state key.
+func (e *Event) IsState() bool { return e.PDU.StateKey() != nil }
+
+type stateKey struct{ Type, Key string }
+
+// room is the read model of one room. It is only touched with the model's lock held.
+type room struct {
+	id      string
+	shard   int
+	version gomatrixserverlib.IRoomVersion
+	events  []*Event // in stream order, which is the room's one linear history
+	byID    map[string]*Event
+	state   map[stateKey]*Event
+	txns    map[string]string // sender, device, txn id -> event id
+}
+
+// Model is this node's in-memory view of every room, built by following the shard streams.
+// It can be thrown away at any time: it is rebuilt from JetStream on start.
+type Model struct {
+	log *slog.Logger
+
+	mu        sync.RWMutex
+	rooms     map[string]*room
+	userRooms map[string]map[string]string // user -> room -> membership
+
+	applied []*store.Cursor // per shard: the last sequence applied
+
+	onChange func(users []string)
+}
+
+func newModel(shards int, log *slog.Logger) *Model {
+	m := &Model{
+		log:       log,
+		rooms:     map[string]*room{},
+		userRooms: map[string]map[string]string{},
+		applied:   make([]*store.Cursor, shards),
+		onChange:  func([]string) {},
+	}
+	for i := range m.applied {
+		m.applied[i] = store.NewCursor()
+	}
+	return m
+}
+
+// apply adds one stored event to the model. Events arrive per room in stream order.
+func (m *Model) apply(se store.RoomEvent) {
+	users := m.applyLocked(se)
+	m.applied[se.Shard].Advance(se.Seq)
+	if len(users) > 0 {
+		m.onChange(users)
+	}
+}
+
+func (m *Model) applyLocked(se store.RoomEvent) []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	pdu, r, err := m.parse(se)
+	if err != nil {
+		m.log.Error("skipping unreadable stored event", "shard", se.Shard, "seq", se.Seq, "err", err)
+		return nil
+	}
+	ev := &Event{PDU: pdu, Seq: se.Seq, Sender: string(pdu.SenderID()), Device: se.Device, TxnID: se.TxnID}
+	r.events = append(r.events, ev)
+	r.byID[pdu.EventID()] = ev
+	if se.Device != "" {
+		r.txns[txnKey(ev.Sender, se.Device, se.TxnID)] = pdu.EventID()
+	}
+	if pdu.Type() == "m.room.redaction" {
+		m.redactLocked(r, ev)
+	}
+	if sk := pdu.StateKey(); sk != nil {
+		key := stateKey{pdu.Type(), *sk}
+		if prev := r.state[key]; prev != nil {
+			ev.PrevContent, ev.PrevSender = prev.PDU.Content(), prev.Sender
+		}
+		r.state[key] = ev
+		if pdu.Type() == "m.room.member" {
+			m.setMembershipLocked(r.id, *sk, pdu)
+			return append(m.interestedLocked(r), *sk)
+		}
+	}
+	return m.interestedLocked(r)
+}
+
+// parse decodes a stored event with its room's version; a create event starts a new room.
+func (m *Model) parse(se store.RoomEvent) (gomatrixserverlib.PDU, *room, error) {
+	var head struct {
+		RoomID  string `json:"room_id"`
+		Type    string `json:"type"`
+		Content struct {
+			RoomVersion string `json:"room_version"`
+		} `json:"content"`
+	}
+	if err := json.Unmarshal(se.JSON, &head); err != nil {
+		return nil, nil, err
+	}
+	r := m.rooms[head.RoomID]
+	if r == nil {
+		if head.Type != "m.room.create" {
+			return nil, nil, errUnknownRoom
+		}
+		v := head.Content.RoomVersion
+		if v == "" {
+			v = "1"
+		}
+		impl, err := gomatrixserverlib.GetRoomVersion(gomatrixserverlib.RoomVersion(v))
+		if err != nil {
+			return nil, nil, err
+		}
+		r = &room{id: head.RoomID, shard: se.Shard, version: impl, byID: map[string]*Event{},
+			state: map[stateKey]*Event{}, txns: map[string]string{}}
+		m.rooms[head.RoomID] = r
+	}
+	pdu, err := r.version.NewEventFromTrustedJSON(se.JSON, false)
+	return pdu, r, err
+}
+
+func (m *Model) redactLocked(r *room, redaction *Event) {
+	target := r.byID[redaction.PDU.Redacts()]
+	if target == nil || target.RedactedBy != "" {
+		return
+	}
+	redactedJSON, err := r.version.RedactEventJSON(target.PDU.JSON())
+	if err != nil {
+		return
+	}
+	pdu, err := r.version.NewEventFromTrustedJSON(redactedJSON, true)
+	if err != nil {
+		return
+	}
+	// Readers only ever hold copies taken under the lock, so changing it in place is safe.
+	target.PDU, target.RedactedBy = pdu, redaction.PDU.EventID()
+}
+
+func (m *Model) setMembershipLocked(roomID, userID string, pdu gomatrixserverlib.PDU) {
+	membership, err := pdu.Membership()
+	if err != nil {
+		return
+	}
+	rooms := m.userRooms[userID]
+	if rooms == nil {
+		rooms = map[string]string{}
+		m.userRooms[userID] = rooms
+	}
+	rooms[roomID] = membership
+}
+
+// interestedLocked lists who should hear about a change in the room: joined and invited users.
+func (m *Model) interestedLocked(r *room) []string {
+	var users []string
+	for k, ev := range r.state {
+		if k.Type != "m.room.member" {
+			continue
+		}
+		if ms, _ := ev.PDU.Membership(); ms == "join" || ms == "invite" {
+			users = append(users, k.Key)
+		}
+	}
+	return users
+}
+
+func txnKey(sender, device, txn string) string { return sender + "\x00" + device + "\x00" + txn }
+
+// Applied returns, per shard, the last sequence this node has applied.
+func (m *Model) Applied() []uint64 {
+	out := make([]uint64, len(m.applied))
+	for i := range m.applied {
+		out[i] = m.applied[i].Load()
+	}
+	return out
+}
+
+// WaitApplied blocks until the shard has been applied up to seq, or ctx ends.
+func (m *Model) WaitApplied(ctx context.Context, shard int, seq uint64) error {
+	return m.applied[shard].Wait(ctx, seq)
+}
+
+// WaitAppliedAll waits until every shard has reached the given positions.
+func (m *Model) WaitAppliedAll(ctx context.Context, positions []uint64) error {
+	for shard, seq := range positions {
+		if shard < len(m.applied) {
+			if err := m.WaitApplied(ctx, shard, seq); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// --- queries; each returns copies so callers never hold the lock ---
+
+// RoomInfo is a room's head and identity.
+type RoomInfo struct {
+	ID      string
+	Shard   int
+	Version gomatrixserverlib.IRoomVersion
+	HeadSeq uint64
+	Head    *Event
+}
+
+// Info returns the room's identity and head, false when the room is unknown here.
+func (m *Model) Info(roomID string) (RoomInfo, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	r := m.rooms[roomID]
+	if r == nil {
+		return RoomInfo{}, false
+	}
+	info := RoomInfo{ID: r.id, Shard: r.shard, Version: r.version}
+	if n := len(r.events); n > 0 {
+		head := *r.events[n-1]
+		info.HeadSeq, info.Head = head.Seq, &head
+	}
+	return info, true
+}
+
+// Membership is the user's membership of the room ("" when none).
+func (m *Model) Membership(roomID, userID string) string {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.userRooms[userID][roomID]
+}
+
+// UserRooms maps each room the user has a membership in to that membership.
+func (m *Model) UserRooms(userID string) map[string]string {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := make(map[string]string, len(m.userRooms[userID]))
+	for k, v := range m.userRooms[userID] {
+		out[k] = v
+	}
+	return out
+}
+
+// StateEvent returns one current state event, nil when absent.
+func (m *Model) StateEvent(roomID, evType, key string) *Event {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if r := m.rooms[roomID]; r != nil {
+		if ev := r.state[stateKey{evType, key}]; ev != nil {
+			c := *ev
+			return &c
+		}
+	}
+	return nil
+}
+
+// State returns the room's current state, ordered by position.
+func (m *Model) State(roomID string) []Event {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	r := m.rooms[roomID]
+	if r == nil {
+		return nil
+	}
+	out := make([]Event, 0, len(r.state))
+	for _, ev := range r.state {
+		out = append(out, *ev)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Seq < out[j].Seq })
+	return out
+}
+
+// Event finds an event by id.
+func (m *Model) Event(roomID, eventID string) (Event, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if r := m.rooms[roomID]; r != nil {
+		if ev := r.byID[eventID]; ev != nil {
+			return *ev, true
+		}
+	}
+	return Event{}, false
+}
+
+// eventAtSeq finds the event stored at seq.
+func (m *Model) eventAtSeq(roomID string, seq uint64) (Event, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	r := m.rooms[roomID]
+	if r == nil {
+		return Event{}, false
+	}
+	i := sort.Search(len(r.events), func(i int) bool { return r.events[i].Seq >= seq })
+	if i < len(r.events) && r.events[i].Seq == seq {
+		return *r.events[i], true
+	}
+	return Event{}, false
+}
+
+// TxnEvent returns the event id a (sender, device, txn id) was stored as, if any.
+func (m *Model) TxnEvent(roomID, sender, device, txn string) string {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if r := m.rooms[roomID]; r != nil {
+		return r.txns[txnKey(sender, device, txn)]
+	}
+	return ""
+}
+
+// End is the position after every event: an upper bound that bounds nothing.
+const End = math.MaxUint64
+
+// Range returns up to limit events with after < Seq <= upTo that keep returns true for,
+// oldest first when forward, newest first otherwise.
+func (m *Model) Range(roomID string, after, upTo uint64, forward bool, limit int, keep func(*Event) bool) []Event {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	r := m.rooms[roomID]
+	if r == nil || limit <= 0 {
+		return nil
+	}
+	lo := sort.Search(len(r.events), func(i int) bool { return r.events[i].Seq > after })
+	hi := sort.Search(len(r.events), func(i int) bool { return r.events[i].Seq > upTo })
+	var out []Event
+	for n := 0; n < hi-lo && len(out) < limit; n++ {
+		i := lo + n
+		if !forward {
+			i = hi - 1 - n
+		}
+		if keep == nil || keep(r.events[i]) {
+			out = append(out, *r.events[i])
+		}
+	}
+	return out
+}
+
+// interested lists the joined and invited users of a room.
+func (m *Model) interested(roomID string) []string {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if r := m.rooms[roomID]; r != nil {
+		return m.interestedLocked(r)
+	}
+	return nil
+}

@@ -1,0 +1,102 @@
+package rooms
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/firebreak/firebreak/internal/store"
+)
+
+// maxAppendAttempts bounds how often a send rebuilds its event after losing a race for the
+// room's head to another writer.
+const maxAppendAttempts = 50
+
+// SendOptions identify a client's send so a retry is stored once.
+type SendOptions struct {
+	Device string
+	TxnID  string
+}
+
+// Send builds, checks, signs and appends an event to the room and returns its event id once a
+// quorum has stored it and this node's read model has applied it. A retry with the same
+// (sender, device, transaction id) returns the first send's event id, whichever node gets it.
+func (s *Service) Send(ctx context.Context, p Proto, opt SendOptions) (string, error) {
+	info, ok := s.model.Info(p.RoomID)
+	if !ok {
+		return "", fmt.Errorf("%w: unknown room %s", ErrNotFound, p.RoomID)
+	}
+	return s.send(ctx, p, opt, info)
+}
+
+func (s *Service) send(ctx context.Context, p Proto, opt SendOptions, info RoomInfo) (string, error) {
+	var dedupID string
+	if opt.TxnID != "" {
+		dedupID = sendDedupID(p.RoomID, p.Sender, opt.Device, opt.TxnID)
+	}
+	for attempt := 1; ; attempt++ {
+		if opt.TxnID != "" {
+			if id := s.model.TxnEvent(p.RoomID, p.Sender, opt.Device, opt.TxnID); id != "" {
+				return id, nil
+			}
+		}
+		pdu, err := s.build(p, info)
+		if err != nil {
+			return "", err
+		}
+		seq, err := s.st.AppendRoomEvent(ctx, p.RoomID, info.HeadSeq, store.NewRoomEvent{
+			JSON: pdu.JSON(), Device: opt.Device, TxnID: opt.TxnID, DedupID: dedupID,
+		})
+		if errors.Is(err, store.ErrConflict) && attempt < maxAppendAttempts {
+			// Another writer moved the head: catch up with it, then rebuild on the new head.
+			if info, err = s.catchUp(ctx, p.RoomID, info); err != nil {
+				return "", err
+			}
+			continue
+		}
+		if err != nil {
+			return "", unavailable(err)
+		}
+		if err := s.model.WaitApplied(ctx, info.Shard, seq); err != nil {
+			return "", unavailable(err)
+		}
+		// On a deduplicated retry the event at seq is the first send's, not pdu.
+		if stored, ok := s.model.eventAtSeq(p.RoomID, seq); ok {
+			return stored.PDU.EventID(), nil
+		}
+		return pdu.EventID(), nil
+	}
+}
+
+// catchUp waits until the read model holds the room's latest stored event.
+func (s *Service) catchUp(ctx context.Context, roomID string, info RoomInfo) (RoomInfo, error) {
+	head, err := s.st.RoomHeadSeq(ctx, roomID)
+	if err != nil {
+		return info, unavailable(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := s.model.WaitApplied(wctx, info.Shard, head); err != nil {
+		return info, unavailable(err)
+	}
+	if fresh, ok := s.model.Info(roomID); ok {
+		return fresh, nil
+	}
+	return info, nil
+}
+
+func unavailable(err error) error {
+	if errors.Is(err, ErrUnavailable) {
+		return err
+	}
+	return fmt.Errorf("%w: %v", ErrUnavailable, err)
+}
+
+// sendDedupID names one logical send for JetStream's duplicate window.
+func sendDedupID(roomID, sender, device, txn string) string {
+	sum := sha256.Sum256([]byte(txnKey(sender, device, txn) + "\x00" + roomID))
+	return hex.EncodeToString(sum[:16])
+}

@@ -1,0 +1,113 @@
+// Package rooms owns rooms and their events: building and signing events, checking them
+// against the auth rules, appending them to the room's log in JetStream without ever forking
+// it, and the read model every query about rooms is answered from.
+package rooms
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/matrix-org/gomatrixserverlib"
+
+	"github.com/firebreak/firebreak/internal/store"
+)
+
+// Service is the rooms API over the store and the read model.
+type Service struct {
+	st             *store.Store
+	serverName     string
+	key            SigningKey
+	defaultVersion gomatrixserverlib.RoomVersion
+	log            *slog.Logger
+
+	model    *Model
+	receipts *receiptModel
+	typing   *typingModel
+
+	wg sync.WaitGroup
+}
+
+// New prepares the rooms service; Start must run before it serves.
+func New(ctx context.Context, st *store.Store, serverName, defaultVersion string, log *slog.Logger) (*Service, error) {
+	if _, err := gomatrixserverlib.GetRoomVersion(gomatrixserverlib.RoomVersion(defaultVersion)); err != nil {
+		return nil, fmt.Errorf("default_room_version: %w", err)
+	}
+	key, err := LoadOrCreateSigningKey(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	model := newModel(st.Shards(), log)
+	return &Service{
+		st: st, serverName: serverName, key: key, defaultVersion: gomatrixserverlib.RoomVersion(defaultVersion),
+		log: log, model: model, receipts: newReceiptModel(), typing: newTypingModel(),
+	}, nil
+}
+
+// Model is the read model queries are answered from.
+func (s *Service) Model() *Model { return s.model }
+
+// OnChange sets who is told which users a change concerns (sync's long-poll waiters).
+func (s *Service) OnChange(fn func(users []string)) {
+	s.model.onChange = fn
+	s.receipts.onChange = func(roomID string) { fn(s.model.interested(roomID)) }
+	s.typing.onChange = func(roomID string) { fn(s.model.interested(roomID)) }
+}
+
+// Start follows every shard stream and the receipts bucket until ctx ends, and returns once
+// the read model has caught up with what was stored before it started.
+func (s *Service) Start(ctx context.Context) error {
+	heads := make([]uint64, s.st.Shards())
+	for shard := range heads {
+		head, err := s.st.ShardHead(ctx, shard)
+		if err != nil {
+			return fmt.Errorf("read shard %d: %w", shard, err)
+		}
+		heads[shard] = head
+		s.goFollow(ctx, fmt.Sprintf("shard %d", shard), func() error {
+			return s.st.FollowShard(ctx, shard, s.model.applied[shard].Load(), s.model.apply)
+		})
+	}
+	receiptsReady := make(chan struct{})
+	var once sync.Once
+	s.goFollow(ctx, "receipts", func() error {
+		return s.st.Watch(ctx, store.BucketReceipts, func() { once.Do(func() { close(receiptsReady) }) }, s.receipts.apply)
+	})
+	stopTyping, err := s.typing.subscribe(s.st)
+	if err != nil {
+		return err
+	}
+	context.AfterFunc(ctx, stopTyping)
+	if err := s.model.WaitAppliedAll(ctx, heads); err != nil {
+		return err
+	}
+	select {
+	case <-receiptsReady:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// goFollow runs a follower until ctx ends, restarting it after an error (a lost connection,
+// an election) from where it stopped.
+func (s *Service) goFollow(ctx context.Context, what string, follow func() error) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for ctx.Err() == nil {
+			if err := follow(); err != nil && ctx.Err() == nil {
+				s.log.Warn("read model follower stopped; restarting", "what", what, "err", err)
+				select {
+				case <-time.After(500 * time.Millisecond):
+				case <-ctx.Done():
+				}
+			}
+		}
+	}()
+}
+
+// Wait blocks until every follower started by Start has stopped.
+func (s *Service) Wait() { s.wg.Wait() }

@@ -1,0 +1,60 @@
+package rooms
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/matrix-org/gomatrixserverlib"
+
+	"github.com/firebreak/firebreak/internal/store"
+)
+
+// SigningKey is the server's ed25519 key. It is created once per deployment and kept in
+// JetStream, so every node signs with the same key.
+type SigningKey struct {
+	ID   gomatrixserverlib.KeyID
+	Priv ed25519.PrivateKey
+}
+
+type storedKey struct {
+	ID   string `json:"key_id"`
+	Seed string `json:"seed"`
+}
+
+const signingKeyName = "signing_key"
+
+// LoadOrCreateSigningKey returns the deployment's key, creating it if no node has yet.
+// Nodes racing on a fresh cluster all end up with the one that won the Create.
+func LoadOrCreateSigningKey(ctx context.Context, st *store.Store) (SigningKey, error) {
+	seed := make([]byte, ed25519.SeedSize)
+	if _, err := rand.Read(seed); err != nil {
+		return SigningKey{}, err
+	}
+	idBytes := make([]byte, 4)
+	_, _ = rand.Read(idBytes)
+	fresh, _ := json.Marshal(storedKey{
+		ID:   "ed25519:" + base64.RawURLEncoding.EncodeToString(idBytes),
+		Seed: base64.StdEncoding.EncodeToString(seed),
+	})
+	if _, err := st.Create(ctx, store.BucketServer, signingKeyName, fresh); err != nil && !errors.Is(err, store.ErrExists) {
+		return SigningKey{}, fmt.Errorf("store signing key: %w", err)
+	}
+	b, _, err := st.Get(ctx, store.BucketServer, signingKeyName)
+	if err != nil {
+		return SigningKey{}, fmt.Errorf("load signing key: %w", err)
+	}
+	var sk storedKey
+	if err := json.Unmarshal(b, &sk); err != nil {
+		return SigningKey{}, fmt.Errorf("stored signing key: %w", err)
+	}
+	raw, err := base64.StdEncoding.DecodeString(sk.Seed)
+	if err != nil || len(raw) != ed25519.SeedSize {
+		return SigningKey{}, errors.New("stored signing key is corrupt")
+	}
+	return SigningKey{ID: gomatrixserverlib.KeyID(sk.ID), Priv: ed25519.NewKeyFromSeed(raw)}, nil
+}

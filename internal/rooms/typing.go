@@ -1,0 +1,105 @@
+package rooms
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/firebreak/firebreak/internal/store"
+)
+
+// Typing notifications are ephemeral: nodes tell each other over core NATS and nothing is
+// stored. A node that misses one shows a stale indicator until it times out.
+const (
+	typingTopic      = "typing"
+	maxTypingTimeout = 2 * time.Minute
+)
+
+type typingUpdate struct {
+	RoomID  string `json:"room_id"`
+	UserID  string `json:"user_id"`
+	Typing  bool   `json:"typing"`
+	Timeout int64  `json:"timeout_ms"`
+}
+
+type typingModel struct {
+	mu       sync.Mutex
+	until    map[string]map[string]time.Time // room -> user -> typing until
+	changed  map[string]uint64               // room -> serial of its last change
+	serial   atomic.Uint64                   // bumped on every change; local to this node
+	onChange func(roomID string)
+}
+
+func newTypingModel() *typingModel {
+	return &typingModel{until: map[string]map[string]time.Time{}, changed: map[string]uint64{}, onChange: func(string) {}}
+}
+
+func (m *typingModel) subscribe(st *store.Store) (func(), error) {
+	return st.SubscribeEphemeral(typingTopic, func(b []byte) {
+		var u typingUpdate
+		if json.Unmarshal(b, &u) == nil {
+			m.apply(u)
+		}
+	})
+}
+
+func (m *typingModel) apply(u typingUpdate) {
+	m.mu.Lock()
+	users := m.until[u.RoomID]
+	if users == nil {
+		users = map[string]time.Time{}
+		m.until[u.RoomID] = users
+	}
+	if u.Typing {
+		timeout := min(time.Duration(u.Timeout)*time.Millisecond, maxTypingTimeout)
+		users[u.UserID] = time.Now().Add(timeout)
+		// Tell waiting syncs when the indicator runs out, too.
+		time.AfterFunc(timeout, func() { m.bump(u.RoomID) })
+	} else {
+		delete(users, u.UserID)
+	}
+	m.mu.Unlock()
+	m.bump(u.RoomID)
+}
+
+func (m *typingModel) bump(roomID string) {
+	m.mu.Lock()
+	m.changed[roomID] = m.serial.Add(1)
+	m.mu.Unlock()
+	m.onChange(roomID)
+}
+
+// SetTyping tells every node that the user is, or has stopped, typing in the room.
+func (s *Service) SetTyping(_ context.Context, roomID, userID string, typing bool, timeout time.Duration) error {
+	if s.model.Membership(roomID, userID) != "join" {
+		return fmt.Errorf("%w: you are not in this room", ErrForbidden)
+	}
+	b, _ := json.Marshal(typingUpdate{RoomID: roomID, UserID: userID, Typing: typing, Timeout: timeout.Milliseconds()})
+	// This node hears its own publish too, so every node applies the update the same way.
+	if err := s.st.PublishEphemeral(typingTopic, b); err != nil {
+		return unavailable(err)
+	}
+	return nil
+}
+
+// TypingIn lists who is typing in the room now, and the serial of the room's last change.
+func (s *Service) TypingIn(roomID string) ([]string, uint64) {
+	s.typing.mu.Lock()
+	defer s.typing.mu.Unlock()
+	now := time.Now()
+	var out []string
+	for user, until := range s.typing.until[roomID] {
+		if until.After(now) {
+			out = append(out, user)
+		}
+	}
+	sort.Strings(out)
+	return out, s.typing.changed[roomID]
+}
+
+// TypingSerial changes whenever anyone's typing state changes on this node.
+func (s *Service) TypingSerial() uint64 { return s.typing.serial.Load() }

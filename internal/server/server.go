@@ -1,0 +1,102 @@
+// Package server assembles one Firebreak node from its parts (store, accounts, rooms, account
+// data, syncer, API) and runs it until its context ends.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/firebreak/firebreak/internal/accountdata"
+	"github.com/firebreak/firebreak/internal/accounts"
+	"github.com/firebreak/firebreak/internal/api"
+	"github.com/firebreak/firebreak/internal/config"
+	"github.com/firebreak/firebreak/internal/rooms"
+	"github.com/firebreak/firebreak/internal/store"
+	"github.com/firebreak/firebreak/internal/syncer"
+)
+
+// SecretFile is where a node leaves the deployment's registration shared secret for local
+// admin tools such as `firebreak register` when none is configured. It is a copy of what is
+// kept in JetStream, rewritten at every start.
+const SecretFile = "registration_shared_secret"
+
+// Run starts the node, serves until ctx ends, then shuts down cleanly.
+func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+	started := time.Now()
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return err
+	}
+	st, err := store.Open(ctx, store.Options{DataDir: cfg.DataDir, NodeName: "firebreak", Replicas: 1, RoomShards: cfg.RoomShards, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if cfg.RegistrationSharedSecret, err = sharedSecret(ctx, st, cfg); err != nil {
+		return err
+	}
+
+	roomsSvc, err := rooms.New(ctx, st, cfg.ServerName, cfg.DefaultRoomVersion, log)
+	if err != nil {
+		return err
+	}
+	// Every follower stops before the store closes under it.
+	runCtx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() { stop(); roomsSvc.Wait(); wg.Wait() }()
+	data := accountdata.New(st)
+	syncSvc := syncer.New(runCtx, roomsSvc, data)
+	dataReady := make(chan struct{})
+	var once sync.Once
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := data.Run(runCtx, func() { once.Do(func() { close(dataReady) }) }); err != nil && runCtx.Err() == nil {
+			log.Error("account data mirror stopped", "err", err)
+		}
+	}()
+	if err := roomsSvc.Start(runCtx); err != nil {
+		return fmt.Errorf("load rooms: %w", err)
+	}
+	select {
+	case <-dataReady:
+	case <-runCtx.Done():
+		return runCtx.Err()
+	}
+
+	l, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	srv := api.New(api.Deps{Config: cfg, Store: st, Accounts: accounts.New(st, cfg.ServerName), AccountData: data,
+		Rooms: roomsSvc, Sync: syncSvc, Log: log})
+	log.Info("firebreak ready", "server_name", cfg.ServerName, "listen", l.Addr().String(),
+		"data_dir", cfg.DataDir, "startup_ms", time.Since(started).Milliseconds())
+	err = srv.Serve(runCtx, l)
+	log.Info("firebreak stopping")
+	return err
+}
+
+// sharedSecret returns the configured registration secret, or the deployment's generated one
+// (created once, kept in JetStream) so that a fresh server can create its first account.
+func sharedSecret(ctx context.Context, st *store.Store, cfg config.Config) (string, error) {
+	secret := cfg.RegistrationSharedSecret
+	if secret == "" {
+		fresh := []byte(accounts.RandomString(32))
+		if _, err := st.Create(ctx, store.BucketServer, SecretFile, fresh); err != nil && !errors.Is(err, store.ErrExists) {
+			return "", err
+		}
+		b, _, err := st.Get(ctx, store.BucketServer, SecretFile)
+		if err != nil {
+			return "", err
+		}
+		secret = string(b)
+	}
+	return secret, os.WriteFile(filepath.Join(cfg.DataDir, SecretFile), []byte(secret), 0o600)
+}

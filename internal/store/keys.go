@@ -1,0 +1,44 @@
+package store
+
+import (
+	"encoding/base64"
+	"hash/fnv"
+	"strings"
+)
+
+// Key joins identifiers into one KV key or subject suffix. Each part is base64url-encoded so
+// Matrix ids, which contain '!', ':', '@' and '.', become single safe tokens, and the key can
+// be split back into its parts.
+func Key(parts ...string) string {
+	enc := make([]string, len(parts))
+	for i, p := range parts {
+		enc[i] = encodePart(p)
+	}
+	return strings.Join(enc, ".")
+}
+
+// KeyParts is the inverse of Key.
+func KeyParts(key string) ([]string, error) {
+	toks := strings.Split(key, ".")
+	out := make([]string, len(toks))
+	for i, t := range toks {
+		b, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(t, "_"))
+		if err != nil {
+			return nil, err
+		}
+		out[i] = string(b)
+	}
+	return out, nil
+}
+
+// encodePart never returns an empty token: an empty part (a state key of "") becomes "_".
+func encodePart(p string) string {
+	return "_" + base64.RawURLEncoding.EncodeToString([]byte(p))
+}
+
+// shardOf maps a room to its shard stream. FNV-1a is stable across versions and processes.
+func shardOf(roomID string, shards int) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(roomID))
+	return int(h.Sum32() % uint32(shards))
+}

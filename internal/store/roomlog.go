@@ -1,0 +1,153 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Each room's events are one subject in one of a fixed set of shard streams. The subject's
+// sequence is the room's head: appends compare against it so the room's history stays a line.
+const (
+	roomSubjectPrefix = "fb.room"
+	hdrDevice         = "Fb-Device"
+	hdrTxnID          = "Fb-Txn"
+)
+
+// RoomEvent is one event as stored in a room's log.
+type RoomEvent struct {
+	Shard  int
+	Seq    uint64 // position in the shard stream; the same on every replica
+	JSON   []byte
+	Device string // the sending device and its transaction id, when a client sent it
+	TxnID  string
+}
+
+// NewRoomEvent is an event ready to append.
+type NewRoomEvent struct {
+	JSON          []byte
+	Device, TxnID string
+	// DedupID makes a retried append of the same logical send store once.
+	DedupID string
+}
+
+func shardStreamName(i int) string { return fmt.Sprintf("FB_ROOMS_%d", i) }
+
+func (s *Store) shardStreamConfig(i int) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        shardStreamName(i),
+		Subjects:    []string{fmt.Sprintf("%s.%d.>", roomSubjectPrefix, i)},
+		Storage:     jetstream.FileStorage,
+		Replicas:    s.opts.Replicas,
+		Duplicates:  s.opts.DedupWindow,
+		MaxMsgSize:  256 << 10,
+		AllowDirect: true,
+		Discard:     jetstream.DiscardNew,
+	}
+}
+
+// RoomShard names the shard stream a room lives in.
+func (s *Store) RoomShard(roomID string) int { return shardOf(roomID, s.shards) }
+
+func (s *Store) roomSubject(roomID string) string {
+	return fmt.Sprintf("%s.%d.%s", roomSubjectPrefix, s.RoomShard(roomID), Key(roomID))
+}
+
+// AppendRoomEvent appends ev to the room only if the room's last stored event is at afterSeq
+// (0: the room has no events yet). It returns the new event's sequence. ErrConflict means
+// another writer appended first. The returned sequence is acknowledged by a quorum, fsynced.
+func (s *Store) AppendRoomEvent(ctx context.Context, roomID string, afterSeq uint64, ev NewRoomEvent) (uint64, error) {
+	msg := nats.NewMsg(s.roomSubject(roomID))
+	msg.Data = ev.JSON
+	if ev.Device != "" {
+		msg.Header.Set(hdrDevice, ev.Device)
+		msg.Header.Set(hdrTxnID, ev.TxnID)
+	}
+	opts := []jetstream.PublishOpt{
+		jetstream.WithExpectLastSequencePerSubject(afterSeq),
+		// Elections leave a stream without a leader for seconds; keep trying within ctx.
+		jetstream.WithRetryAttempts(60),
+		jetstream.WithRetryWait(250 * time.Millisecond),
+	}
+	if ev.DedupID != "" {
+		opts = append(opts, jetstream.WithMsgID(ev.DedupID))
+	}
+	ack, err := s.js.PublishMsg(ctx, msg, opts...)
+	if err != nil {
+		return 0, translate(err)
+	}
+	return ack.Sequence, nil
+}
+
+// RoomHeadSeq is the sequence of the room's last stored event, 0 when it has none.
+func (s *Store) RoomHeadSeq(ctx context.Context, roomID string) (uint64, error) {
+	stream, err := s.js.Stream(ctx, shardStreamName(s.RoomShard(roomID)))
+	if err != nil {
+		return 0, translate(err)
+	}
+	m, err := stream.GetLastMsgForSubject(ctx, s.roomSubject(roomID))
+	if err != nil {
+		if errors.Is(translate(err), ErrNotFound) {
+			return 0, nil
+		}
+		return 0, translate(err)
+	}
+	return m.Sequence, nil
+}
+
+// ShardHead is the last sequence written to a shard stream.
+func (s *Store) ShardHead(ctx context.Context, shard int) (uint64, error) {
+	stream, err := s.js.Stream(ctx, shardStreamName(shard))
+	if err != nil {
+		return 0, translate(err)
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return 0, translate(err)
+	}
+	return info.State.LastSeq, nil
+}
+
+// FollowShard calls apply for every event of the shard after afterSeq, in order, and then for
+// each new one as it is stored, until ctx ends. It needs no state on the server, so every node
+// can follow every shard.
+func (s *Store) FollowShard(ctx context.Context, shard int, afterSeq uint64, apply func(RoomEvent)) error {
+	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
+	if afterSeq > 0 {
+		cfg = jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: afterSeq + 1}
+	}
+	cons, err := s.js.OrderedConsumer(ctx, shardStreamName(shard), cfg)
+	if err != nil {
+		return translate(err)
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return translate(err)
+	}
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	for {
+		m, err := it.Next()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return ctx.Err()
+			}
+			return err
+		}
+		meta, err := m.Metadata()
+		if err != nil {
+			continue
+		}
+		apply(RoomEvent{
+			Shard:  shard,
+			Seq:    meta.Sequence.Stream,
+			JSON:   m.Data(),
+			Device: m.Headers().Get(hdrDevice),
+			TxnID:  m.Headers().Get(hdrTxnID),
+		})
+	}
+}

@@ -1,0 +1,189 @@
+// Package store keeps every piece of Firebreak's persistent state in NATS JetStream and hides
+// JetStream's streams, subjects, headers and buckets from the rest of the code. Callers speak in
+// room ids, user ids and opaque keys; this package turns them into subjects and KV keys.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Options say where the data lives and how many copies of it JetStream keeps.
+type Options struct {
+	DataDir    string
+	NodeName   string
+	Replicas   int // 1 for a single node; 3 (one per data center) in a cluster
+	RoomShards int // fixed for the deployment's life: a room's shard is a hash of its id
+	// DedupWindow is how long JetStream remembers a publish id; a retry inside it is stored once.
+	DedupWindow time.Duration
+	Logger      *slog.Logger
+}
+
+var (
+	// ErrNotFound: no such key or message.
+	ErrNotFound = errors.New("store: not found")
+	// ErrExists: Create found the key already there.
+	ErrExists = errors.New("store: key exists")
+	// ErrConflict: a compare-and-set lost a race; reload and retry.
+	ErrConflict = errors.New("store: concurrent update")
+	// ErrUnavailable: JetStream cannot reach a quorum right now; nothing was written.
+	ErrUnavailable = errors.New("store: storage unavailable")
+)
+
+// Store is an open connection to JetStream, embedded in this process.
+type Store struct {
+	opts    Options
+	ns      *server.Server
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	buckets map[Bucket]jetstream.KeyValue
+	log     *slog.Logger
+	shards  int
+}
+
+// Open starts the embedded JetStream server, connects to it in-process and creates (or
+// finds) every stream and bucket. Creation is idempotent so every node may run it at once.
+func Open(ctx context.Context, opts Options) (*Store, error) {
+	if opts.Replicas < 1 {
+		opts.Replicas = 1
+	}
+	if opts.DedupWindow == 0 {
+		opts.DedupWindow = 10 * time.Minute
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	ns, err := startEmbedded(opts)
+	if err != nil {
+		return nil, err
+	}
+	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Name(opts.NodeName), nats.MaxReconnects(-1))
+	if err != nil {
+		ns.Shutdown()
+		return nil, fmt.Errorf("connect to embedded JetStream: %w", err)
+	}
+	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(30*time.Second))
+	if err != nil {
+		nc.Close()
+		ns.Shutdown()
+		return nil, err
+	}
+	s := &Store{opts: opts, ns: ns, nc: nc, js: js, buckets: map[Bucket]jetstream.KeyValue{}, log: opts.Logger}
+	if err := s.bootstrap(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func startEmbedded(opts Options) (*server.Server, error) {
+	sopts := &server.Options{}
+	conf := fmt.Sprintf("server_name: %q\njetstream {\n store_dir: %q\n sync_interval: always\n}\nmax_payload: 1MB\n",
+		opts.NodeName, filepath.Join(opts.DataDir, "jetstream"))
+	if err := sopts.ProcessConfigString(conf); err != nil {
+		return nil, fmt.Errorf("embedded JetStream config: %w", err)
+	}
+	// No client port: only this process talks to its JetStream. NoSigs keeps the NATS server
+	// from installing a signal handler that would exit the process behind our back.
+	sopts.DontListen = true
+	sopts.NoSigs = true
+	ns, err := server.NewServer(sopts)
+	if err != nil {
+		return nil, fmt.Errorf("embedded JetStream: %w", err)
+	}
+	ns.SetLoggerV2(newNATSLogger(opts.Logger), false, false, false)
+	ns.Start()
+	if !ns.ReadyForConnections(60 * time.Second) {
+		ns.Shutdown()
+		return nil, errors.New("embedded JetStream did not become ready within 60s")
+	}
+	return ns, nil
+}
+
+// Close drains the connection and shuts the embedded server down cleanly; an unclean exit
+// can leave JetStream's files needing repair on the next start.
+func (s *Store) Close() {
+	if s.nc != nil {
+		_ = s.nc.Drain()
+		s.nc.Close()
+	}
+	if s.ns != nil {
+		s.ns.Shutdown()
+		s.ns.WaitForShutdown()
+	}
+}
+
+// bootstrap creates the fixed set of room shard streams and the KV buckets.
+func (s *Store) bootstrap(ctx context.Context) error {
+	shards, err := s.agreeOnShardCount(ctx)
+	if err != nil {
+		return err
+	}
+	s.shards = shards
+	for i := 0; i < shards; i++ {
+		if _, err := s.js.CreateOrUpdateStream(ctx, s.shardStreamConfig(i)); err != nil {
+			return fmt.Errorf("create room shard stream %d: %w", i, err)
+		}
+	}
+	for _, b := range allBuckets {
+		if err := s.openBucket(ctx, b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// agreeOnShardCount records the shard count the deployment was created with, so a node
+// started later with a different setting still maps every room to the same stream.
+func (s *Store) agreeOnShardCount(ctx context.Context) (int, error) {
+	if err := s.openBucket(ctx, BucketServer); err != nil {
+		return 0, err
+	}
+	want := []byte(fmt.Sprint(s.opts.RoomShards))
+	if _, err := s.Create(ctx, BucketServer, "room_shards", want); err != nil && !errors.Is(err, ErrExists) {
+		return 0, err
+	}
+	got, _, err := s.Get(ctx, BucketServer, "room_shards")
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	if _, err := fmt.Sscan(string(got), &n); err != nil || n < 1 {
+		return 0, fmt.Errorf("stored room_shards %q is invalid", got)
+	}
+	if n != s.opts.RoomShards {
+		s.log.Warn("room_shards differs from the deployment's; using the deployment's", "configured", s.opts.RoomShards, "stored", n)
+	}
+	return n, nil
+}
+
+// Shards is the number of room shard streams.
+func (s *Store) Shards() int { return s.shards }
+
+// translate maps JetStream's errors onto the store's own.
+func translate(err error) error {
+	var apiErr *jetstream.APIError
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrMsgNotFound):
+		return ErrNotFound
+	case errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant):
+		return ErrConflict
+	case errors.Is(err, nats.ErrNoResponders), errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, nats.ErrTimeout), errors.Is(err, jetstream.ErrNoStreamResponse),
+		strings.Contains(err.Error(), "no responders"):
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return err
+}

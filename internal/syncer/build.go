@@ -1,0 +1,185 @@
+package syncer
+
+import (
+	"slices"
+
+	"github.com/firebreak/firebreak/internal/filter"
+	"github.com/firebreak/firebreak/internal/rooms"
+)
+
+// build assembles everything for the user between since (nil: from the start) and now.
+func (s *Service) build(req Request, since *Token, now Token) *Response {
+	resp := newResponse()
+	resp.NextBatch = now.String()
+	for roomID, membership := range s.rooms.Model().UserRooms(req.UserID) {
+		left := membership == "leave" || membership == "ban"
+		if !req.Filter.Room.AllowsRoom(roomID) || (left && s.forgotten(req.UserID, roomID)) {
+			continue
+		}
+		w := s.window(req, roomID, since, now)
+		switch membership {
+		case "join":
+			if jr := s.joinedRoom(req, w); jr != nil {
+				resp.Rooms.Join[roomID] = jr
+			}
+		case "invite":
+			if ir := s.invitedRoom(req, w); ir != nil {
+				resp.Rooms.Invite[roomID] = ir
+			}
+		case "leave", "ban":
+			if lr := s.leftRoom(req, w); lr != nil {
+				resp.Rooms.Leave[roomID] = lr
+			}
+		}
+	}
+	var dataSince uint64
+	if since != nil && !req.FullState {
+		dataSince = since.AccountData
+	}
+	for _, it := range s.data.Since(req.UserID, dataSince) {
+		if it.RoomID == "" && req.Filter.AccountData.Matches(filter.Event{Type: it.Type, Sender: req.UserID}) {
+			resp.AccountData.Events = append(resp.AccountData.Events, accountDataEvent(it.Type, it.Content))
+		}
+	}
+	return resp
+}
+
+// window is one room's slice of a sync: events after `after` up to `upTo` are new. full means
+// the client knows nothing of the room yet (initial sync, full_state, or newly joined).
+type window struct {
+	roomID      string
+	shard       int
+	after, upTo uint64
+	full        bool
+	since       *Token
+	now         Token
+	me          *rooms.Event // the user's member event
+}
+
+func (s *Service) window(req Request, roomID string, since *Token, now Token) window {
+	info, _ := s.rooms.Model().Info(roomID)
+	w := window{roomID: roomID, shard: info.Shard, upTo: now.Rooms[info.Shard], full: since == nil || req.FullState, since: since, now: now}
+	w.me = s.rooms.Model().StateEvent(roomID, "m.room.member", req.UserID)
+	if !w.full {
+		w.after = since.Rooms[info.Shard]
+		if w.me != nil && w.me.Seq > w.after {
+			// Joined (or was invited) since the token: the client has none of the room yet.
+			w.full, w.after = true, 0
+		}
+	}
+	return w
+}
+
+// changed reports whether the user's membership event is new in this window.
+func (w window) changed() bool {
+	return w.me != nil && w.me.Seq <= w.upTo && (w.since == nil || w.me.Seq > w.since.Rooms[w.shard])
+}
+
+func (s *Service) joinedRoom(req Request, w window) *JoinedRoom {
+	v := rooms.Viewer{UserID: req.UserID, DeviceID: req.DeviceID}
+	tl := s.timeline(req, w, w.upTo, v)
+	jr := &JoinedRoom{
+		Timeline:    tl,
+		State:       s.stateBefore(req, w, w.upTo, tl, v),
+		Ephemeral:   s.ephemeral(req, w),
+		AccountData: s.roomAccountData(req, w),
+	}
+	if !w.full && len(tl.Events) == 0 && len(jr.State.Events) == 0 && len(jr.Ephemeral.Events) == 0 && len(jr.AccountData.Events) == 0 {
+		return nil
+	}
+	jr.Summary = s.summary(w.roomID, req.UserID)
+	n, h := s.rooms.UnreadCounts(w.roomID, req.UserID)
+	jr.UnreadNotifications = UnreadCount{NotificationCount: n, HighlightCount: h}
+	return jr
+}
+
+func (s *Service) invitedRoom(req Request, w window) *InvitedRoom {
+	if !w.full && !w.changed() {
+		return nil
+	}
+	return &InvitedRoom{InviteState: EventList{Events: s.rooms.StrippedState(w.roomID, req.UserID)}}
+}
+
+func (s *Service) leftRoom(req Request, w window) *LeftRoom {
+	if w.me == nil || !w.changed() || (w.since == nil && !req.Filter.Room.IncludeLeave) {
+		return nil
+	}
+	v := rooms.Viewer{UserID: req.UserID, DeviceID: req.DeviceID}
+	// A former member sees the room up to the moment they left.
+	tl := s.timeline(req, w, w.me.Seq, v)
+	return &LeftRoom{
+		Timeline:    tl,
+		State:       s.stateBefore(req, w, w.me.Seq, tl, v),
+		AccountData: s.roomAccountData(req, w),
+	}
+}
+
+// timeline returns the newest events in (w.after, upTo] the filter keeps, at most its limit.
+func (s *Service) timeline(req Request, w window, upTo uint64, v rooms.Viewer) Timeline {
+	f := req.Filter.Room.Timeline
+	limit := f.LimitOr(defaultTimeline, maxTimeline)
+	evs := s.rooms.Model().Range(w.roomID, w.after, upTo, false, limit+1, keepFor(f, w.roomID))
+	limited := len(evs) > limit
+	if limited {
+		evs = evs[:limit]
+	}
+	slices.Reverse(evs)
+	prev := upTo
+	if len(evs) > 0 {
+		prev = evs[0].Seq - 1
+	}
+	return Timeline{
+		Events:    s.rooms.ClientEvents(w.roomID, evs, v, false),
+		Limited:   limited,
+		PrevBatch: roomToken(prev).String(),
+	}
+}
+
+// stateBefore is the state the client needs besides the timeline: for a room new to the
+// client, all of it; otherwise what changed in the window but is not in the timeline (the gap
+// a limited timeline skipped). With lazy-loaded members, only the members of the timeline's
+// senders (and the user) are sent.
+func (s *Service) stateBefore(req Request, w window, upTo uint64, tl Timeline, v rooms.Viewer) StateList {
+	f := req.Filter.Room.State
+	inTimeline := map[string]bool{}
+	senders := map[string]bool{req.UserID: true}
+	for _, e := range tl.Events {
+		inTimeline[e.EventID] = true
+		senders[e.Sender] = true
+	}
+	var out []rooms.Event
+	for _, e := range s.rooms.Model().State(w.roomID) {
+		if inTimeline[e.PDU.EventID()] || (e.Seq > upTo && !w.full) || !f.Matches(filterEvent(w.roomID, &e)) {
+			continue
+		}
+		isMember := e.PDU.Type() == "m.room.member"
+		if f.LazyLoadMembers && isMember {
+			// Sending a member the client may already have is allowed; missing one is not.
+			if senders[*e.PDU.StateKey()] {
+				out = append(out, e)
+			}
+			continue
+		}
+		if w.full || e.Seq > w.after {
+			out = append(out, e)
+		}
+	}
+	return StateList{Events: s.rooms.ClientEvents(w.roomID, out, v, false)}
+}
+
+func keepFor(f filter.RoomEventFilter, roomID string) func(*rooms.Event) bool {
+	return func(e *rooms.Event) bool { return f.Matches(filterEvent(roomID, e)) }
+}
+
+func filterEvent(roomID string, e *rooms.Event) filter.Event {
+	return filter.Event{Type: e.PDU.Type(), Sender: e.Sender, RoomID: roomID, Content: e.PDU.Content()}
+}
+
+func (s *Service) summary(roomID, userID string) Summary {
+	joined, invited, heroes := s.rooms.MemberSummary(roomID, userID, 5)
+	return Summary{Heroes: heroes, JoinedCount: &joined, InvitedCount: &invited}
+}
+
+func accountDataEvent(evType string, content []byte) map[string]any {
+	return map[string]any{"type": evType, "content": rawJSON(content)}
+}

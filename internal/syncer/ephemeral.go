@@ -1,0 +1,70 @@
+package syncer
+
+import (
+	"encoding/json"
+
+	"github.com/firebreak/firebreak/internal/filter"
+)
+
+type rawJSON = json.RawMessage
+
+// ephemeral returns the room's new receipts and, when it changed, who is typing.
+func (s *Service) ephemeral(req Request, w window) EventList {
+	out := EventList{Events: []any{}}
+	f := req.Filter.Room.Ephemeral
+	var receiptsSince, typingSince uint64
+	if !w.full {
+		receiptsSince, typingSince = w.since.Receipts, w.since.Typing
+	}
+	if typingSince > w.now.Typing {
+		typingSince = 0 // a token from another node: its typing serial means nothing here
+	}
+	if rs := s.rooms.ReceiptsSince(w.roomID, req.UserID, receiptsSince); len(rs) > 0 && f.Matches(filter.Event{Type: "m.receipt", RoomID: w.roomID}) {
+		content := map[string]map[string]map[string]any{}
+		for _, r := range rs {
+			if content[r.EventID] == nil {
+				content[r.EventID] = map[string]map[string]any{}
+			}
+			if content[r.EventID][r.Type] == nil {
+				content[r.EventID][r.Type] = map[string]any{}
+			}
+			receipt := map[string]any{"ts": r.TS}
+			if r.ThreadID != "" {
+				receipt["thread_id"] = r.ThreadID
+			}
+			content[r.EventID][r.Type][r.UserID] = receipt
+		}
+		out.Events = append(out.Events, map[string]any{"type": "m.receipt", "content": content})
+	}
+	if users, serial := s.rooms.TypingIn(w.roomID); (w.full || serial > typingSince) && f.Matches(filter.Event{Type: "m.typing", RoomID: w.roomID}) {
+		if users == nil {
+			users = []string{}
+		}
+		if w.full && len(users) == 0 {
+			return out // nothing worth saying on a first sync
+		}
+		out.Events = append(out.Events, map[string]any{"type": "m.typing", "content": map[string]any{"user_ids": users}})
+	}
+	return out
+}
+
+// roomAccountData returns the user's account data for the room that changed in the window.
+func (s *Service) roomAccountData(req Request, w window) EventList {
+	out := EventList{Events: []any{}}
+	var since uint64
+	if !w.full {
+		since = w.since.AccountData
+	}
+	for _, it := range s.data.Since(req.UserID, since) {
+		if it.RoomID == w.roomID && it.Type != forgottenDataKey && req.Filter.Room.AccountData.Matches(filter.Event{Type: it.Type, RoomID: w.roomID}) {
+			out.Events = append(out.Events, accountDataEvent(it.Type, it.Content))
+		}
+	}
+	return out
+}
+
+// forgotten reports whether the user has forgotten the room: it then never appears in sync.
+func (s *Service) forgotten(userID, roomID string) bool {
+	_, err := s.data.Get(userID, roomID, forgottenDataKey)
+	return err == nil
+}

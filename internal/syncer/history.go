@@ -1,0 +1,165 @@
+package syncer
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/firebreak/firebreak/internal/filter"
+	"github.com/firebreak/firebreak/internal/rooms"
+)
+
+// MessagesRequest is one /messages call.
+type MessagesRequest struct {
+	Viewer   rooms.Viewer
+	RoomID   string
+	From, To string
+	Backward bool
+	Limit    int
+	Filter   filter.RoomEventFilter
+}
+
+// MessagesResponse is the /messages response body.
+type MessagesResponse struct {
+	Start string              `json:"start"`
+	End   string              `json:"end,omitempty"`
+	Chunk []rooms.ClientEvent `json:"chunk"`
+	State []rooms.ClientEvent `json:"state,omitempty"`
+}
+
+// Messages pages through a room's history from a token, in either direction. Positions are
+// stream sequences, so a token from any node pages the same way on every node.
+func (s *Service) Messages(ctx context.Context, req MessagesRequest) (*MessagesResponse, error) {
+	info, ok := s.rooms.Model().Info(req.RoomID)
+	if !ok {
+		return nil, fmt.Errorf("%w: unknown room", rooms.ErrNotFound)
+	}
+	shards := s.Shards()
+	visible := s.rooms.VisibleUpTo(req.RoomID, req.Viewer.UserID)
+	from := s.rooms.Model().Applied()[info.Shard]
+	if !req.Backward {
+		from = 0
+	}
+	if req.From != "" {
+		var err error
+		if from, err = parseRoomPosition(req.From, info.Shard, shards); err != nil {
+			return nil, fmt.Errorf("%w: from is not a valid token", ErrBadRequest)
+		}
+		// A token from another node may be ahead of this one: wait for it.
+		if err := s.waitRoomPosition(ctx, info.Shard, from); err != nil {
+			return nil, err
+		}
+	}
+	to := uint64(0)
+	if !req.Backward {
+		to = rooms.End
+	}
+	if req.To != "" {
+		var err error
+		if to, err = parseRoomPosition(req.To, info.Shard, shards); err != nil {
+			return nil, fmt.Errorf("%w: to is not a valid token", ErrBadRequest)
+		}
+	}
+	keep := keepFor(req.Filter, req.RoomID)
+	var evs []rooms.Event
+	if req.Backward {
+		evs = s.rooms.Model().Range(req.RoomID, to, min(from, visible), false, req.Limit, keep)
+	} else {
+		evs = s.rooms.Model().Range(req.RoomID, from, min(to, visible), true, req.Limit, keep)
+	}
+	resp := &MessagesResponse{Start: roomToken(from).String(), Chunk: s.rooms.ClientEvents(req.RoomID, evs, req.Viewer, true)}
+	if len(evs) == req.Limit && len(evs) > 0 {
+		last := evs[len(evs)-1].Seq
+		if req.Backward {
+			last--
+		}
+		resp.End = roomToken(last).String()
+	}
+	if req.Filter.LazyLoadMembers {
+		resp.State = s.rooms.ClientEvents(req.RoomID, s.senderMembers(req.RoomID, evs), req.Viewer, true)
+	}
+	return resp, nil
+}
+
+func (s *Service) waitRoomPosition(ctx context.Context, shard int, pos uint64) error {
+	ctx, cancel := context.WithTimeout(ctx, catchUpTimeout)
+	defer cancel()
+	if err := s.rooms.Model().WaitApplied(ctx, shard, pos); err != nil {
+		return fmt.Errorf("%w: %v", ErrNotReady, err)
+	}
+	return nil
+}
+
+// senderMembers returns the member events of the events' senders.
+func (s *Service) senderMembers(roomID string, evs []rooms.Event) []rooms.Event {
+	seen := map[string]bool{}
+	var out []rooms.Event
+	for _, e := range evs {
+		if seen[e.Sender] {
+			continue
+		}
+		seen[e.Sender] = true
+		if m := s.rooms.Model().StateEvent(roomID, "m.room.member", e.Sender); m != nil {
+			out = append(out, *m)
+		}
+	}
+	return out
+}
+
+// ContextResponse is the /context response body.
+type ContextResponse struct {
+	Start        string              `json:"start"`
+	End          string              `json:"end"`
+	Event        rooms.ClientEvent   `json:"event"`
+	EventsBefore []rooms.ClientEvent `json:"events_before"`
+	EventsAfter  []rooms.ClientEvent `json:"events_after"`
+	State        []rooms.ClientEvent `json:"state"`
+}
+
+// Context returns an event with up to limit events around it and the room's state.
+func (s *Service) Context(v rooms.Viewer, roomID, eventID string, limit int, f filter.RoomEventFilter) (*ContextResponse, error) {
+	ev, ok := s.rooms.Model().Event(roomID, eventID)
+	visible := s.rooms.VisibleUpTo(roomID, v.UserID)
+	if !ok || ev.Seq > visible {
+		return nil, fmt.Errorf("%w: event not found", rooms.ErrNotFound)
+	}
+	keep := keepFor(f, roomID)
+	before := s.rooms.Model().Range(roomID, 0, ev.Seq-1, false, limit/2, keep)
+	after := s.rooms.Model().Range(roomID, ev.Seq, visible, true, limit-limit/2, keep)
+	start, end := ev.Seq-1, ev.Seq
+	if len(before) > 0 {
+		start = before[len(before)-1].Seq - 1
+	}
+	if len(after) > 0 {
+		end = after[len(after)-1].Seq
+	}
+	state := s.rooms.Model().State(roomID)
+	if f.LazyLoadMembers {
+		state = s.senderMembers(roomID, append(append(before, ev), after...))
+	}
+	return &ContextResponse{
+		Start:        roomToken(start).String(),
+		End:          roomToken(end).String(),
+		Event:        s.rooms.ClientEvent(roomID, ev, v, true),
+		EventsBefore: s.rooms.ClientEvents(roomID, before, v, true),
+		EventsAfter:  s.rooms.ClientEvents(roomID, after, v, true),
+		State:        s.rooms.ClientEvents(roomID, state, v, true),
+	}, nil
+}
+
+// Forget hides a room the user has left from their syncs.
+func (s *Service) Forget(ctx context.Context, userID, roomID string) error {
+	return s.data.Set(ctx, userID, roomID, forgottenDataKey, json.RawMessage(`{"forgotten":true}`))
+}
+
+// SetFullyRead moves the user's read marker (m.fully_read account data) in the room.
+func (s *Service) SetFullyRead(ctx context.Context, userID, roomID, eventID string) error {
+	if s.rooms.Model().Membership(roomID, userID) != "join" {
+		return fmt.Errorf("%w: you are not in this room", rooms.ErrForbidden)
+	}
+	if _, ok := s.rooms.Model().Event(roomID, eventID); !ok {
+		return fmt.Errorf("%w: unknown event", rooms.ErrNotFound)
+	}
+	b, _ := json.Marshal(map[string]string{"event_id": eventID})
+	return s.data.Set(ctx, userID, roomID, "m.fully_read", b)
+}

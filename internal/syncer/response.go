@@ -1,0 +1,91 @@
+package syncer
+
+import (
+	"encoding/json"
+
+	"github.com/firebreak/firebreak/internal/rooms"
+)
+
+// Response is a /sync response body.
+type Response struct {
+	NextBatch   string          `json:"next_batch"`
+	Rooms       RoomsSection    `json:"rooms"`
+	AccountData EventList       `json:"account_data"`
+	Presence    EventList       `json:"presence"`
+	ToDevice    EventList       `json:"to_device"`
+	DeviceLists json.RawMessage `json:"device_lists,omitempty"`
+}
+
+// RoomsSection groups rooms by the user's membership.
+type RoomsSection struct {
+	Join   map[string]*JoinedRoom  `json:"join"`
+	Invite map[string]*InvitedRoom `json:"invite"`
+	Leave  map[string]*LeftRoom    `json:"leave"`
+	Knock  map[string]any          `json:"knock"`
+}
+
+// EventList is {"events": [...]}.
+type EventList struct {
+	Events []any `json:"events"`
+}
+
+// Timeline is a room's new events.
+type Timeline struct {
+	Events    []rooms.ClientEvent `json:"events"`
+	Limited   bool                `json:"limited"`
+	PrevBatch string              `json:"prev_batch,omitempty"`
+}
+
+// StateList is the room's state before the timeline.
+type StateList struct {
+	Events []rooms.ClientEvent `json:"events"`
+}
+
+// JoinedRoom is one room in rooms.join.
+type JoinedRoom struct {
+	Summary             Summary     `json:"summary"`
+	State               StateList   `json:"state"`
+	Timeline            Timeline    `json:"timeline"`
+	Ephemeral           EventList   `json:"ephemeral"`
+	AccountData         EventList   `json:"account_data"`
+	UnreadNotifications UnreadCount `json:"unread_notifications"`
+}
+
+// Summary helps clients name a room without loading all its members.
+type Summary struct {
+	Heroes       []string `json:"m.heroes,omitempty"`
+	JoinedCount  *int     `json:"m.joined_member_count,omitempty"`
+	InvitedCount *int     `json:"m.invited_member_count,omitempty"`
+}
+
+// UnreadCount is a room's notification counts for the user.
+type UnreadCount struct {
+	NotificationCount int `json:"notification_count"`
+	HighlightCount    int `json:"highlight_count"`
+}
+
+// InvitedRoom is one room in rooms.invite: only stripped state.
+type InvitedRoom struct {
+	InviteState EventList `json:"invite_state"`
+}
+
+// LeftRoom is one room in rooms.leave.
+type LeftRoom struct {
+	State       StateList `json:"state"`
+	Timeline    Timeline  `json:"timeline"`
+	AccountData EventList `json:"account_data"`
+}
+
+func newResponse() *Response {
+	return &Response{
+		Rooms:       RoomsSection{Join: map[string]*JoinedRoom{}, Invite: map[string]*InvitedRoom{}, Leave: map[string]*LeftRoom{}, Knock: map[string]any{}},
+		AccountData: EventList{Events: []any{}},
+		Presence:    EventList{Events: []any{}},
+		ToDevice:    EventList{Events: []any{}},
+	}
+}
+
+// empty reports whether there is nothing new for the client.
+func (r *Response) empty() bool {
+	return len(r.Rooms.Join) == 0 && len(r.Rooms.Invite) == 0 && len(r.Rooms.Leave) == 0 && len(r.AccountData.Events) == 0
+}

@@ -1,0 +1,148 @@
+// Package syncer answers /sync, /messages and /context: it assembles what a user sees from the
+// rooms read model, receipts, typing and account data, and wakes long-polling syncs when
+// something that concerns their user arrives.
+package syncer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/firebreak/firebreak/internal/accountdata"
+	"github.com/firebreak/firebreak/internal/filter"
+	"github.com/firebreak/firebreak/internal/rooms"
+)
+
+// ErrBadRequest wraps every request error (bad token, bad filter).
+var ErrBadRequest = errors.New("bad sync request")
+
+// ErrNotReady: a token is ahead of this node and it did not catch up in time.
+var ErrNotReady = errors.New("this node has not caught up with that token yet")
+
+const (
+	maxLongPoll      = 2 * time.Minute
+	catchUpTimeout   = 10 * time.Second
+	defaultTimeline  = 10
+	maxTimeline      = 500
+	forgottenDataKey = "im.firebreak.forgotten"
+)
+
+// Service assembles syncs.
+type Service struct {
+	rooms *rooms.Service
+	data  *accountdata.Service
+	stop  <-chan struct{} // closed on shutdown, ending every long poll
+
+	mu      sync.Mutex
+	waiters map[string]chan struct{} // user -> closed when something for them arrives
+}
+
+// New wires the syncer to the services whose changes it reports. Long polls end when ctx does.
+func New(ctx context.Context, r *rooms.Service, d *accountdata.Service) *Service {
+	s := &Service{rooms: r, data: d, stop: ctx.Done(), waiters: map[string]chan struct{}{}}
+	r.OnChange(s.wake)
+	d.OnChange(func(user string) { s.wake([]string{user}) })
+	return s
+}
+
+// wake ends the long poll of every listed user.
+func (s *Service) wake(users []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, u := range users {
+		if ch, ok := s.waiters[u]; ok {
+			close(ch)
+			delete(s.waiters, u)
+		}
+	}
+}
+
+// waitChan returns the channel the next wake for user closes. Taken before the sync looks at
+// the data, so a change that lands while the response is built is never missed.
+func (s *Service) waitChan(user string) <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ch, ok := s.waiters[user]
+	if !ok {
+		ch = make(chan struct{})
+		s.waiters[user] = ch
+	}
+	return ch
+}
+
+// current is the token for everything this node has applied.
+func (s *Service) current() Token {
+	return Token{
+		Rooms:       s.rooms.Model().Applied(),
+		Receipts:    s.rooms.ReceiptPosition(),
+		AccountData: s.data.Position(),
+		Typing:      s.rooms.TypingSerial(),
+	}
+}
+
+// Shards is the number of room shards tokens carry.
+func (s *Service) Shards() int { return len(s.rooms.Model().Applied()) }
+
+// catchUp waits until this node has applied everything the token covers, so a client that
+// moves between nodes never sees time go backwards.
+func (s *Service) catchUp(ctx context.Context, t Token) error {
+	ctx, cancel := context.WithTimeout(ctx, catchUpTimeout)
+	defer cancel()
+	err := s.rooms.Model().WaitAppliedAll(ctx, t.Rooms)
+	if err == nil {
+		err = s.rooms.WaitReceiptPosition(ctx, t.Receipts)
+	}
+	if err == nil {
+		err = s.data.WaitPosition(ctx, t.AccountData)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrNotReady, err)
+	}
+	return nil
+}
+
+// Request is one /sync call.
+type Request struct {
+	UserID, DeviceID string
+	Since            string
+	Timeout          time.Duration
+	FullState        bool
+	Filter           filter.Filter
+}
+
+// Sync answers a /sync: at once when there is something new (or on an initial sync), else
+// when something arrives for the user or the timeout ends.
+func (s *Service) Sync(ctx context.Context, req Request) (*Response, error) {
+	var since *Token
+	if req.Since != "" {
+		t, err := ParseToken(req.Since, s.Shards())
+		if err != nil {
+			return nil, fmt.Errorf("%w: since is not a token this server issued", ErrBadRequest)
+		}
+		if err := s.catchUp(ctx, t); err != nil {
+			return nil, err
+		}
+		since = &t
+	}
+	deadline := time.NewTimer(min(req.Timeout, maxLongPoll))
+	defer deadline.Stop()
+	for {
+		wake := s.waitChan(req.UserID)
+		now := s.current()
+		resp := s.build(req, since, now)
+		if since == nil || req.FullState || !resp.empty() || req.Timeout <= 0 {
+			return resp, nil
+		}
+		select {
+		case <-wake:
+		case <-deadline.C:
+			return resp, nil
+		case <-ctx.Done():
+			return resp, nil
+		case <-s.stop:
+			return resp, nil
+		}
+	}
+}

@@ -1,0 +1,91 @@
+package syncer
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Token is a position in everything a sync covers: one sequence per room shard stream, the
+// receipts and account data buckets' positions, and this node's typing serial. The stream
+// and bucket positions are JetStream's own, the same on every node, so any node can answer a
+// sync from a token another node issued. The typing serial is node-local; on another node it
+// only causes typing state to be sent again.
+type Token struct {
+	Rooms       []uint64
+	Receipts    uint64
+	AccountData uint64
+	Typing      uint64
+}
+
+var errBadToken = errors.New("invalid token")
+
+const tokenPrefix = "fb1"
+
+// String renders the token; it is opaque to clients.
+func (t Token) String() string {
+	var b strings.Builder
+	b.WriteString(tokenPrefix)
+	b.WriteByte('_')
+	for i, r := range t.Rooms {
+		if i > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(strconv.FormatUint(r, 36))
+	}
+	fmt.Fprintf(&b, "_%s_%s_%s", strconv.FormatUint(t.Receipts, 36), strconv.FormatUint(t.AccountData, 36), strconv.FormatUint(t.Typing, 36))
+	return b.String()
+}
+
+// ParseToken reads a token made by String. shards is the deployment's shard count.
+func ParseToken(s string, shards int) (Token, error) {
+	parts := strings.Split(s, "_")
+	if len(parts) != 5 || parts[0] != tokenPrefix {
+		return Token{}, errBadToken
+	}
+	rooms := strings.Split(parts[1], ".")
+	if len(rooms) != shards {
+		return Token{}, errBadToken
+	}
+	var t Token
+	t.Rooms = make([]uint64, shards)
+	for i, r := range rooms {
+		v, err := strconv.ParseUint(r, 36, 64)
+		if err != nil {
+			return Token{}, errBadToken
+		}
+		t.Rooms[i] = v
+	}
+	for i, dst := range []*uint64{&t.Receipts, &t.AccountData, &t.Typing} {
+		v, err := strconv.ParseUint(parts[2+i], 36, 64)
+		if err != nil {
+			return Token{}, errBadToken
+		}
+		*dst = v
+	}
+	return t, nil
+}
+
+// roomToken is a position in one room's history, for /messages and prev_batch: "between
+// events", after every event with a sequence at or below it.
+type roomToken uint64
+
+func (t roomToken) String() string { return "r" + strconv.FormatUint(uint64(t), 36) }
+
+// parseRoomPosition accepts a room token or a sync token (whose component for the room's shard
+// is the position), as the spec allows /messages to start from a sync's next_batch.
+func parseRoomPosition(s string, shard, shards int) (uint64, error) {
+	if rest, ok := strings.CutPrefix(s, "r"); ok {
+		v, err := strconv.ParseUint(rest, 36, 64)
+		if err != nil {
+			return 0, errBadToken
+		}
+		return v, nil
+	}
+	t, err := ParseToken(s, shards)
+	if err != nil {
+		return 0, err
+	}
+	return t.Rooms[shard], nil
+}

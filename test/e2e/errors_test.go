@@ -1,0 +1,222 @@
+package e2e
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/id"
+	"maunium.net/go/mautrix/synapseadmin"
+)
+
+const maxEventSize = 65536
+
+// messageJSON is the body of an m.text message.
+func messageJSON(body string) []byte {
+	raw, _ := json.Marshal(map[string]string{"msgtype": "m.text", "body": body})
+	return raw
+}
+
+// roomHead is the newest event of the room as the user sees it.
+func roomHead(t *testing.T, u *user, room id.RoomID) id.EventID {
+	t.Helper()
+	resp, err := u.Messages(testCtx(t), room, u.syncToken(t), "", mautrix.DirectionBackward, nil, 1)
+	mustOK(t, err, "/messages limit 1")
+	if len(resp.Chunk) != 1 {
+		t.Fatalf("room %s has no newest event", room)
+	}
+	return resp.Chunk[0].ID
+}
+
+// testErrorResponses: each class of bad request gets its status and errcode
+// in a JSON error body, and leaves the room untouched.
+func testErrorResponses(t *testing.T, srv *server) {
+	alice, outsider := registerUser(t, srv, "alice"), registerUser(t, srv, "outsider")
+	room := sharedRoom(t, alice)
+	alice.sendText(t, room, "before the errors")
+	head := roomHead(t, alice, room)
+	send := func(txn string) string {
+		return fmt.Sprintf("v3/rooms/%s/send/m.room.message/%s", url.PathEscape(room.String()), txn)
+	}
+	login := func(password string) []byte {
+		raw, _ := json.Marshal(map[string]any{
+			"type":       "m.login.password",
+			"identifier": map[string]any{"type": "m.id.user", "user": alice.Localpart},
+			"password":   password,
+		})
+		return raw
+	}
+	huge := messageJSON(strings.Repeat("x", maxBodySize+maxBodySize/2))
+
+	cases := []struct {
+		name    string
+		method  string
+		path    string
+		token   string
+		body    []byte
+		status  int
+		errcode string
+	}{
+		{"NotJSONSend", "PUT", send("notjson"), alice.AccessToken, []byte(`{"msgtype": "m.text", "body": `), 400, "M_NOT_JSON"},
+		{"NotJSONLogin", "POST", "v3/login", "", []byte("this is not json"), 400, "M_NOT_JSON"},
+		{"PasswordNotString", "POST", "v3/login", "", []byte(`{"type":"m.login.password","identifier":{"type":"m.id.user","user":"` + alice.Localpart + `"},"password":5}`), 400, "M_BAD_JSON"},
+		{"RoomNameNotString", "POST", "v3/createRoom", alice.AccessToken, []byte(`{"name": 5}`), 400, "M_BAD_JSON"},
+		{"MissingToken", "GET", "v3/account/whoami", "", nil, 401, "M_MISSING_TOKEN"},
+		{"MissingTokenSend", "PUT", send("notoken"), "", messageJSON("no token"), 401, "M_MISSING_TOKEN"},
+		{"UnknownToken", "GET", "v3/account/whoami", "not-a-real-token", nil, 401, "M_UNKNOWN_TOKEN"},
+		{"UnknownTokenSend", "PUT", send("badtoken"), "not-a-real-token", messageJSON("bad token"), 401, "M_UNKNOWN_TOKEN"},
+		{"SendNotInRoom", "PUT", send("intruder"), outsider.AccessToken, messageJSON("intruder"), 403, "M_FORBIDDEN"},
+		{"UnknownEvent", "GET", fmt.Sprintf("v3/rooms/%s/event/%s", url.PathEscape(room.String()), url.PathEscape("$doesnotexist")), alice.AccessToken, nil, 404, "M_NOT_FOUND"},
+		{"UnknownRoom", "GET", "v3/rooms/" + url.PathEscape("!doesnotexist:localhost") + "/event/" + url.PathEscape("$doesnotexist"), alice.AccessToken, nil, 404, "M_NOT_FOUND"},
+		{"UnknownAlias", "GET", "v3/directory/room/" + url.PathEscape("#doesnotexist:localhost"), alice.AccessToken, nil, 404, "M_NOT_FOUND"},
+		{"BodyTooLarge", "PUT", send("huge"), alice.AccessToken, huge, 413, "M_TOO_LARGE"},
+		{"EventTooLarge", "PUT", send("bigevent"), alice.AccessToken, messageJSON(strings.Repeat("y", maxEventSize+1000)), 413, "M_TOO_LARGE"},
+		{"InvalidUsername", "GET", "v3/register/available?username=" + url.QueryEscape("Bad Name!"), "", nil, 400, "M_INVALID_USERNAME"},
+		{"UnknownEndpoint", "GET", "v3/this/endpoint/does/not/exist", alice.AccessToken, nil, 404, "M_UNRECOGNIZED"},
+		{"UnknownEndpointUnauthenticated", "POST", "v3/frobnicate", "", []byte(`{}`), 404, "M_UNRECOGNIZED"},
+		{"WrongPassword", "POST", "v3/login", "", login("not the password"), 403, "M_FORBIDDEN"},
+		{"UnknownUserLogin", "POST", "v3/login", "", []byte(`{"type":"m.login.password","identifier":{"type":"m.id.user","user":"nosuchuser"},"password":"x"}`), 403, "M_FORBIDDEN"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			rawRequest(t, tc.method, clientURL(srv, tc.path), tc.token, tc.body).expectError(t, tc.status, tc.errcode)
+			if now := roomHead(t, alice, room); now != head {
+				t.Errorf("failed request changed the room: newest event is now %s, was %s", now, head)
+			}
+		})
+	}
+
+	t.Run("NothingChanged", func(t *testing.T) {
+		joined, err := alice.JoinedRooms(testCtx(t))
+		mustOK(t, err, "joined_rooms")
+		if !slices.Equal(joined.JoinedRooms, []id.RoomID{room}) {
+			t.Errorf("failed createRoom left rooms behind: %v", joined.JoinedRooms)
+		}
+		// Alice's password still works and her token too.
+		loginAs(t, srv, alice.Localpart, alice.Password)
+		_, err = alice.Whoami(testCtx(t))
+		mustOK(t, err, "whoami after failed logins")
+	})
+}
+
+// testRegistrationErrors: bad and taken usernames are refused and the
+// refused registration changes nothing.
+func testRegistrationErrors(t *testing.T, srv *server) {
+	alice := registerUser(t, srv, "alice")
+	anon := newClient(t, srv, "", "")
+	register := func(name, password string) error {
+		_, err := anon.RegisterDummy(testCtx(t), &mautrix.ReqRegister[any]{Username: name, Password: password})
+		return err
+	}
+
+	t.Run("InvalidUsername", func(t *testing.T) {
+		expectMatrixError(t, register("Bad Name!", "whatever"), http.StatusBadRequest, "M_INVALID_USERNAME")
+		// The refused name must not have become an account.
+		_, err := anon.Login(testCtx(t), passwordLogin("Bad Name!", "whatever"))
+		var httpErr mautrix.HTTPError
+		if !errors.As(err, &httpErr) || !(httpErr.IsStatus(http.StatusForbidden) || httpErr.IsStatus(http.StatusBadRequest)) {
+			t.Errorf("login as the refused name: got %v, want 403 or 400", err)
+		}
+	})
+	t.Run("TakenUsername", func(t *testing.T) {
+		expectMatrixError(t, register(alice.Localpart, "hijacked"), http.StatusBadRequest, "M_USER_IN_USE")
+		_, err := anon.Login(testCtx(t), passwordLogin(alice.Localpart, "hijacked"))
+		expectMatrixError(t, err, http.StatusForbidden, "M_FORBIDDEN")
+		loginAs(t, srv, alice.Localpart, alice.Password)
+	})
+}
+
+// testEventSizeLimit: an event just under 64 KiB is accepted, one over is
+// refused with 413 and is not stored.
+func testEventSizeLimit(t *testing.T, srv *server) {
+	alice := registerUser(t, srv, "alice")
+	room := sharedRoom(t, alice)
+	alice.sendText(t, room, strings.Repeat("a", maxEventSize-4096))
+	_, err := alice.SendText(testCtx(t), room, "TOO BIG "+strings.Repeat("b", maxEventSize))
+	expectMatrixError(t, err, http.StatusRequestEntityTooLarge, "M_TOO_LARGE")
+	events, _ := roomMessages(t, alice, room, alice.syncToken(t), "", mautrix.DirectionBackward, nil, 50)
+	for _, b := range bodies(events) {
+		if strings.HasPrefix(b, "TOO BIG") {
+			t.Fatalf("the refused event is in the room history")
+		}
+	}
+}
+
+// TestRegistrationDisabled: with enable_registration false, /register is
+// refused, while shared-secret registration and `firebreak register` work.
+func TestRegistrationDisabled(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, serverOpts{DisableRegistration: true})
+	anon := newClient(t, srv, "", "")
+
+	t.Run("RegisterForbidden", func(t *testing.T) {
+		_, err := anon.RegisterDummy(testCtx(t), &mautrix.ReqRegister[any]{Username: "newbie", Password: "pw-newbie"})
+		expectMatrixError(t, err, http.StatusForbidden, "M_FORBIDDEN")
+		body := []byte(`{"username":"newbie","password":"pw-newbie","auth":{"type":"m.login.dummy"}}`)
+		rawRequest(t, "POST", clientURL(srv, "v3/register"), "", body).expectError(t, http.StatusForbidden, "M_FORBIDDEN")
+		_, err = anon.Login(testCtx(t), passwordLogin("newbie", "pw-newbie"))
+		expectMatrixError(t, err, http.StatusForbidden, "M_FORBIDDEN")
+	})
+	t.Run("SharedSecret", func(t *testing.T) {
+		admin := &synapseadmin.Client{Client: anon}
+		resp, err := admin.SharedSecretRegister(testCtx(t), sharedSecret, synapseadmin.ReqSharedSecretRegister{Username: "operator", Password: "pw-operator"})
+		mustOK(t, err, "shared-secret registration")
+		who, err := newClient(t, srv, resp.UserID, resp.AccessToken).Whoami(testCtx(t))
+		mustOK(t, err, "whoami with shared-secret token")
+		if who.UserID != userID("operator") {
+			t.Errorf("whoami = %s, want %s", who.UserID, userID("operator"))
+		}
+		_, err = admin.SharedSecretRegister(testCtx(t), "wrong secret", synapseadmin.ReqSharedSecretRegister{Username: "forger", Password: "pw-forger"})
+		if err == nil {
+			t.Errorf("registration with a wrong shared secret succeeded")
+		}
+		_, err = anon.Login(testCtx(t), passwordLogin("forger", "pw-forger"))
+		expectMatrixError(t, err, http.StatusForbidden, "M_FORBIDDEN")
+	})
+	t.Run("RegisterCommand", func(t *testing.T) {
+		run := func(name string) ([]byte, error) {
+			return exec.CommandContext(testCtx(t), binPath, "register", "--config", srv.ConfigPath,
+				"--user", name, "--password", "pw-"+name, "--admin").CombinedOutput()
+		}
+		if out, err := run("cliuser"); err != nil {
+			t.Fatalf("firebreak register: %v\n%s", err, out)
+		}
+		loginAs(t, srv, "cliuser", "pw-cliuser")
+		if out, err := run("cliuser"); err == nil {
+			t.Errorf("firebreak register of an existing user succeeded:\n%s", out)
+		}
+	})
+}
+
+// TestRateLimit: a flood of messages is cut off with 429 M_LIMIT_EXCEEDED
+// and retry_after_ms, and the refused message is not stored.
+func TestRateLimit(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, serverOpts{RCMessage: &rateLimit{PerSecond: 0.1, BurstCount: 3}})
+	alice := registerUser(t, srv, "alice")
+	room := sharedRoom(t, alice)
+	for i := range 10 {
+		body := fmt.Sprintf("flood %d", i)
+		_, err := alice.SendText(testCtx(t), room, body)
+		if err == nil {
+			continue
+		}
+		respErr := expectMatrixError(t, err, http.StatusTooManyRequests, "M_LIMIT_EXCEEDED")
+		if ms, ok := respErr.ExtraData["retry_after_ms"].(float64); !ok || ms <= 0 {
+			t.Errorf("429 body has retry_after_ms %v, want a positive number", respErr.ExtraData["retry_after_ms"])
+		}
+		events, _ := roomMessages(t, alice, room, alice.syncToken(t), "", mautrix.DirectionBackward, nil, 50)
+		if slices.Contains(bodies(events), body) {
+			t.Errorf("rate-limited message %q is in the history", body)
+		}
+		return
+	}
+	t.Fatalf("10 messages at once passed a limit of burst 3, 0.1/s")
+}

@@ -1,0 +1,358 @@
+package e2e
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"net/http"
+	"net/url"
+	"slices"
+	"testing"
+	"time"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+)
+
+func testVersions(t *testing.T, srv *server) {
+	alice := registerUser(t, srv, "alice")
+	versions, err := alice.Versions(testCtx(t))
+	mustOK(t, err, "/versions")
+	if !versions.Contains(mautrix.SpecV111) {
+		t.Errorf("/versions = %v, want v1.11 listed", versions.Versions)
+	}
+	r0 := rawRequest(t, "GET", clientURL(srv, "r0/account/whoami"), alice.AccessToken, nil)
+	r0.expectOK(t)
+	if r0.Body["user_id"] != alice.UserID.String() {
+		t.Errorf("r0 whoami = %s, want user_id %s", r0.Raw, alice.UserID)
+	}
+}
+
+func testCapabilities(t *testing.T, srv *server) {
+	caps, err := registerUser(t, srv, "alice").Capabilities(testCtx(t))
+	mustOK(t, err, "/capabilities")
+	if caps.RoomVersions == nil || caps.RoomVersions.Default != "10" {
+		t.Fatalf("m.room_versions = %+v, want default 10", caps.RoomVersions)
+	}
+	if _, ok := caps.RoomVersions.Available["10"]; !ok {
+		t.Errorf("room version 10 not in available %v", caps.RoomVersions.Available)
+	}
+}
+
+func testPushRules(t *testing.T, srv *server) {
+	alice := registerUser(t, srv, "alice")
+	resp := rawRequest(t, "GET", clientURL(srv, "v3/pushrules/"), alice.AccessToken, nil)
+	resp.expectOK(t)
+	global, _ := resp.Body["global"].(map[string]any)
+	ruleIDs := func(kind string) []string {
+		var ids []string
+		rules, _ := global[kind].([]any)
+		for _, r := range rules {
+			rule, _ := r.(map[string]any)
+			if ruleID, ok := rule["rule_id"].(string); ok {
+				ids = append(ids, ruleID)
+			}
+		}
+		return ids
+	}
+	for kind, want := range map[string]string{"override": ".m.rule.master", "underride": ".m.rule.message"} {
+		if !slices.Contains(ruleIDs(kind), want) {
+			t.Errorf("global %s rules %v lack %s", kind, ruleIDs(kind), want)
+		}
+	}
+}
+
+func testFilters(t *testing.T, srv *server) {
+	alice := registerUser(t, srv, "alice")
+	room := sharedRoom(t, alice)
+	var sent []string
+	for i := range 10 {
+		sent = append(sent, fmt.Sprintf("filtered %d", i))
+		alice.sendText(t, room, sent[i])
+	}
+	filter := &mautrix.Filter{Room: &mautrix.RoomFilter{
+		Timeline: &mautrix.FilterPart{Limit: 7, Types: []event.Type{event.EventMessage}},
+	}}
+	created, err := alice.CreateFilter(testCtx(t), filter)
+	mustOK(t, err, "create filter")
+	var stored mautrix.Filter
+	_, err = alice.MakeRequest(testCtx(t), http.MethodGet, alice.BuildClientURL("v3", "user", alice.UserID, "filter", created.FilterID), nil, &stored)
+	mustOK(t, err, "get filter")
+	if tl := stored.Room.Timeline; tl == nil || tl.Limit != 7 || len(tl.Types) != 1 || tl.Types[0].Type != event.EventMessage.Type {
+		t.Fatalf("stored filter = %+v, want timeline limit 7 of m.room.message", stored.Room)
+	}
+
+	resp, err := alice.FullSyncRequest(testCtx(t), mautrix.ReqSync{FilterID: created.FilterID})
+	mustOK(t, err, "sync with filter")
+	timeline := roomTimeline(resp, room)
+	if len(timeline) != 7 {
+		t.Fatalf("filtered timeline has %d events, want 7", len(timeline))
+	}
+	expectBodies(t, timeline, sent[3:])
+}
+
+func testProfile(t *testing.T, srv *server) {
+	alice, bob := registerUser(t, srv, "alice"), registerUser(t, srv, "bob")
+	const name = "Alice Liddell"
+	mustOK(t, alice.SetDisplayName(testCtx(t), name), "set displayname")
+	got, err := bob.GetDisplayName(testCtx(t), alice.UserID)
+	mustOK(t, err, "get displayname")
+	profile, err := bob.GetProfile(testCtx(t), alice.UserID)
+	mustOK(t, err, "get profile")
+	if got.DisplayName != name || profile.DisplayName != name {
+		t.Errorf("displayname = %q, profile displayname = %q, want %q", got.DisplayName, profile.DisplayName, name)
+	}
+}
+
+// withPasswordAuth performs a request guarded by user-interactive auth: the
+// first attempt must be refused with 401 and flows, the second carries
+// m.login.password auth with the session from the first.
+func withPasswordAuth(t *testing.T, u *user, method, url string, body map[string]any) error {
+	t.Helper()
+	data, err := u.MakeRequest(testCtx(t), method, url, body, nil)
+	var httpErr mautrix.HTTPError
+	if !errors.As(err, &httpErr) || !httpErr.IsStatus(http.StatusUnauthorized) {
+		t.Fatalf("%s %s without auth: got %v, want 401 with UIA flows", method, url, err)
+	}
+	var uia mautrix.RespUserInteractive
+	if err := json.Unmarshal(data, &uia); err != nil || !uia.HasSingleStageFlow(mautrix.AuthTypePassword) {
+		t.Fatalf("UIA response %s lacks an m.login.password flow", data)
+	}
+	authed := maps.Clone(body)
+	authed["auth"] = map[string]any{
+		"type":       mautrix.AuthTypePassword,
+		"identifier": map[string]any{"type": mautrix.IdentifierTypeUser, "user": u.Localpart},
+		"password":   u.Password,
+		"session":    uia.Session,
+	}
+	_, err = u.MakeRequest(testCtx(t), method, url, authed, nil)
+	return err
+}
+
+func deviceIDs(t *testing.T, u *user) []id.DeviceID {
+	t.Helper()
+	resp, err := u.GetDevicesInfo(testCtx(t))
+	mustOK(t, err, "list devices")
+	var ids []id.DeviceID
+	for _, d := range resp.Devices {
+		ids = append(ids, d.DeviceID)
+	}
+	return ids
+}
+
+func expectTokenDead(t *testing.T, u *user) {
+	t.Helper()
+	_, err := u.Whoami(testCtx(t))
+	expectMatrixError(t, err, http.StatusUnauthorized, "M_UNKNOWN_TOKEN")
+}
+
+func testDevices(t *testing.T, srv *server) {
+	alice := registerUser(t, srv, "alice")
+	second := alice.login(t, srv)
+	if ids := deviceIDs(t, alice); !slices.Contains(ids, alice.DeviceID) || !slices.Contains(ids, second.DeviceID) {
+		t.Fatalf("devices = %v, want both %s and %s", ids, alice.DeviceID, second.DeviceID)
+	}
+	const name = "Looking glass"
+	mustOK(t, alice.SetDeviceInfo(testCtx(t), second.DeviceID, &mautrix.ReqDeviceInfo{DisplayName: name}), "rename device")
+	info, err := alice.GetDeviceInfo(testCtx(t), second.DeviceID)
+	mustOK(t, err, "get device")
+	if info.DisplayName != name {
+		t.Errorf("device display_name = %q, want %q", info.DisplayName, name)
+	}
+	err = withPasswordAuth(t, alice, http.MethodDelete, alice.BuildClientURL("v3", "devices", second.DeviceID), map[string]any{})
+	mustOK(t, err, "delete device")
+	if ids := deviceIDs(t, alice); slices.Contains(ids, second.DeviceID) {
+		t.Errorf("deleted device %s still listed: %v", second.DeviceID, ids)
+	}
+	expectTokenDead(t, second)
+}
+
+func testLogout(t *testing.T, srv *server) {
+	alice := registerUser(t, srv, "alice")
+	second := alice.login(t, srv)
+	_, err := second.Logout(testCtx(t))
+	mustOK(t, err, "logout")
+	expectTokenDead(t, second)
+	_, err = alice.Whoami(testCtx(t))
+	mustOK(t, err, "the other device's token after logout")
+}
+
+func testPasswordChange(t *testing.T, srv *server) {
+	alice := registerUser(t, srv, "alice")
+	other := alice.login(t, srv)
+	const newPassword = "through the looking glass"
+	err := withPasswordAuth(t, alice, http.MethodPost, alice.BuildClientURL("v3", "account", "password"),
+		map[string]any{"new_password": newPassword, "logout_devices": true})
+	mustOK(t, err, "change password")
+	_, err = newClient(t, srv, "", "").Login(testCtx(t), passwordLogin(alice.Localpart, alice.Password))
+	expectMatrixError(t, err, http.StatusForbidden, "M_FORBIDDEN")
+	loginAs(t, srv, alice.Localpart, newPassword)
+	_, err = alice.Whoami(testCtx(t))
+	mustOK(t, err, "the requesting device's token after a password change")
+	expectTokenDead(t, other)
+}
+
+func testRegisterAvailable(t *testing.T, srv *server) {
+	alice := registerUser(t, srv, "alice")
+	_, err := alice.RegisterAvailable(testCtx(t), uniqueName("free"))
+	mustOK(t, err, "register/available for a free name")
+	_, err = alice.RegisterAvailable(testCtx(t), alice.Localpart)
+	expectMatrixError(t, err, http.StatusBadRequest, "M_USER_IN_USE")
+}
+
+func testLeaveForget(t *testing.T, srv *server) {
+	alice, bob := registerUser(t, srv, "alice"), registerUser(t, srv, "bob")
+	room := sharedRoom(t, alice, bob)
+	_, err := bob.LeaveRoom(testCtx(t), room)
+	mustOK(t, err, "leave")
+	expectJoinedRooms(t, bob)
+	expectJoinedMembers(t, alice, room, alice)
+	_, err = bob.SendText(testCtx(t), room, "after leaving")
+	expectMatrixError(t, err, http.StatusForbidden, "M_FORBIDDEN")
+	_, err = bob.ForgetRoom(testCtx(t), room)
+	mustOK(t, err, "forget")
+}
+
+// membershipOf reads target's membership in the room as the viewer sees it.
+func membershipOf(t *testing.T, viewer *user, room id.RoomID, target *user) event.Membership {
+	t.Helper()
+	var member event.MemberEventContent
+	mustOK(t, viewer.StateEvent(testCtx(t), room, event.StateMember, target.UserID.String(), &member), "member state")
+	return member.Membership
+}
+
+func testKickBanUnban(t *testing.T, srv *server) {
+	alice, bob := registerUser(t, srv, "alice"), registerUser(t, srv, "bob")
+	room := alice.createRoom(t, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+	bob.join(t, room.String(), room)
+	expectMembership := func(want event.Membership) {
+		t.Helper()
+		if got := membershipOf(t, alice, room, bob); got != want {
+			t.Fatalf("bob's membership = %q, want %q", got, want)
+		}
+	}
+
+	_, err := bob.KickUser(testCtx(t), room, &mautrix.ReqKickUser{UserID: alice.UserID})
+	expectMatrixError(t, err, http.StatusForbidden, "M_FORBIDDEN")
+	_, err = alice.KickUser(testCtx(t), room, &mautrix.ReqKickUser{UserID: bob.UserID, Reason: "out"})
+	mustOK(t, err, "kick")
+	expectMembership(event.MembershipLeave)
+	bob.join(t, room.String(), room)
+	expectMembership(event.MembershipJoin)
+
+	_, err = alice.BanUser(testCtx(t), room, &mautrix.ReqBanUser{UserID: bob.UserID})
+	mustOK(t, err, "ban")
+	expectMembership(event.MembershipBan)
+	_, err = bob.JoinRoom(testCtx(t), room.String(), nil)
+	expectMatrixError(t, err, http.StatusForbidden, "M_FORBIDDEN")
+	expectMembership(event.MembershipBan)
+
+	_, err = alice.UnbanUser(testCtx(t), room, &mautrix.ReqUnbanUser{UserID: bob.UserID})
+	mustOK(t, err, "unban")
+	expectMembership(event.MembershipLeave)
+	bob.join(t, room.String(), room)
+	expectMembership(event.MembershipJoin)
+}
+
+func testAliases(t *testing.T, srv *server) {
+	alice, bob := registerUser(t, srv, "alice"), registerUser(t, srv, "bob")
+	local := uniqueName("lounge")
+	alias := id.NewRoomAlias(local, serverName)
+	room := alice.createRoom(t, &mautrix.ReqCreateRoom{Preset: "public_chat", RoomAliasName: local})
+
+	resp := rawRequest(t, "GET", clientURL(srv, "v3/directory/room/"+url.PathEscape(alias.String())), "", nil)
+	resp.expectOK(t)
+	if resp.Body["room_id"] != room.String() {
+		t.Errorf("directory lookup of %s = %s, want room_id %s", alias, resp.Raw, room)
+	}
+	bob.join(t, alias.String(), room)
+	var canonical event.CanonicalAliasEventContent
+	mustOK(t, bob.StateEvent(testCtx(t), room, event.StateCanonicalAlias, "", &canonical), "canonical alias")
+	if canonical.Alias != alias {
+		t.Errorf("m.room.canonical_alias = %q, want %q", canonical.Alias, alias)
+	}
+	_, err := bob.CreateRoom(testCtx(t), &mautrix.ReqCreateRoom{RoomAliasName: local})
+	expectMatrixError(t, err, http.StatusBadRequest, "M_ROOM_IN_USE")
+}
+
+func testRedact(t *testing.T, srv *server) {
+	alice, bob := registerUser(t, srv, "alice"), registerUser(t, srv, "bob")
+	room := sharedRoom(t, alice, bob)
+	secret := alice.sendText(t, room, "a secret")
+	redaction, err := alice.RedactEvent(testCtx(t), room, secret, mautrix.ReqRedact{Reason: "oops"})
+	mustOK(t, err, "redact")
+
+	evt, err := bob.GetEvent(testCtx(t), room, secret)
+	mustOK(t, err, "get redacted event")
+	if evt.Type.Type != event.EventMessage.Type || len(evt.Content.Raw) != 0 {
+		t.Errorf("redacted event = type %s content %s, want m.room.message with empty content", evt.Type.Type, evt.Content.VeryRaw)
+	}
+	red, err := bob.GetEvent(testCtx(t), room, redaction.EventID)
+	mustOK(t, err, "get redaction")
+	if red.Type.Type != event.EventRedaction.Type || (red.Redacts != secret && red.Content.Raw["redacts"] != secret.String()) {
+		t.Errorf("redaction event = type %s redacts %q content %s, want it to redact %s", red.Type.Type, red.Redacts, red.Content.VeryRaw, secret)
+	}
+}
+
+func testContext(t *testing.T, srv *server) {
+	alice := registerUser(t, srv, "alice")
+	room := sharedRoom(t, alice)
+	var ids []id.EventID
+	for i := range 5 {
+		ids = append(ids, alice.sendText(t, room, fmt.Sprintf("context %d", i)))
+	}
+	resp, err := alice.Context(testCtx(t), room, ids[2], nil, 4)
+	mustOK(t, err, "/context")
+	switch {
+	case resp.Event == nil || resp.Event.ID != ids[2]:
+		t.Errorf("context event = %+v, want %s", resp.Event, ids[2])
+	case len(resp.EventsBefore) == 0 || resp.EventsBefore[0].ID != ids[1]:
+		t.Errorf("events_before = %v, want it to start with %s", eventIDs(resp.EventsBefore), ids[1])
+	case len(resp.EventsAfter) == 0 || resp.EventsAfter[0].ID != ids[3]:
+		t.Errorf("events_after = %v, want it to start with %s", eventIDs(resp.EventsAfter), ids[3])
+	case len(resp.EventsBefore)+len(resp.EventsAfter) > 4:
+		t.Errorf("context returned %d+%d events, limit was 4", len(resp.EventsBefore), len(resp.EventsAfter))
+	}
+	_, err = alice.Context(testCtx(t), room, "$doesnotexist", nil, 4)
+	expectMatrixError(t, err, http.StatusNotFound, "M_NOT_FOUND")
+}
+
+// typingUsers returns the user ids of the room's m.typing event in a sync,
+// and whether there was one.
+func typingUsers(resp *mautrix.RespSync, room id.RoomID) ([]string, bool) {
+	jr := joinedRoom(resp, room)
+	if jr == nil {
+		return nil, false
+	}
+	for _, evt := range jr.Ephemeral.Events {
+		if evt.Type.Type == event.EphemeralEventTyping.Type {
+			var users []string
+			list, _ := evt.Content.Raw["user_ids"].([]any)
+			for _, u := range list {
+				users = append(users, fmt.Sprint(u))
+			}
+			return users, true
+		}
+	}
+	return nil, false
+}
+
+func testTyping(t *testing.T, srv *server) {
+	alice, bob := registerUser(t, srv, "alice"), registerUser(t, srv, "bob")
+	room := sharedRoom(t, alice, bob)
+	bob.syncOnce(t, 0)
+	_, err := alice.UserTyping(testCtx(t), room, true, 30*time.Second)
+	mustOK(t, err, "typing on")
+	bob.syncUntil(t, "alice typing", func(r *mautrix.RespSync) bool {
+		users, ok := typingUsers(r, room)
+		return ok && slices.Contains(users, alice.UserID.String())
+	})
+	_, err = alice.UserTyping(testCtx(t), room, false, 0)
+	mustOK(t, err, "typing off")
+	bob.syncUntil(t, "alice no longer typing", func(r *mautrix.RespSync) bool {
+		users, ok := typingUsers(r, room)
+		return ok && !slices.Contains(users, alice.UserID.String())
+	})
+}

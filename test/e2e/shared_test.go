@@ -1,0 +1,41 @@
+package e2e
+
+import "testing"
+
+// TestSharedServer runs every scenario that can share one server. Each
+// scenario registers its own uniquely named users, so they do not interfere.
+func TestSharedServer(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, serverOpts{})
+	scenarios := []struct {
+		name string
+		run  func(*testing.T, *server)
+	}{
+		{"ThreeUsersChat", testThreeUsersChat},
+		{"LongPollSync", testLongPollSync},
+		{"HistoryPagination", testHistoryPagination},
+		{"ReceiptsAndUnread", testReceiptsAndUnread},
+		{"IdempotentSend", testIdempotentSend},
+		{"ErrorResponses", testErrorResponses},
+		{"Registration", testRegistrationErrors},
+		{"EventSizeLimit", testEventSizeLimit},
+		{"Versions", testVersions},
+		{"Capabilities", testCapabilities},
+		{"PushRules", testPushRules},
+		{"Filters", testFilters},
+		{"Profile", testProfile},
+		{"Devices", testDevices},
+		{"Logout", testLogout},
+		{"PasswordChange", testPasswordChange},
+		{"RegisterAvailable", testRegisterAvailable},
+		{"LeaveForget", testLeaveForget},
+		{"KickBanUnban", testKickBanUnban},
+		{"Aliases", testAliases},
+		{"Redact", testRedact},
+		{"Context", testContext},
+		{"Typing", testTyping},
+	}
+	for _, sc := range scenarios {
+		t.Run(sc.name, func(t *testing.T) { sc.run(t, srv) })
+	}
+}
