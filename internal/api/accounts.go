@@ -116,17 +116,23 @@ type userIdentifier struct {
 	User string `json:"user"`
 }
 
-// passwordCreds are the fields shared by a password login and an m.login.password auth dict.
-type passwordCreds struct {
+// credentials is the body of a password login, and also the "auth" object of a request
+// protected by user-interactive authentication, which uses the same fields plus session.
+// One flat type serves both because encoding/json names an embedded struct's fields after
+// its Go type in type errors ("creds.password"), which clients should not see.
+type credentials struct {
 	Type       string          `json:"type"`
 	Identifier *userIdentifier `json:"identifier"`
 	User       string          `json:"user"` // deprecated form of identifier
 	Password   string          `json:"password"`
+	Session    string          `json:"session"`                     // auth objects only
+	DeviceID   string          `json:"device_id"`                   // login only
+	DeviceName string          `json:"initial_device_display_name"` // login only
 }
 
 // userName returns the user the credentials name, "" if they name none. Only m.id.user is
 // supported: there are no third-party identifiers on this server.
-func (c passwordCreds) userName() (string, error) {
+func (c *credentials) userName() (string, error) {
 	if c.Identifier == nil {
 		return c.User, nil
 	}
@@ -136,23 +142,18 @@ func (c passwordCreds) userName() (string, error) {
 	return c.Identifier.User, nil
 }
 
-// authDict is the "auth" object of a request protected by user-interactive authentication.
-type authDict struct {
-	passwordCreds
-	Session string `json:"session"`
-}
-
-func (a *authDict) session() string {
-	if a == nil {
+// session is the auth object's session id; the object may be absent.
+func (c *credentials) session() string {
+	if c == nil {
 		return ""
 	}
-	return a.Session
+	return c.Session
 }
 
 // requirePassword is the m.login.password stage for an authenticated caller: the caller's
 // current password must come with the request, so a stolen access token alone cannot change
 // the password or log other devices out.
-func (srv *Server) requirePassword(ctx context.Context, s *session, auth *authDict) error {
+func (srv *Server) requirePassword(ctx context.Context, s *session, auth *credentials) error {
 	if auth == nil || auth.Type != stagePassword {
 		return uiaChallenge(stagePassword, auth.session(), "")
 	}
@@ -160,13 +161,12 @@ func (srv *Server) requirePassword(ctx context.Context, s *session, auth *authDi
 	if err != nil {
 		return err
 	}
-	if name != "" {
-		// The auth dict may name the user; it must be the caller, not someone else.
-		if id, err := srv.Accounts.UserID(name); err != nil || id != s.UserID {
-			return uiaChallenge(stagePassword, auth.Session, "Invalid username or password")
-		}
+	// The auth object may name the user; it must be the caller, not someone else.
+	if id, idErr := srv.Accounts.UserID(name); name != "" && (idErr != nil || id != s.UserID) {
+		err = accounts.ErrBadLogin
+	} else {
+		err = srv.Accounts.CheckPassword(ctx, s.UserID, auth.Password)
 	}
-	err = srv.Accounts.CheckPassword(ctx, s.UserID, auth.Password)
 	if errors.Is(err, accounts.ErrBadLogin) {
 		return uiaChallenge(stagePassword, auth.Session, "Invalid username or password")
 	}
@@ -219,15 +219,9 @@ func (srv *Server) loginFlows(*http.Request, *session) (any, error) {
 	return map[string]any{"flows": []map[string]string{{"type": stagePassword}}}, nil
 }
 
-type loginRequest struct {
-	passwordCreds
-	DeviceID   string `json:"device_id"`
-	DeviceName string `json:"initial_device_display_name"`
-}
-
 // login answers POST /login with m.login.password, the only login type offered.
 func (srv *Server) login(r *http.Request, _ *session) (any, error) {
-	var req loginRequest
+	var req credentials
 	if err := decodeBody(r, &req); err != nil {
 		return nil, err
 	}
@@ -254,12 +248,12 @@ func (srv *Server) login(r *http.Request, _ *session) (any, error) {
 }
 
 type registerRequest struct {
-	Username     string    `json:"username"`
-	Password     string    `json:"password"`
-	DeviceID     string    `json:"device_id"`
-	DeviceName   string    `json:"initial_device_display_name"`
-	InhibitLogin bool      `json:"inhibit_login"`
-	Auth         *authDict `json:"auth"`
+	Username     string       `json:"username"`
+	Password     string       `json:"password"`
+	DeviceID     string       `json:"device_id"`
+	DeviceName   string       `json:"initial_device_display_name"`
+	InhibitLogin bool         `json:"inhibit_login"`
+	Auth         *credentials `json:"auth"`
 }
 
 // register answers POST /register with the single m.login.dummy stage.
@@ -468,9 +462,9 @@ func (srv *Server) whoami(_ *http.Request, s *session) (any, error) {
 // changePassword answers POST /account/password behind the m.login.password stage.
 func (srv *Server) changePassword(r *http.Request, s *session) (any, error) {
 	var req struct {
-		NewPassword   string    `json:"new_password"`
-		LogoutDevices *bool     `json:"logout_devices"`
-		Auth          *authDict `json:"auth"`
+		NewPassword   string       `json:"new_password"`
+		LogoutDevices *bool        `json:"logout_devices"`
+		Auth          *credentials `json:"auth"`
 	}
 	if err := decodeBody(r, &req); err != nil {
 		return nil, err
@@ -541,7 +535,7 @@ func (srv *Server) renameDevice(r *http.Request, s *session) (any, error) {
 // deleteDevice answers DELETE /devices/{deviceId} behind the m.login.password stage.
 func (srv *Server) deleteDevice(r *http.Request, s *session) (any, error) {
 	var req struct {
-		Auth *authDict `json:"auth"`
+		Auth *credentials `json:"auth"`
 	}
 	if err := decodeBody(r, &req); err != nil {
 		return nil, err

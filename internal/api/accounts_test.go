@@ -67,7 +67,7 @@ func TestRegistrationMAC(t *testing.T) {
 	}
 }
 
-func TestPasswordCredsUserName(t *testing.T) {
+func TestCredentialsUserName(t *testing.T) {
 	cases := []struct {
 		name     string
 		body     string
@@ -83,7 +83,7 @@ func TestPasswordCredsUserName(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			var c passwordCreds
+			var c credentials
 			if err := json.Unmarshal([]byte(tc.body), &c); err != nil {
 				t.Fatal(err)
 			}
@@ -102,23 +102,13 @@ func TestPasswordCredsUserName(t *testing.T) {
 	}
 }
 
-// TestRequestFieldsPromoted: the embedded passwordCreds fields decode at the top level of a
-// login body and of an auth dict, as clients send them.
-func TestRequestFieldsPromoted(t *testing.T) {
-	var login loginRequest
-	body := `{"type":"m.login.password","user":"a","password":"p","device_id":"D","initial_device_display_name":"n"}`
-	if err := decodeJSON([]byte(body), &login); err != nil {
-		t.Fatal(err)
-	}
-	if login.Type != stagePassword || login.User != "a" || login.Password != "p" || login.DeviceID != "D" || login.DeviceName != "n" {
-		t.Errorf("login decoded as %+v", login)
-	}
-	var auth authDict
-	if err := decodeJSON([]byte(`{"type":"m.login.password","password":"p","session":"S"}`), &auth); err != nil {
-		t.Fatal(err)
-	}
-	if auth.Type != stagePassword || auth.Password != "p" || auth.Session != "S" {
-		t.Errorf("auth dict decoded as %+v", auth)
+// TestCredentialsTypeError: a field of the wrong type is named as the client wrote it.
+func TestCredentialsTypeError(t *testing.T) {
+	var c credentials
+	err := decodeJSON([]byte(`{"type":"m.login.password","user":"a","password":5}`), &c)
+	me, ok := toMatrixError(err)
+	if !ok || me.Code != "M_BAD_JSON" || !strings.HasPrefix(me.Msg, "password ") {
+		t.Errorf("decode error = %v, want M_BAD_JSON about password", err)
 	}
 }
 
@@ -161,7 +151,7 @@ func TestUIAChallenge(t *testing.T) {
 	if a, b := uiaChallenge(stageDummy, "", ""), uiaChallenge(stageDummy, "", ""); a.Session == b.Session {
 		t.Errorf("two challenges share session %q", a.Session)
 	}
-	var nilAuth *authDict
+	var nilAuth *credentials
 	if nilAuth.session() != "" {
 		t.Errorf("a missing auth dict has a session")
 	}

@@ -28,7 +28,7 @@ func FuzzDecodeJSON(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		var req loginRequest
+		var req credentials
 		err := decodeJSON(body, &req)
 		if err == nil {
 			return

@@ -8,6 +8,10 @@ func (srv *Server) routes() {
 	login := routeOpts{limit: srv.limits.login, keyBy: byAddress}
 	register := routeOpts{limit: srv.limits.registration, keyBy: byAddress}
 
+	// Operations (health.go).
+	srv.mux.HandleFunc("GET /_firebreak/health", srv.health)
+	srv.mux.HandleFunc("GET /_firebreak/replication", srv.replication)
+
 	// Discovery (accounts.go).
 	srv.handle("GET", "/_matrix/client/versions", srv.versions, public)
 	srv.client("GET", "/capabilities", srv.capabilities, authed)

@@ -30,6 +30,23 @@ type Config struct {
 	RCLogin                  RateLimit `yaml:"rc_login"`
 	RCRegistration           RateLimit `yaml:"rc_registration"`
 	LogLevel                 string    `yaml:"log_level"`
+	// Cluster joins this node to a deployment spanning data centers; nil runs a single node.
+	Cluster *Cluster `yaml:"cluster"`
+	// NATSURL uses an operator's external NATS cluster instead of the embedded server.
+	NATSURL string `yaml:"nats_url"`
+	// Replicas is how many copies JetStream keeps of every stream and bucket: 1 for a single
+	// node, 3 (one per data center) by default in a cluster.
+	Replicas int `yaml:"replicas"`
+}
+
+// Cluster is the cluster: block of a node's configuration.
+type Cluster struct {
+	Name   string   `yaml:"name"`   // the cluster's name, the same on every node
+	Node   string   `yaml:"node"`   // this node's unique name
+	DC     string   `yaml:"dc"`     // this node's data center
+	Listen string   `yaml:"listen"` // host:port for cluster traffic
+	Routes []string `yaml:"routes"` // the other nodes' cluster addresses
+	Size   int      `yaml:"size"`   // nodes in the deployment; default len(routes)+1
 }
 
 // Default returns the configuration `firebreak serve` uses with no --config.
@@ -45,6 +62,7 @@ func Default() Config {
 		RCLogin:            RateLimit{PerSecond: 0.17, BurstCount: 3},
 		RCRegistration:     RateLimit{PerSecond: 0.17, BurstCount: 3},
 		LogLevel:           "info",
+		Replicas:           1,
 	}
 }
 
@@ -62,6 +80,12 @@ func Load(path string) (Config, error) {
 	if err := dec.Decode(&cfg); err != nil && err.Error() != "EOF" {
 		return cfg, fmt.Errorf("%s: %w", path, err)
 	}
+	if cfg.Replicas == 0 {
+		cfg.Replicas = 1
+		if cfg.Cluster != nil || cfg.NATSURL != "" {
+			cfg.Replicas = 3
+		}
+	}
 	return cfg, cfg.Validate()
 }
 
@@ -78,6 +102,18 @@ func (c Config) Validate() error {
 		return fmt.Errorf("max_request_body_size must be at least 65536 (the largest event)")
 	case c.RoomShards < 1 || c.RoomShards > 1024:
 		return fmt.Errorf("room_shards must be between 1 and 1024")
+	case c.Replicas < 1 || c.Replicas > 5:
+		return fmt.Errorf("replicas must be between 1 and 5")
+	case c.Cluster != nil && c.NATSURL != "":
+		return fmt.Errorf("set either cluster or nats_url, not both")
+	}
+	if cl := c.Cluster; cl != nil {
+		if cl.Name == "" || cl.Node == "" || cl.DC == "" || cl.Listen == "" || len(cl.Routes) == 0 {
+			return fmt.Errorf("cluster needs name, node, dc, listen and routes")
+		}
+		if strings.ContainsAny(cl.Node+cl.DC+cl.Name, " .*>") {
+			return fmt.Errorf("cluster name, node and dc may not contain spaces, '.', '*' or '>'")
+		}
 	}
 	for name, rl := range map[string]RateLimit{"rc_message": c.RCMessage, "rc_login": c.RCLogin, "rc_registration": c.RCRegistration} {
 		if rl.PerSecond <= 0 || rl.BurstCount < 1 {

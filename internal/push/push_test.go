@@ -364,11 +364,7 @@ func FuzzEvaluate(f *testing.F) {
 	rules := DefaultRules(me)
 	f.Fuzz(func(t *testing.T, data []byte, name string, members int) {
 		c := Context{UserID: me, DisplayName: name, MemberCount: members, SenderCanNotify: canNotify("room")}
-		st := time.Now()
 		got := Evaluate(rules, data, c)
-		if d := time.Since(st); d > 300*time.Millisecond {
-			t.Fatalf("slow %v len=%d name=%d", d, len(data), len(name))
-		}
 		if got.Highlight && !got.Notify {
 			t.Errorf("highlight without notify: %+v", got)
 		}

@@ -33,7 +33,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return err
 	}
-	st, err := store.Open(ctx, store.Options{DataDir: cfg.DataDir, NodeName: "firebreak", Replicas: 1, RoomShards: cfg.RoomShards, Logger: log})
+	st, err := store.Open(ctx, storeOptions(cfg, log))
 	if err != nil {
 		return err
 	}
@@ -99,4 +99,14 @@ func sharedSecret(ctx context.Context, st *store.Store, cfg config.Config) (stri
 		secret = string(b)
 	}
 	return secret, os.WriteFile(filepath.Join(cfg.DataDir, SecretFile), []byte(secret), 0o600)
+}
+
+func storeOptions(cfg config.Config, log *slog.Logger) store.Options {
+	opts := store.Options{DataDir: cfg.DataDir, NodeName: "firebreak", NATSURL: cfg.NATSURL,
+		Replicas: cfg.Replicas, RoomShards: cfg.RoomShards, Logger: log}
+	if c := cfg.Cluster; c != nil {
+		opts.NodeName = c.Node
+		opts.Cluster = &store.ClusterOptions{Name: c.Name, DC: c.DC, Listen: c.Listen, Routes: c.Routes, Size: c.Size}
+	}
+	return opts
 }

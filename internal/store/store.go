@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -19,13 +18,20 @@ import (
 
 // Options say where the data lives and how many copies of it JetStream keeps.
 type Options struct {
-	DataDir    string
-	NodeName   string
+	DataDir  string
+	NodeName string
+	// Cluster, when set, joins this node's embedded JetStream to the deployment's one cluster
+	// stretched over the data centers.
+	Cluster *ClusterOptions
+	// NATSURL, when set, uses an external NATS cluster instead of an embedded server.
+	NATSURL    string
 	Replicas   int // 1 for a single node; 3 (one per data center) in a cluster
 	RoomShards int // fixed for the deployment's life: a room's shard is a hash of its id
 	// DedupWindow is how long JetStream remembers a publish id; a retry inside it is stored once.
 	DedupWindow time.Duration
 	Logger      *slog.Logger
+
+	clientToken string // guards the loopback client port a clustered node must open
 }
 
 var (
@@ -62,39 +68,37 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	ns, err := startEmbedded(opts)
-	if err != nil {
-		return nil, err
+	s := &Store{opts: opts, buckets: map[Bucket]jetstream.KeyValue{}, log: opts.Logger}
+	var err error
+	if opts.NATSURL != "" {
+		s.nc, err = nats.Connect(opts.NATSURL, nats.Name(opts.NodeName), nats.MaxReconnects(-1))
+	} else {
+		opts.clientToken = randomToken()
+		if s.ns, err = startEmbedded(opts); err == nil {
+			s.nc, err = nats.Connect("", nats.InProcessServer(s.ns), nats.Name(opts.NodeName), nats.MaxReconnects(-1), nats.Token(opts.clientToken))
+		}
 	}
-	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Name(opts.NodeName), nats.MaxReconnects(-1))
-	if err != nil {
-		ns.Shutdown()
-		return nil, fmt.Errorf("connect to embedded JetStream: %w", err)
+	if err == nil {
+		s.js, err = jetstream.New(s.nc, jetstream.WithDefaultTimeout(30*time.Second))
 	}
-	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(30*time.Second))
-	if err != nil {
-		nc.Close()
-		ns.Shutdown()
-		return nil, err
+	if err == nil {
+		err = s.bootstrap(ctx)
 	}
-	s := &Store{opts: opts, ns: ns, nc: nc, js: js, buckets: map[Bucket]jetstream.KeyValue{}, log: opts.Logger}
-	if err := s.bootstrap(ctx); err != nil {
+	if err != nil {
 		s.Close()
-		return nil, err
+		return nil, fmt.Errorf("open JetStream: %w", err)
 	}
 	return s, nil
 }
 
 func startEmbedded(opts Options) (*server.Server, error) {
 	sopts := &server.Options{}
-	conf := fmt.Sprintf("server_name: %q\njetstream {\n store_dir: %q\n sync_interval: always\n}\nmax_payload: 1MB\n",
-		opts.NodeName, filepath.Join(opts.DataDir, "jetstream"))
-	if err := sopts.ProcessConfigString(conf); err != nil {
+	if err := sopts.ProcessConfigString(renderConfig(opts)); err != nil {
 		return nil, fmt.Errorf("embedded JetStream config: %w", err)
 	}
-	// No client port: only this process talks to its JetStream. NoSigs keeps the NATS server
-	// from installing a signal handler that would exit the process behind our back.
-	sopts.DontListen = true
+	// No client port on a single node: only this process talks to its JetStream. NoSigs keeps
+	// the NATS server from installing a signal handler that would exit the process.
+	sopts.DontListen = opts.Cluster == nil
 	sopts.NoSigs = true
 	ns, err := server.NewServer(sopts)
 	if err != nil {
@@ -122,8 +126,28 @@ func (s *Store) Close() {
 	}
 }
 
-// bootstrap creates the fixed set of room shard streams and the KV buckets.
+// bootstrap creates the fixed set of room shard streams and the KV buckets. In a cluster
+// this waits for enough peers (three data centers) to place them; every node runs it, and
+// creation is idempotent, so all nodes of a new cluster may start at once.
 func (s *Store) bootstrap(ctx context.Context) error {
+	s.waitForMetaLeader(ctx)
+	for attempt := 1; ; attempt++ {
+		err := s.createAll(ctx)
+		if err == nil || s.opts.Cluster == nil && s.opts.NATSURL == "" {
+			return err
+		}
+		if attempt%10 == 1 {
+			s.log.Info("waiting for the JetStream cluster to place streams", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (s *Store) createAll(ctx context.Context) error {
 	shards, err := s.agreeOnShardCount(ctx)
 	if err != nil {
 		return err
