@@ -4,6 +4,7 @@ package admin
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -30,7 +31,7 @@ func Register(ctx context.Context, baseURL, secret, username, password string, i
 	}
 	body := map[string]any{
 		"nonce": nonce.Nonce, "username": username, "password": password, "admin": isAdmin,
-		"mac": accounts.RegistrationMAC(secret, nonce.Nonce, username, password, isAdmin),
+		"mac": hex.EncodeToString(accounts.RegistrationMAC(secret, nonce.Nonce, username, password, isAdmin, "")),
 	}
 	var acct Account
 	err := call(ctx, http.MethodPost, baseURL+"/_synapse/admin/v1/register", body, &acct)

@@ -4,13 +4,11 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha1"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"unicode/utf8"
 
 	"github.com/firebreak/firebreak/internal/accounts"
@@ -426,17 +424,7 @@ func (srv *Server) spendNonce(ctx context.Context, nonce string) error {
 // registrationMAC is HMAC-SHA1 over the NUL-separated nonce, user name, password and admin
 // flag (and the user type when given), the format Synapse's registration tools sign.
 func registrationMAC(secret string, req adminRegisterRequest) []byte {
-	admin := "notadmin"
-	if req.Admin {
-		admin = "admin"
-	}
-	fields := []string{req.Nonce, req.Username, req.Password, admin}
-	if req.UserType != "" {
-		fields = append(fields, req.UserType)
-	}
-	m := hmac.New(sha1.New, []byte(secret))
-	m.Write([]byte(strings.Join(fields, "\x00")))
-	return m.Sum(nil)
+	return accounts.RegistrationMAC(secret, req.Nonce, req.Username, req.Password, req.Admin, req.UserType)
 }
 
 // validRegistrationMAC compares in constant time so the MAC cannot be learnt byte by byte.

@@ -7,6 +7,9 @@ func (srv *Server) routes() {
 	send := routeOpts{auth: true, limit: srv.limits.message, keyBy: byUser}
 	login := routeOpts{limit: srv.limits.login, keyBy: byAddress}
 	register := routeOpts{limit: srv.limits.registration, keyBy: byAddress}
+	// Endpoints that check a password are limited like logins, per user, so a stolen token
+	// cannot be used to guess the password.
+	passwordCheck := routeOpts{auth: true, limit: srv.limits.login, keyBy: byUser}
 
 	// Operations (health.go).
 	srv.mux.HandleFunc("GET /_firebreak/health", srv.health)
@@ -21,16 +24,16 @@ func (srv *Server) routes() {
 	srv.client("POST", "/login", srv.login, login)
 	srv.client("POST", "/register", srv.register, register)
 	srv.client("GET", "/register/available", srv.registerAvailable, register)
-	srv.handle("GET", "/_synapse/admin/v1/register", srv.adminRegisterNonce, public)
+	srv.handle("GET", "/_synapse/admin/v1/register", srv.adminRegisterNonce, register)
 	srv.handle("POST", "/_synapse/admin/v1/register", srv.adminRegister, register)
 	srv.client("POST", "/logout", srv.logout, authed)
 	srv.client("POST", "/logout/all", srv.logoutAll, authed)
 	srv.client("GET", "/account/whoami", srv.whoami, authed)
-	srv.client("POST", "/account/password", srv.changePassword, authed)
+	srv.client("POST", "/account/password", srv.changePassword, passwordCheck)
 	srv.client("GET", "/devices", srv.listDevices, authed)
 	srv.client("GET", "/devices/{deviceId}", srv.getDevice, authed)
 	srv.client("PUT", "/devices/{deviceId}", srv.renameDevice, authed)
-	srv.client("DELETE", "/devices/{deviceId}", srv.deleteDevice, authed)
+	srv.client("DELETE", "/devices/{deviceId}", srv.deleteDevice, passwordCheck)
 	srv.client("GET", "/profile/{userId}", srv.getProfile, public)
 	srv.client("GET", "/profile/{userId}/{field}", srv.getProfileField, public)
 	srv.client("PUT", "/profile/{userId}/{field}", srv.setProfileField, authed)

@@ -1,0 +1,88 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+)
+
+func TestCursorLoadAdvance(t *testing.T) {
+	c := NewCursor()
+	if got := c.Load(); got != 0 {
+		t.Fatalf("new cursor at %d, want 0", got)
+	}
+	for _, p := range []uint64{1, 2, 10, 1 << 40} {
+		c.Advance(p)
+		if got := c.Load(); got != p {
+			t.Fatalf("after Advance(%d), Load() = %d", p, got)
+		}
+	}
+}
+
+func TestCursorWaitReached(t *testing.T) {
+	c := NewCursor()
+	c.Advance(5)
+	for _, p := range []uint64{0, 1, 5} {
+		if err := c.Wait(t.Context(), p); err != nil {
+			t.Errorf("Wait(%d) at 5 = %v", p, err)
+		}
+	}
+	// A position already reached is reported even when ctx has ended.
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := c.Wait(ctx, 5); err != nil {
+		t.Errorf("Wait(5) at 5 with an ended ctx = %v, want nil", err)
+	}
+	if err := c.Wait(ctx, 6); !errors.Is(err, context.Canceled) {
+		t.Errorf("Wait(6) at 5 with an ended ctx = %v, want context.Canceled", err)
+	}
+}
+
+func TestCursorWaiterWokenByAdvance(t *testing.T) {
+	c := NewCursor()
+	const waiters = 8
+	errs := make(chan error, waiters)
+	var started sync.WaitGroup
+	for i := 0; i < waiters; i++ {
+		started.Add(1)
+		go func() {
+			started.Done()
+			errs <- c.Wait(t.Context(), 3)
+		}()
+	}
+	started.Wait()
+	c.Advance(3)
+	for i := 0; i < waiters; i++ {
+		if err := <-errs; err != nil {
+			t.Errorf("waiter %d: %v", i, err)
+		}
+	}
+}
+
+func TestCursorWaiterPastTarget(t *testing.T) {
+	c := NewCursor()
+	done := make(chan error, 1)
+	go func() { done <- c.Wait(t.Context(), 3) }()
+	// Several advances, the last one past the target.
+	for p := uint64(1); p <= 10; p++ {
+		c.Advance(p)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// An advance short of the target does not release the waiter; only ctx ends it.
+func TestCursorWaitCancelled(t *testing.T) {
+	c := NewCursor()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- c.Wait(ctx, 10) }()
+	c.Advance(4)
+	c.Advance(9)
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Wait(10) with the cursor at 9 returned %v, want context.Canceled", err)
+	}
+}
