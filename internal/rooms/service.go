@@ -27,6 +27,9 @@ type Service struct {
 	receipts *receiptModel
 	typing   *typingModel
 
+	unreadMu sync.Mutex
+	unread   map[unreadKey]unreadState
+
 	wg sync.WaitGroup
 }
 
@@ -43,6 +46,7 @@ func New(ctx context.Context, st *store.Store, serverName, defaultVersion string
 	return &Service{
 		st: st, serverName: serverName, key: key, defaultVersion: gomatrixserverlib.RoomVersion(defaultVersion),
 		log: log, model: model, receipts: newReceiptModel(), typing: newTypingModel(),
+		unread: map[unreadKey]unreadState{},
 	}, nil
 }
 
