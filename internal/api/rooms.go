@@ -80,6 +80,14 @@ func (srv *Server) profileFields(ctx context.Context, userID string) map[string]
 	return out
 }
 
+// bodyAndRoom parses the JSON body into v and resolves the room the path names.
+func (srv *Server) bodyAndRoom(r *http.Request, v any) (string, error) {
+	if err := decodeBody(r, v); err != nil {
+		return "", err
+	}
+	return srv.roomParam(r)
+}
+
 // roomParam resolves the {roomId} or {roomIdOrAlias} path parameter.
 func (srv *Server) roomParam(r *http.Request) (string, error) {
 	id := r.PathValue("roomId")
@@ -102,10 +110,7 @@ type membershipBody struct {
 
 func (srv *Server) join(r *http.Request, s *session) (any, error) {
 	var body membershipBody
-	if err := decodeBody(r, &body); err != nil {
-		return nil, err
-	}
-	roomID, err := srv.roomParam(r)
+	roomID, err := srv.bodyAndRoom(r, &body)
 	if err != nil {
 		return nil, err
 	}
@@ -121,15 +126,12 @@ func (srv *Server) join(r *http.Request, s *session) (any, error) {
 // unban).
 func (srv *Server) changeOther(r *http.Request, s *session, membership string) (any, error) {
 	var body membershipBody
-	if err := decodeBody(r, &body); err != nil {
+	roomID, err := srv.bodyAndRoom(r, &body)
+	if err != nil {
 		return nil, err
 	}
 	if !validUserID(body.UserID) {
 		return nil, badJSON("user_id must be a user id")
-	}
-	roomID, err := srv.roomParam(r)
-	if err != nil {
-		return nil, err
 	}
 	if membership == "invite" {
 		if _, err := srv.Accounts.Account(r.Context(), body.UserID); errors.Is(err, accounts.ErrNotFound) {
@@ -169,10 +171,7 @@ func (srv *Server) unban(r *http.Request, s *session) (any, error) {
 
 func (srv *Server) leave(r *http.Request, s *session) (any, error) {
 	var body membershipBody
-	if err := decodeBody(r, &body); err != nil {
-		return nil, err
-	}
-	roomID, err := srv.roomParam(r)
+	roomID, err := srv.bodyAndRoom(r, &body)
 	if err != nil {
 		return nil, err
 	}
@@ -366,10 +365,7 @@ func (srv *Server) redact(r *http.Request, s *session) (any, error) {
 	var body struct {
 		Reason string `json:"reason"`
 	}
-	if err := decodeBody(r, &body); err != nil {
-		return nil, err
-	}
-	roomID, err := srv.roomParam(r)
+	roomID, err := srv.bodyAndRoom(r, &body)
 	if err != nil {
 		return nil, err
 	}
@@ -421,10 +417,7 @@ func (srv *Server) receipt(r *http.Request, s *session) (any, error) {
 	var body struct {
 		ThreadID string `json:"thread_id"`
 	}
-	if err := decodeBody(r, &body); err != nil {
-		return nil, err
-	}
-	roomID, err := srv.roomParam(r)
+	roomID, err := srv.bodyAndRoom(r, &body)
 	if err != nil {
 		return nil, err
 	}
@@ -444,10 +437,7 @@ func (srv *Server) readMarkers(r *http.Request, s *session) (any, error) {
 		Read        string `json:"m.read"`
 		ReadPrivate string `json:"m.read.private"`
 	}
-	if err := decodeBody(r, &body); err != nil {
-		return nil, err
-	}
-	roomID, err := srv.roomParam(r)
+	roomID, err := srv.bodyAndRoom(r, &body)
 	if err != nil {
 		return nil, err
 	}
@@ -471,13 +461,10 @@ func (srv *Server) typing(r *http.Request, s *session) (any, error) {
 		Typing  bool  `json:"typing"`
 		Timeout int64 `json:"timeout"`
 	}
-	if err := decodeBody(r, &body); err != nil {
-		return nil, err
-	}
 	if r.PathValue("userId") != s.UserID {
 		return nil, forbidden("You may only set your own typing state")
 	}
-	roomID, err := srv.roomParam(r)
+	roomID, err := srv.bodyAndRoom(r, &body)
 	if err != nil {
 		return nil, err
 	}

@@ -139,19 +139,11 @@ func (srv *Server) writeAccountData(r *http.Request, s *session, roomID string) 
 }
 
 func (srv *Server) messages(r *http.Request, s *session) (any, error) {
-	roomID, err := srv.readableRoom(r, s)
+	roomID, limit, f, err := srv.historyParams(r, s)
 	if err != nil {
 		return nil, err
 	}
 	q := r.URL.Query()
-	limit, err := queryInt(q.Get("limit"), 10)
-	if err != nil {
-		return nil, err
-	}
-	f, err := inlineRoomFilter(q.Get("filter"))
-	if err != nil {
-		return nil, err
-	}
 	dir := q.Get("dir")
 	if dir != "b" && dir != "f" {
 		return nil, errorf(http.StatusBadRequest, "M_INVALID_PARAM", "dir must be 'b' or 'f'")
@@ -160,6 +152,22 @@ func (srv *Server) messages(r *http.Request, s *session) (any, error) {
 		Viewer: viewer(s), RoomID: roomID, From: q.Get("from"), To: q.Get("to"),
 		Backward: dir == "b", Limit: min(max(limit, 1), 1000), Filter: f,
 	})
+}
+
+// historyParams reads what /messages and /context share: a readable room, a limit and an
+// inline room event filter.
+func (srv *Server) historyParams(r *http.Request, s *session) (string, int, filter.RoomEventFilter, error) {
+	var f filter.RoomEventFilter
+	roomID, err := srv.readableRoom(r, s)
+	if err != nil {
+		return "", 0, f, err
+	}
+	limit, err := queryInt(r.URL.Query().Get("limit"), 10)
+	if err != nil {
+		return "", 0, f, err
+	}
+	f, err = inlineRoomFilter(r.URL.Query().Get("filter"))
+	return roomID, limit, f, err
 }
 
 func inlineRoomFilter(param string) (filter.RoomEventFilter, error) {
@@ -174,16 +182,7 @@ func inlineRoomFilter(param string) (filter.RoomEventFilter, error) {
 }
 
 func (srv *Server) eventContext(r *http.Request, s *session) (any, error) {
-	roomID, err := srv.readableRoom(r, s)
-	if err != nil {
-		return nil, err
-	}
-	q := r.URL.Query()
-	limit, err := queryInt(q.Get("limit"), 10)
-	if err != nil {
-		return nil, err
-	}
-	f, err := inlineRoomFilter(q.Get("filter"))
+	roomID, limit, f, err := srv.historyParams(r, s)
 	if err != nil {
 		return nil, err
 	}
