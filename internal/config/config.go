@@ -34,9 +34,21 @@ type Config struct {
 	Cluster *Cluster `yaml:"cluster"`
 	// NATSURL uses an operator's external NATS cluster instead of the embedded server.
 	NATSURL string `yaml:"nats_url"`
-	// Replicas is how many copies JetStream keeps of every stream and bucket: 1 for a single
-	// node, 3 (one per data center) by default in a cluster.
+	// Replicas is how many copies JetStream keeps of every stream and bucket; 0 picks the
+	// default (see ReplicaCount).
 	Replicas int `yaml:"replicas"`
+}
+
+// ReplicaCount is the number of copies of every stream and bucket: as configured, else 3 (one
+// per data center) in a cluster and 1 on a single node.
+func (c Config) ReplicaCount() int {
+	switch {
+	case c.Replicas > 0:
+		return c.Replicas
+	case c.Cluster != nil || c.NATSURL != "":
+		return 3
+	}
+	return 1
 }
 
 // Cluster is the cluster: block of a node's configuration.
@@ -62,7 +74,6 @@ func Default() Config {
 		RCLogin:            RateLimit{PerSecond: 0.17, BurstCount: 3},
 		RCRegistration:     RateLimit{PerSecond: 0.17, BurstCount: 3},
 		LogLevel:           "info",
-		Replicas:           1,
 	}
 }
 
@@ -80,12 +91,6 @@ func Load(path string) (Config, error) {
 	if err := dec.Decode(&cfg); err != nil && err.Error() != "EOF" {
 		return cfg, fmt.Errorf("%s: %w", path, err)
 	}
-	if cfg.Replicas == 0 {
-		cfg.Replicas = 1
-		if cfg.Cluster != nil || cfg.NATSURL != "" {
-			cfg.Replicas = 3
-		}
-	}
 	return cfg, cfg.Validate()
 }
 
@@ -102,7 +107,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("max_request_body_size must be at least 65536 (the largest event)")
 	case c.RoomShards < 1 || c.RoomShards > 1024:
 		return fmt.Errorf("room_shards must be between 1 and 1024")
-	case c.Replicas < 1 || c.Replicas > 5:
+	case c.Replicas < 0 || c.Replicas > 5:
 		return fmt.Errorf("replicas must be between 1 and 5")
 	case c.Cluster != nil && c.NATSURL != "":
 		return fmt.Errorf("set either cluster or nats_url, not both")

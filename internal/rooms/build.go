@@ -21,9 +21,15 @@ type Proto struct {
 	Redacts  string
 }
 
-// build turns a proto event into a signed event on top of the room's current head and checks
-// it against the room version's auth rules with the room's current state.
-func (s *Service) build(p Proto, info RoomInfo) (gomatrixserverlib.PDU, error) {
+// stateSource is the room state an event is built and checked against: the read model's for an
+// existing room, a draft's for a room being created.
+type stateSource interface {
+	StateEvent(roomID, evType, key string) *Event
+}
+
+// build turns a proto event into a signed event on top of the room's head and checks it against
+// the room version's auth rules with the given state.
+func (s *Service) build(p Proto, info RoomInfo, state stateSource) (gomatrixserverlib.PDU, error) {
 	content := p.Content
 	if len(content) == 0 {
 		content = json.RawMessage("{}")
@@ -36,7 +42,7 @@ func (s *Service) build(p Proto, info RoomInfo) (gomatrixserverlib.PDU, error) {
 		pe.PrevEvents = []string{info.Head.PDU.EventID()}
 		pe.Depth = info.Head.PDU.Depth() + 1
 	}
-	authEvents, err := s.authEventsFor(pe)
+	authEvents, err := authEventsFor(pe, state)
 	if err != nil {
 		return nil, err
 	}
@@ -57,15 +63,15 @@ func (s *Service) build(p Proto, info RoomInfo) (gomatrixserverlib.PDU, error) {
 	return pdu, nil
 }
 
-// authEventsFor collects from the room's current state the events the auth rules need.
-func (s *Service) authEventsFor(pe *gomatrixserverlib.ProtoEvent) (gomatrixserverlib.AuthEvents, error) {
+// authEventsFor collects from the room's state the events the auth rules need.
+func authEventsFor(pe *gomatrixserverlib.ProtoEvent, state stateSource) (gomatrixserverlib.AuthEvents, error) {
 	auth := gomatrixserverlib.NewAuthEvents(nil)
 	needed, err := gomatrixserverlib.StateNeededForProtoEvent(pe)
 	if err != nil {
 		return auth, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
 	for _, t := range needed.Tuples() {
-		if ev := s.model.StateEvent(pe.RoomID, t.EventType, t.StateKey); ev != nil {
+		if ev := state.StateEvent(pe.RoomID, t.EventType, t.StateKey); ev != nil {
 			if err := auth.AddEvent(ev.PDU); err != nil {
 				return auth, err
 			}

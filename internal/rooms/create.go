@@ -50,7 +50,7 @@ func (s *Service) CreateRoom(ctx context.Context, req CreateRequest) (string, er
 	if err != nil || !gomatrixserverlib.StableRoomVersion(version) {
 		return "", fmt.Errorf("%w: unsupported room version %q", ErrUnsupportedVersion, req.RoomVersion)
 	}
-	preset, err := presetFor(req)
+	pr, err := presetFor(req)
 	if err != nil {
 		return "", err
 	}
@@ -62,29 +62,45 @@ func (s *Service) CreateRoom(ctx context.Context, req CreateRequest) (string, er
 			return "", err
 		}
 	}
-	events, err := s.creationEvents(req, preset, version, alias)
-	if err != nil {
+	if err := s.createEvents(ctx, req, pr, impl, roomID, alias); err != nil {
 		s.releaseAlias(ctx, alias)
 		return "", err
 	}
-	for i, p := range events {
-		p.RoomID = roomID
-		info, ok := s.model.Info(roomID)
-		if i == 0 {
-			info, ok = RoomInfo{ID: roomID, Shard: s.st.RoomShard(roomID), Version: impl}, true
-		}
-		if !ok {
-			return "", fmt.Errorf("%w: room %s vanished while being created", ErrUnavailable, roomID)
-		}
-		if _, err := s.send(ctx, p, SendOptions{}, info); err != nil {
-			if i == 0 {
-				s.releaseAlias(ctx, alias)
-			}
-			return "", err
-		}
-	}
 	return roomID, nil
 }
+
+// createEvents builds the new room's first events against a draft of its state and stores
+// them in one atomic batch, so a createRoom that fails leaves no half-made room behind.
+func (s *Service) createEvents(ctx context.Context, req CreateRequest, pr preset, impl gomatrixserverlib.IRoomVersion, roomID, alias string) error {
+	protos, err := s.creationEvents(req, pr, impl.Version(), alias)
+	if err != nil {
+		return err
+	}
+	info := RoomInfo{ID: roomID, Shard: s.st.RoomShard(roomID), Version: impl}
+	d := draft{}
+	batch := make([]store.NewRoomEvent, 0, len(protos))
+	for _, p := range protos {
+		p.RoomID = roomID
+		pdu, err := s.build(p, info, d)
+		if err != nil {
+			return err
+		}
+		ev := &Event{PDU: pdu}
+		d[stateKey{pdu.Type(), *pdu.StateKey()}] = ev
+		info.Head = ev
+		batch = append(batch, store.NewRoomEvent{JSON: pdu.JSON()})
+	}
+	seq, err := s.st.AppendRoomEvents(ctx, roomID, 0, batch)
+	if err != nil {
+		return unavailable(err)
+	}
+	return s.model.WaitApplied(ctx, info.Shard, seq)
+}
+
+// draft is the state of a room that is being created and not yet stored.
+type draft map[stateKey]*Event
+
+func (d draft) StateEvent(_, evType, key string) *Event { return d[stateKey{evType, key}] }
 
 type preset struct {
 	joinRule, historyVisibility, guestAccess string

@@ -29,10 +29,6 @@ func (s *Service) Send(ctx context.Context, p Proto, opt SendOptions) (string, e
 	if !ok {
 		return "", fmt.Errorf("%w: unknown room %s", ErrNotFound, p.RoomID)
 	}
-	return s.send(ctx, p, opt, info)
-}
-
-func (s *Service) send(ctx context.Context, p Proto, opt SendOptions, info RoomInfo) (string, error) {
 	var dedupID string
 	if opt.TxnID != "" {
 		dedupID = sendDedupID(p.RoomID, p.Sender, opt.Device, opt.TxnID)
@@ -43,7 +39,7 @@ func (s *Service) send(ctx context.Context, p Proto, opt SendOptions, info RoomI
 				return id, nil
 			}
 		}
-		pdu, err := s.build(p, info)
+		pdu, err := s.build(p, info, s.model)
 		if err != nil {
 			return "", err
 		}

@@ -103,7 +103,7 @@ func sharedSecret(ctx context.Context, st *store.Store, cfg config.Config) (stri
 
 func storeOptions(cfg config.Config, log *slog.Logger) store.Options {
 	opts := store.Options{DataDir: cfg.DataDir, NodeName: "firebreak", NATSURL: cfg.NATSURL,
-		Replicas: cfg.Replicas, RoomShards: cfg.RoomShards, Logger: log}
+		Replicas: cfg.ReplicaCount(), RoomShards: cfg.RoomShards, Logger: log}
 	if c := cfg.Cluster; c != nil {
 		opts.NodeName = c.Node
 		opts.Cluster = &store.ClusterOptions{Name: c.Name, DC: c.DC, Listen: c.Listen, Routes: c.Routes, Size: c.Size}

@@ -2,10 +2,12 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -49,13 +51,48 @@ func (s *Store) openBucket(ctx context.Context, b Bucket) error {
 	return nil
 }
 
-// Get returns a key's value and its revision.
+// Get returns a key's value and its revision. Reads go to the nearest replica, which in a
+// cluster may not yet have a value written a moment ago through another node; so a miss is
+// confirmed with the bucket's leader before it is reported. A token issued on one node thus
+// works at once on every other.
 func (s *Store) Get(ctx context.Context, b Bucket, key string) ([]byte, uint64, error) {
 	e, err := s.buckets[b].Get(ctx, key)
+	if err == nil {
+		return e.Value(), e.Revision(), nil
+	}
+	if errors.Is(err, jetstream.ErrKeyNotFound) && s.opts.Replicas > 1 {
+		return s.leaderGet(ctx, b, key)
+	}
+	return nil, 0, translate(err)
+}
+
+// leaderGet reads a key through the bucket stream's leader, which has every acknowledged write.
+func (s *Store) leaderGet(ctx context.Context, b Bucket, key string) ([]byte, uint64, error) {
+	req, _ := json.Marshal(map[string]string{"last_by_subj": "$KV." + string(b) + "." + key})
+	resp, err := s.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+string(b), req)
 	if err != nil {
 		return nil, 0, translate(err)
 	}
-	return e.Value(), e.Revision(), nil
+	var r struct {
+		Message *struct {
+			Seq     uint64 `json:"seq"`
+			Headers []byte `json:"hdrs"`
+			Data    []byte `json:"data"`
+		} `json:"message"`
+		Error *jetstream.APIError `json:"error"`
+	}
+	if err := json.Unmarshal(resp.Data, &r); err != nil {
+		return nil, 0, err
+	}
+	if r.Error != nil || r.Message == nil {
+		return nil, 0, ErrNotFound
+	}
+	if len(r.Message.Headers) > 0 {
+		if hdr, err := nats.DecodeHeadersMsg(r.Message.Headers); err == nil && hdr.Get("KV-Operation") != "" {
+			return nil, 0, ErrNotFound // a delete or purge marker
+		}
+	}
+	return r.Message.Data, r.Message.Seq, nil
 }
 
 // Create stores a value only if the key has none; ErrExists otherwise. Two nodes racing to

@@ -2,8 +2,10 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -46,7 +48,9 @@ func (s *Store) shardStreamConfig(i int) jetstream.StreamConfig {
 		Duplicates:  s.opts.DedupWindow,
 		MaxMsgSize:  256 << 10,
 		AllowDirect: true,
-		Discard:     jetstream.DiscardNew,
+		// Atomic batches let a new room's first events land all together or not at all.
+		AllowAtomicPublish: true,
+		Discard:            jetstream.DiscardNew,
 	}
 }
 
@@ -81,6 +85,51 @@ func (s *Store) AppendRoomEvent(ctx context.Context, roomID string, afterSeq uin
 		return 0, translate(err)
 	}
 	return ack.Sequence, nil
+}
+
+// AppendRoomEvents appends several events to a room in one atomic batch: either all are
+// stored, after afterSeq and in order, or none is (ErrConflict when the head moved). It
+// returns the last event's sequence.
+func (s *Store) AppendRoomEvents(ctx context.Context, roomID string, afterSeq uint64, evs []NewRoomEvent) (uint64, error) {
+	subject := s.roomSubject(roomID)
+	batchID := randomToken()[:32]
+	for i, ev := range evs {
+		msg := nats.NewMsg(subject)
+		msg.Data = ev.JSON
+		msg.Header.Set("Nats-Batch-Id", batchID)
+		msg.Header.Set("Nats-Batch-Sequence", strconv.Itoa(i+1))
+		if i == 0 {
+			msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(afterSeq, 10))
+		}
+		if i < len(evs)-1 {
+			if err := s.nc.PublishMsg(msg); err != nil {
+				return 0, translate(err)
+			}
+			continue
+		}
+		msg.Header.Set("Nats-Batch-Commit", "1")
+		return s.commitBatch(ctx, msg)
+	}
+	return 0, errors.New("store: empty batch")
+}
+
+// commitBatch sends a batch's last message and reads JetStream's acknowledgement of the whole.
+func (s *Store) commitBatch(ctx context.Context, msg *nats.Msg) (uint64, error) {
+	resp, err := s.nc.RequestMsgWithContext(ctx, msg)
+	if err != nil {
+		return 0, translate(err)
+	}
+	var ack struct {
+		Seq   uint64              `json:"seq"`
+		Error *jetstream.APIError `json:"error"`
+	}
+	if err := json.Unmarshal(resp.Data, &ack); err != nil {
+		return 0, fmt.Errorf("store: unreadable batch acknowledgement: %w", err)
+	}
+	if ack.Error != nil {
+		return 0, translate(ack.Error)
+	}
+	return ack.Seq, nil
 }
 
 // RoomHeadSeq is the sequence of the room's last stored event, 0 when it has none.

@@ -132,7 +132,12 @@ func (s *Store) Close() {
 func (s *Store) bootstrap(ctx context.Context) error {
 	s.waitForMetaLeader(ctx)
 	for attempt := 1; ; attempt++ {
-		err := s.createAll(ctx)
+		// A reply sent while a new cluster is still propagating interest can be lost; a short
+		// deadline per attempt, growing with each, retries soon. Each attempt keeps what earlier
+		// ones created.
+		actx, cancel := context.WithTimeout(ctx, min(time.Duration(attempt)*2*time.Second, 20*time.Second))
+		err := s.createAll(actx)
+		cancel()
 		if err == nil || s.opts.Cluster == nil && s.opts.NATSURL == "" {
 			return err
 		}
