@@ -52,6 +52,7 @@ func (s *Service) Run(ctx context.Context, ready func()) error {
 }
 
 func (s *Service) apply(c store.Change) {
+	defer s.rev.Advance(c.Rev) // even past a change it cannot use, so waiters never stall
 	parts, err := store.KeyParts(c.Key)
 	if err != nil || len(parts) != 3 {
 		return
@@ -69,7 +70,6 @@ func (s *Service) apply(c store.Change) {
 		items[itemKey{it.RoomID, it.Type}] = it
 	}
 	s.mu.Unlock()
-	s.rev.Advance(c.Rev)
 	s.onChange(it.UserID)
 }
 

@@ -160,35 +160,33 @@ func validCluster() *Cluster {
 
 const clusterYAML = "cluster:\n  name: fb\n  node: n1\n  dc: dc1\n  listen: 0.0.0.0:6222\n  routes: [n2:6222, n3:6222]\n"
 
-type replicasCase struct {
-	name string
-	body string
-	want int
-}
-
-func testReplicas(t *testing.T, cases []replicasCase) {
-	t.Helper()
+func TestReplicaCount(t *testing.T) {
+	cases := []struct {
+		name string
+		body string
+		want int
+	}{
+		{"single node", "", 1},
+		{"single node, explicit", "replicas: 1\n", 1},
+		{"single node, zero means default", "replicas: 0\n", 1},
+		{"single node, more", "replicas: 3\n", 3},
+		{"cluster", clusterYAML, 3},
+		{"cluster, explicit", clusterYAML + "replicas: 5\n", 5},
+		{"cluster, zero means default", clusterYAML + "replicas: 0\n", 3},
+		{"external nats", "nats_url: nats://n:4222\n", 3},
+		{"external nats, explicit", "nats_url: nats://n:4222\nreplicas: 1\n", 1},
+	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := Load(writeConfig(t, tc.body))
 			if err != nil {
 				t.Fatalf("Load: %v", err)
 			}
-			if got.Replicas != tc.want {
-				t.Errorf("replicas = %d, want %d", got.Replicas, tc.want)
+			if n := got.ReplicaCount(); n != tc.want {
+				t.Errorf("ReplicaCount() = %d, want %d", n, tc.want)
 			}
 		})
 	}
-}
-
-func TestLoadReplicas(t *testing.T) {
-	testReplicas(t, []replicasCase{
-		{"single node", "", 1},
-		{"single node, explicit", "replicas: 1\n", 1},
-		{"single node, zero means default", "replicas: 0\n", 1},
-		{"cluster, explicit", clusterYAML + "replicas: 5\n", 5},
-		{"cluster, zero means default", clusterYAML + "replicas: 0\n", 3},
-	})
 	got, err := Load(writeConfig(t, clusterYAML))
 	if err != nil {
 		t.Fatal(err)
@@ -197,26 +195,9 @@ func TestLoadReplicas(t *testing.T) {
 		len(c.Routes) != 2 || c.Routes[1] != "n3:6222" {
 		t.Errorf("cluster = %+v", got.Cluster)
 	}
-}
-
-// knownBug skips a test that shows a reported bug in non-test code, unless FIREBREAK_KNOWN_BUGS
-// is set. Once the fix is in, delete the knownBug call.
-func knownBug(t *testing.T, what string) {
-	t.Helper()
-	if os.Getenv("FIREBREAK_KNOWN_BUGS") == "" {
-		t.Skip("known bug, set FIREBREAK_KNOWN_BUGS=1 to run: " + what)
+	if n := Default().ReplicaCount(); n != 1 {
+		t.Errorf("Default().ReplicaCount() = %d, want 1", n)
 	}
-}
-
-// TestLoadClusterReplicasDefault: a cluster (or external NATS) without a replicas setting
-// should keep 3 copies, as the Replicas field documents. Default() already sets Replicas to 1,
-// so Load's "Replicas == 0" branch never runs for a file that leaves replicas out.
-func TestLoadClusterReplicasDefault(t *testing.T) {
-	knownBug(t, "config.Load leaves replicas at 1 for a cluster without a replicas setting")
-	testReplicas(t, []replicasCase{
-		{"cluster", clusterYAML, 3},
-		{"external nats", "nats_url: nats://n:4222\n", 3},
-	})
 }
 
 func TestValidate(t *testing.T) {
@@ -255,7 +236,9 @@ func TestValidate(t *testing.T) {
 		{"registration burst zero", func(c *Config) { c.RCRegistration.BurstCount = 0 }, "rc_registration"},
 		{"small positive rate", func(c *Config) { c.RCLogin = RateLimit{PerSecond: 0.001, BurstCount: 1} }, ""},
 		{"replicas 3", func(c *Config) { c.Replicas = 3 }, ""},
-		{"replicas 0", func(c *Config) { c.Replicas = 0 }, "replicas"},
+		{"replicas 0 (the default)", func(c *Config) { c.Replicas = 0 }, ""},
+		{"replicas negative", func(c *Config) { c.Replicas = -1 }, "replicas"},
+		{"replicas 5", func(c *Config) { c.Replicas = 5 }, ""},
 		{"replicas 6", func(c *Config) { c.Replicas = 6 }, "replicas"},
 		{"cluster", func(c *Config) { c.Cluster = validCluster() }, ""},
 		{"cluster and nats_url", func(c *Config) { c.Cluster = validCluster(); c.NATSURL = "nats://n:4222" }, "nats_url"},

@@ -65,7 +65,8 @@ func Parse(b []byte) (Filter, error) {
 	if err := json.Unmarshal(b, &f); err != nil {
 		return f, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	for _, l := range []*int{f.Presence.Limit, f.AccountData.Limit, f.Room.Timeline.Limit, f.Room.State.Limit, f.Room.Ephemeral.Limit} {
+	for _, l := range []*int{f.Presence.Limit, f.AccountData.Limit, f.Room.Timeline.Limit, f.Room.State.Limit,
+		f.Room.Ephemeral.Limit, f.Room.AccountData.Limit} {
 		if l != nil && *l < 0 {
 			return f, fmt.Errorf("%w: limit must not be negative", ErrInvalid)
 		}

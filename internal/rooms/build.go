@@ -46,6 +46,11 @@ func (s *Service) build(p Proto, info RoomInfo, state stateSource) (gomatrixserv
 	if err != nil {
 		return nil, err
 	}
+	if p.Type == "m.room.redaction" {
+		if err := s.checkRedaction(p, &authEvents); err != nil {
+			return nil, err
+		}
+	}
 	eb := info.Version.NewEventBuilderFromProtoEvent(pe)
 	if err := eb.AddAuthEvents(&authEvents); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
@@ -83,4 +88,24 @@ func authEventsFor(pe *gomatrixserverlib.ProtoEvent, state stateSource) (gomatri
 // userIDForSender: in the room versions we create, a sender id is the user id.
 func userIDForSender(_ spec.RoomID, senderID spec.SenderID) (*spec.UserID, error) {
 	return spec.NewUserID(string(senderID), true)
+}
+
+// checkRedaction applies the rule the auth rules leave to the sender's server from room
+// version 3 on: a user may redact their own events, and others' only with the redact level.
+func (s *Service) checkRedaction(p Proto, auth *gomatrixserverlib.AuthEvents) error {
+	if target, ok := s.model.Event(p.RoomID, p.Redacts); ok && target.Sender == p.Sender {
+		return nil
+	}
+	creator := ""
+	if create, _ := auth.Create(); create != nil {
+		creator = string(create.SenderID())
+	}
+	pl, err := gomatrixserverlib.NewPowerLevelContentFromAuthEvents(auth, creator)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrForbidden, err)
+	}
+	if pl.UserLevel(spec.SenderID(p.Sender)) < pl.Redact {
+		return fmt.Errorf("%w: only the sender or a user with the redact power level may redact an event", ErrForbidden)
+	}
+	return nil
 }

@@ -3,6 +3,7 @@ package rooms
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"math"
 	"sort"
@@ -136,10 +137,29 @@ func (m *Model) parse(se store.RoomEvent) (gomatrixserverlib.PDU, *room, error) 
 		}
 		r = &room{id: head.RoomID, shard: se.Shard, version: impl, byID: map[string]*Event{},
 			state: map[stateKey]*Event{}, txns: map[string]string{}}
-		m.rooms[head.RoomID] = r
 	}
 	pdu, err := r.version.NewEventFromTrustedJSON(se.JSON, false)
-	return pdu, r, err
+	if err == nil {
+		err = checkEventID(pdu)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	// Only a create event that could be read starts a room.
+	m.rooms[head.RoomID] = r
+	return pdu, r, nil
+}
+
+// checkEventID computes the event id, which gomatrixserverlib does by panicking on content it
+// cannot hash; one unreadable stored event must not stop a node from starting.
+func checkEventID(pdu gomatrixserverlib.PDU) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("event id: %v", r)
+		}
+	}()
+	_ = pdu.EventID()
+	return nil
 }
 
 func (m *Model) redactLocked(r *room, redaction *Event) {

@@ -34,6 +34,7 @@ func newReceiptModel() *receiptModel {
 }
 
 func (m *receiptModel) apply(c store.Change) {
+	defer m.rev.Advance(c.Rev) // even past a change it cannot use, so waiters never stall
 	parts, err := store.KeyParts(c.Key)
 	if err != nil || len(parts) != 3 || c.Deleted {
 		return
@@ -54,7 +55,6 @@ func (m *receiptModel) apply(c store.Change) {
 	}
 	users[r.UserID][r.Type] = r
 	m.mu.Unlock()
-	m.rev.Advance(c.Rev)
 	m.onChange(r.RoomID)
 }
 

@@ -22,20 +22,26 @@ func TestCursorLoadAdvance(t *testing.T) {
 
 func TestCursorWaitReached(t *testing.T) {
 	c := NewCursor()
-	c.Advance(5)
-	for _, p := range []uint64{0, 1, 5} {
-		if err := c.Wait(t.Context(), p); err != nil {
-			t.Errorf("Wait(%d) at 5 = %v", p, err)
-		}
-	}
-	// A position already reached is reported even when ctx has ended.
+	// An ended ctx makes Wait answer at once: nil for a position already reached (without
+	// waiting), the ctx's error for one not reached.
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if err := c.Wait(ctx, 5); err != nil {
-		t.Errorf("Wait(5) at 5 with an ended ctx = %v, want nil", err)
+	if err := c.Wait(ctx, 0); err != nil {
+		t.Errorf("Wait(0) on a new cursor = %v, want nil", err)
 	}
-	if err := c.Wait(ctx, 6); !errors.Is(err, context.Canceled) {
-		t.Errorf("Wait(6) at 5 with an ended ctx = %v, want context.Canceled", err)
+	c.Advance(5)
+	for _, p := range []uint64{0, 1, 4, 5} {
+		if err := c.Wait(ctx, p); err != nil {
+			t.Errorf("Wait(%d) at 5 = %v, want nil", p, err)
+		}
+	}
+	for _, p := range []uint64{6, 1 << 63} {
+		if err := c.Wait(ctx, p); !errors.Is(err, context.Canceled) {
+			t.Errorf("Wait(%d) at 5 with an ended ctx = %v, want context.Canceled", p, err)
+		}
+	}
+	if err := c.Wait(t.Context(), 5); err != nil {
+		t.Errorf("Wait(5) at 5 = %v", err)
 	}
 }
 

@@ -65,20 +65,12 @@ func (s *Store) roomSubject(roomID string) string {
 // (0: the room has no events yet). It returns the new event's sequence. ErrConflict means
 // another writer appended first. The returned sequence is acknowledged by a quorum, fsynced.
 func (s *Store) AppendRoomEvent(ctx context.Context, roomID string, afterSeq uint64, ev NewRoomEvent) (uint64, error) {
-	msg := nats.NewMsg(s.roomSubject(roomID))
-	msg.Data = ev.JSON
-	if ev.Device != "" {
-		msg.Header.Set(hdrDevice, ev.Device)
-		msg.Header.Set(hdrTxnID, ev.TxnID)
-	}
+	msg := roomMsg(s.roomSubject(roomID), ev)
 	opts := []jetstream.PublishOpt{
 		jetstream.WithExpectLastSequencePerSubject(afterSeq),
 		// Elections leave a stream without a leader for seconds; keep trying within ctx.
 		jetstream.WithRetryAttempts(60),
 		jetstream.WithRetryWait(250 * time.Millisecond),
-	}
-	if ev.DedupID != "" {
-		opts = append(opts, jetstream.WithMsgID(ev.DedupID))
 	}
 	ack, err := s.js.PublishMsg(ctx, msg, opts...)
 	if err != nil {
@@ -94,8 +86,7 @@ func (s *Store) AppendRoomEvents(ctx context.Context, roomID string, afterSeq ui
 	subject := s.roomSubject(roomID)
 	batchID := randomToken()[:32]
 	for i, ev := range evs {
-		msg := nats.NewMsg(subject)
-		msg.Data = ev.JSON
+		msg := roomMsg(subject, ev)
 		msg.Header.Set("Nats-Batch-Id", batchID)
 		msg.Header.Set("Nats-Batch-Sequence", strconv.Itoa(i+1))
 		if i == 0 {
@@ -111,6 +102,20 @@ func (s *Store) AppendRoomEvents(ctx context.Context, roomID string, afterSeq ui
 		return s.commitBatch(ctx, msg)
 	}
 	return 0, errors.New("store: empty batch")
+}
+
+// roomMsg is the message that stores one room event.
+func roomMsg(subject string, ev NewRoomEvent) *nats.Msg {
+	msg := nats.NewMsg(subject)
+	msg.Data = ev.JSON
+	if ev.Device != "" {
+		msg.Header.Set(hdrDevice, ev.Device)
+		msg.Header.Set(hdrTxnID, ev.TxnID)
+	}
+	if ev.DedupID != "" {
+		msg.Header.Set(jetstream.MsgIDHeader, ev.DedupID)
+	}
+	return msg
 }
 
 // commitBatch sends a batch's last message and reads JetStream's acknowledgement of the whole.

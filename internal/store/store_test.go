@@ -489,3 +489,67 @@ func TestReopenKeepsData(t *testing.T) {
 		t.Fatalf("append at the head after reopen: %v", err)
 	}
 }
+
+func TestAppendRoomEventsBatch(t *testing.T) {
+	st := openStore(t)
+	ctx := t.Context()
+	rs := roomsInShard(st, 0, 2)
+	room, neighbour := rs[0], rs[1]
+	batch := func(tag string, n int) []NewRoomEvent {
+		var evs []NewRoomEvent
+		for i := 0; i < n; i++ {
+			evs = append(evs, NewRoomEvent{JSON: []byte(fmt.Sprintf(`{"%s":%d}`, tag, i))})
+		}
+		return evs
+	}
+
+	if _, err := st.AppendRoomEvents(ctx, room, 0, nil); err == nil {
+		t.Errorf("an empty batch was accepted")
+	}
+	last, err := st.AppendRoomEvents(ctx, room, 0, batch("a", 3))
+	if err != nil {
+		t.Fatalf("batch at 0: %v", err)
+	}
+	if head, _ := st.RoomHeadSeq(ctx, room); head != last {
+		t.Fatalf("RoomHeadSeq after a batch = %d, want its last sequence %d", head, last)
+	}
+	evs := follow(t, st, 0, 0, 3)
+	for i, e := range evs {
+		if want := fmt.Sprintf(`{"a":%d}`, i); string(e.JSON) != want || e.Seq != last-2+uint64(i) {
+			t.Errorf("batch event %d = seq %d %s, want seq %d %s", i, e.Seq, e.JSON, last-2+uint64(i), want)
+		}
+	}
+
+	// A batch at a stale head stores none of its events.
+	for _, stale := range []uint64{0, last - 1, last + 1} {
+		if _, err := st.AppendRoomEvents(ctx, room, stale, batch("stale", 4)); !errors.Is(err, ErrConflict) {
+			t.Errorf("batch at %d with head %d: %v, want ErrConflict", stale, last, err)
+		}
+	}
+	if head, _ := st.ShardHead(ctx, 0); head != last {
+		t.Fatalf("refused batches moved the shard head from %d to %d", last, head)
+	}
+
+	// Batches and single appends continue from each other; other rooms are not in the way.
+	n1, err := st.AppendRoomEvents(ctx, neighbour, 0, batch("n", 1))
+	if err != nil || n1 != last+1 {
+		t.Fatalf("a one-event batch in a neighbouring room = %d, %v; want %d", n1, err, last+1)
+	}
+	s4, err := st.AppendRoomEvent(ctx, room, last, NewRoomEvent{JSON: []byte(`{"single":1}`)})
+	if err != nil {
+		t.Fatalf("single append after a batch: %v", err)
+	}
+	last2, err := st.AppendRoomEvents(ctx, room, s4, batch("b", 2))
+	if err != nil || last2 != s4+2 {
+		t.Fatalf("batch after a single append = %d, %v; want %d", last2, err, s4+2)
+	}
+	all := follow(t, st, 0, 0, int(last2))
+	var got []string
+	for _, e := range all {
+		got = append(got, string(e.JSON))
+	}
+	want := []string{`{"a":0}`, `{"a":1}`, `{"a":2}`, `{"n":0}`, `{"single":1}`, `{"b":0}`, `{"b":1}`}
+	if !slices.Equal(got, want) {
+		t.Errorf("shard 0 holds %q, want %q", got, want)
+	}
+}

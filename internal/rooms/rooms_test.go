@@ -1,0 +1,813 @@
+package rooms
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/firebreak/firebreak/internal/store"
+)
+
+const (
+	alice = "@alice:test"
+	bob   = "@bob:test"
+	carol = "@carol:test"
+)
+
+var discard = slog.New(slog.DiscardHandler)
+
+func openStoreAt(t *testing.T, dir string) *store.Store {
+	t.Helper()
+	st, err := store.Open(context.Background(), store.Options{DataDir: dir, NodeName: "test", Replicas: 1, RoomShards: 4, Logger: discard})
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	return st
+}
+
+// startService runs a rooms service on st and returns it with the function that stops it.
+// The stop also runs in Cleanup, before the store (opened earlier) is closed.
+func startService(t *testing.T, st *store.Store) (*Service, func()) {
+	t.Helper()
+	s, err := New(context.Background(), st, "test", "10", discard)
+	if err != nil {
+		t.Fatalf("rooms.New: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var once sync.Once
+	stop := func() { once.Do(func() { cancel(); s.Wait() }) }
+	t.Cleanup(stop)
+	if err := s.Start(ctx); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	return s, stop
+}
+
+func newService(t *testing.T) *Service {
+	t.Helper()
+	st := openStoreAt(t, t.TempDir())
+	t.Cleanup(st.Close)
+	s, _ := startService(t, st)
+	return s
+}
+
+func createRoom(t *testing.T, s *Service, req CreateRequest) string {
+	t.Helper()
+	if req.Creator == "" {
+		req.Creator = alice
+	}
+	id, err := s.CreateRoom(t.Context(), req)
+	if err != nil {
+		t.Fatalf("CreateRoom: %v", err)
+	}
+	return id
+}
+
+func sendText(t *testing.T, s *Service, roomID, sender, body string) string {
+	t.Helper()
+	id, err := s.Send(t.Context(), message(roomID, sender, body), SendOptions{})
+	if err != nil {
+		t.Fatalf("%s sending %q: %v", sender, body, err)
+	}
+	return id
+}
+
+func message(roomID, sender, body string) Proto {
+	return Proto{RoomID: roomID, Sender: sender, Type: "m.room.message",
+		Content: mustJSON(map[string]string{"msgtype": "m.text", "body": body})}
+}
+
+func join(t *testing.T, s *Service, roomID, user string) {
+	t.Helper()
+	if _, err := s.ChangeMembership(t.Context(), MembershipChange{RoomID: roomID, Sender: user, Target: user, Membership: "join"}); err != nil {
+		t.Fatalf("%s joining: %v", user, err)
+	}
+}
+
+func allEvents(s *Service, roomID string) []Event {
+	return s.Model().Range(roomID, 0, End, true, math.MaxInt, nil)
+}
+
+// checkChain checks the room's history is one line: each event's only prev_event is the
+// event before it, and depths count up by one.
+func checkChain(t *testing.T, evs []Event) {
+	t.Helper()
+	for i, ev := range evs {
+		prev := ev.PDU.PrevEventIDs()
+		if i == 0 {
+			if len(prev) != 0 || ev.PDU.Type() != "m.room.create" {
+				t.Errorf("first event is %s with prev_events %v, want m.room.create with none", ev.PDU.Type(), prev)
+			}
+			continue
+		}
+		if want := evs[i-1].PDU.EventID(); len(prev) != 1 || prev[0] != want {
+			t.Errorf("event %d (%s) has prev_events %v, want [%s]", i, ev.PDU.EventID(), prev, want)
+		}
+		if ev.PDU.Depth() != evs[i-1].PDU.Depth()+1 {
+			t.Errorf("event %d has depth %d after %d", i, ev.PDU.Depth(), evs[i-1].PDU.Depth())
+		}
+		if ev.Seq <= evs[i-1].Seq {
+			t.Errorf("event %d at seq %d after seq %d", i, ev.Seq, evs[i-1].Seq)
+		}
+	}
+}
+
+func body(ev Event) (string, bool) {
+	var c map[string]any
+	_ = json.Unmarshal(ev.PDU.Content(), &c)
+	b, ok := c["body"].(string)
+	return b, ok
+}
+
+func TestCreateRoom(t *testing.T) {
+	s := newService(t)
+	roomID := createRoom(t, s, CreateRequest{Preset: "public_chat", Name: "Lobby", Topic: "chat", AliasLocalpart: "lobby",
+		Invite: []string{carol}, InitialState: []StateEvent{{Type: "org.example.state", StateKey: "k", Content: json.RawMessage(`{"v":1}`)}}})
+	if !strings.HasPrefix(roomID, "!") || !strings.HasSuffix(roomID, ":test") {
+		t.Errorf("room id %q", roomID)
+	}
+	m := s.Model()
+	info, ok := m.Info(roomID)
+	if !ok {
+		t.Fatal("Info: room unknown after CreateRoom")
+	}
+	if info.ID != roomID || info.Shard != s.st.RoomShard(roomID) || info.Version.Version() != "10" || info.Head == nil || info.HeadSeq != info.Head.Seq {
+		t.Errorf("Info = %+v", info)
+	}
+	evs := allEvents(s, roomID)
+	checkChain(t, evs)
+	if info.Head.PDU.EventID() != evs[len(evs)-1].PDU.EventID() {
+		t.Errorf("head %s is not the last event %s", info.Head.PDU.EventID(), evs[len(evs)-1].PDU.EventID())
+	}
+	var types []string
+	for _, ev := range evs {
+		types = append(types, ev.PDU.Type()+"/"+*ev.PDU.StateKey())
+	}
+	want := []string{"m.room.create/", "m.room.member/" + alice, "m.room.power_levels/", "m.room.canonical_alias/",
+		"m.room.join_rules/", "m.room.history_visibility/", "m.room.guest_access/", "org.example.state/k",
+		"m.room.name/", "m.room.topic/", "m.room.member/" + carol}
+	if !slices.Equal(types, want) {
+		t.Errorf("creation events\n got %q\nwant %q", types, want)
+	}
+	if got := len(m.State(roomID)); got != len(want) {
+		t.Errorf("State has %d events, want %d", got, len(want))
+	}
+	stateContent := func(evType, key string) map[string]any {
+		t.Helper()
+		ev := m.StateEvent(roomID, evType, key)
+		if ev == nil {
+			t.Fatalf("no %s/%s state", evType, key)
+		}
+		var c map[string]any
+		if err := json.Unmarshal(ev.PDU.Content(), &c); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	if c := stateContent("m.room.create", ""); c["room_version"] != "10" || c["creator"] != alice {
+		t.Errorf("create content %v", c)
+	}
+	if c := stateContent("m.room.join_rules", ""); c["join_rule"] != "public" {
+		t.Errorf("join rules %v", c)
+	}
+	if c := stateContent("m.room.name", ""); c["name"] != "Lobby" {
+		t.Errorf("name %v", c)
+	}
+	if c := stateContent("m.room.canonical_alias", ""); c["alias"] != "#lobby:test" {
+		t.Errorf("canonical alias %v", c)
+	}
+	for user, want := range map[string]string{alice: "join", carol: "invite", bob: ""} {
+		if got := m.Membership(roomID, user); got != want {
+			t.Errorf("Membership(%s) = %q, want %q", user, got, want)
+		}
+	}
+	if got := m.UserRooms(alice); len(got) != 1 || got[roomID] != "join" {
+		t.Errorf("UserRooms(alice) = %v", got)
+	}
+	if got, err := s.ResolveAlias(t.Context(), "#lobby:test"); err != nil || got != roomID {
+		t.Errorf("ResolveAlias = %q, %v", got, err)
+	}
+	if _, err := s.CreateRoom(t.Context(), CreateRequest{Creator: bob, AliasLocalpart: "lobby"}); !errors.Is(err, ErrAliasInUse) {
+		t.Errorf("CreateRoom with a taken alias: %v, want ErrAliasInUse", err)
+	}
+	if got := m.UserRooms(bob); len(got) != 0 {
+		t.Errorf("a refused CreateRoom left bob in %v", got)
+	}
+}
+
+func TestCreateRoomRefused(t *testing.T) {
+	s := newService(t)
+	cases := []struct {
+		name string
+		req  CreateRequest
+		want error
+	}{
+		{"unknown preset", CreateRequest{Creator: alice, Preset: "party"}, ErrBadRequest},
+		{"unknown version", CreateRequest{Creator: alice, RoomVersion: "999"}, ErrUnsupportedVersion},
+		{"initial state sets membership", CreateRequest{Creator: alice, InitialState: []StateEvent{{Type: "m.room.member", StateKey: bob}}}, ErrBadRequest},
+		{"initial state sets create", CreateRequest{Creator: alice, InitialState: []StateEvent{{Type: "m.room.create"}}}, ErrBadRequest},
+		{"creation content not an object", CreateRequest{Creator: alice, CreationContent: json.RawMessage(`[1]`)}, ErrBadRequest},
+		{"power levels not an object", CreateRequest{Creator: alice, PowerLevelOverride: json.RawMessage(`"x"`)}, ErrBadRequest},
+		// The failing event comes after the create event and the creator's join.
+		{"initial state too large", CreateRequest{Creator: alice, AliasLocalpart: "big", InitialState: []StateEvent{
+			{Type: "org.example.big", Content: mustJSON(map[string]string{"x": strings.Repeat("x", 70000)})}}}, ErrTooLarge},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if id, err := s.CreateRoom(t.Context(), tc.req); !errors.Is(err, tc.want) {
+				t.Fatalf("CreateRoom = %q, %v; want %v", id, err, tc.want)
+			}
+		})
+	}
+	if got := s.Model().UserRooms(alice); len(got) != 0 {
+		t.Errorf("refused creations left rooms behind: %v", got)
+	}
+	for shard := 0; shard < s.st.Shards(); shard++ {
+		if head, err := s.st.ShardHead(t.Context(), shard); err != nil || head != 0 {
+			t.Errorf("refused creations stored events: shard %d head %d, %v", shard, head, err)
+		}
+	}
+	if _, err := s.ResolveAlias(t.Context(), "#big:test"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("the alias of a refused creation: %v, want ErrNotFound", err)
+	}
+}
+
+func TestSendAndFind(t *testing.T) {
+	s := newService(t)
+	roomID := createRoom(t, s, CreateRequest{})
+	before, _ := s.Model().Info(roomID)
+	id := sendText(t, s, roomID, alice, "hello")
+	ev, ok := s.Model().Event(roomID, id)
+	if !ok {
+		t.Fatalf("Event(%s) not found right after Send", id)
+	}
+	if b, _ := body(ev); b != "hello" || ev.Sender != alice || ev.PDU.Type() != "m.room.message" || ev.IsState() {
+		t.Errorf("event = %s from %s", ev.PDU.JSON(), ev.Sender)
+	}
+	info, _ := s.Model().Info(roomID)
+	if info.HeadSeq != ev.Seq || info.HeadSeq <= before.HeadSeq {
+		t.Errorf("head at %d, event at %d, previous head %d", info.HeadSeq, ev.Seq, before.HeadSeq)
+	}
+	if prev := ev.PDU.PrevEventIDs(); len(prev) != 1 || prev[0] != before.Head.PDU.EventID() {
+		t.Errorf("prev_events %v, want the previous head %s", prev, before.Head.PDU.EventID())
+	}
+	if _, err := s.Send(t.Context(), message("!nowhere:test", alice, "x"), SendOptions{}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Send to an unknown room: %v, want ErrNotFound", err)
+	}
+	ce := s.ClientEvent(roomID, ev, Viewer{UserID: alice}, true)
+	if ce.EventID != id || ce.RoomID != roomID || ce.Sender != alice || ce.Type != "m.room.message" || ce.Unsigned.TransactionID != "" {
+		t.Errorf("ClientEvent = %+v", ce)
+	}
+}
+
+func TestSendTxnIdempotent(t *testing.T) {
+	s := newService(t)
+	roomID := createRoom(t, s, CreateRequest{})
+	other := createRoom(t, s, CreateRequest{})
+	opt := SendOptions{Device: "DEV", TxnID: "txn1"}
+	id1, err := s.Send(t.Context(), message(roomID, alice, "once"), opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id2, err := s.Send(t.Context(), message(roomID, alice, "once"), opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id1 != id2 {
+		t.Fatalf("a retried send returned %s, then %s", id1, id2)
+	}
+	n := 0
+	for _, ev := range allEvents(s, roomID) {
+		if b, _ := body(ev); b == "once" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("the room holds %d copies of a send retried with the same transaction id", n)
+	}
+	if got := s.Model().TxnEvent(roomID, alice, "DEV", "txn1"); got != id1 {
+		t.Errorf("TxnEvent = %q, want %s", got, id1)
+	}
+	// The same transaction id from another device, or into another room, is another send.
+	id3, err := s.Send(t.Context(), message(roomID, alice, "once"), SendOptions{Device: "DEV2", TxnID: "txn1"})
+	if err != nil || id3 == id1 {
+		t.Errorf("send from another device = %s, %v; want a new event", id3, err)
+	}
+	id4, err := s.Send(t.Context(), message(other, alice, "once"), opt)
+	if err != nil || id4 == id1 {
+		t.Errorf("send into another room = %s, %v; want a new event", id4, err)
+	}
+	// The transaction id is echoed to the sending device only.
+	ev, _ := s.Model().Event(roomID, id1)
+	if got := s.ClientEvent(roomID, ev, Viewer{UserID: alice, DeviceID: "DEV"}, false).Unsigned.TransactionID; got != "txn1" {
+		t.Errorf("transaction id shown to the sending device = %q", got)
+	}
+	for _, v := range []Viewer{{UserID: alice, DeviceID: "DEV2"}, {UserID: bob, DeviceID: "DEV"}} {
+		if got := s.ClientEvent(roomID, ev, v, false).Unsigned.TransactionID; got != "" {
+			t.Errorf("transaction id shown to %+v = %q", v, got)
+		}
+	}
+}
+
+func TestSendRefused(t *testing.T) {
+	s := newService(t)
+	roomID := createRoom(t, s, CreateRequest{Preset: "public_chat"})
+	head := func() uint64 { info, _ := s.Model().Info(roomID); return info.HeadSeq }
+	before := head()
+
+	if _, err := s.Send(t.Context(), message(roomID, bob, "let me in"), SendOptions{}); !errors.Is(err, ErrForbidden) {
+		t.Errorf("a non-member's Send: %v, want ErrForbidden", err)
+	}
+	big := strings.Repeat("x", 70000)
+	if _, err := s.Send(t.Context(), message(roomID, alice, big), SendOptions{}); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("a %d-byte message: %v, want ErrTooLarge", len(big), err)
+	}
+	// Just over the limit once signed and hashed, though the body alone is under it.
+	if _, err := s.Send(t.Context(), message(roomID, alice, strings.Repeat("y", 65400)), SendOptions{}); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("a message near 65536 bytes: %v, want ErrTooLarge", err)
+	}
+	if _, err := s.Send(t.Context(), Proto{RoomID: roomID, Sender: alice, Type: "m.room.message", Content: json.RawMessage(`[]`)}, SendOptions{}); err == nil {
+		t.Errorf("content that is not an object was accepted")
+	}
+	join(t, s, roomID, bob)
+	before = head()
+	key := ""
+	if _, err := s.Send(t.Context(), Proto{RoomID: roomID, Sender: bob, Type: "m.room.power_levels", StateKey: &key,
+		Content: json.RawMessage(`{"users":{"@bob:test":100}}`)}, SendOptions{}); !errors.Is(err, ErrForbidden) {
+		t.Errorf("a member without power changing power levels: %v, want ErrForbidden", err)
+	}
+	if after := head(); after != before {
+		t.Errorf("refused sends moved the head from %d to %d", before, after)
+	}
+	// A message near the limit but under it is fine.
+	if _, err := s.Send(t.Context(), message(roomID, alice, strings.Repeat("z", 60000)), SendOptions{}); err != nil {
+		t.Errorf("a 60000-byte body: %v", err)
+	}
+}
+
+func TestMembership(t *testing.T) {
+	s := newService(t)
+	ctx := t.Context()
+	m := s.Model()
+	change := func(roomID, sender, target, membership string) error {
+		_, err := s.ChangeMembership(ctx, MembershipChange{RoomID: roomID, Sender: sender, Target: target, Membership: membership})
+		return err
+	}
+
+	private := createRoom(t, s, CreateRequest{Preset: "private_chat"})
+	if err := change(private, bob, bob, "join"); !errors.Is(err, ErrForbidden) {
+		t.Fatalf("joining an invite-only room uninvited: %v, want ErrForbidden", err)
+	}
+	if got := m.Membership(private, bob); got != "" {
+		t.Fatalf("after a refused join, membership %q", got)
+	}
+	if err := change(private, alice, bob, "invite"); err != nil {
+		t.Fatalf("invite: %v", err)
+	}
+	if got := m.Membership(private, bob); got != "invite" {
+		t.Fatalf("after invite, membership %q", got)
+	}
+	if !s.CanSee(private, bob) || s.CanSee(private, carol) {
+		t.Errorf("CanSee: invitee %v, stranger %v", s.CanSee(private, bob), s.CanSee(private, carol))
+	}
+	if err := change(private, bob, bob, "join"); err != nil {
+		t.Fatalf("invited join: %v", err)
+	}
+	if got := m.Membership(private, bob); got != "join" {
+		t.Fatalf("after join, membership %q", got)
+	}
+	sendText(t, s, private, bob, "hi from bob")
+	// Joining again changes nothing and returns the current member event.
+	head, _ := m.Info(private)
+	memberID, err := s.ChangeMembership(ctx, MembershipChange{RoomID: private, Sender: bob, Target: bob, Membership: "join"})
+	if err != nil || memberID != m.StateEvent(private, "m.room.member", bob).PDU.EventID() {
+		t.Errorf("second join = %s, %v", memberID, err)
+	}
+	if again, _ := m.Info(private); again.HeadSeq != head.HeadSeq {
+		t.Errorf("a second join appended an event")
+	}
+	joined, invited, heroes := s.MemberSummary(private, alice, 5)
+	if joined != 2 || invited != 0 || !slices.Equal(heroes, []string{bob}) {
+		t.Errorf("MemberSummary = %d, %d, %v", joined, invited, heroes)
+	}
+	if err := change(private, bob, bob, "leave"); err != nil {
+		t.Fatalf("leave: %v", err)
+	}
+	if got := m.Membership(private, bob); got != "leave" {
+		t.Fatalf("after leave, membership %q", got)
+	}
+	leaveSeq := m.StateEvent(private, "m.room.member", bob).Seq
+	sendText(t, s, private, alice, "after bob left")
+	if got := s.VisibleUpTo(private, bob); got != leaveSeq {
+		t.Errorf("VisibleUpTo after leaving = %d, want the leave at %d", got, leaveSeq)
+	}
+	if got := s.VisibleUpTo(private, alice); got != End {
+		t.Errorf("VisibleUpTo for a member = %d, want End", got)
+	}
+	if _, err := s.Send(ctx, message(private, bob, "still here?"), SendOptions{}); !errors.Is(err, ErrForbidden) {
+		t.Errorf("Send after leaving: %v, want ErrForbidden", err)
+	}
+	if err := change(private, bob, bob, "join"); !errors.Is(err, ErrForbidden) {
+		t.Errorf("rejoining an invite-only room uninvited: %v, want ErrForbidden", err)
+	}
+
+	public := createRoom(t, s, CreateRequest{Preset: "public_chat"})
+	if err := change(public, carol, carol, "join"); err != nil {
+		t.Fatalf("joining a public room: %v", err)
+	}
+	if err := change(public, carol, bob, "ban"); !errors.Is(err, ErrForbidden) {
+		t.Errorf("a member without power banning: %v, want ErrForbidden", err)
+	}
+	if err := change(public, alice, carol, "ban"); err != nil {
+		t.Fatalf("ban: %v", err)
+	}
+	if got := m.Membership(public, carol); got != "ban" {
+		t.Fatalf("after ban, membership %q", got)
+	}
+	if err := change(public, carol, carol, "join"); !errors.Is(err, ErrForbidden) {
+		t.Errorf("a banned user joining: %v, want ErrForbidden", err)
+	}
+	if got := m.Membership(public, carol); got != "ban" {
+		t.Errorf("after a refused join, membership %q", got)
+	}
+	if err := change(public, alice, carol, "leave"); err != nil { // unban
+		t.Fatalf("unban: %v", err)
+	}
+	if err := change(public, carol, carol, "join"); err != nil {
+		t.Errorf("joining after the unban: %v", err)
+	}
+	if err := change("!nowhere:test", alice, alice, "join"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("joining an unknown room: %v, want ErrNotFound", err)
+	}
+	if got := m.UserRooms(bob); got[private] != "leave" || len(got) != 1 {
+		t.Errorf("UserRooms(bob) = %v", got)
+	}
+}
+
+func TestRedaction(t *testing.T) {
+	s := newService(t)
+	roomID := createRoom(t, s, CreateRequest{Preset: "public_chat"})
+	target := sendText(t, s, roomID, alice, "secret")
+	kept := sendText(t, s, roomID, alice, "not redacted")
+	join(t, s, roomID, bob)
+	bobs := sendText(t, s, roomID, bob, "bob's words")
+
+	redaction, err := s.Send(t.Context(), Proto{RoomID: roomID, Sender: alice, Type: "m.room.redaction", Redacts: target,
+		Content: json.RawMessage(`{"reason":"oops"}`)}, SendOptions{})
+	if err != nil {
+		t.Fatalf("redact: %v", err)
+	}
+	ev, ok := s.Model().Event(roomID, target)
+	if !ok {
+		t.Fatal("the redacted event is gone")
+	}
+	if b, has := body(ev); has {
+		t.Errorf("redacted event still has body %q: %s", b, ev.PDU.Content())
+	}
+	if ev.RedactedBy != redaction {
+		t.Errorf("RedactedBy = %q, want %s", ev.RedactedBy, redaction)
+	}
+	if ev.PDU.EventID() != target {
+		t.Errorf("redaction changed the event id to %s", ev.PDU.EventID())
+	}
+	ce := s.ClientEvent(roomID, ev, Viewer{UserID: alice}, true)
+	if ce.Unsigned.RedactedBecause == nil || ce.Unsigned.RedactedBecause.EventID != redaction {
+		t.Errorf("redacted_because = %+v", ce.Unsigned.RedactedBecause)
+	}
+	if strings.Contains(string(ce.Content), "secret") {
+		t.Errorf("client event content %s", ce.Content)
+	}
+	// Range returns the redacted form too.
+	for _, e := range allEvents(s, roomID) {
+		if e.PDU.EventID() == target && strings.Contains(string(e.PDU.JSON()), "secret") {
+			t.Errorf("Range returns the unredacted event: %s", e.PDU.JSON())
+		}
+	}
+	for _, id := range []string{kept, bobs} {
+		if ev, _ := s.Model().Event(roomID, id); ev.RedactedBy != "" {
+			t.Errorf("event %s was redacted too", id)
+		} else if _, has := body(ev); !has {
+			t.Errorf("event %s lost its body", id)
+		}
+	}
+	// Redacting it again changes nothing.
+	if _, err := s.Send(t.Context(), Proto{RoomID: roomID, Sender: alice, Type: "m.room.redaction", Redacts: target,
+		Content: json.RawMessage(`{"reason":"again"}`)}, SendOptions{}); err != nil {
+		t.Fatalf("second redaction: %v", err)
+	}
+	if ev, _ := s.Model().Event(roomID, target); ev.RedactedBy != redaction {
+		t.Errorf("after a second redaction, RedactedBy = %s, want the first %s", ev.RedactedBy, redaction)
+	}
+	// A member may redact their own event.
+	if _, err := s.Send(t.Context(), Proto{RoomID: roomID, Sender: bob, Type: "m.room.redaction", Redacts: bobs,
+		Content: json.RawMessage(`{}`)}, SendOptions{}); err != nil {
+		t.Fatalf("bob redacting his own event: %v", err)
+	}
+	if ev, _ := s.Model().Event(roomID, bobs); ev.RedactedBy == "" {
+		t.Errorf("bob's own event was not redacted")
+	}
+}
+
+// TestRedactionNeedsPower: in room versions 3 and up the auth rules accept every redaction and
+// leave it to the sending server to check that the sender redacts their own event or has the
+// "redact" power level. Firebreak does not check, and the read model applies any redaction.
+func TestRedactionNeedsPower(t *testing.T) {
+	s := newService(t)
+	roomID := createRoom(t, s, CreateRequest{Preset: "public_chat"})
+	target := sendText(t, s, roomID, alice, "alice's words")
+	join(t, s, roomID, bob)
+	_, err := s.Send(t.Context(), Proto{RoomID: roomID, Sender: bob, Type: "m.room.redaction", Redacts: target,
+		Content: json.RawMessage(`{}`)}, SendOptions{})
+	if !errors.Is(err, ErrForbidden) {
+		t.Errorf("bob (power 0, redact needs 50) redacting alice's event: %v, want ErrForbidden", err)
+	}
+	if ev, _ := s.Model().Event(roomID, target); ev.RedactedBy != "" {
+		t.Errorf("alice's event was redacted by %s", ev.RedactedBy)
+	}
+}
+
+func TestReceiptsAndUnread(t *testing.T) {
+	s := newService(t)
+	ctx := t.Context()
+	roomID := createRoom(t, s, CreateRequest{Preset: "public_chat"})
+	sendText(t, s, roomID, alice, "before bob joined")
+	sendText(t, s, roomID, alice, "also before")
+	join(t, s, roomID, bob)
+	// What was said before bob joined is not unread for him.
+	if n, h := s.UnreadCounts(roomID, bob); n != 0 || h != 0 {
+		t.Fatalf("unread right after joining = %d, %d; want 0, 0", n, h)
+	}
+	const n = 4
+	var ids []string
+	for i := 0; i < n; i++ {
+		ids = append(ids, sendText(t, s, roomID, alice, fmt.Sprintf("message %d", i)))
+	}
+	if got, _ := s.UnreadCounts(roomID, bob); got != n {
+		t.Fatalf("bob's notifications after %d messages from alice = %d", n, got)
+	}
+	if got, _ := s.UnreadCounts(roomID, alice); got != 0 {
+		t.Errorf("alice's notifications for her own messages = %d", got)
+	}
+	if err := s.SetReceipt(ctx, roomID, bob, "m.read", ids[1], ""); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.UnreadCounts(roomID, bob); got != n-2 {
+		t.Errorf("after a receipt on message 1, notifications = %d, want %d", got, n-2)
+	}
+	pos := s.ReceiptPosition()
+	if err := s.SetReceipt(ctx, roomID, bob, "m.read", ids[n-1], ""); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.UnreadCounts(roomID, bob); got != 0 {
+		t.Errorf("after a receipt on the last message, notifications = %d, want 0", got)
+	}
+	rs := s.ReceiptsSince(roomID, alice, pos)
+	if len(rs) != 1 || rs[0].UserID != bob || rs[0].EventID != ids[n-1] || rs[0].Type != "m.read" || rs[0].Rev <= pos {
+		t.Errorf("ReceiptsSince = %+v", rs)
+	}
+	// Receipts only move forward: an older one is accepted and ignored.
+	if err := s.SetReceipt(ctx, roomID, bob, "m.read", ids[0], ""); err != nil {
+		t.Fatal(err)
+	}
+	if rs := s.ReceiptsSince(roomID, bob, 0); len(rs) != 1 || rs[0].EventID != ids[n-1] {
+		t.Errorf("after an older receipt, receipts = %+v", rs)
+	}
+	if got, _ := s.UnreadCounts(roomID, bob); got != 0 {
+		t.Errorf("an older receipt brought back %d notifications", got)
+	}
+	// A private receipt is the owner's only.
+	if err := s.SetReceipt(ctx, roomID, alice, "m.read.private", ids[n-1], ""); err != nil {
+		t.Fatal(err)
+	}
+	for viewer, want := range map[string]int{alice: 2, bob: 1} {
+		if got := len(s.ReceiptsSince(roomID, viewer, 0)); got != want {
+			t.Errorf("%s sees %d receipts, want %d", viewer, got, want)
+		}
+	}
+	// New messages count again, by the push rules: a notice does not notify, a mention of
+	// bob's name highlights, and bob's own message marks everything before it read.
+	sendText(t, s, roomID, alice, "one more")
+	if n, h := s.UnreadCounts(roomID, bob); n != 1 || h != 0 {
+		t.Errorf("after one more message, unread = %d, %d; want 1, 0", n, h)
+	}
+	if _, err := s.Send(ctx, Proto{RoomID: roomID, Sender: alice, Type: "m.room.message",
+		Content: json.RawMessage(`{"msgtype":"m.notice","body":"a notice"}`)}, SendOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if n, h := s.UnreadCounts(roomID, bob); n != 1 || h != 0 {
+		t.Errorf("after a notice, unread = %d, %d; want 1, 0", n, h)
+	}
+	sendText(t, s, roomID, alice, "ping bob")
+	if n, h := s.UnreadCounts(roomID, bob); n != 2 || h != 1 {
+		t.Errorf("after a mention, unread = %d, %d; want 2, 1", n, h)
+	}
+	sendText(t, s, roomID, bob, "read it all")
+	if n, h := s.UnreadCounts(roomID, bob); n != 0 || h != 0 {
+		t.Errorf("after bob's own message, unread = %d, %d; want 0, 0", n, h)
+	}
+
+	for _, tc := range []struct {
+		name          string
+		user, typ, ev string
+		want          error
+	}{
+		{"unknown type", bob, "m.seen", ids[0], ErrBadRequest},
+		{"non-member", carol, "m.read", ids[0], ErrForbidden},
+		{"unknown event", bob, "m.read", "$nope", ErrNotFound},
+	} {
+		if err := s.SetReceipt(ctx, roomID, tc.user, tc.typ, tc.ev, ""); !errors.Is(err, tc.want) {
+			t.Errorf("%s: SetReceipt = %v, want %v", tc.name, err, tc.want)
+		}
+	}
+}
+
+// TestConcurrentSends: two writers racing for one room's head never fork its history.
+func TestConcurrentSends(t *testing.T) {
+	s := newService(t)
+	roomID := createRoom(t, s, CreateRequest{Preset: "public_chat"})
+	join(t, s, roomID, bob)
+	const perWriter = 25
+	var wg sync.WaitGroup
+	ids := make(chan string, 2*perWriter)
+	errs := make(chan error, 2*perWriter)
+	for _, sender := range []string{alice, bob} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < perWriter; i++ {
+				id, err := s.Send(t.Context(), message(roomID, sender, fmt.Sprintf("%s %d", sender, i)), SendOptions{})
+				if err != nil {
+					errs <- err
+					return
+				}
+				ids <- id
+			}
+		}()
+	}
+	wg.Wait()
+	close(ids)
+	close(errs)
+	for err := range errs {
+		t.Fatalf("concurrent Send: %v", err)
+	}
+	sent := map[string]bool{}
+	for id := range ids {
+		sent[id] = true
+	}
+	if len(sent) != 2*perWriter {
+		t.Fatalf("%d distinct event ids from %d sends", len(sent), 2*perWriter)
+	}
+	evs := allEvents(s, roomID)
+	checkChain(t, evs)
+	found := 0
+	seen := map[string]bool{}
+	next := map[string]int{}
+	for _, ev := range evs {
+		if seen[ev.PDU.EventID()] {
+			t.Errorf("event %s is in the room twice", ev.PDU.EventID())
+		}
+		seen[ev.PDU.EventID()] = true
+		if sent[ev.PDU.EventID()] {
+			found++
+			// Each writer's messages appear in the order it sent them.
+			b, _ := body(ev)
+			if want := fmt.Sprintf("%s %d", ev.Sender, next[ev.Sender]); b != want {
+				t.Errorf("message %q where %q was due", b, want)
+			}
+			next[ev.Sender]++
+		}
+	}
+	if found != 2*perWriter {
+		t.Errorf("the room holds %d of the %d sent events", found, 2*perWriter)
+	}
+}
+
+// TestRestartRebuilds: a new service on the reopened store rebuilds the same rooms.
+func TestRestartRebuilds(t *testing.T) {
+	dir := t.TempDir()
+	ctx := t.Context()
+	st := openStoreAt(t, dir)
+	s, stop := startService(t, st)
+	roomID := createRoom(t, s, CreateRequest{Preset: "public_chat", Name: "Persistent"})
+	join(t, s, roomID, bob)
+	msg := sendText(t, s, roomID, alice, "before the restart")
+	txnID, err := s.Send(ctx, message(roomID, alice, "with a txn"), SendOptions{Device: "D", TxnID: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := sendText(t, s, roomID, alice, "to be redacted")
+	if _, err := s.Send(ctx, Proto{RoomID: roomID, Sender: alice, Type: "m.room.redaction", Redacts: gone, Content: json.RawMessage(`{}`)}, SendOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetReceipt(ctx, roomID, bob, "m.read", msg, ""); err != nil {
+		t.Fatal(err)
+	}
+	wantInfo, _ := s.Model().Info(roomID)
+	wantEvents := allEvents(s, roomID)
+	wantState := s.Model().State(roomID)
+	wantUnread, _ := s.UnreadCounts(roomID, bob)
+	wantKey := s.key
+	stop()
+	st.Close()
+
+	st2 := openStoreAt(t, dir)
+	t.Cleanup(st2.Close)
+	s2, _ := startService(t, st2)
+	m := s2.Model()
+	// Start returns once the model has caught up with everything stored before it.
+	for shard, applied := range m.Applied() {
+		if head, err := st2.ShardHead(ctx, shard); err != nil || applied < head {
+			t.Errorf("right after Start, shard %d applied %d of %d (%v)", shard, applied, head, err)
+		}
+	}
+	info, ok := m.Info(roomID)
+	if !ok || info.HeadSeq != wantInfo.HeadSeq || info.Shard != wantInfo.Shard || info.Head.PDU.EventID() != wantInfo.Head.PDU.EventID() {
+		t.Fatalf("Info after restart = %+v, %v; want head %d", info, ok, wantInfo.HeadSeq)
+	}
+	ids := func(evs []Event) []string {
+		var out []string
+		for _, e := range evs {
+			out = append(out, fmt.Sprintf("%d %s %s", e.Seq, e.PDU.EventID(), e.RedactedBy))
+		}
+		return out
+	}
+	if got, want := ids(allEvents(s2, roomID)), ids(wantEvents); !slices.Equal(got, want) {
+		t.Errorf("events after restart\n got %q\nwant %q", got, want)
+	}
+	if got, want := ids(m.State(roomID)), ids(wantState); !slices.Equal(got, want) {
+		t.Errorf("state after restart\n got %q\nwant %q", got, want)
+	}
+	if m.Membership(roomID, bob) != "join" || m.Membership(roomID, alice) != "join" {
+		t.Errorf("memberships after restart: alice %q, bob %q", m.Membership(roomID, alice), m.Membership(roomID, bob))
+	}
+	if ev, ok := m.Event(roomID, gone); !ok || ev.RedactedBy == "" || strings.Contains(string(ev.PDU.JSON()), "to be redacted") {
+		t.Errorf("the redaction was not reapplied: %s", ev.PDU.JSON())
+	}
+	if got, _ := s2.UnreadCounts(roomID, bob); got != wantUnread {
+		t.Errorf("bob's unread after restart = %d, want %d", got, wantUnread)
+	}
+	if s2.key.ID != wantKey.ID || !s2.key.Priv.Equal(wantKey.Priv) {
+		t.Errorf("the signing key changed across the restart")
+	}
+	// A client retrying a send across the restart gets the first event back.
+	again, err := s2.Send(ctx, message(roomID, alice, "with a txn"), SendOptions{Device: "D", TxnID: "t"})
+	if err != nil || again != txnID {
+		t.Errorf("retry after restart = %s, %v; want %s", again, err, txnID)
+	}
+	// And the room goes on from its head.
+	next := sendText(t, s2, roomID, bob, "after the restart")
+	evs := allEvents(s2, roomID)
+	checkChain(t, evs)
+	if evs[len(evs)-1].PDU.EventID() != next {
+		t.Errorf("the new event is not the head")
+	}
+}
+
+// TestModelSkipsUnreadableEvents: the read model skips what it cannot read and still advances.
+func TestModelSkipsUnreadableEvents(t *testing.T) {
+	m := newModel(1, discard)
+	create := `{"auth_events":[],"content":{"creator":"@a:test","room_version":"10"},"depth":1,"origin_server_ts":1,"prev_events":[],"room_id":"!r:test","sender":"@a:test","signatures":{},"state_key":"","type":"m.room.create"}`
+	for i, b := range []string{
+		``, `not json`, `[]`, `{}`,
+		`{"type":"m.room.message","room_id":"!r:test","sender":"@a:test","content":{}}`, // no create yet
+		`{"type":"m.room.create","room_id":"!v:test","content":{"room_version":"nope"}}`,
+		create,
+	} {
+		m.apply(store.RoomEvent{Shard: 0, Seq: uint64(i + 1), JSON: []byte(b)})
+		if got := m.Applied()[0]; got != uint64(i+1) {
+			t.Fatalf("after stored event %d, applied = %d", i+1, got)
+		}
+	}
+	if _, ok := m.Info("!v:test"); ok {
+		t.Errorf("a create event with an unknown room version made a room")
+	}
+	info, ok := m.Info("!r:test")
+	if !ok || info.HeadSeq != 7 || info.Version.Version() != "10" {
+		t.Fatalf("Info = %+v, %v", info, ok)
+	}
+	if evs := m.Range("!r:test", 0, End, true, 10, nil); len(evs) != 1 {
+		t.Errorf("the room holds %d events, want only the create", len(evs))
+	}
+}
+
+// TestModelUnreadableCreateMakesNoRoom: the model registers a room as soon as it sees a create
+// event's room id and version, before the event itself has parsed. An unreadable create event
+// then leaves a room without events that later events are applied to.
+func TestModelUnreadableCreateMakesNoRoom(t *testing.T) {
+	m := newModel(1, discard)
+	m.apply(store.RoomEvent{Shard: 0, Seq: 1, JSON: []byte(`{"type":"m.room.create","room_id":"!x:test","content":{"room_version":"10"},"depth":"deep"}`)})
+	if info, ok := m.Info("!x:test"); ok {
+		t.Errorf("Info after an unreadable create event = %+v, want no room", info)
+	}
+	m.apply(store.RoomEvent{Shard: 0, Seq: 2, JSON: []byte(`{"type":"m.room.member","room_id":"!x:test","sender":"@e:test","state_key":"@e:test","content":{"membership":"join"}}`)})
+	if got := m.Membership("!x:test", "@e:test"); got != "" {
+		t.Errorf("a member event in a room without a create event gave membership %q", got)
+	}
+}
