@@ -22,6 +22,10 @@ Usage:
   firebreak serve [--config FILE]     run a homeserver (defaults: 127.0.0.1:8008, server
                                       name "localhost", data in ./firebreak-data)
   firebreak register [flags]          create an account on a running homeserver
+  firebreak drill [flags]             fire drill: burn or cut off one of three data centers
+                                      of a local 6-process cluster under load, and report
+  firebreak bench [flags]             load generator and benchmarks (any homeserver, or a
+                                      local single node or three-data-center cluster)
   firebreak help [COMMAND]            explain a command and its options
 
 Run "firebreak COMMAND --help" for a command's options.
@@ -38,6 +42,10 @@ func main() {
 		err = serveCmd(args)
 	case "register":
 		err = registerCmd(args)
+	case "drill":
+		err = drillCmd(args)
+	case "bench":
+		err = benchCmd(args)
 	case "help", "-h", "--help", "-help":
 		if len(args) > 0 {
 			err = runHelp(args[0])
@@ -63,6 +71,10 @@ func runHelp(cmd string) error {
 		return serveCmd([]string{"--help"})
 	case "register":
 		return registerCmd([]string{"--help"})
+	case "drill":
+		return drillCmd([]string{"--help"})
+	case "bench":
+		return benchCmd([]string{"--help"})
 	}
 	return fmt.Errorf("no help for %q", cmd)
 }

@@ -96,11 +96,14 @@ func (srv *Server) roomParam(r *http.Request) (string, error) {
 	}
 	switch {
 	case strings.HasPrefix(id, "#"):
-		return srv.Rooms.ResolveAlias(r.Context(), id)
-	case strings.HasPrefix(id, "!") && strings.Contains(id, ":"):
-		return id, nil
+		var err error
+		if id, err = srv.Rooms.ResolveAlias(r.Context(), id); err != nil {
+			return "", err
+		}
+	case !strings.HasPrefix(id, "!") || !strings.Contains(id, ":"):
+		return "", errorf(http.StatusBadRequest, "M_INVALID_PARAM", "%q is not a room id or alias", id)
 	}
-	return "", errorf(http.StatusBadRequest, "M_INVALID_PARAM", "%q is not a room id or alias", id)
+	return id, srv.Rooms.AwaitRoom(r.Context(), id)
 }
 
 type membershipBody struct {

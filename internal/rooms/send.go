@@ -67,6 +67,25 @@ func (s *Service) Send(ctx context.Context, p Proto, opt SendOptions) (string, e
 	}
 }
 
+// AwaitRoom makes sure this node's read model holds a room that exists: a room created a
+// moment ago through another node may not have reached it yet, and a client must not be told
+// such a room is unknown. It is a no-op for rooms the model already has.
+func (s *Service) AwaitRoom(ctx context.Context, roomID string) error {
+	if _, ok := s.model.Info(roomID); ok {
+		return nil
+	}
+	head, err := s.st.RoomHeadSeq(ctx, roomID)
+	if err != nil || head == 0 {
+		return err // unknown everywhere (or storage unreachable): callers answer from the model
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := s.model.WaitApplied(wctx, s.st.RoomShard(roomID), head); err != nil {
+		return unavailable(err)
+	}
+	return nil
+}
+
 // catchUp waits until the read model holds the room's latest stored event.
 func (s *Service) catchUp(ctx context.Context, roomID string, info RoomInfo) (RoomInfo, error) {
 	head, err := s.st.RoomHeadSeq(ctx, roomID)

@@ -41,12 +41,9 @@ func LoadOrCreateSigningKey(ctx context.Context, st *store.Store) (SigningKey, e
 		ID:   "ed25519:" + base64.RawURLEncoding.EncodeToString(idBytes),
 		Seed: base64.StdEncoding.EncodeToString(seed),
 	})
-	if _, err := st.Create(ctx, store.BucketServer, signingKeyName, fresh); err != nil && !errors.Is(err, store.ErrExists) {
-		return SigningKey{}, fmt.Errorf("store signing key: %w", err)
-	}
-	b, _, err := st.Get(ctx, store.BucketServer, signingKeyName)
+	b, err := st.CreateOrGet(ctx, store.BucketServer, signingKeyName, fresh)
 	if err != nil {
-		return SigningKey{}, fmt.Errorf("load signing key: %w", err)
+		return SigningKey{}, fmt.Errorf("signing key: %w", err)
 	}
 	var sk storedKey
 	if err := json.Unmarshal(b, &sk); err != nil {

@@ -4,7 +4,6 @@ package server
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -88,11 +87,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 func sharedSecret(ctx context.Context, st *store.Store, cfg config.Config) (string, error) {
 	secret := cfg.RegistrationSharedSecret
 	if secret == "" {
-		fresh := []byte(accounts.RandomString(32))
-		if _, err := st.Create(ctx, store.BucketServer, SecretFile, fresh); err != nil && !errors.Is(err, store.ErrExists) {
-			return "", err
-		}
-		b, _, err := st.Get(ctx, store.BucketServer, SecretFile)
+		b, err := st.CreateOrGet(ctx, store.BucketServer, SecretFile, []byte(accounts.RandomString(32)))
 		if err != nil {
 			return "", err
 		}

@@ -31,7 +31,10 @@ var allBuckets = []Bucket{BucketServer, BucketAccounts, BucketDevices, BucketTok
 	BucketAliases, BucketAccountData, BucketReceipts, BucketNonces}
 
 func (s *Store) openBucket(ctx context.Context, b Bucket) error {
-	if _, ok := s.buckets[b]; ok {
+	s.bucketsMu.Lock()
+	_, ok := s.buckets[b]
+	s.bucketsMu.Unlock()
+	if ok {
 		return nil
 	}
 	cfg := jetstream.KeyValueConfig{
@@ -47,7 +50,9 @@ func (s *Store) openBucket(ctx context.Context, b Bucket) error {
 	if err != nil {
 		return fmt.Errorf("create bucket %s: %w", b, err)
 	}
+	s.bucketsMu.Lock()
 	s.buckets[b] = kv
+	s.bucketsMu.Unlock()
 	return nil
 }
 
@@ -84,6 +89,9 @@ func (s *Store) leaderGet(ctx context.Context, b Bucket, key string) ([]byte, ui
 	if err := json.Unmarshal(resp.Data, &r); err != nil {
 		return nil, 0, err
 	}
+	if r.Error != nil && r.Error.ErrorCode != jetstream.JSErrCodeMessageNotFound {
+		return nil, 0, translate(r.Error)
+	}
 	if r.Error != nil || r.Message == nil {
 		return nil, 0, ErrNotFound
 	}
@@ -103,6 +111,30 @@ func (s *Store) Create(ctx context.Context, b Bucket, key string, val []byte) (u
 		return 0, ErrExists
 	}
 	return rev, translate(err)
+}
+
+// CreateOrGet stores val under key unless a value is there already, and returns the value
+// that is there: the deployment-wide settings every node must agree on (the signing key, the
+// shard count) go through it, so nodes starting at once all end up with the first one written.
+// It retries passing errors, which are common while a new cluster forms.
+func (s *Store) CreateOrGet(ctx context.Context, b Bucket, key string, val []byte) ([]byte, error) {
+	for attempt := 1; ; attempt++ {
+		_, err := s.Create(ctx, b, key, val)
+		if err == nil || errors.Is(err, ErrExists) {
+			var got []byte
+			if got, _, err = s.Get(ctx, b, key); err == nil {
+				return got, nil
+			}
+		}
+		if attempt == 10 {
+			return nil, fmt.Errorf("store %s/%s: %w", b, key, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Duration(attempt) * 200 * time.Millisecond):
+		}
+	}
 }
 
 // Update stores a value only if the key is still at revision rev; ErrConflict otherwise.

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -47,13 +48,14 @@ var (
 
 // Store is an open connection to JetStream, embedded in this process.
 type Store struct {
-	opts    Options
-	ns      *server.Server
-	nc      *nats.Conn
-	js      jetstream.JetStream
-	buckets map[Bucket]jetstream.KeyValue
-	log     *slog.Logger
-	shards  int
+	opts      Options
+	ns        *server.Server
+	nc        *nats.Conn
+	js        jetstream.JetStream
+	buckets   map[Bucket]jetstream.KeyValue // written only while opening; read freely after
+	bucketsMu sync.Mutex
+	log       *slog.Logger
+	shards    int
 }
 
 // Open starts the embedded JetStream server, connects to it in-process and creates (or
@@ -141,9 +143,7 @@ func (s *Store) bootstrap(ctx context.Context) error {
 		if err == nil || s.opts.Cluster == nil && s.opts.NATSURL == "" {
 			return err
 		}
-		if attempt%10 == 1 {
-			s.log.Info("waiting for the JetStream cluster to place streams", "err", err)
-		}
+		s.log.Info("waiting for the JetStream cluster to place streams", "attempt", attempt, "err", err)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -158,17 +158,37 @@ func (s *Store) createAll(ctx context.Context) error {
 		return err
 	}
 	s.shards = shards
+	// Creating a replicated stream waits for its new Raft group to elect a leader, which takes
+	// seconds; creating them all at once overlaps those waits.
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	try := func(create func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := create(); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
 	for i := 0; i < shards; i++ {
-		if _, err := s.js.CreateOrUpdateStream(ctx, s.shardStreamConfig(i)); err != nil {
-			return fmt.Errorf("create room shard stream %d: %w", i, err)
-		}
+		try(func() error {
+			if _, err := s.js.CreateOrUpdateStream(ctx, s.shardStreamConfig(i)); err != nil {
+				return fmt.Errorf("create room shard stream %d: %w", i, err)
+			}
+			return nil
+		})
 	}
 	for _, b := range allBuckets {
-		if err := s.openBucket(ctx, b); err != nil {
-			return err
-		}
+		try(func() error { return s.openBucket(ctx, b) })
 	}
-	return nil
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // agreeOnShardCount records the shard count the deployment was created with, so a node
@@ -177,11 +197,7 @@ func (s *Store) agreeOnShardCount(ctx context.Context) (int, error) {
 	if err := s.openBucket(ctx, BucketServer); err != nil {
 		return 0, err
 	}
-	want := []byte(fmt.Sprint(s.opts.RoomShards))
-	if _, err := s.Create(ctx, BucketServer, "room_shards", want); err != nil && !errors.Is(err, ErrExists) {
-		return 0, err
-	}
-	got, _, err := s.Get(ctx, BucketServer, "room_shards")
+	got, err := s.CreateOrGet(ctx, BucketServer, "room_shards", []byte(fmt.Sprint(s.opts.RoomShards)))
 	if err != nil {
 		return 0, err
 	}

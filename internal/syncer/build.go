@@ -142,7 +142,9 @@ func (s *Service) timeline(req Request, w window, upTo uint64, v rooms.Viewer) T
 func (s *Service) stateBefore(req Request, w window, upTo uint64, tl Timeline, v rooms.Viewer) StateList {
 	f := req.Filter.Room.State
 	inTimeline := map[string]bool{}
-	senders := map[string]bool{req.UserID: true}
+	// The user's own member event goes with a room new to the client; after that only when it
+	// changes, or an incremental sync would never be empty.
+	senders := map[string]bool{req.UserID: w.full}
 	for _, e := range tl.Events {
 		inTimeline[e.EventID] = true
 		senders[e.Sender] = true
@@ -155,7 +157,7 @@ func (s *Service) stateBefore(req Request, w window, upTo uint64, tl Timeline, v
 		isMember := e.PDU.Type() == "m.room.member"
 		if f.LazyLoadMembers && isMember {
 			// Sending a member the client may already have is allowed; missing one is not.
-			if senders[*e.PDU.StateKey()] {
+			if senders[*e.PDU.StateKey()] || (!w.full && e.Seq > w.after) {
 				out = append(out, e)
 			}
 			continue

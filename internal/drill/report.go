@@ -1,0 +1,245 @@
+package drill
+
+import (
+	"fmt"
+	"io"
+	"maps"
+	"math"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Report is what the drill measured and found. Its JSON form is printed by `--json`.
+type Report struct {
+	Scenario  string   `json:"scenario"`
+	FailedDC  string   `json:"failed_dc"`
+	Nodes     int      `json:"nodes"`
+	Users     int      `json:"users"`
+	Rooms     int      `json:"rooms"`
+	Rate      float64  `json:"rate_per_user"`
+	LatencyMS int64    `json:"inter_dc_latency_ms"`
+	Passed    bool     `json:"passed"`
+	Problems  []string `json:"problems,omitempty"`
+	TotalSecs float64  `json:"total_seconds"`
+	// Notes are things worth knowing that do not fail the drill.
+	Notes []string `json:"notes,omitempty"`
+	// Bypasses are connections into a node's cluster port that no proxy made.
+	Bypasses []string `json:"route_bypasses,omitempty"`
+	WorkDir  string   `json:"work_dir,omitempty"` // only when kept
+
+	AcknowledgedSends int            `json:"acknowledged_sends"`
+	FailedSends       int64          `json:"failed_send_attempts"`
+	SendErrors        map[string]int `json:"send_errors,omitempty"`
+	AbandonedSends    int            `json:"abandoned_sends"` // unanswered when the load stopped
+	LostSends         int            `json:"lost_sends"`
+	DuplicateEvents   int            `json:"duplicate_events"`
+	ForkedRooms       int            `json:"forked_rooms"`
+	MismatchedAcks    int            `json:"mismatched_acks"`
+	// UndeliveredEvents are (acknowledged event, room member) pairs that sync never delivered.
+	UndeliveredEvents int `json:"undelivered_events"`
+	// DuplicateDeliveries are events a sync delivered to a client that had already got them.
+	DuplicateDeliveries int   `json:"duplicate_deliveries"`
+	GapFillFailures     int64 `json:"gap_fill_failures"`
+
+	// WriteUnavailableMS is, per client, the longest time between two acknowledged sends while
+	// the load ran. A healthy client sends every 1/rate seconds, so that is the floor.
+	WriteUnavailableMS Percentiles `json:"write_unavailable_ms"`
+	// ReadUnavailableMS is, per client, the longest time from its last successful sync before
+	// a failed one to its next successful sync (0 for a client whose syncs never failed; a long
+	// poll waiting for news is not a gap).
+	ReadUnavailableMS Percentiles `json:"read_unavailable_ms"`
+	// DeliveryMS is, over every (acknowledged event, member), the time from the sender's
+	// acknowledgement to the member's sync delivering it (0 when the sync was first).
+	DeliveryMS Percentiles `json:"delivery_ms"`
+
+	// RestoreSeconds is an object: for burn "old_disks" and "wiped_disks", seconds from
+	// restarting the data center's processes until /_firebreak/replication reports complete;
+	// for partition "heal", seconds from healing the links until the same.
+	RestoreSeconds map[string]float64 `json:"restore_seconds"`
+	// ReadySeconds: the same starts until every node of the data center answers health 200.
+	ReadySeconds map[string]float64 `json:"ready_seconds"`
+
+	Partition *PartitionResult `json:"partition,omitempty"`
+	Stages    []*StageResult   `json:"stages"`
+	Links     []LinkStats      `json:"links"`
+}
+
+// PartitionResult is what only the partition scenario measures.
+type PartitionResult struct {
+	// IsolationSeconds: from the cut until every cut-off node reports health 503.
+	IsolationSeconds float64 `json:"isolation_seconds"`
+	// AcksFromCutNodes are sends the cut-off nodes acknowledged during the cut (each checked
+	// like every other acknowledged send).
+	AcksFromCutNodes int        `json:"acks_from_cut_nodes"`
+	Probes           probeStats `json:"probes"`
+}
+
+// Percentiles summarise one measurement over clients or events, in milliseconds.
+type Percentiles struct {
+	P50 int64 `json:"p50"`
+	P99 int64 `json:"p99"`
+	Max int64 `json:"max"`
+	N   int   `json:"n"`
+}
+
+func percentiles(ds []time.Duration) Percentiles {
+	if len(ds) == 0 {
+		return Percentiles{}
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	at := func(q float64) int64 {
+		i := int(math.Ceil(q*float64(len(s)))) - 1 // nearest rank
+		return s[max(0, min(i, len(s)-1))].Milliseconds()
+	}
+	return Percentiles{P50: at(0.50), P99: at(0.99), Max: s[len(s)-1].Milliseconds(), N: len(s)}
+}
+
+// longestGap is the longest time in [from, to] between successes (or the window's edges).
+func longestGap(oks []time.Time, from, to time.Time) time.Duration {
+	last, longest := from, time.Duration(0)
+	for _, t := range oks {
+		if t.Before(from) {
+			continue
+		}
+		if t.After(to) {
+			break
+		}
+		longest = max(longest, t.Sub(last))
+		last = t
+	}
+	return max(longest, to.Sub(last))
+}
+
+// summarize fills in the report's totals from the stages and the load.
+func (r *Report) summarize(l *load, undelivered []delivery) {
+	acks := l.acks()
+	r.AcknowledgedSends = len(acks)
+	r.FailedSends = l.sendsFailed.Load()
+	r.GapFillFailures = l.gapFillFailures.Load()
+	l.errMu.Lock()
+	r.SendErrors = maps.Clone(l.sendErrors)
+	l.errMu.Unlock()
+	lost, forked := map[string]bool{}, map[string]bool{}
+	for _, s := range r.Stages {
+		for id := range s.lost {
+			lost[id] = true
+		}
+		for _, room := range s.ForkedRooms {
+			forked[room] = true
+		}
+		r.DuplicateEvents = max(r.DuplicateEvents, s.DuplicateEvents)
+		r.MismatchedAcks = max(r.MismatchedAcks, s.MismatchedAcks)
+	}
+	r.LostSends, r.ForkedRooms = len(lost), len(forked)
+	r.UndeliveredEvents = len(undelivered)
+	var writes, reads, deliveries []time.Duration
+	for _, u := range l.users {
+		r.AbandonedSends += u.abandoned
+		writes = append(writes, longestGap(u.sendOK, l.started, l.sendsStopped))
+		u.mu.Lock()
+		reads = append(reads, longestOutage(u.readOutages, l.started, l.sendsStopped))
+		r.DuplicateDeliveries += u.dupSeen
+		u.mu.Unlock()
+	}
+	members := l.members()
+	for _, a := range acks {
+		for _, u := range members[a.Room] {
+			if at, ok := u.hasReceived(a.EventID); ok {
+				deliveries = append(deliveries, max(0, at.Sub(a.At)))
+			}
+		}
+	}
+	r.WriteUnavailableMS, r.ReadUnavailableMS, r.DeliveryMS = percentiles(writes), percentiles(reads), percentiles(deliveries)
+	r.judge(undelivered)
+}
+
+// judge lists every problem; the drill passes only with none.
+func (r *Report) judge(undelivered []delivery) {
+	add := func(cond bool, format string, args ...any) {
+		if cond {
+			r.Problems = append(r.Problems, fmt.Sprintf(format, args...))
+		}
+	}
+	for _, s := range r.Stages {
+		for _, a := range sortedAcks(s.lost) {
+			add(len(r.Problems) < 20, "%s: lost %s (txn %s of %s, acknowledged by %s at %s)", s.Stage, a.EventID,
+				a.Txn, a.Sender, a.Node, a.At.Format("15:04:05.000"))
+		}
+		add(s.DuplicateEvents > 0, "%s: %d duplicate events", s.Stage, s.DuplicateEvents)
+		add(len(s.ForkedRooms) > 0, "%s: histories differ between nodes in %v", s.Stage, s.ForkedRooms)
+		add(s.MismatchedAcks > 0, "%s: %d acknowledged event ids hold another send's message", s.Stage, s.MismatchedAcks)
+		add(len(s.UnreadableRooms) > 0, "%s: unreadable: %v", s.Stage, s.UnreadableRooms)
+	}
+	for i, d := range undelivered {
+		add(i < 10, "never delivered by sync: %s (room %s) to %s", d.ack.EventID, d.ack.Room, d.user.sess.UserID)
+	}
+	add(r.DuplicateDeliveries > 0, "sync delivered %d events twice", r.DuplicateDeliveries)
+	add(len(r.Bypasses) > 0, "routes around the proxies: %v", r.Bypasses)
+	r.Passed = len(r.Problems) == 0
+}
+
+func sortedAcks(m map[string]ack) []ack {
+	out := slices.Collect(maps.Values(m))
+	sort.Slice(out, func(i, j int) bool { return out[i].At.Before(out[j].At) })
+	return out
+}
+
+// Print writes the report for a person.
+func (r *Report) Print(w io.Writer) {
+	verdict := "PASSED"
+	if !r.Passed {
+		verdict = "FAILED"
+	}
+	fmt.Fprintf(w, "\nfirebreak drill %q: %s\n", r.Scenario, verdict)
+	fmt.Fprintf(w, "  deployment      %d nodes in 3+ data centers, %s failed; %d users, %d rooms, %.1f msg/s per user, inter-DC latency %d ms\n",
+		r.Nodes, r.FailedDC, r.Users, r.Rooms, r.Rate, r.LatencyMS)
+	fmt.Fprintf(w, "  sends           %d acknowledged, %d failed attempts (retried), %d abandoned at stop\n",
+		r.AcknowledgedSends, r.FailedSends, r.AbandonedSends)
+	if len(r.SendErrors) > 0 {
+		fmt.Fprintf(w, "  send errors     %s\n", formatCounts(r.SendErrors))
+	}
+	fmt.Fprintf(w, "  lost            %d   duplicates %d   forked rooms %d   mismatched acks %d\n",
+		r.LostSends, r.DuplicateEvents, r.ForkedRooms, r.MismatchedAcks)
+	fmt.Fprintf(w, "  sync            %d undelivered, %d delivered twice, %d gap fills failed\n",
+		r.UndeliveredEvents, r.DuplicateDeliveries, r.GapFillFailures)
+	fmt.Fprintf(w, "  write unavail.  %s  (longest time per client without an acknowledged send)\n", r.WriteUnavailableMS)
+	fmt.Fprintf(w, "  read unavail.   %s  (longest time per client from a failing sync to the next successful one)\n", r.ReadUnavailableMS)
+	fmt.Fprintf(w, "  delivery        %s  (acknowledgement to a member's sync)\n", r.DeliveryMS)
+	for _, k := range slices.Sorted(maps.Keys(r.RestoreSeconds)) {
+		fmt.Fprintf(w, "  restore %-10s replication complete after %.1f s (nodes healthy after %.1f s)\n", k,
+			r.RestoreSeconds[k], r.ReadySeconds[k])
+	}
+	if p := r.Partition; p != nil {
+		fmt.Fprintf(w, "  partition       cut-off nodes unhealthy after %.1f s; probes through them: %d attempts, %d acknowledged, %d failed; %d acks from cut-off nodes\n",
+			p.IsolationSeconds, p.Probes.Attempts, p.Probes.Acknowledged, p.Probes.Failed, p.AcksFromCutNodes)
+	}
+	for _, s := range r.Stages {
+		fmt.Fprintf(w, "  check %-28s on %s: %d events, lost %d, dup %d, forked %d, committed unacknowledged %d (%.1f s)\n",
+			s.Stage, strings.Join(s.Nodes, ","), s.Events, s.LostSends, s.DuplicateEvents, len(s.ForkedRooms), s.CommittedUnacknowledged, s.Seconds)
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(w, "  note: %s\n", n)
+	}
+	for _, p := range r.Problems {
+		fmt.Fprintf(w, "  PROBLEM: %s\n", p)
+	}
+	if r.WorkDir != "" {
+		fmt.Fprintf(w, "  work dir kept:  %s\n", r.WorkDir)
+	}
+	fmt.Fprintf(w, "  took %.0f s\n", r.TotalSecs)
+}
+
+func (p Percentiles) String() string {
+	return fmt.Sprintf("p50 %6d ms  p99 %6d ms  max %6d ms", p.P50, p.P99, p.Max)
+}
+
+func formatCounts(m map[string]int) string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s: %d", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
+}

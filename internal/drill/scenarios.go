@@ -1,0 +1,124 @@
+package drill
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// isolationTimeout bounds how long cut-off nodes may keep reporting themselves writable. The
+// nodes ping their routes every second and give up after three missed pings.
+const isolationTimeout = 30 * time.Second
+
+// burn SIGKILLs every process of one data center at the same instant, in the middle of the
+// traffic, keeps the load going, checks the survivors, then restores the data center twice:
+// from its old disks and from empty ones.
+func (d *drill) burn(ctx context.Context) error {
+	d.phase("burn " + d.dc)
+	d.log.Info("killing data center", "dc", d.dc)
+	d.c.killDC(d.dc)
+	d.phase("outage (" + d.dc + " down)")
+	if !sleep(ctx, d.o.Outage) {
+		return ctx.Err()
+	}
+	d.checkBypass("during outage")
+	undelivered := d.stopLoad(ctx)
+	d.check(ctx, "after burn", d.c.outside(d.dc))
+	if err := d.restore(ctx, "old_disks", false); err != nil {
+		return err
+	}
+	d.check(ctx, "after restore (old disks)", d.c.nodes)
+	if err := d.restore(ctx, "wiped_disks", true); err != nil {
+		return err
+	}
+	d.check(ctx, "after restore (wiped disks)", d.c.nodes)
+	d.rep.summarize(d.load, undelivered)
+	return nil
+}
+
+// partition cuts one data center off while its nodes keep running. The load moves away from
+// it; probes keep writing through the cut-off nodes to prove that none of their writes is
+// acknowledged and then lost. After healing, every node must hold the same history.
+func (d *drill) partition(ctx context.Context) error {
+	cutNodes := d.c.in(d.dc)
+	probes, err := d.load.prepareProbes(ctx, cutNodes)
+	if err != nil {
+		return err
+	}
+	d.phase("cut " + d.dc)
+	d.log.Info("cutting data center off", "dc", d.dc)
+	cutAt := time.Now()
+	d.c.cutDC(d.dc)
+	probeCtx, stopProbes := context.WithCancel(ctx)
+	var probing sync.WaitGroup
+	probing.Add(1)
+	go func() { defer probing.Done(); d.load.runProbes(probeCtx, probes) }()
+
+	res := &PartitionResult{}
+	d.rep.Partition = res
+	isolated := d.waitIsolated(ctx, cutNodes, cutAt)
+	res.IsolationSeconds = time.Since(cutAt).Seconds()
+	d.checkBypass("during cut")
+	d.phase("outage (" + d.dc + " cut off)")
+	sleep(ctx, d.o.Outage-time.Since(cutAt))
+	stopProbes()
+	probing.Wait()
+
+	d.phase("heal " + d.dc)
+	healAt := time.Now()
+	d.c.healDC(d.dc)
+	ready, complete, err := d.waitRestored(ctx, d.c.nodes, d.c.nodes[0])
+	if err != nil {
+		return err
+	}
+	d.rep.ReadySeconds["heal"] = ready.Sub(healAt).Seconds()
+	d.rep.RestoreSeconds["heal"] = complete.Sub(healAt).Seconds()
+	d.phase("settle")
+	if !sleep(ctx, d.o.Settle) {
+		return ctx.Err()
+	}
+	undelivered := d.stopLoad(ctx)
+	d.check(ctx, "after heal", d.c.nodes)
+	res.AcksFromCutNodes = countAcksFrom(d.load.acks(), cutNodes, cutAt, healAt)
+	d.load.probeMu.Lock()
+	res.Probes = d.load.probe
+	d.load.probeMu.Unlock()
+	d.rep.summarize(d.load, undelivered)
+	if !isolated {
+		d.rep.Problems = append(d.rep.Problems, "the cut-off data center kept reporting itself writable: "+
+			"traffic between data centers does not go only through the drill's proxies")
+		d.rep.Passed = false
+	}
+	return nil
+}
+
+// waitIsolated waits until every cut-off node fails its health check, which proves the links
+// through the proxies were the only ones between the data centers.
+func (d *drill) waitIsolated(ctx context.Context, cut []*node, since time.Time) bool {
+	err := waitUntil(ctx, isolationTimeout, 100*time.Millisecond, "isolation", func(ctx context.Context) bool {
+		for _, n := range cut {
+			if d.c.healthOf(ctx, n) {
+				return false
+			}
+		}
+		return true
+	})
+	if err != nil {
+		d.log.Warn("cut-off nodes still report writable", "after", time.Since(since))
+	}
+	return err == nil
+}
+
+func countAcksFrom(acks []ack, nodes []*node, from, to time.Time) int {
+	in := map[string]bool{}
+	for _, n := range nodes {
+		in[n.Name] = true
+	}
+	count := 0
+	for _, a := range acks {
+		if in[a.Node] && !a.At.Before(from) && !a.At.After(to) {
+			count++
+		}
+	}
+	return count
+}
