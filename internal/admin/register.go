@@ -2,15 +2,14 @@
 package admin
 
 import (
-	"bytes"
 	"context"
 	"encoding/hex"
-	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
 	"net/http"
 
 	"github.com/firebreak/firebreak/internal/accounts"
+	"github.com/firebreak/firebreak/internal/matrixclient"
 )
 
 // Account is what Register creates.
@@ -39,29 +38,10 @@ func Register(ctx context.Context, baseURL, secret, username, password string, i
 }
 
 func call(ctx context.Context, method, url string, body, out any) error {
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, url, rd)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
+	err := matrixclient.Do(ctx, http.DefaultClient, url, "", method, "", nil, body, out)
+	var me *matrixclient.Error
+	if err != nil && !errors.As(err, &me) {
 		return fmt.Errorf("is the homeserver running? %w", err)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode != http.StatusOK {
-		var e struct {
-			Code string `json:"errcode"`
-			Msg  string `json:"error"`
-		}
-		_ = json.Unmarshal(b, &e)
-		return fmt.Errorf("%s %s: %d %s %s", method, url, resp.StatusCode, e.Code, e.Msg)
-	}
-	return json.Unmarshal(b, out)
+	return err
 }

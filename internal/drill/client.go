@@ -1,29 +1,21 @@
 package drill
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
 	"time"
+
+	"github.com/firebreak/firebreak/internal/matrixclient"
 )
 
 // The drill speaks only the Client-Server API, with plain JSON over net/http, so it sees the
 // homeserver exactly as a client does.
 
 // apiError is a non-200 answer.
-type apiError struct {
-	Status     int
-	Code       string
-	Msg        string
-	RetryAfter time.Duration
-}
-
-func (e *apiError) Error() string { return fmt.Sprintf("HTTP %d %s: %s", e.Status, e.Code, e.Msg) }
+type apiError = matrixclient.Error
 
 // session is a logged-in device.
 type session struct {
@@ -40,53 +32,10 @@ type api struct {
 
 // call sends one request to base+path and decodes a 200's body into out.
 func (a api) call(ctx context.Context, base, method, path string, q url.Values, body, out any) error {
-	u := base + path
-	if len(q) > 0 {
-		u += "?" + q.Encode()
-	}
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u, rd)
-	if err != nil {
-		return err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if a.token != "" {
-		req.Header.Set("Authorization", "Bearer "+a.token)
-	}
-	resp, err := a.hc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		var e struct {
-			Code         string `json:"errcode"`
-			Msg          string `json:"error"`
-			RetryAfterMS int64  `json:"retry_after_ms"`
-		}
-		_ = json.Unmarshal(raw, &e)
-		return &apiError{Status: resp.StatusCode, Code: e.Code, Msg: e.Msg, RetryAfter: time.Duration(e.RetryAfterMS) * time.Millisecond}
-	}
-	if out == nil {
-		return nil
-	}
-	return json.Unmarshal(raw, out)
+	return matrixclient.Do(ctx, a.hc, base, a.token, method, path, q, body, out)
 }
 
-const v3 = "/_matrix/client/v3"
+const v3 = matrixclient.V3
 
 // register creates an account with the m.login.dummy stage in one request.
 func (a api) register(ctx context.Context, base, user, password string) (session, error) {
