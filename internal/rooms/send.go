@@ -51,6 +51,11 @@ func (s *Service) Send(ctx context.Context, p Proto, opt SendOptions) (string, e
 			if info, err = s.catchUp(ctx, p.RoomID, info); err != nil {
 				return "", err
 			}
+			// Or the writer was this very event: a publish whose answer was lost in a failover
+			// landed, and its retry found the head already past it.
+			if _, landed := s.model.Event(p.RoomID, pdu.EventID()); landed {
+				return pdu.EventID(), nil
+			}
 			continue
 		}
 		if err != nil {

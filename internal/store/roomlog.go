@@ -68,16 +68,34 @@ func (s *Store) AppendRoomEvent(ctx context.Context, roomID string, afterSeq uin
 	msg := roomMsg(s.roomSubject(roomID), ev)
 	opts := []jetstream.PublishOpt{
 		jetstream.WithExpectLastSequencePerSubject(afterSeq),
-		// Elections leave a stream without a leader for seconds; keep trying within ctx.
-		jetstream.WithRetryAttempts(60),
+		// While a stream elects a leader nobody listens on its subjects; keep asking.
+		jetstream.WithRetryAttempts(8),
 		jetstream.WithRetryWait(250 * time.Millisecond),
 	}
-	ack, err := s.js.PublishMsg(ctx, msg, opts...)
-	if err != nil {
-		return 0, translate(err)
+	giveUp := time.Now().Add(appendBudget)
+	for {
+		// A publish sent to a leader that then died is never answered: give each attempt a
+		// short deadline and send the same message again. Its msg id and expected sequence
+		// keep a publish that did land from being stored twice.
+		actx, cancel := context.WithTimeout(ctx, appendAttempt)
+		ack, err := s.js.PublishMsg(actx, msg, opts...)
+		cancel()
+		if err == nil {
+			return ack.Sequence, nil
+		}
+		err = translate(err)
+		if !errors.Is(err, ErrUnavailable) || ctx.Err() != nil || time.Now().After(giveUp) {
+			return 0, err
+		}
 	}
-	return ack.Sequence, nil
 }
+
+// How long one publish may go unanswered, and how long a send keeps trying through an
+// election (JetStream's take 4-9 s) before it reports the storage unavailable.
+const (
+	appendAttempt = 3 * time.Second
+	appendBudget  = 20 * time.Second
+)
 
 // AppendRoomEvents appends several events to a room in one atomic batch: either all are
 // stored, after afterSeq and in order, or none is (ErrConflict when the head moved). It
