@@ -1,0 +1,127 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/firebreak/firebreak/internal/config"
+	"github.com/firebreak/firebreak/internal/store"
+)
+
+// EngineOptions say how to measure the storage engine on its own.
+type EngineOptions struct {
+	Dir          string        // an empty directory for the engine's data
+	Duration     time.Duration // per publish mode
+	InFlight     int           // publishes outstanding at once in the pipelined mode
+	MessageBytes int
+	Log          *slog.Logger // the bench's own messages
+	// StoreLog receives the embedded JetStream's messages; nil drops them (a cluster's
+	// start is noisy with expected "connection refused" while its nodes find each other).
+	StoreLog *slog.Logger
+}
+
+func (o EngineOptions) storeLog() *slog.Logger {
+	if o.StoreLog == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return o.StoreLog
+}
+
+// EngineResult is the raw publish rate of JetStream as Firebreak configures it: file
+// storage, fsync on every write, the same stream settings as a room shard.
+type EngineResult struct {
+	Replicas     int     `json:"replicas"`
+	MessageBytes int     `json:"message_bytes"`
+	SyncPerSec   float64 `json:"sync_publish_per_sec"`  // one publish at a time, each waiting for its ack
+	SyncP50Ms    float64 `json:"sync_publish_p50_ms"`   // one publish's round trip
+	AsyncPerSec  float64 `json:"async_publish_per_sec"` // InFlight publishes outstanding at once
+	AsyncP99Ms   float64 `json:"async_publish_p99_ms"`
+	InFlight     int     `json:"async_in_flight"`
+	Method       string  `json:"method"`
+}
+
+// engineShards is the server's default number of room shard streams: the pipelined mode
+// spreads its publishers over them as a busy server's rooms are.
+var engineShards = config.Default().RoomShards
+
+// MeasureEngine opens a separate embedded store with a single node's settings (one replica,
+// fsync always, the default shard streams) in opts.Dir and measures how fast it takes
+// publishes.
+func MeasureEngine(ctx context.Context, opts EngineOptions) (*EngineResult, error) {
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	st, err := store.Open(ctx, store.Options{DataDir: opts.Dir, NodeName: "bench-engine", Replicas: 1,
+		RoomShards: engineShards, Logger: opts.storeLog()})
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	return measurePublishes(ctx, st, 1, opts)
+}
+
+// measurePublishes runs the one-at-a-time and the pipelined modes against an open store.
+//
+// Publishing goes through store.AppendRoomEvent, as every Firebreak send does: a plain
+// JetStream publish plus the expected-last-subject-sequence header. Each publisher appends
+// to a room subject of its own so the compare never fails; the one-at-a-time mode uses one
+// room (one stream), the pipelined mode's rooms fall on every shard stream. The pipelined
+// mode keeps InFlight appends outstanding from as many goroutines on the store's one
+// connection, which is what an async publish with that many pending acks does on the wire.
+func measurePublishes(ctx context.Context, st *store.Store, replicas int, opts EngineOptions) (*EngineResult, error) {
+	payload := []byte(`{"body":"` + strings.Repeat("x", max(opts.MessageBytes-11, 0)) + `"}`)
+	res := &EngineResult{Replicas: replicas, MessageBytes: len(payload), InFlight: opts.InFlight,
+		Method: fmt.Sprintf("store.AppendRoomEvent, fsync always, %d shard streams", st.Shards())}
+	rate, h, err := publishFor(ctx, st, payload, 1, opts.Duration, "sync")
+	if err != nil {
+		return nil, err
+	}
+	res.SyncPerSec, res.SyncP50Ms = rate, Ms(h.Quantile(0.5))
+	rate, h, err = publishFor(ctx, st, payload, opts.InFlight, opts.Duration, "async")
+	if err != nil {
+		return nil, err
+	}
+	res.AsyncPerSec, res.AsyncP99Ms = rate, Ms(h.Quantile(0.99))
+	opts.Log.Info("bench: engine measured", "sync_per_sec", int(res.SyncPerSec), "async_per_sec", int(res.AsyncPerSec))
+	return res, nil
+}
+
+// publishFor runs workers publishers for d and returns the acknowledged publishes per second
+// and their round trips.
+func publishFor(ctx context.Context, st *store.Store, payload []byte, workers int, d time.Duration, tag string) (float64, *histogram, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	start := time.Now()
+	stopAt := start.Add(d)
+	var acked atomic.Uint64
+	var firstErr error
+	var once sync.Once
+	h := &histogram{}
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			roomID := fmt.Sprintf("!engine-%s-%d:bench", tag, w)
+			var head uint64
+			for ctx.Err() == nil && time.Now().Before(stopAt) {
+				t0 := time.Now()
+				seq, err := st.AppendRoomEvent(ctx, roomID, head, store.NewRoomEvent{JSON: payload})
+				if err != nil {
+					once.Do(func() { firstErr = fmt.Errorf("engine publish: %w", err); cancel() })
+					return
+				}
+				h.Record(time.Since(t0))
+				head = seq
+				acked.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	return float64(acked.Load()) / time.Since(start).Seconds(), h, firstErr
+}

@@ -1,0 +1,166 @@
+package syncer
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"testing"
+
+	"github.com/firebreak/firebreak/internal/accountdata"
+	"github.com/firebreak/firebreak/internal/rooms"
+	"github.com/firebreak/firebreak/internal/store"
+)
+
+// The benchmarks assemble syncs for one user from a real node's read model (embedded JetStream
+// in b.TempDir(), fsync on every write), wired as internal/server wires it.
+
+const benchMe = "@me:bench"
+
+var benchLog = slog.New(slog.DiscardHandler)
+
+type benchNode struct {
+	rooms *rooms.Service
+	sync  *Service
+}
+
+func startBenchNode(b *testing.B) *benchNode {
+	b.Helper()
+	ctx := context.Background()
+	st, err := store.Open(ctx, store.Options{DataDir: b.TempDir(), NodeName: "bench", Replicas: 1,
+		RoomShards: 16, Logger: benchLog})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(st.Close)
+	rs, err := rooms.New(ctx, st, "bench", "10", benchLog)
+	if err != nil {
+		b.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	data := accountdata.New(st)
+	dataDone := make(chan struct{})
+	ready := make(chan struct{})
+	go func() {
+		defer close(dataDone)
+		_ = data.Run(runCtx, func() {
+			select {
+			case <-ready:
+			default:
+				close(ready)
+			}
+		})
+	}()
+	// Cleanups run last first: followers stop before the store closes.
+	b.Cleanup(func() { cancel(); rs.Wait(); <-dataDone })
+	n := &benchNode{rooms: rs, sync: New(runCtx, rs, data)}
+	if err := rs.Start(runCtx); err != nil {
+		b.Fatal(err)
+	}
+	<-ready
+	return n
+}
+
+// room creates a public room with benchMe and members-1 others in it, and sends msgs messages.
+func (n *benchNode) room(b *testing.B, i, members, msgs int) string {
+	b.Helper()
+	ctx := context.Background()
+	roomID, err := n.rooms.CreateRoom(ctx, rooms.CreateRequest{Creator: benchMe, Preset: "public_chat"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for m := 1; m < members; m++ {
+		who := fmt.Sprintf("@r%dm%d:bench", i, m)
+		if _, err := n.rooms.ChangeMembership(ctx, rooms.MembershipChange{RoomID: roomID, Sender: who, Target: who, Membership: "join"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for j := 0; j < msgs; j++ {
+		n.say(b, roomID, fmt.Sprintf("@r%dm%d:bench", i, 1+j%(members-1)), j)
+	}
+	return roomID
+}
+
+func (n *benchNode) say(b *testing.B, roomID, sender string, j int) {
+	b.Helper()
+	_, err := n.rooms.Send(context.Background(), rooms.Proto{RoomID: roomID, Sender: sender, Type: "m.room.message",
+		Content: []byte(fmt.Sprintf(`{"msgtype":"m.text","body":"message %d"}`, j))}, rooms.SendOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+}
+
+// population puts benchMe in 20 rooms like the bench's mix: 12 DMs, 6 groups of 6 and 2 of
+// 50, each with 20 messages of history. It returns the 50-member rooms.
+func (n *benchNode) population(b *testing.B) []string {
+	var large []string
+	for i := 0; i < 20; i++ {
+		switch {
+		case i < 12:
+			n.room(b, i, 2, 20)
+		case i < 18:
+			n.room(b, i, 6, 20)
+		default:
+			large = append(large, n.room(b, i, 50, 20))
+		}
+	}
+	return large
+}
+
+// BenchmarkIncrementalSync is the sync a long-polling client makes after one new message in
+// a 50-member room: the read model walked for every room of the user, the one room's
+// timeline, summary and unread counts assembled, and (json) the response encoded.
+func BenchmarkIncrementalSync(b *testing.B) {
+	n := startBenchNode(b)
+	large := n.population(b)
+	since := n.sync.current().String()
+	n.say(b, large[0], "@r18m1:bench", 1000)
+	req := Request{UserID: benchMe, DeviceID: "DEV", Since: since}
+	ctx := context.Background()
+	b.Run("build", func(b *testing.B) {
+		for b.Loop() {
+			resp, err := n.sync.Sync(ctx, req)
+			if err != nil || len(resp.Rooms.Join) != 1 {
+				b.Fatalf("sync: %v, %d rooms", err, len(resp.Rooms.Join))
+			}
+		}
+	})
+	b.Run("json", func(b *testing.B) {
+		for b.Loop() {
+			resp, err := n.sync.Sync(ctx, req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := json.Marshal(resp); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkEmptySync is a sync with nothing new (timeout 0): the floor every woken long poll
+// pays.
+func BenchmarkEmptySync(b *testing.B) {
+	n := startBenchNode(b)
+	n.population(b)
+	req := Request{UserID: benchMe, DeviceID: "DEV", Since: n.sync.current().String()}
+	ctx := context.Background()
+	for b.Loop() {
+		if _, err := n.sync.Sync(ctx, req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkInitialSync is a client's first sync: every room in full.
+func BenchmarkInitialSync(b *testing.B) {
+	n := startBenchNode(b)
+	n.population(b)
+	req := Request{UserID: benchMe, DeviceID: "DEV"}
+	ctx := context.Background()
+	for b.Loop() {
+		if _, err := n.sync.Sync(ctx, req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
