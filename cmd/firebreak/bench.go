@@ -27,7 +27,9 @@ Where:
                           m.login.dummy (needs open registration)
   --local single          start a Firebreak node (this executable, "serve") on a temporary
                           data dir, with rate limits lifted, and stop it afterwards
-  --local 3dc             start the drill's three-data-center deployment instead
+  --local 3dc             start the drill's three-data-center deployment instead (6 nodes,
+                          every stream 3 replicas, one per data center)
+  --inter-dc-latency D    with --local 3dc: one-way latency added between data centers
   --server-pid PID        read memory and CPU of this homeserver process (with --homeserver)
   --binary PATH           the firebreak binary --local runs (default: this one)
   --keep                  keep the local deployment's data directory
@@ -127,6 +129,7 @@ func bindBenchFlags(cfg *bench.Config, output io.Writer) *benchFlags {
 	fs.StringVar(&cfg.SharedSecret, "shared-secret", "", "")
 	fs.StringVar(&cfg.Local, "local", "", "")
 	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "")
+	fs.DurationVar(&cfg.InterDCLatency, "inter-dc-latency", 0, "")
 	fs.StringVar(&cfg.ServerBinary, "binary", "", "")
 	fs.BoolVar(&cfg.KeepData, "keep", false, "")
 	fs.StringVar(&cfg.Workload, "workload", cfg.Workload, "")

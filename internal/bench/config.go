@@ -31,7 +31,9 @@ type Config struct {
 	Local        string   // start a deployment: "single" or "3dc"; Homeservers must be empty
 	ServerBinary string   // the firebreak binary --local starts; default: this executable
 	ServerPID    int      // a homeserver process on this machine to read memory and CPU of
-	KeepData     bool     // leave a local deployment's data directory behind
+	// InterDCLatency is the one-way delay --local 3dc adds between data centers.
+	InterDCLatency time.Duration
+	KeepData       bool // leave a local deployment's data directory behind
 
 	Workload    string
 	Users       int

@@ -2,15 +2,24 @@ package bench
 
 import (
 	"context"
-	"errors"
+
+	"github.com/firebreak/firebreak/internal/drill"
 )
 
-// start3DC starts the drill's three-data-center layout (six nodes on loopback with proxies
-// between the data centers) and returns every node's URL.
-//
-// The drill package does not export its launcher yet; until it does, this mode refuses to
-// run rather than measure something else.
+// start3DC starts the drill's three-data-center layout (two nodes per data center on their
+// own loopback addresses, every route through the drill's proxies, optional added latency
+// between data centers) and returns every node's URL; users are spread over them.
 func start3DC(ctx context.Context, cfg Config, dir string) (*deployment, error) {
-	_, _, _ = ctx, cfg, dir
-	return nil, errors.New("--local 3dc needs an exported launcher from internal/drill (drill.Launch); not available yet")
+	bin, err := serverBinary(cfg)
+	if err != nil {
+		return nil, err
+	}
+	o := drill.DefaultOptions()
+	o.Binary, o.InterDCLatency = bin, cfg.InterDCLatency
+	d, err := drill.Launch(ctx, dir, o, cfg.Log)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Log.Info("bench: local 3-DC deployment ready", "urls", d.URLs())
+	return &deployment{urls: d.URLs(), procs: procs(d.PIDs()), stop: func() error { d.Close(); return nil }}, nil
 }
