@@ -52,6 +52,7 @@ type Model struct {
 	userRooms map[string]map[string]string // user -> room -> membership
 
 	applied []*store.Cursor // per shard: the last sequence applied
+	shardMu []sync.Mutex    // per shard: held while one event is applied
 
 	onChange func(users []string)
 }
@@ -62,6 +63,7 @@ func newModel(shards int, log *slog.Logger) *Model {
 		rooms:     map[string]*room{},
 		userRooms: map[string]map[string]string{},
 		applied:   make([]*store.Cursor, shards),
+		shardMu:   make([]sync.Mutex, shards),
 		onChange:  func([]string) {},
 	}
 	for i := range m.applied {
@@ -71,9 +73,17 @@ func newModel(shards int, log *slog.Logger) *Model {
 }
 
 // apply adds one stored event to the model. Events arrive per room in stream order.
+// Two paths apply a shard's events (its follower, and a gap fill while the follower waits out
+// an election), so each shard applies one event at a time and skips what it already has.
 func (m *Model) apply(se store.RoomEvent) {
+	m.shardMu[se.Shard].Lock()
+	if se.Seq <= m.applied[se.Shard].Load() {
+		m.shardMu[se.Shard].Unlock()
+		return
+	}
 	users := m.applyLocked(se)
 	m.applied[se.Shard].Advance(se.Seq)
+	m.shardMu[se.Shard].Unlock()
 	if len(users) > 0 {
 		m.onChange(users)
 	}

@@ -91,6 +91,40 @@ func (s *Service) AwaitRoom(ctx context.Context, roomID string) error {
 	return nil
 }
 
+// CatchUpShards waits until the read model has applied every shard up to the given positions
+// (a sync token from another node). A shard whose follower is stalled, because its stream is
+// electing a new leader after a node or data center was lost, is filled by reading the
+// missing events from the replicas directly: reads need no leader, so they go on at once.
+func (s *Service) CatchUpShards(ctx context.Context, positions []uint64) error {
+	quick, cancel := context.WithTimeout(ctx, followerGrace)
+	err := s.model.WaitAppliedAll(quick, positions)
+	cancel()
+	if err == nil || ctx.Err() != nil {
+		return err
+	}
+	for shard, upTo := range positions {
+		if shard < len(s.model.applied) {
+			// A replica that lacks an event answers "not found"; the wait below covers it.
+			_ = s.fillShard(ctx, shard, upTo)
+		}
+	}
+	return s.model.WaitAppliedAll(ctx, positions)
+}
+
+// followerGrace is how long a lagging shard is left to its follower before it is filled.
+const followerGrace = 300 * time.Millisecond
+
+func (s *Service) fillShard(ctx context.Context, shard int, upTo uint64) error {
+	for seq := s.model.applied[shard].Load() + 1; seq <= upTo; seq = s.model.applied[shard].Load() + 1 {
+		ev, err := s.st.RoomEventAt(ctx, shard, seq)
+		if err != nil {
+			return unavailable(err)
+		}
+		s.model.apply(ev)
+	}
+	return nil
+}
+
 // catchUp waits until the read model holds the room's latest stored event.
 func (s *Service) catchUp(ctx context.Context, roomID string, info RoomInfo) (RoomInfo, error) {
 	head, err := s.st.RoomHeadSeq(ctx, roomID)

@@ -184,6 +184,20 @@ func (s *Store) ShardHead(ctx context.Context, shard int) (uint64, error) {
 	return info.State.LastSeq, nil
 }
 
+// RoomEventAt reads the event stored at seq in a shard from whichever replica answers first,
+// the local one included: it needs no stream leader, so it works during an election.
+func (s *Store) RoomEventAt(ctx context.Context, shard int, seq uint64) (RoomEvent, error) {
+	stream, err := s.js.Stream(ctx, shardStreamName(shard))
+	if err != nil {
+		return RoomEvent{}, translate(err)
+	}
+	m, err := stream.GetMsg(ctx, seq)
+	if err != nil {
+		return RoomEvent{}, translate(err)
+	}
+	return RoomEvent{Shard: shard, Seq: m.Sequence, JSON: m.Data, Device: m.Header.Get(hdrDevice), TxnID: m.Header.Get(hdrTxnID)}, nil
+}
+
 // FollowShard calls apply for every event of the shard after afterSeq, in order, and then for
 // each new one as it is stored, until ctx ends. It needs no state on the server, so every node
 // can follow every shard.

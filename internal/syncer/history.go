@@ -84,7 +84,9 @@ func (s *Service) Messages(ctx context.Context, req MessagesRequest) (*MessagesR
 func (s *Service) waitRoomPosition(ctx context.Context, shard int, pos uint64) error {
 	ctx, cancel := context.WithTimeout(ctx, catchUpTimeout)
 	defer cancel()
-	if err := s.rooms.Model().WaitApplied(ctx, shard, pos); err != nil {
+	positions := make([]uint64, s.Shards())
+	positions[shard] = pos
+	if err := s.rooms.CatchUpShards(ctx, positions); err != nil {
 		return fmt.Errorf("%w: %v", ErrNotReady, err)
 	}
 	return nil

@@ -90,7 +90,7 @@ func (s *Service) Shards() int { return len(s.rooms.Model().Applied()) }
 func (s *Service) catchUp(ctx context.Context, t Token) error {
 	ctx, cancel := context.WithTimeout(ctx, catchUpTimeout)
 	defer cancel()
-	err := s.rooms.Model().WaitAppliedAll(ctx, t.Rooms)
+	err := s.rooms.CatchUpShards(ctx, t.Rooms)
 	if err == nil {
 		err = s.rooms.WaitReceiptPosition(ctx, t.Receipts)
 	}
