@@ -55,8 +55,9 @@ Flags:
 Report (--json prints it whole): scenario, acknowledged_sends, lost_sends, duplicate_events,
 forked_rooms, undelivered_events; write_unavailable_ms is, per simulated client, the longest
 time between two acknowledged sends while the load ran (a healthy client sends every 1/rate
-seconds); read_unavailable_ms the longest time from a client's last successful sync before a
-failed one to its next successful sync (a long poll waiting for news is not a gap); both as
+seconds); read_unavailable_ms the longest time from a sync failing (for one that hung until the client
+gave up: from when it was sent) to the next successful sync (a long poll waiting for news is
+not a gap); both as
 {p50, p99, max} over clients, and delivery_ms the same over (event, member) pairs.
 restore_seconds is an object: for burn {"old_disks", "wiped_disks"}, for partition {"heal"}:
 seconds until /_firebreak/replication reports complete (ready_seconds: until health is 200).

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -181,14 +182,15 @@ func (l *load) countError(err error) {
 func (l *load) syncLoop(ctx context.Context, u *simUser) {
 	cur := l.bal.cursorAt(u.idx)
 	a := api{hc: l.hc, token: u.sess.Token}
-	lastOK, failing := time.Now(), false
+	var outageFrom time.Time // zero while syncs succeed
 	defer func() {
-		if failing {
-			u.addReadOutage(span{lastOK, time.Now()})
+		if !outageFrom.IsZero() {
+			u.addReadOutage(span{outageFrom, time.Now()})
 		}
 	}()
 	for ctx.Err() == nil {
 		n := cur.node()
+		started := time.Now()
 		rctx, cancel := context.WithTimeout(ctx, syncWait+syncSlack)
 		resp, err := a.sync(rctx, n.URL(), u.since, syncWait)
 		cancel()
@@ -198,17 +200,19 @@ func (l *load) syncLoop(ctx context.Context, u *simUser) {
 			}
 			l.syncsFailed.Add(1)
 			l.log.Debug("sync failed", "user", u.name, "node", n.Name, "err", err)
-			failing = true
+			if outageFrom.IsZero() {
+				outageFrom = outageStart(started, err)
+			}
 			cur.move()
 			sleep(ctx, retryPause)
 			continue
 		}
 		now := time.Now()
 		l.syncsOK.Add(1)
-		if failing {
-			u.addReadOutage(span{lastOK, now})
+		if !outageFrom.IsZero() {
+			u.addReadOutage(span{outageFrom, now})
+			outageFrom = time.Time{}
 		}
-		lastOK, failing = now, false
 		for roomID, jr := range resp.Rooms.Join {
 			for _, ev := range jr.Timeline.Events {
 				u.received1(ev.EventID, now, true)
@@ -219,6 +223,17 @@ func (l *load) syncLoop(ctx context.Context, u *simUser) {
 		}
 		u.since = resp.NextBatch
 	}
+}
+
+// outageStart is when a failed sync's user lost reads: a long poll that was answered with an
+// error (the node died, refused, or said 503) could read until that moment, so the outage
+// starts then; one that hung until the client gave up may have been cut off all along, so
+// the outage starts when it was sent.
+func outageStart(sent time.Time, err error) time.Time {
+	if errors.Is(err, context.DeadlineExceeded) || os.IsTimeout(err) {
+		return sent
+	}
+	return time.Now()
 }
 
 // fillGap pages back from a limited timeline's prev_batch until it reaches an event the user

@@ -46,9 +46,10 @@ type Report struct {
 	// WriteUnavailableMS is, per client, the longest time between two acknowledged sends while
 	// the load ran. A healthy client sends every 1/rate seconds, so that is the floor.
 	WriteUnavailableMS Percentiles `json:"write_unavailable_ms"`
-	// ReadUnavailableMS is, per client, the longest time from its last successful sync before
-	// a failed one to its next successful sync (0 for a client whose syncs never failed; a long
-	// poll waiting for news is not a gap).
+	// ReadUnavailableMS is, per client, the longest time without reads: from the moment a sync
+	// failed (or, for one that hung until the client gave up, from when it was sent) to the next
+	// successful sync; 0 for a client whose syncs never failed. A long poll waiting for news is
+	// not a gap.
 	ReadUnavailableMS Percentiles `json:"read_unavailable_ms"`
 	// DeliveryMS is, over every (acknowledged event, member), the time from the sender's
 	// acknowledgement to the member's sync delivering it (0 when the sync was first).
@@ -206,7 +207,7 @@ func (r *Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "  sync            %d undelivered, %d delivered twice, %d gap fills failed\n",
 		r.UndeliveredEvents, r.DuplicateDeliveries, r.GapFillFailures)
 	fmt.Fprintf(w, "  write unavail.  %s  (longest time per client without an acknowledged send)\n", r.WriteUnavailableMS)
-	fmt.Fprintf(w, "  read unavail.   %s  (longest time per client from a failing sync to the next successful one)\n", r.ReadUnavailableMS)
+	fmt.Fprintf(w, "  read unavail.   %s  (longest time per client from a sync failing to the next successful one)\n", r.ReadUnavailableMS)
 	fmt.Fprintf(w, "  delivery        %s  (acknowledgement to a member's sync)\n", r.DeliveryMS)
 	for _, k := range slices.Sorted(maps.Keys(r.RestoreSeconds)) {
 		fmt.Fprintf(w, "  restore %-10s replication complete after %.1f s (nodes healthy after %.1f s)\n", k,

@@ -71,19 +71,22 @@ type Health struct {
 	MetaCurrent bool `json:"meta_current"`
 }
 
-// Health reports whether JetStream here is current with a meta leader and, in a cluster,
-// whether this node reaches a majority of the deployment's nodes.
+// Health reports whether this node can take writes. In a cluster that is whether it reaches a
+// majority of the deployment's nodes, not whether the JetStream meta group has a leader: when a
+// data center is lost every survivor spends seconds electing one, yet writes to every stream
+// whose leader survived go on, and a load balancer must not drain the healthy data centers then.
 func (s *Store) Health() Health {
 	h := Health{Writable: s.nc != nil && s.nc.IsConnected(), ClusterSize: 1}
 	if s.ns == nil {
 		return h
 	}
 	h.MetaCurrent = s.ns.JetStreamIsCurrent()
-	h.Writable = h.Writable && h.MetaCurrent
 	if c := s.opts.Cluster; c != nil {
 		h.Peers = s.ns.NumRemotes()
 		h.ClusterSize = max(c.Size, len(c.Routes)+1)
 		h.Writable = h.Writable && h.Peers+1 > h.ClusterSize/2
+	} else {
+		h.Writable = h.Writable && h.MetaCurrent
 	}
 	return h
 }

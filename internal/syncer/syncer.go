@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -27,6 +28,8 @@ const (
 	defaultTimeline  = 10
 	maxTimeline      = 500
 	forgottenDataKey = "im.firebreak.forgotten"
+	// slowCatchUp is when waiting for a token is worth a log line: it means this node lagged.
+	slowCatchUp = 500 * time.Millisecond
 )
 
 // Service assembles syncs.
@@ -90,12 +93,17 @@ func (s *Service) Shards() int { return len(s.rooms.Model().Applied()) }
 func (s *Service) catchUp(ctx context.Context, t Token) error {
 	ctx, cancel := context.WithTimeout(ctx, catchUpTimeout)
 	defer cancel()
+	start := time.Now()
 	err := s.rooms.CatchUpShards(ctx, t.Rooms)
+	rooms := time.Since(start)
 	if err == nil {
 		err = s.rooms.WaitReceiptPosition(ctx, t.Receipts)
 	}
 	if err == nil {
 		err = s.data.WaitPosition(ctx, t.AccountData)
+	}
+	if took := time.Since(start); took > slowCatchUp {
+		slog.Warn("sync waited to catch up with a token", "rooms_ms", rooms.Milliseconds(), "total_ms", took.Milliseconds(), "err", err)
 	}
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrNotReady, err)
