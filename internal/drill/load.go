@@ -210,7 +210,9 @@ func (l *load) syncLoop(ctx context.Context, u *simUser) {
 		now := time.Now()
 		l.syncsOK.Add(1)
 		if !outageFrom.IsZero() {
-			u.addReadOutage(span{outageFrom, now})
+			back := readsBackAt(started, now, resp)
+			u.addReadOutage(span{outageFrom, back})
+			l.log.Debug("reads back", "user", u.name, "node", n.Name, "after_ms", back.Sub(outageFrom).Milliseconds())
 			outageFrom = time.Time{}
 		}
 		for roomID, jr := range resp.Rooms.Join {
@@ -223,6 +225,16 @@ func (l *load) syncLoop(ctx context.Context, u *simUser) {
 		}
 		u.since = resp.NextBatch
 	}
+}
+
+// readsBackAt is when a successful sync after an outage shows reads were back. An empty answer
+// is a long poll that waited its full timeout for news: the node was serving during that wait,
+// so only what it took beyond the timeout counts (time spent catching up with the token).
+func readsBackAt(sent, answered time.Time, resp *syncResponse) time.Time {
+	if resp.empty() && answered.Sub(sent) >= syncWait {
+		return answered.Add(-syncWait)
+	}
+	return answered
 }
 
 // outageStart is when a failed sync's user lost reads: a long poll that was answered with an

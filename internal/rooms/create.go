@@ -94,7 +94,7 @@ func (s *Service) createEvents(ctx context.Context, req CreateRequest, pr preset
 	if err != nil {
 		return unavailable(err)
 	}
-	return s.model.WaitApplied(ctx, info.Shard, seq)
+	return s.AwaitApplied(ctx, info.Shard, seq)
 }
 
 // draft is the state of a room that is being created and not yet stored.

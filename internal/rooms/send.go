@@ -61,7 +61,7 @@ func (s *Service) Send(ctx context.Context, p Proto, opt SendOptions) (string, e
 		if err != nil {
 			return "", unavailable(err)
 		}
-		if err := s.model.WaitApplied(ctx, info.Shard, seq); err != nil {
+		if err := s.AwaitApplied(ctx, info.Shard, seq); err != nil {
 			return "", unavailable(err)
 		}
 		// On a deduplicated retry the event at seq is the first send's, not pdu.
@@ -85,7 +85,7 @@ func (s *Service) AwaitRoom(ctx context.Context, roomID string) error {
 	}
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if err := s.model.WaitApplied(wctx, s.st.RoomShard(roomID), head); err != nil {
+	if err := s.AwaitApplied(wctx, s.st.RoomShard(roomID), head); err != nil {
 		return unavailable(err)
 	}
 	return nil
@@ -111,6 +111,14 @@ func (s *Service) CatchUpShards(ctx context.Context, positions []uint64) error {
 	return s.model.WaitAppliedAll(ctx, positions)
 }
 
+// AwaitApplied is CatchUpShards for one shard: after a send, the sender's node must show the
+// event even while the shard's follower waits out an election.
+func (s *Service) AwaitApplied(ctx context.Context, shard int, seq uint64) error {
+	positions := make([]uint64, len(s.model.applied))
+	positions[shard] = seq
+	return s.CatchUpShards(ctx, positions)
+}
+
 // followerGrace is how long a lagging shard is left to its follower before it is filled.
 const followerGrace = 300 * time.Millisecond
 
@@ -133,7 +141,7 @@ func (s *Service) catchUp(ctx context.Context, roomID string, info RoomInfo) (Ro
 	}
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if err := s.model.WaitApplied(wctx, info.Shard, head); err != nil {
+	if err := s.AwaitApplied(wctx, info.Shard, head); err != nil {
 		return info, unavailable(err)
 	}
 	if fresh, ok := s.model.Info(roomID); ok {

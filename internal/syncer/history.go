@@ -84,9 +84,7 @@ func (s *Service) Messages(ctx context.Context, req MessagesRequest) (*MessagesR
 func (s *Service) waitRoomPosition(ctx context.Context, shard int, pos uint64) error {
 	ctx, cancel := context.WithTimeout(ctx, catchUpTimeout)
 	defer cancel()
-	positions := make([]uint64, s.Shards())
-	positions[shard] = pos
-	if err := s.rooms.CatchUpShards(ctx, positions); err != nil {
+	if err := s.rooms.AwaitApplied(ctx, shard, pos); err != nil {
 		return fmt.Errorf("%w: %v", ErrNotReady, err)
 	}
 	return nil
