@@ -100,6 +100,21 @@ Configuration file (YAML; every key optional; names follow Synapse where it has 
   rc_login:        {per_second: 0.17, burst_count: 3}    logins per client address
   rc_registration: {per_second: 0.17, burst_count: 3}    registrations per client address
   log_level: info                   debug, info, warn or error
+
+Cluster (one JetStream cluster over three or more data centers; every node serves everyone):
+  cluster:
+    name: firebreak                 the cluster's name, the same on every node
+    node: dc1-a                     this node's unique name
+    dc: dc1                         this node's data center (one replica per data center)
+    listen: 10.1.0.1:6222           address for cluster traffic between nodes
+    routes: [10.2.0.1:6222, ...]    the other nodes' cluster addresses
+    size: 6                         nodes in the deployment (default: routes + 1); a node
+                                    that cannot reach a majority of them (itself included)
+                                    reports 503 on /_firebreak/health
+  replicas: 3                       copies of every stream and bucket (default 3 with
+                                    cluster or nats_url, else 1)
+  nats_url: ""                      use an existing external NATS cluster instead of the
+                                    embedded server (not with cluster:)
 `
 
 func serveCmd(args []string) error {

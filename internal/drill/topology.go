@@ -90,17 +90,6 @@ func planTopology(dir string, dcs, perDC int, ports *portPicker) (topology, erro
 	return t, nil
 }
 
-// nodesIn lists the nodes of one data center.
-func (t topology) nodesIn(dc string) []nodeSpec {
-	var out []nodeSpec
-	for _, n := range t.Nodes {
-		if n.DC == dc {
-			out = append(out, n)
-		}
-	}
-	return out
-}
-
 // routes lists the cluster addresses node n dials: every other node through the proxy of the
 // link from n's data center to it.
 func (t topology) routes(n nodeSpec, proxyAddr func(fromDC, toNode string) string) []string {

@@ -79,9 +79,14 @@ func (s *Service) AwaitRoom(ctx context.Context, roomID string) error {
 	if _, ok := s.model.Info(roomID); ok {
 		return nil
 	}
+	return s.awaitHead(ctx, roomID) // a room unknown everywhere has head 0: nothing to wait for
+}
+
+// awaitHead waits until the read model holds the room's latest stored event.
+func (s *Service) awaitHead(ctx context.Context, roomID string) error {
 	head, err := s.st.RoomHeadSeq(ctx, roomID)
-	if err != nil || head == 0 {
-		return err // unknown everywhere (or storage unreachable): callers answer from the model
+	if err != nil {
+		return unavailable(err)
 	}
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -133,16 +138,11 @@ func (s *Service) fillShard(ctx context.Context, shard int, upTo uint64) error {
 	return nil
 }
 
-// catchUp waits until the read model holds the room's latest stored event.
+// catchUp waits until the read model holds the room's latest stored event and returns the
+// room's fresh head.
 func (s *Service) catchUp(ctx context.Context, roomID string, info RoomInfo) (RoomInfo, error) {
-	head, err := s.st.RoomHeadSeq(ctx, roomID)
-	if err != nil {
-		return info, unavailable(err)
-	}
-	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := s.AwaitApplied(wctx, info.Shard, head); err != nil {
-		return info, unavailable(err)
+	if err := s.awaitHead(ctx, roomID); err != nil {
+		return info, err
 	}
 	if fresh, ok := s.model.Info(roomID); ok {
 		return fresh, nil
