@@ -16,6 +16,7 @@ import (
 	"github.com/firebreak/firebreak/internal/accountdata"
 	"github.com/firebreak/firebreak/internal/accounts"
 	"github.com/firebreak/firebreak/internal/config"
+	"github.com/firebreak/firebreak/internal/filter"
 	"github.com/firebreak/firebreak/internal/rooms"
 	"github.com/firebreak/firebreak/internal/store"
 	"github.com/firebreak/firebreak/internal/syncer"
@@ -35,8 +36,9 @@ type Deps struct {
 // Server is the HTTP front end.
 type Server struct {
 	Deps
-	mux    *http.ServeMux
-	limits limiters
+	mux     *http.ServeMux
+	limits  limiters
+	filters filter.Cache
 }
 
 // session is the authenticated caller of a request.

@@ -32,14 +32,10 @@ func (srv *Server) resolveFilter(r *http.Request, s *session, param string) (fil
 	if param == "" {
 		return filter.Filter{}, nil
 	}
-	raw := []byte(param)
-	if !strings.HasPrefix(strings.TrimSpace(param), "{") {
-		var err error
-		if raw, err = filter.Load(r.Context(), srv.Store, s.UserID, param); err != nil {
-			return filter.Filter{}, err
-		}
+	if strings.HasPrefix(strings.TrimSpace(param), "{") {
+		return filter.Parse([]byte(param))
 	}
-	return filter.Parse(raw)
+	return srv.filters.LoadParsed(r.Context(), srv.Store, s.UserID, param)
 }
 
 func queryInt(v string, def int) (int, error) {

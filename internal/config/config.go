@@ -37,6 +37,9 @@ type Config struct {
 	// Replicas is how many copies JetStream keeps of every stream and bucket; 0 picks the
 	// default (see ReplicaCount).
 	Replicas int `yaml:"replicas"`
+	// PprofListen, when set, serves Go's profiler (net/http/pprof) on this address for
+	// measuring the server; keep it on loopback, it is unauthenticated.
+	PprofListen string `yaml:"pprof_listen"`
 }
 
 // ReplicaCount is the number of copies of every stream and bucket: as configured, else 3 (one

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/firebreak/firebreak/internal/store"
 )
@@ -199,4 +200,39 @@ func Load(ctx context.Context, st *store.Store, userID, id string) (json.RawMess
 		return nil, ErrNotFound
 	}
 	return b, err
+}
+
+// Cache keeps parsed stored filters: a client passes the same filter id to every /sync, and a
+// stored filter never changes (a new one gets a new id), so an entry never goes stale.
+type Cache struct {
+	mu     sync.Mutex
+	parsed map[string]Filter
+}
+
+// maxCachedFilters bounds the cache; when it is full it starts again empty.
+const maxCachedFilters = 100_000
+
+// LoadParsed returns the user's stored filter id, parsed.
+func (c *Cache) LoadParsed(ctx context.Context, st *store.Store, userID, id string) (Filter, error) {
+	key := store.Key(userID, id)
+	c.mu.Lock()
+	f, ok := c.parsed[key]
+	c.mu.Unlock()
+	if ok {
+		return f, nil
+	}
+	raw, err := Load(ctx, st, userID, id)
+	if err != nil {
+		return Filter{}, err
+	}
+	if f, err = Parse(raw); err != nil {
+		return Filter{}, err
+	}
+	c.mu.Lock()
+	if c.parsed == nil || len(c.parsed) >= maxCachedFilters {
+		c.parsed = map[string]Filter{}
+	}
+	c.parsed[key] = f
+	c.mu.Unlock()
+	return f, nil
 }

@@ -386,6 +386,25 @@ func TestSaveLoad(t *testing.T) {
 	}
 }
 
+func TestCacheLoadParsed(t *testing.T) {
+	st := openStore(t)
+	ctx := context.Background()
+	id, err := Save(ctx, st, "@alice:x", json.RawMessage(`{"room":{"timeline":{"limit":7}}}`))
+	if err != nil {
+		t.Fatalf("Save: %v", err)
+	}
+	var c Cache
+	for range 2 { // the second read comes from the cache
+		f, err := c.LoadParsed(ctx, st, "@alice:x", id)
+		if err != nil || f.Room.Timeline.LimitOr(10, 100) != 7 {
+			t.Fatalf("LoadParsed = limit %d, %v; want 7", f.Room.Timeline.LimitOr(10, 100), err)
+		}
+	}
+	if _, err := c.LoadParsed(ctx, st, "@bob:x", id); !errors.Is(err, ErrNotFound) {
+		t.Errorf("LoadParsed of another user's filter: %v, want ErrNotFound", err)
+	}
+}
+
 func TestLoadUnknown(t *testing.T) {
 	st := openStore(t)
 	ctx := context.Background()

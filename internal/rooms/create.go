@@ -88,7 +88,7 @@ func (s *Service) createEvents(ctx context.Context, req CreateRequest, pr preset
 		ev := &Event{PDU: pdu}
 		d[stateKey{pdu.Type(), *pdu.StateKey()}] = ev
 		info.Head = ev
-		batch = append(batch, store.NewRoomEvent{JSON: pdu.JSON()})
+		batch = append(batch, store.NewRoomEvent{JSON: pdu.JSON(), EventID: pdu.EventID()})
 	}
 	seq, err := s.st.AppendRoomEvents(ctx, roomID, 0, batch)
 	if err != nil {

@@ -2,31 +2,12 @@ package rooms
 
 import (
 	"encoding/json"
-	"sort"
 )
 
 // MemberSummary counts the room's joined and invited members and names up to maxHeroes other
 // members, for clients to name rooms without loading the member list.
 func (s *Service) MemberSummary(roomID, userID string, maxHeroes int) (joined, invited int, heroes []string) {
-	for _, ev := range s.model.State(roomID) {
-		if ev.PDU.Type() != "m.room.member" {
-			continue
-		}
-		ms, _ := ev.PDU.Membership()
-		switch ms {
-		case "join":
-			joined++
-		case "invite":
-			invited++
-		default:
-			continue
-		}
-		if who := *ev.PDU.StateKey(); who != userID && len(heroes) < maxHeroes {
-			heroes = append(heroes, who)
-		}
-	}
-	sort.Strings(heroes)
-	return joined, invited, heroes
+	return s.model.MemberSummary(roomID, userID, maxHeroes)
 }
 
 // strippedTypes are the state events an invitee sees before joining.

@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/matrix-org/gomatrixserverlib"
+	"github.com/tidwall/gjson"
 
 	"github.com/firebreak/firebreak/internal/store"
 )
@@ -40,6 +41,15 @@ type room struct {
 	byID    map[string]*Event
 	state   map[stateKey]*Event
 	txns    map[string]string // sender, device, txn id -> event id
+	// members is each user's current membership, read once from their member event: syncs
+	// and wake-ups ask for it on every event, and decoding member events each time was the
+	// largest cost of a sync.
+	members map[string]member
+}
+
+type member struct {
+	membership string
+	seq        uint64 // of the member event, for choosing heroes in join order
 }
 
 // Model is this node's in-memory view of every room, built by following the shard streams.
@@ -113,7 +123,7 @@ func (m *Model) applyLocked(se store.RoomEvent) []string {
 		}
 		r.state[key] = ev
 		if pdu.Type() == "m.room.member" {
-			m.setMembershipLocked(r.id, *sk, pdu)
+			m.setMembershipLocked(r, *sk, ev)
 			return append(m.interestedLocked(r), *sk)
 		}
 	}
@@ -122,22 +132,15 @@ func (m *Model) applyLocked(se store.RoomEvent) []string {
 
 // parse decodes a stored event with its room's version; a create event starts a new room.
 func (m *Model) parse(se store.RoomEvent) (gomatrixserverlib.PDU, *room, error) {
-	var head struct {
-		RoomID  string `json:"room_id"`
-		Type    string `json:"type"`
-		Content struct {
-			RoomVersion string `json:"room_version"`
-		} `json:"content"`
-	}
-	if err := json.Unmarshal(se.JSON, &head); err != nil {
-		return nil, nil, err
-	}
-	r := m.rooms[head.RoomID]
+	// Invalid JSON fails the full decode below, before the room is recorded.
+	head := gjson.GetManyBytes(se.JSON, "room_id", "type", "content.room_version")
+	roomID := head[0].String()
+	r := m.rooms[roomID]
 	if r == nil {
-		if head.Type != "m.room.create" {
+		if head[1].String() != "m.room.create" {
 			return nil, nil, errUnknownRoom
 		}
-		v := head.Content.RoomVersion
+		v := head[2].String()
 		if v == "" {
 			v = "1"
 		}
@@ -145,19 +148,29 @@ func (m *Model) parse(se store.RoomEvent) (gomatrixserverlib.PDU, *room, error) 
 		if err != nil {
 			return nil, nil, err
 		}
-		r = &room{id: head.RoomID, shard: se.Shard, version: impl, byID: map[string]*Event{},
-			state: map[stateKey]*Event{}, txns: map[string]string{}}
+		r = &room{id: roomID, shard: se.Shard, version: impl, byID: map[string]*Event{},
+			state: map[stateKey]*Event{}, txns: map[string]string{}, members: map[string]member{}}
 	}
-	pdu, err := r.version.NewEventFromTrustedJSON(se.JSON, false)
-	if err == nil {
-		err = checkEventID(pdu)
-	}
+	pdu, err := decodeStored(r.version, se)
 	if err != nil {
 		return nil, nil, err
 	}
 	// Only a create event that could be read starts a room.
-	m.rooms[head.RoomID] = r
+	m.rooms[roomID] = r
 	return pdu, r, nil
+}
+
+// decodeStored decodes a stored event, taking its id from the record when the writer put it
+// there: hashing the event again costs more than the rest of reading it.
+func decodeStored(v gomatrixserverlib.IRoomVersion, se store.RoomEvent) (gomatrixserverlib.PDU, error) {
+	if se.EventID != "" {
+		return v.NewEventFromTrustedJSONWithEventID(se.EventID, se.JSON, false)
+	}
+	pdu, err := v.NewEventFromTrustedJSON(se.JSON, false)
+	if err != nil {
+		return nil, err
+	}
+	return pdu, checkEventID(pdu)
 }
 
 // checkEventID computes the event id, which gomatrixserverlib does by panicking on content it
@@ -189,31 +202,64 @@ func (m *Model) redactLocked(r *room, redaction *Event) {
 	target.PDU, target.RedactedBy = pdu, redaction.PDU.EventID()
 }
 
-func (m *Model) setMembershipLocked(roomID, userID string, pdu gomatrixserverlib.PDU) {
-	membership, err := pdu.Membership()
+func (m *Model) setMembershipLocked(r *room, userID string, ev *Event) {
+	membership, err := ev.PDU.Membership()
 	if err != nil {
 		return
 	}
+	r.members[userID] = member{membership: membership, seq: ev.Seq}
 	rooms := m.userRooms[userID]
 	if rooms == nil {
 		rooms = map[string]string{}
 		m.userRooms[userID] = rooms
 	}
-	rooms[roomID] = membership
+	rooms[r.id] = membership
 }
 
 // interestedLocked lists who should hear about a change in the room: joined and invited users.
 func (m *Model) interestedLocked(r *room) []string {
 	var users []string
-	for k, ev := range r.state {
-		if k.Type != "m.room.member" {
-			continue
-		}
-		if ms, _ := ev.PDU.Membership(); ms == "join" || ms == "invite" {
-			users = append(users, k.Key)
+	for user, mb := range r.members {
+		if mb.membership == "join" || mb.membership == "invite" {
+			users = append(users, user)
 		}
 	}
 	return users
+}
+
+// MemberSummary counts the room's joined and invited members and names up to maxHeroes of
+// them other than userID, the earliest to arrive first, as the sync summary's heroes.
+func (m *Model) MemberSummary(roomID, userID string, maxHeroes int) (joined, invited int, heroes []string) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	r := m.rooms[roomID]
+	if r == nil {
+		return 0, 0, nil
+	}
+	type candidate struct {
+		user string
+		seq  uint64
+	}
+	var candidates []candidate
+	for user, mb := range r.members {
+		switch mb.membership {
+		case "join":
+			joined++
+		case "invite":
+			invited++
+		default:
+			continue
+		}
+		if user != userID && maxHeroes > 0 {
+			candidates = append(candidates, candidate{user, mb.seq})
+		}
+	}
+	sort.Slice(candidates, func(i, j int) bool { return candidates[i].seq < candidates[j].seq })
+	for _, c := range candidates[:min(maxHeroes, len(candidates))] {
+		heroes = append(heroes, c.user)
+	}
+	sort.Strings(heroes)
+	return joined, invited, heroes
 }
 
 func txnKey(sender, device, txn string) string { return sender + "\x00" + device + "\x00" + txn }
@@ -303,16 +349,22 @@ func (m *Model) StateEvent(roomID, evType, key string) *Event {
 }
 
 // State returns the room's current state, ordered by position.
-func (m *Model) State(roomID string) []Event {
+func (m *Model) State(roomID string) []Event { return m.StateSince(roomID, 0) }
+
+// StateSince is the part of the room's current state set by events after seq, in stream
+// order: what an incremental sync may have to send, without copying the rest.
+func (m *Model) StateSince(roomID string, seq uint64) []Event {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	r := m.rooms[roomID]
 	if r == nil {
 		return nil
 	}
-	out := make([]Event, 0, len(r.state))
+	var out []Event
 	for _, ev := range r.state {
-		out = append(out, *ev)
+		if ev.Seq > seq {
+			out = append(out, *ev)
+		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Seq < out[j].Seq })
 	return out

@@ -451,6 +451,41 @@ func TestMembership(t *testing.T) {
 	}
 }
 
+// TestMemberSummaryHeroes: heroes are the earliest other joined or invited members, at most
+// the number asked for, and the counts follow every membership change.
+func TestMemberSummaryHeroes(t *testing.T) {
+	s := newService(t)
+	roomID := createRoom(t, s, CreateRequest{Preset: "public_chat"})
+	users := []string{"@u6:test", "@u5:test", "@u4:test", "@u3:test", "@u2:test", "@u1:test"}
+	for _, u := range users {
+		join(t, s, roomID, u)
+	}
+	if _, err := s.ChangeMembership(t.Context(), MembershipChange{RoomID: roomID, Sender: alice, Target: bob, Membership: "invite"}); err != nil {
+		t.Fatalf("invite: %v", err)
+	}
+	if _, err := s.ChangeMembership(t.Context(), MembershipChange{RoomID: roomID, Sender: "@u5:test", Target: "@u5:test", Membership: "leave"}); err != nil {
+		t.Fatalf("leave: %v", err)
+	}
+	tests := []struct {
+		viewer         string
+		max            int
+		joined, invite int
+		heroes         []string
+	}{
+		{alice, 3, 6, 1, []string{"@u3:test", "@u4:test", "@u6:test"}},
+		{"@u6:test", 2, 6, 1, []string{"@alice:test", "@u4:test"}},
+		{alice, 0, 6, 1, nil},
+		{alice, 10, 6, 1, []string{"@bob:test", "@u1:test", "@u2:test", "@u3:test", "@u4:test", "@u6:test"}},
+	}
+	for _, tc := range tests {
+		joined, invited, heroes := s.MemberSummary(roomID, tc.viewer, tc.max)
+		if joined != tc.joined || invited != tc.invite || !slices.Equal(heroes, tc.heroes) {
+			t.Errorf("MemberSummary(%s, %d) = %d, %d, %v; want %d, %d, %v", tc.viewer, tc.max,
+				joined, invited, heroes, tc.joined, tc.invite, tc.heroes)
+		}
+	}
+}
+
 func TestRedaction(t *testing.T) {
 	s := newService(t)
 	roomID := createRoom(t, s, CreateRequest{Preset: "public_chat"})
@@ -629,20 +664,29 @@ func TestReceiptsAndUnread(t *testing.T) {
 }
 
 // TestConcurrentSends: two writers racing for one room's head never fork its history.
+// TestConcurrentSends: two services on one store, as two nodes of a cluster are, race for the
+// same room's head; each send loses some races, catches up and rebuilds, and the history
+// stays one chain with every send in it once.
 func TestConcurrentSends(t *testing.T) {
-	s := newService(t)
+	st := openStoreAt(t, t.TempDir())
+	t.Cleanup(st.Close)
+	s, _ := startService(t, st)
+	other, _ := startService(t, st)
 	roomID := createRoom(t, s, CreateRequest{Preset: "public_chat"})
 	join(t, s, roomID, bob)
+	if err := other.AwaitRoom(t.Context(), roomID); err != nil {
+		t.Fatalf("AwaitRoom on the second service: %v", err)
+	}
 	const perWriter = 25
 	var wg sync.WaitGroup
 	ids := make(chan string, 2*perWriter)
 	errs := make(chan error, 2*perWriter)
-	for _, sender := range []string{alice, bob} {
+	for sender, node := range map[string]*Service{alice: s, bob: other} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := 0; i < perWriter; i++ {
-				id, err := s.Send(t.Context(), message(roomID, sender, fmt.Sprintf("%s %d", sender, i)), SendOptions{})
+				id, err := node.Send(t.Context(), message(roomID, sender, fmt.Sprintf("%s %d", sender, i)), SendOptions{})
 				if err != nil {
 					errs <- err
 					return

@@ -25,6 +25,11 @@ type SendOptions struct {
 // quorum has stored it and this node's read model has applied it. A retry with the same
 // (sender, device, transaction id) returns the first send's event id, whichever node gets it.
 func (s *Service) Send(ctx context.Context, p Proto, opt SendOptions) (string, error) {
+	unlock, err := s.sending.lock(ctx, p.RoomID)
+	if err != nil {
+		return "", unavailable(err)
+	}
+	defer unlock()
 	info, ok := s.model.Info(p.RoomID)
 	if !ok {
 		return "", fmt.Errorf("%w: unknown room %s", ErrNotFound, p.RoomID)
@@ -44,7 +49,7 @@ func (s *Service) Send(ctx context.Context, p Proto, opt SendOptions) (string, e
 			return "", err
 		}
 		seq, err := s.st.AppendRoomEvent(ctx, p.RoomID, info.HeadSeq, store.NewRoomEvent{
-			JSON: pdu.JSON(), Device: opt.Device, TxnID: opt.TxnID, DedupID: dedupID,
+			JSON: pdu.JSON(), EventID: pdu.EventID(), Device: opt.Device, TxnID: opt.TxnID, DedupID: dedupID,
 		})
 		if errors.Is(err, store.ErrConflict) && attempt < maxAppendAttempts {
 			// Another writer moved the head: catch up with it, then rebuild on the new head.

@@ -26,6 +26,7 @@ type Service struct {
 	model    *Model
 	receipts *receiptModel
 	typing   *typingModel
+	sending  *roomLocks
 
 	unreadMu sync.Mutex
 	unread   map[unreadKey]unreadState
@@ -45,7 +46,7 @@ func New(ctx context.Context, st *store.Store, serverName, defaultVersion string
 	model := newModel(st.Shards(), log)
 	return &Service{
 		st: st, serverName: serverName, key: key, defaultVersion: gomatrixserverlib.RoomVersion(defaultVersion),
-		log: log, model: model, receipts: newReceiptModel(), typing: newTypingModel(),
+		log: log, model: model, receipts: newReceiptModel(), typing: newTypingModel(), sending: newRoomLocks(),
 		unread: map[unreadKey]unreadState{},
 	}, nil
 }

@@ -69,6 +69,11 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return runCtx.Err()
 	}
 
+	if cfg.PprofListen != "" {
+		if err := startProfiler(runCtx, cfg.PprofListen, &wg, log); err != nil {
+			return fmt.Errorf("pprof_listen: %w", err)
+		}
+	}
 	l, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err

@@ -18,20 +18,25 @@ const (
 	roomSubjectPrefix = "fb.room"
 	hdrDevice         = "Fb-Device"
 	hdrTxnID          = "Fb-Txn"
+	hdrEventID        = "Fb-Event-Id"
 )
 
 // RoomEvent is one event as stored in a room's log.
 type RoomEvent struct {
-	Shard  int
-	Seq    uint64 // position in the shard stream; the same on every replica
-	JSON   []byte
-	Device string // the sending device and its transaction id, when a client sent it
-	TxnID  string
+	Shard int
+	Seq   uint64 // position in the shard stream; the same on every replica
+	JSON  []byte
+	// EventID is the id the writer computed, so readers need not hash the event again; empty
+	// for events stored before it was recorded.
+	EventID string
+	Device  string // the sending device and its transaction id, when a client sent it
+	TxnID   string
 }
 
 // NewRoomEvent is an event ready to append.
 type NewRoomEvent struct {
 	JSON          []byte
+	EventID       string
 	Device, TxnID string
 	// DedupID makes a retried append of the same logical send store once.
 	DedupID string
@@ -126,6 +131,9 @@ func (s *Store) AppendRoomEvents(ctx context.Context, roomID string, afterSeq ui
 func roomMsg(subject string, ev NewRoomEvent) *nats.Msg {
 	msg := nats.NewMsg(subject)
 	msg.Data = ev.JSON
+	if ev.EventID != "" {
+		msg.Header.Set(hdrEventID, ev.EventID)
+	}
 	if ev.Device != "" {
 		msg.Header.Set(hdrDevice, ev.Device)
 		msg.Header.Set(hdrTxnID, ev.TxnID)
@@ -157,11 +165,7 @@ func (s *Store) commitBatch(ctx context.Context, msg *nats.Msg) (uint64, error) 
 
 // RoomHeadSeq is the sequence of the room's last stored event, 0 when it has none.
 func (s *Store) RoomHeadSeq(ctx context.Context, roomID string) (uint64, error) {
-	stream, err := s.js.Stream(ctx, shardStreamName(s.RoomShard(roomID)))
-	if err != nil {
-		return 0, translate(err)
-	}
-	m, err := stream.GetLastMsgForSubject(ctx, s.roomSubject(roomID))
+	m, err := s.streams[s.RoomShard(roomID)].GetLastMsgForSubject(ctx, s.roomSubject(roomID))
 	if err != nil {
 		if errors.Is(translate(err), ErrNotFound) {
 			return 0, nil
@@ -173,11 +177,7 @@ func (s *Store) RoomHeadSeq(ctx context.Context, roomID string) (uint64, error) 
 
 // ShardHead is the last sequence written to a shard stream.
 func (s *Store) ShardHead(ctx context.Context, shard int) (uint64, error) {
-	stream, err := s.js.Stream(ctx, shardStreamName(shard))
-	if err != nil {
-		return 0, translate(err)
-	}
-	info, err := stream.Info(ctx)
+	info, err := s.streams[shard].Info(ctx)
 	if err != nil {
 		return 0, translate(err)
 	}
@@ -187,15 +187,11 @@ func (s *Store) ShardHead(ctx context.Context, shard int) (uint64, error) {
 // RoomEventAt reads the event stored at seq in a shard from whichever replica answers first,
 // the local one included: it needs no stream leader, so it works during an election.
 func (s *Store) RoomEventAt(ctx context.Context, shard int, seq uint64) (RoomEvent, error) {
-	stream, err := s.js.Stream(ctx, shardStreamName(shard))
+	m, err := s.streams[shard].GetMsg(ctx, seq)
 	if err != nil {
 		return RoomEvent{}, translate(err)
 	}
-	m, err := stream.GetMsg(ctx, seq)
-	if err != nil {
-		return RoomEvent{}, translate(err)
-	}
-	return RoomEvent{Shard: shard, Seq: m.Sequence, JSON: m.Data, Device: m.Header.Get(hdrDevice), TxnID: m.Header.Get(hdrTxnID)}, nil
+	return roomEvent(shard, m.Sequence, m.Data, m.Header), nil
 }
 
 // FollowShard calls apply for every event of the shard after afterSeq, in order, and then for
@@ -228,12 +224,11 @@ func (s *Store) FollowShard(ctx context.Context, shard int, afterSeq uint64, app
 		if err != nil {
 			continue
 		}
-		apply(RoomEvent{
-			Shard:  shard,
-			Seq:    meta.Sequence.Stream,
-			JSON:   m.Data(),
-			Device: m.Headers().Get(hdrDevice),
-			TxnID:  m.Headers().Get(hdrTxnID),
-		})
+		apply(roomEvent(shard, meta.Sequence.Stream, m.Data(), m.Headers()))
 	}
+}
+
+func roomEvent(shard int, seq uint64, data []byte, h nats.Header) RoomEvent {
+	return RoomEvent{Shard: shard, Seq: seq, JSON: data, EventID: h.Get(hdrEventID),
+		Device: h.Get(hdrDevice), TxnID: h.Get(hdrTxnID)}
 }

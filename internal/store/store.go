@@ -56,6 +56,9 @@ type Store struct {
 	bucketsMu sync.Mutex
 	log       *slog.Logger
 	shards    int
+	// streams are the shard streams' handles, kept from bootstrap: looking one up asks the
+	// stream's leader, which a read must not need while the stream elects a new one.
+	streams []jetstream.Stream
 }
 
 // Open starts the embedded JetStream server, connects to it in-process and creates (or
@@ -158,6 +161,7 @@ func (s *Store) createAll(ctx context.Context) error {
 		return err
 	}
 	s.shards = shards
+	s.streams = make([]jetstream.Stream, shards)
 	// Creating a replicated stream waits for its new Raft group to elect a leader, which takes
 	// seconds; creating them all at once overlaps those waits.
 	var (
@@ -178,9 +182,11 @@ func (s *Store) createAll(ctx context.Context) error {
 	}
 	for i := 0; i < shards; i++ {
 		try(func() error {
-			if _, err := s.js.CreateOrUpdateStream(ctx, s.shardStreamConfig(i)); err != nil {
+			stream, err := s.js.CreateOrUpdateStream(ctx, s.shardStreamConfig(i))
+			if err != nil {
 				return fmt.Errorf("create room shard stream %d: %w", i, err)
 			}
+			s.streams[i] = stream
 			return nil
 		})
 	}

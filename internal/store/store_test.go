@@ -281,7 +281,7 @@ func TestFollowShard(t *testing.T) {
 	heads := map[string]uint64{}
 	appendTo := func(room, json, device, txn string) uint64 {
 		t.Helper()
-		seq, err := st.AppendRoomEvent(ctx, room, heads[room], NewRoomEvent{JSON: []byte(json), Device: device, TxnID: txn})
+		seq, err := st.AppendRoomEvent(ctx, room, heads[room], NewRoomEvent{JSON: []byte(json), EventID: eventIDFor(txn), Device: device, TxnID: txn})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -301,9 +301,10 @@ func TestFollowShard(t *testing.T) {
 		t.Helper()
 		for i, e := range got {
 			w := want[i]
-			if e.Shard != 2 || e.Seq != w.seq || string(e.JSON) != w.json || e.Device != w.device || e.TxnID != w.txn {
-				t.Errorf("event %d = {shard %d seq %d %s %q %q}, want {shard 2 seq %d %s %q %q}",
-					i, e.Shard, e.Seq, e.JSON, e.Device, e.TxnID, w.seq, w.json, w.device, w.txn)
+			if e.Shard != 2 || e.Seq != w.seq || string(e.JSON) != w.json || e.Device != w.device || e.TxnID != w.txn ||
+				e.EventID != eventIDFor(w.txn) {
+				t.Errorf("event %d = {shard %d seq %d %s %q %q %q}, want {shard 2 seq %d %s %q %q %q}",
+					i, e.Shard, e.Seq, e.JSON, e.Device, e.TxnID, e.EventID, w.seq, w.json, w.device, w.txn, eventIDFor(w.txn))
 			}
 		}
 	}
@@ -329,12 +330,27 @@ func TestFollowShard(t *testing.T) {
 
 	// From a position: only what comes after it.
 	check(follow(t, st, 2, want[1].seq, len(want)-2), want[2:])
+	// One event by its position, as a gap fill reads it.
+	at, err := st.RoomEventAt(ctx, 2, want[2].seq)
+	if err != nil {
+		t.Fatalf("RoomEventAt: %v", err)
+	}
+	check([]RoomEvent{at}, want[2:3])
 	// Nothing of another shard leaks in: shard 3 holds exactly its two events.
 	other := follow(t, st, 3, 0, 2)
 	if string(other[0].JSON) != `{"other shard":true}` || other[0].Device != "X" || other[0].TxnID != "x" ||
 		string(other[1].JSON) != `{"other shard":2}` || other[1].Device != "" {
 		t.Errorf("shard 3 events = %+v", other)
 	}
+}
+
+// eventIDFor gives the test events sent with a transaction id an event id too, so some
+// records carry one and some do not.
+func eventIDFor(txn string) string {
+	if txn == "" {
+		return ""
+	}
+	return "$" + txn
 }
 
 func TestWatch(t *testing.T) {

@@ -1,6 +1,7 @@
 package syncer
 
 import (
+	"cmp"
 	"slices"
 
 	"github.com/firebreak/firebreak/internal/filter"
@@ -150,7 +151,7 @@ func (s *Service) stateBefore(req Request, w window, upTo uint64, tl Timeline, v
 		senders[e.Sender] = true
 	}
 	var out []rooms.Event
-	for _, e := range s.rooms.Model().State(w.roomID) {
+	for _, e := range s.stateCandidates(w, f.LazyLoadMembers, senders) {
 		if inTimeline[e.PDU.EventID()] || (e.Seq > upTo && !w.full) || !f.Matches(filterEvent(w.roomID, &e)) {
 			continue
 		}
@@ -167,6 +168,30 @@ func (s *Service) stateBefore(req Request, w window, upTo uint64, tl Timeline, v
 		}
 	}
 	return StateList{Events: s.rooms.ClientEvents(w.roomID, out, v, false)}
+}
+
+// stateCandidates is the state stateBefore chooses from: all of it for a room new to the
+// client; otherwise what changed after the window's start, and, with lazy-loaded members, the
+// member events of the timeline's senders.
+func (s *Service) stateCandidates(w window, lazyMembers bool, senders map[string]bool) []rooms.Event {
+	model := s.rooms.Model()
+	if w.full {
+		return model.State(w.roomID)
+	}
+	changed := model.StateSince(w.roomID, w.after)
+	if !lazyMembers {
+		return changed
+	}
+	for sender, want := range senders {
+		if !want {
+			continue
+		}
+		if e := model.StateEvent(w.roomID, "m.room.member", sender); e != nil && e.Seq <= w.after {
+			changed = append(changed, *e)
+		}
+	}
+	slices.SortFunc(changed, func(a, b rooms.Event) int { return cmp.Compare(a.Seq, b.Seq) })
+	return changed
 }
 
 func keepFor(f filter.RoomEventFilter, roomID string) func(*rooms.Event) bool {
