@@ -105,9 +105,6 @@ type syncResponse struct {
 	} `json:"rooms"`
 }
 
-// empty reports whether the sync delivered nothing: a long poll that ran out of time.
-func (r *syncResponse) empty() bool { return len(r.Rooms.Join) == 0 }
-
 // syncFilter keeps sync responses small: a long timeline so gaps are rare, nothing else. It
 // does not lazy-load members: with lazy_load_members every incremental sync answers at once
 // with the user's own member event instead of waiting (a server bug at the time of writing),

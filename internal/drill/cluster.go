@@ -341,16 +341,25 @@ func (c *cluster) waitReplicated(ctx context.Context, via *node, timeout time.Du
 
 // busiestDC is the data center whose nodes lead the most streams: losing it forces the most
 // elections.
-func (c *cluster) busiestDC(ctx context.Context) string {
+// streamLeaders maps every stream to the data center of its leader, as one node reports it.
+func (c *cluster) streamLeaders(ctx context.Context, via *node) map[string]string {
 	dcOf := map[string]string{}
 	for _, n := range c.nodes {
 		dcOf[n.Name] = n.DC
 	}
-	count := map[string]int{}
-	if r, err := c.replicationOf(ctx, c.nodes[0]); err == nil {
+	out := map[string]string{}
+	if r, err := c.replicationOf(ctx, via); err == nil {
 		for _, s := range r.Streams {
-			count[dcOf[s.Leader]]++
+			out[s.Name] = dcOf[s.Leader]
 		}
+	}
+	return out
+}
+
+func (c *cluster) busiestDC(ctx context.Context) string {
+	count := map[string]int{}
+	for _, dc := range c.streamLeaders(ctx, c.nodes[0]) {
+		count[dc]++
 	}
 	best := c.nodes[len(c.nodes)-1].DC
 	for dc, n := range count {

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/firebreak/firebreak/internal/store"
 )
 
 // drainTimeout bounds how long the sync loops get, after the sends stop, to deliver every
@@ -58,6 +60,9 @@ type drill struct {
 	bal  *balancer
 	load *load
 	dc   string // the data center that fails
+
+	failedAt  time.Time
+	leaderDCs map[string]string // stream -> data center of its leader when dc failed
 
 	bgCancel context.CancelFunc
 	bg       sync.WaitGroup
@@ -159,6 +164,30 @@ func (d *drill) checkBypass(when string) {
 	for _, b := range d.c.bypasses() {
 		d.rep.Bypasses = append(d.rep.Bypasses, when+": "+b)
 	}
+}
+
+// noteFailure records when the data center fails and where every stream's leader was then.
+func (d *drill) noteFailure(ctx context.Context) {
+	d.leaderDCs = d.c.streamLeaders(ctx, d.c.outside(d.dc)[0])
+	d.failedAt = time.Now()
+}
+
+// measureOutageSends splits the sends acknowledged during the outage by whether their room's
+// stream leader was outside the failed data center.
+func (d *drill) measureOutageSends() {
+	var survived, lost []time.Duration
+	for _, a := range d.load.acks() {
+		if a.Probe || a.At.Before(d.failedAt) || a.At.After(d.load.sendsStopped) {
+			continue
+		}
+		took := a.At.Sub(a.Started)
+		if dc := d.leaderDCs[store.RoomStream(a.Room, roomShards)]; dc != "" && dc != d.dc {
+			survived = append(survived, took)
+		} else {
+			lost = append(lost, took)
+		}
+	}
+	d.rep.OutageSendMS = &OutageSends{LeaderSurvived: percentiles(survived), LeaderLost: percentiles(lost)}
 }
 
 // stopLoad stops the sends, lets the syncs deliver what was acknowledged, then stops them.

@@ -111,13 +111,14 @@ func (l *load) sendLoop(ctx context.Context, u *simUser) {
 		}
 		room := u.rooms[rng.IntN(len(u.rooms))]
 		txn := fmt.Sprintf("t%d", n)
+		started := time.Now()
 		id, node, ok := l.sendUntilAcked(ctx, a, cur, room, u.name, txn)
 		if !ok {
 			u.abandoned++
 			return
 		}
 		now := time.Now()
-		u.acks = append(u.acks, ack{Room: room, Sender: u.sess.UserID, Txn: txn, EventID: id, Node: node, At: now})
+		u.acks = append(u.acks, ack{Room: room, Sender: u.sess.UserID, Txn: txn, EventID: id, Node: node, Started: started, At: now})
 		u.sendOK = append(u.sendOK, now)
 		// A send that took longer than the interval delays the next one; no burst catches up.
 		if next = next.Add(interval); next.Before(now) {
@@ -191,8 +192,15 @@ func (l *load) syncLoop(ctx context.Context, u *simUser) {
 	for ctx.Err() == nil {
 		n := cur.node()
 		started := time.Now()
-		rctx, cancel := context.WithTimeout(ctx, syncWait+syncSlack)
-		resp, err := a.sync(rctx, n.URL(), u.since, syncWait)
+		// After a failure a client asks for what is there at once instead of long-polling
+		// (matrix-js-sdk does this until it is syncing again), so the answer shows when
+		// reads came back rather than when the next message arrived.
+		wait := syncWait
+		if !outageFrom.IsZero() {
+			wait = 0
+		}
+		rctx, cancel := context.WithTimeout(ctx, wait+syncSlack)
+		resp, err := a.sync(rctx, n.URL(), u.since, wait)
 		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
@@ -210,9 +218,8 @@ func (l *load) syncLoop(ctx context.Context, u *simUser) {
 		now := time.Now()
 		l.syncsOK.Add(1)
 		if !outageFrom.IsZero() {
-			back := readsBackAt(started, now, resp)
-			u.addReadOutage(span{outageFrom, back})
-			l.log.Debug("reads back", "user", u.name, "node", n.Name, "after_ms", back.Sub(outageFrom).Milliseconds())
+			u.addReadOutage(span{outageFrom, now})
+			l.log.Debug("reads back", "user", u.name, "node", n.Name, "after_ms", now.Sub(outageFrom).Milliseconds())
 			outageFrom = time.Time{}
 		}
 		for roomID, jr := range resp.Rooms.Join {
@@ -225,16 +232,6 @@ func (l *load) syncLoop(ctx context.Context, u *simUser) {
 		}
 		u.since = resp.NextBatch
 	}
-}
-
-// readsBackAt is when a successful sync after an outage shows reads were back. An empty answer
-// is a long poll that waited its full timeout for news: the node was serving during that wait,
-// so only what it took beyond the timeout counts (time spent catching up with the token).
-func readsBackAt(sent, answered time.Time, resp *syncResponse) time.Time {
-	if resp.empty() && answered.Sub(sent) >= syncWait {
-		return answered.Add(-syncWait)
-	}
-	return answered
 }
 
 // outageStart is when a failed sync's user lost reads: a long poll that was answered with an

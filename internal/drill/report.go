@@ -62,9 +62,21 @@ type Report struct {
 	// ReadySeconds: the same starts until every node of the data center answers health 200.
 	ReadySeconds map[string]float64 `json:"ready_seconds"`
 
+	// OutageSendMS is, for sends acknowledged while the data center was down or cut off, the
+	// time from the first attempt to the acknowledgement, split by where the room's stream
+	// leader was when the data center failed: rooms led elsewhere should see no gap, rooms led
+	// from the failed data center wait for JetStream to elect a new leader.
+	OutageSendMS *OutageSends `json:"outage_send_ms,omitempty"`
+
 	Partition *PartitionResult `json:"partition,omitempty"`
 	Stages    []*StageResult   `json:"stages"`
 	Links     []LinkStats      `json:"links"`
+}
+
+// OutageSends splits the sends of an outage by their room's stream leader.
+type OutageSends struct {
+	LeaderSurvived Percentiles `json:"leader_survived"`
+	LeaderLost     Percentiles `json:"leader_lost"`
 }
 
 // PartitionResult is what only the partition scenario measures.
@@ -209,6 +221,10 @@ func (r *Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "  write unavail.  %s  (longest time per client without an acknowledged send)\n", r.WriteUnavailableMS)
 	fmt.Fprintf(w, "  read unavail.   %s  (longest time per client from a sync failing to the next successful one)\n", r.ReadUnavailableMS)
 	fmt.Fprintf(w, "  delivery        %s  (acknowledgement to a member's sync)\n", r.DeliveryMS)
+	if o := r.OutageSendMS; o != nil {
+		fmt.Fprintf(w, "  outage sends    %s  (first attempt to ack; rooms whose stream leader was elsewhere)\n", o.LeaderSurvived)
+		fmt.Fprintf(w, "                  %s  (rooms whose stream leader was in %s)\n", o.LeaderLost, r.FailedDC)
+	}
 	for _, k := range slices.Sorted(maps.Keys(r.RestoreSeconds)) {
 		fmt.Fprintf(w, "  restore %-10s replication complete after %.1f s (nodes healthy after %.1f s)\n", k,
 			r.RestoreSeconds[k], r.ReadySeconds[k])

@@ -16,6 +16,7 @@ const isolationTimeout = 30 * time.Second
 func (d *drill) burn(ctx context.Context) error {
 	d.phase("burn " + d.dc)
 	d.log.Info("killing data center", "dc", d.dc)
+	d.noteFailure(ctx)
 	d.c.killDC(d.dc)
 	d.phase("outage (" + d.dc + " down)")
 	if !sleep(ctx, d.o.Outage) {
@@ -32,6 +33,7 @@ func (d *drill) burn(ctx context.Context) error {
 		return err
 	}
 	d.check(ctx, "after restore (wiped disks)", d.c.nodes)
+	d.measureOutageSends()
 	d.rep.summarize(d.load, undelivered)
 	return nil
 }
@@ -47,6 +49,7 @@ func (d *drill) partition(ctx context.Context) error {
 	}
 	d.phase("cut " + d.dc)
 	d.log.Info("cutting data center off", "dc", d.dc)
+	d.noteFailure(ctx)
 	cutAt := time.Now()
 	d.c.cutDC(d.dc)
 	probeCtx, stopProbes := context.WithCancel(ctx)
@@ -83,6 +86,7 @@ func (d *drill) partition(ctx context.Context) error {
 	d.load.probeMu.Lock()
 	res.Probes = d.load.probe
 	d.load.probeMu.Unlock()
+	d.measureOutageSends()
 	d.rep.summarize(d.load, undelivered)
 	if !isolated {
 		d.rep.Problems = append(d.rep.Problems, "the cut-off data center kept reporting itself writable: "+

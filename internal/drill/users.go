@@ -40,7 +40,8 @@ type ack struct {
 	Sender  string
 	Txn     string
 	EventID string
-	Node    string // the node that answered
+	Node    string    // the node that answered
+	Started time.Time // the first attempt
 	At      time.Time
 	Probe   bool // sent by a partition probe through a cut-off node
 }

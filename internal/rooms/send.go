@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/firebreak/firebreak/internal/store"
@@ -24,12 +25,15 @@ type SendOptions struct {
 // Send builds, checks, signs and appends an event to the room and returns its event id once a
 // quorum has stored it and this node's read model has applied it. A retry with the same
 // (sender, device, transaction id) returns the first send's event id, whichever node gets it.
-func (s *Service) Send(ctx context.Context, p Proto, opt SendOptions) (string, error) {
+func (s *Service) Send(ctx context.Context, p Proto, opt SendOptions) (id string, err error) {
+	tr := sendTrace{start: time.Now()}
+	defer func() { tr.report(s.log, p.RoomID, err) }()
 	unlock, err := s.sending.lock(ctx, p.RoomID)
 	if err != nil {
 		return "", unavailable(err)
 	}
 	defer unlock()
+	tr.locked = time.Now()
 	info, ok := s.model.Info(p.RoomID)
 	if !ok {
 		return "", fmt.Errorf("%w: unknown room %s", ErrNotFound, p.RoomID)
@@ -48,12 +52,14 @@ func (s *Service) Send(ctx context.Context, p Proto, opt SendOptions) (string, e
 		if err != nil {
 			return "", err
 		}
+		tr.attempts = attempt
 		seq, err := s.st.AppendRoomEvent(ctx, p.RoomID, info.HeadSeq, store.NewRoomEvent{
 			JSON: pdu.JSON(), EventID: pdu.EventID(), Device: opt.Device, TxnID: opt.TxnID, DedupID: dedupID,
 		})
+		tr.appended = time.Now()
 		if errors.Is(err, store.ErrConflict) && attempt < maxAppendAttempts {
 			// Another writer moved the head: catch up with it, then rebuild on the new head.
-			if info, err = s.catchUp(ctx, p.RoomID, info); err != nil {
+			if info, err = s.catchUp(ctx, p.RoomID, info, err); err != nil {
 				return "", err
 			}
 			// Or the writer was this very event: a publish whose answer was lost in a failover
@@ -75,6 +81,32 @@ func (s *Service) Send(ctx context.Context, p Proto, opt SendOptions) (string, e
 		}
 		return pdu.EventID(), nil
 	}
+}
+
+// slowSend is how long a send may take before it is logged with where the time went.
+const slowSend = 2 * time.Second
+
+// sendTrace times a send's phases: waiting for the room's lock, appending (through any
+// failover), and this node's read model applying the event.
+type sendTrace struct {
+	start, locked, appended time.Time
+	attempts                int
+}
+
+func (t *sendTrace) report(log *slog.Logger, roomID string, err error) {
+	took := time.Since(t.start)
+	if t.start.IsZero() || took < slowSend {
+		return
+	}
+	since := func(from, to time.Time) int64 {
+		if from.IsZero() || to.IsZero() {
+			return 0
+		}
+		return to.Sub(from).Milliseconds()
+	}
+	log.Warn("slow send", "room", roomID, "total_ms", took.Milliseconds(),
+		"lock_ms", since(t.start, t.locked), "append_ms", since(t.locked, t.appended),
+		"apply_ms", since(t.appended, time.Now()), "attempts", t.attempts, "err", err)
 }
 
 // AwaitRoom makes sure this node's read model holds a room that exists: a room created a
@@ -130,7 +162,7 @@ func (s *Service) AwaitApplied(ctx context.Context, shard int, seq uint64) error
 }
 
 // followerGrace is how long a lagging shard is left to its follower before it is filled.
-const followerGrace = 300 * time.Millisecond
+const followerGrace = 50 * time.Millisecond
 
 func (s *Service) fillShard(ctx context.Context, shard int, upTo uint64) error {
 	for seq := s.model.applied[shard].Load() + 1; seq <= upTo; seq = s.model.applied[shard].Load() + 1 {
@@ -143,10 +175,15 @@ func (s *Service) fillShard(ctx context.Context, shard int, upTo uint64) error {
 	return nil
 }
 
-// catchUp waits until the read model holds the room's latest stored event and returns the
-// room's fresh head.
-func (s *Service) catchUp(ctx context.Context, roomID string, info RoomInfo) (RoomInfo, error) {
-	if err := s.awaitHead(ctx, roomID); err != nil {
+// catchUp waits until the read model holds the head the lost race reported (or, when the
+// conflict did not say, the room's latest stored event) and returns the room's fresh head.
+func (s *Service) catchUp(ctx context.Context, roomID string, info RoomInfo, conflict error) (RoomInfo, error) {
+	var c *store.ConflictError
+	if errors.As(conflict, &c) && c.Head > 0 {
+		if err := s.AwaitApplied(ctx, info.Shard, c.Head); err != nil {
+			return info, unavailable(err)
+		}
+	} else if err := s.awaitHead(ctx, roomID); err != nil {
 		return info, err
 	}
 	if fresh, ok := s.model.Info(roomID); ok {

@@ -91,6 +91,19 @@ func (s *Store) Health() Health {
 	return h
 }
 
+// errCutOff is why a node that reaches too few of the cluster refuses writes at once: a
+// publish from it could not reach a quorum, and the client does better trying another node
+// now than after the publish times out.
+var errCutOff = fmt.Errorf("%w: this node reaches too few of the cluster's nodes", ErrUnavailable)
+
+// checkWritable fails fast on a node cut off from its quorum.
+func (s *Store) checkWritable() error {
+	if !s.Health().Writable {
+		return errCutOff
+	}
+	return nil
+}
+
 func randomToken() string {
 	b := make([]byte, 24)
 	_, _ = rand.Read(b)

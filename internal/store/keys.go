@@ -36,6 +36,10 @@ func encodePart(p string) string {
 	return "_" + base64.RawURLEncoding.EncodeToString([]byte(p))
 }
 
+// RoomStream names the JetStream stream that holds a room's events in a deployment with the
+// given number of room shards, for tools that relate rooms to stream leaders (the drill).
+func RoomStream(roomID string, shards int) string { return shardStreamName(shardOf(roomID, shards)) }
+
 // shardOf maps a room to its shard stream. FNV-1a is stable across versions and processes.
 func shardOf(roomID string, shards int) int {
 	h := fnv.New32a()

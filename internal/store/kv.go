@@ -61,22 +61,26 @@ func (s *Store) openBucket(ctx context.Context, b Bucket) error {
 // confirmed with the bucket's leader before it is reported. A token issued on one node thus
 // works at once on every other.
 func (s *Store) Get(ctx context.Context, b Bucket, key string) ([]byte, uint64, error) {
-	e, err := s.buckets[b].Get(ctx, key)
+	e, err := readReplica(ctx, func(ctx context.Context) (jetstream.KeyValueEntry, error) {
+		return s.buckets[b].Get(ctx, key)
+	})
 	if err == nil {
 		return e.Value(), e.Revision(), nil
 	}
-	if errors.Is(err, jetstream.ErrKeyNotFound) && s.opts.Replicas > 1 {
+	if errors.Is(err, ErrNotFound) && s.opts.Replicas > 1 {
 		return s.leaderGet(ctx, b, key)
 	}
-	return nil, 0, translate(err)
+	return nil, 0, err
 }
 
 // leaderGet reads a key through the bucket stream's leader, which has every acknowledged write.
 func (s *Store) leaderGet(ctx context.Context, b Bucket, key string) ([]byte, uint64, error) {
 	req, _ := json.Marshal(map[string]string{"last_by_subj": "$KV." + string(b) + "." + key})
-	resp, err := s.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+string(b), req)
+	resp, err := readReplica(ctx, func(ctx context.Context) (*nats.Msg, error) {
+		return s.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+string(b), req)
+	})
 	if err != nil {
-		return nil, 0, translate(err)
+		return nil, 0, err
 	}
 	var r struct {
 		Message *struct {
@@ -106,6 +110,9 @@ func (s *Store) leaderGet(ctx context.Context, b Bucket, key string) ([]byte, ui
 // Create stores a value only if the key has none; ErrExists otherwise. Two nodes racing to
 // create the same key (a user name, an alias) get one winner.
 func (s *Store) Create(ctx context.Context, b Bucket, key string, val []byte) (uint64, error) {
+	if err := s.checkWritable(); err != nil {
+		return 0, err
+	}
 	rev, err := s.buckets[b].Create(ctx, key, val)
 	if errors.Is(err, jetstream.ErrKeyExists) {
 		return 0, ErrExists
@@ -139,18 +146,27 @@ func (s *Store) CreateOrGet(ctx context.Context, b Bucket, key string, val []byt
 
 // Update stores a value only if the key is still at revision rev; ErrConflict otherwise.
 func (s *Store) Update(ctx context.Context, b Bucket, key string, val []byte, rev uint64) (uint64, error) {
+	if err := s.checkWritable(); err != nil {
+		return 0, err
+	}
 	newRev, err := s.buckets[b].Update(ctx, key, val, rev)
 	return newRev, translate(err)
 }
 
 // Put stores a value whatever was there.
 func (s *Store) Put(ctx context.Context, b Bucket, key string, val []byte) (uint64, error) {
+	if err := s.checkWritable(); err != nil {
+		return 0, err
+	}
 	rev, err := s.buckets[b].Put(ctx, key, val)
 	return rev, translate(err)
 }
 
 // Delete removes a key. Deleting a missing key is not an error.
 func (s *Store) Delete(ctx context.Context, b Bucket, key string) error {
+	if err := s.checkWritable(); err != nil {
+		return err
+	}
 	err := translate(s.buckets[b].Delete(ctx, key))
 	if errors.Is(err, ErrNotFound) {
 		return nil

@@ -79,6 +79,9 @@ func (s *Store) AppendRoomEvent(ctx context.Context, roomID string, afterSeq uin
 	}
 	giveUp := time.Now().Add(appendBudget)
 	for {
+		if err := s.checkWritable(); err != nil {
+			return 0, err
+		}
 		// A publish sent to a leader that then died is never answered: give each attempt a
 		// short deadline and send the same message again. Its msg id and expected sequence
 		// keep a publish that did land from being stored twice.
@@ -106,6 +109,9 @@ const (
 // stored, after afterSeq and in order, or none is (ErrConflict when the head moved). It
 // returns the last event's sequence.
 func (s *Store) AppendRoomEvents(ctx context.Context, roomID string, afterSeq uint64, evs []NewRoomEvent) (uint64, error) {
+	if err := s.checkWritable(); err != nil {
+		return 0, err
+	}
 	subject := s.roomSubject(roomID)
 	batchID := randomToken()[:32]
 	for i, ev := range evs {
@@ -165,21 +171,25 @@ func (s *Store) commitBatch(ctx context.Context, msg *nats.Msg) (uint64, error) 
 
 // RoomHeadSeq is the sequence of the room's last stored event, 0 when it has none.
 func (s *Store) RoomHeadSeq(ctx context.Context, roomID string) (uint64, error) {
-	m, err := s.streams[s.RoomShard(roomID)].GetLastMsgForSubject(ctx, s.roomSubject(roomID))
+	m, err := readReplica(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
+		return s.streams[s.RoomShard(roomID)].GetLastMsgForSubject(ctx, s.roomSubject(roomID))
+	})
+	if errors.Is(err, ErrNotFound) {
+		return 0, nil
+	}
 	if err != nil {
-		if errors.Is(translate(err), ErrNotFound) {
-			return 0, nil
-		}
-		return 0, translate(err)
+		return 0, err
 	}
 	return m.Sequence, nil
 }
 
 // ShardHead is the last sequence written to a shard stream.
 func (s *Store) ShardHead(ctx context.Context, shard int) (uint64, error) {
-	info, err := s.streams[shard].Info(ctx)
+	info, err := readReplica(ctx, func(ctx context.Context) (*jetstream.StreamInfo, error) {
+		return s.streams[shard].Info(ctx)
+	})
 	if err != nil {
-		return 0, translate(err)
+		return 0, err
 	}
 	return info.State.LastSeq, nil
 }
@@ -187,12 +197,17 @@ func (s *Store) ShardHead(ctx context.Context, shard int) (uint64, error) {
 // RoomEventAt reads the event stored at seq in a shard from whichever replica answers first,
 // the local one included: it needs no stream leader, so it works during an election.
 func (s *Store) RoomEventAt(ctx context.Context, shard int, seq uint64) (RoomEvent, error) {
-	m, err := s.streams[shard].GetMsg(ctx, seq)
+	m, err := readReplica(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
+		return s.streams[shard].GetMsg(ctx, seq)
+	})
 	if err != nil {
-		return RoomEvent{}, translate(err)
+		return RoomEvent{}, err
 	}
 	return roomEvent(shard, m.Sequence, m.Data, m.Header), nil
 }
+
+// followStartTimeout bounds the start of a shard follower.
+const followStartTimeout = 3 * time.Second
 
 // FollowShard calls apply for every event of the shard after afterSeq, in order, and then for
 // each new one as it is stored, until ctx ends. It needs no state on the server, so every node
@@ -202,7 +217,11 @@ func (s *Store) FollowShard(ctx context.Context, shard int, afterSeq uint64, app
 	if afterSeq > 0 {
 		cfg = jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: afterSeq + 1}
 	}
-	cons, err := s.js.OrderedConsumer(ctx, shardStreamName(shard), cfg)
+	// A creation request lost while the cluster re-forms would otherwise hold this shard's
+	// follower for JetStream's 30 s default; the caller retries sooner.
+	cctx, cancel := context.WithTimeout(ctx, followStartTimeout)
+	cons, err := s.js.OrderedConsumer(cctx, shardStreamName(shard), cfg)
+	cancel()
 	if err != nil {
 		return translate(err)
 	}

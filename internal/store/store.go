@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -220,6 +221,25 @@ func (s *Store) agreeOnShardCount(ctx context.Context) (int, error) {
 // Shards is the number of room shard streams.
 func (s *Store) Shards() int { return s.shards }
 
+// ConflictError is ErrConflict with, when the stream's leader said so, the sequence the
+// room's head is really at: a writer that lost a race can catch up to it without asking a
+// replica, which may not have it yet.
+type ConflictError struct {
+	Head uint64 // 0 when the leader did not say
+}
+
+func (e *ConflictError) Error() string { return fmt.Sprintf("%v (head at %d)", ErrConflict, e.Head) }
+func (e *ConflictError) Unwrap() error { return ErrConflict }
+
+// conflict reads the head from JetStream's "wrong last sequence: N".
+func conflict(apiErr *jetstream.APIError) error {
+	var head uint64
+	if _, num, ok := strings.Cut(apiErr.Description, "wrong last sequence: "); ok {
+		head, _ = strconv.ParseUint(strings.TrimSpace(num), 10, 64)
+	}
+	return &ConflictError{Head: head}
+}
+
 // translate maps JetStream's errors onto the store's own.
 func translate(err error) error {
 	var apiErr *jetstream.APIError
@@ -230,7 +250,7 @@ func translate(err error) error {
 		return ErrNotFound
 	case errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
 		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant):
-		return ErrConflict
+		return conflict(apiErr)
 	case errors.Is(err, nats.ErrNoResponders), errors.Is(err, context.DeadlineExceeded),
 		errors.Is(err, nats.ErrTimeout), errors.Is(err, jetstream.ErrNoStreamResponse),
 		strings.Contains(err.Error(), "no responders"):

@@ -181,8 +181,10 @@ func TestAppendRoomEventCompareAndAppend(t *testing.T) {
 		t.Fatalf("append at %d = %d, %v", s1, s2, err)
 	}
 	for _, stale := range []uint64{0, s1, s2 + 1} {
-		if _, err := st.AppendRoomEvent(ctx, room, stale, NewRoomEvent{JSON: []byte(`{}`)}); !errors.Is(err, ErrConflict) {
-			t.Errorf("append at %d with head %d: %v, want ErrConflict", stale, s2, err)
+		_, err := st.AppendRoomEvent(ctx, room, stale, NewRoomEvent{JSON: []byte(`{}`)})
+		var ce *ConflictError
+		if !errors.Is(err, ErrConflict) || !errors.As(err, &ce) || ce.Head != s2 {
+			t.Errorf("append at %d with head %d: %v, want a conflict naming head %d", stale, s2, err, s2)
 		}
 	}
 	// Heads are per room: a room in the same shard starts at 0 however long the shard is.
