@@ -674,8 +674,8 @@ func TestConcurrentSends(t *testing.T) {
 	other, _ := startService(t, st)
 	roomID := createRoom(t, s, CreateRequest{Preset: "public_chat"})
 	join(t, s, roomID, bob)
-	if err := other.AwaitRoom(t.Context(), roomID); err != nil {
-		t.Fatalf("AwaitRoom on the second service: %v", err)
+	if err := other.CatchUpShards(t.Context(), s.Model().Applied()); err != nil {
+		t.Fatalf("the second service catching up: %v", err)
 	}
 	const perWriter = 25
 	var wg sync.WaitGroup
