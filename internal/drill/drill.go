@@ -61,8 +61,8 @@ type drill struct {
 	load *load
 	dc   string // the data center that fails
 
-	failedAt  time.Time
-	leaderDCs map[string]string // stream -> data center of its leader when dc failed
+	failedAt, healedAt time.Time
+	leaderDCs          map[string]string // stream -> data center of its leader when dc failed
 
 	bgCancel context.CancelFunc
 	bg       sync.WaitGroup
@@ -172,22 +172,33 @@ func (d *drill) noteFailure(ctx context.Context) {
 	d.failedAt = time.Now()
 }
 
-// measureOutageSends splits the sends acknowledged during the outage by whether their room's
-// stream leader was outside the failed data center.
+// measureOutageSends splits the sends acknowledged while the data center was down or cut off
+// by whether their room's stream leader was outside it; after a heal, the sends until the
+// load stopped are measured apart, since the returning replicas force elections of their own.
 func (d *drill) measureOutageSends() {
-	var survived, lost []time.Duration
+	end := d.load.sendsStopped
+	if !d.healedAt.IsZero() {
+		end = d.healedAt
+	}
+	var survived, lost, afterHeal []time.Duration
 	for _, a := range d.load.acks() {
-		if a.Probe || a.At.Before(d.failedAt) || a.At.After(d.load.sendsStopped) {
-			continue
-		}
 		took := a.At.Sub(a.Started)
-		if dc := d.leaderDCs[store.RoomStream(a.Room, roomShards)]; dc != "" && dc != d.dc {
-			survived = append(survived, took)
-		} else {
+		switch {
+		case a.Probe || a.At.Before(d.failedAt) || a.At.After(d.load.sendsStopped):
+		case a.At.After(end):
+			afterHeal = append(afterHeal, took)
+		case d.leaderDCs[store.RoomStream(a.Room, roomShards)] == d.dc:
 			lost = append(lost, took)
+		default:
+			survived = append(survived, took)
 		}
 	}
-	d.rep.OutageSendMS = &OutageSends{LeaderSurvived: percentiles(survived), LeaderLost: percentiles(lost)}
+	o := &OutageSends{LeaderSurvived: percentiles(survived), LeaderLost: percentiles(lost)}
+	if !d.healedAt.IsZero() {
+		p := percentiles(afterHeal)
+		o.AfterHeal = &p
+	}
+	d.rep.OutageSendMS = o
 }
 
 // stopLoad stops the sends, lets the syncs deliver what was acknowledged, then stops them.

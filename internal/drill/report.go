@@ -75,8 +75,9 @@ type Report struct {
 
 // OutageSends splits the sends of an outage by their room's stream leader.
 type OutageSends struct {
-	LeaderSurvived Percentiles `json:"leader_survived"`
-	LeaderLost     Percentiles `json:"leader_lost"`
+	LeaderSurvived Percentiles  `json:"leader_survived"`
+	LeaderLost     Percentiles  `json:"leader_lost"`
+	AfterHeal      *Percentiles `json:"after_heal,omitempty"` // partition: from healing to the end
 }
 
 // PartitionResult is what only the partition scenario measures.
@@ -224,6 +225,9 @@ func (r *Report) Print(w io.Writer) {
 	if o := r.OutageSendMS; o != nil {
 		fmt.Fprintf(w, "  outage sends    %s  (first attempt to ack; rooms whose stream leader was elsewhere)\n", o.LeaderSurvived)
 		fmt.Fprintf(w, "                  %s  (rooms whose stream leader was in %s)\n", o.LeaderLost, r.FailedDC)
+		if o.AfterHeal != nil {
+			fmt.Fprintf(w, "                  %s  (every room, after healing)\n", *o.AfterHeal)
+		}
 	}
 	for _, k := range slices.Sorted(maps.Keys(r.RestoreSeconds)) {
 		fmt.Fprintf(w, "  restore %-10s replication complete after %.1f s (nodes healthy after %.1f s)\n", k,

@@ -69,6 +69,7 @@ func (d *drill) partition(ctx context.Context) error {
 
 	d.phase("heal " + d.dc)
 	healAt := time.Now()
+	d.healedAt = healAt
 	d.c.healDC(d.dc)
 	ready, complete, err := d.waitRestored(ctx, d.c.nodes, d.c.nodes[0])
 	if err != nil {
