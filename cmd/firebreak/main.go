@@ -100,6 +100,8 @@ Configuration file (YAML; every key optional; names follow Synapse where it has 
   rc_login:        {per_second: 0.17, burst_count: 3}    logins per client address
   rc_registration: {per_second: 0.17, burst_count: 3}    registrations per client address
   log_level: info                   debug, info, warn or error
+  pprof_listen: ""                  serve Go's profiler here (e.g. 127.0.0.1:6060); off by
+                                    default and unauthenticated: keep it on loopback
 
 Cluster (one JetStream cluster over three or more data centers; every node serves everyone):
   cluster:

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -112,6 +113,13 @@ func publishFor(ctx context.Context, st *store.Store, payload []byte, workers in
 			for ctx.Err() == nil && time.Now().Before(stopAt) {
 				t0 := time.Now()
 				seq, err := st.AppendRoomEvent(ctx, roomID, head, store.NewRoomEvent{JSON: payload})
+				if errors.Is(err, store.ErrConflict) {
+					// An attempt that timed out under load landed after all: start again
+					// from the stored head; only acknowledged publishes count.
+					if head, err = st.RoomHeadSeq(ctx, roomID); err == nil {
+						continue
+					}
+				}
 				if err != nil {
 					once.Do(func() { firstErr = fmt.Errorf("engine publish: %w", err); cancel() })
 					return

@@ -451,6 +451,34 @@ func TestMembership(t *testing.T) {
 	}
 }
 
+// TestJoinThroughALaggingNode: an invite made through one node and the join through another
+// whose read model has not seen the invite yet (here its followers are stopped outright): the
+// join is not refused on stale state; the node reads what it missed from the stream first.
+func TestJoinThroughALaggingNode(t *testing.T) {
+	st := openStoreAt(t, t.TempDir())
+	t.Cleanup(st.Close)
+	s, _ := startService(t, st)
+	lagging, stopFollowing := startService(t, st)
+	roomID := createRoom(t, s, CreateRequest{Preset: "private_chat"})
+	if err := lagging.CatchUpShards(t.Context(), s.Model().Applied()); err != nil {
+		t.Fatalf("catching up: %v", err)
+	}
+	stopFollowing()
+	if _, err := s.ChangeMembership(t.Context(), MembershipChange{RoomID: roomID, Sender: alice, Target: bob, Membership: "invite"}); err != nil {
+		t.Fatalf("invite: %v", err)
+	}
+	if _, err := lagging.ChangeMembership(t.Context(), MembershipChange{RoomID: roomID, Sender: bob, Target: bob, Membership: "join"}); err != nil {
+		t.Fatalf("join through the lagging node: %v", err)
+	}
+	if got := lagging.Model().Membership(roomID, bob); got != "join" {
+		t.Errorf("membership on the lagging node = %q, want join", got)
+	}
+	// A refusal that fresh state confirms is still a refusal.
+	if _, err := lagging.ChangeMembership(t.Context(), MembershipChange{RoomID: roomID, Sender: carol, Target: carol, Membership: "join"}); !errors.Is(err, ErrForbidden) {
+		t.Errorf("uninvited join: %v, want ErrForbidden", err)
+	}
+}
+
 // TestMemberSummaryHeroes: heroes are the earliest other joined or invited members, at most
 // the number asked for, and the counts follow every membership change.
 func TestMemberSummaryHeroes(t *testing.T) {

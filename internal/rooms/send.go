@@ -42,6 +42,7 @@ func (s *Service) Send(ctx context.Context, p Proto, opt SendOptions) (id string
 	if opt.TxnID != "" {
 		dedupID = sendDedupID(p.RoomID, p.Sender, opt.Device, opt.TxnID)
 	}
+	rechecked := false
 	for attempt := 1; ; attempt++ {
 		if opt.TxnID != "" {
 			if id := s.model.TxnEvent(p.RoomID, p.Sender, opt.Device, opt.TxnID); id != "" {
@@ -49,6 +50,17 @@ func (s *Service) Send(ctx context.Context, p Proto, opt SendOptions) (id string
 			}
 		}
 		pdu, err := s.build(p, info, s.model)
+		if errors.Is(err, ErrForbidden) && !rechecked {
+			// This node's view of the room may trail a change made through another node a
+			// moment ago (the invite a join needs, a new power level): refuse only once it
+			// holds the room's latest events.
+			rechecked = true
+			fresh, cerr := s.catchUp(ctx, p.RoomID, info, nil)
+			if cerr == nil && fresh.HeadSeq != info.HeadSeq {
+				info = fresh
+				continue
+			}
+		}
 		if err != nil {
 			return "", err
 		}

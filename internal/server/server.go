@@ -37,6 +37,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return err
 	}
 	defer st.Close()
+	storeReady := time.Now()
 	if cfg.RegistrationSharedSecret, err = sharedSecret(ctx, st, cfg); err != nil {
 		return err
 	}
@@ -81,7 +82,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	srv := api.New(api.Deps{Config: cfg, Store: st, Accounts: accounts.New(st, cfg.ServerName), AccountData: data,
 		Rooms: roomsSvc, Sync: syncSvc, Log: log})
 	log.Info("firebreak ready", "server_name", cfg.ServerName, "listen", l.Addr().String(),
-		"data_dir", cfg.DataDir, "startup_ms", time.Since(started).Milliseconds())
+		"data_dir", cfg.DataDir, "startup_ms", time.Since(started).Milliseconds(),
+		"store_ms", storeReady.Sub(started).Milliseconds(), "read_model_ms", time.Since(storeReady).Milliseconds())
 	err = srv.Serve(runCtx, l)
 	log.Info("firebreak stopping")
 	return err
