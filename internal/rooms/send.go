@@ -150,7 +150,12 @@ func (s *Service) awaitHead(ctx context.Context, roomID string) error {
 // electing a new leader after a node or data center was lost, is filled by reading the
 // missing events from the replicas directly: reads need no leader, so they go on at once.
 func (s *Service) CatchUpShards(ctx context.Context, positions []uint64) error {
-	quick, cancel := context.WithTimeout(ctx, followerGrace)
+	return s.catchUpShards(ctx, positions, followerGrace)
+}
+
+// catchUpShards leaves the lagging shards to their followers for grace, then fills them.
+func (s *Service) catchUpShards(ctx context.Context, positions []uint64, grace time.Duration) error {
+	quick, cancel := context.WithTimeout(ctx, grace)
 	err := s.model.WaitAppliedAll(quick, positions)
 	cancel()
 	if err == nil || ctx.Err() != nil {

@@ -85,7 +85,10 @@ func (s *Service) Start(ctx context.Context) error {
 		return err
 	}
 	context.AfterFunc(ctx, stopTyping)
-	if err := s.model.WaitAppliedAll(ctx, heads); err != nil {
+	// A follower whose consumer was placed on a replica still catching up (a data center
+	// just restored) can stay silent for many seconds; after startGrace the rest is read from
+	// the replicas directly.
+	if err := s.catchUpShards(ctx, heads, startGrace); err != nil {
 		return err
 	}
 	select {
@@ -95,6 +98,9 @@ func (s *Service) Start(ctx context.Context) error {
 		return ctx.Err()
 	}
 }
+
+// startGrace is how long starting followers get to replay the shards before the gaps are filled.
+const startGrace = 2 * time.Second
 
 // goFollow runs a follower until ctx ends, restarting it after an error (a lost connection,
 // an election) from where it stopped.
