@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -178,7 +179,7 @@ func (srv *Server) leave(r *http.Request, s *session) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if ms := srv.Rooms.Model().Membership(roomID, s.UserID); ms != "join" && ms != "invite" {
+	if ms := srv.freshMembership(r.Context(), roomID, s.UserID, "join", "invite"); ms != "join" && ms != "invite" {
 		return nil, forbidden("You are not in room %s", roomID)
 	}
 	_, err = srv.Rooms.ChangeMembership(r.Context(), rooms.MembershipChange{RoomID: roomID, Sender: s.UserID,
@@ -317,6 +318,17 @@ func (srv *Server) getEvent(r *http.Request, s *session) (any, error) {
 	return srv.Rooms.ClientEvent(roomID, ev, viewer(s), true), nil
 }
 
+// freshMembership is the user's membership in the room. When this node's view has none of
+// the wanted ones it first catches up with the room's latest events: a join made through
+// another node a moment ago must not be refused here.
+func (srv *Server) freshMembership(ctx context.Context, roomID, userID string, wanted ...string) string {
+	ms := srv.Rooms.Model().Membership(roomID, userID)
+	if !slices.Contains(wanted, ms) && srv.Rooms.CatchUpRoom(ctx, roomID) == nil {
+		ms = srv.Rooms.Model().Membership(roomID, userID)
+	}
+	return ms
+}
+
 func viewer(s *session) rooms.Viewer { return rooms.Viewer{UserID: s.UserID, DeviceID: s.DeviceID} }
 
 // sendEvent is the one path every client-authored room event takes.
@@ -326,7 +338,7 @@ func (srv *Server) sendEvent(r *http.Request, s *session, p rooms.Proto, txnID s
 		return nil, err
 	}
 	p.RoomID, p.Sender = roomID, s.UserID
-	if ms := srv.Rooms.Model().Membership(roomID, s.UserID); ms != "join" {
+	if ms := srv.freshMembership(r.Context(), roomID, s.UserID, "join"); ms != "join" {
 		if _, known := srv.Rooms.Model().Info(roomID); !known {
 			return nil, notFound("Unknown room %s", roomID)
 		}

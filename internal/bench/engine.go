@@ -114,9 +114,9 @@ func publishFor(ctx context.Context, st *store.Store, payload []byte, workers in
 				t0 := time.Now()
 				seq, err := st.AppendRoomEvent(ctx, roomID, head, store.NewRoomEvent{JSON: payload})
 				if errors.Is(err, store.ErrConflict) {
-					// An attempt that timed out under load landed after all: start again
-					// from the stored head; only acknowledged publishes count.
-					if head, err = st.RoomHeadSeq(ctx, roomID); err == nil {
+					// An attempt that timed out under load landed after all: go on from the
+					// stored head; only acknowledged publishes count.
+					if head, err = conflictHead(ctx, st, roomID, err); err == nil {
 						continue
 					}
 				}
@@ -132,4 +132,13 @@ func publishFor(ctx context.Context, st *store.Store, payload []byte, workers in
 	}
 	wg.Wait()
 	return float64(acked.Load()) / time.Since(start).Seconds(), h, firstErr
+}
+
+// conflictHead is the head a lost compare-and-append names, or, when it names none (another
+// append to the subject was still in flight), the head read back.
+func conflictHead(ctx context.Context, st *store.Store, roomID string, conflict error) (uint64, error) {
+	if c := (*store.ConflictError)(nil); errors.As(conflict, &c) && c.Head > 0 {
+		return c.Head, nil
+	}
+	return st.RoomHeadSeq(ctx, roomID)
 }

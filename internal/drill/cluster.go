@@ -339,8 +339,6 @@ func (c *cluster) waitReplicated(ctx context.Context, via *node, timeout time.Du
 	})
 }
 
-// busiestDC is the data center whose nodes lead the most streams: losing it forces the most
-// elections.
 // streamLeaders maps every stream to the data center of its leader, as one node reports it.
 func (c *cluster) streamLeaders(ctx context.Context, via *node) map[string]string {
 	dcOf := map[string]string{}
@@ -356,6 +354,8 @@ func (c *cluster) streamLeaders(ctx context.Context, via *node) map[string]strin
 	return out
 }
 
+// busiestDC is the data center whose nodes lead the most streams: losing it forces the most
+// elections.
 func (c *cluster) busiestDC(ctx context.Context) string {
 	count := map[string]int{}
 	for _, dc := range c.streamLeaders(ctx, c.nodes[0]) {

@@ -207,10 +207,12 @@ func Load(ctx context.Context, st *store.Store, userID, id string) (json.RawMess
 type Cache struct {
 	mu     sync.Mutex
 	parsed map[string]Filter
+	bytes  int // the stored size of the cached filters, a stand-in for their parsed size
 }
 
-// maxCachedFilters bounds the cache; when it is full it starts again empty.
-const maxCachedFilters = 100_000
+// maxCachedFilterBytes bounds the cache by the size of what it holds, since a filter may be
+// as large as a request body; when it would overflow it starts again empty.
+const maxCachedFilterBytes = 16 << 20
 
 // LoadParsed returns the user's stored filter id, parsed.
 func (c *Cache) LoadParsed(ctx context.Context, st *store.Store, userID, id string) (Filter, error) {
@@ -229,10 +231,11 @@ func (c *Cache) LoadParsed(ctx context.Context, st *store.Store, userID, id stri
 		return Filter{}, err
 	}
 	c.mu.Lock()
-	if c.parsed == nil || len(c.parsed) >= maxCachedFilters {
-		c.parsed = map[string]Filter{}
+	if c.parsed == nil || c.bytes+len(raw) > maxCachedFilterBytes {
+		c.parsed, c.bytes = map[string]Filter{}, 0
 	}
 	c.parsed[key] = f
+	c.bytes += len(raw)
 	c.mu.Unlock()
 	return f, nil
 }

@@ -255,7 +255,7 @@ func (m *Model) MemberSummary(roomID, userID string, maxHeroes int) (joined, inv
 		}
 	}
 	sort.Slice(candidates, func(i, j int) bool { return candidates[i].seq < candidates[j].seq })
-	for _, c := range candidates[:min(maxHeroes, len(candidates))] {
+	for _, c := range candidates[:max(0, min(maxHeroes, len(candidates)))] {
 		heroes = append(heroes, c.user)
 	}
 	sort.Strings(heroes)

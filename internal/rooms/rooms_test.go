@@ -477,6 +477,16 @@ func TestJoinThroughALaggingNode(t *testing.T) {
 	if _, err := lagging.ChangeMembership(t.Context(), MembershipChange{RoomID: roomID, Sender: carol, Target: carol, Membership: "join"}); !errors.Is(err, ErrForbidden) {
 		t.Errorf("uninvited join: %v, want ErrForbidden", err)
 	}
+	// Changes made elsewhere reach a node that is asked to catch up with the room.
+	if _, err := s.ChangeMembership(t.Context(), MembershipChange{RoomID: roomID, Sender: alice, Target: carol, Membership: "invite"}); err != nil {
+		t.Fatalf("invite carol: %v", err)
+	}
+	if err := lagging.CatchUpRoom(t.Context(), roomID); err != nil {
+		t.Fatalf("CatchUpRoom: %v", err)
+	}
+	if got := lagging.Model().Membership(roomID, carol); got != "invite" {
+		t.Errorf("after CatchUpRoom, carol's membership on the lagging node = %q, want invite", got)
+	}
 }
 
 // TestMemberSummaryHeroes: heroes are the earliest other joined or invited members, at most
@@ -691,7 +701,6 @@ func TestReceiptsAndUnread(t *testing.T) {
 	}
 }
 
-// TestConcurrentSends: two writers racing for one room's head never fork its history.
 // TestConcurrentSends: two services on one store, as two nodes of a cluster are, race for the
 // same room's head; each send loses some races, catches up and rebuilds, and the history
 // stays one chain with every send in it once.
@@ -724,6 +733,10 @@ func TestConcurrentSends(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	// The history is read from the first service: it must first hold what the second wrote.
+	if err := s.CatchUpShards(t.Context(), other.Model().Applied()); err != nil {
+		t.Fatalf("catching up with the second service: %v", err)
+	}
 	close(ids)
 	close(errs)
 	for err := range errs {

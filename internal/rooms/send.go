@@ -55,8 +55,7 @@ func (s *Service) Send(ctx context.Context, p Proto, opt SendOptions) (id string
 			// moment ago (the invite a join needs, a new power level): refuse only once it
 			// holds the room's latest events.
 			rechecked = true
-			fresh, cerr := s.catchUp(ctx, p.RoomID, info, nil)
-			if cerr == nil && fresh.HeadSeq != info.HeadSeq {
+			if fresh, ok := s.refreshed(ctx, p.RoomID, info); ok {
 				info = fresh
 				continue
 			}
@@ -107,7 +106,7 @@ type sendTrace struct {
 
 func (t *sendTrace) report(log *slog.Logger, roomID string, err error) {
 	took := time.Since(t.start)
-	if t.start.IsZero() || took < slowSend {
+	if took < slowSend {
 		return
 	}
 	since := func(from, to time.Time) int64 {
@@ -120,6 +119,40 @@ func (t *sendTrace) report(log *slog.Logger, roomID string, err error) {
 		"lock_ms", since(t.start, t.locked), "append_ms", since(t.locked, t.appended),
 		"apply_ms", since(t.appended, time.Now()), "attempts", t.attempts, "err", err)
 }
+
+// refreshed brings the read model up to the room's latest event and reports whether that
+// moved the room's head past info's.
+func (s *Service) refreshed(ctx context.Context, roomID string, info RoomInfo) (RoomInfo, bool) {
+	if s.CatchUpRoom(ctx, roomID) != nil {
+		return info, false
+	}
+	fresh, ok := s.model.Info(roomID)
+	return fresh, ok && fresh.HeadSeq != info.HeadSeq
+}
+
+// CatchUpRoom brings this node's read model up to the room's latest event as the stream's
+// leader has it, for decisions (a refusal) that must not rest on a view trailing another
+// node's writes.
+func (s *Service) CatchUpRoom(ctx context.Context, roomID string) error {
+	head, err := s.st.RoomLatestSeq(ctx, roomID)
+	if err != nil {
+		return unavailable(err)
+	}
+	return s.awaitSeq(ctx, s.st.RoomShard(roomID), head)
+}
+
+// awaitSeq waits, at most catchUpLimit, until the read model has applied a shard up to seq.
+func (s *Service) awaitSeq(ctx context.Context, shard int, seq uint64) error {
+	wctx, cancel := context.WithTimeout(ctx, catchUpLimit)
+	defer cancel()
+	if err := s.AwaitApplied(wctx, shard, seq); err != nil {
+		return unavailable(err)
+	}
+	return nil
+}
+
+// catchUpLimit bounds a wait for the read model: a send waiting on it holds the room's lock.
+const catchUpLimit = 10 * time.Second
 
 // AwaitRoom makes sure this node's read model holds a room that exists: a room created a
 // moment ago through another node may not have reached it yet, and a client must not be told
@@ -137,12 +170,7 @@ func (s *Service) awaitHead(ctx context.Context, roomID string) error {
 	if err != nil {
 		return unavailable(err)
 	}
-	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := s.AwaitApplied(wctx, s.st.RoomShard(roomID), head); err != nil {
-		return unavailable(err)
-	}
-	return nil
+	return s.awaitSeq(ctx, s.st.RoomShard(roomID), head)
 }
 
 // CatchUpShards waits until the read model has applied every shard up to the given positions
@@ -153,21 +181,25 @@ func (s *Service) CatchUpShards(ctx context.Context, positions []uint64) error {
 	return s.catchUpShards(ctx, positions, followerGrace)
 }
 
-// catchUpShards leaves the lagging shards to their followers for grace, then fills them.
+// catchUpShards waits for the shards' followers. A shard whose follower made no progress for
+// grace is filled from the replicas; one that is moving, however far behind (a node replaying
+// its history at start), is left to its follower.
 func (s *Service) catchUpShards(ctx context.Context, positions []uint64, grace time.Duration) error {
-	quick, cancel := context.WithTimeout(ctx, grace)
-	err := s.model.WaitAppliedAll(quick, positions)
-	cancel()
-	if err == nil || ctx.Err() != nil {
-		return err
-	}
-	for shard, upTo := range positions {
-		if shard < len(s.model.applied) {
-			// A replica that lacks an event answers "not found"; the wait below covers it.
-			_ = s.fillShard(ctx, shard, upTo)
+	for {
+		before := s.model.Applied()
+		quick, cancel := context.WithTimeout(ctx, grace)
+		err := s.model.WaitAppliedAll(quick, positions)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		for shard, upTo := range positions {
+			if shard < len(before) && s.model.applied[shard].Load() == before[shard] && before[shard] < upTo {
+				// A replica that lacks an event answers "not found"; the next round retries.
+				_ = s.fillShard(ctx, shard, upTo)
+			}
 		}
 	}
-	return s.model.WaitAppliedAll(ctx, positions)
 }
 
 // AwaitApplied is CatchUpShards for one shard: after a send, the sender's node must show the
@@ -181,7 +213,13 @@ func (s *Service) AwaitApplied(ctx context.Context, shard int, seq uint64) error
 // followerGrace is how long a lagging shard is left to its follower before it is filled.
 const followerGrace = 50 * time.Millisecond
 
+// fillShard applies a shard's events up to upTo read one by one from the replicas. One filler
+// per shard runs at a time; others leave it to that one.
 func (s *Service) fillShard(ctx context.Context, shard int, upTo uint64) error {
+	if !s.filling[shard].TryLock() {
+		return nil
+	}
+	defer s.filling[shard].Unlock()
 	for seq := s.model.applied[shard].Load() + 1; seq <= upTo; seq = s.model.applied[shard].Load() + 1 {
 		ev, err := s.st.RoomEventAt(ctx, shard, seq)
 		if err != nil {
@@ -197,8 +235,8 @@ func (s *Service) fillShard(ctx context.Context, shard int, upTo uint64) error {
 func (s *Service) catchUp(ctx context.Context, roomID string, info RoomInfo, conflict error) (RoomInfo, error) {
 	var c *store.ConflictError
 	if errors.As(conflict, &c) && c.Head > 0 {
-		if err := s.AwaitApplied(ctx, info.Shard, c.Head); err != nil {
-			return info, unavailable(err)
+		if err := s.awaitSeq(ctx, info.Shard, c.Head); err != nil {
+			return info, err
 		}
 	} else if err := s.awaitHead(ctx, roomID); err != nil {
 		return info, err

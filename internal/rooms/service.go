@@ -27,6 +27,7 @@ type Service struct {
 	receipts *receiptModel
 	typing   *typingModel
 	sending  *roomLocks
+	filling  []sync.Mutex // per shard: held by the one gap fill running
 
 	unreadMu sync.Mutex
 	unread   map[unreadKey]unreadState
@@ -46,7 +47,7 @@ func New(ctx context.Context, st *store.Store, serverName, defaultVersion string
 	model := newModel(st.Shards(), log)
 	return &Service{
 		st: st, serverName: serverName, key: key, defaultVersion: gomatrixserverlib.RoomVersion(defaultVersion),
-		log: log, model: model, receipts: newReceiptModel(), typing: newTypingModel(), sending: newRoomLocks(),
+		log: log, model: model, receipts: newReceiptModel(), typing: newTypingModel(), sending: newRoomLocks(), filling: make([]sync.Mutex, st.Shards()),
 		unread: map[unreadKey]unreadState{},
 	}, nil
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
 	"sync"
 	"time"
 )
@@ -35,6 +36,10 @@ func startProfiler(ctx context.Context, addr string, wg *sync.WaitGroup, log *sl
 		<-ctx.Done()
 		_ = srv.Close()
 	}()
-	log.Info("profiler listening", "addr", l.Addr().String())
+	if ap, err := netip.ParseAddrPort(l.Addr().String()); err != nil || !ap.Addr().IsLoopback() {
+		log.Warn("the profiler listens beyond loopback; anyone who reaches it can read the server's memory profile", "addr", l.Addr().String())
+	} else {
+		log.Info("profiler listening", "addr", l.Addr().String())
+	}
 	return nil
 }

@@ -82,9 +82,8 @@ func (s *Store) Health() Health {
 	}
 	h.MetaCurrent = s.ns.JetStreamIsCurrent()
 	if c := s.opts.Cluster; c != nil {
-		h.Peers = s.ns.NumRemotes()
-		h.ClusterSize = max(c.Size, len(c.Routes)+1)
-		h.Writable = h.Writable && h.Peers+1 > h.ClusterSize/2
+		h.Peers, h.ClusterSize = s.ns.NumRemotes(), clusterSize(c)
+		h.Writable = h.Writable && reachesMajority(h.Peers, h.ClusterSize)
 	} else {
 		h.Writable = h.Writable && h.MetaCurrent
 	}
@@ -96,13 +95,18 @@ func (s *Store) Health() Health {
 // now than after the publish times out.
 var errCutOff = fmt.Errorf("%w: this node reaches too few of the cluster's nodes", ErrUnavailable)
 
-// checkWritable fails fast on a node cut off from its quorum.
+// checkWritable fails fast on a clustered node cut off from its quorum.
 func (s *Store) checkWritable() error {
-	if !s.Health().Writable {
+	if c := s.opts.Cluster; c != nil && s.ns != nil && !reachesMajority(s.ns.NumRemotes(), clusterSize(c)) {
 		return errCutOff
 	}
 	return nil
 }
+
+func clusterSize(c *ClusterOptions) int { return max(c.Size, len(c.Routes)+1) }
+
+// reachesMajority: this node and the peers it reaches are more than half of the cluster.
+func reachesMajority(peers, size int) bool { return peers+1 > size/2 }
 
 func randomToken() string {
 	b := make([]byte, 24)

@@ -61,7 +61,7 @@ func (s *Store) openBucket(ctx context.Context, b Bucket) error {
 // confirmed with the bucket's leader before it is reported. A token issued on one node thus
 // works at once on every other.
 func (s *Store) Get(ctx context.Context, b Bucket, key string) ([]byte, uint64, error) {
-	e, err := readReplica(ctx, func(ctx context.Context) (jetstream.KeyValueEntry, error) {
+	e, err := readWithRetry(ctx, func(ctx context.Context) (jetstream.KeyValueEntry, error) {
 		return s.buckets[b].Get(ctx, key)
 	})
 	if err == nil {
@@ -75,12 +75,33 @@ func (s *Store) Get(ctx context.Context, b Bucket, key string) ([]byte, uint64, 
 
 // leaderGet reads a key through the bucket stream's leader, which has every acknowledged write.
 func (s *Store) leaderGet(ctx context.Context, b Bucket, key string) ([]byte, uint64, error) {
-	req, _ := json.Marshal(map[string]string{"last_by_subj": "$KV." + string(b) + "." + key})
-	resp, err := readReplica(ctx, func(ctx context.Context) (*nats.Msg, error) {
-		return s.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+string(b), req)
-	})
+	m, err := s.leaderLastMsg(ctx, "KV_"+string(b), "$KV."+string(b)+"."+key)
 	if err != nil {
 		return nil, 0, err
+	}
+	if m.Header.Get("KV-Operation") != "" {
+		return nil, 0, ErrNotFound // a delete or purge marker
+	}
+	return m.Data, m.Seq, nil
+}
+
+// leaderMsg is a stored message as a stream's leader returned it.
+type leaderMsg struct {
+	Seq    uint64
+	Header nats.Header
+	Data   []byte
+}
+
+// leaderLastMsg asks a stream's leader for the last message on a subject; ErrNotFound when
+// there is none. Unlike a direct read it is never behind an acknowledged write, but it needs
+// the leader, so it waits out an election.
+func (s *Store) leaderLastMsg(ctx context.Context, stream, subject string) (leaderMsg, error) {
+	req, _ := json.Marshal(map[string]string{"last_by_subj": subject})
+	resp, err := readWithRetry(ctx, func(ctx context.Context) (*nats.Msg, error) {
+		return s.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+stream, req)
+	})
+	if err != nil {
+		return leaderMsg{}, err
 	}
 	var r struct {
 		Message *struct {
@@ -91,20 +112,21 @@ func (s *Store) leaderGet(ctx context.Context, b Bucket, key string) ([]byte, ui
 		Error *jetstream.APIError `json:"error"`
 	}
 	if err := json.Unmarshal(resp.Data, &r); err != nil {
-		return nil, 0, err
+		return leaderMsg{}, err
 	}
 	if r.Error != nil && r.Error.ErrorCode != jetstream.JSErrCodeMessageNotFound {
-		return nil, 0, translate(r.Error)
+		return leaderMsg{}, translate(r.Error)
 	}
 	if r.Error != nil || r.Message == nil {
-		return nil, 0, ErrNotFound
+		return leaderMsg{}, ErrNotFound
 	}
+	m := leaderMsg{Seq: r.Message.Seq, Data: r.Message.Data, Header: nats.Header{}}
 	if len(r.Message.Headers) > 0 {
-		if hdr, err := nats.DecodeHeadersMsg(r.Message.Headers); err == nil && hdr.Get("KV-Operation") != "" {
-			return nil, 0, ErrNotFound // a delete or purge marker
+		if hdr, err := nats.DecodeHeadersMsg(r.Message.Headers); err == nil {
+			m.Header = hdr
 		}
 	}
-	return r.Message.Data, r.Message.Seq, nil
+	return m, nil
 }
 
 // Create stores a value only if the key has none; ErrExists otherwise. Two nodes racing to

@@ -171,7 +171,7 @@ func (s *Store) commitBatch(ctx context.Context, msg *nats.Msg) (uint64, error) 
 
 // RoomHeadSeq is the sequence of the room's last stored event, 0 when it has none.
 func (s *Store) RoomHeadSeq(ctx context.Context, roomID string) (uint64, error) {
-	m, err := readReplica(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
+	m, err := readWithRetry(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
 		return s.streams[s.RoomShard(roomID)].GetLastMsgForSubject(ctx, s.roomSubject(roomID))
 	})
 	if errors.Is(err, ErrNotFound) {
@@ -183,9 +183,19 @@ func (s *Store) RoomHeadSeq(ctx context.Context, roomID string) (uint64, error) 
 	return m.Sequence, nil
 }
 
+// RoomLatestSeq is RoomHeadSeq as the stream's leader knows it: never behind a write another
+// node had acknowledged, for decisions that must not rest on a trailing replica.
+func (s *Store) RoomLatestSeq(ctx context.Context, roomID string) (uint64, error) {
+	m, err := s.leaderLastMsg(ctx, shardStreamName(s.RoomShard(roomID)), s.roomSubject(roomID))
+	if errors.Is(err, ErrNotFound) {
+		return 0, nil
+	}
+	return m.Seq, err
+}
+
 // ShardHead is the last sequence written to a shard stream.
 func (s *Store) ShardHead(ctx context.Context, shard int) (uint64, error) {
-	info, err := readReplica(ctx, func(ctx context.Context) (*jetstream.StreamInfo, error) {
+	info, err := readWithRetry(ctx, func(ctx context.Context) (*jetstream.StreamInfo, error) {
 		return s.streams[shard].Info(ctx)
 	})
 	if err != nil {
@@ -197,7 +207,7 @@ func (s *Store) ShardHead(ctx context.Context, shard int) (uint64, error) {
 // RoomEventAt reads the event stored at seq in a shard from whichever replica answers first,
 // the local one included: it needs no stream leader, so it works during an election.
 func (s *Store) RoomEventAt(ctx context.Context, shard int, seq uint64) (RoomEvent, error) {
-	m, err := readReplica(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
+	m, err := readWithRetry(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
 		return s.streams[shard].GetMsg(ctx, seq)
 	})
 	if err != nil {
