@@ -178,13 +178,13 @@ func (s *Service) awaitHead(ctx context.Context, roomID string) error {
 // electing a new leader after a node or data center was lost, is filled by reading the
 // missing events from the replicas directly: reads need no leader, so they go on at once.
 func (s *Service) CatchUpShards(ctx context.Context, positions []uint64) error {
-	return s.catchUpShards(ctx, positions, followerGrace)
+	return s.catchUpShards(ctx, positions, followerGrace, false)
 }
 
-// catchUpShards waits for the shards' followers. A shard whose follower made no progress for
-// grace is filled from the replicas; one that is moving, however far behind (a node replaying
-// its history at start), is left to its follower.
-func (s *Service) catchUpShards(ctx context.Context, positions []uint64, grace time.Duration) error {
+// catchUpShards waits for the shards' followers and, after each grace, fills the shards that
+// are still short from the replicas. With onlyStalled, a shard whose follower is moving,
+// however far behind (a node replaying its history at start), is left to it.
+func (s *Service) catchUpShards(ctx context.Context, positions []uint64, grace time.Duration, onlyStalled bool) error {
 	for {
 		before := s.model.Applied()
 		quick, cancel := context.WithTimeout(ctx, grace)
@@ -194,7 +194,10 @@ func (s *Service) catchUpShards(ctx context.Context, positions []uint64, grace t
 			return err
 		}
 		for shard, upTo := range positions {
-			if shard < len(before) && s.model.applied[shard].Load() == before[shard] && before[shard] < upTo {
+			if shard >= len(before) || s.model.applied[shard].Load() >= upTo {
+				continue
+			}
+			if !onlyStalled || s.model.applied[shard].Load() == before[shard] {
 				// A replica that lacks an event answers "not found"; the next round retries.
 				_ = s.fillShard(ctx, shard, upTo)
 			}
@@ -213,13 +216,15 @@ func (s *Service) AwaitApplied(ctx context.Context, shard int, seq uint64) error
 // followerGrace is how long a lagging shard is left to its follower before it is filled.
 const followerGrace = 50 * time.Millisecond
 
-// fillShard applies a shard's events up to upTo read one by one from the replicas. One filler
-// per shard runs at a time; others leave it to that one.
+// fillShard applies a shard's events up to upTo read one by one from the replicas. Fills of a
+// shard take turns, so each reads only what the one before it left.
 func (s *Service) fillShard(ctx context.Context, shard int, upTo uint64) error {
-	if !s.filling[shard].TryLock() {
-		return nil
+	select {
+	case s.filling[shard] <- struct{}{}:
+		defer func() { <-s.filling[shard] }()
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	defer s.filling[shard].Unlock()
 	for seq := s.model.applied[shard].Load() + 1; seq <= upTo; seq = s.model.applied[shard].Load() + 1 {
 		ev, err := s.st.RoomEventAt(ctx, shard, seq)
 		if err != nil {

@@ -27,7 +27,7 @@ type Service struct {
 	receipts *receiptModel
 	typing   *typingModel
 	sending  *roomLocks
-	filling  []sync.Mutex // per shard: held by the one gap fill running
+	filling  []chan struct{} // per shard: a token held by the gap fill running
 
 	unreadMu sync.Mutex
 	unread   map[unreadKey]unreadState
@@ -47,7 +47,7 @@ func New(ctx context.Context, st *store.Store, serverName, defaultVersion string
 	model := newModel(st.Shards(), log)
 	return &Service{
 		st: st, serverName: serverName, key: key, defaultVersion: gomatrixserverlib.RoomVersion(defaultVersion),
-		log: log, model: model, receipts: newReceiptModel(), typing: newTypingModel(), sending: newRoomLocks(), filling: make([]sync.Mutex, st.Shards()),
+		log: log, model: model, receipts: newReceiptModel(), typing: newTypingModel(), sending: newRoomLocks(), filling: fillTokens(st.Shards()),
 		unread: map[unreadKey]unreadState{},
 	}, nil
 }
@@ -89,7 +89,7 @@ func (s *Service) Start(ctx context.Context) error {
 	// A follower whose consumer was placed on a replica still catching up (a data center
 	// just restored) can stay silent for many seconds; after startGrace the rest is read from
 	// the replicas directly.
-	if err := s.catchUpShards(ctx, heads, startGrace); err != nil {
+	if err := s.catchUpShards(ctx, heads, startGrace, true); err != nil {
 		return err
 	}
 	select {
@@ -98,6 +98,14 @@ func (s *Service) Start(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+func fillTokens(shards int) []chan struct{} {
+	out := make([]chan struct{}, shards)
+	for i := range out {
+		out[i] = make(chan struct{}, 1)
+	}
+	return out
 }
 
 // startGrace is how long starting followers get to replay the shards before the gaps are filled.
