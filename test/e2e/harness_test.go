@@ -90,12 +90,15 @@ type serverConfig struct {
 	RCMessage                rateLimit `yaml:"rc_message"`
 	RCLogin                  rateLimit `yaml:"rc_login"`
 	RCRegistration           rateLimit `yaml:"rc_registration"`
+	NATSURL                  string    `yaml:"nats_url,omitempty"`
+	Replicas                 int       `yaml:"replicas,omitempty"`
 }
 
 // serverOpts are the knobs tests turn; everything else has a test default.
 type serverOpts struct {
 	DisableRegistration bool
 	RCMessage           *rateLimit
+	NATSURL             string // an external NATS to use instead of the embedded one (R1)
 }
 
 // server is one running firebreak process.
@@ -128,6 +131,9 @@ func startServer(t testing.TB, opts serverOpts) *server {
 	}
 	if opts.RCMessage != nil {
 		cfg.RCMessage = *opts.RCMessage
+	}
+	if opts.NATSURL != "" {
+		cfg.NATSURL, cfg.Replicas = opts.NATSURL, 1
 	}
 	raw, err := yaml.Marshal(cfg)
 	if err != nil {
