@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/firebreak/firebreak/internal/store"
+	"github.com/matrix-org/gomatrixserverlib"
 )
 
 // maxAppendAttempts bounds how often a send rebuilds its event after losing a race for the
@@ -38,60 +39,82 @@ func (s *Service) Send(ctx context.Context, p Proto, opt SendOptions) (id string
 	if !ok {
 		return "", fmt.Errorf("%w: unknown room %s", ErrNotFound, p.RoomID)
 	}
-	var dedupID string
+	job := &sendJob{p: p, opt: opt, info: info, trace: &tr}
 	if opt.TxnID != "" {
-		dedupID = sendDedupID(p.RoomID, p.Sender, opt.Device, opt.TxnID)
+		job.dedupID = sendDedupID(p.RoomID, p.Sender, opt.Device, opt.TxnID)
 	}
-	rechecked := false
 	for attempt := 1; ; attempt++ {
 		if opt.TxnID != "" {
 			if id := s.model.TxnEvent(p.RoomID, p.Sender, opt.Device, opt.TxnID); id != "" {
 				return id, nil
 			}
 		}
-		pdu, err := s.build(p, info, s.model)
-		if errors.Is(err, ErrForbidden) && !rechecked {
-			// This node's view of the room may trail a change made through another node a
-			// moment ago (the invite a join needs, a new power level): refuse only once it
-			// holds the room's latest events.
-			rechecked = true
-			if fresh, ok := s.refreshed(ctx, p.RoomID, info); ok {
-				info = fresh
-				continue
-			}
-		}
+		pdu, err := s.buildOnLatest(ctx, job)
 		if err != nil {
 			return "", err
 		}
 		tr.attempts = attempt
-		seq, err := s.st.AppendRoomEvent(ctx, p.RoomID, info.HeadSeq, store.NewRoomEvent{
-			JSON: pdu.JSON(), EventID: pdu.EventID(), Device: opt.Device, TxnID: opt.TxnID, DedupID: dedupID,
-		})
-		tr.appended = time.Now()
-		if errors.Is(err, store.ErrConflict) && attempt < maxAppendAttempts {
-			// Another writer moved the head: catch up with it, then rebuild on the new head.
-			if info, err = s.catchUp(ctx, p.RoomID, info, err); err != nil {
-				return "", err
-			}
-			// Or the writer was this very event: a publish whose answer was lost in a failover
-			// landed, and its retry found the head already past it.
-			if _, landed := s.model.Event(p.RoomID, pdu.EventID()); landed {
-				return pdu.EventID(), nil
-			}
-			continue
+		id, lost, err := s.appendBuilt(ctx, job, pdu)
+		if !lost || attempt == maxAppendAttempts {
+			return id, err
 		}
-		if err != nil {
-			return "", unavailable(err)
-		}
-		if err := s.AwaitApplied(ctx, info.Shard, seq); err != nil {
-			return "", unavailable(err)
-		}
-		// On a deduplicated retry the event at seq is the first send's, not pdu.
-		if stored, ok := s.model.eventAtSeq(p.RoomID, seq); ok {
-			return stored.PDU.EventID(), nil
-		}
-		return pdu.EventID(), nil
 	}
+}
+
+// sendJob is one Send: what to send, and the room's head it builds on.
+type sendJob struct {
+	p       Proto
+	opt     SendOptions
+	dedupID string
+	info    RoomInfo
+	trace   *sendTrace
+}
+
+// buildOnLatest builds the event on the job's head. A refusal is checked again on the room's
+// latest events: this node's view may trail a change made through another node a moment ago
+// (the invite a join needs, a new power level).
+func (s *Service) buildOnLatest(ctx context.Context, job *sendJob) (gomatrixserverlib.PDU, error) {
+	pdu, err := s.build(job.p, job.info, s.model)
+	if !errors.Is(err, ErrForbidden) {
+		return pdu, err
+	}
+	fresh, moved := s.refreshed(ctx, job.p.RoomID, job.info)
+	if !moved {
+		return nil, err
+	}
+	job.info = fresh
+	return s.build(job.p, fresh, s.model)
+}
+
+// appendBuilt appends the event after the job's head and waits until this node has applied
+// it. lost reports a race lost to another writer; the job then holds the new head to build on.
+func (s *Service) appendBuilt(ctx context.Context, job *sendJob, pdu gomatrixserverlib.PDU) (id string, lost bool, err error) {
+	seq, err := s.st.AppendRoomEvent(ctx, job.p.RoomID, job.info.HeadSeq, store.NewRoomEvent{
+		JSON: pdu.JSON(), EventID: pdu.EventID(), Device: job.opt.Device, TxnID: job.opt.TxnID, DedupID: job.dedupID,
+	})
+	job.trace.appended = time.Now()
+	if errors.Is(err, store.ErrConflict) {
+		if job.info, err = s.catchUp(ctx, job.p.RoomID, job.info, err); err != nil {
+			return "", false, err
+		}
+		// The writer may have been this very event: a publish whose answer was lost in a
+		// failover landed, and its retry found the head already past it.
+		if _, landed := s.model.Event(job.p.RoomID, pdu.EventID()); landed {
+			return pdu.EventID(), false, nil
+		}
+		return "", true, fmt.Errorf("%w: the room kept changing", ErrUnavailable)
+	}
+	if err != nil {
+		return "", false, unavailable(err)
+	}
+	if err := s.AwaitApplied(ctx, job.info.Shard, seq); err != nil {
+		return "", false, unavailable(err)
+	}
+	// On a deduplicated retry the event at seq is the first send's, not pdu.
+	if stored, ok := s.model.eventAtSeq(job.p.RoomID, seq); ok {
+		return stored.PDU.EventID(), false, nil
+	}
+	return pdu.EventID(), false, nil
 }
 
 // slowSend is how long a send may take before it is logged with where the time went.
