@@ -48,8 +48,9 @@ type Report struct {
 	WriteUnavailableMS Percentiles `json:"write_unavailable_ms"`
 	// ReadUnavailableMS is, per client, the longest time without reads: from the moment a sync
 	// failed (or, for one that hung until the client gave up, from when it was sent) to the next
-	// successful sync; 0 for a client whose syncs never failed. A long poll waiting for news is
-	// not a gap.
+	// successful sync; 0 for a client whose syncs never failed. After a failure the client
+	// syncs with timeout 0 (as matrix-js-sdk does until it is syncing again), so the wait for
+	// news of a long poll is never counted.
 	ReadUnavailableMS Percentiles `json:"read_unavailable_ms"`
 	// DeliveryMS is, over every (acknowledged event, member), the time from the sender's
 	// acknowledgement to the member's sync delivering it (0 when the sync was first).
