@@ -50,6 +50,25 @@ func startService(t *testing.T, st *store.Store) (*Service, func()) {
 	return s, stop
 }
 
+// twoNodes runs two services on one store, as two nodes of a cluster share one JetStream; the
+// function stops the second one's followers.
+func twoNodes(t *testing.T) (first, second *Service, stopSecond func()) {
+	t.Helper()
+	st := openStoreAt(t, t.TempDir())
+	t.Cleanup(st.Close)
+	first, _ = startService(t, st)
+	second, stopSecond = startService(t, st)
+	return first, second, stopSecond
+}
+
+// catchUpWith waits until node's read model holds everything other's does.
+func catchUpWith(t *testing.T, node, other *Service) {
+	t.Helper()
+	if err := node.CatchUpShards(t.Context(), other.Model().Applied()); err != nil {
+		t.Fatalf("catching up with the other node: %v", err)
+	}
+}
+
 func newService(t *testing.T) *Service {
 	t.Helper()
 	st := openStoreAt(t, t.TempDir())
@@ -455,14 +474,9 @@ func TestMembership(t *testing.T) {
 // whose read model has not seen the invite yet (here its followers are stopped outright): the
 // join is not refused on stale state; the node reads what it missed from the stream first.
 func TestJoinThroughALaggingNode(t *testing.T) {
-	st := openStoreAt(t, t.TempDir())
-	t.Cleanup(st.Close)
-	s, _ := startService(t, st)
-	lagging, stopFollowing := startService(t, st)
+	s, lagging, stopFollowing := twoNodes(t)
 	roomID := createRoom(t, s, CreateRequest{Preset: "private_chat"})
-	if err := lagging.CatchUpShards(t.Context(), s.Model().Applied()); err != nil {
-		t.Fatalf("catching up: %v", err)
-	}
+	catchUpWith(t, lagging, s)
 	stopFollowing()
 	if _, err := s.ChangeMembership(t.Context(), MembershipChange{RoomID: roomID, Sender: alice, Target: bob, Membership: "invite"}); err != nil {
 		t.Fatalf("invite: %v", err)
@@ -705,15 +719,10 @@ func TestReceiptsAndUnread(t *testing.T) {
 // same room's head; each send loses some races, catches up and rebuilds, and the history
 // stays one chain with every send in it once.
 func TestConcurrentSends(t *testing.T) {
-	st := openStoreAt(t, t.TempDir())
-	t.Cleanup(st.Close)
-	s, _ := startService(t, st)
-	other, _ := startService(t, st)
+	s, other, _ := twoNodes(t)
 	roomID := createRoom(t, s, CreateRequest{Preset: "public_chat"})
 	join(t, s, roomID, bob)
-	if err := other.CatchUpShards(t.Context(), s.Model().Applied()); err != nil {
-		t.Fatalf("the second service catching up: %v", err)
-	}
+	catchUpWith(t, other, s)
 	const perWriter = 25
 	var wg sync.WaitGroup
 	ids := make(chan string, 2*perWriter)
@@ -734,9 +743,7 @@ func TestConcurrentSends(t *testing.T) {
 	}
 	wg.Wait()
 	// The history is read from the first service: it must first hold what the second wrote.
-	if err := s.CatchUpShards(t.Context(), other.Model().Applied()); err != nil {
-		t.Fatalf("catching up with the second service: %v", err)
-	}
+	catchUpWith(t, s, other)
 	close(ids)
 	close(errs)
 	for err := range errs {
