@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"sort"
 	"sync"
 
@@ -46,9 +47,12 @@ func New(st *store.Store) *Service {
 // OnChange sets who hears that a user's account data changed.
 func (s *Service) OnChange(fn func(userID string)) { s.onChange = fn }
 
-// Run mirrors the bucket until ctx ends; ready is called once the stored values are loaded.
-func (s *Service) Run(ctx context.Context, ready func()) error {
-	return s.st.Watch(ctx, store.BucketAccountData, ready, s.apply)
+// Run mirrors the bucket until ctx ends, starting the watch again whenever it fails; ready is
+// called each time the stored values are loaded.
+func (s *Service) Run(ctx context.Context, log *slog.Logger, ready func()) {
+	store.KeepFollowing(ctx, log, "account data", func() error {
+		return s.st.Watch(ctx, store.BucketAccountData, ready, s.apply)
+	})
 }
 
 func (s *Service) apply(c store.Change) {
@@ -79,7 +83,7 @@ func (s *Service) Set(ctx context.Context, userID, roomID, evType string, conten
 	if err != nil {
 		return err
 	}
-	return s.rev.Wait(ctx, rev)
+	return s.rev.WaitUpTo(ctx, rev, store.MirrorWaitLimit)
 }
 
 // Get returns one piece of account data.

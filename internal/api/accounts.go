@@ -255,9 +255,15 @@ type registerRequest struct {
 }
 
 // register answers POST /register with the single m.login.dummy stage.
+// register counts against rc_registration only when it goes on to create the account: a client's sign-up
+// takes two or three requests (the auth challenge, a name it must change), which must not use
+// up the burst. Until then each request is refused once the bucket is empty.
 func (srv *Server) register(r *http.Request, _ *session) (any, error) {
 	if !srv.Config.EnableRegistration {
 		return nil, forbidden("Registration is disabled")
+	}
+	if err := srv.limits.registration.check(clientIP(r)); err != nil {
+		return nil, err
 	}
 	switch r.URL.Query().Get("kind") {
 	case "", "user":
@@ -283,6 +289,9 @@ func (srv *Server) register(r *http.Request, _ *session) (any, error) {
 		return nil, missingParam("password")
 	}
 	if err := checkLen("initial_device_display_name", req.DeviceName, maxNameLen); err != nil {
+		return nil, err
+	}
+	if err := srv.limits.registration.allow(clientIP(r)); err != nil {
 		return nil, err
 	}
 	userID, err := srv.createAccount(r.Context(), req.Username, req.Password)

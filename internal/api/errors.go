@@ -60,6 +60,10 @@ func toMatrixError(err error) (*matrixError, bool) {
 		return errorf(http.StatusRequestEntityTooLarge, "M_TOO_LARGE", "%v", err), true
 	case errors.Is(err, rooms.ErrBadRequest), errors.Is(err, filter.ErrInvalid):
 		return badJSON("%v", err), true
+	case errors.Is(err, rooms.ErrBadAlias):
+		return errorf(http.StatusBadRequest, "M_BAD_ALIAS", "%v", err), true
+	case errors.Is(err, rooms.ErrInvalidAlias), errors.Is(err, store.ErrKeyTooLong):
+		return errorf(http.StatusBadRequest, "M_INVALID_PARAM", "%v", err), true
 	case errors.Is(err, rooms.ErrAliasInUse):
 		return errorf(http.StatusBadRequest, "M_ROOM_IN_USE", "%v", err), true
 	case errors.Is(err, rooms.ErrUnsupportedVersion):
@@ -79,7 +83,7 @@ func toMatrixError(err error) (*matrixError, bool) {
 	case errors.Is(err, syncer.ErrNotReady):
 		return errorf(http.StatusServiceUnavailable, "M_UNAVAILABLE", "This server is catching up; retry shortly"), true
 	case errors.Is(err, rooms.ErrUnavailable), errors.Is(err, store.ErrUnavailable):
-		return errorf(http.StatusServiceUnavailable, "M_UNAVAILABLE", "Storage is unavailable right now; nothing was changed. Retry shortly."), true
+		return errorf(http.StatusServiceUnavailable, "M_UNAVAILABLE", "Storage is unavailable right now; retry shortly."), true
 	}
 	return nil, false
 }

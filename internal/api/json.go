@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 )
 
 // decodeBody reads a JSON object into v. Malformed JSON is M_NOT_JSON, JSON of the wrong
@@ -30,8 +31,16 @@ func decodeJSON(body []byte, v any) error {
 	if !json.Valid(body) {
 		return errorf(http.StatusBadRequest, "M_NOT_JSON", "Content not JSON")
 	}
+	// encoding/json lets invalid UTF-8 through in strings; stored in an event it would be
+	// served to every member and break their clients' JSON parsers.
+	if !utf8.Valid(body) {
+		return errorf(http.StatusBadRequest, "M_NOT_JSON", "Content is not valid UTF-8")
+	}
 	if trimmed := strings.TrimSpace(string(body)); !strings.HasPrefix(trimmed, "{") {
 		return badJSON("The body must be a JSON object")
+	}
+	if jsonDepth(body) > maxJSONDepth {
+		return badJSON("The body nests objects and arrays more than %d deep", maxJSONDepth)
 	}
 	if err := json.Unmarshal(body, v); err != nil {
 		var typeErr *json.UnmarshalTypeError
@@ -41,6 +50,32 @@ func decodeJSON(body []byte, v any) error {
 		return badJSON("%v", err)
 	}
 	return nil
+}
+
+// maxJSONDepth bounds nesting: content is served to every member, and many clients' JSON
+// parsers recurse (Python's stops near 1,000 levels).
+const maxJSONDepth = 100
+
+// jsonDepth is the deepest nesting of objects and arrays in valid JSON.
+func jsonDepth(body []byte) int {
+	depth, deepest, inString, escaped := 0, 0, false, false
+	for _, c := range body {
+		switch {
+		case escaped:
+			escaped = false
+		case inString:
+			escaped = c == '\\'
+			inString = c != '"'
+		case c == '"':
+			inString = true
+		case c == '{' || c == '[':
+			depth++
+			deepest = max(deepest, depth)
+		case c == '}' || c == ']':
+			depth--
+		}
+	}
+	return deepest
 }
 
 // rawObject reads a body that must be a JSON object and returns it as is (event content).

@@ -45,7 +45,15 @@ func newLimiter(rl config.RateLimit) *limiter {
 // first since forgetting them changes nothing.
 const maxBuckets = 100_000
 
-func (l *limiter) allow(key string) error {
+// allow takes a token from the key's bucket, or answers 429 when it is empty.
+func (l *limiter) allow(key string) error { return l.take(key, true) }
+
+// check answers 429 when the key's bucket is empty, and takes nothing: for the steps of a
+// request that only count once they succeed.
+func (l *limiter) check(key string) error { return l.take(key, false) }
+
+func (l *limiter) take(key string, consume bool) error {
+	now := time.Now()
 	l.mu.Lock()
 	b := l.buckets[key]
 	if b == nil {
@@ -55,10 +63,14 @@ func (l *limiter) allow(key string) error {
 		b = rate.NewLimiter(l.rate, l.burst)
 		l.buckets[key] = b
 	}
-	r := b.Reserve()
-	delay := r.Delay()
-	if delay > 0 {
-		r.Cancel()
+	var delay time.Duration
+	if consume {
+		r := b.ReserveN(now, 1)
+		if delay = r.DelayFrom(now); delay > 0 {
+			r.CancelAt(now)
+		}
+	} else if tokens := b.TokensAt(now); tokens < 1 {
+		delay = time.Duration((1 - tokens) / float64(l.rate) * float64(time.Second))
 	}
 	l.mu.Unlock()
 	if delay > 0 {

@@ -217,17 +217,18 @@ func (srv *Server) joinedRooms(r *http.Request, s *session) (any, error) {
 	return map[string][]string{"joined_rooms": joined}, nil
 }
 
-// readableRoom resolves the room and checks the user may read it.
+// readableRoom resolves the room and checks the user may read it: members, former members
+// who have not forgotten it, and anyone while it is world-readable.
 func (srv *Server) readableRoom(r *http.Request, s *session) (string, error) {
 	roomID, err := srv.roomParam(r)
 	if err != nil {
 		return "", err
 	}
-	if !srv.Rooms.CanSee(roomID, s.UserID) {
-		if _, known := srv.Rooms.Model().Info(roomID); !known {
-			return "", notFound("Unknown room %s", roomID)
-		}
-		return "", forbidden("You are not in room %s", roomID)
+	if _, err := srv.Rooms.ReadableUpTo(roomID, s.UserID); err != nil {
+		return "", err
+	}
+	if srv.Rooms.Model().Membership(roomID, s.UserID) != "join" && srv.Sync.Forgotten(s.UserID, roomID) {
+		return "", forbidden("You have forgotten room %s", roomID)
 	}
 	return roomID, nil
 }
@@ -237,19 +238,11 @@ func (srv *Server) roomState(r *http.Request, s *session) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return srv.Rooms.ClientEvents(roomID, srv.visibleState(roomID, s.UserID), viewer(s), true), nil
-}
-
-// visibleState is the room's current state, or for a former member the state when they left.
-func (srv *Server) visibleState(roomID, userID string) []rooms.Event {
-	upTo := srv.Rooms.VisibleUpTo(roomID, userID)
-	var out []rooms.Event
-	for _, ev := range srv.Rooms.Model().State(roomID) {
-		if ev.Seq <= upTo {
-			out = append(out, ev)
-		}
+	state, err := srv.Rooms.VisibleState(roomID, s.UserID)
+	if err != nil {
+		return nil, err
 	}
-	return out
+	return srv.Rooms.ClientEvents(roomID, state, viewer(s), true), nil
 }
 
 func (srv *Server) roomStateEvent(r *http.Request, s *session) (any, error) {
@@ -257,9 +250,9 @@ func (srv *Server) roomStateEvent(r *http.Request, s *session) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	ev := srv.Rooms.Model().StateEvent(roomID, r.PathValue("eventType"), r.PathValue("stateKey"))
-	if ev == nil || ev.Seq > srv.Rooms.VisibleUpTo(roomID, s.UserID) {
-		return nil, notFound("Event not found")
+	ev, err := srv.Rooms.VisibleStateEvent(roomID, s.UserID, r.PathValue("eventType"), r.PathValue("stateKey"))
+	if err != nil {
+		return nil, err
 	}
 	if r.URL.Query().Get("format") == "event" {
 		return srv.Rooms.ClientEvent(roomID, *ev, viewer(s), true), nil
@@ -272,9 +265,13 @@ func (srv *Server) members(r *http.Request, s *session) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	state, err := srv.Rooms.VisibleState(roomID, s.UserID)
+	if err != nil {
+		return nil, err
+	}
 	q := r.URL.Query()
 	var out []rooms.Event
-	for _, ev := range srv.visibleState(roomID, s.UserID) {
+	for _, ev := range state {
 		if ev.PDU.Type() != "m.room.member" {
 			continue
 		}
@@ -287,20 +284,31 @@ func (srv *Server) members(r *http.Request, s *session) (any, error) {
 	return map[string]any{"chunk": srv.Rooms.ClientEvents(roomID, out, viewer(s), true)}, nil
 }
 
+// joinedMembers answers only members: the list is the room's current one, which a former
+// member may no longer see.
 func (srv *Server) joinedMembers(r *http.Request, s *session) (any, error) {
-	roomID, err := srv.readableRoom(r, s)
+	roomID, err := srv.roomParam(r)
 	if err != nil {
 		return nil, err
+	}
+	if srv.freshMembership(r.Context(), roomID, s.UserID, "join") != "join" {
+		if _, known := srv.Rooms.Model().Info(roomID); !known {
+			return nil, notFound("Unknown room %s", roomID)
+		}
+		return nil, forbidden("You are not in room %s", roomID)
 	}
 	joined := map[string]any{}
 	for _, ev := range srv.Rooms.Model().State(roomID) {
 		if ms, _ := ev.PDU.Membership(); ev.PDU.Type() == "m.room.member" && ms == "join" {
 			var c struct {
-				DisplayName *string `json:"displayname"`
-				AvatarURL   *string `json:"avatar_url"`
+				DisplayName string `json:"displayname"`
+				AvatarURL   string `json:"avatar_url"`
 			}
 			_ = json.Unmarshal(ev.PDU.Content(), &c)
-			joined[*ev.PDU.StateKey()] = map[string]any{"display_name": c.DisplayName, "avatar_url": c.AvatarURL}
+			joined[*ev.PDU.StateKey()] = struct {
+				DisplayName string `json:"display_name,omitempty"`
+				AvatarURL   string `json:"avatar_url,omitempty"`
+			}{c.DisplayName, c.AvatarURL}
 		}
 	}
 	return map[string]any{"joined": joined}, nil
@@ -311,9 +319,9 @@ func (srv *Server) getEvent(r *http.Request, s *session) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	ev, ok := srv.Rooms.Model().Event(roomID, r.PathValue("eventId"))
-	if !ok || ev.Seq > srv.Rooms.VisibleUpTo(roomID, s.UserID) {
-		return nil, notFound("Event not found")
+	ev, err := srv.Rooms.VisibleEvent(roomID, s.UserID, r.PathValue("eventId"))
+	if err != nil {
+		return nil, err
 	}
 	return srv.Rooms.ClientEvent(roomID, ev, viewer(s), true), nil
 }

@@ -22,7 +22,7 @@ func (srv *Server) routes() {
 	// Accounts, sessions and devices (accounts.go).
 	srv.client("GET", "/login", srv.loginFlows, public)
 	srv.client("POST", "/login", srv.login, login)
-	srv.client("POST", "/register", srv.register, register)
+	srv.client("POST", "/register", srv.register, public) // limited in the handler
 	srv.client("GET", "/register/available", srv.registerAvailable, register)
 	srv.handle("GET", "/_synapse/admin/v1/register", srv.adminRegisterNonce, register)
 	srv.handle("POST", "/_synapse/admin/v1/register", srv.adminRegister, register)

@@ -90,10 +90,23 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, srv.Config.MaxRequestBodySize)
 	if _, pattern := srv.mux.Handler(r); pattern == "" {
-		srv.writeError(w, r, unrecognized())
+		srv.writeError(w, r, srv.unknownRoute(r))
 		return
 	}
 	srv.mux.ServeHTTP(w, r)
+}
+
+// unknownRoute is the spec's answer to a request no route takes: 405 when the path is served
+// for another method, 404 otherwise, both M_UNRECOGNIZED.
+func (srv *Server) unknownRoute(r *http.Request) error {
+	for _, method := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete} {
+		probe := r.Clone(r.Context())
+		probe.Method = method
+		if _, pattern := srv.mux.Handler(probe); pattern != "" {
+			return errorf(http.StatusMethodNotAllowed, "M_UNRECOGNIZED", "This endpoint does not take %s", r.Method)
+		}
+	}
+	return unrecognized()
 }
 
 func (srv *Server) serve(w http.ResponseWriter, r *http.Request, h handlerFunc, o routeOpts) {
@@ -103,6 +116,10 @@ func (srv *Server) serve(w http.ResponseWriter, r *http.Request, h handlerFunc, 
 			srv.writeError(w, r, errorf(http.StatusInternalServerError, "M_UNKNOWN", "Internal server error"))
 		}
 	}()
+	if err := checkPathLengths(r.URL.Path); err != nil {
+		srv.writeError(w, r, err)
+		return
+	}
 	var s *session
 	if o.auth {
 		var err error
@@ -127,6 +144,20 @@ func (srv *Server) serve(w http.ResponseWriter, r *http.Request, h handlerFunc, 
 		return
 	}
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// maxIDBytes is the spec's limit on identifiers (user, room, event ids, aliases, event types,
+// state keys); no path parameter needs more.
+const maxIDBytes = 255
+
+// checkPathLengths refuses a path with a parameter over maxIDBytes before anything looks it up.
+func checkPathLengths(path string) error {
+	for seg := range strings.SplitSeq(path, "/") {
+		if len(seg) > maxIDBytes {
+			return errorf(http.StatusBadRequest, "M_INVALID_PARAM", "A path parameter is over %d bytes", maxIDBytes)
+		}
+	}
+	return nil
 }
 
 // statusError is an error that carries its own response body, such as a User-Interactive
@@ -165,8 +196,8 @@ func (srv *Server) writeError(w http.ResponseWriter, r *http.Request, err error)
 func (srv *Server) authenticate(r *http.Request) (*session, error) {
 	token := r.URL.Query().Get("access_token")
 	if auth := r.Header.Get("Authorization"); auth != "" {
-		t, ok := strings.CutPrefix(auth, "Bearer ")
-		if !ok {
+		scheme, t, _ := strings.Cut(auth, " ")
+		if !strings.EqualFold(scheme, "Bearer") { // schemes are case-insensitive (RFC 9110)
 			return nil, errorf(http.StatusUnauthorized, "M_MISSING_TOKEN", "Authorization header must be a Bearer token")
 		}
 		token = strings.TrimSpace(t)
@@ -189,19 +220,28 @@ func clientIP(r *http.Request) string {
 	return host
 }
 
-// Serve runs the HTTP server on l until ctx ends, then lets requests in flight finish (the
-// syncer ends its long polls on the same ctx, so they do not hold the shutdown up).
+// Serve runs the HTTP server on l until ctx ends, then lets requests in flight finish for up
+// to shutdownGrace (the syncer ends its long polls on the same ctx, so they do not hold the
+// shutdown up) and closes whatever is left.
 func (srv *Server) Serve(ctx context.Context, l net.Listener) error {
-	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second,
+		// A client that sends its body slowly must not hold a handler (and the shutdown)
+		// forever; responses, long polls included, are not bounded by it.
+		ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(l) }()
 	select {
 	case err := <-errc:
 		return err
 	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 		defer cancel()
-		_ = hs.Shutdown(sctx)
+		if hs.Shutdown(sctx) != nil {
+			_ = hs.Close()
+		}
 		return nil
 	}
 }
+
+// shutdownGrace is how long requests in flight may take to finish when the node stops.
+const shutdownGrace = 10 * time.Second

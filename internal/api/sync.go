@@ -146,7 +146,7 @@ func (srv *Server) messages(r *http.Request, s *session) (any, error) {
 	}
 	return srv.Sync.Messages(r.Context(), syncer.MessagesRequest{
 		Viewer: viewer(s), RoomID: roomID, From: q.Get("from"), To: q.Get("to"),
-		Backward: dir == "b", Limit: min(max(limit, 1), 1000), Filter: f,
+		Backward: dir == "b", Limit: min(limit, 1000), Filter: f,
 	})
 }
 

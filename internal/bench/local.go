@@ -82,9 +82,7 @@ func startProcess(binary, logPath string, log *slog.Logger, args ...string) (*lo
 	}
 	cmd := exec.Command(binary, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	// Its own process group keeps a Ctrl-C meant for the bench from reaching the server (the
-	// bench stops it cleanly); the parent-death signal stops it if the bench dies first.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	isolate(cmd)
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
 		return nil, fmt.Errorf("start %s: %w", binary, err)

@@ -34,6 +34,9 @@ func (s *Service) build(p Proto, info RoomInfo, state stateSource) (gomatrixserv
 	if len(content) == 0 {
 		content = json.RawMessage("{}")
 	}
+	if err := checkPowerLevels(p, info.Version); err != nil {
+		return nil, err
+	}
 	pe := &gomatrixserverlib.ProtoEvent{
 		SenderID: p.Sender, RoomID: p.RoomID, Type: p.Type, StateKey: p.StateKey,
 		Content: spec.RawJSON(content), Redacts: p.Redacts, PrevEvents: []string{}, Depth: 1,

@@ -94,7 +94,7 @@ func (s *Service) createEvents(ctx context.Context, req CreateRequest, pr preset
 	if err != nil {
 		return unavailable(err)
 	}
-	return s.AwaitApplied(ctx, info.Shard, seq)
+	return s.awaitSeq(ctx, info.Shard, seq)
 }
 
 // draft is the state of a room that is being created and not yet stored.
@@ -230,6 +230,9 @@ func randomToken(n int) string {
 
 // claimAlias maps an alias to a room; the first claim wins, on any node.
 func (s *Service) claimAlias(ctx context.Context, alias, roomID string) error {
+	if !ValidAlias(alias) {
+		return fmt.Errorf("%w: %q: an alias is #name:server, at most 255 bytes, without spaces", ErrInvalidAlias, alias)
+	}
 	if _, err := s.st.Create(ctx, store.BucketAliases, store.Key(alias), []byte(roomID)); err != nil {
 		if errors.Is(err, store.ErrExists) {
 			return fmt.Errorf("%w: %s", ErrAliasInUse, alias)

@@ -9,7 +9,10 @@ var (
 	ErrTooLarge           = errors.New("event too large")
 	ErrBadRequest         = errors.New("bad request")
 	ErrAliasInUse         = errors.New("room alias in use")
+	ErrBadAlias           = errors.New("bad canonical alias") // malformed, or points at another room
+	ErrInvalidAlias       = errors.New("invalid room alias")
 	ErrUnavailable        = errors.New("storage unavailable")
+	ErrUnknownPosition    = errors.New("position this deployment never reached") // in a token
 	ErrUnsupportedVersion = errors.New("unsupported room version")
 	errUnknownRoom        = errors.New("event for a room without a create event")
 )

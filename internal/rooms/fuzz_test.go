@@ -119,6 +119,6 @@ func FuzzParseStoredEvent(f *testing.F) {
 		if _, ok := m.Event(fuzzRoom, msgID); !ok {
 			t.Fatalf("the room's message is gone")
 		}
-		_ = m.TxnEvent(fuzzRoom, "@a:test", "D", "T")
+		_ = m.TxnEvent(fuzzRoom, "@a:test", "D", "m.room.message", "T")
 	})
 }

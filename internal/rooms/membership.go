@@ -38,24 +38,3 @@ func (s *Service) ChangeMembership(ctx context.Context, c MembershipChange) (str
 	return s.Send(ctx, Proto{RoomID: c.RoomID, Sender: c.Sender, Type: "m.room.member", StateKey: &target,
 		Content: mustJSON(content)}, SendOptions{})
 }
-
-// CanSee reports whether the user may read the room's events and state: members, invitees
-// (for the room's stripped state) and former members (up to when they left).
-func (s *Service) CanSee(roomID, userID string) bool {
-	switch s.model.Membership(roomID, userID) {
-	case "join", "leave", "ban", "invite":
-		return true
-	}
-	return false
-}
-
-// VisibleUpTo is the last position the user may read in the room: everything (End) while
-// joined, up to their leave or ban after that.
-func (s *Service) VisibleUpTo(roomID, userID string) uint64 {
-	if s.model.Membership(roomID, userID) != "join" {
-		if ev := s.model.StateEvent(roomID, "m.room.member", userID); ev != nil {
-			return ev.Seq
-		}
-	}
-	return End
-}

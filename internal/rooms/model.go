@@ -45,6 +45,10 @@ type room struct {
 	// and wake-ups ask for it on every event, and decoding member events each time was the
 	// largest cost of a sync.
 	members map[string]member
+	// visibility and memberships are every history_visibility change and each user's every
+	// membership change in stream order: what history visibility is decided from.
+	visibility  []change
+	memberships map[string][]change
 }
 
 type member struct {
@@ -111,7 +115,7 @@ func (m *Model) applyLocked(se store.RoomEvent) []string {
 	r.events = append(r.events, ev)
 	r.byID[pdu.EventID()] = ev
 	if se.Device != "" {
-		r.txns[txnKey(ev.Sender, se.Device, se.TxnID)] = pdu.EventID()
+		r.txns[txnKey(ev.Sender, se.Device, pdu.Type(), se.TxnID)] = pdu.EventID()
 	}
 	if pdu.Type() == "m.room.redaction" {
 		m.redactLocked(r, ev)
@@ -122,6 +126,9 @@ func (m *Model) applyLocked(se store.RoomEvent) []string {
 			ev.PrevContent, ev.PrevSender = prev.PDU.Content(), prev.Sender
 		}
 		r.state[key] = ev
+		if key == (stateKey{"m.room.history_visibility", ""}) {
+			r.visibility = append(r.visibility, change{ev.Seq, historyVisibility(pdu)})
+		}
 		if pdu.Type() == "m.room.member" {
 			m.setMembershipLocked(r, *sk, ev)
 			return append(m.interestedLocked(r), *sk)
@@ -149,7 +156,8 @@ func (m *Model) parse(se store.RoomEvent) (gomatrixserverlib.PDU, *room, error) 
 			return nil, nil, err
 		}
 		r = &room{id: roomID, shard: se.Shard, version: impl, byID: map[string]*Event{},
-			state: map[stateKey]*Event{}, txns: map[string]string{}, members: map[string]member{}}
+			state: map[stateKey]*Event{}, txns: map[string]string{}, members: map[string]member{},
+			memberships: map[string][]change{}}
 	}
 	pdu, err := decodeStored(r.version, se)
 	if err != nil {
@@ -208,6 +216,7 @@ func (m *Model) setMembershipLocked(r *room, userID string, ev *Event) {
 		return
 	}
 	r.members[userID] = member{membership: membership, seq: ev.Seq}
+	r.memberships[userID] = append(r.memberships[userID], change{ev.Seq, membership})
 	rooms := m.userRooms[userID]
 	if rooms == nil {
 		rooms = map[string]string{}
@@ -262,7 +271,11 @@ func (m *Model) MemberSummary(roomID, userID string, maxHeroes int) (joined, inv
 	return joined, invited, heroes
 }
 
-func txnKey(sender, device, txn string) string { return sender + "\x00" + device + "\x00" + txn }
+// txnKey names a transaction: the spec scopes an id to the device and the endpoint, whose path
+// includes the event type (the room is the index's own).
+func txnKey(sender, device, evType, txn string) string {
+	return sender + "\x00" + device + "\x00" + evType + "\x00" + txn
+}
 
 // Applied returns, per shard, the last sequence this node has applied.
 func (m *Model) Applied() []uint64 {
@@ -397,12 +410,12 @@ func (m *Model) eventAtSeq(roomID string, seq uint64) (Event, bool) {
 	return Event{}, false
 }
 
-// TxnEvent returns the event id a (sender, device, txn id) was stored as, if any.
-func (m *Model) TxnEvent(roomID, sender, device, txn string) string {
+// TxnEvent returns the event id a (sender, device, event type, txn id) was stored as, if any.
+func (m *Model) TxnEvent(roomID, sender, device, evType, txn string) string {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	if r := m.rooms[roomID]; r != nil {
-		return r.txns[txnKey(sender, device, txn)]
+		return r.txns[txnKey(sender, device, evType, txn)]
 	}
 	return ""
 }

@@ -311,7 +311,7 @@ func TestSendTxnIdempotent(t *testing.T) {
 	if n != 1 {
 		t.Fatalf("the room holds %d copies of a send retried with the same transaction id", n)
 	}
-	if got := s.Model().TxnEvent(roomID, alice, "DEV", "txn1"); got != id1 {
+	if got := s.Model().TxnEvent(roomID, alice, "DEV", "m.room.message", "txn1"); got != id1 {
 		t.Errorf("TxnEvent = %q, want %s", got, id1)
 	}
 	// The same transaction id from another device, or into another room, is another send.
@@ -393,8 +393,10 @@ func TestMembership(t *testing.T) {
 	if got := m.Membership(private, bob); got != "invite" {
 		t.Fatalf("after invite, membership %q", got)
 	}
-	if !s.CanSee(private, bob) || s.CanSee(private, carol) {
-		t.Errorf("CanSee: invitee %v, stranger %v", s.CanSee(private, bob), s.CanSee(private, carol))
+	for who, user := range map[string]string{"invitee": bob, "stranger": carol} {
+		if _, err := s.ReadableUpTo(private, user); !errors.Is(err, ErrForbidden) {
+			t.Errorf("ReadableUpTo for the %s = %v, want ErrForbidden", who, err)
+		}
 	}
 	if err := change(private, bob, bob, "join"); err != nil {
 		t.Fatalf("invited join: %v", err)
@@ -424,11 +426,11 @@ func TestMembership(t *testing.T) {
 	}
 	leaveSeq := m.StateEvent(private, "m.room.member", bob).Seq
 	sendText(t, s, private, alice, "after bob left")
-	if got := s.VisibleUpTo(private, bob); got != leaveSeq {
-		t.Errorf("VisibleUpTo after leaving = %d, want the leave at %d", got, leaveSeq)
+	if got, _ := s.ReadableUpTo(private, bob); got != leaveSeq {
+		t.Errorf("ReadableUpTo after leaving = %d, want the leave at %d", got, leaveSeq)
 	}
-	if got := s.VisibleUpTo(private, alice); got != End {
-		t.Errorf("VisibleUpTo for a member = %d, want End", got)
+	if got, _ := s.ReadableUpTo(private, alice); got != End {
+		t.Errorf("ReadableUpTo for a member = %d, want End", got)
 	}
 	if _, err := s.Send(ctx, message(private, bob, "still here?"), SendOptions{}); !errors.Is(err, ErrForbidden) {
 		t.Errorf("Send after leaving: %v, want ErrForbidden", err)

@@ -29,6 +29,9 @@ type SendOptions struct {
 func (s *Service) Send(ctx context.Context, p Proto, opt SendOptions) (id string, err error) {
 	tr := sendTrace{start: time.Now()}
 	defer func() { tr.report(s.log, p.RoomID, err) }()
+	if err := s.checkCanonicalAlias(ctx, p); err != nil {
+		return "", err
+	}
 	unlock, err := s.sending.lock(ctx, p.RoomID)
 	if err != nil {
 		return "", unavailable(err)
@@ -41,11 +44,11 @@ func (s *Service) Send(ctx context.Context, p Proto, opt SendOptions) (id string
 	}
 	job := &sendJob{p: p, opt: opt, info: info, trace: &tr}
 	if opt.TxnID != "" {
-		job.dedupID = sendDedupID(p.RoomID, p.Sender, opt.Device, opt.TxnID)
+		job.dedupID = sendDedupID(p.RoomID, p.Sender, opt.Device, p.Type, opt.TxnID)
 	}
 	for attempt := 1; ; attempt++ {
 		if opt.TxnID != "" {
-			if id := s.model.TxnEvent(p.RoomID, p.Sender, opt.Device, opt.TxnID); id != "" {
+			if id := s.model.TxnEvent(p.RoomID, p.Sender, opt.Device, p.Type, opt.TxnID); id != "" {
 				return id, nil
 			}
 		}
@@ -107,8 +110,10 @@ func (s *Service) appendBuilt(ctx context.Context, job *sendJob, pdu gomatrixser
 	if err != nil {
 		return "", false, unavailable(err)
 	}
-	if err := s.AwaitApplied(ctx, job.info.Shard, seq); err != nil {
-		return "", false, unavailable(err)
+	// Capped: this send holds the room's lock. Past the cap the client is told to retry; the
+	// retry finds the stored event by its transaction id.
+	if err := s.awaitSeq(ctx, job.info.Shard, seq); err != nil {
+		return "", false, err
 	}
 	// On a deduplicated retry the event at seq is the first send's, not pdu.
 	if stored, ok := s.model.eventAtSeq(job.p.RoomID, seq); ok {
@@ -168,7 +173,7 @@ func (s *Service) CatchUpRoom(ctx context.Context, roomID string) error {
 func (s *Service) awaitSeq(ctx context.Context, shard int, seq uint64) error {
 	wctx, cancel := context.WithTimeout(ctx, catchUpLimit)
 	defer cancel()
-	if err := s.AwaitApplied(wctx, shard, seq); err != nil {
+	if err := s.awaitApplied(wctx, shard, seq); err != nil {
 		return unavailable(err)
 	}
 	return nil
@@ -200,17 +205,52 @@ func (s *Service) awaitHead(ctx context.Context, roomID string) error {
 // (a sync token from another node). A shard whose follower is stalled, because its stream is
 // electing a new leader after a node or data center was lost, is filled by reading the
 // missing events from the replicas directly: reads need no leader, so they go on at once.
+// Positions past the end of their stream (a forged token) are refused with ErrUnknownPosition.
 func (s *Service) CatchUpShards(ctx context.Context, positions []uint64) error {
-	return s.catchUpShards(ctx, positions, followerGrace, false)
+	return s.catchUpShards(ctx, positions, forClientToken)
 }
 
+// CatchUpShard is CatchUpShards for one shard's position (a pagination token).
+func (s *Service) CatchUpShard(ctx context.Context, shard int, pos uint64) error {
+	return s.catchUpShards(ctx, s.onlyShard(shard, pos), forClientToken)
+}
+
+// awaitApplied waits until this node has applied a position the store handed out: after a
+// send, the sender's node must show the event even while the shard's follower waits out an
+// election.
+func (s *Service) awaitApplied(ctx context.Context, shard int, seq uint64) error {
+	return s.catchUpShards(ctx, s.onlyShard(shard, seq), forStoredPosition)
+}
+
+func (s *Service) onlyShard(shard int, pos uint64) []uint64 {
+	positions := make([]uint64, len(s.model.applied))
+	positions[shard] = pos
+	return positions
+}
+
+// catchUpMode says how a catch-up treats lagging shards.
+type catchUpMode struct {
+	grace time.Duration // how long followers get before the gaps are filled from the replicas
+	// onlyStalled leaves a shard whose follower is moving, however far behind (a node
+	// replaying its history at start), to the follower.
+	onlyStalled bool
+	// fromClient: the positions come from a client's token and may be past the streams' ends.
+	fromClient bool
+}
+
+var (
+	forClientToken    = catchUpMode{grace: followerGrace, fromClient: true}
+	forStoredPosition = catchUpMode{grace: followerGrace}
+	forStart          = catchUpMode{grace: startGrace, onlyStalled: true}
+)
+
 // catchUpShards waits for the shards' followers and, after each grace, fills the shards that
-// are still short from the replicas. With onlyStalled, a shard whose follower is moving,
-// however far behind (a node replaying its history at start), is left to it.
-func (s *Service) catchUpShards(ctx context.Context, positions []uint64, grace time.Duration, onlyStalled bool) error {
+// are still short from the replicas.
+func (s *Service) catchUpShards(ctx context.Context, positions []uint64, mode catchUpMode) error {
+	checked := !mode.fromClient
 	for {
 		before := s.model.Applied()
-		quick, cancel := context.WithTimeout(ctx, grace)
+		quick, cancel := context.WithTimeout(ctx, mode.grace)
 		err := s.model.WaitAppliedAll(quick, positions)
 		cancel()
 		if err == nil || ctx.Err() != nil {
@@ -220,20 +260,37 @@ func (s *Service) catchUpShards(ctx context.Context, positions []uint64, grace t
 			if shard >= len(before) || s.model.applied[shard].Load() >= upTo {
 				continue
 			}
-			if !onlyStalled || s.model.applied[shard].Load() == before[shard] {
-				// A replica that lacks an event answers "not found"; the next round retries.
-				_ = s.fillShard(ctx, shard, upTo)
+			if mode.onlyStalled && s.model.applied[shard].Load() != before[shard] {
+				continue
+			}
+			// A replica that lacks an event answers "not found" and the next round retries;
+			// the first time, the positions are checked against the streams' ends.
+			if err := s.fillShard(ctx, shard, upTo); errors.Is(err, store.ErrNotFound) && !checked {
+				checked = true
+				if err := s.checkWithinShards(ctx, positions); err != nil {
+					return err
+				}
 			}
 		}
 	}
 }
 
-// AwaitApplied is CatchUpShards for one shard: after a send, the sender's node must show the
-// event even while the shard's follower waits out an election.
-func (s *Service) AwaitApplied(ctx context.Context, shard int, seq uint64) error {
-	positions := make([]uint64, len(s.model.applied))
-	positions[shard] = seq
-	return s.CatchUpShards(ctx, positions)
+// checkWithinShards refuses positions past the end of their shard stream: no node of this
+// deployment handed them out (a forged token, or one from another deployment), and waiting for
+// them would only time out. A head that cannot be read now is not held against the positions.
+func (s *Service) checkWithinShards(ctx context.Context, positions []uint64) error {
+	for shard, pos := range positions {
+		if shard >= len(s.model.applied) || s.model.applied[shard].Load() >= pos {
+			continue
+		}
+		hctx, cancel := context.WithTimeout(ctx, time.Second)
+		head, err := s.st.ShardHead(hctx, shard)
+		cancel()
+		if err == nil && pos > head {
+			return fmt.Errorf("%w: position %d is past the end (%d) of room shard %d", ErrUnknownPosition, pos, head, shard)
+		}
+	}
+	return nil
 }
 
 // followerGrace is how long a lagging shard is left to its follower before it is filled.
@@ -251,7 +308,7 @@ func (s *Service) fillShard(ctx context.Context, shard int, upTo uint64) error {
 	for seq := s.model.applied[shard].Load() + 1; seq <= upTo; seq = s.model.applied[shard].Load() + 1 {
 		ev, err := s.st.RoomEventAt(ctx, shard, seq)
 		if err != nil {
-			return unavailable(err)
+			return err
 		}
 		s.model.apply(ev)
 	}
@@ -283,7 +340,7 @@ func unavailable(err error) error {
 }
 
 // sendDedupID names one logical send for JetStream's duplicate window.
-func sendDedupID(roomID, sender, device, txn string) string {
-	sum := sha256.Sum256([]byte(txnKey(sender, device, txn) + "\x00" + roomID))
+func sendDedupID(roomID, sender, device, evType, txn string) string {
+	sum := sha256.Sum256([]byte(txnKey(sender, device, evType, txn) + "\x00" + roomID))
 	return hex.EncodeToString(sum[:16])
 }

@@ -89,7 +89,7 @@ func (s *Service) Start(ctx context.Context) error {
 	// A follower whose consumer was placed on a replica still catching up (a data center
 	// just restored) can stay silent for many seconds; after startGrace the rest is read from
 	// the replicas directly.
-	if err := s.catchUpShards(ctx, heads, startGrace, true); err != nil {
+	if err := s.catchUpShards(ctx, heads, forStart); err != nil {
 		return err
 	}
 	select {
@@ -117,15 +117,7 @@ func (s *Service) goFollow(ctx context.Context, what string, follow func() error
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		for ctx.Err() == nil {
-			if err := follow(); err != nil && ctx.Err() == nil {
-				s.log.Warn("read model follower stopped; restarting", "what", what, "err", err)
-				select {
-				case <-time.After(500 * time.Millisecond):
-				case <-ctx.Done():
-				}
-			}
-		}
+		store.KeepFollowing(ctx, s.log, what, follow)
 	}()
 }
 

@@ -58,12 +58,26 @@ func (m *typingModel) apply(u typingUpdate) {
 		timeout := min(time.Duration(u.Timeout)*time.Millisecond, maxTypingTimeout)
 		users[u.UserID] = time.Now().Add(timeout)
 		// Tell waiting syncs when the indicator runs out, too.
-		time.AfterFunc(timeout, func() { m.bump(u.RoomID) })
+		time.AfterFunc(timeout, func() { m.expire(u.RoomID, u.UserID) })
 	} else {
 		delete(users, u.UserID)
 	}
 	m.mu.Unlock()
 	m.bump(u.RoomID)
+}
+
+// expire forgets a typing indicator that has run out (unless it was renewed meanwhile) and
+// wakes the room's syncs.
+func (m *typingModel) expire(roomID, userID string) {
+	m.mu.Lock()
+	if until, ok := m.until[roomID][userID]; ok && !until.After(time.Now()) {
+		delete(m.until[roomID], userID)
+		if len(m.until[roomID]) == 0 {
+			delete(m.until, roomID)
+		}
+	}
+	m.mu.Unlock()
+	m.bump(roomID)
 }
 
 func (m *typingModel) bump(roomID string) {

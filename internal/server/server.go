@@ -4,6 +4,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -37,6 +38,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return err
 	}
 	defer st.Close()
+	ctx, stopNode := stopWhenLost(ctx, st, log)
+	defer stopNode()
 	storeReady := time.Now()
 	if cfg.RegistrationSharedSecret, err = sharedSecret(ctx, st, cfg); err != nil {
 		return err
@@ -46,20 +49,21 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	// Every follower stops before the store closes under it.
-	runCtx, stop := context.WithCancel(ctx)
+	// The followers (read model, mirrors) outlive ctx: requests still in flight when the node
+	// is told to stop wait on them, so they stop only after the HTTP server has drained, and
+	// the store closes after them. Until the node is ready, ctx ending stops them at once.
+	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	stopWithCtx := context.AfterFunc(ctx, stop)
 	var wg sync.WaitGroup
 	defer func() { stop(); roomsSvc.Wait(); wg.Wait() }()
 	data := accountdata.New(st)
-	syncSvc := syncer.New(runCtx, roomsSvc, data)
+	syncSvc := syncer.New(ctx, roomsSvc, data)
 	dataReady := make(chan struct{})
 	var once sync.Once
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if err := data.Run(runCtx, func() { once.Do(func() { close(dataReady) }) }); err != nil && runCtx.Err() == nil {
-			log.Error("account data mirror stopped", "err", err)
-		}
+		data.Run(runCtx, log, func() { once.Do(func() { close(dataReady) }) })
 	}()
 	if err := roomsSvc.Start(runCtx); err != nil {
 		return fmt.Errorf("load rooms: %w", err)
@@ -67,8 +71,9 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	select {
 	case <-dataReady:
 	case <-runCtx.Done():
-		return runCtx.Err()
+		return ctx.Err()
 	}
+	stopWithCtx()
 
 	if cfg.PprofListen != "" {
 		if err := startProfiler(runCtx, cfg.PprofListen, &wg, log); err != nil {
@@ -84,9 +89,30 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	log.Info("firebreak ready", "server_name", cfg.ServerName, "listen", l.Addr().String(),
 		"data_dir", cfg.DataDir, "startup_ms", time.Since(started).Milliseconds(),
 		"store_ms", storeReady.Sub(started).Milliseconds(), "read_model_ms", time.Since(storeReady).Milliseconds())
-	err = srv.Serve(runCtx, l)
+	err = srv.Serve(ctx, l)
 	log.Info("firebreak stopping")
+	if cause := context.Cause(ctx); errors.Is(cause, errStorageLost) {
+		return cause
+	}
 	return err
+}
+
+var errStorageLost = errors.New("the connection to JetStream closed; restart the node")
+
+// stopWhenLost returns a context that also ends when the store's connection is lost for good:
+// a node that can no longer read or write stops (and exits non-zero, for its supervisor to
+// restart it) rather than answer every request with an error.
+func stopWhenLost(ctx context.Context, st *store.Store, log *slog.Logger) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	go func() {
+		select {
+		case <-st.Lost():
+			log.Error("stopping: storage connection lost")
+			cancel(errStorageLost)
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() { cancel(nil) }
 }
 
 // sharedSecret returns the configured registration secret, or the deployment's generated one

@@ -2,8 +2,11 @@ package store
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Cursor is how far a reader has applied a stream or bucket. Readers wait on it to give
@@ -20,9 +23,16 @@ func NewCursor() *Cursor { return &Cursor{ch: make(chan struct{})} }
 // Load is the current position.
 func (c *Cursor) Load() uint64 { return c.pos.Load() }
 
-// Advance moves the cursor to p and wakes every waiter.
+// Advance moves the cursor forward to p and wakes every waiter. It never moves back: a
+// restarted follower replays from an earlier position, and positions already handed out (in
+// sync tokens) must stay true.
 func (c *Cursor) Advance(p uint64) {
-	c.pos.Store(p)
+	for {
+		cur := c.pos.Load()
+		if p <= cur || c.pos.CompareAndSwap(cur, p) {
+			break
+		}
+	}
 	c.mu.Lock()
 	close(c.ch)
 	c.ch = make(chan struct{})
@@ -42,6 +52,40 @@ func (c *Cursor) Wait(ctx context.Context, p uint64) error {
 		case <-ch:
 		case <-ctx.Done():
 			return ctx.Err()
+		}
+	}
+}
+
+// MirrorWaitLimit bounds how long a write waits to see itself in this node's mirror of a
+// bucket before the client is told to retry (the write itself is stored).
+const MirrorWaitLimit = 10 * time.Second
+
+// WaitUpTo is Wait for at most limit. A request that waits for its own write to be applied
+// must not hang on a stalled follower: past the limit it is told storage is unavailable.
+func (c *Cursor) WaitUpTo(ctx context.Context, p uint64, limit time.Duration) error {
+	wctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	err := c.Wait(wctx, p)
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("%w: position %d not applied within %v", ErrUnavailable, p, limit)
+	}
+	return err
+}
+
+// KeepFollowing runs follow, a reader of a stream or bucket, until ctx ends, and starts it
+// again after an error (a lost connection, an election): a node's followers must outlive
+// every passing failure of the storage under them.
+func KeepFollowing(ctx context.Context, log *slog.Logger, what string, follow func() error) {
+	for {
+		err := follow()
+		if ctx.Err() != nil {
+			return
+		}
+		log.Warn("follower stopped; restarting", "what", what, "err", err)
+		select {
+		case <-time.After(500 * time.Millisecond):
+		case <-ctx.Done():
+			return
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 	"testing"
+	"time"
 )
 
 func TestCursorLoadAdvance(t *testing.T) {
@@ -90,5 +91,35 @@ func TestCursorWaitCancelled(t *testing.T) {
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("Wait(10) with the cursor at 9 returned %v, want context.Canceled", err)
+	}
+}
+
+// A follower that restarts replays from an earlier position: the cursor stays where it was.
+func TestCursorNeverMovesBack(t *testing.T) {
+	c := NewCursor()
+	for _, step := range []struct{ advance, want uint64 }{
+		{7, 7}, {3, 7}, {7, 7}, {0, 7}, {8, 8},
+	} {
+		c.Advance(step.advance)
+		if got := c.Load(); got != step.want {
+			t.Fatalf("after Advance(%d), Load() = %d, want %d", step.advance, got, step.want)
+		}
+	}
+}
+
+// WaitUpTo reports a stalled cursor as storage unavailable, and a caller's own end as such.
+func TestCursorWaitUpTo(t *testing.T) {
+	c := NewCursor()
+	c.Advance(2)
+	if err := c.WaitUpTo(t.Context(), 2, time.Millisecond); err != nil {
+		t.Errorf("WaitUpTo a reached position = %v", err)
+	}
+	if err := c.WaitUpTo(t.Context(), 3, 20*time.Millisecond); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("WaitUpTo past a stalled cursor = %v, want ErrUnavailable", err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := c.WaitUpTo(ctx, 3, time.Minute); !errors.Is(err, context.Canceled) {
+		t.Errorf("WaitUpTo with an ended ctx = %v, want context.Canceled", err)
 	}
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/base64"
+	"fmt"
 	"hash/fnv"
 	"strings"
 )
@@ -15,6 +16,18 @@ func Key(parts ...string) string {
 		enc[i] = encodePart(p)
 	}
 	return strings.Join(enc, ".")
+}
+
+// maxKeyBytes bounds a key or a room's subject. NATS closes a connection that sends a protocol
+// line over 4 KiB, and this node has only one: a request naming a huge id must fail here,
+// before it reaches the wire. Matrix ids are at most 255 bytes, so real keys are far shorter.
+const maxKeyBytes = 1024
+
+func checkKey(key string) error {
+	if len(key) > maxKeyBytes {
+		return fmt.Errorf("%w: %d bytes", ErrKeyTooLong, len(key))
+	}
+	return nil
 }
 
 // KeyParts is the inverse of Key.

@@ -61,6 +61,9 @@ func (s *Store) openBucket(ctx context.Context, b Bucket) error {
 // confirmed with the bucket's leader before it is reported. A token issued on one node thus
 // works at once on every other.
 func (s *Store) Get(ctx context.Context, b Bucket, key string) ([]byte, uint64, error) {
+	if err := checkKey(key); err != nil {
+		return nil, 0, err
+	}
 	e, err := readWithRetry(ctx, func(ctx context.Context) (jetstream.KeyValueEntry, error) {
 		return s.buckets[b].Get(ctx, key)
 	})
@@ -129,10 +132,19 @@ func (s *Store) leaderLastMsg(ctx context.Context, stream, subject string) (lead
 	return m, nil
 }
 
+// checkWrite refuses a write to a key too long to store, or while this node cannot reach a
+// quorum, before anything is sent.
+func (s *Store) checkWrite(key string) error {
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	return s.checkWritable()
+}
+
 // Create stores a value only if the key has none; ErrExists otherwise. Two nodes racing to
 // create the same key (a user name, an alias) get one winner.
 func (s *Store) Create(ctx context.Context, b Bucket, key string, val []byte) (uint64, error) {
-	if err := s.checkWritable(); err != nil {
+	if err := s.checkWrite(key); err != nil {
 		return 0, err
 	}
 	rev, err := s.buckets[b].Create(ctx, key, val)
@@ -168,7 +180,7 @@ func (s *Store) CreateOrGet(ctx context.Context, b Bucket, key string, val []byt
 
 // Update stores a value only if the key is still at revision rev; ErrConflict otherwise.
 func (s *Store) Update(ctx context.Context, b Bucket, key string, val []byte, rev uint64) (uint64, error) {
-	if err := s.checkWritable(); err != nil {
+	if err := s.checkWrite(key); err != nil {
 		return 0, err
 	}
 	newRev, err := s.buckets[b].Update(ctx, key, val, rev)
@@ -177,7 +189,7 @@ func (s *Store) Update(ctx context.Context, b Bucket, key string, val []byte, re
 
 // Put stores a value whatever was there.
 func (s *Store) Put(ctx context.Context, b Bucket, key string, val []byte) (uint64, error) {
-	if err := s.checkWritable(); err != nil {
+	if err := s.checkWrite(key); err != nil {
 		return 0, err
 	}
 	rev, err := s.buckets[b].Put(ctx, key, val)
@@ -186,7 +198,7 @@ func (s *Store) Put(ctx context.Context, b Bucket, key string, val []byte) (uint
 
 // Delete removes a key. Deleting a missing key is not an error.
 func (s *Store) Delete(ctx context.Context, b Bucket, key string) error {
-	if err := s.checkWritable(); err != nil {
+	if err := s.checkWrite(key); err != nil {
 		return err
 	}
 	err := translate(s.buckets[b].Delete(ctx, key))
@@ -196,22 +208,44 @@ func (s *Store) Delete(ctx context.Context, b Bucket, key string) error {
 	return err
 }
 
-// Keys lists the keys that start with the given Key parts.
+// Keys lists the keys that start with the given Key parts. The list is complete or an error:
+// a caller such as "log out every device" must not act on half of it.
 func (s *Store) Keys(ctx context.Context, b Bucket, prefix ...string) ([]string, error) {
 	filter := ">"
 	if len(prefix) > 0 {
 		filter = Key(prefix...) + ".>"
 	}
-	lister, err := s.buckets[b].ListKeysFiltered(ctx, filter)
+	if err := checkKey(filter); err != nil {
+		return nil, err
+	}
+	return readWithRetry(ctx, func(ctx context.Context) ([]string, error) {
+		return s.listKeys(ctx, b, filter)
+	})
+}
+
+// listKeys reads the keys matching filter up to the marker that ends the current values.
+// (jetstream's key lister reports a watch that closed early as a complete list.)
+func (s *Store) listKeys(ctx context.Context, b Bucket, filter string) ([]string, error) {
+	w, err := s.buckets[b].WatchFiltered(ctx, []string{filter}, jetstream.IgnoreDeletes(), jetstream.MetaOnly())
 	if err != nil {
-		return nil, translate(err)
+		return nil, err
 	}
+	defer w.Stop()
 	var keys []string
-	for k := range lister.Keys() {
-		keys = append(keys, k)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case e, ok := <-w.Updates():
+			switch {
+			case !ok:
+				return nil, fmt.Errorf("%w: listing ended early", ErrUnavailable)
+			case e == nil:
+				return keys, nil
+			}
+			keys = append(keys, e.Key())
+		}
 	}
-	// The lister stops by itself once every key is delivered.
-	return keys, nil
 }
 
 // Change is one update of a bucket, in the order the bucket stored them.
@@ -236,7 +270,10 @@ func (s *Store) Watch(ctx context.Context, b Bucket, ready func(), apply func(Ch
 			return ctx.Err()
 		case e, ok := <-w.Updates():
 			if !ok {
-				return ctx.Err()
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				return fmt.Errorf("%w: watch of %s ended", ErrUnavailable, b)
 			}
 			if e == nil {
 				ready()

@@ -62,15 +62,20 @@ func (s *Store) shardStreamConfig(i int) jetstream.StreamConfig {
 // RoomShard names the shard stream a room lives in.
 func (s *Store) RoomShard(roomID string) int { return shardOf(roomID, s.shards) }
 
-func (s *Store) roomSubject(roomID string) string {
-	return fmt.Sprintf("%s.%d.%s", roomSubjectPrefix, s.RoomShard(roomID), Key(roomID))
+func (s *Store) roomSubject(roomID string) (string, error) {
+	subject := fmt.Sprintf("%s.%d.%s", roomSubjectPrefix, s.RoomShard(roomID), Key(roomID))
+	return subject, checkKey(subject)
 }
 
 // AppendRoomEvent appends ev to the room only if the room's last stored event is at afterSeq
 // (0: the room has no events yet). It returns the new event's sequence. ErrConflict means
 // another writer appended first. The returned sequence is acknowledged by a quorum, fsynced.
 func (s *Store) AppendRoomEvent(ctx context.Context, roomID string, afterSeq uint64, ev NewRoomEvent) (uint64, error) {
-	msg := roomMsg(s.roomSubject(roomID), ev)
+	subject, err := s.roomSubject(roomID)
+	if err != nil {
+		return 0, err
+	}
+	msg := roomMsg(subject, ev)
 	opts := []jetstream.PublishOpt{
 		jetstream.WithExpectLastSequencePerSubject(afterSeq),
 		// While a stream elects a leader nobody listens on its subjects; keep asking.
@@ -107,30 +112,67 @@ const (
 
 // AppendRoomEvents appends several events to a room in one atomic batch: either all are
 // stored, after afterSeq and in order, or none is (ErrConflict when the head moved). It
-// returns the last event's sequence.
+// returns the last event's sequence. Like AppendRoomEvent it tries again, within the same
+// budget, while the stream has no leader; a batch whose answer was lost but that landed is
+// recognised by its last event's id.
 func (s *Store) AppendRoomEvents(ctx context.Context, roomID string, afterSeq uint64, evs []NewRoomEvent) (uint64, error) {
-	if err := s.checkWritable(); err != nil {
+	if len(evs) == 0 {
+		return 0, errors.New("store: empty batch")
+	}
+	subject, err := s.roomSubject(roomID)
+	if err != nil {
 		return 0, err
 	}
-	subject := s.roomSubject(roomID)
-	batchID := randomToken()[:32]
-	for i, ev := range evs {
-		msg := roomMsg(subject, ev)
-		msg.Header.Set("Nats-Batch-Id", batchID)
-		msg.Header.Set("Nats-Batch-Sequence", strconv.Itoa(i+1))
-		if i == 0 {
-			msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(afterSeq, 10))
+	giveUp := time.Now().Add(appendBudget)
+	for attempt := 1; ; attempt++ {
+		if err := s.checkWritable(); err != nil {
+			return 0, err
 		}
-		if i < len(evs)-1 {
-			if err := s.nc.PublishMsg(msg); err != nil {
-				return 0, translate(err)
+		actx, cancel := context.WithTimeout(ctx, appendAttempt)
+		seq, err := s.publishBatch(actx, subject, afterSeq, evs)
+		cancel()
+		if errors.Is(err, ErrConflict) && attempt > 1 {
+			if seq, ok := s.landed(ctx, roomID, subject, evs[len(evs)-1].EventID); ok {
+				return seq, nil
 			}
-			continue
 		}
-		msg.Header.Set("Nats-Batch-Commit", "1")
-		return s.commitBatch(ctx, msg)
+		if err == nil || !errors.Is(err, ErrUnavailable) || ctx.Err() != nil || time.Now().After(giveUp) {
+			return seq, err
+		}
 	}
-	return 0, errors.New("store: empty batch")
+}
+
+// publishBatch sends one attempt of an atomic batch: every event but the last is published
+// as it is, the last commits the batch and carries JetStream's answer for the whole.
+func (s *Store) publishBatch(ctx context.Context, subject string, afterSeq uint64, evs []NewRoomEvent) (uint64, error) {
+	batchID := randomToken()[:32]
+	msgs := make([]*nats.Msg, len(evs))
+	for i, ev := range evs {
+		msgs[i] = roomMsg(subject, ev)
+		msgs[i].Header.Set("Nats-Batch-Id", batchID)
+		msgs[i].Header.Set("Nats-Batch-Sequence", strconv.Itoa(i+1))
+	}
+	msgs[0].Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(afterSeq, 10))
+	commit := msgs[len(msgs)-1]
+	commit.Header.Set("Nats-Batch-Commit", "1")
+	for _, msg := range msgs[:len(msgs)-1] {
+		if err := s.nc.PublishMsg(msg); err != nil {
+			return 0, translate(err)
+		}
+	}
+	return s.commitBatch(ctx, commit)
+}
+
+// landed reports whether the room's latest event, as the stream's leader has it, is eventID.
+func (s *Store) landed(ctx context.Context, roomID, subject, eventID string) (uint64, bool) {
+	if eventID == "" {
+		return 0, false
+	}
+	m, err := s.leaderLastMsg(ctx, shardStreamName(s.RoomShard(roomID)), subject)
+	if err != nil || m.Header.Get(hdrEventID) != eventID {
+		return 0, false
+	}
+	return m.Seq, true
 }
 
 // roomMsg is the message that stores one room event.
@@ -169,10 +211,15 @@ func (s *Store) commitBatch(ctx context.Context, msg *nats.Msg) (uint64, error) 
 	return ack.Seq, nil
 }
 
-// RoomHeadSeq is the sequence of the room's last stored event, 0 when it has none.
+// RoomHeadSeq is the sequence of the room's last stored event, 0 when it has none (as a room
+// whose id is too long to store cannot).
 func (s *Store) RoomHeadSeq(ctx context.Context, roomID string) (uint64, error) {
+	subject, err := s.roomSubject(roomID)
+	if err != nil {
+		return 0, nil
+	}
 	m, err := readWithRetry(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
-		return s.streams[s.RoomShard(roomID)].GetLastMsgForSubject(ctx, s.roomSubject(roomID))
+		return s.streams[s.RoomShard(roomID)].GetLastMsgForSubject(ctx, subject)
 	})
 	if errors.Is(err, ErrNotFound) {
 		return 0, nil
@@ -186,7 +233,11 @@ func (s *Store) RoomHeadSeq(ctx context.Context, roomID string) (uint64, error) 
 // RoomLatestSeq is RoomHeadSeq as the stream's leader knows it: never behind a write another
 // node had acknowledged, for decisions that must not rest on a trailing replica.
 func (s *Store) RoomLatestSeq(ctx context.Context, roomID string) (uint64, error) {
-	m, err := s.leaderLastMsg(ctx, shardStreamName(s.RoomShard(roomID)), s.roomSubject(roomID))
+	subject, err := s.roomSubject(roomID)
+	if err != nil {
+		return 0, nil
+	}
+	m, err := s.leaderLastMsg(ctx, shardStreamName(s.RoomShard(roomID)), subject)
 	if errors.Is(err, ErrNotFound) {
 		return 0, nil
 	}
@@ -239,6 +290,7 @@ func (s *Store) FollowShard(ctx context.Context, shard int, afterSeq uint64, app
 	if err != nil {
 		return translate(err)
 	}
+	defer it.Stop() // also on an error return, or the pull subscription outlives this follower
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
 	for {

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -45,6 +46,8 @@ var (
 	ErrConflict = errors.New("store: concurrent update")
 	// ErrUnavailable: JetStream cannot reach a quorum right now; nothing was written.
 	ErrUnavailable = errors.New("store: storage unavailable")
+	// ErrKeyTooLong: a key (a user, room or device id in it) is too long to store.
+	ErrKeyTooLong = errors.New("store: key too long")
 )
 
 // Store is an open connection to JetStream, embedded in this process.
@@ -60,6 +63,10 @@ type Store struct {
 	// streams are the shard streams' handles, kept from bootstrap: looking one up asks the
 	// stream's leader, which a read must not need while the stream elects a new one.
 	streams []jetstream.Stream
+	// lost is closed when the connection to JetStream closes for good while the store is open
+	// (NATS closes a connection on a protocol error): the node can then only be restarted.
+	lost    chan struct{}
+	closing atomic.Bool
 }
 
 // Open starts the embedded JetStream server, connects to it in-process and creates (or
@@ -74,14 +81,15 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	s := &Store{opts: opts, buckets: map[Bucket]jetstream.KeyValue{}, log: opts.Logger}
+	s := &Store{opts: opts, buckets: map[Bucket]jetstream.KeyValue{}, log: opts.Logger, lost: make(chan struct{})}
+	conn := []nats.Option{nats.Name(opts.NodeName), nats.MaxReconnects(-1), nats.ClosedHandler(s.connectionClosed)}
 	var err error
 	if opts.NATSURL != "" {
-		s.nc, err = nats.Connect(opts.NATSURL, nats.Name(opts.NodeName), nats.MaxReconnects(-1))
+		s.nc, err = nats.Connect(opts.NATSURL, conn...)
 	} else {
 		opts.clientToken = randomToken()
 		if s.ns, err = startEmbedded(opts); err == nil {
-			s.nc, err = nats.Connect("", nats.InProcessServer(s.ns), nats.Name(opts.NodeName), nats.MaxReconnects(-1), nats.Token(opts.clientToken))
+			s.nc, err = nats.Connect("", append(conn, nats.InProcessServer(s.ns), nats.Token(opts.clientToken))...)
 		}
 	}
 	if err == nil {
@@ -119,17 +127,29 @@ func startEmbedded(opts Options) (*server.Server, error) {
 	return ns, nil
 }
 
-// Close drains the connection and shuts the embedded server down cleanly; an unclean exit
-// can leave JetStream's files needing repair on the next start.
+// Close closes the connection (whoever used it has stopped by now) and shuts the embedded
+// server down cleanly; an unclean exit can leave JetStream's files needing repair on the next
+// start.
 func (s *Store) Close() {
+	s.closing.Store(true)
 	if s.nc != nil {
-		_ = s.nc.Drain()
 		s.nc.Close()
 	}
 	if s.ns != nil {
 		s.ns.Shutdown()
 		s.ns.WaitForShutdown()
 	}
+}
+
+// Lost is closed if the connection to JetStream closes for good while the store is open.
+func (s *Store) Lost() <-chan struct{} { return s.lost }
+
+func (s *Store) connectionClosed(nc *nats.Conn) {
+	if s.closing.Load() {
+		return
+	}
+	s.log.Error("connection to JetStream closed for good", "err", nc.LastError())
+	close(s.lost)
 }
 
 // bootstrap creates the fixed set of room shard streams and the KV buckets. In a cluster
@@ -240,6 +260,13 @@ func conflict(apiErr *jetstream.APIError) error {
 	return &ConflictError{Head: head}
 }
 
+// JetStream's answers to a batch cut short by a change of stream leader and to too many
+// batches at once: both are worth another try.
+const (
+	errCodeIncompleteBatch jetstream.ErrorCode = 10176
+	errCodeBatchesInFlight jetstream.ErrorCode = 10210
+)
+
 // translate maps JetStream's errors onto the store's own.
 func translate(err error) error {
 	var apiErr *jetstream.APIError
@@ -251,6 +278,8 @@ func translate(err error) error {
 	case errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
 		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant):
 		return conflict(apiErr)
+	case errors.As(err, &apiErr) && (apiErr.ErrorCode == errCodeIncompleteBatch || apiErr.ErrorCode == errCodeBatchesInFlight):
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	case errors.Is(err, nats.ErrNoResponders), errors.Is(err, context.DeadlineExceeded),
 		errors.Is(err, nats.ErrTimeout), errors.Is(err, jetstream.ErrNoStreamResponse),
 		strings.Contains(err.Error(), "no responders"):

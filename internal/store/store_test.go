@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
+	"time"
 )
 
 func openAt(t *testing.T, dir string, shards int) *Store {
@@ -157,6 +159,34 @@ func TestKeys(t *testing.T) {
 	// An empty bucket has no keys and that is not an error.
 	if got, err := st.Keys(ctx, BucketAliases); err != nil || len(got) != 0 {
 		t.Errorf("Keys of an empty bucket = %q, %v", got, err)
+	}
+}
+
+// A key or room id too long for NATS's protocol line is refused before it is sent, and the
+// store's one connection stays open for everything else.
+func TestKeyTooLong(t *testing.T) {
+	st := openStore(t)
+	ctx := t.Context()
+	long := Key("@"+strings.Repeat("a", 3000)+":x", "DEVICE")
+	ops := map[string]func() error{
+		"Get":    func() error { _, _, err := st.Get(ctx, BucketAccountData, long); return err },
+		"Put":    func() error { _, err := st.Put(ctx, BucketAccountData, long, []byte("v")); return err },
+		"Create": func() error { _, err := st.Create(ctx, BucketAccountData, long, []byte("v")); return err },
+		"Update": func() error { _, err := st.Update(ctx, BucketAccountData, long, []byte("v"), 1); return err },
+		"Delete": func() error { return st.Delete(ctx, BucketAccountData, long) },
+		"Keys":   func() error { _, err := st.Keys(ctx, BucketAccountData, long); return err },
+		"Append": func() error {
+			_, err := st.AppendRoomEvent(ctx, "!"+strings.Repeat("r", 3000)+":x", 0, NewRoomEvent{JSON: []byte("{}")})
+			return err
+		},
+	}
+	for name, op := range ops {
+		if err := op(); !errors.Is(err, ErrKeyTooLong) {
+			t.Errorf("%s with a %d-byte key = %v, want ErrKeyTooLong", name, len(long), err)
+		}
+	}
+	if _, err := st.Put(ctx, BucketAccountData, Key("@a:x"), []byte("v")); err != nil {
+		t.Fatalf("store unusable after refusing long keys: %v", err)
 	}
 }
 
@@ -569,5 +599,25 @@ func TestAppendRoomEventsBatch(t *testing.T) {
 	want := []string{`{"a":0}`, `{"a":1}`, `{"a":2}`, `{"n":0}`, `{"single":1}`, `{"b":0}`, `{"b":1}`}
 	if !slices.Equal(got, want) {
 		t.Errorf("shard 0 holds %q, want %q", got, want)
+	}
+}
+
+// A connection that closes under an open store is reported, so the node can stop; closing the
+// store itself is not such a loss.
+func TestLostConnection(t *testing.T) {
+	st := openStore(t)
+	st.nc.Close() // as NATS does after a protocol error
+	select {
+	case <-st.Lost():
+	case <-time.After(10 * time.Second):
+		t.Fatal("Lost() not closed after the connection closed")
+	}
+
+	other := openStore(t)
+	other.Close()
+	select {
+	case <-other.Lost():
+		t.Fatal("Lost() closed by Close")
+	case <-time.After(100 * time.Millisecond):
 	}
 }

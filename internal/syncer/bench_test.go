@@ -43,7 +43,7 @@ func startBenchNode(b *testing.B) *benchNode {
 	ready := make(chan struct{})
 	go func() {
 		defer close(dataDone)
-		_ = data.Run(runCtx, func() {
+		data.Run(runCtx, benchLog, func() {
 			select {
 			case <-ready:
 			default:

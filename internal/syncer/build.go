@@ -14,7 +14,7 @@ func (s *Service) build(req Request, since *Token, now Token) *Response {
 	resp.NextBatch = now.String()
 	for roomID, membership := range s.rooms.Model().UserRooms(req.UserID) {
 		left := membership == "leave" || membership == "ban"
-		if !req.Filter.Room.AllowsRoom(roomID) || (left && s.forgotten(req.UserID, roomID)) {
+		if !req.Filter.Room.AllowsRoom(roomID) || (left && s.Forgotten(req.UserID, roomID)) {
 			continue
 		}
 		w := s.window(req, roomID, since, now)
@@ -119,7 +119,7 @@ func (s *Service) leftRoom(req Request, w window) *LeftRoom {
 func (s *Service) timeline(req Request, w window, upTo uint64, v rooms.Viewer) Timeline {
 	f := req.Filter.Room.Timeline
 	limit := f.LimitOr(defaultTimeline, maxTimeline)
-	evs := s.rooms.Model().Range(w.roomID, w.after, upTo, false, limit+1, keepFor(f, w.roomID))
+	evs := s.newestEvents(req.UserID, w, upTo, limit+1, keepFor(f, w.roomID))
 	limited := len(evs) > limit
 	if limited {
 		evs = evs[:limit]
@@ -134,6 +134,16 @@ func (s *Service) timeline(req Request, w window, upTo uint64, v rooms.Viewer) T
 		Limited:   limited,
 		PrevBatch: roomToken(prev).String(),
 	}
+}
+
+// newestEvents reads the window's newest events the user may see. Only a window that starts
+// with the room (new to the client) can reach back before the user joined: in any other one
+// the user was in the room for every event, so the visibility check is skipped on that path.
+func (s *Service) newestEvents(userID string, w window, upTo uint64, limit int, keep func(*rooms.Event) bool) []rooms.Event {
+	if w.full {
+		return s.rooms.Model().VisibleRange(w.roomID, userID, w.after, upTo, false, limit, keep)
+	}
+	return s.rooms.Model().Range(w.roomID, w.after, upTo, false, limit, keep)
 }
 
 // stateBefore is the state the client needs besides the timeline: for a room new to the

@@ -63,8 +63,31 @@ func (s *Service) roomAccountData(req Request, w window) EventList {
 	return out
 }
 
-// forgotten reports whether the user has forgotten the room: it then never appears in sync.
-func (s *Service) forgotten(userID, roomID string) bool {
-	_, err := s.data.Get(userID, roomID, forgottenDataKey)
-	return err == nil
+// Forgotten reports whether the user has forgotten the room and has not been back since
+// (joined, invited, left again): it then never appears in their syncs, and they may no longer
+// read it.
+func (s *Service) Forgotten(userID, roomID string) bool {
+	raw, err := s.data.Get(userID, roomID, forgottenDataKey)
+	if err != nil {
+		return false
+	}
+	var f forgetting
+	if json.Unmarshal(raw, &f) != nil || f.MembershipSeq == 0 {
+		return true
+	}
+	return s.membershipSeq(userID, roomID) <= f.MembershipSeq
+}
+
+// forgetting is what Forget records: the membership event the user forgot the room at.
+type forgetting struct {
+	Forgotten     bool   `json:"forgotten"`
+	MembershipSeq uint64 `json:"membership_seq,omitempty"`
+}
+
+// membershipSeq is the position of the user's latest membership event in the room, 0 if none.
+func (s *Service) membershipSeq(userID, roomID string) uint64 {
+	if ev := s.rooms.Model().StateEvent(roomID, "m.room.member", userID); ev != nil {
+		return ev.Seq
+	}
+	return 0
 }

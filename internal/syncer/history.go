@@ -35,7 +35,6 @@ func (s *Service) Messages(ctx context.Context, req MessagesRequest) (*MessagesR
 		return nil, fmt.Errorf("%w: unknown room", rooms.ErrNotFound)
 	}
 	shards := s.Shards()
-	visible := s.rooms.VisibleUpTo(req.RoomID, req.Viewer.UserID)
 	from := s.rooms.Model().Applied()[info.Shard]
 	if !req.Backward {
 		from = 0
@@ -60,13 +59,13 @@ func (s *Service) Messages(ctx context.Context, req MessagesRequest) (*MessagesR
 			return nil, fmt.Errorf("%w: to is not a valid token", ErrBadRequest)
 		}
 	}
-	keep := keepFor(req.Filter, req.RoomID)
-	var evs []rooms.Event
+	after, upTo := from, to
 	if req.Backward {
-		evs = s.rooms.Model().Range(req.RoomID, to, min(from, visible), false, req.Limit, keep)
-	} else {
-		evs = s.rooms.Model().Range(req.RoomID, from, min(to, visible), true, req.Limit, keep)
+		after, upTo = to, from
 	}
+	// Events the user may not see are skipped like filtered ones: a page that comes back short
+	// (or empty) means nothing visible is left in the range, so it carries no end token.
+	evs := s.rooms.Model().VisibleRange(req.RoomID, req.Viewer.UserID, after, upTo, !req.Backward, req.Limit, keepFor(req.Filter, req.RoomID))
 	resp := &MessagesResponse{Start: roomToken(from).String(), Chunk: s.rooms.ClientEvents(req.RoomID, evs, req.Viewer, true)}
 	if len(evs) == req.Limit && len(evs) > 0 {
 		last := evs[len(evs)-1].Seq
@@ -84,10 +83,7 @@ func (s *Service) Messages(ctx context.Context, req MessagesRequest) (*MessagesR
 func (s *Service) waitRoomPosition(ctx context.Context, shard int, pos uint64) error {
 	ctx, cancel := context.WithTimeout(ctx, catchUpTimeout)
 	defer cancel()
-	if err := s.rooms.AwaitApplied(ctx, shard, pos); err != nil {
-		return fmt.Errorf("%w: %v", ErrNotReady, err)
-	}
-	return nil
+	return notReady(s.rooms.CatchUpShard(ctx, shard, pos))
 }
 
 // senderMembers returns the member events of the events' senders.
@@ -116,16 +112,20 @@ type ContextResponse struct {
 	State        []rooms.ClientEvent `json:"state"`
 }
 
-// Context returns an event with up to limit events around it and the room's state.
+// Context returns an event with up to limit events around it the user may see, and the room's
+// state as the user may see it.
 func (s *Service) Context(v rooms.Viewer, roomID, eventID string, limit int, f filter.RoomEventFilter) (*ContextResponse, error) {
-	ev, ok := s.rooms.Model().Event(roomID, eventID)
-	visible := s.rooms.VisibleUpTo(roomID, v.UserID)
-	if !ok || ev.Seq > visible {
-		return nil, fmt.Errorf("%w: event not found", rooms.ErrNotFound)
+	ev, err := s.rooms.VisibleEvent(roomID, v.UserID, eventID)
+	if err != nil {
+		return nil, err
+	}
+	state, err := s.rooms.VisibleState(roomID, v.UserID)
+	if err != nil {
+		return nil, err
 	}
 	keep := keepFor(f, roomID)
-	before := s.rooms.Model().Range(roomID, 0, ev.Seq-1, false, limit/2, keep)
-	after := s.rooms.Model().Range(roomID, ev.Seq, visible, true, limit-limit/2, keep)
+	before := s.rooms.Model().VisibleRange(roomID, v.UserID, 0, ev.Seq-1, false, limit/2, keep)
+	after := s.rooms.Model().VisibleRange(roomID, v.UserID, ev.Seq, rooms.End, true, limit-limit/2, keep)
 	start, end := ev.Seq-1, ev.Seq
 	if len(before) > 0 {
 		start = before[len(before)-1].Seq - 1
@@ -133,7 +133,6 @@ func (s *Service) Context(v rooms.Viewer, roomID, eventID string, limit int, f f
 	if len(after) > 0 {
 		end = after[len(after)-1].Seq
 	}
-	state := s.rooms.Model().State(roomID)
 	if f.LazyLoadMembers {
 		state = s.senderMembers(roomID, append(append(before, ev), after...))
 	}
@@ -147,9 +146,10 @@ func (s *Service) Context(v rooms.Viewer, roomID, eventID string, limit int, f f
 	}, nil
 }
 
-// Forget hides a room the user has left from their syncs.
+// Forget hides a room the user has left from their syncs, until they come back to it.
 func (s *Service) Forget(ctx context.Context, userID, roomID string) error {
-	return s.data.Set(ctx, userID, roomID, forgottenDataKey, json.RawMessage(`{"forgotten":true}`))
+	raw, _ := json.Marshal(forgetting{Forgotten: true, MembershipSeq: s.membershipSeq(userID, roomID)})
+	return s.data.Set(ctx, userID, roomID, forgottenDataKey, raw)
 }
 
 // SetFullyRead moves the user's read marker (m.fully_read account data) in the room.

@@ -105,10 +105,19 @@ func (s *Service) catchUp(ctx context.Context, t Token) error {
 	if took := time.Since(start); took > slowCatchUp {
 		slog.Warn("sync waited to catch up with a token", "rooms_ms", rooms.Milliseconds(), "total_ms", took.Milliseconds(), "err", err)
 	}
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrNotReady, err)
+	return notReady(err)
+}
+
+// notReady explains a failed wait for a token's positions: a position no node ever reached is
+// the client's bad token, anything else this node's lag.
+func notReady(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, rooms.ErrUnknownPosition):
+		return fmt.Errorf("%w: the token is not from this server (%v)", ErrBadRequest, err)
 	}
-	return nil
+	return fmt.Errorf("%w: %v", ErrNotReady, err)
 }
 
 // Request is one /sync call.

@@ -329,6 +329,12 @@ func testIdempotentSend(t *testing.T, srv *server) {
 	if other := send(bob); other == first {
 		t.Errorf("another user's txn id %q was treated as alice's", txn)
 	}
+	// The id is scoped to the endpoint, whose path names the event type.
+	custom, err := alice.SendMessageEvent(testCtx(t), room, event.NewEventType("org.example.custom"), content, mautrix.ReqSendEvent{TransactionID: txn})
+	mustOK(t, err, "send another event type with the same txn id")
+	if custom.EventID == first {
+		t.Errorf("txn id %q for another event type returned the m.room.message %s", txn, first)
+	}
 
 	events, _ := roomMessages(t, alice, room, alice.syncToken(t), "", mautrix.DirectionBackward, nil, 50)
 	var fromAlice int

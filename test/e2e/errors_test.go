@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/firebreak/firebreak/internal/syncer"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
 	"maunium.net/go/mautrix/synapseadmin"
@@ -54,6 +55,19 @@ func testErrorResponses(t *testing.T, srv *server) {
 		return raw
 	}
 	huge := messageJSON(strings.Repeat("x", maxBodySize+maxBodySize/2))
+	long := strings.Repeat("a", 3000) // NATS closes a connection sent a line over 4 KiB
+	state := func(evType string) string {
+		return fmt.Sprintf("v3/rooms/%s/state/%s/", url.PathEscape(room.String()), evType)
+	}
+	loginWithDevice := func(device string) []byte {
+		raw, _ := json.Marshal(map[string]any{
+			"type":       "m.login.password",
+			"identifier": map[string]any{"type": "m.id.user", "user": alice.Localpart},
+			"password":   alice.Password,
+			"device_id":  device,
+		})
+		return raw
+	}
 
 	cases := []struct {
 		name    string
@@ -81,6 +95,18 @@ func testErrorResponses(t *testing.T, srv *server) {
 		{"InvalidUsername", "GET", "v3/register/available?username=" + url.QueryEscape("Bad Name!"), "", nil, 400, "M_INVALID_USERNAME"},
 		{"UnknownEndpoint", "GET", "v3/this/endpoint/does/not/exist", alice.AccessToken, nil, 404, "M_UNRECOGNIZED"},
 		{"UnknownEndpointUnauthenticated", "POST", "v3/frobnicate", "", []byte(`{}`), 404, "M_UNRECOGNIZED"},
+		{"WrongMethod", "DELETE", "v3/sync", alice.AccessToken, nil, 405, "M_UNRECOGNIZED"},
+		{"WrongMethodUnauthenticated", "POST", "v3/account/whoami", "", []byte(`{}`), 405, "M_UNRECOGNIZED"},
+		{"PageFromNowhere", "GET", fmt.Sprintf("v3/rooms/%s/messages?dir=b&from=r99999999", url.PathEscape(room.String())), alice.AccessToken, nil, 400, "M_INVALID_PARAM"},
+		{"TokenFromNowhere", "GET", "v3/sync?timeout=0&since=" + url.QueryEscape(futureToken(t, alice)), alice.AccessToken, nil, 400, "M_INVALID_PARAM"},
+		{"InvalidUTF8", "PUT", send("badutf8"), alice.AccessToken, []byte("{\"msgtype\":\"m.text\",\"body\":\"\xff\xfe\"}"), 400, "M_NOT_JSON"},
+		{"LongUserID", "GET", "v3/profile/" + url.PathEscape("@"+long+":localhost"), "", nil, 400, "M_INVALID_PARAM"},
+		{"LongRoomID", "GET", "v3/rooms/" + url.PathEscape("!"+long+":localhost") + "/state", alice.AccessToken, nil, 400, "M_INVALID_PARAM"},
+		{"LongDeviceID", "POST", "v3/login", "", loginWithDevice(long), 400, "M_INVALID_PARAM"},
+		{"PowerLevelsNotIntegers", "POST", "v3/createRoom", alice.AccessToken, []byte(`{"power_level_content_override":{"users_default":"abc"}}`), 400, "M_BAD_JSON"},
+		{"CanonicalAliasMalformed", "PUT", state("m.room.canonical_alias"), alice.AccessToken, []byte(`{"alias":"not an alias"}`), 400, "M_BAD_ALIAS"},
+		{"CanonicalAliasElsewhere", "PUT", state("m.room.canonical_alias"), alice.AccessToken, []byte(`{"alias":"#nowhere:localhost"}`), 400, "M_BAD_ALIAS"},
+		{"AliasWithSpace", "PUT", "v3/directory/room/" + url.PathEscape("#bad alias:localhost"), alice.AccessToken, []byte(`{"room_id":"` + room.String() + `"}`), 400, "M_INVALID_PARAM"},
 		{"WrongPassword", "POST", "v3/login", "", login("not the password"), 403, "M_FORBIDDEN"},
 		{"UnknownUserLogin", "POST", "v3/login", "", []byte(`{"type":"m.login.password","identifier":{"type":"m.id.user","user":"nosuchuser"},"password":"x"}`), 403, "M_FORBIDDEN"},
 	}
@@ -219,4 +245,20 @@ func TestRateLimit(t *testing.T) {
 		return
 	}
 	t.Fatalf("10 messages at once passed a limit of burst 3, 0.1/s")
+}
+
+// futureToken is the user's current sync token with every room position moved far past
+// anything stored: a token no node of the deployment handed out.
+func futureToken(t *testing.T, u *user) string {
+	t.Helper()
+	current := u.syncToken(t)
+	shards := strings.Count(strings.Split(current, "_")[1], ".") + 1
+	tok, err := syncer.ParseToken(current, shards)
+	if err != nil {
+		t.Fatalf("parse %q: %v", current, err)
+	}
+	for i := range tok.Rooms {
+		tok.Rooms[i] += 1_000_000
+	}
+	return tok.String()
 }

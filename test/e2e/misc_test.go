@@ -213,6 +213,20 @@ func testLeaveForget(t *testing.T, srv *server) {
 	expectMatrixError(t, err, http.StatusForbidden, "M_FORBIDDEN")
 	_, err = bob.ForgetRoom(testCtx(t), room)
 	mustOK(t, err, "forget")
+	readHistory := func() error {
+		_, err := bob.Messages(testCtx(t), room, "", "", mautrix.DirectionBackward, nil, 10)
+		return err
+	}
+	expectMatrixError(t, readHistory(), http.StatusForbidden, "M_FORBIDDEN")
+
+	// Forgetting lasts until bob comes back: after another stay he may read up to his leave.
+	_, err = alice.InviteUser(testCtx(t), room, &mautrix.ReqInviteUser{UserID: bob.UserID})
+	mustOK(t, err, "invite again")
+	bob.join(t, room.String(), room)
+	bob.sendText(t, room, "back again")
+	_, err = bob.LeaveRoom(testCtx(t), room)
+	mustOK(t, err, "leave again")
+	mustOK(t, readHistory(), "history after coming back and leaving")
 }
 
 // membershipOf reads target's membership in the room as the viewer sees it.

@@ -1,0 +1,66 @@
+package rooms
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"unicode"
+
+	"github.com/matrix-org/gomatrixserverlib"
+)
+
+// checkPowerLevels refuses power levels the room version cannot parse. The auth rules would
+// refuse them too, but as forbidden and in Go's words; this is the client's malformed request.
+func checkPowerLevels(p Proto, version gomatrixserverlib.IRoomVersion) error {
+	if p.Type != "m.room.power_levels" || len(p.Content) == 0 {
+		return nil
+	}
+	var levels gomatrixserverlib.PowerLevelContent
+	levels.Defaults()
+	if err := version.ParsePowerLevels(p.Content, &levels); err != nil {
+		return fmt.Errorf("%w: m.room.power_levels: every level must be an integer", ErrBadRequest)
+	}
+	return nil
+}
+
+// checkCanonicalAlias makes sure an m.room.canonical_alias event only names valid aliases
+// that point at its room, as the spec asks of servers.
+func (s *Service) checkCanonicalAlias(ctx context.Context, p Proto) error {
+	if p.Type != "m.room.canonical_alias" || p.StateKey == nil || *p.StateKey != "" {
+		return nil
+	}
+	var c struct {
+		Alias      string   `json:"alias"`
+		AltAliases []string `json:"alt_aliases"`
+	}
+	if err := json.Unmarshal(p.Content, &c); err != nil {
+		return fmt.Errorf("%w: m.room.canonical_alias: %v", ErrBadRequest, err)
+	}
+	aliases := c.AltAliases
+	if c.Alias != "" {
+		aliases = append(aliases, c.Alias)
+	}
+	for _, alias := range aliases {
+		if !ValidAlias(alias) {
+			return fmt.Errorf("%w: %q is not a room alias", ErrBadAlias, alias)
+		}
+		roomID, err := s.ResolveAlias(ctx, alias)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		if roomID != p.RoomID {
+			return fmt.Errorf("%w: %s does not point to this room", ErrBadAlias, alias)
+		}
+	}
+	return nil
+}
+
+// ValidAlias reports whether alias has a room alias's form: #localpart:server, at most 255
+// bytes, no white space.
+func ValidAlias(alias string) bool {
+	local, server, ok := strings.Cut(strings.TrimPrefix(alias, "#"), ":")
+	return ok && strings.HasPrefix(alias, "#") && local != "" && server != "" && len(alias) <= 255 &&
+		!strings.ContainsFunc(alias, unicode.IsSpace)
+}

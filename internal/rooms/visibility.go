@@ -1,0 +1,289 @@
+package rooms
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"sort"
+
+	"github.com/matrix-org/gomatrixserverlib"
+	"github.com/tidwall/gjson"
+)
+
+// This file decides which of a room's events a user may see, following the Client-Server
+// API's "Room History Visibility" rules. Each room keeps, in stream order, every change of its
+// history_visibility and of each user's membership (appended as events are applied), so the
+// state at any event is a binary search away instead of a replay of the room.
+
+// change is one step in a room's history_visibility or in one user's membership.
+type change struct {
+	seq   uint64
+	value string
+}
+
+// defaultVisibility applies before any history_visibility event, and to one without a value.
+const defaultVisibility = "shared"
+
+func historyVisibility(pdu gomatrixserverlib.PDU) string {
+	v := gjson.GetBytes(pdu.Content(), "history_visibility")
+	if !v.Exists() {
+		return defaultVisibility
+	}
+	return v.String()
+}
+
+// allowed is the spec's rule for one side (before or after) of an event. Unknown visibility
+// values fall through to the strictest outcome, as "joined" would.
+func allowed(visibility, membership string, joinedLater bool) bool {
+	switch {
+	case visibility == "world_readable", membership == "join":
+		return true
+	case visibility == "shared":
+		return joinedLater
+	case visibility == "invited":
+		return membership == "invite"
+	}
+	return false
+}
+
+// history is what decides which of a room's events one user may see: the room's
+// history_visibility changes and the user's membership changes up to head. The slices are
+// prefixes of append-only ones, so they are read without the model's lock.
+type history struct {
+	head        uint64
+	visibility  []change
+	memberships []change
+	lastJoin    uint64 // the user's latest join, 0 if they never joined
+	leftAt      uint64 // the change that ended that stay, 0 if it goes on
+}
+
+func newHistory(head uint64, visibility, memberships []change) history {
+	h := history{head: head, visibility: visibility, memberships: memberships}
+	for i := len(memberships) - 1; i >= 0; i-- {
+		if memberships[i].value == "join" {
+			h.lastJoin = memberships[i].seq
+			if i+1 < len(memberships) {
+				h.leftAt = memberships[i+1].seq
+			}
+			break
+		}
+	}
+	return h
+}
+
+// history snapshots the room's visibility index for the user; false when the room is unknown.
+func (m *Model) history(roomID, userID string) (history, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	r := m.rooms[roomID]
+	if r == nil {
+		return history{}, false
+	}
+	var head uint64
+	if n := len(r.events); n > 0 {
+		head = r.events[n-1].Seq
+	}
+	ms := r.memberships[userID]
+	// Capped, so that nothing appended later is ever read or overwritten through the copies.
+	return newHistory(head, r.visibility[:len(r.visibility):len(r.visibility)], ms[:len(ms):len(ms)]), true
+}
+
+// valueAt is the value just before and just after the event at seq.
+func valueAt(changes []change, seq uint64, initial string) (before, after string) {
+	i := sort.Search(len(changes), func(i int) bool { return changes[i].seq >= seq })
+	before = initial
+	if i > 0 {
+		before = changes[i-1].value
+	}
+	after = before
+	if i < len(changes) && changes[i].seq == seq {
+		after = changes[i].value
+	}
+	return before, after
+}
+
+// canSee decides one event. The state before and after it differ only for a history_visibility
+// event and the user's own member event, which the spec lets the user see when either side
+// allows it: so a user sees their own join, and their own leave even under "joined".
+func (h history) canSee(seq uint64) bool {
+	visBefore, visAfter := valueAt(h.visibility, seq, defaultVisibility)
+	msBefore, msAfter := valueAt(h.memberships, seq, "")
+	joinedLater := h.lastJoin > seq
+	return allowed(visBefore, msBefore, joinedLater) || allowed(visAfter, msAfter, joinedLater)
+}
+
+// joinedUpTo is the end of the user's last stay in the room: End while joined, the leave,
+// kick or ban that ended it after that, 0 if they never joined.
+func (h history) joinedUpTo() uint64 {
+	switch {
+	case h.lastJoin == 0:
+		return 0
+	case h.leftAt == 0:
+		return End
+	}
+	return h.leftAt
+}
+
+func (h history) worldReadable() bool {
+	n := len(h.visibility)
+	return n > 0 && h.visibility[n-1].value == "world_readable"
+}
+
+// span is the events with after < Seq <= upTo, as Range bounds them.
+type span struct{ after, upTo uint64 }
+
+// spans lists the stretches of the room up to head the user may see, in stream order.
+// Visibility can only change at a change point, so it is decided once at each point and once
+// for each stretch between two, whatever the length of the room.
+func (h history) spans() []span {
+	var points []uint64
+	for _, c := range slices.Concat(h.visibility, h.memberships) {
+		points = append(points, c.seq)
+	}
+	slices.Sort(points)
+	points = slices.Compact(points)
+	var out []span
+	add := func(after, upTo uint64) {
+		if after >= upTo || !h.canSee(upTo) {
+			return
+		}
+		if n := len(out); n > 0 && out[n-1].upTo == after {
+			out[n-1].upTo = upTo
+			return
+		}
+		out = append(out, span{after, upTo})
+	}
+	var prev uint64
+	for _, p := range points {
+		add(prev, p-1) // the stretch before p
+		add(p-1, p)    // p itself
+		prev = p
+	}
+	add(prev, h.head)
+	return out
+}
+
+// VisibleRange is Range limited to the events the user may see. Only the stretches the user
+// may see are read, so a user who may see little of a long room costs little.
+func (m *Model) VisibleRange(roomID, userID string, after, upTo uint64, forward bool, limit int, keep func(*Event) bool) []Event {
+	h, ok := m.history(roomID, userID)
+	if !ok {
+		return nil
+	}
+	spans := h.spans()
+	if !forward {
+		slices.Reverse(spans)
+	}
+	var out []Event
+	for _, sp := range spans {
+		if len(out) >= limit {
+			break
+		}
+		if lo, hi := max(sp.after, after), min(sp.upTo, upTo); lo < hi {
+			out = append(out, m.Range(roomID, lo, hi, forward, limit-len(out), keep)...)
+		}
+	}
+	return out
+}
+
+// VisibleEvent finds an event the user may see: ErrNotFound when there is none with that id,
+// ErrForbidden when the user may not see it.
+func (s *Service) VisibleEvent(roomID, userID, eventID string) (Event, error) {
+	ev, ok := s.model.Event(roomID, eventID)
+	if !ok {
+		return Event{}, fmt.Errorf("%w: event not found", ErrNotFound)
+	}
+	// Taken after the event was found, so the snapshot covers it.
+	if h, _ := s.model.history(roomID, userID); !h.canSee(ev.Seq) {
+		return Event{}, fmt.Errorf("%w: you may not see this event", ErrForbidden)
+	}
+	return ev, nil
+}
+
+// ReadableUpTo is how much of the room the user may read through the room APIs: all of it
+// (End) while joined or while the room is world-readable, a former member up to the end of
+// their last stay. Anyone else, an invitee who never joined included, is refused: invitees
+// see the room's stripped state through sync.
+func (s *Service) ReadableUpTo(roomID, userID string) (uint64, error) {
+	h, ok := s.model.history(roomID, userID)
+	switch upTo := h.joinedUpTo(); {
+	case !ok:
+		return 0, fmt.Errorf("%w: unknown room %s", ErrNotFound, roomID)
+	case h.worldReadable():
+		return End, nil
+	case upTo > 0:
+		return upTo, nil
+	}
+	return 0, fmt.Errorf("%w: you are not in room %s", ErrForbidden, roomID)
+}
+
+// VisibleState is the room state the user may read: the current state, or for a former
+// member the state as it was when they left.
+func (s *Service) VisibleState(roomID, userID string) ([]Event, error) {
+	upTo, err := s.ReadableUpTo(roomID, userID)
+	if err != nil {
+		return nil, err
+	}
+	return s.model.StateAt(roomID, upTo), nil
+}
+
+// VisibleStateEvent is one entry of VisibleState; ErrNotFound when it has none.
+func (s *Service) VisibleStateEvent(roomID, userID, evType, key string) (*Event, error) {
+	upTo, err := s.ReadableUpTo(roomID, userID)
+	if err != nil {
+		return nil, err
+	}
+	if ev := s.model.stateEventAt(roomID, evType, key, upTo); ev != nil {
+		return ev, nil
+	}
+	return nil, fmt.Errorf("%w: no %s state with key %q", ErrNotFound, evType, key)
+}
+
+// StateAt is the room's state after the event at seq, ordered by position. It starts from the
+// current state and walks back from seq only while entries changed since are still missing,
+// which a former member's reads (the only callers before End) usually find soon.
+func (m *Model) StateAt(roomID string, seq uint64) []Event {
+	if seq == End {
+		return m.State(roomID)
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	r := m.rooms[roomID]
+	if r == nil {
+		return nil
+	}
+	var out []Event
+	stale := map[stateKey]bool{}
+	for k, ev := range r.state {
+		switch {
+		case ev.Seq <= seq:
+			out = append(out, *ev)
+		case ev.PrevSender != "":
+			// Only an entry that replaced an earlier one can have had a value at seq.
+			stale[k] = true
+		}
+	}
+	i := sort.Search(len(r.events), func(i int) bool { return r.events[i].Seq > seq })
+	for i--; i >= 0 && len(stale) > 0; i-- {
+		ev := r.events[i]
+		if sk := ev.PDU.StateKey(); sk != nil && stale[stateKey{ev.PDU.Type(), *sk}] {
+			delete(stale, stateKey{ev.PDU.Type(), *sk})
+			out = append(out, *ev)
+		}
+	}
+	slices.SortFunc(out, func(a, b Event) int { return cmp.Compare(a.Seq, b.Seq) })
+	return out
+}
+
+// stateEventAt is one entry of StateAt, nil when absent.
+func (m *Model) stateEventAt(roomID, evType, key string, seq uint64) *Event {
+	if seq == End {
+		return m.StateEvent(roomID, evType, key)
+	}
+	for _, ev := range m.StateAt(roomID, seq) {
+		if ev.PDU.Type() == evType && *ev.PDU.StateKey() == key {
+			return &ev
+		}
+	}
+	return nil
+}

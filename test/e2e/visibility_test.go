@@ -1,0 +1,155 @@
+package e2e
+
+import (
+	"net/http"
+	"net/url"
+	"slices"
+	"testing"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+)
+
+// TestHistoryVisibility checks m.room.history_visibility is enforced on every read path.
+func TestHistoryVisibility(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, serverOpts{})
+	t.Run("JoinedInviteeJoinLeaveForget", func(t *testing.T) { testVisibilityJoined(t, srv) })
+	t.Run("SharedShowsHistoryAfterJoining", func(t *testing.T) { testVisibilityShared(t, srv) })
+	t.Run("WorldReadableToStrangers", func(t *testing.T) { testVisibilityWorldReadable(t, srv) })
+	t.Run("MessagesLimitZero", func(t *testing.T) { testMessagesLimitZero(t, srv) })
+}
+
+// roomWithVisibility creates a private room owned by u with the given history_visibility.
+func roomWithVisibility(t *testing.T, u *user, visibility event.HistoryVisibility) id.RoomID {
+	t.Helper()
+	room := u.createRoom(t, &mautrix.ReqCreateRoom{Preset: "private_chat"})
+	_, err := u.SendStateEvent(testCtx(t), room, event.StateHistoryVisibility, "",
+		&event.HistoryVisibilityEventContent{HistoryVisibility: visibility})
+	mustOK(t, err, "set history_visibility")
+	return room
+}
+
+func (u *user) invite(t *testing.T, room id.RoomID, invitee *user) {
+	t.Helper()
+	_, err := u.InviteUser(testCtx(t), room, &mautrix.ReqInviteUser{UserID: invitee.UserID})
+	mustOK(t, err, "invite "+invitee.UserID.String())
+}
+
+// roomGet is a GET of /rooms/{room}/path as u.
+func roomGet(t *testing.T, srv *server, u *user, room id.RoomID, path string) rawResponse {
+	t.Helper()
+	return rawRequest(t, "GET", clientURL(srv, "v3/rooms/"+url.PathEscape(room.String())+path), u.AccessToken, nil)
+}
+
+// roomReads are the read endpoints of a room, with evt as the event asked about.
+func roomReads(evt id.EventID) []string {
+	e := url.PathEscape(evt.String())
+	return []string{"/messages?dir=b", "/state", "/state/m.room.create/", "/members", "/joined_members",
+		"/event/" + e, "/context/" + e}
+}
+
+func expectForbidden(t *testing.T, srv *server, u *user, room id.RoomID, paths ...string) {
+	t.Helper()
+	for _, p := range paths {
+		if resp := roomGet(t, srv, u, room, p); resp.Status != http.StatusForbidden || resp.Body["errcode"] != "M_FORBIDDEN" {
+			t.Errorf("GET %s as %s: %d %.200s, want 403 M_FORBIDDEN", p, u.UserID, resp.Status, resp.Raw)
+		}
+	}
+}
+
+// messageBodies pages back through everything u may read of the room.
+func messageBodies(t *testing.T, u *user, room id.RoomID) []string {
+	t.Helper()
+	events, _ := roomMessages(t, u, room, u.syncToken(t), "", mautrix.DirectionBackward, nil, 50)
+	return bodies(reversed(events))
+}
+
+func testVisibilityJoined(t *testing.T, srv *server) {
+	alice, bob := registerUser(t, srv, "alice"), registerUser(t, srv, "bob")
+	room := roomWithVisibility(t, alice, event.HistoryVisibilityJoined)
+	early := alice.sendText(t, room, "secret before the invite")
+	alice.invite(t, room, bob)
+	alice.sendText(t, room, "secret after the invite")
+
+	// An invitee who never joined reads nothing (bug 1).
+	expectForbidden(t, srv, bob, room, roomReads(early)...)
+
+	bob.join(t, room.String(), room)
+	alice.sendText(t, room, "after bob joined")
+	if got, want := messageBodies(t, bob, room), []string{"after bob joined"}; !slices.Equal(got, want) {
+		t.Errorf("bob's /messages after joining = %q, want %q", got, want)
+	}
+	expectForbidden(t, srv, bob, room, "/event/"+url.PathEscape(early.String()), "/context/"+url.PathEscape(early.String()))
+	initial := bob.syncOnce(t, 0)
+	timeline := roomTimeline(initial, room)
+	if got := bodies(timeline); !slices.Equal(got, []string{"after bob joined"}) {
+		t.Errorf("bob's initial sync timeline bodies = %q, want only what came after his join", got)
+	}
+	if jr := joinedRoom(initial, room); jr == nil || !hasState(slices.Concat(jr.State.Events, timeline), event.StateCreate) {
+		t.Errorf("bob's initial sync lacks the room's m.room.create")
+	}
+
+	_, err := bob.LeaveRoom(testCtx(t), room)
+	mustOK(t, err, "bob leaves")
+	alice.sendText(t, room, "after bob left")
+	_, err = alice.SendStateEvent(testCtx(t), room, event.StateRoomName, "", &event.RoomNameEventContent{Name: "renamed"})
+	mustOK(t, err, "rename")
+
+	// A former member sees the room up to their leave, and not its current members (bug 2).
+	expectForbidden(t, srv, bob, room, "/joined_members")
+	if got, want := messageBodies(t, bob, room), []string{"after bob joined"}; !slices.Equal(got, want) {
+		t.Errorf("bob's /messages after leaving = %q, want %q", got, want)
+	}
+	state, err := bob.State(testCtx(t), room)
+	mustOK(t, err, "bob reads the state he left")
+	if ev := state[event.StateRoomName][""]; ev != nil {
+		t.Errorf("bob sees the name set after he left: %s", ev.Content.VeryRaw)
+	}
+	if ev := state[event.StateMember][bob.UserID.String()]; ev == nil || ev.Content.AsMember().Membership != event.MembershipLeave {
+		t.Errorf("bob's own member state = %+v, want his leave", ev)
+	}
+
+	// After forgetting, nothing at all (bug 2).
+	_, err = bob.ForgetRoom(testCtx(t), room)
+	mustOK(t, err, "bob forgets")
+	expectForbidden(t, srv, bob, room, roomReads(early)...)
+}
+
+func hasState(events []*event.Event, evType event.Type) bool {
+	return slices.ContainsFunc(events, func(e *event.Event) bool { return e.Type.Type == evType.Type })
+}
+
+func testVisibilityShared(t *testing.T, srv *server) {
+	alice, bob := registerUser(t, srv, "alice"), registerUser(t, srv, "bob")
+	room := roomWithVisibility(t, alice, event.HistoryVisibilityShared)
+	alice.sendText(t, room, "early")
+	alice.invite(t, room, bob)
+	expectForbidden(t, srv, bob, room, "/messages?dir=b", "/state")
+	bob.join(t, room.String(), room)
+	if got, want := messageBodies(t, bob, room), []string{"early"}; !slices.Equal(got, want) {
+		t.Errorf("bob's /messages in a shared room = %q, want %q", got, want)
+	}
+}
+
+func testVisibilityWorldReadable(t *testing.T, srv *server) {
+	alice, carol := registerUser(t, srv, "alice"), registerUser(t, srv, "carol")
+	room := roomWithVisibility(t, alice, event.HistoryVisibilityWorldReadable)
+	alice.sendText(t, room, "for everyone")
+	if got, want := messageBodies(t, carol, room), []string{"for everyone"}; !slices.Equal(got, want) {
+		t.Errorf("a stranger's /messages in a world-readable room = %q, want %q", got, want)
+	}
+	expectForbidden(t, srv, carol, room, "/joined_members")
+}
+
+func testMessagesLimitZero(t *testing.T, srv *server) {
+	alice := registerUser(t, srv, "alice")
+	room := sharedRoom(t, alice)
+	alice.sendText(t, room, "one")
+	resp := roomGet(t, srv, alice, room, "/messages?dir=b&limit=0")
+	resp.expectOK(t)
+	if chunk, _ := resp.Body["chunk"].([]any); chunk == nil || len(chunk) != 0 {
+		t.Errorf("/messages?limit=0 = %s, want an empty chunk", resp.Raw)
+	}
+}
