@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -21,10 +22,24 @@ func (srv *Server) sync(r *http.Request, s *session) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkOptionalEnum("set_presence", q.Get("set_presence"), "online", "offline", "unavailable"); err != nil {
+		return nil, err
+	}
+	if err := checkOptionalEnum("full_state", q.Get("full_state"), "true", "false"); err != nil {
+		return nil, err
+	}
 	return srv.Sync.Sync(r.Context(), syncer.Request{
 		UserID: s.UserID, DeviceID: s.DeviceID, Since: q.Get("since"),
 		Timeout: time.Duration(timeout) * time.Millisecond, FullState: q.Get("full_state") == "true", Filter: f,
 	})
+}
+
+// checkOptionalEnum refuses a query parameter given with a value the spec does not allow.
+func checkOptionalEnum(param, value string, allowed ...string) error {
+	if value == "" || slices.Contains(allowed, value) {
+		return nil
+	}
+	return errorf(http.StatusBadRequest, "M_INVALID_PARAM", "%s must be one of %q", param, allowed)
 }
 
 // resolveFilter accepts a stored filter's id or an inline filter's JSON.

@@ -98,6 +98,8 @@ func testErrorResponses(t *testing.T, srv *server) {
 		{"WrongMethod", "DELETE", "v3/sync", alice.AccessToken, nil, 405, "M_UNRECOGNIZED"},
 		{"WrongMethodUnauthenticated", "POST", "v3/account/whoami", "", []byte(`{}`), 405, "M_UNRECOGNIZED"},
 		{"PageFromNowhere", "GET", fmt.Sprintf("v3/rooms/%s/messages?dir=b&from=r99999999", url.PathEscape(room.String())), alice.AccessToken, nil, 400, "M_INVALID_PARAM"},
+		{"SyncBadPresence", "GET", "v3/sync?timeout=0&set_presence=bogus", alice.AccessToken, nil, 400, "M_INVALID_PARAM"},
+		{"SyncBadFullState", "GET", "v3/sync?timeout=0&full_state=maybe", alice.AccessToken, nil, 400, "M_INVALID_PARAM"},
 		{"TokenFromNowhere", "GET", "v3/sync?timeout=0&since=" + url.QueryEscape(futureToken(t, alice)), alice.AccessToken, nil, 400, "M_INVALID_PARAM"},
 		{"InvalidUTF8", "PUT", send("badutf8"), alice.AccessToken, []byte("{\"msgtype\":\"m.text\",\"body\":\"\xff\xfe\"}"), 400, "M_NOT_JSON"},
 		{"LongUserID", "GET", "v3/profile/" + url.PathEscape("@"+long+":localhost"), "", nil, 400, "M_INVALID_PARAM"},

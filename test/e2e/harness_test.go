@@ -55,13 +55,21 @@ func runTests(m *testing.M) int {
 	return m.Run()
 }
 
-// buildBinary compiles ./cmd/firebreak from the module root.
-func buildBinary(out string) error {
+// moduleRoot is the repository's root directory.
+func moduleRoot() (string, error) {
 	gomod, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil {
-		return fmt.Errorf("go env GOMOD: %w", err)
+		return "", fmt.Errorf("go env GOMOD: %w", err)
 	}
-	root := filepath.Dir(strings.TrimSpace(string(gomod)))
+	return filepath.Dir(strings.TrimSpace(string(gomod))), nil
+}
+
+// buildBinary compiles ./cmd/firebreak from the module root.
+func buildBinary(out string) error {
+	root, err := moduleRoot()
+	if err != nil {
+		return err
+	}
 	cmd := exec.Command("go", "build", "-o", out, "./cmd/firebreak")
 	cmd.Dir = root
 	if output, err := cmd.CombinedOutput(); err != nil {
