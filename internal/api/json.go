@@ -12,18 +12,30 @@ import (
 // decodeBody reads a JSON object into v. Malformed JSON is M_NOT_JSON, JSON of the wrong
 // shape is M_BAD_JSON, a body over the size cap is M_TOO_LARGE; an empty body is {}.
 func decodeBody(r *http.Request, v any) error {
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	if len(body) == 0 {
+		body = []byte("{}")
+	}
+	return decodeJSON(body, v)
+}
+
+// readBody reads the request body (capped by ServeHTTP); only white space reads as empty.
+func readBody(r *http.Request) ([]byte, error) {
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return errorf(http.StatusRequestEntityTooLarge, "M_TOO_LARGE", "Request body is over %d bytes", tooBig.Limit)
+			return nil, errorf(http.StatusRequestEntityTooLarge, "M_TOO_LARGE", "Request body is over %d bytes", tooBig.Limit)
 		}
-		return errorf(http.StatusBadRequest, "M_NOT_JSON", "Could not read the request body")
+		return nil, errorf(http.StatusBadRequest, "M_NOT_JSON", "Could not read the request body")
 	}
 	if len(strings.TrimSpace(string(body))) == 0 {
-		body = []byte("{}")
+		return nil, nil
 	}
-	return decodeJSON(body, v)
+	return body, nil
 }
 
 // decodeJSON is decodeBody's parsing half, separate so it can be fuzzed.
@@ -78,10 +90,19 @@ func jsonDepth(body []byte) int {
 	return deepest
 }
 
-// rawObject reads a body that must be a JSON object and returns it as is (event content).
+// rawObject reads a body that must be a JSON object and returns it as is (event content). Unlike
+// other bodies it may not be empty: a state event sent without content would otherwise be
+// stored as {} (empty power levels lock the room's creator out).
 func rawObject(r *http.Request) (json.RawMessage, error) {
+	body, err := readBody(r)
+	if err != nil {
+		return nil, err
+	}
+	if body == nil {
+		return nil, errorf(http.StatusBadRequest, "M_NOT_JSON", "The request needs a JSON object as its body")
+	}
 	var obj map[string]json.RawMessage
-	if err := decodeBody(r, &obj); err != nil {
+	if err := decodeJSON(body, &obj); err != nil {
 		return nil, err
 	}
 	b, _ := json.Marshal(obj)

@@ -423,7 +423,12 @@ func (srv *Server) putAlias(r *http.Request, s *session) (any, error) {
 	if !strings.HasPrefix(alias, "#") || !strings.HasSuffix(alias, ":"+srv.Config.ServerName) {
 		return nil, errorf(http.StatusBadRequest, "M_INVALID_PARAM", "Alias must be #name:%s", srv.Config.ServerName)
 	}
-	if err := srv.Rooms.SetAlias(r.Context(), s.UserID, alias, body.RoomID); err != nil {
+	err := srv.Rooms.SetAlias(r.Context(), s.UserID, alias, body.RoomID)
+	if errors.Is(err, rooms.ErrAliasInUse) {
+		// The spec's answer here; createRoom's for the same case is 400 M_ROOM_IN_USE.
+		return nil, errorf(http.StatusConflict, "M_UNKNOWN", "Room alias %s already exists", alias)
+	}
+	if err != nil {
 		return nil, err
 	}
 	return struct{}{}, nil

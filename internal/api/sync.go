@@ -28,10 +28,18 @@ func (srv *Server) sync(r *http.Request, s *session) (any, error) {
 	if err := checkOptionalEnum("full_state", q.Get("full_state"), "true", "false"); err != nil {
 		return nil, err
 	}
-	return srv.Sync.Sync(r.Context(), syncer.Request{
+	resp, err := srv.Sync.Sync(r.Context(), syncer.Request{
 		UserID: s.UserID, DeviceID: s.DeviceID, Since: q.Get("since"),
 		Timeout: time.Duration(timeout) * time.Millisecond, FullState: q.Get("full_state") == "true", Filter: f,
 	})
+	if err == nil && timeout > 0 {
+		// A long poll may outlive its token (a logout elsewhere): what arrived since must not
+		// reach a device that is logged out.
+		if _, err := srv.authenticate(r); err != nil {
+			return nil, err
+		}
+	}
+	return resp, err
 }
 
 // checkOptionalEnum refuses a query parameter given with a value the spec does not allow.

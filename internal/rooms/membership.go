@@ -35,6 +35,12 @@ func (s *Service) ChangeMembership(ctx context.Context, c MembershipChange) (str
 		content["reason"] = c.Reason
 	}
 	target := c.Target
-	return s.Send(ctx, Proto{RoomID: c.RoomID, Sender: c.Sender, Type: "m.room.member", StateKey: &target,
+	id, err := s.Send(ctx, Proto{RoomID: c.RoomID, Sender: c.Sender, Type: "m.room.member", StateKey: &target,
 		Content: mustJSON(content)}, SendOptions{})
+	if err == nil && (c.Membership == "leave" || c.Membership == "ban") {
+		// Whoever leaves stops typing there; best effort, as typing is ephemeral (readers
+		// also skip non-members).
+		_ = s.publishTyping(typingUpdate{RoomID: c.RoomID, UserID: target})
+	}
+	return id, err
 }

@@ -127,7 +127,7 @@ func (m *Model) applyLocked(se store.RoomEvent) []string {
 		}
 		r.state[key] = ev
 		if key == (stateKey{"m.room.history_visibility", ""}) {
-			r.visibility = append(r.visibility, change{ev.Seq, historyVisibility(pdu)})
+			r.visibility = append(r.visibility, change{ev.Seq, historyVisibility(pdu.Content())})
 		}
 		if pdu.Type() == "m.room.member" {
 			m.setMembershipLocked(r, *sk, ev)

@@ -92,8 +92,13 @@ func (s *Service) SetTyping(_ context.Context, roomID, userID string, typing boo
 	if s.model.Membership(roomID, userID) != "join" {
 		return fmt.Errorf("%w: you are not in this room", ErrForbidden)
 	}
-	b, _ := json.Marshal(typingUpdate{RoomID: roomID, UserID: userID, Typing: typing, Timeout: timeout.Milliseconds()})
-	// This node hears its own publish too, so every node applies the update the same way.
+	return s.publishTyping(typingUpdate{RoomID: roomID, UserID: userID, Typing: typing, Timeout: timeout.Milliseconds()})
+}
+
+// publishTyping tells every node, this one included (it hears its own publish, so every node
+// applies the update the same way).
+func (s *Service) publishTyping(u typingUpdate) error {
+	b, _ := json.Marshal(u)
 	if err := s.st.PublishEphemeral(typingTopic, b); err != nil {
 		return unavailable(err)
 	}
@@ -107,7 +112,7 @@ func (s *Service) TypingIn(roomID string) ([]string, uint64) {
 	now := time.Now()
 	var out []string
 	for user, until := range s.typing.until[roomID] {
-		if until.After(now) {
+		if until.After(now) && s.model.Membership(roomID, user) == "join" {
 			out = append(out, user)
 		}
 	}

@@ -6,7 +6,6 @@ import (
 	"slices"
 	"sort"
 
-	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/tidwall/gjson"
 )
 
@@ -21,19 +20,19 @@ type change struct {
 	value string
 }
 
-// defaultVisibility applies before any history_visibility event, and to one without a value.
+// defaultVisibility applies before any history_visibility event, and to one without a value
+// or with one the spec does not define (as Synapse treats them).
 const defaultVisibility = "shared"
 
-func historyVisibility(pdu gomatrixserverlib.PDU) string {
-	v := gjson.GetBytes(pdu.Content(), "history_visibility")
-	if !v.Exists() {
-		return defaultVisibility
+func historyVisibility(content []byte) string {
+	switch v := gjson.GetBytes(content, "history_visibility").String(); v {
+	case "world_readable", "shared", "invited", "joined":
+		return v
 	}
-	return v.String()
+	return defaultVisibility
 }
 
-// allowed is the spec's rule for one side (before or after) of an event. Unknown visibility
-// values fall through to the strictest outcome, as "joined" would.
+// allowed is the spec's rule for one side (before or after) of an event.
 func allowed(visibility, membership string, joinedLater bool) bool {
 	switch {
 	case visibility == "world_readable", membership == "join":
@@ -86,6 +85,13 @@ func (m *Model) history(roomID, userID string) (history, bool) {
 	ms := r.memberships[userID]
 	// Capped, so that nothing appended later is ever read or overwritten through the copies.
 	return newHistory(head, r.visibility[:len(r.visibility):len(r.visibility)], ms[:len(ms):len(ms)]), true
+}
+
+// MembershipAt is the user's membership in the room as of the event at seq ("" for none).
+func (m *Model) MembershipAt(roomID, userID string, seq uint64) string {
+	h, _ := m.history(roomID, userID)
+	_, after := valueAt(h.memberships, seq, "")
+	return after
 }
 
 // valueAt is the value just before and just after the event at seq.

@@ -46,7 +46,7 @@ func (s *Service) build(req Request, since *Token, now Token) *Response {
 }
 
 // window is one room's slice of a sync: events after `after` up to `upTo` are new. full means
-// the client knows nothing of the room yet (initial sync, full_state, or newly joined).
+// the client knows nothing of the room yet (initial sync, full_state, newly joined or invited).
 type window struct {
 	roomID      string
 	shard       int
@@ -63,13 +63,30 @@ func (s *Service) window(req Request, roomID string, since *Token, now Token) wi
 	w.me = s.rooms.Model().StateEvent(roomID, "m.room.member", req.UserID)
 	if !w.full {
 		w.after = since.Rooms[info.Shard]
-		if w.me != nil && w.me.Seq > w.after {
-			// Joined (or was invited) since the token: the client has none of the room yet.
+		if s.newToClient(req.UserID, w) {
 			w.full, w.after = true, 0
 		}
 	}
 	return w
 }
+
+// newToClient reports whether the user joined or was invited since the token without having
+// been in the room before: the client has none of its timeline yet. A member who only changed
+// their name, or who left, is not.
+func (s *Service) newToClient(userID string, w window) bool {
+	if w.me == nil || w.me.Seq <= w.after {
+		return false
+	}
+	switch ms, _ := w.me.PDU.Membership(); ms {
+	case "join", "invite":
+		return s.rooms.Model().MembershipAt(w.roomID, userID, w.after) != "join"
+	}
+	return false
+}
+
+// endsEarly reports whether the window stops before its sync's position: a room the user left,
+// seen as it was when they left.
+func (w window) endsEarly(upTo uint64) bool { return upTo < w.upTo }
 
 // changed reports whether the user's membership event is new in this window.
 func (w window) changed() bool {
@@ -140,7 +157,7 @@ func (s *Service) timeline(req Request, w window, upTo uint64, v rooms.Viewer) T
 // with the room (new to the client) can reach back before the user joined: in any other one
 // the user was in the room for every event, so the visibility check is skipped on that path.
 func (s *Service) newestEvents(userID string, w window, upTo uint64, limit int, keep func(*rooms.Event) bool) []rooms.Event {
-	if w.full {
+	if w.full || w.endsEarly(upTo) {
 		return s.rooms.Model().VisibleRange(w.roomID, userID, w.after, upTo, false, limit, keep)
 	}
 	return s.rooms.Model().Range(w.roomID, w.after, upTo, false, limit, keep)
@@ -161,7 +178,7 @@ func (s *Service) stateBefore(req Request, w window, upTo uint64, tl Timeline, v
 		senders[e.Sender] = true
 	}
 	var out []rooms.Event
-	for _, e := range s.stateCandidates(w, f.LazyLoadMembers, senders) {
+	for _, e := range s.stateCandidates(w, upTo, f.LazyLoadMembers, senders) {
 		if inTimeline[e.PDU.EventID()] || (e.Seq > upTo && !w.full) || !f.Matches(filterEvent(w.roomID, &e)) {
 			continue
 		}
@@ -181,10 +198,13 @@ func (s *Service) stateBefore(req Request, w window, upTo uint64, tl Timeline, v
 }
 
 // stateCandidates is the state stateBefore chooses from: all of it for a room new to the
-// client; otherwise what changed after the window's start, and, with lazy-loaded members, the
-// member events of the timeline's senders.
-func (s *Service) stateCandidates(w window, lazyMembers bool, senders map[string]bool) []rooms.Event {
+// client (for a room the user left, as it was when they left); otherwise what changed after the
+// window's start, and, with lazy-loaded members, the member events of the timeline's senders.
+func (s *Service) stateCandidates(w window, upTo uint64, lazyMembers bool, senders map[string]bool) []rooms.Event {
 	model := s.rooms.Model()
+	if w.endsEarly(upTo) {
+		return model.StateAt(w.roomID, upTo)
+	}
 	if w.full {
 		return model.State(w.roomID)
 	}

@@ -101,6 +101,8 @@ func testErrorResponses(t *testing.T, srv *server) {
 		{"SyncBadPresence", "GET", "v3/sync?timeout=0&set_presence=bogus", alice.AccessToken, nil, 400, "M_INVALID_PARAM"},
 		{"SyncBadFullState", "GET", "v3/sync?timeout=0&full_state=maybe", alice.AccessToken, nil, 400, "M_INVALID_PARAM"},
 		{"TokenFromNowhere", "GET", "v3/sync?timeout=0&since=" + url.QueryEscape(futureToken(t, alice)), alice.AccessToken, nil, 400, "M_INVALID_PARAM"},
+		{"EmptySendBody", "PUT", send("empty"), alice.AccessToken, nil, 400, "M_NOT_JSON"},
+		{"EmptyStateBody", "PUT", state("m.room.power_levels"), alice.AccessToken, nil, 400, "M_NOT_JSON"},
 		{"InvalidUTF8", "PUT", send("badutf8"), alice.AccessToken, []byte("{\"msgtype\":\"m.text\",\"body\":\"\xff\xfe\"}"), 400, "M_NOT_JSON"},
 		{"LongUserID", "GET", "v3/profile/" + url.PathEscape("@"+long+":localhost"), "", nil, 400, "M_INVALID_PARAM"},
 		{"LongRoomID", "GET", "v3/rooms/" + url.PathEscape("!"+long+":localhost") + "/state", alice.AccessToken, nil, 400, "M_INVALID_PARAM"},

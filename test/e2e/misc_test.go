@@ -177,6 +177,21 @@ func testLogout(t *testing.T, srv *server) {
 	expectTokenDead(t, second)
 	_, err = alice.Whoami(testCtx(t))
 	mustOK(t, err, "the other device's token after logout")
+
+	// A long poll that outlives its token answers 401, not with what arrived after the logout.
+	room := alice.createRoom(t, &mautrix.ReqCreateRoom{Preset: "private_chat"})
+	polling := alice.login(t, srv)
+	since := polling.syncToken(t)
+	done := make(chan error, 1)
+	go func() {
+		_, err := polling.FullSyncRequest(testCtx(t), mautrix.ReqSync{Since: since, Timeout: 20000})
+		done <- err
+	}()
+	time.Sleep(300 * time.Millisecond) // let the poll start waiting; a 401 at once would pass too
+	_, err = polling.Logout(testCtx(t))
+	mustOK(t, err, "logout during a long poll")
+	alice.sendText(t, room, "after the logout")
+	expectMatrixError(t, <-done, http.StatusUnauthorized, "M_UNKNOWN_TOKEN")
 }
 
 func testPasswordChange(t *testing.T, srv *server) {
@@ -289,6 +304,8 @@ func testAliases(t *testing.T, srv *server) {
 	}
 	_, err := bob.CreateRoom(testCtx(t), &mautrix.ReqCreateRoom{RoomAliasName: local})
 	expectMatrixError(t, err, http.StatusBadRequest, "M_ROOM_IN_USE")
+	rawRequest(t, "PUT", clientURL(srv, "v3/directory/room/"+url.PathEscape(alias.String())), alice.AccessToken,
+		[]byte(`{"room_id":"`+room.String()+`"}`)).expectError(t, http.StatusConflict, "M_UNKNOWN")
 }
 
 func testRedact(t *testing.T, srv *server) {
@@ -368,5 +385,20 @@ func testTyping(t *testing.T, srv *server) {
 	bob.syncUntil(t, "alice no longer typing", func(r *mautrix.RespSync) bool {
 		users, ok := typingUsers(r, room)
 		return ok && !slices.Contains(users, alice.UserID.String())
+	})
+
+	// Leaving the room ends one's typing there at once, not when its timeout runs out.
+	alice.syncOnce(t, 0)
+	_, err = bob.UserTyping(testCtx(t), room, true, 2*time.Minute) // outlasts syncUntil's 30 s
+	mustOK(t, err, "bob typing on")
+	alice.syncUntil(t, "bob typing", func(r *mautrix.RespSync) bool {
+		users, ok := typingUsers(r, room)
+		return ok && slices.Contains(users, bob.UserID.String())
+	})
+	_, err = bob.LeaveRoom(testCtx(t), room)
+	mustOK(t, err, "bob leaves")
+	alice.syncUntil(t, "bob no longer typing after leaving", func(r *mautrix.RespSync) bool {
+		users, ok := typingUsers(r, room)
+		return ok && !slices.Contains(users, bob.UserID.String())
 	})
 }

@@ -19,6 +19,46 @@ func TestHistoryVisibility(t *testing.T) {
 	t.Run("SharedShowsHistoryAfterJoining", func(t *testing.T) { testVisibilityShared(t, srv) })
 	t.Run("WorldReadableToStrangers", func(t *testing.T) { testVisibilityWorldReadable(t, srv) })
 	t.Run("MessagesLimitZero", func(t *testing.T) { testMessagesLimitZero(t, srv) })
+	t.Run("LeftRoomInSync", func(t *testing.T) { testLeftRoomInSync(t, srv) })
+}
+
+// testLeftRoomInSync: a kicked user's sync shows the room as it was when they left: the kick
+// alone in an incremental sync, and none of the state set after it.
+func testLeftRoomInSync(t *testing.T, srv *server) {
+	alice, bob := registerUser(t, srv, "alice"), registerUser(t, srv, "bob")
+	room := sharedRoom(t, alice, bob)
+	for _, text := range []string{"m1", "m2", "m3"} {
+		alice.sendText(t, room, text)
+	}
+	since := bob.syncToken(t)
+	_, err := alice.KickUser(testCtx(t), room, &mautrix.ReqKickUser{UserID: bob.UserID})
+	mustOK(t, err, "kick")
+	_, err = alice.SendStateEvent(testCtx(t), room, event.StateRoomName, "", &event.RoomNameEventContent{Name: "secret after the kick"})
+	mustOK(t, err, "rename")
+
+	checkLeft := func(what string, req mautrix.ReqSync, wantTimeline int) {
+		t.Helper()
+		resp, err := bob.FullSyncRequest(testCtx(t), req)
+		mustOK(t, err, what)
+		left, ok := resp.Rooms.Leave[room]
+		if !ok {
+			t.Fatalf("%s: room not in the leave section", what)
+		}
+		for _, evt := range append(left.State.Events, left.Timeline.Events...) {
+			if evt.Type == event.StateRoomName && evt.Content.Raw["name"] == "secret after the kick" {
+				t.Errorf("%s: shows state set after the kick", what)
+			}
+		}
+		tl := left.Timeline.Events
+		if last := tl[len(tl)-1]; last.Type != event.StateMember || last.GetStateKey() != bob.UserID.String() {
+			t.Errorf("%s: timeline does not end with the kick: %s", what, last.Type.Type)
+		}
+		if wantTimeline > 0 && (len(tl) != wantTimeline || left.Timeline.Limited) {
+			t.Errorf("%s: timeline has %d events (limited %v), want only the kick", what, len(tl), left.Timeline.Limited)
+		}
+	}
+	checkLeft("incremental sync", mautrix.ReqSync{Since: since}, 1)
+	checkLeft("initial sync with include_leave", mautrix.ReqSync{FilterID: `{"room":{"include_leave":true}}`}, 0)
 }
 
 // roomWithVisibility creates a private room owned by u with the given history_visibility.
