@@ -27,6 +27,16 @@ type createRoomBody struct {
 	PowerLevelOverride json.RawMessage    `json:"power_level_content_override"`
 }
 
+// knownUser refuses an invite to a user this server does not have: there is no federation to
+// carry it anywhere else.
+func (srv *Server) knownUser(ctx context.Context, userID string) error {
+	_, err := srv.Accounts.Account(ctx, userID)
+	if errors.Is(err, accounts.ErrNotFound) {
+		return notFound("Unknown user %s", userID)
+	}
+	return err
+}
+
 func (srv *Server) createRoom(r *http.Request, s *session) (any, error) {
 	var body createRoomBody
 	if err := decodeBody(r, &body); err != nil {
@@ -38,6 +48,9 @@ func (srv *Server) createRoom(r *http.Request, s *session) (any, error) {
 	for _, u := range body.Invite {
 		if !validUserID(u) {
 			return nil, errorf(http.StatusBadRequest, "M_INVALID_PARAM", "invite: %q is not a user id", u)
+		}
+		if err := srv.knownUser(r.Context(), u); err != nil {
+			return nil, err
 		}
 	}
 	roomID, err := srv.Rooms.CreateRoom(r.Context(), rooms.CreateRequest{
@@ -138,8 +151,8 @@ func (srv *Server) changeOther(r *http.Request, s *session, membership string) (
 		return nil, badJSON("user_id must be a user id")
 	}
 	if membership == "invite" {
-		if _, err := srv.Accounts.Account(r.Context(), body.UserID); errors.Is(err, accounts.ErrNotFound) {
-			return nil, notFound("Unknown user %s", body.UserID)
+		if err := srv.knownUser(r.Context(), body.UserID); err != nil {
+			return nil, err
 		}
 	}
 	if membership == "unban" {
@@ -238,7 +251,7 @@ func (srv *Server) roomState(r *http.Request, s *session) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	state, err := srv.Rooms.VisibleState(roomID, s.UserID)
+	state, err := srv.Rooms.VisibleState(roomID, s.UserID, rooms.End)
 	if err != nil {
 		return nil, err
 	}
@@ -265,11 +278,17 @@ func (srv *Server) members(r *http.Request, s *session) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	state, err := srv.Rooms.VisibleState(roomID, s.UserID)
+	q := r.URL.Query()
+	at := uint64(rooms.End)
+	if token := q.Get("at"); token != "" {
+		if at, err = srv.Sync.RoomPosition(r.Context(), roomID, token); err != nil {
+			return nil, err
+		}
+	}
+	state, err := srv.Rooms.VisibleState(roomID, s.UserID, at)
 	if err != nil {
 		return nil, err
 	}
-	q := r.URL.Query()
 	var out []rooms.Event
 	for _, ev := range state {
 		if ev.PDU.Type() != "m.room.member" {
@@ -378,10 +397,23 @@ func (srv *Server) sendState(r *http.Request, s *session) (any, error) {
 	}
 	key := r.PathValue("stateKey")
 	evType := r.PathValue("eventType")
-	if evType == "m.room.member" || evType == "m.room.create" {
-		return nil, forbidden("Use the membership endpoints to change %s", evType)
+	switch {
+	case evType == "m.room.create":
+		return nil, forbidden("A room's m.room.create is written once, by createRoom")
+	case evType == "m.room.member" && !srv.isOwnProfileChange(r.PathValue("roomId"), key, s.UserID, content):
+		return nil, forbidden("Use the membership endpoints (join, invite, leave, kick, ban) to change a membership")
 	}
 	return srv.sendEvent(r, s, rooms.Proto{Type: evType, StateKey: &key, Content: content}, "")
+}
+
+// isOwnProfileChange reports whether a member event sent as state only restates a member's own
+// join, with a room-specific display name or avatar (what Element's /myroomnick sends).
+func (srv *Server) isOwnProfileChange(roomID, stateKey, sender string, content json.RawMessage) bool {
+	var c struct {
+		Membership string `json:"membership"`
+	}
+	return stateKey == sender && json.Unmarshal(content, &c) == nil && c.Membership == "join" &&
+		srv.Rooms.Model().Membership(roomID, sender) == "join"
 }
 
 func (srv *Server) redact(r *http.Request, s *session) (any, error) {

@@ -223,14 +223,14 @@ func (s *Service) ReadableUpTo(roomID, userID string) (uint64, error) {
 	return 0, fmt.Errorf("%w: you are not in room %s", ErrForbidden, roomID)
 }
 
-// VisibleState is the room state the user may read: the current state, or for a former
-// member the state as it was when they left.
-func (s *Service) VisibleState(roomID, userID string) ([]Event, error) {
+// VisibleState is the room state the user may read as of position at (End: now): for a
+// former member, never later than when they left.
+func (s *Service) VisibleState(roomID, userID string, at uint64) ([]Event, error) {
 	upTo, err := s.ReadableUpTo(roomID, userID)
 	if err != nil {
 		return nil, err
 	}
-	return s.model.StateAt(roomID, upTo), nil
+	return s.model.StateAt(roomID, min(upTo, at)), nil
 }
 
 // VisibleStateEvent is one entry of VisibleState; ErrNotFound when it has none.

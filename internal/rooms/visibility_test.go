@@ -176,7 +176,7 @@ func TestVisibilityThroughTheModel(t *testing.T) {
 	if _, err := s.VisibleStateEvent(roomID, bob, "m.room.name", ""); !errors.Is(err, ErrNotFound) {
 		t.Errorf("a name set after bob left: %v, want ErrNotFound", err)
 	}
-	state, err := s.VisibleState(roomID, bob)
+	state, err := s.VisibleState(roomID, bob, End)
 	if err != nil {
 		t.Fatalf("VisibleState: %v", err)
 	}

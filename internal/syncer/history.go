@@ -80,6 +80,20 @@ func (s *Service) Messages(ctx context.Context, req MessagesRequest) (*MessagesR
 	return resp, nil
 }
 
+// RoomPosition reads a pagination or sync token as a position in the room's history, once
+// this node has caught up with it.
+func (s *Service) RoomPosition(ctx context.Context, roomID, token string) (uint64, error) {
+	info, ok := s.rooms.Model().Info(roomID)
+	if !ok {
+		return 0, fmt.Errorf("%w: unknown room", rooms.ErrNotFound)
+	}
+	pos, err := parseRoomPosition(token, info.Shard, s.Shards())
+	if err != nil {
+		return 0, fmt.Errorf("%w: not a valid token", ErrBadRequest)
+	}
+	return pos, s.waitRoomPosition(ctx, info.Shard, pos)
+}
+
 func (s *Service) waitRoomPosition(ctx context.Context, shard int, pos uint64) error {
 	ctx, cancel := context.WithTimeout(ctx, catchUpTimeout)
 	defer cancel()
@@ -119,7 +133,7 @@ func (s *Service) Context(v rooms.Viewer, roomID, eventID string, limit int, f f
 	if err != nil {
 		return nil, err
 	}
-	state, err := s.rooms.VisibleState(roomID, v.UserID)
+	state, err := s.rooms.VisibleState(roomID, v.UserID, rooms.End)
 	if err != nil {
 		return nil, err
 	}

@@ -107,6 +107,7 @@ func testErrorResponses(t *testing.T, srv *server) {
 		{"LongUserID", "GET", "v3/profile/" + url.PathEscape("@"+long+":localhost"), "", nil, 400, "M_INVALID_PARAM"},
 		{"LongRoomID", "GET", "v3/rooms/" + url.PathEscape("!"+long+":localhost") + "/state", alice.AccessToken, nil, 400, "M_INVALID_PARAM"},
 		{"LongDeviceID", "POST", "v3/login", "", loginWithDevice(long), 400, "M_INVALID_PARAM"},
+		{"CreateRoomInviteUnknownUser", "POST", "v3/createRoom", alice.AccessToken, []byte(`{"invite":["@nobody-here:localhost"]}`), 404, "M_NOT_FOUND"},
 		{"PowerLevelsNotIntegers", "POST", "v3/createRoom", alice.AccessToken, []byte(`{"power_level_content_override":{"users_default":"abc"}}`), 400, "M_BAD_JSON"},
 		{"CanonicalAliasMalformed", "PUT", state("m.room.canonical_alias"), alice.AccessToken, []byte(`{"alias":"not an alias"}`), 400, "M_BAD_ALIAS"},
 		{"CanonicalAliasElsewhere", "PUT", state("m.room.canonical_alias"), alice.AccessToken, []byte(`{"alias":"#nowhere:localhost"}`), 400, "M_BAD_ALIAS"},

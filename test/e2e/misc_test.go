@@ -104,7 +104,21 @@ func testProfile(t *testing.T, srv *server) {
 	if got.DisplayName != name || profile.DisplayName != name {
 		t.Errorf("displayname = %q, profile displayname = %q, want %q", got.DisplayName, profile.DisplayName, name)
 	}
+
+	// A room-specific name (Element's /myroomnick) is the member's own event sent as state;
+	// changing someone else's membership that way is refused.
+	room := sharedRoom(t, alice, bob)
+	_, err = alice.SendStateEvent(testCtx(t), room, event.StateMember, alice.UserID.String(),
+		&event.MemberEventContent{Membership: event.MembershipJoin, Displayname: "Alice in this room"})
+	mustOK(t, err, "room nickname")
+	if memberContent(t, bob, room, alice).Displayname != "Alice in this room" {
+		t.Errorf("bob does not see alice's room nickname")
+	}
+	_, err = alice.SendStateEvent(testCtx(t), room, event.StateMember, bob.UserID.String(),
+		&event.MemberEventContent{Membership: event.MembershipLeave})
+	expectMatrixError(t, err, http.StatusForbidden, "M_FORBIDDEN")
 }
+
 
 // withPasswordAuth performs a request guarded by user-interactive auth: the
 // first attempt must be refused with 401 and flows, the second carries
@@ -244,12 +258,18 @@ func testLeaveForget(t *testing.T, srv *server) {
 	mustOK(t, readHistory(), "history after coming back and leaving")
 }
 
-// membershipOf reads target's membership in the room as the viewer sees it.
-func membershipOf(t *testing.T, viewer *user, room id.RoomID, target *user) event.Membership {
+// memberContent reads target's member event in the room as the viewer sees it.
+func memberContent(t *testing.T, viewer *user, room id.RoomID, target *user) event.MemberEventContent {
 	t.Helper()
 	var member event.MemberEventContent
 	mustOK(t, viewer.StateEvent(testCtx(t), room, event.StateMember, target.UserID.String(), &member), "member state")
-	return member.Membership
+	return member
+}
+
+// membershipOf reads target's membership in the room as the viewer sees it.
+func membershipOf(t *testing.T, viewer *user, room id.RoomID, target *user) event.Membership {
+	t.Helper()
+	return memberContent(t, viewer, room, target).Membership
 }
 
 func testKickBanUnban(t *testing.T, srv *server) {

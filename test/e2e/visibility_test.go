@@ -20,6 +20,34 @@ func TestHistoryVisibility(t *testing.T) {
 	t.Run("WorldReadableToStrangers", func(t *testing.T) { testVisibilityWorldReadable(t, srv) })
 	t.Run("MessagesLimitZero", func(t *testing.T) { testMessagesLimitZero(t, srv) })
 	t.Run("LeftRoomInSync", func(t *testing.T) { testLeftRoomInSync(t, srv) })
+	t.Run("MembersAt", func(t *testing.T) { testMembersAt(t, srv) })
+}
+
+// testMembersAt: /members?at=token lists the members as of that token.
+func testMembersAt(t *testing.T, srv *server) {
+	alice, bob, carol := registerUser(t, srv, "alice"), registerUser(t, srv, "bob"), registerUser(t, srv, "carol")
+	room := sharedRoom(t, alice, bob)
+	before := alice.syncToken(t)
+	alice.invite(t, room, carol)
+	carol.join(t, room.String(), room)
+	members := func(query string) []string {
+		t.Helper()
+		resp := roomGet(t, srv, alice, room, "/members"+query)
+		resp.expectOK(t)
+		var out []string
+		for _, ev := range resp.Body["chunk"].([]any) {
+			out = append(out, ev.(map[string]any)["state_key"].(string))
+		}
+		slices.Sort(out)
+		return out
+	}
+	if got := members("?at=" + url.QueryEscape(before)); slices.Contains(got, carol.UserID.String()) {
+		t.Errorf("members at a token from before carol joined: %v", got)
+	}
+	if got := members(""); !slices.Contains(got, carol.UserID.String()) {
+		t.Errorf("current members lack carol: %v", got)
+	}
+	roomGet(t, srv, alice, room, "/members?at=garbage").expectError(t, http.StatusBadRequest, "M_INVALID_PARAM")
 }
 
 // testLeftRoomInSync: a kicked user's sync shows the room as it was when they left: the kick
