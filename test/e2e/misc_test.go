@@ -119,7 +119,6 @@ func testProfile(t *testing.T, srv *server) {
 	expectMatrixError(t, err, http.StatusForbidden, "M_FORBIDDEN")
 }
 
-
 // withPasswordAuth performs a request guarded by user-interactive auth: the
 // first attempt must be refused with 401 and flows, the second carries
 // m.login.password auth with the session from the first.
