@@ -12,7 +12,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/firebreak/firebreak/internal/accounts"
-	"github.com/firebreak/firebreak/internal/push"
 	"github.com/firebreak/firebreak/internal/store"
 )
 
@@ -637,15 +636,4 @@ func (srv *Server) setProfileField(r *http.Request, s *session) (any, error) {
 		srv.Log.Warn("profile change not sent to every room", "user", s.UserID, "err", err)
 	}
 	return struct{}{}, nil
-}
-
-// ---- Push rules ----
-
-// Push rules are the server defaults; changing them is not supported yet.
-func (srv *Server) pushRules(_ *http.Request, s *session) (any, error) {
-	return map[string]any{"global": push.DefaultRules(s.UserID)}, nil
-}
-
-func (srv *Server) pushRulesGlobal(_ *http.Request, s *session) (any, error) {
-	return push.DefaultRules(s.UserID), nil
 }

@@ -37,8 +37,17 @@ func (srv *Server) routes() {
 	srv.client("GET", "/profile/{userId}", srv.getProfile, public)
 	srv.client("GET", "/profile/{userId}/{field}", srv.getProfileField, public)
 	srv.client("PUT", "/profile/{userId}/{field}", srv.setProfileField, authed)
-	srv.client("GET", "/pushrules/", srv.pushRules, authed)
-	srv.client("GET", "/pushrules/global/", srv.pushRulesGlobal, authed)
+
+	// Push rules (pushrules.go). {$} keeps the whole-ruleset routes from taking sub-paths.
+	srv.client("GET", "/pushrules/{$}", srv.pushRules, authed)
+	srv.client("GET", "/pushrules/{scope}/{$}", srv.pushRulesScope, authed)
+	srv.client("GET", "/pushrules/{scope}/{kind}/{ruleId}", srv.getPushRule, authed)
+	srv.client("PUT", "/pushrules/{scope}/{kind}/{ruleId}", srv.putPushRule, authed)
+	srv.client("DELETE", "/pushrules/{scope}/{kind}/{ruleId}", srv.deletePushRule, authed)
+	srv.client("GET", "/pushrules/{scope}/{kind}/{ruleId}/enabled", srv.getPushRuleEnabled, authed)
+	srv.client("PUT", "/pushrules/{scope}/{kind}/{ruleId}/enabled", srv.setPushRuleEnabled, authed)
+	srv.client("GET", "/pushrules/{scope}/{kind}/{ruleId}/actions", srv.getPushRuleActions, authed)
+	srv.client("PUT", "/pushrules/{scope}/{kind}/{ruleId}/actions", srv.setPushRuleActions, authed)
 
 	// Rooms (rooms.go).
 	srv.client("POST", "/createRoom", srv.createRoom, send)
@@ -78,4 +87,9 @@ func (srv *Server) routes() {
 	srv.client("PUT", "/user/{userId}/account_data/{type}", srv.setAccountData, authed)
 	srv.client("GET", "/user/{userId}/rooms/{roomId}/account_data/{type}", srv.getRoomAccountData, authed)
 	srv.client("PUT", "/user/{userId}/rooms/{roomId}/account_data/{type}", srv.setRoomAccountData, authed)
+
+	// Room tags (tags.go).
+	srv.client("GET", "/user/{userId}/rooms/{roomId}/tags", srv.getTags, authed)
+	srv.client("PUT", "/user/{userId}/rooms/{roomId}/tags/{tag}", srv.putTag, authed)
+	srv.client("DELETE", "/user/{userId}/rooms/{roomId}/tags/{tag}", srv.deleteTag, authed)
 }

@@ -165,14 +165,14 @@ func outcome(acts []any) Actions {
 	return out
 }
 
-// isHighlight: a highlight tweak with no value means true; otherwise only a
-// boolean true counts (a string "true" is not a boolean).
+// isHighlight: a highlight tweak with no value (or a null one, as some clients write it) means
+// true; otherwise only a boolean true counts (a string "true" is not a boolean).
 func isHighlight(tweak map[string]any) bool {
 	if tweak["set_tweak"] != "highlight" {
 		return false
 	}
 	v, present := tweak["value"]
-	if !present {
+	if !present || v == nil {
 		return true
 	}
 	b, ok := v.(bool)

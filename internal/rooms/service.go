@@ -12,6 +12,7 @@ import (
 
 	"github.com/matrix-org/gomatrixserverlib"
 
+	"github.com/firebreak/firebreak/internal/push"
 	"github.com/firebreak/firebreak/internal/store"
 )
 
@@ -29,8 +30,9 @@ type Service struct {
 	sending  *roomLocks
 	filling  []chan struct{} // per shard: a token held by the gap fill running
 
-	unreadMu sync.Mutex
-	unread   map[unreadKey]unreadState
+	unreadMu  sync.Mutex
+	unread    map[unreadKey]unreadState
+	pushRules func(userID string) push.Ruleset // the user's rules, for unread counts
 
 	wg sync.WaitGroup
 }
@@ -48,9 +50,13 @@ func New(ctx context.Context, st *store.Store, serverName, defaultVersion string
 	return &Service{
 		st: st, serverName: serverName, key: key, defaultVersion: gomatrixserverlib.RoomVersion(defaultVersion),
 		log: log, model: model, receipts: newReceiptModel(), typing: newTypingModel(), sending: newRoomLocks(), filling: fillTokens(st.Shards()),
-		unread: map[unreadKey]unreadState{},
+		unread: map[unreadKey]unreadState{}, pushRules: push.DefaultRules,
 	}, nil
 }
+
+// SetPushRules sets where unread counts get each user's push rules; until then every user has
+// the server defaults. Call it before the service serves.
+func (s *Service) SetPushRules(rules func(userID string) push.Ruleset) { s.pushRules = rules }
 
 // Model is the read model queries are answered from.
 func (s *Service) Model() *Model { return s.model }

@@ -46,7 +46,7 @@ type unreadState struct {
 func (s *Service) countUnread(roomID, userID string, evs []Event, st *unreadState) {
 	joined, _, _ := s.MemberSummary(roomID, userID, 0)
 	c := push.Context{UserID: userID, DisplayName: s.displayName(roomID, userID), MemberCount: joined}
-	rules := push.DefaultRules(userID)
+	rules := s.pushRules(userID)
 	pl := s.model.StateEvent(roomID, "m.room.power_levels", "")
 	for _, ev := range evs {
 		st.upTo = ev.Seq

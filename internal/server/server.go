@@ -17,6 +17,7 @@ import (
 	"github.com/firebreak/firebreak/internal/accounts"
 	"github.com/firebreak/firebreak/internal/api"
 	"github.com/firebreak/firebreak/internal/config"
+	"github.com/firebreak/firebreak/internal/push"
 	"github.com/firebreak/firebreak/internal/rooms"
 	"github.com/firebreak/firebreak/internal/store"
 	"github.com/firebreak/firebreak/internal/syncer"
@@ -57,6 +58,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	var wg sync.WaitGroup
 	defer func() { stop(); roomsSvc.Wait(); wg.Wait() }()
 	data := accountdata.New(st)
+	roomsSvc.SetPushRules(push.NewCache(data).Rules)
 	syncSvc := syncer.New(ctx, roomsSvc, data)
 	dataReady := make(chan struct{})
 	var once sync.Once

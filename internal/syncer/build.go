@@ -2,9 +2,11 @@ package syncer
 
 import (
 	"cmp"
+	"encoding/json"
 	"slices"
 
 	"github.com/firebreak/firebreak/internal/filter"
+	"github.com/firebreak/firebreak/internal/push"
 	"github.com/firebreak/firebreak/internal/rooms"
 )
 
@@ -42,7 +44,21 @@ func (s *Service) build(req Request, since *Token, now Token) *Response {
 			resp.AccountData.Events = append(resp.AccountData.Events, accountDataEvent(it.Type, it.Content))
 		}
 	}
+	if since == nil || req.FullState {
+		resp.AccountData.Events = append(resp.AccountData.Events, s.defaultPushRules(req)...)
+	}
 	return resp
+}
+
+// defaultPushRules is the m.push_rules account data of a user who never changed a rule: clients
+// read their rules from the first sync, and until a change nothing is stored.
+func (s *Service) defaultPushRules(req Request) []any {
+	if _, err := s.data.Get(req.UserID, "", push.AccountDataType); err == nil ||
+		!req.Filter.AccountData.Matches(filter.Event{Type: push.AccountDataType, Sender: req.UserID}) {
+		return nil
+	}
+	content, _ := json.Marshal(push.Document{Global: push.DefaultRules(req.UserID)})
+	return []any{accountDataEvent(push.AccountDataType, content)}
 }
 
 // window is one room's slice of a sync: events after `after` up to `upTo` are new. full means

@@ -34,6 +34,7 @@ func TestSharedServer(t *testing.T) {
 		{"Redact", testRedact},
 		{"Context", testContext},
 		{"Typing", testTyping},
+		{"Tags", testTags},
 	}
 	for _, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) { sc.run(t, srv) })

@@ -1,0 +1,73 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/firebreak/firebreak/internal/accountdata"
+)
+
+// Room tags (favourites, low priority, the user's own) are the room account data m.tag, so
+// sync delivers them as it does any account data.
+
+const tagDataType = "m.tag"
+
+// tagSet is the content of m.tag: each tag's own content (an optional "order").
+type tagSet struct {
+	Tags map[string]json.RawMessage `json:"tags"`
+}
+
+func (srv *Server) roomTags(r *http.Request, s *session) (tagSet, error) {
+	if err := ownUser(r, s); err != nil {
+		return tagSet{}, err
+	}
+	set := tagSet{Tags: map[string]json.RawMessage{}}
+	raw, err := srv.AccountData.Get(s.UserID, r.PathValue("roomId"), tagDataType)
+	if errors.Is(err, accountdata.ErrNotFound) {
+		return set, nil
+	}
+	if err != nil {
+		return set, err
+	}
+	if json.Unmarshal(raw, &set) != nil || set.Tags == nil {
+		set.Tags = map[string]json.RawMessage{}
+	}
+	return set, nil
+}
+
+func (srv *Server) getTags(r *http.Request, s *session) (any, error) {
+	return srv.roomTags(r, s)
+}
+
+func (srv *Server) putTag(r *http.Request, s *session) (any, error) {
+	content, err := rawObject(r)
+	if err != nil {
+		return nil, err
+	}
+	var tag struct {
+		Order *float64 `json:"order"`
+	}
+	if err := json.Unmarshal(content, &tag); err != nil {
+		return nil, badJSON("order must be a number")
+	}
+	return srv.changeTags(r, s, func(tags map[string]json.RawMessage) { tags[r.PathValue("tag")] = content })
+}
+
+func (srv *Server) deleteTag(r *http.Request, s *session) (any, error) {
+	return srv.changeTags(r, s, func(tags map[string]json.RawMessage) { delete(tags, r.PathValue("tag")) })
+}
+
+// changeTags rewrites the room's m.tag with one change applied.
+func (srv *Server) changeTags(r *http.Request, s *session, change func(map[string]json.RawMessage)) (any, error) {
+	set, err := srv.roomTags(r, s)
+	if err != nil {
+		return nil, err
+	}
+	change(set.Tags)
+	raw, _ := json.Marshal(set)
+	if err := srv.AccountData.Set(r.Context(), s.UserID, r.PathValue("roomId"), tagDataType, raw); err != nil {
+		return nil, err
+	}
+	return struct{}{}, nil
+}
