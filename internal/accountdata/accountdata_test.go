@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"testing"
@@ -221,5 +222,55 @@ func TestMirrorFollowsOtherWriters(t *testing.T) {
 	}
 	if s2.Position() != s.Position() {
 		t.Errorf("a new service's Position = %d, want %d", s2.Position(), s.Position())
+	}
+}
+
+// Changes made at once through two nodes' services all stay: each is a compare-and-set.
+func TestModifyConcurrent(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	nodes := []*Service{start(t, st), start(t, st)}
+	const writers = 12
+	errs := make(chan error, writers)
+	for i := range writers {
+		go func() {
+			errs <- nodes[i%2].Modify(t.Context(), "@a:x", "!r:x", "m.tag", func(old json.RawMessage) (json.RawMessage, error) {
+				tags := map[string]int{}
+				if old != nil {
+					if err := json.Unmarshal(old, &tags); err != nil {
+						return nil, err
+					}
+				}
+				tags[fmt.Sprintf("t%d", i)] = i
+				return json.Marshal(tags)
+			})
+		}()
+	}
+	for range writers {
+		if err := <-errs; err != nil {
+			t.Fatalf("Modify: %v", err)
+		}
+	}
+	// Each Modify returned once its own node showed it; node 0 may still trail node 1.
+	if err := nodes[0].WaitPosition(t.Context(), nodes[1].Position()); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := nodes[0].Get("@a:x", "!r:x", "m.tag")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tags map[string]int
+	if err := json.Unmarshal(raw, &tags); err != nil || len(tags) != writers {
+		t.Errorf("after %d concurrent changes: %s (%v), want every one", writers, raw, err)
+	}
+
+	// A change that fails writes nothing.
+	refuse := errors.New("no")
+	if err := nodes[1].Modify(t.Context(), "@a:x", "!r:x", "m.tag", func(json.RawMessage) (json.RawMessage, error) {
+		return nil, refuse
+	}); !errors.Is(err, refuse) {
+		t.Errorf("Modify with a failing change = %v, want its error", err)
+	}
+	if again, _ := nodes[0].Get("@a:x", "!r:x", "m.tag"); string(again) != string(raw) {
+		t.Errorf("a failed change altered the data: %s", again)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"sync"
 
 	"github.com/firebreak/firebreak/internal/accountdata"
 	"github.com/firebreak/firebreak/internal/push"
@@ -118,30 +117,24 @@ func (srv *Server) findPushRule(r *http.Request, s *session) (push.Rule, error) 
 	return rule, pushRuleError(err)
 }
 
-// pushRulesMu makes each edit a read-modify-write of the whole ruleset that no other edit on
-// this node interleaves with: clients such as Element send several changes at once.
-var pushRulesMu sync.Mutex
-
 // editPushRules applies edit to the user's ruleset for the {kind} of the path and stores the
-// result.
+// result. Clients such as Element send several changes at once, and to any node: each edit is
+// a compare-and-set of the whole ruleset (accountdata.Modify), so none undoes another.
 func (srv *Server) editPushRules(r *http.Request, s *session, edit func(rs *push.Ruleset, kind string) error) (any, error) {
 	if err := checkScope(r); err != nil {
 		return nil, err
 	}
-	pushRulesMu.Lock()
-	defer pushRulesMu.Unlock()
-	rs, err := srv.loadPushRules(s.UserID)
+	err := srv.AccountData.Modify(r.Context(), s.UserID, "", push.AccountDataType, func(old json.RawMessage) (json.RawMessage, error) {
+		rs, err := push.Load(s.UserID, old)
+		if err != nil {
+			return nil, err
+		}
+		if err := edit(&rs, r.PathValue("kind")); err != nil {
+			return nil, pushRuleError(err)
+		}
+		return json.Marshal(push.Document{Global: rs})
+	})
 	if err != nil {
-		return nil, err
-	}
-	if err := edit(&rs, r.PathValue("kind")); err != nil {
-		return nil, pushRuleError(err)
-	}
-	content, err := json.Marshal(push.Document{Global: rs})
-	if err != nil {
-		return nil, err
-	}
-	if err := srv.AccountData.Set(r.Context(), s.UserID, "", push.AccountDataType, content); err != nil {
 		return nil, err
 	}
 	return struct{}{}, nil

@@ -22,18 +22,20 @@ func (srv *Server) roomTags(r *http.Request, s *session) (tagSet, error) {
 	if err := ownUser(r, s); err != nil {
 		return tagSet{}, err
 	}
-	set := tagSet{Tags: map[string]json.RawMessage{}}
 	raw, err := srv.AccountData.Get(s.UserID, r.PathValue("roomId"), tagDataType)
-	if errors.Is(err, accountdata.ErrNotFound) {
-		return set, nil
+	if err != nil && !errors.Is(err, accountdata.ErrNotFound) {
+		return tagSet{}, err
 	}
-	if err != nil {
-		return set, err
-	}
-	if json.Unmarshal(raw, &set) != nil || set.Tags == nil {
+	return parseTags(raw), nil
+}
+
+// parseTags reads m.tag content; none, or content that is not a tag set, is no tags.
+func parseTags(raw []byte) tagSet {
+	var set tagSet
+	if raw == nil || json.Unmarshal(raw, &set) != nil || set.Tags == nil {
 		set.Tags = map[string]json.RawMessage{}
 	}
-	return set, nil
+	return set
 }
 
 func (srv *Server) getTags(r *http.Request, s *session) (any, error) {
@@ -58,15 +60,18 @@ func (srv *Server) deleteTag(r *http.Request, s *session) (any, error) {
 	return srv.changeTags(r, s, func(tags map[string]json.RawMessage) { delete(tags, r.PathValue("tag")) })
 }
 
-// changeTags rewrites the room's m.tag with one change applied.
+// changeTags rewrites the room's m.tag with one change applied, as a compare-and-set so that
+// tags changed at once (through any nodes) all stay.
 func (srv *Server) changeTags(r *http.Request, s *session, change func(map[string]json.RawMessage)) (any, error) {
-	set, err := srv.roomTags(r, s)
-	if err != nil {
+	if err := ownUser(r, s); err != nil {
 		return nil, err
 	}
-	change(set.Tags)
-	raw, _ := json.Marshal(set)
-	if err := srv.AccountData.Set(r.Context(), s.UserID, r.PathValue("roomId"), tagDataType, raw); err != nil {
+	err := srv.AccountData.Modify(r.Context(), s.UserID, r.PathValue("roomId"), tagDataType, func(old json.RawMessage) (json.RawMessage, error) {
+		set := parseTags(old)
+		change(set.Tags)
+		return json.Marshal(set)
+	})
+	if err != nil {
 		return nil, err
 	}
 	return struct{}{}, nil
