@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"slices"
 	"testing"
 )
 
@@ -204,10 +205,8 @@ func TestLoad(t *testing.T) {
 	}{
 		{"nothing stored", "", DefaultRules(me), false},
 		{"stored", string(content), edited, false},
-		{"absent kinds and actions", `{"global":{"override":[{"rule_id":"x","enabled":true}]}}`, Ruleset{
-			Override: []Rule{{RuleID: "x", Enabled: true, Actions: []any{}}},
-			Content:  []Rule{}, Room: []Rule{}, Sender: []Rule{}, Underride: []Rule{},
-		}, false},
+		{"absent kinds and actions: the defaults fill in, own rules after the master switch",
+			`{"global":{"override":[{"rule_id":"x","enabled":true}]}}`, withOwnOverride(Rule{RuleID: "x", Enabled: true, Actions: []any{}}), false},
 		{"not JSON", `{`, Ruleset{}, true},
 	}
 	for _, tt := range tests {
@@ -277,5 +276,34 @@ func mustDo(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// withOwnOverride is the default ruleset with one user override rule, where the spec ranks it:
+// after .m.rule.master, before the other server-default overrides.
+func withOwnOverride(r Rule) Ruleset {
+	rs := DefaultRules(me)
+	rs.Override = slices.Insert(slices.Clone(rs.Override), 1, r)
+	return rs
+}
+
+// A ruleset stored by an older version gains the default rules added since, and keeps what
+// the user set on the defaults it had.
+func TestLoadOlderRuleset(t *testing.T) {
+	old := DefaultRules(me)
+	old.Override = slices.DeleteFunc(slices.Clone(old.Override), func(r Rule) bool { return r.RuleID == ".m.rule.reaction" })
+	old.Underride = slices.Clone(old.Underride)
+	i := index(old.Underride, ".m.rule.message")
+	old.Underride[i].Enabled = false
+	content, _ := json.Marshal(Document{Global: old})
+	got, err := Load(me, content)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := got.Find("override", ".m.rule.reaction"); err != nil {
+		t.Errorf("a default rule missing from the stored ruleset was not added: %v", err)
+	}
+	if r, _ := got.Find("underride", ".m.rule.message"); r.Enabled {
+		t.Errorf("the user's disabling of .m.rule.message was lost")
 	}
 }

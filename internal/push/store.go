@@ -25,7 +25,48 @@ func Load(userID string, content []byte) (Ruleset, error) {
 	if err := json.Unmarshal(content, &doc); err != nil {
 		return Ruleset{}, err
 	}
-	return doc.Global.normalize(), nil
+	return withDefaults(DefaultRules(userID), doc.Global.normalize()), nil
+}
+
+// withDefaults lays a stored ruleset over this server's defaults: the server-default rules are
+// always this version's (a ruleset stored by an older one gains rules added since), with the
+// enabled state and actions the user set on them; the user's own rules keep their order and
+// come before the defaults of their kind, .m.rule.master excepted, as the spec ranks them.
+func withDefaults(defaults, stored Ruleset) Ruleset {
+	return Ruleset{
+		Override:  mergeKind(defaults.Override, stored.Override),
+		Content:   mergeKind(defaults.Content, stored.Content),
+		Room:      mergeKind(defaults.Room, stored.Room),
+		Sender:    mergeKind(defaults.Sender, stored.Sender),
+		Underride: mergeKind(defaults.Underride, stored.Underride),
+	}
+}
+
+func mergeKind(defaults, stored []Rule) []Rule {
+	settings := map[string]Rule{}
+	out := []Rule{}
+	var own []Rule
+	for _, r := range stored {
+		if r.Default {
+			settings[r.RuleID] = r
+		} else {
+			own = append(own, r)
+		}
+	}
+	for i, d := range defaults {
+		if s, ok := settings[d.RuleID]; ok {
+			d.Enabled, d.Actions = s.Enabled, s.Actions
+		}
+		if i == 0 && d.RuleID == ruleMaster {
+			out = append(out, d)
+			continue
+		}
+		if len(own) > 0 {
+			out, own = append(out, own...), nil
+		}
+		out = append(out, d)
+	}
+	return append(out, own...)
 }
 
 // normalize turns absent lists and actions into empty ones, so clients see all five kinds and
