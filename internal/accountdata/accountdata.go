@@ -160,5 +160,8 @@ func (s *Service) Since(userID string, since uint64) []Item {
 // Position is the bucket position this node's mirror has applied.
 func (s *Service) Position() uint64 { return s.rev.Load() }
 
-// WaitPosition waits until the mirror has applied position p.
-func (s *Service) WaitPosition(ctx context.Context, p uint64) error { return s.rev.Wait(ctx, p) }
+// WaitPosition waits until the mirror has applied position p (from a token); one past the
+// bucket's end is refused with store.ErrBeyondEnd.
+func (s *Service) WaitPosition(ctx context.Context, p uint64) error {
+	return s.st.WaitBucket(ctx, store.BucketAccountData, s.rev, p)
+}

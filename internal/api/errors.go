@@ -56,7 +56,7 @@ func toMatrixError(err error) (*matrixError, bool) {
 	case errors.Is(err, rooms.ErrNotFound), errors.Is(err, accounts.ErrNotFound),
 		errors.Is(err, filter.ErrNotFound), errors.Is(err, accountdata.ErrNotFound):
 		return notFound("%v", err), true
-	case errors.Is(err, rooms.ErrTooLarge):
+	case errors.Is(err, rooms.ErrTooLarge), errors.Is(err, store.ErrValueTooLarge):
 		return errorf(http.StatusRequestEntityTooLarge, "M_TOO_LARGE", "%v", err), true
 	case errors.Is(err, rooms.ErrBadRequest), errors.Is(err, filter.ErrInvalid):
 		return badJSON("%v", err), true

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"reflect"
 	"strings"
 	"unicode/utf8"
 )
@@ -57,11 +58,31 @@ func decodeJSON(body []byte, v any) error {
 	if err := json.Unmarshal(body, v); err != nil {
 		var typeErr *json.UnmarshalTypeError
 		if errors.As(err, &typeErr) {
-			return badJSON("%s must be of type %s", typeErr.Field, typeErr.Type)
+			return badJSON("%s must be %s", typeErr.Field, jsonKind(typeErr.Type))
 		}
 		return badJSON("%v", err)
 	}
 	return nil
+}
+
+// jsonKind names the JSON value a Go type decodes from, for error messages clients can act on.
+func jsonKind(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	case reflect.Interface:
+		return "a JSON value"
+	}
+	return "a number"
 }
 
 // maxJSONDepth bounds nesting: content is served to every member, and many clients' JSON

@@ -402,8 +402,20 @@ func (srv *Server) sendState(r *http.Request, s *session) (any, error) {
 		return nil, forbidden("A room's m.room.create is written once, by createRoom")
 	case evType == "m.room.member" && !srv.isOwnProfileChange(r.PathValue("roomId"), key, s.UserID, content):
 		return nil, forbidden("Use the membership endpoints (join, invite, leave, kick, ban) to change a membership")
+	case evType == "m.room.member" && !validProfileFields(content):
+		return nil, badJSON("displayname and avatar_url must be strings or null")
 	}
 	return srv.sendEvent(r, s, rooms.Proto{Type: evType, StateKey: &key, Content: content}, "")
+}
+
+// validProfileFields reports whether a member event's displayname and avatar_url, when given,
+// are strings (or null), which clients take them to be.
+func validProfileFields(content json.RawMessage) bool {
+	var c struct {
+		DisplayName *string `json:"displayname"`
+		AvatarURL   *string `json:"avatar_url"`
+	}
+	return json.Unmarshal(content, &c) == nil
 }
 
 // isOwnProfileChange reports whether a member event sent as state only restates a member's own

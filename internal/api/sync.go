@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/firebreak/firebreak/internal/filter"
+	"github.com/firebreak/firebreak/internal/push"
 	"github.com/firebreak/firebreak/internal/syncer"
 )
 
@@ -31,6 +32,7 @@ func (srv *Server) sync(r *http.Request, s *session) (any, error) {
 	resp, err := srv.Sync.Sync(r.Context(), syncer.Request{
 		UserID: s.UserID, DeviceID: s.DeviceID, Since: q.Get("since"),
 		Timeout: time.Duration(timeout) * time.Millisecond, FullState: q.Get("full_state") == "true", Filter: f,
+		Ended: func() bool { _, err := srv.authenticate(r); return err != nil },
 	})
 	if err == nil && timeout > 0 {
 		// A long poll may outlive its token (a logout elsewhere): what arrived since must not
@@ -120,6 +122,9 @@ func (srv *Server) getRoomAccountData(r *http.Request, s *session) (any, error) 
 func (srv *Server) readAccountData(r *http.Request, s *session, roomID string) (any, error) {
 	if err := ownUser(r, s); err != nil {
 		return nil, err
+	}
+	if roomID == "" && r.PathValue("type") == push.AccountDataType {
+		return srv.pushRules(r, s) // the defaults too, for a user who never changed a rule
 	}
 	content, err := srv.AccountData.Get(s.UserID, roomID, r.PathValue("type"))
 	if err != nil {

@@ -50,8 +50,8 @@ func (srv *Server) putTag(r *http.Request, s *session) (any, error) {
 	var tag struct {
 		Order *float64 `json:"order"`
 	}
-	if err := json.Unmarshal(content, &tag); err != nil {
-		return nil, badJSON("order must be a number")
+	if err := json.Unmarshal(content, &tag); err != nil || (tag.Order != nil && (*tag.Order < 0 || *tag.Order > 1)) {
+		return nil, badJSON("order must be a number from 0 to 1")
 	}
 	return srv.changeTags(r, s, func(tags map[string]json.RawMessage) { tags[r.PathValue("tag")] = content })
 }

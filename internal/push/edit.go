@@ -190,6 +190,8 @@ func checkConditions(conds []Condition) error {
 			missing = "kind"
 		case keyed[c.Kind] && c.Key == "":
 			missing = "key"
+		case c.Kind == "event_match" && !c.hasPattern:
+			missing = "pattern"
 		case c.Kind == "room_member_count" && c.Is == "":
 			missing = "is"
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -305,5 +306,31 @@ func TestLoadOlderRuleset(t *testing.T) {
 	}
 	if r, _ := got.Find("underride", ".m.rule.message"); r.Enabled {
 		t.Errorf("the user's disabling of .m.rule.message was lost")
+	}
+}
+
+// event_match always carries its pattern, "" included, and a rule given without one is refused.
+func TestEventMatchPattern(t *testing.T) {
+	tombstone, err := DefaultRules(me).Find("override", ".m.rule.tombstone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := json.Marshal(tombstone)
+	if !strings.Contains(string(raw), `"key":"state_key","pattern":""`) {
+		t.Errorf(".m.rule.tombstone = %s, want its state_key condition with pattern \"\"", raw)
+	}
+	for body, wantErr := range map[string]bool{
+		`[{"kind":"event_match","key":"state_key","pattern":""}]`: false,
+		`[{"kind":"event_match","key":"state_key"}]`:              true,
+	} {
+		var conds []Condition
+		if err := json.Unmarshal([]byte(body), &conds); err != nil {
+			t.Fatal(err)
+		}
+		rs := DefaultRules(me)
+		err := rs.Put("override", Rule{RuleID: "x", Actions: []any{}, Conditions: conds}, "", "")
+		if (err != nil) != wantErr {
+			t.Errorf("Put with conditions %s: %v, want error %v", body, err, wantErr)
+		}
 	}
 }

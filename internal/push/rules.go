@@ -3,7 +3,10 @@
 // whether an event notifies (and highlights) for a given user.
 package push
 
-import "strings"
+import (
+	"encoding/json"
+	"strings"
+)
 
 // Ruleset is the JSON shape of GET /_matrix/client/v3/pushrules/ "global".
 type Ruleset struct {
@@ -29,9 +32,42 @@ type Rule struct {
 type Condition struct {
 	Kind    string `json:"kind"`
 	Key     string `json:"key,omitempty"`
-	Pattern string `json:"pattern,omitempty"`
+	Pattern string `json:"pattern,omitempty"` // always written for event_match, even ""
 	Is      string `json:"is,omitempty"`
 	Value   any    `json:"value,omitempty"` // for event_property_is / event_property_contains
+
+	hasPattern bool // read from JSON that had a pattern; event_match requires one
+}
+
+// conditionJSON is Condition without its methods, to encode and decode the common fields.
+type conditionJSON Condition
+
+// MarshalJSON writes event_match's pattern even when empty: the spec's defaults match
+// state_key against "", and clients (matrix-js-sdk) skip a condition without a pattern.
+func (c Condition) MarshalJSON() ([]byte, error) {
+	if c.Kind != "event_match" {
+		return json.Marshal(conditionJSON(c))
+	}
+	return json.Marshal(struct {
+		conditionJSON
+		Pattern string `json:"pattern"`
+	}{conditionJSON(c), c.Pattern})
+}
+
+// UnmarshalJSON notes whether a pattern was given, which an empty one cannot tell.
+func (c *Condition) UnmarshalJSON(b []byte) error {
+	var in struct {
+		conditionJSON
+		Pattern *string `json:"pattern"`
+	}
+	if err := json.Unmarshal(b, &in); err != nil {
+		return err
+	}
+	*c = Condition(in.conditionJSON)
+	if in.Pattern != nil {
+		c.Pattern, c.hasPattern = *in.Pattern, true
+	}
+	return nil
 }
 
 // Rule IDs the evaluator treats specially; the rest only appear in DefaultRules.

@@ -1,6 +1,10 @@
 package rooms
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/firebreak/firebreak/internal/store"
+)
 
 // Errors the API maps onto Matrix error codes. They are wrapped with the detail.
 var (
@@ -12,7 +16,7 @@ var (
 	ErrBadAlias           = errors.New("bad canonical alias") // malformed, or points at another room
 	ErrInvalidAlias       = errors.New("invalid room alias")
 	ErrUnavailable        = errors.New("storage unavailable")
-	ErrUnknownPosition    = errors.New("position this deployment never reached") // in a token
+	ErrUnknownPosition    = store.ErrBeyondEnd // a position in a token that no node reached
 	ErrUnsupportedVersion = errors.New("unsupported room version")
 	errUnknownRoom        = errors.New("event for a room without a create event")
 )

@@ -128,5 +128,5 @@ func (s *Service) readUpTo(roomID, userID string) uint64 {
 
 // WaitReceiptPosition waits until this node has applied the receipts bucket up to p.
 func (s *Service) WaitReceiptPosition(ctx context.Context, p uint64) error {
-	return s.receipts.rev.Wait(ctx, p)
+	return s.st.WaitBucket(ctx, store.BucketReceipts, s.receipts.rev, p)
 }

@@ -224,11 +224,17 @@ func (s *Service) ReadableUpTo(roomID, userID string) (uint64, error) {
 }
 
 // VisibleState is the room state the user may read as of position at (End: now): for a
-// former member, never later than when they left.
+// former member, never later than when they left; at an earlier point, only if the history
+// visibility let the user see the room then.
 func (s *Service) VisibleState(roomID, userID string, at uint64) ([]Event, error) {
 	upTo, err := s.ReadableUpTo(roomID, userID)
 	if err != nil {
 		return nil, err
+	}
+	if at < upTo {
+		if h, _ := s.model.history(roomID, userID); !h.canSee(at) {
+			return nil, fmt.Errorf("%w: you could not see room %s at that point", ErrForbidden, roomID)
+		}
 	}
 	return s.model.StateAt(roomID, min(upTo, at)), nil
 }

@@ -132,19 +132,26 @@ func (s *Store) leaderLastMsg(ctx context.Context, stream, subject string) (lead
 	return m, nil
 }
 
-// checkWrite refuses a write to a key too long to store, or while this node cannot reach a
-// quorum, before anything is sent.
-func (s *Store) checkWrite(key string) error {
+// checkWrite refuses a write of a key or value too big to store, or while this node cannot
+// reach a quorum, before anything is sent.
+func (s *Store) checkWrite(key string, val []byte) error {
 	if err := checkKey(key); err != nil {
 		return err
+	}
+	if len(val) > MaxValueBytes {
+		return fmt.Errorf("%w: %d bytes (at most %d)", ErrValueTooLarge, len(val), MaxValueBytes)
 	}
 	return s.checkWritable()
 }
 
+// MaxValueBytes bounds a stored value: NATS refuses a message over its 1 MiB payload limit, and
+// the headers and key need room beside the value.
+const MaxValueBytes = 1<<20 - 16<<10
+
 // Create stores a value only if the key has none; ErrExists otherwise. Two nodes racing to
 // create the same key (a user name, an alias) get one winner.
 func (s *Store) Create(ctx context.Context, b Bucket, key string, val []byte) (uint64, error) {
-	if err := s.checkWrite(key); err != nil {
+	if err := s.checkWrite(key, val); err != nil {
 		return 0, err
 	}
 	rev, err := s.buckets[b].Create(ctx, key, val)
@@ -180,7 +187,7 @@ func (s *Store) CreateOrGet(ctx context.Context, b Bucket, key string, val []byt
 
 // Update stores a value only if the key is still at revision rev; ErrConflict otherwise.
 func (s *Store) Update(ctx context.Context, b Bucket, key string, val []byte, rev uint64) (uint64, error) {
-	if err := s.checkWrite(key); err != nil {
+	if err := s.checkWrite(key, val); err != nil {
 		return 0, err
 	}
 	newRev, err := s.buckets[b].Update(ctx, key, val, rev)
@@ -189,7 +196,7 @@ func (s *Store) Update(ctx context.Context, b Bucket, key string, val []byte, re
 
 // Put stores a value whatever was there.
 func (s *Store) Put(ctx context.Context, b Bucket, key string, val []byte) (uint64, error) {
-	if err := s.checkWrite(key); err != nil {
+	if err := s.checkWrite(key, val); err != nil {
 		return 0, err
 	}
 	rev, err := s.buckets[b].Put(ctx, key, val)
@@ -198,7 +205,7 @@ func (s *Store) Put(ctx context.Context, b Bucket, key string, val []byte) (uint
 
 // Delete removes a key. Deleting a missing key is not an error.
 func (s *Store) Delete(ctx context.Context, b Bucket, key string) error {
-	if err := s.checkWrite(key); err != nil {
+	if err := s.checkWrite(key, nil); err != nil {
 		return err
 	}
 	err := translate(s.buckets[b].Delete(ctx, key))
@@ -246,6 +253,40 @@ func (s *Store) listKeys(ctx context.Context, b Bucket, filter string) ([]string
 			keys = append(keys, e.Key())
 		}
 	}
+}
+
+// WaitBucket waits until c, this node's mirror of bucket b, has applied position p (from a
+// client's token). A position past the bucket's end, which no node handed out, is refused
+// with ErrBeyondEnd after a short grace instead of being waited for.
+func (s *Store) WaitBucket(ctx context.Context, b Bucket, c *Cursor, p uint64) error {
+	quick, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	err := c.Wait(quick, p)
+	cancel()
+	if err == nil || ctx.Err() != nil {
+		return err
+	}
+	hctx, cancel := context.WithTimeout(ctx, time.Second)
+	head, herr := s.bucketHead(hctx, b)
+	cancel()
+	if herr == nil && p > head {
+		return fmt.Errorf("%w: position %d of %s (its end is %d)", ErrBeyondEnd, p, b, head)
+	}
+	return c.Wait(ctx, p)
+}
+
+// bucketHead is the last position written to a bucket, as its stream's leader has it.
+func (s *Store) bucketHead(ctx context.Context, b Bucket) (uint64, error) {
+	info, err := readWithRetry(ctx, func(ctx context.Context) (*jetstream.StreamInfo, error) {
+		stream, err := s.js.Stream(ctx, "KV_"+string(b))
+		if err != nil {
+			return nil, err
+		}
+		return stream.Info(ctx)
+	})
+	if err != nil {
+		return 0, err
+	}
+	return info.State.LastSeq, nil
 }
 
 // Change is one update of a bucket, in the order the bucket stored them.

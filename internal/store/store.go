@@ -48,6 +48,10 @@ var (
 	ErrUnavailable = errors.New("store: storage unavailable")
 	// ErrKeyTooLong: a key (a user, room or device id in it) is too long to store.
 	ErrKeyTooLong = errors.New("store: key too long")
+	// ErrValueTooLarge: a value is over MaxValueBytes.
+	ErrValueTooLarge = errors.New("store: value too large")
+	// ErrBeyondEnd: a position (from a client's token) past the end of its stream or bucket.
+	ErrBeyondEnd = errors.New("store: position past the end")
 )
 
 // Store is an open connection to JetStream, embedded in this process.

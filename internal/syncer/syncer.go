@@ -50,6 +50,9 @@ func New(ctx context.Context, r *rooms.Service, d *accountdata.Service) *Service
 	return s
 }
 
+// Wake ends the user's long polls on this node whose session has ended (Request.Ended).
+func (s *Service) Wake(userID string) { s.wake([]string{userID}) }
+
 // wake ends the long poll of every listed user.
 func (s *Service) wake(users []string) {
 	s.mu.Lock()
@@ -127,6 +130,7 @@ type Request struct {
 	Timeout          time.Duration
 	FullState        bool
 	Filter           filter.Filter
+	Ended            func() bool // whether the caller's session has ended (its token revoked)
 }
 
 // Sync answers a /sync: at once when there is something new (or on an initial sync), else
@@ -145,11 +149,15 @@ func (s *Service) Sync(ctx context.Context, req Request) (*Response, error) {
 	}
 	deadline := time.NewTimer(min(req.Timeout, maxLongPoll))
 	defer deadline.Stop()
-	for {
+	for woken := false; ; woken = true {
 		wake := s.waitChan(req.UserID)
 		now := s.current()
 		resp := s.build(req, since, now)
 		if since == nil || req.FullState || !resp.empty() || req.Timeout <= 0 {
+			return resp, nil
+		}
+		// Woken with nothing new: perhaps the session ended (see Wake).
+		if woken && req.Ended != nil && req.Ended() {
 			return resp, nil
 		}
 		select {

@@ -100,7 +100,9 @@ func testErrorResponses(t *testing.T, srv *server) {
 		{"PageFromNowhere", "GET", fmt.Sprintf("v3/rooms/%s/messages?dir=b&from=r99999999", url.PathEscape(room.String())), alice.AccessToken, nil, 400, "M_INVALID_PARAM"},
 		{"SyncBadPresence", "GET", "v3/sync?timeout=0&set_presence=bogus", alice.AccessToken, nil, 400, "M_INVALID_PARAM"},
 		{"SyncBadFullState", "GET", "v3/sync?timeout=0&full_state=maybe", alice.AccessToken, nil, 400, "M_INVALID_PARAM"},
-		{"TokenFromNowhere", "GET", "v3/sync?timeout=0&since=" + url.QueryEscape(futureToken(t, alice)), alice.AccessToken, nil, 400, "M_INVALID_PARAM"},
+		{"ReceiptsPositionFromNowhere", "GET", "v3/sync?timeout=0&since=" + url.QueryEscape(futureToken(t, alice, 1)), alice.AccessToken, nil, 400, "M_INVALID_PARAM"},
+		{"AccountDataPositionFromNowhere", "GET", "v3/sync?timeout=0&since=" + url.QueryEscape(futureToken(t, alice, 2)), alice.AccessToken, nil, 400, "M_INVALID_PARAM"},
+		{"TokenFromNowhere", "GET", "v3/sync?timeout=0&since=" + url.QueryEscape(futureToken(t, alice, 0)), alice.AccessToken, nil, 400, "M_INVALID_PARAM"},
 		{"EmptySendBody", "PUT", send("empty"), alice.AccessToken, nil, 400, "M_NOT_JSON"},
 		{"EmptyStateBody", "PUT", state("m.room.power_levels"), alice.AccessToken, nil, 400, "M_NOT_JSON"},
 		{"InvalidUTF8", "PUT", send("badutf8"), alice.AccessToken, []byte("{\"msgtype\":\"m.text\",\"body\":\"\xff\xfe\"}"), 400, "M_NOT_JSON"},
@@ -252,9 +254,9 @@ func TestRateLimit(t *testing.T) {
 	t.Fatalf("10 messages at once passed a limit of burst 3, 0.1/s")
 }
 
-// futureToken is the user's current sync token with every room position moved far past
-// anything stored: a token no node of the deployment handed out.
-func futureToken(t *testing.T, u *user) string {
+// futureToken is the user's current sync token with one part moved far past anything stored
+// (0: every room position, 1: receipts, 2: account data): a token no node handed out.
+func futureToken(t *testing.T, u *user, part int) string {
 	t.Helper()
 	current := u.syncToken(t)
 	shards := strings.Count(strings.Split(current, "_")[1], ".") + 1
@@ -262,8 +264,15 @@ func futureToken(t *testing.T, u *user) string {
 	if err != nil {
 		t.Fatalf("parse %q: %v", current, err)
 	}
-	for i := range tok.Rooms {
-		tok.Rooms[i] += 1_000_000
+	switch part {
+	case 0:
+		for i := range tok.Rooms {
+			tok.Rooms[i] += 1_000_000
+		}
+	case 1:
+		tok.Receipts += 1_000_000
+	case 2:
+		tok.AccountData += 1_000_000
 	}
 	return tok.String()
 }

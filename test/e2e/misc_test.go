@@ -117,6 +117,9 @@ func testProfile(t *testing.T, srv *server) {
 	_, err = alice.SendStateEvent(testCtx(t), room, event.StateMember, bob.UserID.String(),
 		&event.MemberEventContent{Membership: event.MembershipLeave})
 	expectMatrixError(t, err, http.StatusForbidden, "M_FORBIDDEN")
+	_, err = alice.SendStateEvent(testCtx(t), room, event.StateMember, alice.UserID.String(),
+		map[string]any{"membership": "join", "displayname": 5})
+	expectMatrixError(t, err, http.StatusBadRequest, "M_BAD_JSON")
 }
 
 // withPasswordAuth performs a request guarded by user-interactive auth: the
@@ -203,8 +206,14 @@ func testLogout(t *testing.T, srv *server) {
 	time.Sleep(300 * time.Millisecond) // let the poll start waiting; a 401 at once would pass too
 	_, err = polling.Logout(testCtx(t))
 	mustOK(t, err, "logout during a long poll")
+	select {
+	case err := <-done:
+		expectMatrixError(t, err, http.StatusUnauthorized, "M_UNKNOWN_TOKEN")
+	case <-time.After(10 * time.Second): // half the poll's timeout: the logout must end it
+		t.Fatal("a long poll outlived the logout of its token")
+	}
+	// What arrives afterwards never reaches the logged-out device.
 	alice.sendText(t, room, "after the logout")
-	expectMatrixError(t, <-done, http.StatusUnauthorized, "M_UNKNOWN_TOKEN")
 }
 
 func testPasswordChange(t *testing.T, srv *server) {

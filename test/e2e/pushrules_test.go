@@ -44,6 +44,11 @@ func testPushRuleRead(t *testing.T, srv *server) {
 	if !hasPushRulesData(alice.syncOnce(t, 0), ".m.rule.master") {
 		t.Errorf("a fresh user's initial sync lacks the default m.push_rules")
 	}
+	var doc map[string]any
+	mustOK(t, alice.GetAccountData(testCtx(t), "m.push_rules", &doc), "m.push_rules account data before any change")
+	if global, _ := doc["global"].(map[string]any); !slices.Contains(ruleIDsOf(global["override"]), ".m.rule.master") {
+		t.Errorf("GET account_data/m.push_rules = %v, want the default rules", doc)
+	}
 	get := func(path string) rawResponse {
 		return rawRequest(t, "GET", pushRuleURL(srv, path), alice.AccessToken, nil)
 	}

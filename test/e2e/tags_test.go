@@ -3,6 +3,7 @@ package e2e
 import (
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 
 	"maunium.net/go/mautrix"
@@ -40,4 +41,11 @@ func testTags(t *testing.T, srv *server) {
 	others := clientURL(srv, "v3/user/"+url.PathEscape(alice.UserID.String())+"/rooms/"+url.PathEscape(room.String())+"/tags")
 	rawRequest(t, "GET", others, bob.AccessToken, nil).expectError(t, http.StatusForbidden, "M_FORBIDDEN")
 	rawRequest(t, "PUT", others+"/m.lowpriority", alice.AccessToken, []byte(`{"order":"first"}`)).expectError(t, http.StatusBadRequest, "M_BAD_JSON")
+	rawRequest(t, "PUT", others+"/m.lowpriority", alice.AccessToken, []byte(`{"order":5}`)).expectError(t, http.StatusBadRequest, "M_BAD_JSON")
+
+	// Each request is under the body cap, but the room's tags together would not fit a stored
+	// value: the second is refused, not failed.
+	pad := []byte(`{"pad":"` + strings.Repeat("x", 600_000) + `"}`)
+	rawRequest(t, "PUT", others+"/u.big1", alice.AccessToken, pad).expectOK(t)
+	rawRequest(t, "PUT", others+"/u.big2", alice.AccessToken, pad).expectError(t, http.StatusRequestEntityTooLarge, "M_TOO_LARGE")
 }

@@ -48,6 +48,14 @@ func testMembersAt(t *testing.T, srv *server) {
 		t.Errorf("current members lack carol: %v", got)
 	}
 	roomGet(t, srv, alice, room, "/members?at=garbage").expectError(t, http.StatusBadRequest, "M_INVALID_PARAM")
+
+	// Under "joined", a newcomer may not look at the members from before they joined.
+	private := roomWithVisibility(t, alice, event.HistoryVisibilityJoined)
+	alice.sendText(t, private, "before carol") // the token's point is this message, not the change
+	early := alice.syncToken(t)
+	alice.invite(t, private, carol)
+	carol.join(t, private.String(), private)
+	roomGet(t, srv, carol, private, "/members?at="+url.QueryEscape(early)).expectError(t, http.StatusForbidden, "M_FORBIDDEN")
 }
 
 // testLeftRoomInSync: a kicked user's sync shows the room as it was when they left: the kick
