@@ -116,7 +116,11 @@ func (s *Service) Modify(ctx context.Context, userID, roomID, evType string, cha
 		}
 		// The replica read may trail the write that beat this one; give it a moment, a random
 		// one so that racing writers spread out.
-		time.Sleep(time.Duration(rand.Int64N(int64(attempt) * int64(10*time.Millisecond))))
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(rand.Int64N(int64(attempt) * int64(10*time.Millisecond)))):
+		}
 	}
 	return fmt.Errorf("%w: %s kept changing", store.ErrUnavailable, evType)
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/firebreak/firebreak/internal/store"
 )
@@ -37,7 +38,11 @@ func start(t *testing.T, st *store.Store) *Service {
 	}()
 	// Cleanups run last-in first-out: the mirror stops before the store closes.
 	t.Cleanup(func() { cancel(); <-done })
-	<-ready
+	select {
+	case <-ready:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the account data mirror never loaded the bucket")
+	}
 	return s
 }
 

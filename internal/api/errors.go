@@ -60,7 +60,7 @@ func toMatrixError(err error) (*matrixError, bool) {
 		return errorf(http.StatusRequestEntityTooLarge, "M_TOO_LARGE", "%v", err), true
 	case errors.Is(err, rooms.ErrBadRequest), errors.Is(err, filter.ErrInvalid):
 		return badJSON("%v", err), true
-	case errors.Is(err, rooms.ErrBadAlias):
+	case errors.Is(err, rooms.ErrCanonicalAlias):
 		return errorf(http.StatusBadRequest, "M_BAD_ALIAS", "%v", err), true
 	case errors.Is(err, rooms.ErrInvalidAlias), errors.Is(err, store.ErrKeyTooLong):
 		return errorf(http.StatusBadRequest, "M_INVALID_PARAM", "%v", err), true
@@ -76,7 +76,7 @@ func toMatrixError(err error) (*matrixError, bool) {
 		return forbidden("Invalid username or password"), true
 	case errors.Is(err, accounts.ErrWeakPassword):
 		return errorf(http.StatusBadRequest, "M_WEAK_PASSWORD", "%v", err), true
-	case errors.Is(err, accounts.ErrUnknownToken):
+	case errors.Is(err, accounts.ErrUnknownToken), errors.Is(err, syncer.ErrSessionEnded):
 		return errorf(http.StatusUnauthorized, "M_UNKNOWN_TOKEN", "Unknown access token"), true
 	case errors.Is(err, syncer.ErrBadRequest):
 		return errorf(http.StatusBadRequest, "M_INVALID_PARAM", "%v", err), true

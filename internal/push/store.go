@@ -69,6 +69,16 @@ func mergeKind(defaults, stored []Rule) []Rule {
 	return append(out, own...)
 }
 
+// DocumentJSON is a user's m.push_rules document as it is served: the stored rules (nil: none)
+// laid over this version's defaults.
+func DocumentJSON(userID string, stored []byte) ([]byte, error) {
+	rs, err := Load(userID, stored)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(Document{Global: rs})
+}
+
 // normalize turns absent lists and actions into empty ones, so clients see all five kinds and
 // an action array on every rule, as with DefaultRules.
 func (rs Ruleset) normalize() Ruleset {

@@ -43,23 +43,23 @@ func (s *Service) checkCanonicalAlias(ctx context.Context, p Proto) error {
 		aliases = append(aliases, c.Alias)
 	}
 	for _, alias := range aliases {
-		if !ValidAlias(alias) {
-			return fmt.Errorf("%w: %q is not a room alias", ErrBadAlias, alias)
+		if !validAlias(alias) {
+			return fmt.Errorf("%w: %q is not a room alias", ErrCanonicalAlias, alias)
 		}
 		roomID, err := s.ResolveAlias(ctx, alias)
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			return err
 		}
 		if roomID != p.RoomID {
-			return fmt.Errorf("%w: %s does not point to this room", ErrBadAlias, alias)
+			return fmt.Errorf("%w: %s does not point to this room", ErrCanonicalAlias, alias)
 		}
 	}
 	return nil
 }
 
-// ValidAlias reports whether alias has a room alias's form: #localpart:server, at most 255
+// validAlias reports whether alias has a room alias's form: #localpart:server, at most 255
 // bytes, no white space.
-func ValidAlias(alias string) bool {
+func validAlias(alias string) bool {
 	local, server, ok := strings.Cut(strings.TrimPrefix(alias, "#"), ":")
 	return ok && strings.HasPrefix(alias, "#") && local != "" && server != "" && len(alias) <= 255 &&
 		!strings.ContainsFunc(alias, unicode.IsSpace)

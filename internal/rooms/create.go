@@ -230,7 +230,7 @@ func randomToken(n int) string {
 
 // claimAlias maps an alias to a room; the first claim wins, on any node.
 func (s *Service) claimAlias(ctx context.Context, alias, roomID string) error {
-	if !ValidAlias(alias) {
+	if !validAlias(alias) {
 		return fmt.Errorf("%w: %q: an alias is #name:server, at most 255 bytes, without spaces", ErrInvalidAlias, alias)
 	}
 	if _, err := s.st.Create(ctx, store.BucketAliases, store.Key(alias), []byte(roomID)); err != nil {

@@ -1,10 +1,6 @@
 package rooms
 
-import (
-	"errors"
-
-	"github.com/firebreak/firebreak/internal/store"
-)
+import "errors"
 
 // Errors the API maps onto Matrix error codes. They are wrapped with the detail.
 var (
@@ -13,10 +9,9 @@ var (
 	ErrTooLarge           = errors.New("event too large")
 	ErrBadRequest         = errors.New("bad request")
 	ErrAliasInUse         = errors.New("room alias in use")
-	ErrBadAlias           = errors.New("bad canonical alias") // malformed, or points at another room
+	ErrCanonicalAlias     = errors.New("bad canonical alias") // malformed, or points at another room
 	ErrInvalidAlias       = errors.New("invalid room alias")
 	ErrUnavailable        = errors.New("storage unavailable")
-	ErrUnknownPosition    = store.ErrBeyondEnd // a position in a token that no node reached
 	ErrUnsupportedVersion = errors.New("unsupported room version")
 	errUnknownRoom        = errors.New("event for a room without a create event")
 )

@@ -32,7 +32,8 @@ func (e *Event) IsState() bool { return e.PDU.StateKey() != nil }
 
 type stateKey struct{ Type, Key string }
 
-// room is the read model of one room. It is only touched with the model's lock held.
+// room is the read model of one room. It is only touched with the model's lock held, except
+// the append-only visibility lists, which visibility.go reads from capped snapshots.
 type room struct {
 	id      string
 	shard   int

@@ -205,7 +205,7 @@ func (s *Service) awaitHead(ctx context.Context, roomID string) error {
 // (a sync token from another node). A shard whose follower is stalled, because its stream is
 // electing a new leader after a node or data center was lost, is filled by reading the
 // missing events from the replicas directly: reads need no leader, so they go on at once.
-// Positions past the end of their stream (a forged token) are refused with ErrUnknownPosition.
+// Positions past the end of their stream (a forged token) are refused with store.ErrBeyondEnd.
 func (s *Service) CatchUpShards(ctx context.Context, positions []uint64) error {
 	return s.catchUpShards(ctx, positions, forClientToken)
 }
@@ -287,7 +287,7 @@ func (s *Service) checkWithinShards(ctx context.Context, positions []uint64) err
 		head, err := s.st.ShardHead(hctx, shard)
 		cancel()
 		if err == nil && pos > head {
-			return fmt.Errorf("%w: position %d is past the end (%d) of room shard %d", ErrUnknownPosition, pos, head, shard)
+			return fmt.Errorf("%w: position %d is past the end (%d) of room shard %d", store.ErrBeyondEnd, pos, head, shard)
 		}
 	}
 	return nil

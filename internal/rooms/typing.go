@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -70,14 +71,18 @@ func (m *typingModel) apply(u typingUpdate) {
 // wakes the room's syncs.
 func (m *typingModel) expire(roomID, userID string) {
 	m.mu.Lock()
-	if until, ok := m.until[roomID][userID]; ok && !until.After(time.Now()) {
+	until, ok := m.until[roomID][userID]
+	expired := ok && !until.After(time.Now())
+	if expired {
 		delete(m.until[roomID], userID)
 		if len(m.until[roomID]) == 0 {
 			delete(m.until, roomID)
 		}
 	}
 	m.mu.Unlock()
-	m.bump(roomID)
+	if expired {
+		m.bump(roomID)
+	}
 }
 
 func (m *typingModel) bump(roomID string) {
@@ -108,16 +113,20 @@ func (s *Service) publishTyping(u typingUpdate) error {
 // TypingIn lists who is typing in the room now, and the serial of the room's last change.
 func (s *Service) TypingIn(roomID string) ([]string, uint64) {
 	s.typing.mu.Lock()
-	defer s.typing.mu.Unlock()
 	now := time.Now()
-	var out []string
+	var typing []string
 	for user, until := range s.typing.until[roomID] {
-		if until.After(now) && s.model.Membership(roomID, user) == "join" {
-			out = append(out, user)
+		if until.After(now) {
+			typing = append(typing, user)
 		}
 	}
+	serial := s.typing.changed[roomID]
+	s.typing.mu.Unlock()
+	// Members only (someone who left stops typing there); asked outside the typing lock, so
+	// the model's lock is never taken under it.
+	out := slices.DeleteFunc(typing, func(user string) bool { return s.model.Membership(roomID, user) != "join" })
 	sort.Strings(out)
-	return out, s.typing.changed[roomID]
+	return out, serial
 }
 
 // TypingSerial changes whenever anyone's typing state changes on this node.

@@ -87,6 +87,23 @@ func (m *Model) history(roomID, userID string) (history, bool) {
 	return newHistory(head, r.visibility[:len(r.visibility):len(r.visibility)], ms[:len(ms):len(ms)]), true
 }
 
+// JoinedThroughout reports whether the user was joined for every event in (after, upTo]: joined
+// at after, and no membership change but a profile update (join to join) since. Such a window
+// needs no visibility check, the usual case of an incremental sync.
+func (m *Model) JoinedThroughout(roomID, userID string, after, upTo uint64) bool {
+	h, _ := m.history(roomID, userID)
+	if _, at := valueAt(h.memberships, after, ""); at != "join" {
+		return false
+	}
+	i := sort.Search(len(h.memberships), func(i int) bool { return h.memberships[i].seq > after })
+	for ; i < len(h.memberships) && h.memberships[i].seq <= upTo; i++ {
+		if h.memberships[i].value != "join" {
+			return false
+		}
+	}
+	return true
+}
+
 // MembershipAt is the user's membership in the room as of the event at seq ("" for none).
 func (m *Model) MembershipAt(roomID, userID string, seq uint64) string {
 	h, _ := m.history(roomID, userID)

@@ -6,25 +6,49 @@ import (
 	"time"
 )
 
+// retryPolicy is how an operation on JetStream is retried while storage is unavailable (a
+// stream electing a leader, a request sent to a replica in a data center that just burned):
+// each attempt gets a short deadline, and the operation keeps trying for a budget.
+type retryPolicy struct {
+	attempt, budget time.Duration
+	// precheck runs before each attempt and ends the retries when it fails: a node cut off
+	// from its quorum refuses writes at once instead of trying for the whole budget.
+	precheck func() error
+}
+
 // How long one read may go unanswered, and how long a read keeps trying. A read from the
 // replicas is answered by whichever one the request reaches; one in a data center that just
 // burned never answers, and until the routes to it time out a request can still be sent
 // there. A short deadline and another try reach a live replica instead. A read that needs a
 // stream's leader likewise goes unanswered while the stream elects one.
-const (
-	readAttempt = time.Second
-	readBudget  = 15 * time.Second
-)
+var readPolicy = retryPolicy{attempt: time.Second, budget: 15 * time.Second}
 
-// readWithRetry runs read with a short deadline, again while it finds storage unavailable,
-// until it succeeds, fails otherwise, ctx ends or the budget is spent. Failures that come back
-// at once (nobody answering) are spaced out so a read does not spin.
+// How long one publish may go unanswered, and how long a send keeps trying through an
+// election (JetStream's take 4-9 s) before it reports the storage unavailable.
+func (s *Store) writePolicy() retryPolicy {
+	return retryPolicy{attempt: 3 * time.Second, budget: 20 * time.Second, precheck: s.checkWritable}
+}
+
+// readWithRetry runs a read under readPolicy.
 func readWithRetry[T any](ctx context.Context, read func(context.Context) (T, error)) (T, error) {
-	giveUp := time.Now().Add(readBudget)
+	return retry(ctx, readPolicy, read)
+}
+
+// retry runs op under the policy until it succeeds, fails with anything but ErrUnavailable,
+// ctx ends or the budget is spent. Failures that come back at once (nobody answering) are
+// spaced out so that the retries do not spin.
+func retry[T any](ctx context.Context, p retryPolicy, op func(context.Context) (T, error)) (T, error) {
+	giveUp := time.Now().Add(p.budget)
 	pause := 50 * time.Millisecond
 	for {
-		actx, cancel := context.WithTimeout(ctx, readAttempt)
-		v, err := read(actx)
+		var v T
+		if p.precheck != nil {
+			if err := p.precheck(); err != nil {
+				return v, err
+			}
+		}
+		actx, cancel := context.WithTimeout(ctx, p.attempt)
+		v, err := op(actx)
 		cancel()
 		err = translate(err)
 		if err == nil || !errors.Is(err, ErrUnavailable) || ctx.Err() != nil || time.Now().After(giveUp) {

@@ -82,33 +82,17 @@ func (s *Store) AppendRoomEvent(ctx context.Context, roomID string, afterSeq uin
 		jetstream.WithRetryAttempts(8),
 		jetstream.WithRetryWait(250 * time.Millisecond),
 	}
-	giveUp := time.Now().Add(appendBudget)
-	for {
-		if err := s.checkWritable(); err != nil {
+	// A publish sent to a leader that then died is never answered: each attempt has a short
+	// deadline and sends the same message again. Its msg id and expected sequence keep a
+	// publish that did land from being stored twice.
+	return retry(ctx, s.writePolicy(), func(ctx context.Context) (uint64, error) {
+		ack, err := s.js.PublishMsg(ctx, msg, opts...)
+		if err != nil {
 			return 0, err
 		}
-		// A publish sent to a leader that then died is never answered: give each attempt a
-		// short deadline and send the same message again. Its msg id and expected sequence
-		// keep a publish that did land from being stored twice.
-		actx, cancel := context.WithTimeout(ctx, appendAttempt)
-		ack, err := s.js.PublishMsg(actx, msg, opts...)
-		cancel()
-		if err == nil {
-			return ack.Sequence, nil
-		}
-		err = translate(err)
-		if !errors.Is(err, ErrUnavailable) || ctx.Err() != nil || time.Now().After(giveUp) {
-			return 0, err
-		}
-	}
+		return ack.Sequence, nil
+	})
 }
-
-// How long one publish may go unanswered, and how long a send keeps trying through an
-// election (JetStream's take 4-9 s) before it reports the storage unavailable.
-const (
-	appendAttempt = 3 * time.Second
-	appendBudget  = 20 * time.Second
-)
 
 // AppendRoomEvents appends several events to a room in one atomic batch: either all are
 // stored, after afterSeq and in order, or none is (ErrConflict when the head moved). It
@@ -123,23 +107,17 @@ func (s *Store) AppendRoomEvents(ctx context.Context, roomID string, afterSeq ui
 	if err != nil {
 		return 0, err
 	}
-	giveUp := time.Now().Add(appendBudget)
-	for attempt := 1; ; attempt++ {
-		if err := s.checkWritable(); err != nil {
-			return 0, err
-		}
-		actx, cancel := context.WithTimeout(ctx, appendAttempt)
+	attempts := 0
+	return retry(ctx, s.writePolicy(), func(actx context.Context) (uint64, error) {
+		attempts++
 		seq, err := s.publishBatch(actx, subject, afterSeq, evs)
-		cancel()
-		if errors.Is(err, ErrConflict) && attempt > 1 {
+		if attempts > 1 && errors.Is(translate(err), ErrConflict) {
 			if seq, ok := s.landed(ctx, roomID, subject, evs[len(evs)-1].EventID); ok {
 				return seq, nil
 			}
 		}
-		if err == nil || !errors.Is(err, ErrUnavailable) || ctx.Err() != nil || time.Now().After(giveUp) {
-			return seq, err
-		}
-	}
+		return seq, err
+	})
 }
 
 // publishBatch sends one attempt of an atomic batch: every event but the last is published

@@ -2,7 +2,6 @@ package syncer
 
 import (
 	"cmp"
-	"encoding/json"
 	"slices"
 
 	"github.com/firebreak/firebreak/internal/filter"
@@ -39,26 +38,33 @@ func (s *Service) build(req Request, since *Token, now Token) *Response {
 	if since != nil && !req.FullState {
 		dataSince = since.AccountData
 	}
+	pushRulesSent := false
 	for _, it := range s.data.Since(req.UserID, dataSince) {
 		if it.RoomID == "" && req.Filter.AccountData.Matches(filter.Event{Type: it.Type, Sender: req.UserID}) {
-			resp.AccountData.Events = append(resp.AccountData.Events, accountDataEvent(it.Type, it.Content))
+			content := it.Content
+			if it.Type == push.AccountDataType {
+				content, pushRulesSent = pushRulesContent(req.UserID, it.Content), true
+			}
+			resp.AccountData.Events = append(resp.AccountData.Events, accountDataEvent(it.Type, content))
 		}
 	}
-	if since == nil || req.FullState {
-		resp.AccountData.Events = append(resp.AccountData.Events, s.defaultPushRules(req)...)
+	// Clients read their rules from the first sync; a user who never changed one has none stored.
+	if (since == nil || req.FullState) && !pushRulesSent &&
+		req.Filter.AccountData.Matches(filter.Event{Type: push.AccountDataType, Sender: req.UserID}) {
+		resp.AccountData.Events = append(resp.AccountData.Events,
+			accountDataEvent(push.AccountDataType, pushRulesContent(req.UserID, nil)))
 	}
 	return resp
 }
 
-// defaultPushRules is the m.push_rules account data of a user who never changed a rule: clients
-// read their rules from the first sync, and until a change nothing is stored.
-func (s *Service) defaultPushRules(req Request) []any {
-	if _, err := s.data.Get(req.UserID, "", push.AccountDataType); err == nil ||
-		!req.Filter.AccountData.Matches(filter.Event{Type: push.AccountDataType, Sender: req.UserID}) {
-		return nil
+// pushRulesContent is m.push_rules as clients must see it: the stored rules laid over this
+// version's defaults, as GET /pushrules/ and unread counts use them.
+func pushRulesContent(userID string, stored []byte) []byte {
+	content, err := push.DocumentJSON(userID, stored)
+	if err != nil {
+		return stored
 	}
-	content, _ := json.Marshal(push.Document{Global: push.DefaultRules(req.UserID)})
-	return []any{accountDataEvent(push.AccountDataType, content)}
+	return content
 }
 
 // window is one room's slice of a sync: events after `after` up to `upTo` are new. full means
@@ -68,6 +74,7 @@ type window struct {
 	shard       int
 	after, upTo uint64
 	full        bool
+	left        bool // a room the user left: seen as it was when they left
 	since       *Token
 	now         Token
 	me          *rooms.Event // the user's member event
@@ -99,10 +106,6 @@ func (s *Service) newToClient(userID string, w window) bool {
 	}
 	return false
 }
-
-// endsEarly reports whether the window stops before its sync's position: a room the user left,
-// seen as it was when they left.
-func (w window) endsEarly(upTo uint64) bool { return upTo < w.upTo }
 
 // changed reports whether the user's membership event is new in this window.
 func (w window) changed() bool {
@@ -139,7 +142,12 @@ func (s *Service) leftRoom(req Request, w window) *LeftRoom {
 		return nil
 	}
 	v := rooms.Viewer{UserID: req.UserID, DeviceID: req.DeviceID}
+	if _, err := s.rooms.ReadableUpTo(w.roomID, req.UserID); err != nil {
+		// Never a member (a rejected invite, a ban before joining): only their own event.
+		return &LeftRoom{Timeline: Timeline{Events: s.rooms.ClientEvents(w.roomID, []rooms.Event{*w.me}, v, false)}}
+	}
 	// A former member sees the room up to the moment they left.
+	w.left = true
 	tl := s.timeline(req, w, w.me.Seq, v)
 	return &LeftRoom{
 		Timeline:    tl,
@@ -169,14 +177,16 @@ func (s *Service) timeline(req Request, w window, upTo uint64, v rooms.Viewer) T
 	}
 }
 
-// newestEvents reads the window's newest events the user may see. Only a window that starts
-// with the room (new to the client) can reach back before the user joined: in any other one
-// the user was in the room for every event, so the visibility check is skipped on that path.
+// newestEvents reads the window's newest events the user may see. A user joined for the whole
+// window may see all of it (the hot path: no visibility check); any other window (a room new
+// to the client, a leave, a kick and rejoin while a device was away) is read through the
+// visibility rules.
 func (s *Service) newestEvents(userID string, w window, upTo uint64, limit int, keep func(*rooms.Event) bool) []rooms.Event {
-	if w.full || w.endsEarly(upTo) {
-		return s.rooms.Model().VisibleRange(w.roomID, userID, w.after, upTo, false, limit, keep)
+	model := s.rooms.Model()
+	if !w.full && model.JoinedThroughout(w.roomID, userID, w.after, upTo) {
+		return model.Range(w.roomID, w.after, upTo, false, limit, keep)
 	}
-	return s.rooms.Model().Range(w.roomID, w.after, upTo, false, limit, keep)
+	return model.VisibleRange(w.roomID, userID, w.after, upTo, false, limit, keep)
 }
 
 // stateBefore is the state the client needs besides the timeline: for a room new to the
@@ -218,7 +228,7 @@ func (s *Service) stateBefore(req Request, w window, upTo uint64, tl Timeline, v
 // window's start, and, with lazy-loaded members, the member events of the timeline's senders.
 func (s *Service) stateCandidates(w window, upTo uint64, lazyMembers bool, senders map[string]bool) []rooms.Event {
 	model := s.rooms.Model()
-	if w.endsEarly(upTo) {
+	if w.left {
 		return model.StateAt(w.roomID, upTo)
 	}
 	if w.full {

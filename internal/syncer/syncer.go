@@ -14,6 +14,7 @@ import (
 	"github.com/firebreak/firebreak/internal/accountdata"
 	"github.com/firebreak/firebreak/internal/filter"
 	"github.com/firebreak/firebreak/internal/rooms"
+	"github.com/firebreak/firebreak/internal/store"
 )
 
 // ErrBadRequest wraps every request error (bad token, bad filter).
@@ -21,6 +22,9 @@ var ErrBadRequest = errors.New("bad sync request")
 
 // ErrNotReady: a token is ahead of this node and it did not catch up in time.
 var ErrNotReady = errors.New("this node has not caught up with that token yet")
+
+// ErrSessionEnded: the request's session ended (its token was revoked) while it waited.
+var ErrSessionEnded = errors.New("the session ended while the sync waited")
 
 const (
 	maxLongPoll      = 2 * time.Minute
@@ -117,7 +121,7 @@ func notReady(err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, rooms.ErrUnknownPosition):
+	case errors.Is(err, store.ErrBeyondEnd):
 		return fmt.Errorf("%w: the token is not from this server (%v)", ErrBadRequest, err)
 	}
 	return fmt.Errorf("%w: %v", ErrNotReady, err)
@@ -158,7 +162,7 @@ func (s *Service) Sync(ctx context.Context, req Request) (*Response, error) {
 		}
 		// Woken with nothing new: perhaps the session ended (see Wake).
 		if woken && req.Ended != nil && req.Ended() {
-			return resp, nil
+			return nil, ErrSessionEnded
 		}
 		select {
 		case <-wake:

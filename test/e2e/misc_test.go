@@ -194,8 +194,7 @@ func testLogout(t *testing.T, srv *server) {
 	_, err = alice.Whoami(testCtx(t))
 	mustOK(t, err, "the other device's token after logout")
 
-	// A long poll that outlives its token answers 401, not with what arrived after the logout.
-	room := alice.createRoom(t, &mautrix.ReqCreateRoom{Preset: "private_chat"})
+	// A long poll that outlives its token answers 401, at once, not when it times out.
 	polling := alice.login(t, srv)
 	since := polling.syncToken(t)
 	done := make(chan error, 1)
@@ -212,8 +211,6 @@ func testLogout(t *testing.T, srv *server) {
 	case <-time.After(10 * time.Second): // half the poll's timeout: the logout must end it
 		t.Fatal("a long poll outlived the logout of its token")
 	}
-	// What arrives afterwards never reaches the logged-out device.
-	alice.sendText(t, room, "after the logout")
 }
 
 func testPasswordChange(t *testing.T, srv *server) {

@@ -21,6 +21,62 @@ func TestHistoryVisibility(t *testing.T) {
 	t.Run("MessagesLimitZero", func(t *testing.T) { testMessagesLimitZero(t, srv) })
 	t.Run("LeftRoomInSync", func(t *testing.T) { testLeftRoomInSync(t, srv) })
 	t.Run("MembersAt", func(t *testing.T) { testMembersAt(t, srv) })
+	t.Run("RejectedInviteInSync", func(t *testing.T) { testRejectedInviteInSync(t, srv) })
+	t.Run("AwayWhileKickedInSync", func(t *testing.T) { testAwayWhileKickedInSync(t, srv) })
+}
+
+// timelineHas reports whether a sync timeline holds a message with the body.
+func timelineHas(events []*event.Event, body string) bool {
+	return slices.Contains(bodies(events), body)
+}
+
+// testRejectedInviteInSync: an invitee who rejects sees only their own leave, none of the
+// messages sent while they were invited and none of the room's state.
+func testRejectedInviteInSync(t *testing.T, srv *server) {
+	alice, bob := registerUser(t, srv, "alice"), registerUser(t, srv, "bob")
+	room := alice.createRoom(t, &mautrix.ReqCreateRoom{Preset: "private_chat"})
+	alice.invite(t, room, bob)
+	since := bob.syncToken(t)
+	alice.sendText(t, room, "sent while bob was only invited")
+	_, err := bob.LeaveRoom(testCtx(t), room)
+	mustOK(t, err, "reject the invite")
+	resp, err := bob.FullSyncRequest(testCtx(t), mautrix.ReqSync{Since: since})
+	mustOK(t, err, "sync after rejecting")
+	left := resp.Rooms.Leave[room]
+	if left == nil {
+		t.Fatal("rejected room not in the leave section")
+	}
+	if timelineHas(left.Timeline.Events, "sent while bob was only invited") || len(left.State.Events) > 0 {
+		t.Errorf("an invitee who never joined got %d timeline and %d state events", len(left.Timeline.Events), len(left.State.Events))
+	}
+}
+
+// testAwayWhileKickedInSync: a device that syncs after its user was kicked and came back does
+// not get what was said while the user was out of a "joined" room.
+func testAwayWhileKickedInSync(t *testing.T, srv *server) {
+	alice, bob := registerUser(t, srv, "alice"), registerUser(t, srv, "bob")
+	room := roomWithVisibility(t, alice, event.HistoryVisibilityJoined)
+	alice.invite(t, room, bob)
+	bob.join(t, room.String(), room)
+	since := bob.syncToken(t)
+	_, err := alice.KickUser(testCtx(t), room, &mautrix.ReqKickUser{UserID: bob.UserID})
+	mustOK(t, err, "kick")
+	alice.sendText(t, room, "said while bob was out")
+	alice.invite(t, room, bob)
+	bob.join(t, room.String(), room)
+	alice.sendText(t, room, "said after bob came back")
+	resp, err := bob.FullSyncRequest(testCtx(t), mautrix.ReqSync{Since: since})
+	mustOK(t, err, "sync of a device that was away")
+	joined := resp.Rooms.Join[room]
+	if joined == nil {
+		t.Fatal("room not in the join section")
+	}
+	if timelineHas(joined.Timeline.Events, "said while bob was out") {
+		t.Errorf("a device that was away got what was said while its user was out of the room")
+	}
+	if !timelineHas(joined.Timeline.Events, "said after bob came back") {
+		t.Errorf("the message after bob came back is missing")
+	}
 }
 
 // testMembersAt: /members?at=token lists the members as of that token.
