@@ -37,6 +37,8 @@ func (srv *Server) routes() {
 	srv.client("GET", "/profile/{userId}", srv.getProfile, public)
 	srv.client("GET", "/profile/{userId}/{field}", srv.getProfileField, public)
 	srv.client("PUT", "/profile/{userId}/{field}", srv.setProfileField, authed)
+	srv.client("GET", "/presence/{userId}/status", srv.getPresence, authed) // not tracked (presence.go)
+	srv.client("PUT", "/presence/{userId}/status", srv.setPresence, authed)
 
 	// Push rules (pushrules.go). {$} keeps the whole-ruleset routes from taking sub-paths.
 	srv.client("GET", "/pushrules/{$}", srv.pushRules, authed)

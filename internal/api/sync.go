@@ -23,7 +23,7 @@ func (srv *Server) sync(r *http.Request, s *session) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkOptionalEnum("set_presence", q.Get("set_presence"), "online", "offline", "unavailable"); err != nil {
+	if err := checkOptionalEnum("set_presence", q.Get("set_presence"), presenceStates...); err != nil {
 		return nil, err
 	}
 	if err := checkOptionalEnum("full_state", q.Get("full_state"), "true", "false"); err != nil {

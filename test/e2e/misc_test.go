@@ -427,3 +427,20 @@ func testTyping(t *testing.T, srv *server) {
 		return ok && !slices.Contains(users, bob.UserID.String())
 	})
 }
+
+// testPresence: presence is not tracked, but setting one's own is accepted (clients do it on
+// every start), another's or a bogus state refused, and everyone reads as offline.
+func testPresence(t *testing.T, srv *server) {
+	alice, bob := registerUser(t, srv, "alice"), registerUser(t, srv, "bob")
+	status := func(u *user) string {
+		return clientURL(srv, "v3/presence/"+url.PathEscape(u.UserID.String())+"/status")
+	}
+	rawRequest(t, "PUT", status(alice), alice.AccessToken, []byte(`{"presence":"online"}`)).expectOK(t)
+	rawRequest(t, "PUT", status(bob), alice.AccessToken, []byte(`{"presence":"online"}`)).expectError(t, http.StatusForbidden, "M_FORBIDDEN")
+	rawRequest(t, "PUT", status(alice), alice.AccessToken, []byte(`{"presence":"dancing"}`)).expectError(t, http.StatusBadRequest, "M_INVALID_PARAM")
+	resp := rawRequest(t, "GET", status(alice), bob.AccessToken, nil)
+	resp.expectOK(t)
+	if resp.Body["presence"] != "offline" {
+		t.Errorf("presence = %s, want offline", resp.Raw)
+	}
+}

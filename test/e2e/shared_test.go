@@ -35,6 +35,7 @@ func TestSharedServer(t *testing.T) {
 		{"Context", testContext},
 		{"Typing", testTyping},
 		{"Tags", testTags},
+		{"Presence", testPresence},
 	}
 	for _, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) { sc.run(t, srv) })
