@@ -64,7 +64,23 @@ func (s *Service) DeleteDevice(ctx context.Context, userID, deviceID string) err
 	if err := s.st.Delete(ctx, store.BucketTokens, dev.TokenHash); err != nil {
 		return err
 	}
+	// Best effort: a node that misses this notices the revoked token when its poll ends.
+	_ = s.st.PublishEphemeral(sessionsEndedTopic, []byte(userID))
 	return s.st.Delete(ctx, store.BucketDevices, store.Key(userID, deviceID))
+}
+
+// sessionsEndedTopic carries, to every node, the user ids whose access tokens were revoked.
+const sessionsEndedTopic = "sessions-ended"
+
+// WatchSessionEnds calls fn, until ctx ends, with each user one of whose devices is logged out
+// on any node: their long polls (which hold a token checked when they began) can then end.
+func (s *Service) WatchSessionEnds(ctx context.Context, fn func(userID string)) error {
+	stop, err := s.st.SubscribeEphemeral(sessionsEndedTopic, func(b []byte) { fn(string(b)) })
+	if err != nil {
+		return err
+	}
+	context.AfterFunc(ctx, stop)
+	return nil
 }
 
 // DeleteAllDevices logs out every device of the user except keep (may be "").

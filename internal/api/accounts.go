@@ -444,11 +444,11 @@ func validRegistrationMAC(secret string, req adminRegisterRequest) bool {
 // ---- Sessions ----
 
 func (srv *Server) logout(r *http.Request, s *session) (any, error) {
-	return srv.endedSessions(s.UserID, srv.Accounts.DeleteDevice(r.Context(), s.UserID, s.DeviceID))
+	return struct{}{}, srv.Accounts.DeleteDevice(r.Context(), s.UserID, s.DeviceID)
 }
 
 func (srv *Server) logoutAll(r *http.Request, s *session) (any, error) {
-	return srv.endedSessions(s.UserID, srv.Accounts.DeleteAllDevices(r.Context(), s.UserID, ""))
+	return struct{}{}, srv.Accounts.DeleteAllDevices(r.Context(), s.UserID, "")
 }
 
 func (srv *Server) whoami(_ *http.Request, s *session) (any, error) {
@@ -472,7 +472,7 @@ func (srv *Server) changePassword(r *http.Request, s *session) (any, error) {
 		return nil, err
 	}
 	logoutOthers := req.LogoutDevices == nil || *req.LogoutDevices // the spec's default is true
-	return srv.endedSessions(s.UserID, srv.Accounts.ChangePassword(r.Context(), s.UserID, req.NewPassword, s.DeviceID, logoutOthers))
+	return struct{}{}, srv.Accounts.ChangePassword(r.Context(), s.UserID, req.NewPassword, s.DeviceID, logoutOthers)
 }
 
 // ---- Devices ----
@@ -539,7 +539,7 @@ func (srv *Server) deleteDevice(r *http.Request, s *session) (any, error) {
 	if err := srv.requirePassword(r.Context(), s, req.Auth); err != nil {
 		return nil, err
 	}
-	return srv.endedSessions(s.UserID, srv.Accounts.DeleteDevice(r.Context(), s.UserID, r.PathValue("deviceId")))
+	return struct{}{}, srv.Accounts.DeleteDevice(r.Context(), s.UserID, r.PathValue("deviceId"))
 }
 
 // ---- Profiles ----
@@ -635,16 +635,5 @@ func (srv *Server) setProfileField(r *http.Request, s *session) (any, error) {
 	if err := srv.propagateProfile(r.Context(), s.UserID); err != nil {
 		srv.Log.Warn("profile change not sent to every room", "user", s.UserID, "err", err)
 	}
-	return struct{}{}, nil
-}
-
-// endedSessions answers a request that revoked some of the user's access tokens. It wakes the
-// user's long polls on this node, which then find their token gone and answer 401 at once (a
-// poll on another node does so when it ends).
-func (srv *Server) endedSessions(userID string, err error) (any, error) {
-	if err != nil {
-		return nil, err
-	}
-	srv.Sync.Wake(userID)
 	return struct{}{}, nil
 }

@@ -82,11 +82,15 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 			return fmt.Errorf("pprof_listen: %w", err)
 		}
 	}
+	accountsSvc := accounts.New(st, cfg.ServerName)
+	if err := accountsSvc.WatchSessionEnds(runCtx, syncSvc.Wake); err != nil {
+		return err
+	}
 	l, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err
 	}
-	srv := api.New(api.Deps{Config: cfg, Store: st, Accounts: accounts.New(st, cfg.ServerName), AccountData: data,
+	srv := api.New(api.Deps{Config: cfg, Store: st, Accounts: accountsSvc, AccountData: data,
 		Rooms: roomsSvc, Sync: syncSvc, Log: log})
 	log.Info("firebreak ready", "server_name", cfg.ServerName, "listen", l.Addr().String(),
 		"data_dir", cfg.DataDir, "startup_ms", time.Since(started).Milliseconds(),

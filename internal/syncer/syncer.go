@@ -54,7 +54,8 @@ func New(ctx context.Context, r *rooms.Service, d *accountdata.Service) *Service
 	return s
 }
 
-// Wake ends the user's long polls on this node whose session has ended (Request.Ended).
+// Wake ends the user's long polls on this node whose session has ended (Request.Ended); every
+// node hears of a logout anywhere (accounts.WatchSessionEnds).
 func (s *Service) Wake(userID string) { s.wake([]string{userID}) }
 
 // wake ends the long poll of every listed user.
