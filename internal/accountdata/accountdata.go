@@ -86,7 +86,7 @@ func (s *Service) Set(ctx context.Context, userID, roomID, evType string, conten
 	if err != nil {
 		return err
 	}
-	return s.rev.WaitUpTo(ctx, rev, store.MirrorWaitLimit)
+	return s.rev.WaitUpTo(ctx, rev, store.WaitLimit)
 }
 
 // Modify changes one piece of account data: change gets the stored content (nil when there is
@@ -109,7 +109,7 @@ func (s *Service) Modify(ctx context.Context, userID, roomID, evType string, cha
 		}
 		written, err := s.compareAndSet(ctx, key, content, rev)
 		if err == nil {
-			return s.rev.WaitUpTo(ctx, written, store.MirrorWaitLimit)
+			return s.rev.WaitUpTo(ctx, written, store.WaitLimit)
 		}
 		if !errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrExists) {
 			return err

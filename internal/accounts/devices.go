@@ -57,6 +57,12 @@ func (s *Service) RenameDevice(ctx context.Context, userID, deviceID, name strin
 
 // DeleteDevice logs a device out: its token stops working at once.
 func (s *Service) DeleteDevice(ctx context.Context, userID, deviceID string) error {
+	err := s.deleteDevice(ctx, userID, deviceID)
+	s.announceSessionsEnded(userID)
+	return err
+}
+
+func (s *Service) deleteDevice(ctx context.Context, userID, deviceID string) error {
 	dev, err := s.Device(ctx, userID, deviceID)
 	if err != nil {
 		return err
@@ -64,9 +70,13 @@ func (s *Service) DeleteDevice(ctx context.Context, userID, deviceID string) err
 	if err := s.st.Delete(ctx, store.BucketTokens, dev.TokenHash); err != nil {
 		return err
 	}
-	// Best effort: a node that misses this notices the revoked token when its poll ends.
-	_ = s.st.PublishEphemeral(sessionsEndedTopic, []byte(userID))
 	return s.st.Delete(ctx, store.BucketDevices, store.Key(userID, deviceID))
+}
+
+// announceSessionsEnded tells every node that some of the user's tokens were revoked. Best
+// effort: a node that misses it notices the revoked token when its poll ends.
+func (s *Service) announceSessionsEnded(userID string) {
+	_ = s.st.PublishEphemeral(sessionsEndedTopic, []byte(userID))
 }
 
 // sessionsEndedTopic carries, to every node, the user ids whose access tokens were revoked.
@@ -89,11 +99,12 @@ func (s *Service) DeleteAllDevices(ctx context.Context, userID, keep string) err
 	if err != nil {
 		return err
 	}
+	defer s.announceSessionsEnded(userID) // once, however many devices
 	for _, d := range devs {
 		if d.DeviceID == keep {
 			continue
 		}
-		if err := s.DeleteDevice(ctx, userID, d.DeviceID); err != nil {
+		if err := s.deleteDevice(ctx, userID, d.DeviceID); err != nil {
 			return err
 		}
 	}

@@ -1,12 +1,12 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"reflect"
-	"strings"
 	"unicode/utf8"
 )
 
@@ -33,7 +33,7 @@ func readBody(r *http.Request) ([]byte, error) {
 		}
 		return nil, errorf(http.StatusBadRequest, "M_NOT_JSON", "Could not read the request body")
 	}
-	if len(strings.TrimSpace(string(body))) == 0 {
+	if len(bytes.TrimSpace(body)) == 0 {
 		return nil, nil
 	}
 	return body, nil
@@ -49,7 +49,7 @@ func decodeJSON(body []byte, v any) error {
 	if !utf8.Valid(body) {
 		return errorf(http.StatusBadRequest, "M_NOT_JSON", "Content is not valid UTF-8")
 	}
-	if trimmed := strings.TrimSpace(string(body)); !strings.HasPrefix(trimmed, "{") {
+	if !bytes.HasPrefix(bytes.TrimSpace(body), []byte("{")) {
 		return badJSON("The body must be a JSON object")
 	}
 	if jsonDepth(body) > maxJSONDepth {

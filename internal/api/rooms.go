@@ -397,35 +397,39 @@ func (srv *Server) sendState(r *http.Request, s *session) (any, error) {
 	}
 	key := r.PathValue("stateKey")
 	evType := r.PathValue("eventType")
-	switch {
-	case evType == "m.room.create":
+	switch evType {
+	case "m.room.create":
 		return nil, forbidden("A room's m.room.create is written once, by createRoom")
-	case evType == "m.room.member" && !srv.isOwnProfileChange(r.PathValue("roomId"), key, s.UserID, content):
-		return nil, forbidden("Use the membership endpoints (join, invite, leave, kick, ban) to change a membership")
-	case evType == "m.room.member" && !validProfileFields(content):
-		return nil, badJSON("displayname and avatar_url must be strings or null")
+	case "m.room.member":
+		if err := srv.checkOwnProfileChange(r.PathValue("roomId"), key, s.UserID, content); err != nil {
+			return nil, err
+		}
 	}
 	return srv.sendEvent(r, s, rooms.Proto{Type: evType, StateKey: &key, Content: content}, "")
 }
 
-// validProfileFields reports whether a member event's displayname and avatar_url, when given,
-// are strings (or null), which clients take them to be.
-func validProfileFields(content json.RawMessage) bool {
+// checkOwnProfileChange accepts a member event sent as state only when it restates a member's
+// own join, with a room-specific display name or avatar (what Element's /myroomnick sends),
+// and those are strings (or null), as clients take them to be.
+func (srv *Server) checkOwnProfileChange(roomID, stateKey, sender string, content json.RawMessage) error {
 	var c struct {
-		DisplayName *string `json:"displayname"`
-		AvatarURL   *string `json:"avatar_url"`
+		Membership  string          `json:"membership"`
+		DisplayName json.RawMessage `json:"displayname"`
+		AvatarURL   json.RawMessage `json:"avatar_url"`
 	}
-	return json.Unmarshal(content, &c) == nil
+	if stateKey != sender || json.Unmarshal(content, &c) != nil || c.Membership != "join" ||
+		srv.Rooms.Model().Membership(roomID, sender) != "join" {
+		return forbidden("Use the membership endpoints (join, invite, leave, kick, ban) to change a membership")
+	}
+	if !stringOrNull(c.DisplayName) || !stringOrNull(c.AvatarURL) {
+		return badJSON("displayname and avatar_url must be strings or null")
+	}
+	return nil
 }
 
-// isOwnProfileChange reports whether a member event sent as state only restates a member's own
-// join, with a room-specific display name or avatar (what Element's /myroomnick sends).
-func (srv *Server) isOwnProfileChange(roomID, stateKey, sender string, content json.RawMessage) bool {
-	var c struct {
-		Membership string `json:"membership"`
-	}
-	return stateKey == sender && json.Unmarshal(content, &c) == nil && c.Membership == "join" &&
-		srv.Rooms.Model().Membership(roomID, sender) == "join"
+// stringOrNull reports whether a raw JSON value is absent, null or a string.
+func stringOrNull(raw json.RawMessage) bool {
+	return len(raw) == 0 || string(raw) == "null" || raw[0] == '"'
 }
 
 func (srv *Server) redact(r *http.Request, s *session) (any, error) {

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"slices"
@@ -33,16 +34,22 @@ func (srv *Server) sync(r *http.Request, s *session) (any, error) {
 	resp, err := srv.Sync.Sync(r.Context(), syncer.Request{
 		UserID: s.UserID, DeviceID: s.DeviceID, Since: q.Get("since"),
 		Timeout: time.Duration(timeout) * time.Millisecond, FullState: q.Get("full_state") == "true", Filter: f,
-		Ended: func() bool { _, err := srv.authenticate(r); return err != nil },
+		Ended: func() bool { return srv.tokenRevoked(r.Context(), s) != nil },
 	})
 	if err == nil && time.Since(started) > time.Second {
 		// A long poll may outlive its token (a logout elsewhere): what arrived since must not
 		// reach a device that is logged out. A quick answer is as fresh as the first check.
-		if _, err := srv.authenticate(r); err != nil {
+		if err := srv.tokenRevoked(r.Context(), s); err != nil {
 			return nil, err
 		}
 	}
 	return resp, err
+}
+
+// tokenRevoked checks again the access token a request was authenticated with.
+func (srv *Server) tokenRevoked(ctx context.Context, s *session) error {
+	_, _, err := srv.Accounts.Authenticate(ctx, s.Token)
+	return err
 }
 
 // checkOptionalEnum refuses a query parameter given with a value the spec does not allow.

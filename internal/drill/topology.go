@@ -109,8 +109,7 @@ var roomShards = config.Default().RoomShards
 // every setting the drill does not care about is the one a real deployment gets; only the
 // rate limits are lifted, since the drill's users all come from one address.
 func writeConfig(n nodeSpec, clusterSize int, routes []string) error {
-	cfg := config.Default()
-	cfg.RoomShards = roomShards
+	cfg := config.Default() // room_shards included: roomShards is that default
 	cfg.ServerName = "localhost"
 	cfg.Listen = n.APIAddr
 	cfg.DataDir = n.DataDir

@@ -42,20 +42,17 @@ type room struct {
 	byID    map[string]*Event
 	state   map[stateKey]*Event
 	txns    map[string]string // sender, device, txn id -> event id
-	// members is each user's current membership, read once from their member event: syncs
-	// and wake-ups ask for it on every event, and decoding member events each time was the
-	// largest cost of a sync.
-	members map[string]member
 	// visibility and memberships are every history_visibility change and each user's every
-	// membership change in stream order: what history visibility is decided from.
+	// membership change in stream order: what history visibility is decided from. The last
+	// of a user's changes is their current membership, read once from their member event:
+	// syncs and wake-ups ask for it on every event, and decoding member events each time was
+	// the largest cost of a sync.
 	visibility  []change
 	memberships map[string][]change
 }
 
-type member struct {
-	membership string
-	seq        uint64 // of the member event, for choosing heroes in join order
-}
+// currentMembership is a user's latest membership change in the room.
+func currentMembership(changes []change) change { return changes[len(changes)-1] }
 
 // Model is this node's in-memory view of every room, built by following the shard streams.
 // It can be thrown away at any time: it is rebuilt from JetStream on start.
@@ -157,8 +154,7 @@ func (m *Model) parse(se store.RoomEvent) (gomatrixserverlib.PDU, *room, error) 
 			return nil, nil, err
 		}
 		r = &room{id: roomID, shard: se.Shard, version: impl, byID: map[string]*Event{},
-			state: map[stateKey]*Event{}, txns: map[string]string{}, members: map[string]member{},
-			memberships: map[string][]change{}}
+			state: map[stateKey]*Event{}, txns: map[string]string{}, memberships: map[string][]change{}}
 	}
 	pdu, err := decodeStored(r.version, se)
 	if err != nil {
@@ -216,7 +212,6 @@ func (m *Model) setMembershipLocked(r *room, userID string, ev *Event) {
 	if err != nil {
 		return
 	}
-	r.members[userID] = member{membership: membership, seq: ev.Seq}
 	r.memberships[userID] = append(r.memberships[userID], change{ev.Seq, membership})
 	rooms := m.userRooms[userID]
 	if rooms == nil {
@@ -229,8 +224,8 @@ func (m *Model) setMembershipLocked(r *room, userID string, ev *Event) {
 // interestedLocked lists who should hear about a change in the room: joined and invited users.
 func (m *Model) interestedLocked(r *room) []string {
 	var users []string
-	for user, mb := range r.members {
-		if mb.membership == "join" || mb.membership == "invite" {
+	for user, changes := range r.memberships {
+		if ms := currentMembership(changes).value; ms == "join" || ms == "invite" {
 			users = append(users, user)
 		}
 	}
@@ -251,8 +246,9 @@ func (m *Model) MemberSummary(roomID, userID string, maxHeroes int) (joined, inv
 		seq  uint64
 	}
 	var candidates []candidate
-	for user, mb := range r.members {
-		switch mb.membership {
+	for user, changes := range r.memberships {
+		mb := currentMembership(changes)
+		switch mb.value {
 		case "join":
 			joined++
 		case "invite":
@@ -261,7 +257,7 @@ func (m *Model) MemberSummary(roomID, userID string, maxHeroes int) (joined, inv
 			continue
 		}
 		if user != userID && maxHeroes > 0 {
-			candidates = append(candidates, candidate{user, mb.seq})
+			candidates = append(candidates, candidate{user, mb.seq}) // heroes in join order
 		}
 	}
 	sort.Slice(candidates, func(i, j int) bool { return candidates[i].seq < candidates[j].seq })

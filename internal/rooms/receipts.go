@@ -84,7 +84,7 @@ func (s *Service) SetReceipt(ctx context.Context, roomID, userID, receiptType, e
 	if err != nil {
 		return unavailable(err)
 	}
-	return s.receipts.rev.WaitUpTo(ctx, rev, store.MirrorWaitLimit)
+	return s.receipts.rev.WaitUpTo(ctx, rev, store.WaitLimit)
 }
 
 func (s *Service) receiptFor(roomID, userID, receiptType string) (Receipt, bool) {

@@ -169,9 +169,12 @@ func (s *Service) CatchUpRoom(ctx context.Context, roomID string) error {
 	return s.awaitSeq(ctx, s.st.RoomShard(roomID), head)
 }
 
-// awaitSeq waits, at most catchUpLimit, until the read model has applied a shard up to seq.
+// awaitSeq waits, at most store.WaitLimit, until the read model has applied a shard up to seq.
 func (s *Service) awaitSeq(ctx context.Context, shard int, seq uint64) error {
-	wctx, cancel := context.WithTimeout(ctx, catchUpLimit)
+	if s.model.applied[shard].Load() >= seq {
+		return nil // the usual case: the follower applied it before the append was answered
+	}
+	wctx, cancel := context.WithTimeout(ctx, store.WaitLimit)
 	defer cancel()
 	if err := s.awaitApplied(wctx, shard, seq); err != nil {
 		return unavailable(err)
@@ -179,8 +182,6 @@ func (s *Service) awaitSeq(ctx context.Context, shard int, seq uint64) error {
 	return nil
 }
 
-// catchUpLimit bounds a wait for the read model: a send waiting on it holds the room's lock.
-const catchUpLimit = 10 * time.Second
 
 // AwaitRoom makes sure this node's read model holds a room that exists: a room created a
 // moment ago through another node may not have reached it yet, and a client must not be told
@@ -249,7 +250,10 @@ var (
 func (s *Service) catchUpShards(ctx context.Context, positions []uint64, mode catchUpMode) error {
 	checked := !mode.fromClient
 	for {
-		before := s.model.Applied()
+		var before []uint64
+		if mode.onlyStalled {
+			before = s.model.Applied()
+		}
 		quick, cancel := context.WithTimeout(ctx, mode.grace)
 		err := s.model.WaitAppliedAll(quick, positions)
 		cancel()
@@ -257,7 +261,7 @@ func (s *Service) catchUpShards(ctx context.Context, positions []uint64, mode ca
 			return err
 		}
 		for shard, upTo := range positions {
-			if shard >= len(before) || s.model.applied[shard].Load() >= upTo {
+			if shard >= len(s.model.applied) || s.model.applied[shard].Load() >= upTo {
 				continue
 			}
 			if mode.onlyStalled && s.model.applied[shard].Load() != before[shard] {

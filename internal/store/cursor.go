@@ -56,9 +56,10 @@ func (c *Cursor) Wait(ctx context.Context, p uint64) error {
 	}
 }
 
-// MirrorWaitLimit bounds how long a write waits to see itself in this node's mirror of a
-// bucket before the client is told to retry (the write itself is stored).
-const MirrorWaitLimit = 10 * time.Second
+// WaitLimit bounds how long a request waits for this node to apply a position (its own write,
+// or one in a token from another node) before it is told to retry: a send waiting holds its
+// room's lock, and a client does better trying again, perhaps on another node.
+const WaitLimit = 10 * time.Second
 
 // WaitUpTo is Wait for at most limit. A request that waits for its own write to be applied
 // must not hang on a stalled follower: past the limit it is told storage is unavailable.

@@ -276,17 +276,14 @@ func (s *Store) WaitBucket(ctx context.Context, b Bucket, c *Cursor, p uint64) e
 
 // bucketHead is the last position written to a bucket, as its stream's leader has it.
 func (s *Store) bucketHead(ctx context.Context, b Bucket) (uint64, error) {
-	info, err := readWithRetry(ctx, func(ctx context.Context) (*jetstream.StreamInfo, error) {
-		stream, err := s.js.Stream(ctx, "KV_"+string(b))
-		if err != nil {
-			return nil, err
-		}
-		return stream.Info(ctx)
+	// Looking the stream up fetches its info from the leader; that answer is the head.
+	stream, err := readWithRetry(ctx, func(ctx context.Context) (jetstream.Stream, error) {
+		return s.js.Stream(ctx, "KV_"+string(b))
 	})
 	if err != nil {
 		return 0, err
 	}
-	return info.State.LastSeq, nil
+	return stream.CachedInfo().State.LastSeq, nil
 }
 
 // Change is one update of a bucket, in the order the bucket stored them.

@@ -76,15 +76,11 @@ func (s *Store) AppendRoomEvent(ctx context.Context, roomID string, afterSeq uin
 		return 0, err
 	}
 	msg := roomMsg(subject, ev)
-	opts := []jetstream.PublishOpt{
-		jetstream.WithExpectLastSequencePerSubject(afterSeq),
-		// While a stream elects a leader nobody listens on its subjects; keep asking.
-		jetstream.WithRetryAttempts(8),
-		jetstream.WithRetryWait(250 * time.Millisecond),
-	}
-	// A publish sent to a leader that then died is never answered: each attempt has a short
-	// deadline and sends the same message again. Its msg id and expected sequence keep a
-	// publish that did land from being stored twice.
+	// While a stream elects a leader nobody listens on its subjects (no responders), and a
+	// publish sent to a leader that then died is never answered: retry (not jetstream's own
+	// retries) sends the same message again, with a short deadline per attempt. Its msg id and
+	// expected sequence keep a publish that did land from being stored twice.
+	opts := []jetstream.PublishOpt{jetstream.WithExpectLastSequencePerSubject(afterSeq), jetstream.WithRetryAttempts(0)}
 	return retry(ctx, s.writePolicy(), func(ctx context.Context) (uint64, error) {
 		ack, err := s.js.PublishMsg(ctx, msg, opts...)
 		if err != nil {
@@ -111,7 +107,7 @@ func (s *Store) AppendRoomEvents(ctx context.Context, roomID string, afterSeq ui
 	return retry(ctx, s.writePolicy(), func(actx context.Context) (uint64, error) {
 		attempts++
 		seq, err := s.publishBatch(actx, subject, afterSeq, evs)
-		if attempts > 1 && errors.Is(translate(err), ErrConflict) {
+		if attempts > 1 && errors.Is(err, ErrConflict) { // publishBatch's errors are translated
 			if seq, ok := s.landed(ctx, roomID, subject, evs[len(evs)-1].EventID); ok {
 				return seq, nil
 			}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/firebreak/firebreak/internal/filter"
 	"github.com/firebreak/firebreak/internal/rooms"
+	"github.com/firebreak/firebreak/internal/store"
 )
 
 // MessagesRequest is one /messages call.
@@ -41,11 +42,8 @@ func (s *Service) Messages(ctx context.Context, req MessagesRequest) (*MessagesR
 	}
 	if req.From != "" {
 		var err error
-		if from, err = parseRoomPosition(req.From, info.Shard, shards); err != nil {
-			return nil, fmt.Errorf("%w: from is not a valid token", ErrBadRequest)
-		}
-		// A token from another node may be ahead of this one: wait for it.
-		if err := s.waitRoomPosition(ctx, info.Shard, from); err != nil {
+		// A token from another node may be ahead of this one: RoomPosition waits for it.
+		if from, err = s.RoomPosition(ctx, req.RoomID, req.From); err != nil {
 			return nil, err
 		}
 	}
@@ -95,7 +93,7 @@ func (s *Service) RoomPosition(ctx context.Context, roomID, token string) (uint6
 }
 
 func (s *Service) waitRoomPosition(ctx context.Context, shard int, pos uint64) error {
-	ctx, cancel := context.WithTimeout(ctx, catchUpTimeout)
+	ctx, cancel := context.WithTimeout(ctx, store.WaitLimit)
 	defer cancel()
 	return notReady(s.rooms.CatchUpShard(ctx, shard, pos))
 }

@@ -28,7 +28,6 @@ var ErrSessionEnded = errors.New("the session ended while the sync waited")
 
 const (
 	maxLongPoll      = 2 * time.Minute
-	catchUpTimeout   = 10 * time.Second
 	defaultTimeline  = 10
 	maxTimeline      = 500
 	forgottenDataKey = "im.firebreak.forgotten"
@@ -99,7 +98,7 @@ func (s *Service) Shards() int { return len(s.rooms.Model().Applied()) }
 // catchUp waits until this node has applied everything the token covers, so a client that
 // moves between nodes never sees time go backwards.
 func (s *Service) catchUp(ctx context.Context, t Token) error {
-	ctx, cancel := context.WithTimeout(ctx, catchUpTimeout)
+	ctx, cancel := context.WithTimeout(ctx, store.WaitLimit)
 	defer cancel()
 	start := time.Now()
 	err := s.rooms.CatchUpShards(ctx, t.Rooms)
