@@ -182,7 +182,6 @@ func (s *Service) awaitSeq(ctx context.Context, shard int, seq uint64) error {
 	return nil
 }
 
-
 // AwaitRoom makes sure this node's read model holds a room that exists: a room created a
 // moment ago through another node may not have reached it yet, and a client must not be told
 // such a room is unknown. It is a no-op for rooms the model already has.
