@@ -6,7 +6,8 @@ import (
 
 // health tells load balancers and DNS whether to send clients here: 200 when this node can
 // take writes (it reaches a quorum), 503 when it cannot, so a cut-off or dying data center is
-// drained within seconds. Reads are served from the node's read model either way.
+// drained within seconds. A cut-off node still serves reads until it fences itself (stops its
+// JetStream so that its elections cannot unseat the majority's leaders when the link heals).
 func (srv *Server) health(w http.ResponseWriter, _ *http.Request) {
 	h := srv.Store.Health()
 	status := http.StatusOK
@@ -18,7 +19,7 @@ func (srv *Server) health(w http.ResponseWriter, _ *http.Request) {
 		node, dc = c.Node, c.DC
 	}
 	writeJSON(w, status, map[string]any{
-		"node": node, "dc": dc, "writable": h.Writable, "readable": true,
+		"node": node, "dc": dc, "writable": h.Writable, "readable": !h.Fenced, "fenced": h.Fenced,
 		"connected_peers": h.Peers, "cluster_size": h.ClusterSize, "jetstream_current": h.MetaCurrent,
 	})
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -255,16 +256,20 @@ func (c *cluster) linkStats() []LinkStats {
 
 // healthOf asks a node whether it can take writes: true on 200, false on anything else.
 func (c *cluster) healthOf(ctx context.Context, n *node) bool {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.URL()+"/_firebreak/health", nil)
-	if err != nil {
-		return false
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
+	h, err := c.healthReportOf(ctx, n)
+	return err == nil && h.Writable
+}
+
+// healthReport is the body of /_firebreak/health (200 when writable, 503 otherwise).
+type healthReport struct {
+	Writable bool `json:"writable"`
+	Fenced   bool `json:"fenced"`
+}
+
+func (c *cluster) healthReportOf(ctx context.Context, n *node) (healthReport, error) {
+	var h healthReport
+	err := c.getJSON(ctx, n, "/_firebreak/health", &h, http.StatusOK, http.StatusServiceUnavailable)
+	return h, err
 }
 
 // replication is the body of /_firebreak/replication.
@@ -280,19 +285,25 @@ type replication struct {
 
 func (c *cluster) replicationOf(ctx context.Context, n *node) (replication, error) {
 	var r replication
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.URL()+"/_firebreak/replication", nil)
+	return r, c.getJSON(ctx, n, "/_firebreak/replication", &r, http.StatusOK)
+}
+
+// getJSON GETs one of the node's operations endpoints and decodes its body when the status is
+// one of those listed.
+func (c *cluster) getJSON(ctx context.Context, n *node, path string, into any, statuses ...int) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.URL()+path, nil)
 	if err != nil {
-		return r, err
+		return err
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return r, err
+		return err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return r, fmt.Errorf("%s: replication: HTTP %d", n.Name, resp.StatusCode)
+	if !slices.Contains(statuses, resp.StatusCode) {
+		return fmt.Errorf("%s: %s: HTTP %d", n.Name, path, resp.StatusCode)
 	}
-	return r, json.NewDecoder(resp.Body).Decode(&r)
+	return json.NewDecoder(resp.Body).Decode(into)
 }
 
 // waitUntil polls cond every interval until it holds, ctx ends or timeout passes.

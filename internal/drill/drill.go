@@ -236,7 +236,7 @@ func (d *drill) restore(ctx context.Context, key string, wipe bool) error {
 	if err := d.c.startDC(d.dc); err != nil {
 		return err
 	}
-	ready, complete, err := d.waitRestored(ctx, d.c.in(d.dc), d.c.outside(d.dc)[0])
+	ready, complete, err := d.waitRestored(ctx, d.c.in(d.dc), d.c.outside(d.dc)[0], nil)
 	if err != nil {
 		return fmt.Errorf("restore %s: %w", key, err)
 	}
@@ -259,15 +259,20 @@ func (d *drill) waitDegraded(ctx context.Context) {
 }
 
 // waitRestored polls the nodes' health and the replication state together, so each moment
-// is taken when it happens; it returns when both hold.
-func (d *drill) waitRestored(ctx context.Context, nodes []*node, via *node) (ready, complete time.Time, err error) {
+// is taken when it happens; it returns when both hold. observe, when set, sees every
+// replication state polled until then.
+func (d *drill) waitRestored(ctx context.Context, nodes []*node, via *node, observe func(replication)) (ready, complete time.Time, err error) {
 	err = waitUntil(ctx, d.o.Timeout, 250*time.Millisecond, "restore", func(ctx context.Context) bool {
 		now := time.Now()
 		if ready.IsZero() && d.c.allHealthy(ctx, nodes) {
 			ready = now
 		}
 		if complete.IsZero() {
-			if r, err := d.c.replicationOf(ctx, via); err == nil && r.Complete {
+			r, err := d.c.replicationOf(ctx, via)
+			if err == nil && observe != nil {
+				observe(r)
+			}
+			if err == nil && r.Complete {
 				complete = now
 			}
 		}

@@ -61,6 +61,10 @@ func (d *drill) partition(ctx context.Context) error {
 	d.rep.Partition = res
 	isolated := d.waitIsolated(ctx, cutNodes, cutAt)
 	res.IsolationSeconds = time.Since(cutAt).Seconds()
+	fenced := d.waitFenced(ctx, cutNodes)
+	if fenced {
+		res.FencedSeconds = time.Since(cutAt).Seconds()
+	}
 	d.checkBypass("during cut")
 	d.phase("outage (" + d.dc + " cut off)")
 	sleep(ctx, d.o.Outage-time.Since(cutAt))
@@ -68,13 +72,16 @@ func (d *drill) partition(ctx context.Context) error {
 	probing.Wait()
 
 	d.phase("heal " + d.dc)
+	observer := d.c.outside(d.dc)[0]
+	leaders := newLeaderWatch(ctx, d.c, observer)
 	healAt := time.Now()
 	d.healedAt = healAt
 	d.c.healDC(d.dc)
-	ready, complete, err := d.waitRestored(ctx, d.c.nodes, d.c.nodes[0])
+	ready, complete, err := d.waitRestored(ctx, d.c.nodes, observer, leaders.observe)
 	if err != nil {
 		return err
 	}
+	res.LeadersUnseatedOnHeal = len(leaders.unseated)
 	d.rep.ReadySeconds["heal"] = ready.Sub(healAt).Seconds()
 	d.rep.RestoreSeconds["heal"] = complete.Sub(healAt).Seconds()
 	d.phase("settle")
@@ -94,7 +101,53 @@ func (d *drill) partition(ctx context.Context) error {
 			"traffic between data centers does not go only through the drill's proxies")
 		d.rep.Passed = false
 	}
+	if !fenced {
+		d.rep.Problems = append(d.rep.Problems, "the cut-off nodes kept their JetStream running: "+
+			"their elections raise Raft terms that unseat the majority's leaders when the link heals")
+		d.rep.Passed = false
+	}
 	return nil
+}
+
+// waitFenced waits until every cut-off node reports its JetStream stopped (store/fence.go).
+func (d *drill) waitFenced(ctx context.Context, cut []*node) bool {
+	err := waitUntil(ctx, isolationTimeout, 100*time.Millisecond, "fenced", func(ctx context.Context) bool {
+		for _, n := range cut {
+			if h, err := d.c.healthReportOf(ctx, n); err != nil || !h.Fenced {
+				return false
+			}
+		}
+		return true
+	})
+	return err == nil
+}
+
+// leaderWatch finds the streams that, in some listing after the link healed, had another
+// leader or none: the majority's leaders that the returning data center made step down. Every
+// stream had a leader in the majority before the heal (the cut lasts longer than an election).
+// A stream missing from a listing says nothing: listings taken while routes reconnect can
+// leave streams out.
+type leaderWatch struct {
+	before   map[string]string
+	unseated map[string]bool
+}
+
+func newLeaderWatch(ctx context.Context, c *cluster, via *node) *leaderWatch {
+	w := &leaderWatch{before: map[string]string{}, unseated: map[string]bool{}}
+	if r, err := c.replicationOf(ctx, via); err == nil {
+		for _, st := range r.Streams {
+			w.before[st.Name] = st.Leader
+		}
+	}
+	return w
+}
+
+func (w *leaderWatch) observe(r replication) {
+	for _, st := range r.Streams {
+		if was := w.before[st.Name]; was != "" && st.Leader != was {
+			w.unseated[st.Name] = true
+		}
+	}
 }
 
 // waitIsolated waits until every cut-off node fails its health check, which proves the links

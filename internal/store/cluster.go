@@ -69,6 +69,7 @@ type Health struct {
 	Peers       int  `json:"connected_peers"`
 	ClusterSize int  `json:"cluster_size"`
 	MetaCurrent bool `json:"meta_current"`
+	Fenced      bool `json:"fenced"` // JetStream stopped while cut off (fence.go)
 }
 
 // Health reports whether this node can take writes. In a cluster that is whether it reaches a
@@ -82,8 +83,8 @@ func (s *Store) Health() Health {
 	}
 	h.MetaCurrent = s.ns.JetStreamIsCurrent()
 	if c := s.opts.Cluster; c != nil {
-		h.Peers, h.ClusterSize = s.ns.NumRemotes(), clusterSize(c)
-		h.Writable = h.Writable && reachesMajority(h.Peers, h.ClusterSize)
+		h.Peers, h.ClusterSize, h.Fenced = s.ns.NumRemotes(), clusterSize(c), s.isFenced()
+		h.Writable = h.Writable && reachesMajority(h.Peers, h.ClusterSize) && !h.Fenced
 	} else {
 		h.Writable = h.Writable && h.MetaCurrent
 	}
@@ -95,12 +96,26 @@ func (s *Store) Health() Health {
 // now than after the publish times out.
 var errCutOff = fmt.Errorf("%w: this node reaches too few of the cluster's nodes", ErrUnavailable)
 
-// checkWritable fails fast on a clustered node cut off from its quorum.
+// checkWritable fails fast on a clustered node cut off from its quorum, or fenced since.
 func (s *Store) checkWritable() error {
-	if c := s.opts.Cluster; c != nil && s.ns != nil && !reachesMajority(s.ns.NumRemotes(), clusterSize(c)) {
+	if !s.reachesQuorum() {
+		return errCutOff
+	}
+	return s.checkFenced()
+}
+
+// checkFenced fails fast while this node's JetStream is stopped (fence.go).
+func (s *Store) checkFenced() error {
+	if s.isFenced() {
 		return errCutOff
 	}
 	return nil
+}
+
+// reachesQuorum: an embedded node (always, alone) or a clustered one that reaches a majority.
+func (s *Store) reachesQuorum() bool {
+	c := s.opts.Cluster
+	return c == nil || s.ns == nil || reachesMajority(s.ns.NumRemotes(), clusterSize(c))
 }
 
 func clusterSize(c *ClusterOptions) int { return max(c.Size, len(c.Routes)+1) }

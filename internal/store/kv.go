@@ -64,7 +64,7 @@ func (s *Store) Get(ctx context.Context, b Bucket, key string) ([]byte, uint64, 
 	if err := checkKey(key); err != nil {
 		return nil, 0, err
 	}
-	e, err := readWithRetry(ctx, func(ctx context.Context) (jetstream.KeyValueEntry, error) {
+	e, err := readWithRetry(ctx, s, func(ctx context.Context) (jetstream.KeyValueEntry, error) {
 		return s.buckets[b].Get(ctx, key)
 	})
 	if err == nil {
@@ -100,7 +100,7 @@ type leaderMsg struct {
 // the leader, so it waits out an election.
 func (s *Store) leaderLastMsg(ctx context.Context, stream, subject string) (leaderMsg, error) {
 	req, _ := json.Marshal(map[string]string{"last_by_subj": subject})
-	resp, err := readWithRetry(ctx, func(ctx context.Context) (*nats.Msg, error) {
+	resp, err := readWithRetry(ctx, s, func(ctx context.Context) (*nats.Msg, error) {
 		return s.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+stream, req)
 	})
 	if err != nil {
@@ -225,7 +225,7 @@ func (s *Store) Keys(ctx context.Context, b Bucket, prefix ...string) ([]string,
 	if err := checkKey(filter); err != nil {
 		return nil, err
 	}
-	return readWithRetry(ctx, func(ctx context.Context) ([]string, error) {
+	return readWithRetry(ctx, s, func(ctx context.Context) ([]string, error) {
 		return s.listKeys(ctx, b, filter)
 	})
 }
@@ -277,7 +277,7 @@ func (s *Store) WaitBucket(ctx context.Context, b Bucket, c *Cursor, p uint64) e
 // bucketHead is the last position written to a bucket, as its stream's leader has it.
 func (s *Store) bucketHead(ctx context.Context, b Bucket) (uint64, error) {
 	// Looking the stream up fetches its info from the leader; that answer is the head.
-	stream, err := readWithRetry(ctx, func(ctx context.Context) (jetstream.Stream, error) {
+	stream, err := readWithRetry(ctx, s, func(ctx context.Context) (jetstream.Stream, error) {
 		return s.js.Stream(ctx, "KV_"+string(b))
 	})
 	if err != nil {

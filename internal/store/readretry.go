@@ -12,7 +12,7 @@ import (
 type retryPolicy struct {
 	attempt, budget time.Duration
 	// precheck runs before each attempt and ends the retries when it fails: a node cut off
-	// from its quorum refuses writes at once instead of trying for the whole budget.
+	// from its quorum refuses writes (a fenced one, reads too) at once instead of trying for the whole budget.
 	precheck func() error
 }
 
@@ -21,7 +21,10 @@ type retryPolicy struct {
 // burned never answers, and until the routes to it time out a request can still be sent
 // there. A short deadline and another try reach a live replica instead. A read that needs a
 // stream's leader likewise goes unanswered while the stream elects one.
-var readPolicy = retryPolicy{attempt: time.Second, budget: 15 * time.Second}
+// A fenced node has no JetStream to read from, so its reads fail at once.
+func (s *Store) readPolicy() retryPolicy {
+	return retryPolicy{attempt: time.Second, budget: 15 * time.Second, precheck: s.checkFenced}
+}
 
 // How long one publish may go unanswered, and how long a send keeps trying through an
 // election (JetStream's take 4-9 s) before it reports the storage unavailable.
@@ -29,9 +32,9 @@ func (s *Store) writePolicy() retryPolicy {
 	return retryPolicy{attempt: 3 * time.Second, budget: 20 * time.Second, precheck: s.checkWritable}
 }
 
-// readWithRetry runs a read under readPolicy.
-func readWithRetry[T any](ctx context.Context, read func(context.Context) (T, error)) (T, error) {
-	return retry(ctx, readPolicy, read)
+// readWithRetry runs a read under the store's readPolicy.
+func readWithRetry[T any](ctx context.Context, s *Store, read func(context.Context) (T, error)) (T, error) {
+	return retry(ctx, s.readPolicy(), read)
 }
 
 // retry runs op under the policy until it succeeds, fails with anything but ErrUnavailable,

@@ -192,7 +192,7 @@ func (s *Store) RoomHeadSeq(ctx context.Context, roomID string) (uint64, error) 
 	if err != nil {
 		return 0, nil
 	}
-	m, err := readWithRetry(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
+	m, err := readWithRetry(ctx, s, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
 		return s.streams[s.RoomShard(roomID)].GetLastMsgForSubject(ctx, subject)
 	})
 	if errors.Is(err, ErrNotFound) {
@@ -220,7 +220,7 @@ func (s *Store) RoomLatestSeq(ctx context.Context, roomID string) (uint64, error
 
 // ShardHead is the last sequence written to a shard stream.
 func (s *Store) ShardHead(ctx context.Context, shard int) (uint64, error) {
-	info, err := readWithRetry(ctx, func(ctx context.Context) (*jetstream.StreamInfo, error) {
+	info, err := readWithRetry(ctx, s, func(ctx context.Context) (*jetstream.StreamInfo, error) {
 		return s.streams[shard].Info(ctx)
 	})
 	if err != nil {
@@ -232,7 +232,7 @@ func (s *Store) ShardHead(ctx context.Context, shard int) (uint64, error) {
 // RoomEventAt reads the event stored at seq in a shard from whichever replica answers first,
 // the local one included: it needs no stream leader, so it works during an election.
 func (s *Store) RoomEventAt(ctx context.Context, shard int, seq uint64) (RoomEvent, error) {
-	m, err := readWithRetry(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
+	m, err := readWithRetry(ctx, s, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
 		return s.streams[shard].GetMsg(ctx, seq)
 	})
 	if err != nil {

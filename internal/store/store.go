@@ -71,6 +71,7 @@ type Store struct {
 	// (NATS closes a connection on a protocol error): the node can then only be restarted.
 	lost    chan struct{}
 	closing atomic.Bool
+	fence   *fence // clustered embedded nodes only
 }
 
 // Open starts the embedded JetStream server, connects to it in-process and creates (or
@@ -106,18 +107,15 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		s.Close()
 		return nil, fmt.Errorf("open JetStream: %w", err)
 	}
+	s.startFence()
 	return s, nil
 }
 
 func startEmbedded(opts Options) (*server.Server, error) {
-	sopts := &server.Options{}
-	if err := sopts.ProcessConfigString(renderConfig(opts)); err != nil {
-		return nil, fmt.Errorf("embedded JetStream config: %w", err)
+	sopts, err := embeddedOptions(opts)
+	if err != nil {
+		return nil, err
 	}
-	// No client port on a single node: only this process talks to its JetStream. NoSigs keeps
-	// the NATS server from installing a signal handler that would exit the process.
-	sopts.DontListen = opts.Cluster == nil
-	sopts.NoSigs = true
 	ns, err := server.NewServer(sopts)
 	if err != nil {
 		return nil, fmt.Errorf("embedded JetStream: %w", err)
@@ -131,11 +129,42 @@ func startEmbedded(opts Options) (*server.Server, error) {
 	return ns, nil
 }
 
+// embeddedOptions are the embedded server's options, the same at start and at every restart
+// of its JetStream.
+func embeddedOptions(opts Options) (*server.Options, error) {
+	sopts := &server.Options{}
+	if err := sopts.ProcessConfigString(renderConfig(opts)); err != nil {
+		return nil, fmt.Errorf("embedded JetStream config: %w", err)
+	}
+	// No client port on a single node: only this process talks to its JetStream. NoSigs keeps
+	// the NATS server from installing a signal handler that would exit the process.
+	sopts.DontListen = opts.Cluster == nil
+	sopts.NoSigs = true
+	return sopts, nil
+}
+
+// restartJetStream starts a stopped JetStream again from its files, through the NATS server's
+// own configuration reload (which restarts a JetStream that was stopped at run time).
+func (s *Store) restartJetStream() error {
+	sopts, err := embeddedOptions(s.opts)
+	if err != nil {
+		return err
+	}
+	if err := s.ns.ReloadOptions(sopts); err != nil {
+		return err
+	}
+	if !s.ns.JetStreamEnabled() {
+		return errors.New("JetStream did not start")
+	}
+	return nil
+}
+
 // Close closes the connection (whoever used it has stopped by now) and shuts the embedded
 // server down cleanly; an unclean exit can leave JetStream's files needing repair on the next
 // start.
 func (s *Store) Close() {
 	s.closing.Store(true)
+	s.stopFence()
 	if s.nc != nil {
 		s.nc.Close()
 	}
