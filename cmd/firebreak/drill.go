@@ -31,10 +31,13 @@ Scenarios:
               wiped disks, measuring how long until /_firebreak/replication is complete
   partition   cut the data center's links while its nodes keep running; probes keep writing
               through the cut-off nodes (they must never acknowledge a write that is lost);
-              heal, and check every node
+              heal, and check every node. --cut reject (default) closes the links' connections
+              and refuses new ones; --cut blackhole passes nothing and closes nothing, so
+              the nodes notice only when their route pings go unanswered
 
 Flags:
   --scenario NAME           burn or partition (default burn)
+  --cut HOW                 partition: reject or blackhole (default reject)
   --dc NAME                 data center to fail, dc1..dc3 (default: the one leading the most
                             streams)
   --users N                 simulated users (default 30)
@@ -72,6 +75,7 @@ func drillCmd(args []string) error {
 	fs.Usage = func() { fmt.Fprint(fs.Output(), drillHelp) }
 	fs.StringVar(&o.Scenario, "scenario", o.Scenario, "")
 	fs.StringVar(&o.FailDC, "dc", "", "")
+	fs.StringVar(&o.Cut, "cut", o.Cut, "")
 	fs.IntVar(&o.Users, "users", o.Users, "")
 	fs.IntVar(&o.Rooms, "rooms", o.Rooms, "")
 	fs.Float64Var(&o.Rate, "rate", o.Rate, "")

@@ -185,8 +185,15 @@ func (c *cluster) wipeDC(dc string) error {
 	return nil
 }
 
-// cutDC cuts every link into and out of the data center; its nodes keep running.
-func (c *cluster) cutDC(dc string) { c.eachLinkOf(dc, (*proxy).Cut) }
+// cutDC cuts every link into and out of the data center (how: CutReject or CutBlackhole); its
+// nodes keep running.
+func (c *cluster) cutDC(dc, how string) {
+	if how == CutBlackhole {
+		c.eachLinkOf(dc, (*proxy).Blackhole)
+	} else {
+		c.eachLinkOf(dc, (*proxy).Cut)
+	}
+}
 
 // healDC lets the data center's links carry traffic again.
 func (c *cluster) healDC(dc string) { c.eachLinkOf(dc, (*proxy).Heal) }

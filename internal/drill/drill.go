@@ -119,6 +119,9 @@ func (d *drill) startCluster(ctx context.Context) error {
 		d.dc = c.busiestDC(ctx)
 	}
 	d.rep.FailedDC = d.dc
+	if d.o.Scenario == ScenarioPartition {
+		d.rep.Cut = d.o.Cut
+	}
 	d.checkBypass("after start")
 	d.log.Info("cluster up", "nodes", len(c.nodes), "dir", d.dir, "failing", d.dc)
 	return nil

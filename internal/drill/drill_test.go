@@ -114,22 +114,31 @@ func TestBurnDrill(t *testing.T) {
 	}
 }
 
+// TestPartitionDrill cuts a data center off both ways a network fails: links that reject
+// (both ends learn at once) and links that silently drop everything (nodes learn only from
+// missing heartbeats and pings).
 func TestPartitionDrill(t *testing.T) {
 	skipShort(t)
-	rep, err := Run(context.Background(), smallOptions(t, ScenarioPartition), testLogger(t))
-	checkReport(t, rep, err)
-	if rep.Partition == nil || rep.Partition.Probes.Attempts == 0 {
-		t.Fatalf("the probes wrote nothing through the cut-off nodes: %+v", rep.Partition)
-	}
-	// The cut-off nodes fenced themselves (checkReport fails the drill otherwise), so their
-	// return must not have unseated any of the majority's leaders.
-	if n := rep.Partition.LeadersUnseatedOnHeal; n != 0 {
-		t.Errorf("%d stream leaders changed when the link healed", n)
-	}
-	for _, l := range rep.Links {
-		if l.Bytes == 0 {
-			t.Errorf("link %s carried nothing: routes do not all go through the proxies", l.Link)
-		}
+	for _, cut := range []string{CutReject, CutBlackhole} {
+		t.Run(cut, func(t *testing.T) {
+			o := smallOptions(t, ScenarioPartition)
+			o.Cut = cut
+			rep, err := Run(context.Background(), o, testLogger(t))
+			checkReport(t, rep, err)
+			if rep.Partition == nil || rep.Partition.Probes.Attempts == 0 {
+				t.Fatalf("the probes wrote nothing through the cut-off nodes: %+v", rep.Partition)
+			}
+			// The cut-off nodes fenced themselves (checkReport fails the drill otherwise), so
+			// their return must not have unseated any of the majority's leaders.
+			if n := rep.Partition.LeadersUnseatedOnHeal; n != 0 {
+				t.Errorf("%d stream leaders changed when the link healed", n)
+			}
+			for _, l := range rep.Links {
+				if l.Bytes == 0 {
+					t.Errorf("link %s carried nothing: routes do not all go through the proxies", l.Link)
+				}
+			}
+		})
 	}
 }
 

@@ -12,6 +12,12 @@ const (
 	ScenarioPartition = "partition" // cut one data center off the others while it keeps running
 )
 
+// How the partition cuts the links.
+const (
+	CutReject    = "reject"    // close every connection and refuse new ones (a rejecting firewall)
+	CutBlackhole = "blackhole" // pass nothing, close nothing (a dead switch, a dropping firewall)
+)
+
 // Options say what the drill starts, what load it drives and which fault it injects.
 type Options struct {
 	Scenario string
@@ -39,6 +45,7 @@ type Options struct {
 	Timeout time.Duration // bound for each wait (cluster start, catch-up, restore)
 
 	InterDCLatency time.Duration // one-way latency the proxies add between data centers
+	Cut            string        // partition: CutReject or CutBlackhole
 
 	// Progress receives one status line per second; nil prints none.
 	Progress io.Writer
@@ -48,6 +55,7 @@ type Options struct {
 func DefaultOptions() Options {
 	return Options{
 		Scenario:   ScenarioBurn,
+		Cut:        CutReject,
 		DCs:        3,
 		NodesPerDC: 2,
 		Users:      30,
@@ -65,6 +73,8 @@ func (o Options) validate() error {
 	switch {
 	case o.Scenario != ScenarioBurn && o.Scenario != ScenarioPartition:
 		return fmt.Errorf("unknown scenario %q (want %s or %s)", o.Scenario, ScenarioBurn, ScenarioPartition)
+	case o.Cut != CutReject && o.Cut != CutBlackhole:
+		return fmt.Errorf("unknown cut %q (want %s or %s)", o.Cut, CutReject, CutBlackhole)
 	case o.Binary == "":
 		return fmt.Errorf("no firebreak binary given")
 	case o.DCs < 3 || o.DCs > 9:

@@ -122,6 +122,46 @@ func TestProxyCutAndHeal(t *testing.T) {
 	}
 }
 
+func TestProxyBlackholeAndHeal(t *testing.T) {
+	for _, latency := range []time.Duration{0, 5 * time.Millisecond} {
+		t.Run(latency.String(), func(t *testing.T) {
+			p := testProxy(t, latency)
+			c, err := net.Dial("tcp", p.Addr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			r := bufio.NewReader(c)
+			roundTrip(t, c, "before")
+			p.Blackhole()
+			// Nothing comes back while the link is silently cut, and the connection stays open.
+			if _, err := c.Write([]byte("held\n")); err != nil {
+				t.Fatal(err)
+			}
+			_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+			if line, err := r.ReadString('\n'); err == nil {
+				t.Fatalf("got %q through the blackhole", line)
+			} else if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+				t.Fatalf("the connection failed instead of going silent: %v", err)
+			}
+			// A connection made meanwhile is accepted and carries nothing until the heal.
+			c2, err := net.Dial("tcp", p.Addr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c2.Close()
+			p.Heal()
+			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if line, err := r.ReadString('\n'); err != nil || line != "held\n" {
+				t.Fatalf("after heal got %q, %v; want the held line", line, err)
+			}
+			if got := roundTrip(t, c2, "after"); got != "after" {
+				t.Fatalf("a connection made during the blackhole got %q after heal", got)
+			}
+		})
+	}
+}
+
 func TestPercentiles(t *testing.T) {
 	var ds []time.Duration
 	for i := 1; i <= 100; i++ {

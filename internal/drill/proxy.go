@@ -27,12 +27,18 @@ type proxy struct {
 	mu     sync.Mutex
 	pipes  map[*pipe]struct{}
 	closed bool
-	wg     sync.WaitGroup
+	quit   chan struct{} // closed by close
+	// open is closed while traffic flows; a silent cut replaces it with one that Heal closes,
+	// and every connection waits on it before forwarding anything.
+	open chan struct{}
+	wg   sync.WaitGroup
 }
 
 // startProxy serves ln until close.
 func startProxy(ln net.Listener, spec linkSpec, latency time.Duration, log *slog.Logger) *proxy {
-	p := &proxy{spec: spec, ln: ln, latency: latency, log: log, pipes: map[*pipe]struct{}{}}
+	p := &proxy{spec: spec, ln: ln, latency: latency, log: log, pipes: map[*pipe]struct{}{},
+		quit: make(chan struct{}), open: make(chan struct{})}
+	close(p.open)
 	p.wg.Add(1)
 	go p.acceptLoop()
 	return p
@@ -40,7 +46,8 @@ func startProxy(ln net.Listener, spec linkSpec, latency time.Duration, log *slog
 
 func (p *proxy) Addr() string { return p.ln.Addr().String() }
 
-// Cut closes every open connection and refuses new ones until Heal.
+// Cut closes every open connection and refuses new ones until Heal, as a firewall that
+// rejects does: both ends learn of it at once.
 func (p *proxy) Cut() {
 	p.cut.Store(true)
 	p.mu.Lock()
@@ -50,12 +57,56 @@ func (p *proxy) Cut() {
 	}
 }
 
+// Blackhole stops every byte until Heal, as a dead switch or a dropping firewall does:
+// connections stay open and new ones are accepted, and nothing reaches the other side, so
+// the nodes notice only when their pings go unanswered.
+func (p *proxy) Blackhole() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.passing() {
+		p.open = make(chan struct{})
+	}
+}
+
 // Heal lets connections through again.
-func (p *proxy) Heal() { p.cut.Store(false) }
+func (p *proxy) Heal() {
+	p.cut.Store(false)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.passing() {
+		close(p.open)
+	}
+}
+
+// passing reports whether traffic flows (no silent cut). Called with mu held.
+func (p *proxy) passing() bool {
+	select {
+	case <-p.open:
+		return true
+	default:
+		return false
+	}
+}
+
+// waitOpen blocks while the link is silently cut; false when done closes first.
+func (p *proxy) waitOpen(done <-chan struct{}) bool {
+	p.mu.Lock()
+	open := p.open
+	p.mu.Unlock()
+	select {
+	case <-open:
+		return true
+	case <-done:
+		return false
+	}
+}
 
 // close stops the listener and every connection and waits for their goroutines.
 func (p *proxy) close() {
 	p.mu.Lock()
+	if !p.closed {
+		close(p.quit)
+	}
 	p.closed = true
 	for pp := range p.pipes {
 		pp.close()
@@ -96,6 +147,11 @@ func (p *proxy) name() string { return p.spec.FromDC + "->" + p.spec.ToNode }
 // forward connects the accepted connection to the target and copies both ways until either
 // side closes or the link is cut.
 func (p *proxy) forward(client net.Conn) {
+	// A connection made during a silent cut reaches nobody until the link heals.
+	if !p.waitOpen(p.quit) {
+		client.Close()
+		return
+	}
 	server, err := net.DialTimeout("tcp", p.spec.Target, 2*time.Second)
 	if err != nil {
 		client.Close()
@@ -136,7 +192,7 @@ func (p *proxy) unregister(pp *pipe) {
 func (p *proxy) copy(pp *pipe, dst, src net.Conn) {
 	defer pp.close()
 	if p.latency <= 0 {
-		_, _ = io.Copy(countingWriter{dst, &p.bytes}, src)
+		_, _ = io.Copy(heldWriter{p, pp, countingWriter{dst, &p.bytes}}, src)
 		return
 	}
 	type chunk struct {
@@ -173,6 +229,9 @@ func (p *proxy) copy(pp *pipe, dst, src net.Conn) {
 		case <-pp.done:
 			return
 		}
+		if !p.waitOpen(pp.done) {
+			return
+		}
 		if _, err := dst.Write(c.data); err != nil {
 			return
 		}
@@ -193,6 +252,20 @@ func (pp *pipe) close() {
 		pp.a.Close()
 		pp.b.Close()
 	})
+}
+
+// heldWriter holds each write while the link is silently cut.
+type heldWriter struct {
+	p  *proxy
+	pp *pipe
+	w  io.Writer
+}
+
+func (h heldWriter) Write(b []byte) (int, error) {
+	if !h.p.waitOpen(h.pp.done) {
+		return 0, net.ErrClosed
+	}
+	return h.w.Write(b)
 }
 
 type countingWriter struct {

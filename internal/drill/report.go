@@ -15,6 +15,7 @@ import (
 type Report struct {
 	Scenario  string   `json:"scenario"`
 	FailedDC  string   `json:"failed_dc"`
+	Cut       string   `json:"cut,omitempty"` // partition: reject or blackhole
 	Nodes     int      `json:"nodes"`
 	Users     int      `json:"users"`
 	Rooms     int      `json:"rooms"`
@@ -213,7 +214,11 @@ func (r *Report) Print(w io.Writer) {
 	if !r.Passed {
 		verdict = "FAILED"
 	}
-	fmt.Fprintf(w, "\nfirebreak drill %q: %s\n", r.Scenario, verdict)
+	scenario := r.Scenario
+	if r.Cut != "" {
+		scenario += " (" + r.Cut + ")"
+	}
+	fmt.Fprintf(w, "\nfirebreak drill %q: %s\n", scenario, verdict)
 	fmt.Fprintf(w, "  deployment      %d nodes in 3+ data centers, %s failed; %d users, %d rooms, %.1f msg/s per user, inter-DC latency %d ms\n",
 		r.Nodes, r.FailedDC, r.Users, r.Rooms, r.Rate, r.LatencyMS)
 	fmt.Fprintf(w, "  sends           %d acknowledged, %d failed attempts (retried), %d abandoned at stop\n",

@@ -51,7 +51,7 @@ func (d *drill) partition(ctx context.Context) error {
 	d.log.Info("cutting data center off", "dc", d.dc)
 	d.noteFailure(ctx)
 	cutAt := time.Now()
-	d.c.cutDC(d.dc)
+	d.c.cutDC(d.dc, d.o.Cut)
 	probeCtx, stopProbes := context.WithCancel(ctx)
 	var probing sync.WaitGroup
 	probing.Add(1)

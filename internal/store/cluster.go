@@ -38,9 +38,11 @@ func renderConfig(opts Options) string {
 		for i, r := range c.Routes {
 			routes[i] = fmt.Sprintf("%q", "nats-route://"+strings.TrimPrefix(r, "nats-route://"))
 		}
-		// Pings every second notice a silently cut link within a few seconds, so the health
-		// check drains a cut-off data center quickly.
-		fmt.Fprintf(&b, "cluster {\n  name: %q\n  listen: %q\n  routes: [%s]\n  ping_interval: \"1s\"\n  ping_max: 3\n}\n",
+		// A route whose pings go unanswered for 2 s (four pings, half a second apart) is closed.
+		// Until then NATS still sends requests over it, and when the other end is a data center
+		// that silently died (a dead switch, a power cut) those go unanswered: a read given to
+		// one of its replicas, a consumer placed there.
+		fmt.Fprintf(&b, "cluster {\n  name: %q\n  listen: %q\n  routes: [%s]\n  ping_interval: \"500ms\"\n  ping_max: 3\n}\n",
 			c.Name, c.Listen, strings.Join(routes, ", "))
 	} else {
 		b.WriteString("}\n")
@@ -73,9 +75,10 @@ type Health struct {
 }
 
 // Health reports whether this node can take writes. In a cluster that is whether it reaches a
-// majority of the deployment's nodes, not whether the JetStream meta group has a leader: when a
-// data center is lost every survivor spends seconds electing one, yet writes to every stream
-// whose leader survived go on, and a load balancer must not drain the healthy data centers then.
+// majority of the deployment's nodes (fence.go says how it counts them) and is not fenced, not
+// whether the JetStream meta group has a leader: when a data center is lost every survivor
+// spends seconds electing one, yet writes to every stream whose leader survived go on, and a
+// load balancer must not drain the healthy data centers then.
 func (s *Store) Health() Health {
 	h := Health{Writable: s.nc != nil && s.nc.IsConnected(), ClusterSize: 1}
 	if s.ns == nil {
@@ -83,7 +86,7 @@ func (s *Store) Health() Health {
 	}
 	h.MetaCurrent = s.ns.JetStreamIsCurrent()
 	if c := s.opts.Cluster; c != nil {
-		h.Peers, h.ClusterSize, h.Fenced = s.ns.NumRemotes(), clusterSize(c), s.isFenced()
+		h.Peers, h.ClusterSize, h.Fenced = s.reachablePeers(), clusterSize(c), s.isFenced()
 		h.Writable = h.Writable && reachesMajority(h.Peers, h.ClusterSize) && !h.Fenced
 	} else {
 		h.Writable = h.Writable && h.MetaCurrent
@@ -115,7 +118,7 @@ func (s *Store) checkFenced() error {
 // reachesQuorum: an embedded node (always, alone) or a clustered one that reaches a majority.
 func (s *Store) reachesQuorum() bool {
 	c := s.opts.Cluster
-	return c == nil || s.ns == nil || reachesMajority(s.ns.NumRemotes(), clusterSize(c))
+	return c == nil || s.ns == nil || reachesMajority(s.reachablePeers(), clusterSize(c))
 }
 
 func clusterSize(c *ClusterOptions) int { return max(c.Size, len(c.Routes)+1) }

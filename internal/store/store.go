@@ -101,13 +101,15 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		s.js, err = jetstream.New(s.nc, jetstream.WithDefaultTimeout(30*time.Second))
 	}
 	if err == nil {
+		err = s.startFence()
+	}
+	if err == nil {
 		err = s.bootstrap(ctx)
 	}
 	if err != nil {
 		s.Close()
 		return nil, fmt.Errorf("open JetStream: %w", err)
 	}
-	s.startFence()
 	return s, nil
 }
 
