@@ -129,9 +129,9 @@ func TestPartitionDrill(t *testing.T) {
 				t.Fatalf("the probes wrote nothing through the cut-off nodes: %+v", rep.Partition)
 			}
 			// The cut-off nodes fenced themselves (checkReport fails the drill otherwise), so
-			// their return must not have unseated any of the majority's leaders.
-			if n := rep.Partition.LeadersUnseatedOnHeal; n != 0 {
-				t.Errorf("%d stream leaders changed when the link healed", n)
+			// their return must not have made any of the majority's leaders step down.
+			if n := rep.Partition.LeadersLostOnHeal; n != 0 {
+				t.Errorf("%d streams lost their leader when the link healed", n)
 			}
 			for _, l := range rep.Links {
 				if l.Bytes == 0 {

@@ -88,9 +88,9 @@ type PartitionResult struct {
 	IsolationSeconds float64 `json:"isolation_seconds"`
 	// FencedSeconds: from the cut until every cut-off node reports its JetStream stopped.
 	FencedSeconds float64 `json:"fenced_seconds"`
-	// LeadersUnseatedOnHeal counts the streams whose leader changed or went missing after the
-	// link healed (they pause writes for an election); fencing keeps it at 0.
-	LeadersUnseatedOnHeal int `json:"leaders_unseated_on_heal"`
+	// LeadersLostOnHeal counts the streams left without a leader after the link healed (each
+	// pauses its writes for an election); fencing keeps it at 0.
+	LeadersLostOnHeal int `json:"leaders_lost_on_heal"`
 	// AcksFromCutNodes are sends the cut-off nodes acknowledged during the cut (each checked
 	// like every other acknowledged send).
 	AcksFromCutNodes int        `json:"acks_from_cut_nodes"`
@@ -247,7 +247,7 @@ func (r *Report) Print(w io.Writer) {
 	if p := r.Partition; p != nil {
 		fmt.Fprintf(w, "  partition       cut-off nodes unhealthy after %.1f s, fenced after %.1f s; probes through them: %d attempts, %d acknowledged, %d failed; %d acks from cut-off nodes\n",
 			p.IsolationSeconds, p.FencedSeconds, p.Probes.Attempts, p.Probes.Acknowledged, p.Probes.Failed, p.AcksFromCutNodes)
-		fmt.Fprintf(w, "                  stream leaders unseated when the link healed: %d\n", p.LeadersUnseatedOnHeal)
+		fmt.Fprintf(w, "                  streams left without a leader when the link healed: %d\n", p.LeadersLostOnHeal)
 	}
 	for _, s := range r.Stages {
 		fmt.Fprintf(w, "  check %-28s on %s: %d events, lost %d, dup %d, forked %d, committed unacknowledged %d (%.1f s)\n",

@@ -81,7 +81,7 @@ func (d *drill) partition(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	res.LeadersUnseatedOnHeal = len(leaders.unseated)
+	res.LeadersLostOnHeal = len(leaders.lost)
 	d.rep.ReadySeconds["heal"] = ready.Sub(healAt).Seconds()
 	d.rep.RestoreSeconds["heal"] = complete.Sub(healAt).Seconds()
 	d.phase("settle")
@@ -122,18 +122,20 @@ func (d *drill) waitFenced(ctx context.Context, cut []*node) bool {
 	return err == nil
 }
 
-// leaderWatch finds the streams that, in some listing after the link healed, had another
-// leader or none: the majority's leaders that the returning data center made step down. Every
-// stream had a leader in the majority before the heal (the cut lasts longer than an election).
-// A stream missing from a listing says nothing: listings taken while routes reconnect can
-// leave streams out.
+// leaderWatch finds the streams that had a leader before the link healed and, in two listings
+// in a row after it, none: the majority's leaders that the returning data center made step
+// down, each a pause of one election (4–9 s, many listings 250 ms apart). A leaderless stream
+// is left out of a listing, so missing counts as leaderless; one listing alone does not count,
+// since one taken while routes reconnect can leave streams out. A handover to a chosen
+// successor (JetStream moves leaders at times) is no pause and does not count either.
 type leaderWatch struct {
-	before   map[string]string
-	unseated map[string]bool
+	before  map[string]string
+	missing map[string]bool // leaderless in the previous listing
+	lost    map[string]bool
 }
 
 func newLeaderWatch(ctx context.Context, c *cluster, via *node) *leaderWatch {
-	w := &leaderWatch{before: map[string]string{}, unseated: map[string]bool{}}
+	w := &leaderWatch{before: map[string]string{}, missing: map[string]bool{}, lost: map[string]bool{}}
 	if r, err := c.replicationOf(ctx, via); err == nil {
 		for _, st := range r.Streams {
 			w.before[st.Name] = st.Leader
@@ -143,10 +145,16 @@ func newLeaderWatch(ctx context.Context, c *cluster, via *node) *leaderWatch {
 }
 
 func (w *leaderWatch) observe(r replication) {
+	led := map[string]bool{}
 	for _, st := range r.Streams {
-		if was := w.before[st.Name]; was != "" && st.Leader != was {
-			w.unseated[st.Name] = true
+		led[st.Name] = st.Leader != ""
+	}
+	for name, leader := range w.before {
+		leaderless := leader != "" && !led[name]
+		if leaderless && w.missing[name] {
+			w.lost[name] = true
 		}
+		w.missing[name] = leaderless
 	}
 }
 

@@ -104,6 +104,17 @@ func (s *Store) reachingMajority() context.Context {
 	return f.reaching
 }
 
+// routesToSilentNodes: some open route leads to a node whose heartbeats stopped (a link or a
+// data center that died silently, until the route's pings time out).
+func (s *Store) routesToSilentNodes() bool {
+	f := s.fence
+	if f == nil {
+		return false
+	}
+	heard, ok := f.heardPeers()
+	return ok && heard < s.ns.NumRemotes()
+}
+
 // reachablePeers counts the other nodes this one reaches.
 func (s *Store) reachablePeers() int {
 	peers := s.ns.NumRemotes()

@@ -23,11 +23,16 @@ type retryPolicy struct {
 // replicas is answered by whichever one the request reaches; one in a data center that just
 // died silently never answers, and until the routes to it time out (2 s) a request can still
 // be sent there. A short deadline (reads take milliseconds, 100 times less even under load)
-// and another try reach a live replica instead. A read that needs a stream's leader likewise
-// goes unanswered while the stream elects one. A fenced node has no JetStream to read from,
-// so its reads fail at once.
+// and another try reach a live replica instead; shorter still while some route leads to a
+// node that stopped sending heartbeats, the very moment such requests get lost. A read that
+// needs a stream's leader likewise goes unanswered while the stream elects one. A fenced node
+// has no JetStream to read from, so its reads fail at once.
 func (s *Store) readPolicy() retryPolicy {
-	return retryPolicy{attempt: 500 * time.Millisecond, budget: 15 * time.Second, precheck: s.checkFenced}
+	attempt := 500 * time.Millisecond
+	if s.routesToSilentNodes() {
+		attempt = 150 * time.Millisecond
+	}
+	return retryPolicy{attempt: attempt, budget: 15 * time.Second, precheck: s.checkFenced}
 }
 
 // How long one publish may go unanswered, and how long a send keeps trying through an
