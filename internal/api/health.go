@@ -20,7 +20,8 @@ func (srv *Server) health(w http.ResponseWriter, _ *http.Request) {
 	}
 	writeJSON(w, status, map[string]any{
 		"node": node, "dc": dc, "writable": h.Writable, "readable": !h.Fenced, "fenced": h.Fenced,
-		"connected_peers": h.Peers, "cluster_size": h.ClusterSize, "jetstream_current": h.MetaCurrent,
+		"connected_peers": h.Peers, "cluster_size": h.ClusterSize, "reached_dcs": h.DCs, "known_dcs": h.KnownDCs,
+		"jetstream_current": h.MetaCurrent,
 	})
 }
 

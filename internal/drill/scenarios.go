@@ -73,7 +73,10 @@ func (d *drill) partition(ctx context.Context) error {
 
 	d.phase("heal " + d.dc)
 	observer := d.c.outside(d.dc)[0]
-	leaders := newLeaderWatch(ctx, d.c, observer)
+	leaders, err := newLeaderWatch(ctx, d.c, observer)
+	if err != nil {
+		return err
+	}
 	healAt := time.Now()
 	d.healedAt = healAt
 	d.c.healDC(d.dc)
@@ -134,14 +137,17 @@ type leaderWatch struct {
 	lost    map[string]bool
 }
 
-func newLeaderWatch(ctx context.Context, c *cluster, via *node) *leaderWatch {
+// newLeaderWatch lists the leaders before the heal; without that list it could see nothing.
+func newLeaderWatch(ctx context.Context, c *cluster, via *node) (*leaderWatch, error) {
 	w := &leaderWatch{before: map[string]string{}, missing: map[string]bool{}, lost: map[string]bool{}}
-	if r, err := c.replicationOf(ctx, via); err == nil {
+	err := waitUntil(ctx, settleTimeout, 250*time.Millisecond, "stream leaders listed", func(ctx context.Context) bool {
+		r, err := c.replicationOf(ctx, via)
 		for _, st := range r.Streams {
 			w.before[st.Name] = st.Leader
 		}
-	}
-	return w
+		return err == nil && len(r.Streams) > 0
+	})
+	return w, err
 }
 
 func (w *leaderWatch) observe(r replication) {

@@ -18,7 +18,7 @@ type ClusterOptions struct {
 	DC     string   // this node's data center
 	Listen string   // host:port for cluster (route) traffic
 	Routes []string // host:port of the other nodes' cluster listeners
-	Size   int      // number of nodes in the deployment, for the health check's quorum
+	Size   int      // number of nodes in the deployment, as health reports it
 }
 
 // renderConfig writes the embedded server's configuration in NATS's own format, the path the
@@ -70,24 +70,28 @@ type Health struct {
 	Writable    bool `json:"writable"`
 	Peers       int  `json:"connected_peers"`
 	ClusterSize int  `json:"cluster_size"`
+	DCs         int  `json:"reached_dcs"` // this node's included
+	KnownDCs    int  `json:"known_dcs"`
 	MetaCurrent bool `json:"meta_current"`
 	Fenced      bool `json:"fenced"` // JetStream stopped while cut off (fence.go)
 }
 
-// Health reports whether this node can take writes. In a cluster that is whether it reaches a
-// majority of the deployment's nodes (fence.go says how it counts them) and is not fenced, not
-// whether the JetStream meta group has a leader: when a data center is lost every survivor
-// spends seconds electing one, yet writes to every stream whose leader survived go on, and a
-// load balancer must not drain the healthy data centers then.
+// Health reports whether this node can take writes. In a cluster that is whether it reaches
+// nodes in a majority of the data centers (fence.go says how it counts them) and is not
+// fenced, not whether the JetStream meta group has a leader: when a data center is lost every
+// survivor spends seconds electing one, yet writes to every stream whose leader survived go
+// on, and a load balancer must not drain the healthy data centers then.
 func (s *Store) Health() Health {
-	h := Health{Writable: s.nc != nil && s.nc.IsConnected(), ClusterSize: 1}
+	h := Health{Writable: s.nc != nil && s.nc.IsConnected(), ClusterSize: 1, DCs: 1, KnownDCs: 1}
 	if s.ns == nil {
 		return h
 	}
 	h.MetaCurrent = s.ns.JetStreamIsCurrent()
 	if c := s.opts.Cluster; c != nil {
-		h.Peers, h.ClusterSize, h.Fenced = s.reachablePeers(), clusterSize(c), s.isFenced()
-		h.Writable = h.Writable && reachesMajority(h.Peers, h.ClusterSize) && !h.Fenced
+		r := s.current()
+		h.Peers, h.ClusterSize, h.DCs, h.KnownDCs = r.peers, max(c.Size, len(c.Routes)+1), r.dcs, r.known
+		h.Fenced = s.isFenced()
+		h.Writable = h.Writable && r.majority && !h.Fenced
 	} else {
 		h.Writable = h.Writable && h.MetaCurrent
 	}
@@ -97,11 +101,11 @@ func (s *Store) Health() Health {
 // errCutOff is why a node that reaches too few of the cluster refuses writes at once: a
 // publish from it could not reach a quorum, and the client does better trying another node
 // now than after the publish times out.
-var errCutOff = fmt.Errorf("%w: this node reaches too few of the cluster's nodes", ErrUnavailable)
+var errCutOff = fmt.Errorf("%w: this node reaches too few of the cluster's data centers", ErrUnavailable)
 
 // checkWritable fails fast on a clustered node cut off from its quorum, or fenced since.
 func (s *Store) checkWritable() error {
-	if !s.reachesQuorum() {
+	if !s.current().majority {
 		return errCutOff
 	}
 	return s.checkFenced()
@@ -114,17 +118,6 @@ func (s *Store) checkFenced() error {
 	}
 	return nil
 }
-
-// reachesQuorum: an embedded node (always, alone) or a clustered one that reaches a majority.
-func (s *Store) reachesQuorum() bool {
-	c := s.opts.Cluster
-	return c == nil || s.ns == nil || reachesMajority(s.reachablePeers(), clusterSize(c))
-}
-
-func clusterSize(c *ClusterOptions) int { return max(c.Size, len(c.Routes)+1) }
-
-// reachesMajority: this node and the peers it reaches are more than half of the cluster.
-func reachesMajority(peers, size int) bool { return peers+1 > size/2 }
 
 func randomToken() string {
 	b := make([]byte, 24)

@@ -2,29 +2,35 @@ package store
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 )
 
 // Why a cut-off node fences itself: nats-server's Raft has no pre-vote. A replica that cannot
 // reach its leader starts an election every 4–9 s, raising its term each time, and when the
 // link heals that higher term makes the majority's healthy leaders step down: a second write
-// pause, for rooms that never lost their leader. A node that reaches too few of the cluster to
-// win an election therefore shuts its JetStream down (its Raft state stays on disk, terms
-// unchanged) before its first election timeout, and starts it again once it reaches a majority;
-// its replicas then rejoin as followers and catch up without unseating anyone. Writes through
-// it fail fast either way (checkWritable), so nothing is refused that could have succeeded.
+// pause, for rooms that never lost their leader. A node that cannot reach a majority of the
+// data centers therefore shuts its JetStream down (its Raft state stays on disk, terms
+// unchanged) before its first election timeout, and starts it again once it reaches a
+// majority; its replicas then rejoin as followers and catch up without unseating anyone.
 //
-// What a node reaches is the smaller of two counts: its open routes (a link that refuses or
-// resets shows at once) and the nodes whose heartbeat it heard lately (a link that silently
-// drops everything, a dead switch, leaves routes open until their pings time out).
+// It counts data centers, not nodes, because every stream keeps one replica per data center:
+// with one DC down, a survivor that still hears any node of another DC can write, and one
+// node restarting there must not fence everyone else. A DC counts as reached when some node
+// of it has both an open route to this one (a refused or reset link shows at once) and a
+// heartbeat heard lately (a link that silently drops everything, a dead switch, leaves routes
+// open until their pings time out). The DCs known are this one's and every one heard since
+// the process started.
 const (
 	heartbeatEvery = 250 * time.Millisecond
-	// heardWithin: three heartbeats missed in a row and the node counts as out of reach.
-	heardWithin = 750 * time.Millisecond
+	// heardWithin: four heartbeats missed in a row and the node counts as out of reach.
+	heardWithin = time.Second
 	// fenceAfter is how long a node must be cut off before it fences. Stopping JetStream takes
 	// up to 2 s more on the meta leader (nats-server waits for a leadership transfer that a
 	// cut-off node cannot make), and all of it must end before nats-server's shortest election
@@ -38,29 +44,43 @@ const (
 	heartbeatSubject = "fb.cluster.alive"
 )
 
-// fence counts the nodes this one reaches and fences it while they are too few.
+// heartbeat is what every clustered node announces.
+type heartbeat struct {
+	Node string `json:"node"`
+	DC   string `json:"dc"`
+}
+
+// reach is what a node reaches, worked out every fenceTick.
+type reach struct {
+	majority   bool // nodes in more than half of the known DCs, this one's included
+	peers      int  // other nodes reached
+	dcs, known int  // DCs reached (this one's included) and known
+	silent     bool // an open route leads to a node whose heartbeats stopped
+}
+
+// fence counts what this node reaches and fences it while that is too little.
 type fence struct {
 	s    *Store
 	sub  *nats.Subscription
 	stop chan struct{}
 	done sync.WaitGroup
 
-	mu    sync.Mutex
-	heard map[string]time.Time // node name: its last heartbeat
-	// trusted: heartbeats showed a majority once, so their count is meaningful; before that
-	// (a node still joining) only routes count.
-	trusted bool
+	mu     sync.Mutex
+	heard  map[string]heartbeat // node name: its DC
+	lastAt map[string]time.Time // node name: its last heartbeat
+	known  map[string]bool      // every DC heard of, and this one's
+	now    reach
 	// reaching is cancelled the moment the node stops reaching a majority, which ends the
 	// write attempts in flight: they could not reach a quorum, and their clients do better
 	// trying another data center now than when the attempt times out.
 	reaching context.Context
 	lose     context.CancelFunc
 
-	fenced   atomic.Bool // read by Health, checkWritable and reads
-	lastBeat time.Time
-	changed  time.Time // when reaching a majority last flipped
-	armed    bool      // reached a majority once since start: a node still forming is not cut off
-	reached  bool
+	fenced atomic.Bool // read by Health and the prechecks of writes and reads
+
+	// Only the step goroutine touches these.
+	changed time.Time // when reaching a majority last flipped
+	armed   bool      // reached a majority once since start: a node still forming is not cut off
 }
 
 // startFence starts heartbeats and the watch on a clustered embedded node.
@@ -68,7 +88,10 @@ func (s *Store) startFence() error {
 	if s.ns == nil || s.opts.Cluster == nil {
 		return nil
 	}
-	f := &fence{s: s, stop: make(chan struct{}), heard: map[string]time.Time{}, changed: time.Now()}
+	f := &fence{s: s, stop: make(chan struct{}), heard: map[string]heartbeat{}, lastAt: map[string]time.Time{},
+		known: map[string]bool{s.opts.Cluster.DC: true}, changed: time.Now()}
+	// Until it has looked, a node counts its own DC as the majority of the only one it knows.
+	f.now = reach{majority: true, dcs: 1, known: 1}
 	f.reaching, f.lose = context.WithCancel(context.Background())
 	sub, err := s.nc.Subscribe(heartbeatSubject, f.hear)
 	if err != nil {
@@ -76,8 +99,9 @@ func (s *Store) startFence() error {
 	}
 	f.sub = sub
 	s.fence = f
-	f.done.Add(1)
-	go f.run()
+	f.done.Add(2)
+	go f.beat()
+	go f.watch()
 	return nil
 }
 
@@ -88,6 +112,17 @@ func (s *Store) stopFence() {
 		f.done.Wait()
 		_ = f.sub.Unsubscribe()
 	}
+}
+
+// current is what this node reaches: off a cluster, itself, which is all there is.
+func (s *Store) current() reach {
+	f := s.fence
+	if f == nil {
+		return reach{majority: true, dcs: 1, known: 1}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.now
 }
 
 // isFenced: this node's JetStream is stopped because it was cut off.
@@ -104,54 +139,37 @@ func (s *Store) reachingMajority() context.Context {
 	return f.reaching
 }
 
-// routesToSilentNodes: some open route leads to a node whose heartbeats stopped (a link or a
-// data center that died silently, until the route's pings time out).
-func (s *Store) routesToSilentNodes() bool {
-	f := s.fence
-	if f == nil {
-		return false
-	}
-	heard, ok := f.heardPeers()
-	return ok && heard < s.ns.NumRemotes()
-}
-
-// reachablePeers counts the other nodes this one reaches.
-func (s *Store) reachablePeers() int {
-	peers := s.ns.NumRemotes()
-	if f := s.fence; f != nil {
-		if heard, ok := f.heardPeers(); ok {
-			peers = min(peers, heard)
-		}
-	}
-	return peers
-}
-
 func (f *fence) hear(m *nats.Msg) {
-	name := string(m.Data)
-	if name == f.s.opts.NodeName {
+	var hb heartbeat
+	if json.Unmarshal(m.Data, &hb) != nil || hb.Node == "" || hb.Node == f.s.opts.NodeName {
 		return
 	}
 	f.mu.Lock()
-	f.heard[name] = time.Now()
+	f.heard[hb.Node], f.lastAt[hb.Node] = hb, time.Now()
+	f.known[hb.DC] = true
 	f.mu.Unlock()
 }
 
-// heardPeers counts the nodes heard within heardWithin; ok is false until the count has shown
-// a majority once.
-func (f *fence) heardPeers() (n int, ok bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	now := time.Now()
-	for _, at := range f.heard {
-		if now.Sub(at) <= heardWithin {
-			n++
+// beat announces this node every heartbeatEvery, on its own so that a node busy stopping or
+// starting its JetStream still counts for the others.
+func (f *fence) beat() {
+	defer f.done.Done()
+	msg, _ := json.Marshal(heartbeat{Node: f.s.opts.NodeName, DC: f.s.opts.Cluster.DC})
+	tick := time.NewTicker(heartbeatEvery)
+	defer tick.Stop()
+	for {
+		if err := f.s.nc.Publish(heartbeatSubject, msg); err != nil {
+			f.s.log.Debug("heartbeat not sent", "err", err)
+		}
+		select {
+		case <-f.stop:
+			return
+		case <-tick.C:
 		}
 	}
-	f.trusted = f.trusted || reachesMajority(n, clusterSize(f.s.opts.Cluster))
-	return n, f.trusted
 }
 
-func (f *fence) run() {
+func (f *fence) watch() {
 	defer f.done.Done()
 	tick := time.NewTicker(fenceTick)
 	defer tick.Stop()
@@ -160,56 +178,99 @@ func (f *fence) run() {
 		case <-f.stop:
 			return
 		case now := <-tick.C:
-			f.beat(now)
 			f.step(now)
 		}
 	}
 }
 
-// beat announces this node to every node it reaches.
-func (f *fence) beat(now time.Time) {
-	if now.Sub(f.lastBeat) < heartbeatEvery {
-		return
+// look works out what the node reaches now. Called with mu held.
+func (f *fence) look(now time.Time, routed map[string]bool) reach {
+	r := reach{}
+	dcs := map[string]bool{f.s.opts.Cluster.DC: true}
+	for node, hb := range f.heard {
+		fresh := now.Sub(f.lastAt[node]) <= heardWithin
+		if routed[node] && fresh {
+			r.peers++
+			dcs[hb.DC] = true
+		}
+		r.silent = r.silent || routed[node] && !fresh
 	}
-	f.lastBeat = now
-	if err := f.s.nc.Publish(heartbeatSubject, []byte(f.s.opts.NodeName)); err != nil {
-		f.s.log.Debug("heartbeat not sent", "err", err)
-	}
+	r.dcs, r.known = len(dcs), len(f.known)
+	r.majority = 2*r.dcs > r.known
+	return r
 }
 
-// step fences or rejoins once the node has been cut off, or connected, for long enough.
+// routedNodes names the nodes this one has an open route to.
+func (f *fence) routedNodes() map[string]bool {
+	routed := map[string]bool{}
+	rz, err := f.s.ns.Routez(&server.RoutezOptions{})
+	if err != nil {
+		return routed
+	}
+	for _, r := range rz.Routes {
+		routed[r.RemoteName] = true
+	}
+	return routed
+}
+
+// step updates what the node reaches, then fences or rejoins once it has been cut off, or
+// connected, for long enough.
 func (f *fence) step(now time.Time) {
-	reached := f.s.reachesQuorum()
-	if reached != f.reached {
-		f.reached, f.changed = reached, now
-		f.mu.Lock()
+	routed := f.routedNodes()
+	f.mu.Lock()
+	was := f.now.majority
+	f.now = f.look(now, routed)
+	reached := f.now.majority
+	if reached != was {
+		f.changed = now
 		if reached {
 			f.reaching, f.lose = context.WithCancel(context.Background())
 		} else {
 			f.lose()
 		}
-		f.mu.Unlock()
 	}
+	f.mu.Unlock()
 	f.armed = f.armed || reached
 	steady := now.Sub(f.changed)
 	switch {
 	case f.armed && !f.fenced.Load() && !reached && steady >= fenceAfter:
-		f.s.log.Warn("cut off from the cluster's majority: stopping JetStream until it is reachable again",
-			"peers", f.s.reachablePeers(), "cluster_size", clusterSize(f.s.opts.Cluster))
-		// Fenced from now: writes and reads fail fast while JetStream stops.
-		f.fenced.Store(true)
-		if err := f.s.ns.ShutdownJetStream(); err != nil {
-			f.s.log.Error("stopping JetStream failed", "err", err)
-			return
-		}
-		f.s.log.Info("JetStream stopped while cut off", "cut_off_ms", time.Since(f.changed).Milliseconds())
+		f.shutDown()
 	case f.fenced.Load() && reached && steady >= rejoinAfter:
-		f.s.log.Info("the cluster's majority is reachable again: restarting JetStream", "peers", f.s.reachablePeers())
 		if err := f.s.restartJetStream(); err != nil {
 			f.s.log.Error("restarting JetStream failed; trying again", "err", err)
 			f.changed = now // wait another rejoinAfter before the next attempt
 			return
 		}
 		f.fenced.Store(false)
+		f.s.log.Info("the cluster's majority is reachable again: JetStream restarted")
 	}
+}
+
+func (f *fence) shutDown() {
+	r := f.s.current()
+	f.s.log.Warn("cut off from the cluster's majority: stopping JetStream until it is reachable again",
+		"reached_dcs", r.dcs, "known_dcs", r.known, "peers", r.peers)
+	// Fenced from now: writes and reads fail fast while JetStream stops.
+	f.fenced.Store(true)
+	if err := f.s.ns.ShutdownJetStream(); err != nil {
+		f.s.log.Error("stopping JetStream failed", "err", err)
+		return
+	}
+	f.s.log.Info("JetStream stopped while cut off", "cut_off_ms", time.Since(f.changed).Milliseconds())
+}
+
+// restartJetStream starts a stopped JetStream again from its files, through the NATS server's
+// own configuration reload (which restarts a JetStream that was stopped at run time).
+func (s *Store) restartJetStream() error {
+	sopts, err := embeddedOptions(s.opts)
+	if err != nil {
+		return err
+	}
+	if err := s.ns.ReloadOptions(sopts); err != nil {
+		return err
+	}
+	if !s.ns.JetStreamEnabled() {
+		return errors.New("JetStream did not start")
+	}
+	return nil
 }

@@ -29,7 +29,7 @@ type retryPolicy struct {
 // has no JetStream to read from, so its reads fail at once.
 func (s *Store) readPolicy() retryPolicy {
 	attempt := 500 * time.Millisecond
-	if s.routesToSilentNodes() {
+	if s.current().silent {
 		attempt = 150 * time.Millisecond
 	}
 	return retryPolicy{attempt: attempt, budget: 15 * time.Second, precheck: s.checkFenced}
@@ -84,7 +84,7 @@ func attempt[T any](ctx context.Context, p retryPolicy, op func(context.Context)
 		}
 	}
 	v, err := op(actx)
-	if err != nil && actx.Err() == context.Canceled && ctx.Err() == nil {
+	if errors.Is(err, context.Canceled) && actx.Err() == context.Canceled && ctx.Err() == nil {
 		// Aborted, not failed: the next precheck says why.
 		err = fmt.Errorf("%w: attempt aborted", ErrUnavailable)
 	}

@@ -92,9 +92,10 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if opts.NATSURL != "" {
 		s.nc, err = nats.Connect(opts.NATSURL, conn...)
 	} else {
-		opts.clientToken = randomToken()
-		if s.ns, err = startEmbedded(opts); err == nil {
-			s.nc, err = nats.Connect("", append(conn, nats.InProcessServer(s.ns), nats.Token(opts.clientToken))...)
+		// On s.opts: a JetStream restart (fence.go) renders the same configuration again.
+		s.opts.clientToken = randomToken()
+		if s.ns, err = startEmbedded(s.opts); err == nil {
+			s.nc, err = nats.Connect("", append(conn, nats.InProcessServer(s.ns), nats.Token(s.opts.clientToken))...)
 		}
 	}
 	if err == nil {
@@ -143,22 +144,6 @@ func embeddedOptions(opts Options) (*server.Options, error) {
 	sopts.DontListen = opts.Cluster == nil
 	sopts.NoSigs = true
 	return sopts, nil
-}
-
-// restartJetStream starts a stopped JetStream again from its files, through the NATS server's
-// own configuration reload (which restarts a JetStream that was stopped at run time).
-func (s *Store) restartJetStream() error {
-	sopts, err := embeddedOptions(s.opts)
-	if err != nil {
-		return err
-	}
-	if err := s.ns.ReloadOptions(sopts); err != nil {
-		return err
-	}
-	if !s.ns.JetStreamEnabled() {
-		return errors.New("JetStream did not start")
-	}
-	return nil
 }
 
 // Close closes the connection (whoever used it has stopped by now) and shuts the embedded

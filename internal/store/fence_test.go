@@ -1,0 +1,110 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// clusterOptions are n nodes, one per data center, routed to each other.
+func clusterOptions(t *testing.T, n int) []Options {
+	t.Helper()
+	addrs := make([]string, n)
+	for i := range addrs {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs[i] = ln.Addr().String()
+		ln.Close()
+	}
+	opts := make([]Options, n)
+	for i := range opts {
+		opts[i] = Options{DataDir: t.TempDir(), NodeName: fmt.Sprintf("n%d", i+1), Replicas: n, RoomShards: 2,
+			Cluster: &ClusterOptions{Name: "fence-test", DC: fmt.Sprintf("dc%d", i+1), Listen: addrs[i], Routes: addrs},
+			Logger:  slog.New(slog.DiscardHandler)}
+	}
+	return opts
+}
+
+// openAll opens the nodes at once (each waits for the others to place streams).
+func openAll(t *testing.T, opts []Options) []*Store {
+	t.Helper()
+	stores := make([]*Store, len(opts))
+	errs := make([]error, len(opts))
+	var wg sync.WaitGroup
+	for i := range opts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			stores[i], errs[i] = Open(context.Background(), opts[i])
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("open %s: %v", opts[i].NodeName, err)
+		}
+	}
+	return stores
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+	}
+}
+
+// TestFenceWhileCutOff: a node whose peers all go away stops its JetStream and refuses reads
+// and writes at once; when they come back it starts JetStream again with its data, and its
+// client port still wants this process's token (the restart renders the configuration again).
+func TestFenceWhileCutOff(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a three-node JetStream cluster")
+	}
+	opts := clusterOptions(t, 3)
+	stores := openAll(t, opts)
+	st := stores[0]
+	defer st.Close()
+	ctx := context.Background()
+	if _, err := st.CreateOrGet(ctx, BucketServer, "before", []byte("kept")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "n1 reaches all three DCs", func() bool { h := st.Health(); return h.Writable && h.DCs == 3 })
+
+	stores[1].Close()
+	stores[2].Close()
+	waitFor(t, "n1 fences", func() bool { return st.isFenced() && !st.ns.JetStreamEnabled() })
+	if h := st.Health(); h.Writable || !h.Fenced || h.KnownDCs != 3 {
+		t.Errorf("health while fenced = %+v", h)
+	}
+	start := time.Now()
+	if _, _, err := st.Get(ctx, BucketServer, "before"); err == nil || time.Since(start) > time.Second {
+		t.Fatalf("a fenced node's read: %v after %s; want an error at once", err, time.Since(start))
+	}
+
+	for _, other := range openAll(t, opts[1:]) {
+		defer other.Close()
+	}
+	waitFor(t, "n1 restarts JetStream", func() bool { return !st.isFenced() && st.ns.JetStreamEnabled() })
+	if nc, err := nats.Connect(st.ns.ClientURL()); err == nil {
+		nc.Close()
+		t.Fatal("the client port let a connection in without the token after the restart")
+	}
+	got, _, err := st.Get(ctx, BucketServer, "before")
+	if err != nil || string(got) != "kept" {
+		t.Fatalf("after the restart read %q, %v; want kept", got, err)
+	}
+	if _, err := st.CreateOrGet(ctx, BucketServer, "after", []byte("new")); err != nil {
+		t.Fatalf("write after the restart: %v", err)
+	}
+}
