@@ -267,8 +267,14 @@ func (s *Service) catchUpShards(ctx context.Context, positions []uint64, mode ca
 				continue
 			}
 			// A replica that lacks an event answers "not found" and the next round retries;
-			// the first time, the positions are checked against the streams' ends.
-			if err := s.fillShard(ctx, shard, upTo); errors.Is(err, store.ErrNotFound) && !checked {
+			// the first time, the positions are checked against the streams' ends. A node cut
+			// off from the cluster cannot read until the link heals: its client does better
+			// asking another node (a send's event is stored; its retry finds it).
+			err := s.fillShard(ctx, shard, upTo)
+			if errors.Is(err, store.ErrCutOff) {
+				return err
+			}
+			if errors.Is(err, store.ErrNotFound) && !checked {
 				checked = true
 				if err := s.checkWithinShards(ctx, positions); err != nil {
 					return err

@@ -98,15 +98,16 @@ func (s *Store) Health() Health {
 	return h
 }
 
-// errCutOff is why a node that reaches too few of the cluster refuses writes at once: a
-// publish from it could not reach a quorum, and the client does better trying another node
-// now than after the publish times out.
-var errCutOff = fmt.Errorf("%w: this node reaches too few of the cluster's data centers", ErrUnavailable)
+// ErrCutOff (an ErrUnavailable) is why a node that reaches too few of the cluster refuses
+// writes at once, and a fenced one reads too: a publish from it could not reach a quorum, and
+// the client does better trying another node now than after the publish times out. Waiting
+// cannot help either until the link heals.
+var ErrCutOff = fmt.Errorf("%w: this node reaches too few of the cluster's data centers", ErrUnavailable)
 
 // checkWritable fails fast on a clustered node cut off from its quorum, or fenced since.
 func (s *Store) checkWritable() error {
 	if !s.current().majority {
-		return errCutOff
+		return ErrCutOff
 	}
 	return s.checkFenced()
 }
@@ -114,7 +115,7 @@ func (s *Store) checkWritable() error {
 // checkFenced fails fast while this node's JetStream is stopped (fence.go).
 func (s *Store) checkFenced() error {
 	if s.isFenced() {
-		return errCutOff
+		return ErrCutOff
 	}
 	return nil
 }
