@@ -59,9 +59,11 @@ func (d *drill) partition(ctx context.Context) error {
 
 	res := &PartitionResult{}
 	d.rep.Partition = res
-	isolated := d.waitIsolated(ctx, cutNodes, cutAt)
+	// Every cut-off node failing its health check proves the links through the proxies were
+	// the only ones between the data centers.
+	isolated := d.waitCutNodes(ctx, cutNodes, "isolation", func(h healthReport, err error) bool { return err != nil || !h.Writable })
 	res.IsolationSeconds = time.Since(cutAt).Seconds()
-	fenced := d.waitFenced(ctx, cutNodes)
+	fenced := d.waitCutNodes(ctx, cutNodes, "fenced", func(h healthReport, err error) bool { return err == nil && h.Fenced })
 	if fenced {
 		res.FencedSeconds = time.Since(cutAt).Seconds()
 	}
@@ -112,16 +114,19 @@ func (d *drill) partition(ctx context.Context) error {
 	return nil
 }
 
-// waitFenced waits until every cut-off node reports its JetStream stopped (store/fence.go).
-func (d *drill) waitFenced(ctx context.Context, cut []*node) bool {
-	err := waitUntil(ctx, isolationTimeout, 100*time.Millisecond, "fenced", func(ctx context.Context) bool {
+// waitCutNodes waits until every cut-off node's health report satisfies cond.
+func (d *drill) waitCutNodes(ctx context.Context, cut []*node, what string, cond func(healthReport, error) bool) bool {
+	err := waitUntil(ctx, isolationTimeout, 100*time.Millisecond, what, func(ctx context.Context) bool {
 		for _, n := range cut {
-			if h, err := d.c.healthReportOf(ctx, n); err != nil || !h.Fenced {
+			if !cond(d.c.healthReportOf(ctx, n)) {
 				return false
 			}
 		}
 		return true
 	})
+	if err != nil {
+		d.log.Warn("cut-off nodes never reached "+what, "within", isolationTimeout)
+	}
 	return err == nil
 }
 
@@ -132,31 +137,26 @@ func (d *drill) waitFenced(ctx context.Context, cut []*node) bool {
 // since one taken while routes reconnect can leave streams out. A handover to a chosen
 // successor (JetStream moves leaders at times) is no pause and does not count either.
 type leaderWatch struct {
-	before  map[string]string
-	missing map[string]bool // leaderless in the previous listing
-	lost    map[string]bool
+	ledBefore map[string]bool
+	missing   map[string]bool // leaderless in the previous listing
+	lost      map[string]bool
 }
 
 // newLeaderWatch lists the leaders before the heal; without that list it could see nothing.
 func newLeaderWatch(ctx context.Context, c *cluster, via *node) (*leaderWatch, error) {
-	w := &leaderWatch{before: map[string]string{}, missing: map[string]bool{}, lost: map[string]bool{}}
+	w := &leaderWatch{ledBefore: map[string]bool{}, missing: map[string]bool{}, lost: map[string]bool{}}
 	err := waitUntil(ctx, settleTimeout, 250*time.Millisecond, "stream leaders listed", func(ctx context.Context) bool {
 		r, err := c.replicationOf(ctx, via)
-		for _, st := range r.Streams {
-			w.before[st.Name] = st.Leader
-		}
+		w.ledBefore = ledStreams(r)
 		return err == nil && len(r.Streams) > 0
 	})
 	return w, err
 }
 
 func (w *leaderWatch) observe(r replication) {
-	led := map[string]bool{}
-	for _, st := range r.Streams {
-		led[st.Name] = st.Leader != ""
-	}
-	for name, leader := range w.before {
-		leaderless := leader != "" && !led[name]
+	led := ledStreams(r)
+	for name, hadLeader := range w.ledBefore {
+		leaderless := hadLeader && !led[name]
 		if leaderless && w.missing[name] {
 			w.lost[name] = true
 		}
@@ -164,21 +164,13 @@ func (w *leaderWatch) observe(r replication) {
 	}
 }
 
-// waitIsolated waits until every cut-off node fails its health check, which proves the links
-// through the proxies were the only ones between the data centers.
-func (d *drill) waitIsolated(ctx context.Context, cut []*node, since time.Time) bool {
-	err := waitUntil(ctx, isolationTimeout, 100*time.Millisecond, "isolation", func(ctx context.Context) bool {
-		for _, n := range cut {
-			if d.c.healthOf(ctx, n) {
-				return false
-			}
-		}
-		return true
-	})
-	if err != nil {
-		d.log.Warn("cut-off nodes still report writable", "after", time.Since(since))
+// ledStreams says for each listed stream whether it has a leader.
+func ledStreams(r replication) map[string]bool {
+	led := map[string]bool{}
+	for _, st := range r.Streams {
+		led[st.Name] = st.Leader != ""
 	}
-	return err == nil
+	return led
 }
 
 func countAcksFrom(acks []ack, nodes []*node, from, to time.Time) int {

@@ -50,6 +50,12 @@ type heartbeat struct {
 	DC   string `json:"dc"`
 }
 
+// heard is a peer's last heartbeat.
+type heard struct {
+	dc string
+	at time.Time
+}
+
 // reach is what a node reaches, worked out every fenceTick.
 type reach struct {
 	majority   bool // nodes in more than half of the known DCs, this one's included
@@ -65,11 +71,10 @@ type fence struct {
 	stop chan struct{}
 	done sync.WaitGroup
 
-	mu     sync.Mutex
-	heard  map[string]heartbeat // node name: its DC
-	lastAt map[string]time.Time // node name: its last heartbeat
-	known  map[string]bool      // every DC heard of, and this one's
-	now    reach
+	mu    sync.Mutex
+	heard map[string]heard // node name: its DC and last heartbeat
+	known map[string]bool  // every DC heard of, and this one's
+	now   reach
 	// reaching is cancelled the moment the node stops reaching a majority, which ends the
 	// write attempts in flight: they could not reach a quorum, and their clients do better
 	// trying another data center now than when the attempt times out.
@@ -88,7 +93,7 @@ func (s *Store) startFence() error {
 	if s.ns == nil || s.opts.Cluster == nil {
 		return nil
 	}
-	f := &fence{s: s, stop: make(chan struct{}), heard: map[string]heartbeat{}, lastAt: map[string]time.Time{},
+	f := &fence{s: s, stop: make(chan struct{}), heard: map[string]heard{},
 		known: map[string]bool{s.opts.Cluster.DC: true}, changed: time.Now()}
 	// Until it has looked, a node counts its own DC as the majority of the only one it knows.
 	f.now = reach{majority: true, dcs: 1, known: 1}
@@ -145,7 +150,7 @@ func (f *fence) hear(m *nats.Msg) {
 		return
 	}
 	f.mu.Lock()
-	f.heard[hb.Node], f.lastAt[hb.Node] = hb, time.Now()
+	f.heard[hb.Node] = heard{dc: hb.DC, at: time.Now()}
 	f.known[hb.DC] = true
 	f.mu.Unlock()
 }
@@ -187,11 +192,11 @@ func (f *fence) watch() {
 func (f *fence) look(now time.Time, routed map[string]bool) reach {
 	r := reach{}
 	dcs := map[string]bool{f.s.opts.Cluster.DC: true}
-	for node, hb := range f.heard {
-		fresh := now.Sub(f.lastAt[node]) <= heardWithin
+	for node, h := range f.heard {
+		fresh := now.Sub(h.at) <= heardWithin
 		if routed[node] && fresh {
 			r.peers++
-			dcs[hb.DC] = true
+			dcs[h.dc] = true
 		}
 		r.silent = r.silent || routed[node] && !fresh
 	}

@@ -54,10 +54,10 @@ func retry[T any](ctx context.Context, p retryPolicy, op func(context.Context) (
 	giveUp := time.Now().Add(p.budget)
 	pause := 50 * time.Millisecond
 	for {
-		var v T
 		if p.precheck != nil {
 			if err := p.precheck(); err != nil {
-				return v, err
+				var none T
+				return none, err
 			}
 		}
 		v, err := attempt(ctx, p, op)
