@@ -58,7 +58,7 @@ func (s *Service) build(p Proto, info RoomInfo, state stateSource) (gomatrixserv
 	if err := eb.AddAuthEvents(&authEvents); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
-	pdu, err := eb.Build(time.Now(), spec.ServerName(s.serverName), s.key.ID, s.key.Priv)
+	pdu, err := s.signer.build(eb, info.Version, time.Now())
 	var invalid gomatrixserverlib.EventValidationError
 	if errors.As(err, &invalid) && invalid.Code == gomatrixserverlib.EventValidationTooLarge {
 		return nil, fmt.Errorf("%w: %s", ErrTooLarge, strings.TrimPrefix(invalid.Message, "gomatrixserverlib: "))

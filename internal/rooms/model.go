@@ -1,6 +1,7 @@
 package rooms
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -67,6 +68,8 @@ type Model struct {
 	shardMu []sync.Mutex    // per shard: held while one event is applied
 
 	onChange func(users []string)
+
+	built builtEvents
 }
 
 func newModel(shards int, log *slog.Logger) *Model {
@@ -77,6 +80,7 @@ func newModel(shards int, log *slog.Logger) *Model {
 		applied:   make([]*store.Cursor, shards),
 		shardMu:   make([]sync.Mutex, shards),
 		onChange:  func([]string) {},
+		built:     builtEvents{byID: map[string]gomatrixserverlib.PDU{}},
 	}
 	for i := range m.applied {
 		m.applied[i] = store.NewCursor()
@@ -93,7 +97,7 @@ func (m *Model) apply(se store.RoomEvent) {
 		m.shardMu[se.Shard].Unlock()
 		return
 	}
-	users := m.applyLocked(se)
+	users := m.applyDecoded(se)
 	m.applied[se.Shard].Advance(se.Seq)
 	m.shardMu[se.Shard].Unlock()
 	if len(users) > 0 {
@@ -101,14 +105,23 @@ func (m *Model) apply(se store.RoomEvent) {
 	}
 }
 
-func (m *Model) applyLocked(se store.RoomEvent) []string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+// applyDecoded decodes the event before taking the model's lock, so readers do not wait on
+// the decoding, and then adds it.
+func (m *Model) applyDecoded(se store.RoomEvent) []string {
 	pdu, r, err := m.parse(se)
 	if err != nil {
 		m.log.Error("skipping unreadable stored event", "shard", se.Shard, "seq", se.Seq, "err", err)
 		return nil
 	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	// Only a create event that could be read starts a room. Rooms of a shard are only added
+	// by applying that shard's events, which its lock serialises.
+	m.rooms[r.id] = r
+	return m.applyLocked(se, pdu, r)
+}
+
+func (m *Model) applyLocked(se store.RoomEvent, pdu gomatrixserverlib.PDU, r *room) []string {
 	ev := &Event{PDU: pdu, Seq: se.Seq, Sender: string(pdu.SenderID()), Device: se.Device, TxnID: se.TxnID}
 	r.events = append(r.events, ev)
 	r.byID[pdu.EventID()] = ev
@@ -135,12 +148,14 @@ func (m *Model) applyLocked(se store.RoomEvent) []string {
 	return m.interestedLocked(r)
 }
 
-// parse decodes a stored event with its room's version; a create event starts a new room.
+// parse decodes a stored event with its room's version; a create event starts a new room,
+// which the caller records.
 func (m *Model) parse(se store.RoomEvent) (gomatrixserverlib.PDU, *room, error) {
-	// Invalid JSON fails the full decode below, before the room is recorded.
 	head := gjson.GetManyBytes(se.JSON, "room_id", "type", "content.room_version")
 	roomID := head[0].String()
+	m.mu.RLock()
 	r := m.rooms[roomID]
+	m.mu.RUnlock()
 	if r == nil {
 		if head[1].String() != "m.room.create" {
 			return nil, nil, errUnknownRoom
@@ -156,13 +171,49 @@ func (m *Model) parse(se store.RoomEvent) (gomatrixserverlib.PDU, *room, error) 
 		r = &room{id: roomID, shard: se.Shard, version: impl, byID: map[string]*Event{},
 			state: map[stateKey]*Event{}, txns: map[string]string{}, memberships: map[string][]change{}}
 	}
+	if pdu := m.built.take(se); pdu != nil {
+		return pdu, r, nil
+	}
 	pdu, err := decodeStored(r.version, se)
 	if err != nil {
 		return nil, nil, err
 	}
-	// Only a create event that could be read starts a room.
-	m.rooms[roomID] = r
 	return pdu, r, nil
+}
+
+// builtEvents are the events this node has built and is appending: applying one from the
+// stream takes the decoded event instead of decoding the same bytes again, which cost a send
+// as much as hashing it.
+type builtEvents struct {
+	mu   sync.Mutex
+	byID map[string]gomatrixserverlib.PDU
+}
+
+// add offers a built event until the returned func is called.
+func (b *builtEvents) add(pdu gomatrixserverlib.PDU) (done func()) {
+	id := pdu.EventID()
+	b.mu.Lock()
+	b.byID[id] = pdu
+	b.mu.Unlock()
+	return func() {
+		b.mu.Lock()
+		delete(b.byID, id)
+		b.mu.Unlock()
+	}
+}
+
+// take returns the built event a stored event is, if it is one: same id, same bytes.
+func (b *builtEvents) take(se store.RoomEvent) gomatrixserverlib.PDU {
+	if se.EventID == "" {
+		return nil
+	}
+	b.mu.Lock()
+	pdu := b.byID[se.EventID]
+	b.mu.Unlock()
+	if pdu == nil || !bytes.Equal(pdu.JSON(), se.JSON) {
+		return nil
+	}
+	return pdu
 }
 
 // decodeStored decodes a stored event, taking its id from the record when the writer put it

@@ -807,7 +807,7 @@ func TestRestartRebuilds(t *testing.T) {
 	wantEvents := allEvents(s, roomID)
 	wantState := s.Model().State(roomID)
 	wantUnread, _ := s.UnreadCounts(roomID, bob)
-	wantKey := s.key
+	wantKey := s.signer.key
 	stop()
 	st.Close()
 
@@ -847,7 +847,7 @@ func TestRestartRebuilds(t *testing.T) {
 	if got, _ := s2.UnreadCounts(roomID, bob); got != wantUnread {
 		t.Errorf("bob's unread after restart = %d, want %d", got, wantUnread)
 	}
-	if s2.key.ID != wantKey.ID || !s2.key.Priv.Equal(wantKey.Priv) {
+	if s2.signer.key.ID != wantKey.ID || !s2.signer.key.Priv.Equal(wantKey.Priv) {
 		t.Errorf("the signing key changed across the restart")
 	}
 	// A client retrying a send across the restart gets the first event back.

@@ -92,6 +92,7 @@ func (s *Service) buildOnLatest(ctx context.Context, job *sendJob) (gomatrixserv
 // appendBuilt appends the event after the job's head and waits until this node has applied
 // it. lost reports a race lost to another writer; the job then holds the new head to build on.
 func (s *Service) appendBuilt(ctx context.Context, job *sendJob, pdu gomatrixserverlib.PDU) (id string, lost bool, err error) {
+	defer s.model.built.add(pdu)()
 	seq, err := s.st.AppendRoomEvent(ctx, job.p.RoomID, job.info.HeadSeq, store.NewRoomEvent{
 		JSON: pdu.JSON(), EventID: pdu.EventID(), Device: job.opt.Device, TxnID: job.opt.TxnID, DedupID: job.dedupID,
 	})

@@ -20,7 +20,7 @@ import (
 type Service struct {
 	st             *store.Store
 	serverName     string
-	key            SigningKey
+	signer         *eventSigner
 	defaultVersion gomatrixserverlib.RoomVersion
 	log            *slog.Logger
 
@@ -46,9 +46,13 @@ func New(ctx context.Context, st *store.Store, serverName, defaultVersion string
 	if err != nil {
 		return nil, err
 	}
+	signer, err := newEventSigner(serverName, key)
+	if err != nil {
+		return nil, err
+	}
 	model := newModel(st.Shards(), log)
 	return &Service{
-		st: st, serverName: serverName, key: key, defaultVersion: gomatrixserverlib.RoomVersion(defaultVersion),
+		st: st, serverName: serverName, signer: signer, defaultVersion: gomatrixserverlib.RoomVersion(defaultVersion),
 		log: log, model: model, receipts: newReceiptModel(), typing: newTypingModel(), sending: newRoomLocks(), filling: fillTokens(st.Shards()),
 		unread: map[unreadKey]unreadState{}, pushRules: push.DefaultRules,
 	}, nil
