@@ -7,6 +7,9 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/matrix-org/gomatrixserverlib"
+	"github.com/matrix-org/gomatrixserverlib/spec"
+
 	"github.com/firebreak/firebreak/internal/store"
 )
 
@@ -75,6 +78,29 @@ func BenchmarkBuildEvent(b *testing.B) {
 	}
 }
 
+// BenchmarkAuthCheck checks a built message against the room version's auth rules with the
+// auth events taken from the room's current state, the check every send makes.
+func BenchmarkAuthCheck(b *testing.B) {
+	s := startBenchService(b)
+	roomID := benchRoom(b, s, 10)
+	info, _ := s.model.Info(roomID)
+	p := benchMessage(roomID, 1, 10)
+	pdu, err := s.build(p, info, s.model)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pe := &gomatrixserverlib.ProtoEvent{SenderID: p.Sender, RoomID: p.RoomID, Type: p.Type, Content: spec.RawJSON(p.Content)}
+	for b.Loop() {
+		auth, err := authEventsFor(pe, s.model)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := gomatrixserverlib.Allowed(pdu, &auth, userIDForSender); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkSend is a whole send: build, sign, check, append (fsync), and wait until this
 // node's read model has applied it.
 func BenchmarkSend(b *testing.B) {
@@ -114,7 +140,8 @@ func BenchmarkSendParallel(b *testing.B) {
 	})
 }
 
-// BenchmarkModelApply parses a stored message event and adds it to the read model, as every
+// BenchmarkModelApply parses a stored message event (its id read from the record) and adds it
+// to the read model, as every
 // node does for every event of every shard.
 func BenchmarkModelApply(b *testing.B) {
 	s := startBenchService(b)
@@ -124,7 +151,7 @@ func BenchmarkModelApply(b *testing.B) {
 	}
 	var stored []store.RoomEvent
 	for _, ev := range s.model.Range(roomID, 0, End, true, 1000, nil) {
-		stored = append(stored, store.RoomEvent{Shard: 0, Seq: ev.Seq, JSON: ev.PDU.JSON()})
+		stored = append(stored, store.RoomEvent{Shard: 0, Seq: ev.Seq, JSON: ev.PDU.JSON(), EventID: ev.PDU.EventID()})
 	}
 	m := newModel(1, benchLog)
 	for _, se := range stored {
