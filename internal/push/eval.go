@@ -44,10 +44,26 @@ const (
 // carries an m.mentions property, since that property is the authoritative
 // mention signal.
 func Evaluate(rules Ruleset, eventJSON []byte, c Context) Actions {
-	ev, ok := decodeEvent(eventJSON)
+	ev, ok := Decode(eventJSON)
 	if !ok {
 		return Actions{}
 	}
+	return EvaluateDecoded(rules, ev, c)
+}
+
+// Event is an event decoded for evaluation. It is only read, so one decoding can serve every
+// member of a room.
+type Event struct{ fields map[string]any }
+
+// Decode decodes an event for EvaluateDecoded; false for malformed JSON.
+func Decode(eventJSON []byte) (Event, bool) {
+	fields, ok := decodeEvent(eventJSON)
+	return Event{fields}, ok
+}
+
+// EvaluateDecoded is Evaluate for an event already decoded.
+func EvaluateDecoded(rules Ruleset, e Event, c Context) Actions {
+	ev := e.fields
 	if sender, _ := stringAt(ev, "sender"); sender != "" && sender == c.UserID {
 		return Actions{}
 	}

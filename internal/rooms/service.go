@@ -30,9 +30,10 @@ type Service struct {
 	sending  *roomLocks
 	filling  []chan struct{} // per shard: a token held by the gap fill running
 
-	unreadMu  sync.Mutex
-	unread    map[unreadKey]unreadState
-	pushRules func(userID string) push.Ruleset // the user's rules, for unread counts
+	unreadMu    sync.Mutex
+	unread      map[unreadKey]unreadState
+	pushDecoded *pushDecoded
+	pushRules   func(userID string) push.Ruleset // the user's rules, for unread counts
 
 	wg sync.WaitGroup
 }
@@ -54,7 +55,7 @@ func New(ctx context.Context, st *store.Store, serverName, defaultVersion string
 	return &Service{
 		st: st, serverName: serverName, signer: signer, defaultVersion: gomatrixserverlib.RoomVersion(defaultVersion),
 		log: log, model: model, receipts: newReceiptModel(), typing: newTypingModel(), sending: newRoomLocks(), filling: fillTokens(st.Shards()),
-		unread: map[unreadKey]unreadState{}, pushRules: push.DefaultRules,
+		unread: map[unreadKey]unreadState{}, pushDecoded: newPushDecoded(), pushRules: push.DefaultRules,
 	}, nil
 }
 

@@ -3,7 +3,9 @@ package rooms
 import (
 	"encoding/json"
 	"math"
+	"sync"
 
+	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
 	"github.com/firebreak/firebreak/internal/push"
@@ -54,14 +56,58 @@ func (s *Service) countUnread(roomID, userID string, evs []Event, st *unreadStat
 			st.notifications, st.highlights = 0, 0
 			continue
 		}
+		decoded, ok := s.pushDecoded.get(ev.PDU)
+		if !ok {
+			continue
+		}
 		c.SenderCanNotify = func(key string) bool { return canNotify(pl, ev.Sender, key) }
-		if a := push.Evaluate(rules, ev.PDU.JSON(), c); a.Notify {
+		if a := push.EvaluateDecoded(rules, decoded, c); a.Notify {
 			st.notifications++
 			if a.Highlight {
 				st.highlights++
 			}
 		}
 	}
+}
+
+// pushDecodedCap is how many recent events stay decoded for push rules: enough for every
+// member's sync to find the events it has not counted yet.
+const pushDecodedCap = 4096
+
+// pushDecoded shares the decoding of recent events for push rules between the members of their
+// rooms: each new event is evaluated once per member, and decoding it every time was most of
+// that cost. Keys are PDUs, which gomatrixserverlib implements as pointers, so a redacted event
+// (a new PDU) is decoded afresh.
+type pushDecoded struct {
+	mu    sync.Mutex
+	byPDU map[gomatrixserverlib.PDU]push.Event
+	ring  []gomatrixserverlib.PDU // insertion order, for evicting the oldest
+	next  int
+}
+
+func newPushDecoded() *pushDecoded {
+	return &pushDecoded{byPDU: map[gomatrixserverlib.PDU]push.Event{}, ring: make([]gomatrixserverlib.PDU, pushDecodedCap)}
+}
+
+func (d *pushDecoded) get(pdu gomatrixserverlib.PDU) (push.Event, bool) {
+	d.mu.Lock()
+	ev, ok := d.byPDU[pdu]
+	d.mu.Unlock()
+	if ok {
+		return ev, true
+	}
+	if ev, ok = push.Decode(pdu.JSON()); !ok {
+		return ev, false
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, raced := d.byPDU[pdu]; !raced {
+		delete(d.byPDU, d.ring[d.next])
+		d.ring[d.next] = pdu
+		d.next = (d.next + 1) % len(d.ring)
+		d.byPDU[pdu] = ev
+	}
+	return ev, true
 }
 
 func canNotify(plEvent *Event, sender, key string) bool {
