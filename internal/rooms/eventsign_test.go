@@ -3,6 +3,9 @@ package rooms
 import (
 	"bytes"
 	"crypto/ed25519"
+	"encoding/json"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -60,21 +63,35 @@ func TestBuildEventMatchesGomatrixserverlib(t *testing.T) {
 	}
 }
 
-// FuzzSignerMatchesBuild feeds arbitrary content, types and state keys to both builders.
+// FuzzSignerMatchesBuild feeds arbitrary content, types, state keys and redaction targets to
+// both builders, in every stable room version.
 func FuzzSignerMatchesBuild(f *testing.F) {
-	f.Add(`{"msgtype":"m.text","body":"hi"}`, "m.room.message", "", false)
-	f.Add(`{"a":{"c":[1,"\u00e9",null,true],"b":-0},"\u2028":"<>&"}`, "m.room.topic", "", true)
-	f.Add(`{"membership":"join"}`, "m.room.member", "@bob:example.org", true)
+	var versions []gomatrixserverlib.IRoomVersion
+	for _, v := range gomatrixserverlib.StableRoomVersions() {
+		versions = append(versions, v)
+	}
+	slices.SortFunc(versions, func(a, b gomatrixserverlib.IRoomVersion) int {
+		return strings.Compare(string(a.Version()), string(b.Version()))
+	})
+	index := func(v gomatrixserverlib.RoomVersion) uint8 {
+		return uint8(slices.IndexFunc(versions, func(iv gomatrixserverlib.IRoomVersion) bool { return iv.Version() == v }))
+	}
+	f.Add(`{"msgtype":"m.text","body":"hi"}`, "m.room.message", "", false, "", index("10"))
+	f.Add(`{"a":{"c":[1,"\u00e9",null,true],"b":-0},"\u2028":"<>&"}`, "m.room.topic", "", true, "", index("10"))
+	f.Add(`{"membership":"join\ud800"}`, "m.room.member", "@bob:example.org", true, "", index("10"))
+	f.Add(`{"history_visibility":-0.0000001}`, "m.room.history_visibility", "", true, "", index("5"))
+	f.Add(`{"room_version":"11","x":"\udc00"}`, "m.room.create", "", true, "", index("11"))
+	f.Add(`{"users":{"@a:x":1,"@a:x":2}}`, "m.room.power_levels", "", true, "", index("10"))
+	f.Add(`{"reason":"spam"}`, "m.room.redaction", "", false, "$target", index("11"))
 	signer := testSigner(f)
-	version := gomatrixserverlib.MustGetRoomVersion(gomatrixserverlib.RoomVersionV10)
-	f.Fuzz(func(t *testing.T, content, evType, stateKey string, isState bool) {
+	f.Fuzz(func(t *testing.T, content, evType, stateKey string, isState bool, redacts string, version uint8) {
 		pe := gomatrixserverlib.ProtoEvent{RoomID: "!room:example.org", SenderID: "@alice:example.org",
-			Type: evType, Content: spec.RawJSON(content), Depth: 3,
+			Type: evType, Content: spec.RawJSON(content), Redacts: redacts, Depth: 3,
 			PrevEvents: []string{"$prev"}, AuthEvents: []string{"$create"}}
 		if isState {
 			pe.StateKey = &stateKey
 		}
-		checkSignerMatchesBuild(t, signer, version, pe)
+		checkSignerMatchesBuild(t, signer, versions[int(version)%len(versions)], pe)
 	})
 }
 
@@ -91,7 +108,8 @@ func testSigner(tb testing.TB) *eventSigner {
 }
 
 // checkSignerMatchesBuild builds pe with the signer and with EventBuilder.Build at the same
-// time and key: both fail, or both give the same event id and bytes.
+// time and key: both fail, or both give the same event id and bytes, except the signature
+// where Build's does not verify (see eventSigner.build); the signer's always does.
 func checkSignerMatchesBuild(t *testing.T, signer *eventSigner, version gomatrixserverlib.IRoomVersion, pe gomatrixserverlib.ProtoEvent) {
 	t.Helper()
 	now := time.UnixMilli(1_700_000_000_123)
@@ -109,7 +127,37 @@ func checkSignerMatchesBuild(t *testing.T, signer *eventSigner, version gomatrix
 	if got.EventID() != want.EventID() {
 		t.Errorf("event id %s, want %s", got.EventID(), want.EventID())
 	}
-	if !bytes.Equal(got.JSON(), want.JSON()) {
-		t.Errorf("event JSON\n got %s\nwant %s", got.JSON(), want.JSON())
+	if err := verifySignature(signer, version, got); err != nil {
+		t.Fatalf("the signer's signature does not verify: %v\n%s", err, got.JSON())
 	}
+	gotJSON, wantJSON := got.JSON(), want.JSON()
+	if verifySignature(signer, version, want) != nil {
+		gotJSON, wantJSON = withoutSignatures(t, gotJSON), withoutSignatures(t, wantJSON)
+	}
+	if !bytes.Equal(gotJSON, wantJSON) {
+		t.Errorf("event JSON\n got %s\nwant %s", gotJSON, wantJSON)
+	}
+}
+
+func verifySignature(signer *eventSigner, version gomatrixserverlib.IRoomVersion, pdu gomatrixserverlib.PDU) error {
+	redacted, err := version.RedactEventJSON(pdu.JSON())
+	if err != nil {
+		return err
+	}
+	pub := signer.key.Priv.Public().(ed25519.PublicKey)
+	return gomatrixserverlib.VerifyJSON(string(signer.origin), signer.key.ID, pub, redacted)
+}
+
+func withoutSignatures(t *testing.T, eventJSON []byte) []byte {
+	t.Helper()
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(eventJSON, &fields); err != nil {
+		t.Fatal(err)
+	}
+	delete(fields, "signatures")
+	b, err := json.Marshal(fields)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -115,9 +115,13 @@ func (m *Model) applyDecoded(se store.RoomEvent) []string {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	// Only a create event that could be read starts a room. Rooms of a shard are only added
-	// by applying that shard's events, which its lock serialises.
-	m.rooms[r.id] = r
+	// Only a create event that could be read starts a room. A room's events all come from one
+	// shard, whose lock is held, so no other apply can have added it since parse looked.
+	if known := m.rooms[r.id]; known != nil {
+		r = known
+	} else {
+		m.rooms[r.id] = r
+	}
 	return m.applyLocked(se, pdu, r)
 }
 
