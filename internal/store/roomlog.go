@@ -244,6 +244,12 @@ func (s *Store) RoomEventAt(ctx context.Context, shard int, seq uint64) (RoomEve
 // followStartTimeout bounds the start of a shard follower.
 const followStartTimeout = 3 * time.Second
 
+// followHeartbeat is how often the server confirms a follower's pull is alive. The ordered
+// consumer starts over after two missed ones; at nats.go's default of 5 s for ordered
+// consumers, a pull left on a replica that lost its leadership while a fresh 3-DC deployment
+// settled delivered nothing for up to 8 s after the nodes were ready.
+const followHeartbeat = time.Second
+
 // FollowShard calls apply for every event of the shard after afterSeq, in order, and then for
 // each new one as it is stored, until ctx ends. It needs no state on the server, so every node
 // can follow every shard.
@@ -260,7 +266,7 @@ func (s *Store) FollowShard(ctx context.Context, shard int, afterSeq uint64, app
 	if err != nil {
 		return translate(err)
 	}
-	it, err := cons.Messages()
+	it, err := cons.Messages(jetstream.PullHeartbeat(followHeartbeat))
 	if err != nil {
 		return translate(err)
 	}
