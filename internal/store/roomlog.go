@@ -246,8 +246,8 @@ const followStartTimeout = 3 * time.Second
 
 // followHeartbeat is how often the server confirms a follower's pull is alive. The ordered
 // consumer starts over after two missed ones; at nats.go's default of 5 s for ordered
-// consumers, a pull left on a replica that lost its leadership while a fresh 3-DC deployment
-// settled delivered nothing for up to 8 s after the nodes were ready.
+// consumers, followers of a fresh 3-DC deployment delivered nothing for up to 8 s after the
+// nodes were ready (most likely pulls left with stream leaders that changed as it settled).
 const followHeartbeat = time.Second
 
 // FollowShard calls apply for every event of the shard after afterSeq, in order, and then for
