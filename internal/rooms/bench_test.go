@@ -141,8 +141,7 @@ func BenchmarkSendParallel(b *testing.B) {
 }
 
 // BenchmarkModelApply parses a stored message event (its id read from the record) and adds it
-// to the read model, as every
-// node does for every event of every shard.
+// to the read model, as every node does for every event of every shard.
 func BenchmarkModelApply(b *testing.B) {
 	s := startBenchService(b)
 	roomID := benchRoom(b, s, 10)

@@ -20,8 +20,10 @@ type eventSigner struct {
 	key    SigningKey
 	// signaturesPrefix and signaturesSuffix enclose the signature in the canonical
 	// {"signatures":{origin:{key id:signature}}}.
-	signaturesPrefix, signaturesSuffix []byte
+	signaturesPrefix []byte
 }
+
+const signaturesSuffix = `"}}}`
 
 func newEventSigner(origin string, key SigningKey) (*eventSigner, error) {
 	originJSON, err := canonicalString(origin)
@@ -33,8 +35,7 @@ func newEventSigner(origin string, key SigningKey) (*eventSigner, error) {
 		return nil, err
 	}
 	prefix := fmt.Appendf(nil, `{"signatures":{%s:{%s:"`, originJSON, keyJSON)
-	return &eventSigner{origin: spec.ServerName(origin), key: key,
-		signaturesPrefix: prefix, signaturesSuffix: []byte(`"}}}`)}, nil
+	return &eventSigner{origin: spec.ServerName(origin), key: key, signaturesPrefix: prefix}, nil
 }
 
 func canonicalString(s string) ([]byte, error) {
@@ -79,7 +80,7 @@ func (s *eventSigner) build(eb *gomatrixserverlib.EventBuilder, version gomatrix
 	// Signatures and the event id both cover the canonical redacted event.
 	signed := gomatrixserverlib.CanonicalJSONAssumeValid(redacted)
 	signature := base64.RawStdEncoding.EncodeToString(ed25519.Sign(s.key.Priv, signed))
-	signatures := slices.Concat(s.signaturesPrefix, []byte(signature), s.signaturesSuffix)
+	signatures := slices.Concat(s.signaturesPrefix, []byte(signature+signaturesSuffix))
 	eventJSON := joinObjects(groups.head, hashes, groups.middle, signatures, groups.tail)
 	pdu, err := version.NewEventFromTrustedJSONWithEventID(eventIDOf(signed, version), eventJSON, false)
 	if err != nil {

@@ -116,7 +116,8 @@ func (m *Model) applyDecoded(se store.RoomEvent) []string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	// Only a create event that could be read starts a room. A room's events all come from one
-	// shard, whose lock is held, so no other apply can have added it since parse looked.
+	// shard, whose lock is held, so no other apply adds it between parse and here; a room
+	// already recorded is kept all the same rather than replaced.
 	if known := m.rooms[r.id]; known != nil {
 		r = known
 	} else {
