@@ -296,9 +296,7 @@ func (s *Service) checkWithinShards(ctx context.Context, positions []uint64) err
 		if shard >= len(s.model.applied) || s.model.applied[shard].Load() >= pos {
 			continue
 		}
-		hctx, cancel := context.WithTimeout(ctx, time.Second)
-		head, err := s.st.ShardHead(hctx, shard)
-		cancel()
+		head, err := s.quickShardHead(ctx, shard)
 		if err == nil && pos > head {
 			return fmt.Errorf("%w: position %d is past the end (%d) of room shard %d", store.ErrBeyondEnd, pos, head, shard)
 		}

@@ -74,7 +74,8 @@ func (s *Service) OnChange(fn func(users []string)) {
 }
 
 // Start follows every shard stream and the receipts bucket until ctx ends, and returns once
-// the read model has caught up with what was stored before it started.
+// the read model has caught up with what was stored before it started; from then on it also
+// watches for followers that stall.
 func (s *Service) Start(ctx context.Context) error {
 	heads := make([]uint64, s.st.Shards())
 	for shard := range heads {
@@ -103,6 +104,11 @@ func (s *Service) Start(ctx context.Context) error {
 	if err := s.catchUpShards(ctx, heads, forStart); err != nil {
 		return err
 	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.watchStalls(ctx)
+	}()
 	select {
 	case <-receiptsReady:
 		return nil

@@ -148,9 +148,11 @@ func embeddedOptions(opts Options) (*server.Options, error) {
 
 // Close closes the connection (whoever used it has stopped by now) and shuts the embedded
 // server down cleanly; an unclean exit can leave JetStream's files needing repair on the next
-// start.
+// start. Closing again does nothing.
 func (s *Store) Close() {
-	s.closing.Store(true)
+	if s.closing.Swap(true) {
+		return
+	}
 	s.stopFence()
 	if s.nc != nil {
 		s.nc.Close()

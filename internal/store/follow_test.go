@@ -1,0 +1,135 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"testing"
+	"time"
+)
+
+// runningFollower is FollowShard running in the background.
+type runningFollower struct {
+	events chan RoomEvent
+	done   chan error
+	cancel context.CancelFunc
+}
+
+func startFollower(t *testing.T, st *Store, shard int, afterSeq uint64) *runningFollower {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	f := &runningFollower{events: make(chan RoomEvent, 16), done: make(chan error, 1), cancel: cancel}
+	go func() { f.done <- st.FollowShard(ctx, shard, afterSeq, func(e RoomEvent) { f.events <- e }) }()
+	return f
+}
+
+func (f *runningFollower) next(t *testing.T) RoomEvent {
+	t.Helper()
+	select {
+	case e := <-f.events:
+		return e
+	case err := <-f.done:
+		f.done <- err // for stop
+		t.Fatalf("follower ended before the next event: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("no event after 30 s")
+	}
+	return RoomEvent{}
+}
+
+func (f *runningFollower) stop() {
+	f.cancel()
+	<-f.done
+}
+
+// consumerHosts names the server holding each consumer of the shard's stream.
+func consumerHosts(t *testing.T, st *Store, shard int) []string {
+	t.Helper()
+	var hosts []string
+	list := st.streams[shard].ListConsumers(t.Context())
+	for ci := range list.Info() {
+		if ci.Cluster != nil {
+			hosts = append(hosts, ci.Cluster.Leader)
+		}
+	}
+	if err := list.Err(); err != nil {
+		t.Fatalf("list consumers: %v", err)
+	}
+	return hosts
+}
+
+// TestFollowShardEndsWhenItsConsumerIsLost: a follower whose consumer's server goes away
+// returns an error instead of waiting on it, so its caller restarts it on a live server, and
+// the restart from where it stopped misses nothing.
+func TestFollowShardEndsWhenItsConsumerIsLost(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a three-node JetStream cluster")
+	}
+	opts := clusterOptions(t, 3)
+	stores := openAll(t, opts)
+	for _, st := range stores {
+		defer st.Close()
+	}
+	st := stores[0]
+	room := roomsInShard(st, 0, 1)[0]
+	first, err := st.AppendRoomEvent(t.Context(), room, 0, NewRoomEvent{JSON: []byte(`{"i":1}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Placement is random among the stream's three servers; the one to lose must not be the
+	// follower's own.
+	var f *runningFollower
+	var host string
+	for host == "" || host == opts[0].NodeName {
+		if f != nil {
+			f.stop()
+		}
+		f = startFollower(t, st, 0, 0)
+		if e := f.next(t); e.Seq != first {
+			t.Fatalf("first event at %d, want %d", e.Seq, first)
+		}
+		hosts := consumerHosts(t, st, 0)
+		if len(hosts) != 1 {
+			t.Fatalf("consumer hosts %v, want one", hosts)
+		}
+		host = hosts[0]
+	}
+	for i, o := range opts {
+		if o.NodeName == host {
+			stores[i].Close()
+		}
+	}
+	select {
+	case err := <-f.done:
+		if err == nil || errors.Is(err, context.Canceled) {
+			t.Fatalf("follower ended with %v, want the lost consumer's error", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the follower still waits 30 s after its consumer's server went away")
+	}
+
+	second, err := st.AppendRoomEvent(t.Context(), room, first, NewRoomEvent{JSON: []byte(`{"i":2}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Restarted as the rooms service does, from the last event it applied.
+	ctx, cancel := context.WithCancel(t.Context())
+	got := make(chan RoomEvent, 16)
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		KeepFollowing(ctx, slog.New(slog.NewTextHandler(t.Output(), nil)), "shard 0", func() error {
+			return st.FollowShard(ctx, 0, first, func(e RoomEvent) { got <- e })
+		})
+	}()
+	defer func() { cancel(); <-stopped }()
+	select {
+	case e := <-got:
+		if e.Seq != second || string(e.JSON) != `{"i":2}` {
+			t.Fatalf("after the restart got seq %d %s, want %d {\"i\":2}", e.Seq, e.JSON, second)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("nothing delivered 30 s after the restart")
+	}
+}
