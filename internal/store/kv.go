@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -82,7 +83,7 @@ func (s *Store) leaderGet(ctx context.Context, b Bucket, key string) ([]byte, ui
 	if err != nil {
 		return nil, 0, err
 	}
-	if m.Header.Get("KV-Operation") != "" {
+	if m.Header.Get(kvOperation) != "" {
 		return nil, 0, ErrNotFound // a delete or purge marker
 	}
 	return m.Data, m.Seq, nil
@@ -286,6 +287,9 @@ func (s *Store) bucketHead(ctx context.Context, b Bucket) (uint64, error) {
 	return stream.CachedInfo().State.LastSeq, nil
 }
 
+// kvOperation is the header JetStream's buckets mark a delete or purge with.
+const kvOperation = "KV-Operation"
+
 // Change is one update of a bucket, in the order the bucket stored them.
 type Change struct {
 	Key     string
@@ -295,29 +299,14 @@ type Change struct {
 }
 
 // Watch calls apply with the current value of every key, calls ready once those are
-// delivered, then calls apply for every later change until ctx ends.
+// delivered, then calls apply for every later change until ctx ends or the watch fails.
 func (s *Store) Watch(ctx context.Context, b Bucket, ready func(), apply func(Change)) error {
-	w, err := s.buckets[b].WatchAll(ctx)
-	if err != nil {
-		return translate(err)
-	}
-	defer w.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case e, ok := <-w.Updates():
-			if !ok {
-				if err := ctx.Err(); err != nil {
-					return err
-				}
-				return fmt.Errorf("%w: watch of %s ended", ErrUnavailable, b)
-			}
-			if e == nil {
-				ready()
-				continue
-			}
-			apply(Change{Key: e.Key(), Value: e.Value(), Rev: e.Revision(), Deleted: e.Operation() != jetstream.KeyValuePut})
-		}
-	}
+	prefix := "$KV." + string(b) + "."
+	cfg := followerConfig()
+	cfg.DeliverPolicy = jetstream.DeliverLastPerSubjectPolicy
+	cfg.FilterSubject = prefix + ">"
+	return s.follow(ctx, "KV_"+string(b), cfg, ready, func(m jetstream.Msg, meta *jetstream.MsgMetadata) {
+		apply(Change{Key: strings.TrimPrefix(m.Subject(), prefix), Value: m.Data(), Rev: meta.Sequence.Stream,
+			Deleted: m.Headers().Get(kvOperation) != ""})
+	})
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -241,99 +240,16 @@ func (s *Store) RoomEventAt(ctx context.Context, shard int, seq uint64) (RoomEve
 	return roomEvent(shard, m.Sequence, m.Data, m.Header), nil
 }
 
-// followStartTimeout bounds the start of a shard follower.
-const followStartTimeout = 3 * time.Second
-
-// followHeartbeat is how often the server confirms a follower's pull is alive; after two
-// missed ones the follower stops and is started again on a new consumer.
-const followHeartbeat = time.Second
-
-// followerIdle is how long the server keeps a follower's consumer after its pulls stop: a
-// follower that was restarted leaves its old consumer behind, and the node that held it may
-// be gone.
-const followerIdle = 15 * time.Second
-
-// errFollowerGap: the consumer skipped a delivery, so what comes next cannot be applied in order.
-var errFollowerGap = errors.New("shard follower: a delivery was skipped")
-
 // FollowShard calls apply for every event of the shard after afterSeq, in order, and then for
 // each new one as it is stored, until ctx ends or the follower fails. It needs no state on the
 // server, so every node can follow every shard; the caller restarts it from where it stopped.
-//
-// It is a plain ephemeral consumer, not nats.go's ordered consumer, so that recovery stays
-// ours: the ordered consumer recreates itself after a missed heartbeat with 10 s requests and
-// a backoff of up to 10 s, and a data center's servers killed outright still look alive to
-// consumer placement for minutes, so its retries could land on a dead server again and again
-// and leave a follower silent for tens of seconds. Here a start gets followStartTimeout, and
-// each restart is placed afresh.
 func (s *Store) FollowShard(ctx context.Context, shard int, afterSeq uint64, apply func(RoomEvent)) error {
-	cctx, cancel := context.WithTimeout(ctx, followStartTimeout)
-	cons, err := s.streams[shard].CreateConsumer(cctx, followerConfig(afterSeq))
-	cancel()
-	if err != nil {
-		return translate(err)
-	}
-	it, err := cons.Messages(jetstream.PullHeartbeat(followHeartbeat), jetstream.WithMessagesErrOnMissingHeartbeat(true))
-	if err != nil {
-		return translate(err)
-	}
-	defer it.Stop() // also on an error return, or the pull subscription outlives this follower
-	stop := context.AfterFunc(ctx, it.Stop)
-	defer stop()
-	var delivered uint64
-	for {
-		m, err := it.Next()
-		if err != nil {
-			if ctx.Err() != nil {
-				s.dropConsumer(shard, cons)
-				return ctx.Err()
-			}
-			if errors.Is(err, jetstream.ErrNoHeartbeat) && consumerAnswers(ctx, cons) {
-				continue // the pull was lost, not the consumer: the next Next pulls again
-			}
-			// The consumer's server may be gone; followerIdle cleans up after it.
-			return translate(err)
-		}
-		meta, err := m.Metadata()
-		if err != nil {
-			return err
-		}
-		if meta.Sequence.Consumer != delivered+1 {
-			return errFollowerGap
-		}
-		delivered = meta.Sequence.Consumer
+	cfg := followerConfig()
+	cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+	cfg.OptStartSeq = afterSeq + 1
+	return s.follow(ctx, shardStreamName(shard), cfg, nil, func(m jetstream.Msg, meta *jetstream.MsgMetadata) {
 		apply(roomEvent(shard, meta.Sequence.Stream, m.Data(), m.Headers()))
-	}
-}
-
-// consumerAnswers says whether a follower's consumer still exists on a live server. A pull
-// sent right after the consumer was created can reach its server before the server listens
-// for it, and is lost; that consumer is fine.
-func consumerAnswers(ctx context.Context, cons jetstream.Consumer) bool {
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
-	_, err := cons.Info(ctx)
-	return err == nil
-}
-
-// dropConsumer deletes a stopped follower's consumer rather than leave it to followerIdle.
-func (s *Store) dropConsumer(shard int, cons jetstream.Consumer) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	_ = s.streams[shard].DeleteConsumer(ctx, cons.CachedInfo().Name) // best effort: it idles out anyway
-}
-
-// followerConfig is a consumer that only delivers: held in memory on one server, with no acks
-// to keep, starting after afterSeq.
-func followerConfig(afterSeq uint64) jetstream.ConsumerConfig {
-	return jetstream.ConsumerConfig{
-		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:       afterSeq + 1,
-		AckPolicy:         jetstream.AckNonePolicy,
-		Replicas:          1,
-		MemoryStorage:     true,
-		InactiveThreshold: followerIdle,
-	}
+	})
 }
 
 func roomEvent(shard int, seq uint64, data []byte, h nats.Header) RoomEvent {

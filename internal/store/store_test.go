@@ -388,8 +388,11 @@ func eventIDFor(txn string) string {
 func TestWatch(t *testing.T) {
 	st := openStore(t)
 	ctx := t.Context()
-	r1, _ := st.Put(ctx, BucketReceipts, "k1", []byte("v1"))
+	if _, err := st.Put(ctx, BucketReceipts, "k1", []byte("v0")); err != nil { // replaced below: not delivered
+		t.Fatal(err)
+	}
 	r2, _ := st.Put(ctx, BucketReceipts, "k2", []byte("v2"))
+	r1, _ := st.Put(ctx, BucketReceipts, "k1", []byte("v1"))
 
 	type item struct {
 		ready bool
@@ -411,7 +414,7 @@ func TestWatch(t *testing.T) {
 		}
 		return item{}
 	}
-	for _, w := range []Change{{Key: "k1", Value: []byte("v1"), Rev: r1}, {Key: "k2", Value: []byte("v2"), Rev: r2}} {
+	for _, w := range []Change{{Key: "k2", Value: []byte("v2"), Rev: r2}, {Key: "k1", Value: []byte("v1"), Rev: r1}} {
 		it := next()
 		if it.ready || it.c.Key != w.Key || string(it.c.Value) != string(w.Value) || it.c.Rev != w.Rev || it.c.Deleted {
 			t.Fatalf("existing value: got %+v, want %+v", it, w)
