@@ -54,7 +54,7 @@ func (s *Service) OnChange(fn func(userID string)) { s.onChange = fn }
 // called each time the stored values are loaded.
 func (s *Service) Run(ctx context.Context, log *slog.Logger, ready func()) {
 	store.KeepFollowing(ctx, log, "account data", func() error {
-		return s.st.Watch(ctx, store.BucketAccountData, ready, s.apply)
+		return s.st.Watch(ctx, store.BucketAccountData, s.rev.Load(), ready, s.apply)
 	})
 }
 

@@ -29,6 +29,8 @@ type Service struct {
 	typing   *typingModel
 	sending  *roomLocks
 	filling  []chan struct{} // per shard: a token held by the gap fill running
+	// followers are the shard followers' current runs, which the stall watchdog restarts.
+	followers []restartable
 
 	unreadMu    sync.Mutex
 	unread      map[unreadKey]unreadState
@@ -55,7 +57,8 @@ func New(ctx context.Context, st *store.Store, serverName, defaultVersion string
 	return &Service{
 		st: st, serverName: serverName, signer: signer, defaultVersion: gomatrixserverlib.RoomVersion(defaultVersion),
 		log: log, model: model, receipts: newReceiptModel(), typing: newTypingModel(), sending: newRoomLocks(), filling: fillTokens(st.Shards()),
-		unread: map[unreadKey]unreadState{}, pushDecoded: newPushDecoded(), pushRules: push.DefaultRules,
+		followers: make([]restartable, st.Shards()),
+		unread:    map[unreadKey]unreadState{}, pushDecoded: newPushDecoded(), pushRules: push.DefaultRules,
 	}, nil
 }
 
@@ -85,13 +88,15 @@ func (s *Service) Start(ctx context.Context) error {
 		}
 		heads[shard] = head
 		s.goFollow(ctx, fmt.Sprintf("shard %d", shard), func() error {
-			return s.st.FollowShard(ctx, shard, s.model.applied[shard].Load(), s.model.apply)
+			return s.followers[shard].run(ctx, func(ctx context.Context) error {
+				return s.st.FollowShard(ctx, shard, s.model.applied[shard].Load(), s.model.apply)
+			})
 		})
 	}
 	receiptsReady := make(chan struct{})
 	var once sync.Once
 	s.goFollow(ctx, "receipts", func() error {
-		return s.st.Watch(ctx, store.BucketReceipts, func() { once.Do(func() { close(receiptsReady) }) }, s.receipts.apply)
+		return s.st.Watch(ctx, store.BucketReceipts, s.receipts.rev.Load(), func() { once.Do(func() { close(receiptsReady) }) }, s.receipts.apply)
 	})
 	stopTyping, err := s.typing.subscribe(s.st)
 	if err != nil {

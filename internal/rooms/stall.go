@@ -2,17 +2,19 @@ package rooms
 
 import (
 	"context"
+	"sync"
 	"time"
 )
 
 // stallCheck is how often a node looks for shard followers standing still behind their stream.
 const stallCheck = 3 * time.Second
 
-// watchStalls fills from the replicas, until ctx ends, every shard whose follower has not
-// moved for a whole stallCheck while short of the head its stream had at the start of it.
-// A follower restarts itself when its consumer's server is lost, but its consumer can also sit
-// on a replica that has stopped receiving (cut off, or still catching up), and then nothing
-// else tells this node it is behind until a client brings a token from another node.
+// watchStalls, until ctx ends, fills from the replicas every shard whose follower has not moved
+// for a whole stallCheck while short of the head its stream had at the start of it, and starts
+// that follower again on a new consumer. A follower restarts itself when its consumer's server
+// is lost, but its consumer can also sit on a replica that has stopped receiving (cut off, or
+// still catching up), and then nothing else tells this node it is behind until a client brings
+// a token from another node.
 func (s *Service) watchStalls(ctx context.Context) {
 	var w stallWatch
 	t := time.NewTicker(stallCheck)
@@ -37,14 +39,48 @@ func (s *Service) checkStalls(ctx context.Context, w *stallWatch) {
 		if now[shard] != w.applied[shard] || now[shard] >= head {
 			continue
 		}
-		s.log.Warn("shard follower stalled; reading its events from the replicas",
+		s.log.Warn("shard follower stalled; reading its events from the replicas and starting it again",
 			"shard", shard, "applied", now[shard], "head", head)
-		if err := s.fillShard(ctx, shard, head); err != nil && ctx.Err() == nil {
-			s.log.Warn("filling a stalled shard", "shard", shard, "err", err)
-		}
+		s.fillStalled(ctx, shard, head)
+		s.followers[shard].restart()
 	}
 	w.heads = s.shardHeads(ctx)
 	w.applied = s.model.Applied()
+}
+
+// fillStalled fills a stalled shard for at most one stallCheck, so one shard's slow replicas
+// do not hold up the others or keep the shard's fill token from clients for long.
+func (s *Service) fillStalled(ctx context.Context, shard int, upTo uint64) {
+	ctx, cancel := context.WithTimeout(ctx, stallCheck)
+	defer cancel()
+	if err := s.fillShard(ctx, shard, upTo); err != nil && ctx.Err() == nil {
+		s.log.Warn("filling a stalled shard", "shard", shard, "err", err)
+	}
+}
+
+// restartable is a follower whose current run can be cut short, so that its caller starts it
+// again.
+type restartable struct {
+	mu     sync.Mutex
+	cancel context.CancelFunc
+}
+
+// run runs follow until it returns or restart is called.
+func (r *restartable) run(ctx context.Context, follow func(context.Context) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	r.mu.Lock()
+	r.cancel = cancel
+	r.mu.Unlock()
+	return follow(ctx)
+}
+
+func (r *restartable) restart() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cancel != nil {
+		r.cancel()
+	}
 }
 
 // shardHeads reads every shard's head, 0 where it cannot be read now (a stream electing a

@@ -10,10 +10,11 @@ import (
 
 // Shard followers and bucket watches are plain ephemeral consumers, not nats.go's ordered
 // consumers, so that recovery stays ours. When an ordered consumer's server dies it recreates
-// itself with 10 s requests and a backoff growing to 10 s, and a server killed outright still
-// looks alive to JetStream's consumer placement for minutes, so the new consumer can land on
-// the dead server again and again. Here a start gets followStartTimeout, a follower whose
-// consumer is lost ends at once, and its caller's restart (KeepFollowing) is placed afresh.
+// itself with 10 s requests and a backoff growing to 10 s, and in the first seconds after a
+// server is killed outright JetStream's consumer placement may still pick it, so the new
+// consumer can land on the dead server and wait out those 10 s again. Here a start gets
+// followStartTimeout, a follower whose consumer is lost ends at once, and its caller's restart
+// (KeepFollowing) is placed afresh.
 
 // followStartTimeout bounds the creation of a follower's consumer.
 const followStartTimeout = 3 * time.Second
@@ -70,12 +71,12 @@ func (s *Store) follow(ctx context.Context, stream string, cfg jetstream.Consume
 	for {
 		m, err := it.Next()
 		if err != nil {
+			if errors.Is(err, jetstream.ErrNoHeartbeat) && consumerAnswers(ctx, cons) {
+				continue // the next Next pulls again
+			}
 			if ctx.Err() != nil {
 				s.dropConsumer(stream, cons)
 				return ctx.Err()
-			}
-			if errors.Is(err, jetstream.ErrNoHeartbeat) && consumerAnswers(ctx, cons) {
-				continue // the next Next pulls again
 			}
 			return translate(err) // followerIdle cleans up after the consumer
 		}

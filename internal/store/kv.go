@@ -287,8 +287,12 @@ func (s *Store) bucketHead(ctx context.Context, b Bucket) (uint64, error) {
 	return stream.CachedInfo().State.LastSeq, nil
 }
 
-// kvOperation is the header JetStream's buckets mark a delete or purge with.
-const kvOperation = "KV-Operation"
+// kvOperation is the header JetStream's buckets mark a delete or purge with; markerReason marks
+// a key the server removed itself (an expired key, in buckets that ask for such markers).
+const (
+	kvOperation  = "KV-Operation"
+	markerReason = "Nats-Marker-Reason"
+)
 
 // Change is one update of a bucket, in the order the bucket stored them.
 type Change struct {
@@ -298,15 +302,23 @@ type Change struct {
 	Deleted bool
 }
 
-// Watch calls apply with the current value of every key, calls ready once those are
-// delivered, then calls apply for every later change until ctx ends or the watch fails.
-func (s *Store) Watch(ctx context.Context, b Bucket, ready func(), apply func(Change)) error {
+// Watch calls apply with the current value of every key (afterRev 0) or with every change
+// after afterRev, calls ready once those are delivered, then calls apply for every later change
+// until ctx ends or the watch fails. A watch started again goes on from the last revision its
+// caller applied: replaying every key from a replica that is still catching up would hand the
+// caller older values than it has.
+func (s *Store) Watch(ctx context.Context, b Bucket, afterRev uint64, ready func(), apply func(Change)) error {
 	prefix := "$KV." + string(b) + "."
 	cfg := followerConfig()
-	cfg.DeliverPolicy = jetstream.DeliverLastPerSubjectPolicy
 	cfg.FilterSubject = prefix + ">"
+	cfg.DeliverPolicy = jetstream.DeliverLastPerSubjectPolicy
+	if afterRev > 0 {
+		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cfg.OptStartSeq = afterRev + 1
+	}
 	return s.follow(ctx, "KV_"+string(b), cfg, ready, func(m jetstream.Msg, meta *jetstream.MsgMetadata) {
+		h := m.Headers()
 		apply(Change{Key: strings.TrimPrefix(m.Subject(), prefix), Value: m.Data(), Rev: meta.Sequence.Stream,
-			Deleted: m.Headers().Get(kvOperation) != ""})
+			Deleted: h.Get(kvOperation) != "" || h.Get(markerReason) != ""})
 	})
 }

@@ -402,7 +402,7 @@ func TestWatch(t *testing.T) {
 	ch := make(chan item, 64)
 	done := make(chan error, 1)
 	go func() {
-		done <- st.Watch(wctx, BucketReceipts, func() { ch <- item{ready: true} }, func(c Change) { ch <- item{c: c} })
+		done <- st.Watch(wctx, BucketReceipts, 0, func() { ch <- item{ready: true} }, func(c Change) { ch <- item{c: c} })
 	}()
 	next := func() item {
 		t.Helper()
@@ -441,6 +441,22 @@ func TestWatch(t *testing.T) {
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Errorf("Watch after cancel returned %v, want context.Canceled", err)
 	}
+
+	// Started again after r3, as a restart goes on: only what came after it, then ready.
+	wctx, cancel = context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		done <- st.Watch(wctx, BucketReceipts, r3, func() { ch <- item{ready: true} }, func(c Change) { ch <- item{c: c} })
+	}()
+	if it := next(); it.ready || it.c.Key != "k1" || string(it.c.Value) != "v1b" || it.c.Rev != r4 {
+		t.Fatalf("resumed watch, first: got %+v, want k1 v1b at %d", it, r4)
+	}
+	if it := next(); it.ready || it.c.Key != "k2" || !it.c.Deleted {
+		t.Fatalf("resumed watch, second: got %+v, want k2 deleted", it)
+	}
+	if it := next(); !it.ready {
+		t.Fatalf("resumed watch after the changes: got %+v, want ready", it)
+	}
 }
 
 func TestWatchEmptyBucket(t *testing.T) {
@@ -449,7 +465,7 @@ func TestWatchEmptyBucket(t *testing.T) {
 	ch := make(chan string, 8)
 	done := make(chan error, 1)
 	go func() {
-		done <- st.Watch(ctx, BucketAliases, func() { ch <- "ready" }, func(c Change) { ch <- "change " + c.Key })
+		done <- st.Watch(ctx, BucketAliases, 0, func() { ch <- "ready" }, func(c Change) { ch <- "change " + c.Key })
 	}()
 	select {
 	case s := <-ch:
