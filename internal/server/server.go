@@ -59,7 +59,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	defer func() { stop(); roomsSvc.Wait(); wg.Wait() }()
 	data := accountdata.New(st)
 	roomsSvc.SetPushRules(push.NewCache(data).Rules)
-	syncSvc := syncer.New(ctx, roomsSvc, data)
+	syncSvc := syncer.New(ctx, roomsSvc, data, st.Fencing)
 	dataReady := make(chan struct{})
 	var once sync.Once
 	wg.Add(1)

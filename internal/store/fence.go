@@ -82,6 +82,8 @@ type fence struct {
 	lose     context.CancelFunc
 
 	fenced atomic.Bool // read by Health and the prechecks of writes and reads
+	// fencing is closed when the node fences, and replaced when it starts JetStream again.
+	fencing chan struct{}
 
 	// Only the step goroutine touches these.
 	changed time.Time // when reaching a majority last flipped
@@ -94,7 +96,7 @@ func (s *Store) startFence() error {
 		return nil
 	}
 	f := &fence{s: s, stop: make(chan struct{}), heard: map[string]heard{},
-		known: map[string]bool{s.opts.Cluster.DC: true}, changed: time.Now()}
+		known: map[string]bool{s.opts.Cluster.DC: true}, changed: time.Now(), fencing: make(chan struct{})}
 	// Until it has looked, a node counts its own DC as the majority of the only one it knows.
 	f.now = reach{majority: true, dcs: 1, known: 1}
 	f.reaching, f.lose = context.WithCancel(context.Background())
@@ -132,6 +134,20 @@ func (s *Store) current() reach {
 
 // isFenced: this node's JetStream is stopped because it was cut off.
 func (s *Store) isFenced() bool { return s.fence != nil && s.fence.fenced.Load() }
+
+// Fencing is closed when this node fences itself, cut off from the cluster's majority: from
+// then on its read model learns nothing new until the link heals, so a request waiting on it
+// (a long-polling sync) should end and let its client try another data center. Nil off a
+// cluster; a node that rejoins hands out a new one.
+func (s *Store) Fencing() <-chan struct{} {
+	f := s.fence
+	if f == nil {
+		return nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.fencing
+}
 
 // reachingMajority is cancelled when this node stops reaching a majority; nil off a cluster.
 func (s *Store) reachingMajority() context.Context {
@@ -246,6 +262,9 @@ func (f *fence) step(now time.Time) {
 			f.changed = now // wait another rejoinAfter before the next attempt
 			return
 		}
+		f.mu.Lock()
+		f.fencing = make(chan struct{})
+		f.mu.Unlock()
 		f.fenced.Store(false)
 		f.s.log.Info("the cluster's majority is reachable again: JetStream restarted")
 	}
@@ -255,8 +274,11 @@ func (f *fence) shutDown() {
 	r := f.s.current()
 	f.s.log.Warn("cut off from the cluster's majority: stopping JetStream until it is reachable again",
 		"reached_dcs", r.dcs, "known_dcs", r.known, "peers", r.peers)
-	// Fenced from now: writes and reads fail fast while JetStream stops.
+	// Fenced from now: writes and reads fail fast while JetStream stops, and waiting requests end.
 	f.fenced.Store(true)
+	f.mu.Lock()
+	close(f.fencing)
+	f.mu.Unlock()
 	if err := f.s.ns.ShutdownJetStream(); err != nil {
 		f.s.log.Error("stopping JetStream failed", "err", err)
 		return

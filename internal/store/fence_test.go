@@ -83,7 +83,13 @@ func TestFenceWhileCutOff(t *testing.T) {
 
 	stores[1].Close()
 	stores[2].Close()
+	fencing := st.Fencing()
 	waitFor(t, "n1 fences", func() bool { return st.isFenced() && !st.ns.JetStreamEnabled() })
+	select {
+	case <-fencing:
+	default:
+		t.Error("Fencing's channel is still open on a fenced node")
+	}
 	if h := st.Health(); h.Writable || !h.Fenced || h.KnownDCs != 3 {
 		t.Errorf("health while fenced = %+v", h)
 	}
@@ -96,6 +102,11 @@ func TestFenceWhileCutOff(t *testing.T) {
 		defer other.Close()
 	}
 	waitFor(t, "n1 restarts JetStream", func() bool { return !st.isFenced() && st.ns.JetStreamEnabled() })
+	select {
+	case <-st.Fencing():
+		t.Error("after the restart Fencing hands out a closed channel")
+	default:
+	}
 	if nc, err := nats.Connect(st.ns.ClientURL()); err == nil {
 		nc.Close()
 		t.Fatal("the client port let a connection in without the token after the restart")

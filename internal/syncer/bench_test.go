@@ -24,7 +24,9 @@ type benchNode struct {
 	sync  *Service
 }
 
-func startBenchNode(b *testing.B) *benchNode {
+// startBenchNode runs a single-node store, rooms and account data, and a syncer whose long
+// polls end with an error when fencing (nil: never) closes.
+func startBenchNode(b testing.TB, fencing <-chan struct{}) *benchNode {
 	b.Helper()
 	ctx := context.Background()
 	st, err := store.Open(ctx, store.Options{DataDir: b.TempDir(), NodeName: "bench", Replicas: 1,
@@ -53,7 +55,7 @@ func startBenchNode(b *testing.B) *benchNode {
 	}()
 	// Cleanups run last first: followers stop before the store closes.
 	b.Cleanup(func() { cancel(); rs.Wait(); <-dataDone })
-	n := &benchNode{rooms: rs, sync: New(runCtx, rs, data)}
+	n := &benchNode{rooms: rs, sync: New(runCtx, rs, data, func() <-chan struct{} { return fencing })}
 	if err := rs.Start(runCtx); err != nil {
 		b.Fatal(err)
 	}
@@ -62,7 +64,7 @@ func startBenchNode(b *testing.B) *benchNode {
 }
 
 // room creates a public room with benchMe and members-1 others in it, and sends msgs messages.
-func (n *benchNode) room(b *testing.B, i, members, msgs int) string {
+func (n *benchNode) room(b testing.TB, i, members, msgs int) string {
 	b.Helper()
 	ctx := context.Background()
 	roomID, err := n.rooms.CreateRoom(ctx, rooms.CreateRequest{Creator: benchMe, Preset: "public_chat"})
@@ -81,7 +83,7 @@ func (n *benchNode) room(b *testing.B, i, members, msgs int) string {
 	return roomID
 }
 
-func (n *benchNode) say(b *testing.B, roomID, sender string, j int) {
+func (n *benchNode) say(b testing.TB, roomID, sender string, j int) {
 	b.Helper()
 	_, err := n.rooms.Send(context.Background(), rooms.Proto{RoomID: roomID, Sender: sender, Type: "m.room.message",
 		Content: []byte(fmt.Sprintf(`{"msgtype":"m.text","body":"message %d"}`, j))}, rooms.SendOptions{})
@@ -111,7 +113,7 @@ func (n *benchNode) population(b *testing.B) []string {
 // a 50-member room: the read model walked for every room of the user, the one room's
 // timeline, summary and unread counts assembled, and (json) the response encoded.
 func BenchmarkIncrementalSync(b *testing.B) {
-	n := startBenchNode(b)
+	n := startBenchNode(b, nil)
 	large := n.population(b)
 	since := n.sync.current().String()
 	n.say(b, large[0], "@r18m1:bench", 1000)
@@ -141,7 +143,7 @@ func BenchmarkIncrementalSync(b *testing.B) {
 // BenchmarkEmptySync is a sync with nothing new (timeout 0): the floor every woken long poll
 // pays.
 func BenchmarkEmptySync(b *testing.B) {
-	n := startBenchNode(b)
+	n := startBenchNode(b, nil)
 	n.population(b)
 	req := Request{UserID: benchMe, DeviceID: "DEV", Since: n.sync.current().String()}
 	ctx := context.Background()
@@ -154,7 +156,7 @@ func BenchmarkEmptySync(b *testing.B) {
 
 // BenchmarkInitialSync is a client's first sync: every room in full.
 func BenchmarkInitialSync(b *testing.B) {
-	n := startBenchNode(b)
+	n := startBenchNode(b, nil)
 	n.population(b)
 	req := Request{UserID: benchMe, DeviceID: "DEV"}
 	ctx := context.Background()

@@ -40,14 +40,18 @@ type Service struct {
 	rooms *rooms.Service
 	data  *accountdata.Service
 	stop  <-chan struct{} // closed on shutdown, ending every long poll
+	// fencing is closed when this node fences itself (store.Fencing): a long poll then ends
+	// with 503, so its client moves to a data center that still hears new events.
+	fencing func() <-chan struct{}
 
 	mu      sync.Mutex
 	waiters map[string]chan struct{} // user -> closed when something for them arrives
 }
 
-// New wires the syncer to the services whose changes it reports. Long polls end when ctx does.
-func New(ctx context.Context, r *rooms.Service, d *accountdata.Service) *Service {
-	s := &Service{rooms: r, data: d, stop: ctx.Done(), waiters: map[string]chan struct{}{}}
+// New wires the syncer to the services whose changes it reports. Long polls end when ctx does,
+// and with an error when the channel fencing returns closes.
+func New(ctx context.Context, r *rooms.Service, d *accountdata.Service, fencing func() <-chan struct{}) *Service {
+	s := &Service{rooms: r, data: d, stop: ctx.Done(), fencing: fencing, waiters: map[string]chan struct{}{}}
 	r.OnChange(s.wake)
 	d.OnChange(func(user string) { s.wake([]string{user}) })
 	return s
@@ -151,6 +155,7 @@ func (s *Service) Sync(ctx context.Context, req Request) (*Response, error) {
 		}
 		since = &t
 	}
+	fencing := s.fencing()
 	deadline := time.NewTimer(min(req.Timeout, maxLongPoll))
 	defer deadline.Stop()
 	for woken := false; ; woken = true {
@@ -172,6 +177,8 @@ func (s *Service) Sync(ctx context.Context, req Request) (*Response, error) {
 			return resp, nil
 		case <-s.stop:
 			return resp, nil
+		case <-fencing:
+			return nil, store.ErrCutOff
 		}
 	}
 }
