@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -73,20 +74,36 @@ func (c *Cursor) WaitUpTo(ctx context.Context, p uint64, limit time.Duration) er
 	return err
 }
 
+// Restarts of a follower back off from followRetryMin, doubling up to followRetryMax while it
+// keeps failing at once (a node cut off from the cluster), each wait drawn from its upper half,
+// so the followers of a node whose link heals do not all ask for consumers in one instant.
+const (
+	followRetryMin = 500 * time.Millisecond
+	followRetryMax = 5 * time.Second
+	followRanWell  = 10 * time.Second // a run at least this long starts the backoff over
+)
+
 // KeepFollowing runs follow, a reader of a stream or bucket, until ctx ends, and starts it
 // again after an error (a lost connection, an election): a node's followers must outlive
 // every passing failure of the storage under them.
 func KeepFollowing(ctx context.Context, log *slog.Logger, what string, follow func() error) {
+	backoff := followRetryMin
 	for {
+		started := time.Now()
 		err := follow()
 		if ctx.Err() != nil {
 			return
 		}
-		log.Warn("follower stopped; restarting", "what", what, "err", err)
+		if time.Since(started) >= followRanWell {
+			backoff = followRetryMin
+		}
+		wait := backoff/2 + rand.N(backoff/2+1)
+		log.Warn("follower stopped; restarting", "what", what, "err", err, "in_ms", wait.Milliseconds())
 		select {
-		case <-time.After(500 * time.Millisecond):
+		case <-time.After(wait):
 		case <-ctx.Done():
 			return
 		}
+		backoff = min(2*backoff, followRetryMax)
 	}
 }
