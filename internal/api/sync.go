@@ -3,12 +3,14 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/firebreak/firebreak/internal/accounts"
 	"github.com/firebreak/firebreak/internal/filter"
 	"github.com/firebreak/firebreak/internal/push"
 	"github.com/firebreak/firebreak/internal/syncer"
@@ -34,7 +36,7 @@ func (srv *Server) sync(r *http.Request, s *session) (any, error) {
 	resp, err := srv.Sync.Sync(r.Context(), syncer.Request{
 		UserID: s.UserID, DeviceID: s.DeviceID, Since: q.Get("since"),
 		Timeout: time.Duration(timeout) * time.Millisecond, FullState: q.Get("full_state") == "true", Filter: f,
-		Ended: func() bool { return srv.tokenRevoked(r.Context(), s) != nil },
+		Ended: func() bool { return sessionEnded(srv.tokenRevoked(r.Context(), s)) },
 	})
 	if err == nil && time.Since(started) > time.Second {
 		// A long poll may outlive its token (a logout elsewhere): what arrived since must not
@@ -45,6 +47,11 @@ func (srv *Server) sync(r *http.Request, s *session) (any, error) {
 	}
 	return resp, err
 }
+
+// sessionEnded says whether a token check found the session gone. A check that failed for
+// another reason (the node cut off from the cluster cannot read the tokens) ends nothing: a
+// 401 would log the device out for good.
+func sessionEnded(err error) bool { return errors.Is(err, accounts.ErrUnknownToken) }
 
 // tokenRevoked checks again the access token a request was authenticated with.
 func (srv *Server) tokenRevoked(ctx context.Context, s *session) error {

@@ -74,36 +74,26 @@ func (c *Cursor) WaitUpTo(ctx context.Context, p uint64, limit time.Duration) er
 	return err
 }
 
-// Restarts of a follower back off from followRetryMin, doubling up to followRetryMax while it
-// keeps failing at once (a node cut off from the cluster), each wait drawn from its upper half,
-// so the followers of a node whose link heals do not all ask for consumers in one instant.
-const (
-	followRetryMin = 500 * time.Millisecond
-	followRetryMax = 5 * time.Second
-	followRanWell  = 10 * time.Second // a run at least this long starts the backoff over
-)
+// followRetry is the longest wait before a stopped follower starts again; each wait is drawn
+// from its upper three quarters, so the followers of a node whose link heals (all failing
+// together while it was cut off) do not ask for consumers in the same instant.
+const followRetry = time.Second
 
 // KeepFollowing runs follow, a reader of a stream or bucket, until ctx ends, and starts it
 // again after an error (a lost connection, an election): a node's followers must outlive
 // every passing failure of the storage under them.
 func KeepFollowing(ctx context.Context, log *slog.Logger, what string, follow func() error) {
-	backoff := followRetryMin
 	for {
-		started := time.Now()
 		err := follow()
 		if ctx.Err() != nil {
 			return
 		}
-		if time.Since(started) >= followRanWell {
-			backoff = followRetryMin
-		}
-		wait := backoff/2 + rand.N(backoff/2+1)
+		wait := followRetry/4 + rand.N(followRetry*3/4)
 		log.Warn("follower stopped; restarting", "what", what, "err", err, "in_ms", wait.Milliseconds())
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():
 			return
 		}
-		backoff = min(2*backoff, followRetryMax)
 	}
 }
