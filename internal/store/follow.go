@@ -29,10 +29,12 @@ const followerIdle = 15 * time.Second
 // errFollowerGap: the consumer skipped a delivery, so what comes next cannot be applied in order.
 var errFollowerGap = errors.New("follower: a delivery was skipped")
 
-// followerConfig is a consumer that only delivers: held in memory on one server, with no acks
-// to keep. The caller says where it starts.
-func followerConfig() jetstream.ConsumerConfig {
+// followerConfig is a consumer that only delivers, starting after position after: held in
+// memory on one server, with no acks to keep.
+func followerConfig(after uint64) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
+		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:       after + 1,
 		AckPolicy:         jetstream.AckNonePolicy,
 		Replicas:          1,
 		MemoryStorage:     true,

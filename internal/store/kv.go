@@ -309,12 +309,10 @@ type Change struct {
 // caller older values than it has.
 func (s *Store) Watch(ctx context.Context, b Bucket, afterRev uint64, ready func(), apply func(Change)) error {
 	prefix := "$KV." + string(b) + "."
-	cfg := followerConfig()
+	cfg := followerConfig(afterRev)
 	cfg.FilterSubject = prefix + ">"
-	cfg.DeliverPolicy = jetstream.DeliverLastPerSubjectPolicy
-	if afterRev > 0 {
-		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
-		cfg.OptStartSeq = afterRev + 1
+	if afterRev == 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverLastPerSubjectPolicy, 0
 	}
 	return s.follow(ctx, "KV_"+string(b), cfg, ready, func(m jetstream.Msg, meta *jetstream.MsgMetadata) {
 		h := m.Headers()

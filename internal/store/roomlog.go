@@ -244,10 +244,7 @@ func (s *Store) RoomEventAt(ctx context.Context, shard int, seq uint64) (RoomEve
 // each new one as it is stored, until ctx ends or the follower fails. It needs no state on the
 // server, so every node can follow every shard; the caller restarts it from where it stopped.
 func (s *Store) FollowShard(ctx context.Context, shard int, afterSeq uint64, apply func(RoomEvent)) error {
-	cfg := followerConfig()
-	cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
-	cfg.OptStartSeq = afterSeq + 1
-	return s.follow(ctx, shardStreamName(shard), cfg, nil, func(m jetstream.Msg, meta *jetstream.MsgMetadata) {
+	return s.follow(ctx, shardStreamName(shard), followerConfig(afterSeq), nil, func(m jetstream.Msg, meta *jetstream.MsgMetadata) {
 		apply(roomEvent(shard, meta.Sequence.Stream, m.Data(), m.Headers()))
 	})
 }
