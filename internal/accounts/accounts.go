@@ -57,11 +57,12 @@ type Session struct {
 type Service struct {
 	st         *store.Store
 	serverName string
+	tokens     *tokenCache
 }
 
 // New returns the accounts service for users of serverName.
 func New(st *store.Store, serverName string) *Service {
-	return &Service{st: st, serverName: serverName}
+	return &Service{st: st, serverName: serverName, tokens: newTokenCache()}
 }
 
 var localpartRE = regexp.MustCompile(`^[a-z0-9._=\-/+]+$`)
@@ -210,7 +211,7 @@ func (s *Service) NewSession(ctx context.Context, userID, deviceID, deviceName s
 		return Session{}, err
 	}
 	if oldHash != "" {
-		_ = s.st.Delete(ctx, store.BucketTokens, oldHash)
+		_ = s.revokeToken(ctx, oldHash)
 	}
 	return Session{UserID: userID, DeviceID: deviceID, AccessToken: token}, nil
 }
@@ -225,7 +226,11 @@ func (s *Service) Authenticate(ctx context.Context, token string) (userID, devic
 	if token == "" {
 		return "", "", ErrUnknownToken
 	}
-	b, _, err := s.st.Get(ctx, store.BucketTokens, hashToken(token))
+	hash := hashToken(token)
+	if t, ok := s.tokens.get(hash); ok {
+		return t.userID, t.deviceID, nil
+	}
+	b, _, err := s.st.Get(ctx, store.BucketTokens, hash)
 	if errors.Is(err, store.ErrNotFound) {
 		return "", "", ErrUnknownToken
 	} else if err != nil {
@@ -235,7 +240,18 @@ func (s *Service) Authenticate(ctx context.Context, token string) (userID, devic
 	if err := json.Unmarshal(b, &rec); err != nil {
 		return "", "", err
 	}
+	s.tokens.put(hash, rec.UserID, rec.DeviceID)
 	return rec.UserID, rec.DeviceID, nil
+}
+
+// revokeToken deletes a token; this node stops accepting it at once, others as soon as their
+// watch of the tokens bucket delivers the deletion.
+func (s *Service) revokeToken(ctx context.Context, hash string) error {
+	if err := s.st.Delete(ctx, store.BucketTokens, hash); err != nil {
+		return err
+	}
+	s.tokens.revoke(hash)
+	return nil
 }
 
 // hashToken is how tokens are stored: a leaked bucket does not leak usable tokens. Tokens

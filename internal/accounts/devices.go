@@ -67,7 +67,7 @@ func (s *Service) deleteDevice(ctx context.Context, userID, deviceID string) err
 	if err != nil {
 		return err
 	}
-	if err := s.st.Delete(ctx, store.BucketTokens, dev.TokenHash); err != nil {
+	if err := s.revokeToken(ctx, dev.TokenHash); err != nil {
 		return err
 	}
 	return s.st.Delete(ctx, store.BucketDevices, store.Key(userID, deviceID))

@@ -86,6 +86,11 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if err := accountsSvc.WatchSessionEnds(runCtx, syncSvc.Wake); err != nil {
 		return err
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		accountsSvc.Run(runCtx, log, syncSvc.Wake)
+	}()
 	l, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err

@@ -267,7 +267,7 @@ func (s *Store) WaitBucket(ctx context.Context, b Bucket, c *Cursor, p uint64) e
 		return err
 	}
 	hctx, cancel := context.WithTimeout(ctx, time.Second)
-	head, herr := s.bucketHead(hctx, b)
+	head, herr := s.BucketHead(hctx, b)
 	cancel()
 	if herr == nil && p > head {
 		return fmt.Errorf("%w: position %d of %s (its end is %d)", ErrBeyondEnd, p, b, head)
@@ -275,8 +275,8 @@ func (s *Store) WaitBucket(ctx context.Context, b Bucket, c *Cursor, p uint64) e
 	return c.Wait(ctx, p)
 }
 
-// bucketHead is the last position written to a bucket, as its stream's leader has it.
-func (s *Store) bucketHead(ctx context.Context, b Bucket) (uint64, error) {
+// BucketHead is the last position written to a bucket, as its stream's leader has it.
+func (s *Store) BucketHead(ctx context.Context, b Bucket) (uint64, error) {
 	// Looking the stream up fetches its info from the leader; that answer is the head.
 	stream, err := readWithRetry(ctx, s, func(ctx context.Context) (jetstream.Stream, error) {
 		return s.js.Stream(ctx, "KV_"+string(b))

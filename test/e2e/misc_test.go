@@ -196,14 +196,22 @@ func testLogout(t *testing.T, srv *server) {
 
 	// A long poll that outlives its token answers 401, at once, not when it times out.
 	polling := alice.login(t, srv)
-	since := polling.syncToken(t)
+	expectLogoutEndsLongPoll(t, polling, polling)
+}
+
+// expectLogoutEndsLongPoll starts a long poll as poller, logs its token out through
+// loggingOut (the same token, on the same node or another) and expects the poll to answer 401
+// well before its timeout.
+func expectLogoutEndsLongPoll(t *testing.T, poller, loggingOut *user) {
+	t.Helper()
+	since := poller.syncToken(t)
 	done := make(chan error, 1)
 	go func() {
-		_, err := polling.FullSyncRequest(testCtx(t), mautrix.ReqSync{Since: since, Timeout: 20000})
+		_, err := poller.FullSyncRequest(testCtx(t), mautrix.ReqSync{Since: since, Timeout: 20000})
 		done <- err
 	}()
 	time.Sleep(300 * time.Millisecond) // let the poll start waiting; a 401 at once would pass too
-	_, err = polling.Logout(testCtx(t))
+	_, err := loggingOut.Logout(testCtx(t))
 	mustOK(t, err, "logout during a long poll")
 	select {
 	case err := <-done:
