@@ -212,6 +212,7 @@ func (s *Service) NewSession(ctx context.Context, userID, deviceID, deviceName s
 	}
 	if oldHash != "" {
 		_ = s.revokeToken(ctx, oldHash)
+		s.announceSessionsEnded(userID) // long polls holding the old token end now
 	}
 	return Session{UserID: userID, DeviceID: deviceID, AccessToken: token}, nil
 }
@@ -245,13 +246,11 @@ func (s *Service) Authenticate(ctx context.Context, token string) (userID, devic
 }
 
 // revokeToken deletes a token; this node stops accepting it at once, others as soon as their
-// watch of the tokens bucket delivers the deletion.
+// watch of the tokens bucket delivers the deletion. The cache forgets it even if the deletion
+// reports an error: one that timed out may still have been stored.
 func (s *Service) revokeToken(ctx context.Context, hash string) error {
-	if err := s.st.Delete(ctx, store.BucketTokens, hash); err != nil {
-		return err
-	}
 	s.tokens.revoke(hash)
-	return nil
+	return s.st.Delete(ctx, store.BucketTokens, hash)
 }
 
 // hashToken is how tokens are stored: a leaked bucket does not leak usable tokens. Tokens

@@ -23,8 +23,15 @@ type eventSigner struct {
 	// signaturesPrefix and signaturesSuffix enclose the signature in the canonical
 	// {origin:{key id:signature}}.
 	signaturesPrefix []byte
-	// redactionKeeps holds, for each room version, the top-level keys its redaction keeps.
-	redactionKeeps map[gomatrixserverlib.RoomVersion]map[string]bool
+	versions         map[gomatrixserverlib.RoomVersion]versionRules
+}
+
+// versionRules is what the signer learns about a room version from gomatrixserverlib, once.
+type versionRules struct {
+	keeps map[string]bool // the top-level keys its redaction keeps
+	// boundsNumbers: its canonical JSON refuses numbers beyond ±(2^53-1), so any content it
+	// accepts also decodes into Go values, as its redaction code decodes it.
+	boundsNumbers bool
 }
 
 const signaturesSuffix = `"}}`
@@ -32,12 +39,12 @@ const signaturesSuffix = `"}}`
 func newEventSigner(origin string, key SigningKey) (*eventSigner, error) {
 	prefix := appendCanonicalString([]byte("{"), origin)
 	prefix = appendCanonicalString(append(prefix, ":{"...), string(key.ID))
-	keeps, err := redactionKeepsByVersion()
+	versions, err := learnVersionRules()
 	if err != nil {
 		return nil, err
 	}
 	return &eventSigner{origin: spec.ServerName(origin), key: key, signaturesPrefix: append(prefix, `:"`...),
-		redactionKeeps: keeps}, nil
+		versions: versions}, nil
 }
 
 // build does what EventBuilder.Build does, with the same event id and bytes, in a fraction of
@@ -47,8 +54,8 @@ func newEventSigner(origin string, key SigningKey) (*eventSigner, error) {
 // canonical event, its redacted form (the bytes signed and hashed for the event id) and the
 // final event are each one pass over those keys in sorted order. Which top-level keys a room
 // version's redaction keeps is learned from gomatrixserverlib's redaction code once
-// (redactionKeepsByVersion); the content goes through that code only for the few types whose
-// content redaction keeps any of. Only the event format of room versions 3 and later, the ones
+// (learnVersionRules); the content goes through that code only where it could make a
+// difference (redactedContent). Only the event format of room versions 3 and later, the ones
 // Firebreak creates, takes this path.
 //
 // The signature differs from Build's in one case, where Build's is wrong: Build signs the
@@ -60,18 +67,18 @@ func (s *eventSigner) build(eb *gomatrixserverlib.EventBuilder, version gomatrix
 	now time.Time) (gomatrixserverlib.PDU, error) {
 	prev, prevOK := eb.PrevEvents.([]string)
 	auth, authOK := eb.AuthEvents.([]string)
-	keeps, known := s.redactionKeeps[version.Version()]
+	rules, known := s.versions[version.Version()]
 	if version.EventFormat() != gomatrixserverlib.EventFormatV2 || !known || !prevOK || !authOK ||
 		prev == nil || auth == nil || len(eb.Signature) > 0 || len(eb.Unsigned) > 0 {
 		return eb.Build(now, s.origin, s.key.ID, s.key.Priv)
 	}
-	keys, err := canonicalKeys(eb, version, prev, auth, now, s.origin)
+	keys, err := canonicalKeys(eb, version, rules, prev, auth, now, s.origin)
 	if err != nil {
 		return nil, err
 	}
 	contentHash := sha256.Sum256(keys.object())
 	keys = keys.with("hashes", fmt.Appendf(nil, `{"sha256":"%s"}`, base64.RawStdEncoding.EncodeToString(contentHash[:])))
-	redacted, err := keys.redacted(version, eb.Type, keeps)
+	redacted, err := keys.redacted(version, rules, eb.Type)
 	if err != nil {
 		return nil, err
 	}
@@ -93,14 +100,23 @@ type eventKey struct {
 // eventKeys are an event's top-level keys in canonical (sorted) order.
 type eventKeys []eventKey
 
-func canonicalKeys(eb *gomatrixserverlib.EventBuilder, version gomatrixserverlib.IRoomVersion,
+// maxSafeInteger is the largest integer canonical JSON allows from room version 6 on.
+const maxSafeInteger = 1<<53 - 1
+
+func canonicalKeys(eb *gomatrixserverlib.EventBuilder, version gomatrixserverlib.IRoomVersion, rules versionRules,
 	prev, auth []string, now time.Time, origin spec.ServerName) (eventKeys, error) {
-	// The content is the client's: this checks it is JSON the room version accepts and puts
-	// it in canonical form.
-	if !json.Valid(eb.Content) {
-		return nil, errors.New("content is not valid JSON")
+	if rules.boundsNumbers && (eb.Depth > maxSafeInteger || eb.Depth < -maxSafeInteger) {
+		return nil, fmt.Errorf("depth %d is outside the range canonical JSON allows", eb.Depth)
 	}
-	content, err := gomatrixserverlib.EnforcedCanonicalJSON(eb.Content, version.Version())
+	// The content is the client's: this checks it is JSON the room version accepts and puts
+	// it in canonical form. It is first compacted with encoding/json's escaping, as Build does
+	// when it marshals the event: canonical JSON of a lone UTF-16 surrogate depends on the
+	// escape that follows it.
+	escaped, err := json.Marshal(json.RawMessage(eb.Content))
+	if err != nil {
+		return nil, err
+	}
+	content, err := gomatrixserverlib.EnforcedCanonicalJSON(escaped, version.Version())
 	if err != nil {
 		return nil, err
 	}
@@ -154,53 +170,65 @@ func (keys eventKeys) object() []byte {
 
 // redacted is the canonical redacted event: the top-level keys the room version keeps, with
 // the content its redaction rules leave for the event's type.
-func (keys eventKeys) redacted(version gomatrixserverlib.IRoomVersion, evType string, keeps map[string]bool) ([]byte, error) {
+func (keys eventKeys) redacted(version gomatrixserverlib.IRoomVersion, rules versionRules, evType string) ([]byte, error) {
 	kept := make(eventKeys, 0, len(keys))
 	var stub eventKeys // the content and type alone, for the version's content rules
 	for _, k := range keys {
 		if k.name == "content" || k.name == "type" {
 			stub = append(stub, k)
 		}
-		if keeps[k.name] {
+		if rules.keeps[k.name] {
 			kept = append(kept, k)
 		}
 	}
-	content := []byte("{}")
-	if redactionKeepsContent[evType] {
-		redactedStub, err := version.RedactEventJSON(stub.object())
-		if err != nil {
-			return nil, err
-		}
-		var stubContent struct {
-			Content json.RawMessage `json:"content"`
-		}
-		if err := json.Unmarshal(redactedStub, &stubContent); err != nil {
-			return nil, err
-		}
-		content = gomatrixserverlib.CanonicalJSONAssumeValid(stubContent.Content)
+	content, err := redactedContent(version, rules, evType, stub)
+	if err != nil {
+		return nil, err
 	}
-	i := slices.IndexFunc(kept, func(k eventKey) bool { return k.name == "content" })
-	kept[i].value = content
+	kept[slices.IndexFunc(kept, func(k eventKey) bool { return k.name == "content" })].value = content
 	return kept.object(), nil
 }
 
-// redactionKeepsContent are the event types whose content some room version's redaction
-// keeps a part of (the spec's redaction algorithm, versions 1 to 11). Every other type's
-// content redacts to {} in every version, so the common case (messages) skips the room
-// version's redaction code, which parses and re-encodes the content.
+// redactedContent is the content the room version's redaction leaves, given the event's
+// content and type keys. Every type but the seven in redactionKeepsContent redacts to {} in
+// every version, and that answer is given without the version's redaction code, which decodes
+// and re-encodes the content, where it cannot differ from the code's: the version bounds
+// numbers (so the content decodes) and the content is too short to nest past encoding/json's
+// depth limit (10,000).
+func redactedContent(version gomatrixserverlib.IRoomVersion, rules versionRules, evType string, stub eventKeys) ([]byte, error) {
+	const shortContent = 10_000
+	content := stub[0].value // keys sort: content, type
+	if !redactionKeepsContent[evType] && rules.boundsNumbers && len(content) < shortContent {
+		return []byte("{}"), nil
+	}
+	redactedStub, err := version.RedactEventJSON(stub.object())
+	if err != nil {
+		return nil, err
+	}
+	var stubContent struct {
+		Content json.RawMessage `json:"content"`
+	}
+	if err := json.Unmarshal(redactedStub, &stubContent); err != nil {
+		return nil, err
+	}
+	return gomatrixserverlib.CanonicalJSONAssumeValid(stubContent.Content), nil
+}
+
+// redactionKeepsContent are the event types whose content some room version's redaction keeps
+// a part of (the spec's redaction algorithm, versions 1 to 11).
 var redactionKeepsContent = map[string]bool{
 	"m.room.create": true, "m.room.member": true, "m.room.join_rules": true, "m.room.power_levels": true,
 	"m.room.history_visibility": true, "m.room.aliases": true, "m.room.redaction": true,
 }
 
-// redactionKeepsByVersion learns, for every room version gomatrixserverlib knows, which of
-// the top-level keys Firebreak writes its redaction keeps, by redacting an event that has
-// them all.
-func redactionKeepsByVersion() (map[gomatrixserverlib.RoomVersion]map[string]bool, error) {
+// learnVersionRules learns, for every room version gomatrixserverlib knows, which of the
+// top-level keys Firebreak writes its redaction keeps (by redacting an event that has them
+// all) and whether its canonical JSON bounds numbers.
+func learnVersionRules() (map[gomatrixserverlib.RoomVersion]versionRules, error) {
 	probe := []byte(`{"auth_events":[],"content":{},"depth":1,"hashes":{"sha256":"x"},"origin":"o",` +
 		`"origin_server_ts":1,"prev_events":[],"prev_state":[],"redacts":"$r","room_id":"!r:o",` +
 		`"sender":"@s:o","signatures":{},"state_key":"","type":"m.room.message"}`)
-	byVersion := map[gomatrixserverlib.RoomVersion]map[string]bool{}
+	byVersion := map[gomatrixserverlib.RoomVersion]versionRules{}
 	for id, version := range gomatrixserverlib.RoomVersions() {
 		redacted, err := version.RedactEventJSON(probe)
 		if err != nil {
@@ -214,7 +242,8 @@ func redactionKeepsByVersion() (map[gomatrixserverlib.RoomVersion]map[string]boo
 		for name := range kept {
 			keeps[name] = true
 		}
-		byVersion[id] = keeps
+		bounds := version.CheckCanonicalJSON([]byte(`{"n":1e400}`)) != nil
+		byVersion[id] = versionRules{keeps: keeps, boundsNumbers: bounds}
 	}
 	return byVersion, nil
 }

@@ -2,6 +2,7 @@ package rooms
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/ed25519"
 	"encoding/json"
 	"slices"
@@ -24,7 +25,7 @@ func TestBuildEventMatchesGomatrixserverlib(t *testing.T) {
 	auth := []string{"$create", "$power", "$member"}
 	cases := []struct {
 		name string
-		pe   gomatrixserverlib.ProtoEvent
+		pe   gomatrixserverlib.ProtoEvent // depth 7 if unset
 	}{
 		{"message", gomatrixserverlib.ProtoEvent{Type: "m.room.message",
 			Content: spec.RawJSON(`{"msgtype":"m.text","body":"hello"}`)}},
@@ -36,6 +37,12 @@ func TestBuildEventMatchesGomatrixserverlib(t *testing.T) {
 		{"member content not an object", gomatrixserverlib.ProtoEvent{Type: "m.room.member", StateKey: &member,
 			Content: spec.RawJSON(`"join"`)}},
 		{"float content", gomatrixserverlib.ProtoEvent{Type: "m.room.message", Content: spec.RawJSON(`{"n":1.5}`)}},
+		{"number beyond a float64", gomatrixserverlib.ProtoEvent{Type: "m.room.message", Content: spec.RawJSON(`{"n":[-1e400]}`)}},
+		{"lone surrogate before <", gomatrixserverlib.ProtoEvent{Type: "m.room.message", Content: spec.RawJSON(`{"b":"\ud800<"}`)}},
+		{"lone surrogate before &", gomatrixserverlib.ProtoEvent{Type: "m.room.message", Content: spec.RawJSON(`{"b":"\ud800&x"}`)}},
+		{"lone surrogate before U+2028", gomatrixserverlib.ProtoEvent{Type: "m.room.message", Content: spec.RawJSON("{\"b\":\"\\ud800\u2028\"}")}},
+		{"depth beyond canonical JSON's integers", gomatrixserverlib.ProtoEvent{Type: "m.room.message",
+			Content: spec.RawJSON(`{}`), Depth: 1 << 53}},
 		{"number out of range", gomatrixserverlib.ProtoEvent{Type: "m.room.message", Content: spec.RawJSON(`{"n":9007199254740993}`)}},
 		{"room name", gomatrixserverlib.ProtoEvent{Type: "m.room.name", StateKey: &empty,
 			Content: spec.RawJSON(`{"name":"Tëst <room>"}`)}},
@@ -56,7 +63,7 @@ func TestBuildEventMatchesGomatrixserverlib(t *testing.T) {
 		for _, tc := range cases {
 			t.Run(string(version.Version())+"/"+tc.name, func(t *testing.T) {
 				pe := tc.pe
-				pe.RoomID, pe.SenderID, pe.Depth = "!room:example.org", "@alice:example.org", 7
+				pe.RoomID, pe.SenderID, pe.Depth = "!room:example.org", "@alice:example.org", cmp.Or(pe.Depth, 7)
 				pe.PrevEvents, pe.AuthEvents = prev, auth
 				if pe.Type == "m.room.create" {
 					pe.PrevEvents, pe.AuthEvents, pe.Depth = []string{}, []string{}, 1
@@ -87,6 +94,8 @@ func FuzzSignerMatchesBuild(f *testing.F) {
 	f.Add(`{"room_version":"11","x":"\udc00"}`, "m.room.create", "", true, "", index("11"))
 	f.Add(`{"users":{"@a:x":1,"@a:x":2}}`, "m.room.power_levels", "", true, "", index("10"))
 	f.Add(`{"reason":"spam"}`, "m.room.redaction", "", false, "$target", index("11"))
+	f.Add(`{"n":1e400}`, "m.room.message", "", false, "", index("5"))
+	f.Add(`{"b":"\ud800<","c":"\ud800&x"}`, "m.room.message", "", false, "", index("10"))
 	signer := testSigner(f)
 	f.Fuzz(func(t *testing.T, content, evType, stateKey string, isState bool, redacts string, version uint8) {
 		pe := gomatrixserverlib.ProtoEvent{RoomID: "!room:example.org", SenderID: "@alice:example.org",

@@ -67,7 +67,7 @@ func TestLogoutReachesOtherNodes(t *testing.T) {
 		_, err := onB.Whoami(testCtx(t))
 		mustOK(t, err, "whoami on the other node")
 	}
-	expectLogoutEndsLongPoll(t, onB, alice)
+	expectLongPollEnds(t, onB, func() { logout(t, alice) })
 	// Well inside the token cache's lifetime: the revocation, not the cache's expiry, ends it.
 	deadline := time.Now().Add(3 * time.Second)
 	for {

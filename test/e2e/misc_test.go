@@ -188,21 +188,36 @@ func testDevices(t *testing.T, srv *server) {
 func testLogout(t *testing.T, srv *server) {
 	alice := registerUser(t, srv, "alice")
 	second := alice.login(t, srv)
-	_, err := second.Logout(testCtx(t))
-	mustOK(t, err, "logout")
+	logout(t, second)
 	expectTokenDead(t, second)
-	_, err = alice.Whoami(testCtx(t))
+	_, err := alice.Whoami(testCtx(t))
 	mustOK(t, err, "the other device's token after logout")
 
 	// A long poll that outlives its token answers 401, at once, not when it times out.
 	polling := alice.login(t, srv)
-	expectLogoutEndsLongPoll(t, polling, polling)
+	expectLongPollEnds(t, polling, func() { logout(t, polling) })
+
+	// Logging in again as the same device replaces the device's token: that ends it too.
+	relogging := alice.login(t, srv)
+	expectLongPollEnds(t, relogging, func() {
+		req := passwordLogin(alice.Localpart, alice.Password)
+		req.DeviceID = relogging.DeviceID
+		_, err := newClient(t, srv, "", "").Login(testCtx(t), req)
+		mustOK(t, err, "log in again as the same device")
+	})
+	expectTokenDead(t, relogging)
 }
 
-// expectLogoutEndsLongPoll starts a long poll as poller, logs its token out through
-// loggingOut (the same token, on the same node or another) and expects the poll to answer 401
-// well before its timeout.
-func expectLogoutEndsLongPoll(t *testing.T, poller, loggingOut *user) {
+func logout(t *testing.T, u *user) {
+	t.Helper()
+	_, err := u.Logout(testCtx(t))
+	mustOK(t, err, "logout")
+}
+
+// expectLongPollEnds starts a long poll as poller, calls endToken, which must end the poll's
+// token (on the same node or another), and expects the poll to answer 401 well before its
+// timeout.
+func expectLongPollEnds(t *testing.T, poller *user, endToken func()) {
 	t.Helper()
 	since := poller.syncToken(t)
 	done := make(chan error, 1)
@@ -211,13 +226,12 @@ func expectLogoutEndsLongPoll(t *testing.T, poller, loggingOut *user) {
 		done <- err
 	}()
 	time.Sleep(300 * time.Millisecond) // let the poll start waiting; a 401 at once would pass too
-	_, err := loggingOut.Logout(testCtx(t))
-	mustOK(t, err, "logout during a long poll")
+	endToken()
 	select {
 	case err := <-done:
 		expectMatrixError(t, err, http.StatusUnauthorized, "M_UNKNOWN_TOKEN")
-	case <-time.After(10 * time.Second): // half the poll's timeout: the logout must end it
-		t.Fatal("a long poll outlived the logout of its token")
+	case <-time.After(10 * time.Second): // half the poll's timeout: ending the token must end it
+		t.Fatal("a long poll outlived its token")
 	}
 }
 
