@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"reflect"
 	"unicode/utf8"
+
+	"github.com/tidwall/gjson"
 )
 
 // decodeBody reads a JSON object into v. Malformed JSON is M_NOT_JSON, JSON of the wrong
@@ -41,6 +43,21 @@ func readBody(r *http.Request) ([]byte, error) {
 
 // decodeJSON is decodeBody's parsing half, separate so it can be fuzzed.
 func decodeJSON(body []byte, v any) error {
+	if err := checkObject(body); err != nil {
+		return err
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) {
+			return badJSON("%s must be %s", typeErr.Field, jsonKind(typeErr.Type))
+		}
+		return badJSON("%v", err)
+	}
+	return nil
+}
+
+// checkObject checks that body is a JSON object that clients can parse.
+func checkObject(body []byte) error {
 	if !json.Valid(body) {
 		return errorf(http.StatusBadRequest, "M_NOT_JSON", "Content not JSON")
 	}
@@ -54,13 +71,6 @@ func decodeJSON(body []byte, v any) error {
 	}
 	if jsonDepth(body) > maxJSONDepth {
 		return badJSON("The body nests objects and arrays more than %d deep", maxJSONDepth)
-	}
-	if err := json.Unmarshal(body, v); err != nil {
-		var typeErr *json.UnmarshalTypeError
-		if errors.As(err, &typeErr) {
-			return badJSON("%s must be %s", typeErr.Field, jsonKind(typeErr.Type))
-		}
-		return badJSON("%v", err)
 	}
 	return nil
 }
@@ -122,10 +132,32 @@ func rawObject(r *http.Request) (json.RawMessage, error) {
 	if body == nil {
 		return nil, errorf(http.StatusBadRequest, "M_NOT_JSON", "The request needs a JSON object as its body")
 	}
+	if err := checkObject(body); err != nil {
+		return nil, err
+	}
+	if !repeatsKey(body) {
+		var compact bytes.Buffer
+		_ = json.Compact(&compact, body) // cannot fail: body is valid JSON
+		return compact.Bytes(), nil
+	}
+	// A repeated key is read differently by different parsers: keep only its last value, as
+	// Go's decoder (and most others) would read it.
 	var obj map[string]json.RawMessage
 	if err := decodeJSON(body, &obj); err != nil {
 		return nil, err
 	}
 	b, _ := json.Marshal(obj)
 	return b, nil
+}
+
+// repeatsKey reports whether a JSON object has the same top-level key twice.
+func repeatsKey(object []byte) bool {
+	seen := map[string]bool{}
+	repeated := false
+	gjson.ParseBytes(object).ForEach(func(key, _ gjson.Result) bool {
+		repeated = seen[key.Str]
+		seen[key.Str] = true
+		return !repeated
+	})
+	return repeated
 }

@@ -1,6 +1,8 @@
 package api
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 )
@@ -31,6 +33,37 @@ func TestDecodeJSONRefusals(t *testing.T) {
 			me, ok := toMatrixError(err)
 			if !ok || me.Code != tc.code {
 				t.Fatalf("got %v, want %s", err, tc.code)
+			}
+		})
+	}
+}
+
+// Event content and other stored objects: kept as sent, compacted, except that a key given
+// twice keeps only its last value.
+func TestRawObject(t *testing.T) {
+	cases := []struct {
+		name, body, want, code string // code "" means accepted
+	}{
+		{"plain", `{"body":"hello","msgtype":"m.text"}`, `{"body":"hello","msgtype":"m.text"}`, ""},
+		{"white space", " {\n \"b\" : [1, 2] ,\"a\":\"x y\"}\n", `{"b":[1,2],"a":"x y"}`, ""},
+		{"repeated key", `{"a":1,"b":2,"a":3}`, `{"a":3,"b":2}`, ""},
+		{"repeated key, once escaped", `{"a":1,"\u0061":2}`, `{"a":2}`, ""},
+		{"repeated key inside a value", `{"a":{"b":1,"b":2}}`, `{"a":{"b":1,"b":2}}`, ""},
+		{"not an object", `[1]`, "", "M_BAD_JSON"},
+		{"empty", ``, "", "M_NOT_JSON"},
+		{"not JSON", `{"a":`, "", "M_NOT_JSON"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := rawObject(httptest.NewRequest(http.MethodPut, "/", strings.NewReader(tc.body)))
+			if tc.code != "" {
+				if me, ok := toMatrixError(err); !ok || me.Code != tc.code {
+					t.Fatalf("got %s, %v; want %s", got, err, tc.code)
+				}
+				return
+			}
+			if err != nil || string(got) != tc.want {
+				t.Errorf("got %s, %v; want %s", got, err, tc.want)
 			}
 		})
 	}
