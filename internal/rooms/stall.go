@@ -4,17 +4,17 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/firebreak/firebreak/internal/store"
 )
 
 // stallCheck is how often a node looks for shard followers standing still behind their stream.
-const stallCheck = 3 * time.Second
+const stallCheck = store.StallCheck
 
 // watchStalls, until ctx ends, fills from the replicas every shard whose follower has not moved
-// for a whole stallCheck while short of the head its stream had at the start of it, and starts
-// that follower again on a new consumer. A follower restarts itself when its consumer's server
-// is lost, but its consumer can also sit on a replica that has stopped receiving (cut off, or
-// still catching up), and then nothing else tells this node it is behind until a client brings
-// a token from another node.
+// for a whole stallCheck while short of the head its stream had at the start of it
+// (store.Stalled), and starts that follower again on a new consumer: nothing else tells this
+// node it is behind until a client brings a token from another node.
 func (s *Service) watchStalls(ctx context.Context) {
 	var w stallWatch
 	t := time.NewTicker(stallCheck)
@@ -36,7 +36,7 @@ type stallWatch struct{ heads, applied []uint64 }
 func (s *Service) checkStalls(ctx context.Context, w *stallWatch) {
 	now := s.model.Applied()
 	for shard, head := range w.heads {
-		if now[shard] != w.applied[shard] || now[shard] >= head {
+		if !store.Stalled(w.applied[shard], head, now[shard]) {
 			continue
 		}
 		s.log.Warn("shard follower stalled; reading its events from the replicas and starting it again",

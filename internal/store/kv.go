@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -314,9 +315,35 @@ func (s *Store) Watch(ctx context.Context, b Bucket, afterRev uint64, ready func
 	if afterRev == 0 {
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverLastPerSubjectPolicy, 0
 	}
-	return s.follow(ctx, "KV_"+string(b), cfg, ready, func(m jetstream.Msg, meta *jetstream.MsgMetadata) {
+	// A watch whose consumer stands still behind the bucket ends, so its caller starts it again
+	// on a consumer placed afresh.
+	var applied atomic.Uint64
+	applied.Store(afterRev)
+	wctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		if err := watchForStall(wctx, s.stallCheck, s.quickBucketHead(b), &applied); errors.Is(err, errWatchStalled) {
+			cancel(err)
+		}
+	}()
+	err := s.follow(wctx, "KV_"+string(b), cfg, ready, func(m jetstream.Msg, meta *jetstream.MsgMetadata) {
 		h := m.Headers()
 		apply(Change{Key: strings.TrimPrefix(m.Subject(), prefix), Value: m.Data(), Rev: meta.Sequence.Stream,
 			Deleted: h.Get(kvOperation) != "" || h.Get(markerReason) != ""})
+		applied.Store(meta.Sequence.Stream)
 	})
+	if cause := context.Cause(wctx); ctx.Err() == nil && errors.Is(cause, errWatchStalled) {
+		return cause
+	}
+	return err
+}
+
+// quickBucketHead reads a bucket's head if its stream's leader answers within a second, else 0.
+func (s *Store) quickBucketHead(b Bucket) func(context.Context) uint64 {
+	return func(ctx context.Context) uint64 {
+		ctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		head, _ := s.BucketHead(ctx, b)
+		return head
+	}
 }

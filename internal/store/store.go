@@ -72,6 +72,9 @@ type Store struct {
 	lost    chan struct{}
 	closing atomic.Bool
 	fence   *fence // clustered embedded nodes only
+	// stallCheck is how often bucket watches are checked for standing still (StallCheck;
+	// shorter in tests).
+	stallCheck time.Duration
 }
 
 // Open starts the embedded JetStream server, connects to it in-process and creates (or
@@ -86,7 +89,8 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	s := &Store{opts: opts, buckets: map[Bucket]jetstream.KeyValue{}, log: opts.Logger, lost: make(chan struct{})}
+	s := &Store{opts: opts, buckets: map[Bucket]jetstream.KeyValue{}, log: opts.Logger, lost: make(chan struct{}),
+		stallCheck: StallCheck}
 	conn := []nats.Option{nats.Name(opts.NodeName), nats.MaxReconnects(-1), nats.ClosedHandler(s.connectionClosed)}
 	var err error
 	if opts.NATSURL != "" {
