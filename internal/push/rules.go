@@ -5,6 +5,7 @@ package push
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 )
 
@@ -70,12 +71,15 @@ func (c *Condition) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// Rule IDs the evaluator treats specially; the rest only appear in DefaultRules.
+// Rule IDs the evaluator or defaultsToEvaluate treat specially; the rest only appear in
+// DefaultRules.
 const (
 	ruleMaster              = ".m.rule.master"
 	ruleContainsDisplayName = ".m.rule.contains_display_name"
 	ruleRoomNotif           = ".m.rule.roomnotif"
 	ruleContainsUserName    = ".m.rule.contains_user_name"
+	ruleInviteForMe         = ".m.rule.invite_for_me"
+	ruleIsUserMention       = ".m.rule.is_user_mention"
 )
 
 // Action building blocks. Each rule gets fresh values from these helpers so a
@@ -120,16 +124,10 @@ func defaultOverride(userID string) []Rule {
 		master,
 		defaultRule(".m.rule.suppress_notices",
 			[]Condition{eventMatch("content.msgtype", "m.notice")}, actions()),
-		defaultRule(".m.rule.invite_for_me", []Condition{
-			eventMatch("type", "m.room.member"),
-			eventMatch("content.membership", "invite"),
-			eventMatch("state_key", userID),
-		}, actions(actNotify(), tweakSound("default"))),
+		inviteForMe(userID),
 		defaultRule(".m.rule.member_event",
 			[]Condition{eventMatch("type", "m.room.member")}, actions()),
-		defaultRule(".m.rule.is_user_mention", []Condition{{
-			Kind: "event_property_contains", Key: `content.m\.mentions.user_ids`, Value: userID,
-		}}, actions(actNotify(), tweakSound("default"), tweakHighlight())),
+		isUserMention(userID),
 		defaultRule(ruleContainsDisplayName,
 			[]Condition{{Kind: "contains_display_name"}},
 			actions(actNotify(), tweakSound("default"), tweakHighlight())),
@@ -156,6 +154,44 @@ func defaultOverride(userID string) []Rule {
 			Kind: "event_property_is", Key: `content.m\.relates_to.rel_type`, Value: "m.replace",
 		}}, actions()),
 	}
+}
+
+// inviteForMe and isUserMention are the override defaults that name the user.
+func inviteForMe(userID string) Rule {
+	return defaultRule(ruleInviteForMe, []Condition{
+		eventMatch("type", "m.room.member"),
+		eventMatch("content.membership", "invite"),
+		eventMatch("state_key", userID),
+	}, actions(actNotify(), tweakSound("default")))
+}
+
+func isUserMention(userID string) Rule {
+	return defaultRule(ruleIsUserMention, []Condition{{
+		Kind: "event_property_contains", Key: `content.m\.mentions.user_ids`, Value: userID,
+	}}, actions(actNotify(), tweakSound("default"), tweakHighlight()))
+}
+
+// sharedDefaults are the default rules with the ones that name the user left for
+// defaultsToEvaluate to fill in; nothing may modify them.
+var sharedDefaults = DefaultRules("")
+
+// defaultsToEvaluate is DefaultRules(userID) built from sharedDefaults: only the rules that
+// name the user are new. Evaluating a user's rules for every event that reaches them would
+// otherwise build every default rule again each time. The result shares the other rules, so it
+// is for evaluation only and must not be modified.
+func defaultsToEvaluate(userID string) Ruleset {
+	rs := sharedDefaults
+	rs.Override = slices.Clone(rs.Override)
+	for i, r := range rs.Override {
+		switch r.RuleID {
+		case ruleInviteForMe:
+			rs.Override[i] = inviteForMe(userID)
+		case ruleIsUserMention:
+			rs.Override[i] = isUserMention(userID)
+		}
+	}
+	rs.Content = defaultContent(localpart(userID))
+	return rs
 }
 
 // defaultContent holds the single content default: the user's localpart.

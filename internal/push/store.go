@@ -124,7 +124,7 @@ func NewCache(src Source) *Cache {
 func (c *Cache) Rules(userID string) Ruleset {
 	content, err := c.src.Get(userID, "", AccountDataType)
 	if err != nil {
-		return DefaultRules(userID)
+		return defaultsToEvaluate(userID)
 	}
 	c.mu.Lock()
 	p, ok := c.parsed[userID]
