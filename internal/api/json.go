@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"reflect"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/tidwall/gjson"
@@ -150,12 +151,14 @@ func rawObject(r *http.Request) (json.RawMessage, error) {
 	return b, nil
 }
 
-// repeatsKey reports whether a JSON object has the same top-level key twice.
+// repeatsKey reports whether a JSON object may have the same top-level key twice. A key
+// written with escapes counts as repeated: gjson and encoding/json unescape a lone UTF-16
+// surrogate differently, so only the decoder that reads the content later can tell.
 func repeatsKey(object []byte) bool {
 	seen := map[string]bool{}
 	repeated := false
 	gjson.ParseBytes(object).ForEach(func(key, _ gjson.Result) bool {
-		repeated = seen[key.Str]
+		repeated = seen[key.Str] || strings.Contains(key.Raw, `\`)
 		seen[key.Str] = true
 		return !repeated
 	})

@@ -307,7 +307,9 @@ type Change struct {
 // after afterRev, calls ready once those are delivered, then calls apply for every later change
 // until ctx ends or the watch fails. A watch started again goes on from the last revision its
 // caller applied: replaying every key from a replica that is still catching up would hand the
-// caller older values than it has.
+// caller older values than it has. A watch that stands still behind its bucket for a whole
+// StallCheck ends (errWatchStalled), so it is not for buckets whose values expire: their head
+// can sit past their last value.
 func (s *Store) Watch(ctx context.Context, b Bucket, afterRev uint64, ready func(), apply func(Change)) error {
 	prefix := "$KV." + string(b) + "."
 	cfg := followerConfig(afterRev)
@@ -332,7 +334,7 @@ func (s *Store) Watch(ctx context.Context, b Bucket, afterRev uint64, ready func
 			Deleted: h.Get(kvOperation) != "" || h.Get(markerReason) != ""})
 		applied.Store(meta.Sequence.Stream)
 	})
-	if cause := context.Cause(wctx); ctx.Err() == nil && errors.Is(cause, errWatchStalled) {
+	if cause := context.Cause(wctx); ctx.Err() == nil && errors.Is(err, context.Canceled) && errors.Is(cause, errWatchStalled) {
 		return cause
 	}
 	return err
