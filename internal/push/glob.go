@@ -3,6 +3,7 @@ package push
 import (
 	"strings"
 	"unicode"
+	"unicode/utf8"
 )
 
 // Globs are matched by a small hand-written matcher rather than by compiling
@@ -74,6 +75,25 @@ func newText(s string) text {
 // matchGlob reports whether value matches the glob, either as a whole or,
 // with words set, as some substring that starts and ends at word boundaries.
 func matchGlob(pattern, value string, words bool) bool {
+	// Most conditions compare a plain ASCII pattern (an event type, a msgtype) with an ASCII
+	// value as a whole: that is ASCII case-insensitive equality, without building runes.
+	if !words && plainASCII(pattern) && plainASCII(value) && !strings.ContainsAny(pattern, "*?") {
+		return strings.EqualFold(pattern, value)
+	}
+	return matchGlobRunes(pattern, value, words)
+}
+
+func plainASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+// matchGlobRunes is matchGlob for any pattern and value.
+func matchGlobRunes(pattern, value string, words bool) bool {
 	g, t := parseGlob(pattern), newText(value)
 	if words {
 		return g.matchWords(t)

@@ -411,6 +411,19 @@ func TestGlob(t *testing.T) {
 	}
 }
 
+// The ASCII shortcut agrees with the rune matcher, case and all.
+func TestGlobASCIIShortcut(t *testing.T) {
+	values := []string{"", "m.room.message", "M.Room.Message", "m.room.messages", "m.room.messag",
+		"m.notice", "m.text", "@room", "a", "A", "s", "k", "[", "{", "`", "@", "\x7f", "ſ", "K", "\u212a"}
+	for _, pattern := range values {
+		for _, value := range values {
+			if got, want := matchGlob(pattern, value, false), matchGlobRunes(pattern, value, false); got != want {
+				t.Errorf("matchGlob(%q, %q) = %v, the rune matcher says %v", pattern, value, got, want)
+			}
+		}
+	}
+}
+
 // TestGlobHostilePattern guards against patterns that make naive or
 // regexp-based matching take seconds on a maximum-size body.
 func TestGlobHostilePattern(t *testing.T) {
