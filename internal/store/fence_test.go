@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"sync"
 	"testing"
@@ -12,12 +13,15 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// clusterOptions are n nodes, one per data center, routed to each other.
+// clusterOptions are n nodes, one per data center, routed to each other. Their cluster ports
+// are picked free on a loopback address of the test's own (127.x.y.z): a port is free only
+// until it is taken, and tests of other packages running at once pick theirs on 127.0.0.1.
 func clusterOptions(t *testing.T, n int) []Options {
 	t.Helper()
+	ip := fmt.Sprintf("127.%d.%d.%d", 100+rand.IntN(100), rand.IntN(256), 1+rand.IntN(254))
 	addrs := make([]string, n)
 	for i := range addrs {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -33,9 +37,12 @@ func clusterOptions(t *testing.T, n int) []Options {
 	return opts
 }
 
-// openAll opens the nodes at once (each waits for the others to place streams).
+// openAll opens the nodes at once (each waits for the others to place streams). A node that
+// cannot open fails the test within a minute rather than leaving the others waiting for it.
 func openAll(t *testing.T, opts []Options) []*Store {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
 	stores := make([]*Store, len(opts))
 	errs := make([]error, len(opts))
 	var wg sync.WaitGroup
@@ -43,12 +50,17 @@ func openAll(t *testing.T, opts []Options) []*Store {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			stores[i], errs[i] = Open(context.Background(), opts[i])
+			stores[i], errs[i] = Open(ctx, opts[i])
 		}()
 	}
 	wg.Wait()
 	for i, err := range errs {
 		if err != nil {
+			for _, st := range stores {
+				if st != nil {
+					st.Close()
+				}
+			}
 			t.Fatalf("open %s: %v", opts[i].NodeName, err)
 		}
 	}
