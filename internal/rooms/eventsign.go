@@ -172,35 +172,33 @@ func (keys eventKeys) object() []byte {
 // the content its redaction rules leave for the event's type.
 func (keys eventKeys) redacted(version gomatrixserverlib.IRoomVersion, rules versionRules, evType string) ([]byte, error) {
 	kept := make(eventKeys, 0, len(keys))
-	var stub eventKeys // the content and type alone, for the version's content rules
 	for _, k := range keys {
-		if k.name == "content" || k.name == "type" {
-			stub = append(stub, k)
-		}
 		if rules.keeps[k.name] {
 			kept = append(kept, k)
 		}
 	}
-	content, err := redactedContent(version, rules, evType, stub)
+	i := slices.IndexFunc(kept, func(k eventKey) bool { return k.name == "content" })
+	typ := keys[len(keys)-1].value // "type" sorts after every other key
+	content, err := redactedContent(version, rules, evType, kept[i].value, typ)
 	if err != nil {
 		return nil, err
 	}
-	kept[slices.IndexFunc(kept, func(k eventKey) bool { return k.name == "content" })].value = content
+	kept[i].value = content
 	return kept.object(), nil
 }
 
 // redactedContent is the content the room version's redaction leaves, given the event's
-// content and type keys. Every type but the seven in redactionKeepsContent redacts to {} in
-// every version, and that answer is given without the version's redaction code, which decodes
-// and re-encodes the content, where it cannot differ from the code's: the version bounds
-// numbers (so the content decodes) and the content is too short to nest past encoding/json's
-// depth limit (10,000).
-func redactedContent(version gomatrixserverlib.IRoomVersion, rules versionRules, evType string, stub eventKeys) ([]byte, error) {
+// canonical content and type. Every type but the seven in redactionKeepsContent redacts to {}
+// in every version, and that answer is given without the version's redaction code, which
+// decodes and re-encodes the content, where it cannot differ from the code's: the version
+// bounds numbers (so the content decodes) and the content is too short to nest past
+// encoding/json's depth limit (10,000).
+func redactedContent(version gomatrixserverlib.IRoomVersion, rules versionRules, evType string, content, typ []byte) ([]byte, error) {
 	const shortContent = 10_000
-	content := stub[0].value // keys sort: content, type
 	if !redactionKeepsContent[evType] && rules.boundsNumbers && len(content) < shortContent {
 		return []byte("{}"), nil
 	}
+	stub := eventKeys{{"content", content}, {"type", typ}}
 	redactedStub, err := version.RedactEventJSON(stub.object())
 	if err != nil {
 		return nil, err
