@@ -79,7 +79,8 @@ func BenchmarkBuildEvent(b *testing.B) {
 }
 
 // BenchmarkAuthCheck checks a built message against the room version's auth rules with the
-// auth events taken from the room's current state, the check every send makes.
+// auth events taken from the room's current state: "rules" runs them, as for a sender's first
+// message on a state, "remembered" is every later one (authVerdicts).
 func BenchmarkAuthCheck(b *testing.B) {
 	s := startBenchService(b)
 	roomID := benchRoom(b, s, 10)
@@ -90,14 +91,24 @@ func BenchmarkAuthCheck(b *testing.B) {
 		b.Fatal(err)
 	}
 	pe := &gomatrixserverlib.ProtoEvent{SenderID: p.Sender, RoomID: p.RoomID, Type: p.Type, Content: spec.RawJSON(p.Content)}
-	for b.Loop() {
-		auth, err := authEventsFor(pe, s.model)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := gomatrixserverlib.Allowed(pdu, &auth, userIDForSender); err != nil {
-			b.Fatal(err)
-		}
+	checks := map[string]func(gomatrixserverlib.AuthEvents) error{
+		"rules": func(auth gomatrixserverlib.AuthEvents) error {
+			return gomatrixserverlib.Allowed(pdu, &auth, userIDForSender)
+		},
+		"remembered": func(auth gomatrixserverlib.AuthEvents) error { return s.verdicts.check(pdu, &auth) },
+	}
+	for name, check := range checks {
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				auth, err := authEventsFor(pe, s.model)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := check(auth); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 

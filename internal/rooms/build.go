@@ -65,7 +65,7 @@ func (s *Service) build(p Proto, info RoomInfo, state stateSource) (gomatrixserv
 	} else if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
-	if err := gomatrixserverlib.Allowed(pdu, &authEvents, userIDForSender); err != nil {
+	if err := s.verdicts.check(pdu, &authEvents); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrForbidden, err)
 	}
 	return pdu, nil

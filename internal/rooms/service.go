@@ -21,6 +21,7 @@ type Service struct {
 	st             *store.Store
 	serverName     string
 	signer         *eventSigner
+	verdicts       *authVerdicts
 	defaultVersion gomatrixserverlib.RoomVersion
 	log            *slog.Logger
 
@@ -55,7 +56,7 @@ func New(ctx context.Context, st *store.Store, serverName, defaultVersion string
 	}
 	model := newModel(st.Shards(), log)
 	return &Service{
-		st: st, serverName: serverName, signer: signer, defaultVersion: gomatrixserverlib.RoomVersion(defaultVersion),
+		st: st, serverName: serverName, signer: signer, verdicts: newAuthVerdicts(), defaultVersion: gomatrixserverlib.RoomVersion(defaultVersion),
 		log: log, model: model, receipts: newReceiptModel(), typing: newTypingModel(), sending: newRoomLocks(), filling: fillTokens(st.Shards()),
 		followers: make([]restartable, st.Shards()),
 		unread:    map[unreadKey]unreadState{}, pushDecoded: newPushDecoded(), pushRules: push.DefaultRules,
