@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/nats-io/nats.go"
 )
 
 // ClusterOptions place a node in the deployment's one JetStream cluster. Every node carries the
@@ -30,9 +32,11 @@ func renderConfig(opts Options) string {
 	if c := opts.Cluster; c != nil {
 		b.WriteString("  unique_tag: \"dc:\"\n}\n")
 		// The NATS server only starts routing once its client port listens, so in a cluster
-		// the client port opens on loopback, on a random port, behind a random token that only
-		// this process knows.
-		fmt.Fprintf(&b, "host: \"127.0.0.1\"\nport: -1\nauthorization { token: %q }\n", opts.clientToken)
+		// the client port opens on loopback, on a random port, behind random passwords that
+		// only this process knows.
+		fmt.Fprintf(&b, "host: \"127.0.0.1\"\nport: -1\n")
+		fmt.Fprintf(&b, "authorization { users: [{user: %q, password: %q}] }\n", clientUser, opts.clientPassword)
+		fmt.Fprintf(&b, "accounts { $SYS { users: [{user: %q, password: %q}] } }\n", systemUser, opts.systemPassword)
 		fmt.Fprintf(&b, "server_tags: [%q]\n", "dc:"+c.DC)
 		routes := make([]string, len(c.Routes))
 		for i, r := range c.Routes {
@@ -119,6 +123,15 @@ func (s *Store) checkFenced() error {
 	}
 	return nil
 }
+
+// The users of the embedded server's client port (renderConfig).
+const (
+	clientUser = "firebreak"
+	systemUser = "firebreak-system"
+)
+
+func (o Options) clientUser() nats.Option { return nats.UserInfo(clientUser, o.clientPassword) }
+func (o Options) systemUser() nats.Option { return nats.UserInfo(systemUser, o.systemPassword) }
 
 func randomToken() string {
 	b := make([]byte, 24)

@@ -40,6 +40,8 @@ const (
 	// JetStream, so a link that flaps while healing does not restart it over and over.
 	rejoinAfter = time.Second
 	fenceTick   = 100 * time.Millisecond
+	// metaStepDownWait bounds each step of a cut-off meta leader's stepdown.
+	metaStepDownWait = 500 * time.Millisecond
 
 	heartbeatSubject = "fb.cluster.alive"
 )
@@ -82,6 +84,8 @@ type fence struct {
 	lose     context.CancelFunc
 
 	fenced atomic.Bool // read by Health and the prechecks of writes and reads
+	// handedOverMeta: the last fence began on the meta leader, which stepped down before stopping.
+	handedOverMeta atomic.Bool
 	// fencing is closed when the node fences, and replaced when it starts JetStream again.
 	fencing chan struct{}
 
@@ -279,11 +283,42 @@ func (f *fence) shutDown() {
 	f.mu.Lock()
 	close(f.fencing)
 	f.mu.Unlock()
+	f.handedOverMeta.Store(f.s.ns.JetStreamIsLeader() && f.s.stepDownMetaLeader())
 	if err := f.s.ns.ShutdownJetStream(); err != nil {
 		f.s.log.Error("stopping JetStream failed", "err", err)
 		return
 	}
-	f.s.log.Info("JetStream stopped while cut off", "cut_off_ms", time.Since(f.changed).Milliseconds())
+	f.s.log.Info("JetStream stopped while cut off", "cut_off_ms", time.Since(f.changed).Milliseconds(),
+		"handed_over_meta_leadership", f.handedOverMeta.Load())
+}
+
+// stepDownMetaLeader gives up this node's meta leadership, and reports whether it has.
+//
+// nats-server's JetStream shutdown on a meta leader first waits 2 s for its leadership to pass
+// to another node, which a cut-off node cannot do, and this node's stream replicas keep their
+// Raft election timers running meanwhile. A drill caught one that started an election in that
+// wait, 3.3 s after the cut: the term it raised stayed on disk, and when the link healed it made
+// the majority's healthy leader of that stream step down, a pause of one election. Stepping
+// down through the JetStream API (system account only) returns at once, so the shutdown that
+// follows does not wait.
+func (s *Store) stepDownMetaLeader() bool {
+	nc, err := nats.Connect("", nats.InProcessServer(s.ns), s.opts.systemUser(), nats.Name(s.opts.NodeName+"-fence"))
+	if err != nil {
+		s.log.Warn("meta leader stepdown: no system connection", "err", err)
+		return false
+	}
+	defer nc.Close()
+	if _, err := nc.Request("$JS.API.META.LEADER.STEPDOWN", nil, metaStepDownWait); err != nil {
+		s.log.Warn("meta leader stepdown failed", "err", err)
+		return false
+	}
+	// The server marks itself a follower when its meta group reports the change, just after.
+	for deadline := time.Now().Add(metaStepDownWait); s.ns.JetStreamIsLeader(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+	return true
 }
 
 // restartJetStream starts a stopped JetStream again from its files, through the NATS server's

@@ -34,7 +34,10 @@ type Options struct {
 	DedupWindow time.Duration
 	Logger      *slog.Logger
 
-	clientToken string // guards the loopback client port a clustered node must open
+	// The loopback client port a clustered node must open takes two users, each with a password
+	// only this process knows: the store's own connection, and the system account's, which
+	// only the fence uses (fence.go).
+	clientPassword, systemPassword string
 }
 
 var (
@@ -97,9 +100,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		s.nc, err = nats.Connect(opts.NATSURL, conn...)
 	} else {
 		// On s.opts: a JetStream restart (fence.go) renders the same configuration again.
-		s.opts.clientToken = randomToken()
+		s.opts.clientPassword, s.opts.systemPassword = randomToken(), randomToken()
 		if s.ns, err = startEmbedded(s.opts); err == nil {
-			s.nc, err = nats.Connect("", append(conn, nats.InProcessServer(s.ns), nats.Token(s.opts.clientToken))...)
+			s.nc, err = nats.Connect("", append(conn, nats.InProcessServer(s.ns), s.opts.clientUser())...)
 		}
 	}
 	if err == nil {
