@@ -27,10 +27,15 @@ type authVerdicts struct {
 // (the create event's m.federate) and that their power level reaches the type's. State events
 // and the types with rules of their own (create, member, power levels, aliases, redaction) are
 // never remembered, as their verdicts depend on more: the state key, the content, the target.
-// The events are named by id, and an id names one content.
+//
+// The auth events are held as the parsed events themselves, not by id: a redaction replaces an
+// event in the room's state by its redacted form under the same id (Model.redactLocked), and a
+// redacted power levels event can rule differently (before room version 11 it loses "invite",
+// which a non-state m.room.third_party_invite is judged by). Parsed events never change, and
+// the key keeps the ones it names alive, so the same pointer is always the same content.
 type verdictKey struct {
 	room, evType, sender        string
-	create, powerLevels, member string
+	create, powerLevels, member gomatrixserverlib.PDU
 }
 
 func newAuthVerdicts() *authVerdicts {
@@ -77,10 +82,8 @@ func verdictKeyFor(event gomatrixserverlib.PDU, auth *gomatrixserverlib.AuthEven
 	create, _ := auth.Create()
 	powerLevels, _ := auth.PowerLevels()
 	member, _ := auth.Member(event.SenderID())
-	return verdictKey{
-		room: event.RoomID().String(), evType: event.Type(), sender: string(event.SenderID()),
-		create: idOf(create), powerLevels: idOf(powerLevels), member: idOf(member),
-	}, true
+	return verdictKey{room: event.RoomID().String(), evType: event.Type(), sender: string(event.SenderID()),
+		create: create, powerLevels: powerLevels, member: member}, true
 }
 
 // hasOwnAuthRules reports the event types gomatrixserverlib's auth rules treat apart from the
@@ -91,11 +94,4 @@ func hasOwnAuthRules(evType string) bool {
 		return true
 	}
 	return false
-}
-
-func idOf(pdu gomatrixserverlib.PDU) string {
-	if pdu == nil {
-		return ""
-	}
-	return pdu.EventID()
 }

@@ -22,10 +22,20 @@ func TestAuthVerdictsFollowState(t *testing.T) {
 			return err
 		}
 	}
-	send := func(p Proto) func(t *testing.T) error {
-		return func(t *testing.T) error { _, err := s.Send(t.Context(), p, SendOptions{}); return err }
+	var firstMessage, powerLevels string
+	sendKeeping := func(id *string, p Proto) func(t *testing.T) error {
+		return func(t *testing.T) (err error) { *id, err = s.Send(t.Context(), p, SendOptions{}); return err }
 	}
-	var firstMessage string
+	send := func(p Proto) func(t *testing.T) error { return sendKeeping(new(string), p) }
+	redact := func(id *string) func(t *testing.T) error {
+		return func(t *testing.T) error {
+			return send(Proto{RoomID: roomID, Sender: alice, Type: "m.room.redaction", Redacts: *id,
+				Content: json.RawMessage(`{}`)})(t)
+		}
+	}
+	// Not a state event, so the common checks judge it, by the power levels' "invite" level,
+	// which a redaction of the power levels drops (room version 10).
+	thirdPartyInvite := Proto{RoomID: roomID, Sender: bob, Type: "m.room.third_party_invite", Content: json.RawMessage(`{}`)}
 	steps := []struct {
 		name           string
 		do             func(t *testing.T) error
@@ -47,11 +57,13 @@ func TestAuthVerdictsFollowState(t *testing.T) {
 		{"bob joins again", membership(bob, "join"), nil, 3},
 		{"bob's message after joining again", send(message(roomID, bob, "six")), nil, 4},
 		{"a state event is never remembered", send(state(alice, "m.room.topic", `{"topic":"t"}`)), nil, 4},
-		{"a redaction is never remembered", func(t *testing.T) error {
-			_, err := s.Send(t.Context(), Proto{RoomID: roomID, Sender: alice, Type: "m.room.redaction",
-				Redacts: firstMessage, Content: json.RawMessage(`{}`)}, SendOptions{})
-			return err
-		}, nil, 4},
+		{"a redaction is never remembered", redact(&firstMessage), nil, 4},
+		{"alice lets bob send only third-party invites", sendKeeping(&powerLevels, state(alice, "m.room.power_levels",
+			`{"users":{"@alice:test":100,"@bob:test":-1},"invite":-5}`)), nil, 4},
+		{"bob's message below events_default", send(message(roomID, bob, "seven")), ErrForbidden, 4},
+		{"bob's third-party invite", send(thirdPartyInvite), nil, 5},
+		{"alice redacts those power levels, which drops invite", redact(&powerLevels), nil, 5},
+		{"bob's third-party invite after the redaction", send(thirdPartyInvite), ErrForbidden, 5},
 	}
 	firstMessage = sendText(t, s, roomID, alice, "to be redacted")
 	s.verdicts = newAuthVerdicts() // alice's message above is not part of the count
