@@ -36,7 +36,9 @@ func renderConfig(opts Options) string {
 		// only this process knows.
 		fmt.Fprintf(&b, "host: \"127.0.0.1\"\nport: -1\n")
 		fmt.Fprintf(&b, "authorization { users: [{user: %q, password: %q}] }\n", clientUser, opts.clientPassword)
-		fmt.Fprintf(&b, "accounts { $SYS { users: [{user: %q, password: %q}] } }\n", systemUser, opts.systemPassword)
+		// The system user may do only what the fence needs of it (stepDownMetaLeader).
+		fmt.Fprintf(&b, "accounts { $SYS { users: [{user: %q, password: %q, permissions: {publish: [%q], subscribe: [%q]}}] } }\n",
+			systemUser, opts.systemPassword, metaStepDownSubject, "_INBOX.>")
 		fmt.Fprintf(&b, "server_tags: [%q]\n", "dc:"+c.DC)
 		routes := make([]string, len(c.Routes))
 		for i, r := range c.Routes {
@@ -128,6 +130,8 @@ func (s *Store) checkFenced() error {
 const (
 	clientUser = "firebreak"
 	systemUser = "firebreak-system"
+
+	metaStepDownSubject = "$JS.API.META.LEADER.STEPDOWN"
 )
 
 func (o Options) clientUser() nats.Option { return nats.UserInfo(clientUser, o.clientPassword) }

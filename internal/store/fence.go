@@ -31,17 +31,19 @@ const (
 	heartbeatEvery = 250 * time.Millisecond
 	// heardWithin: four heartbeats missed in a row and the node counts as out of reach.
 	heardWithin = time.Second
-	// fenceAfter is how long a node must be cut off before it fences. Stopping JetStream takes
-	// up to 2 s more on the meta leader (nats-server waits for a leadership transfer that a
-	// cut-off node cannot make), and all of it must end before nats-server's shortest election
-	// timeout (4 s from the last word of the leader); one route reconnecting takes far less.
+	// fenceAfter is how long a node must be cut off before it fences. All of it, and stopping
+	// JetStream, must end before nats-server's shortest election timeout (4 s from the last
+	// word of the leader, which may have come up to 1 s before the cut); one route
+	// reconnecting takes far less. A meta leader steps down first (stepDownMetaLeader), which
+	// takes milliseconds; should that fail, nats-server's own 2 s wait for a transfer follows.
 	fenceAfter = 500 * time.Millisecond
 	// rejoinAfter is how long a fenced node must reach a majority again before it restarts
 	// JetStream, so a link that flaps while healing does not restart it over and over.
 	rejoinAfter = time.Second
 	fenceTick   = 100 * time.Millisecond
-	// metaStepDownWait bounds each step of a cut-off meta leader's stepdown.
-	metaStepDownWait = 500 * time.Millisecond
+	// metaStepDownWait bounds each step of a cut-off meta leader's stepdown; on this node's
+	// own server each takes milliseconds.
+	metaStepDownWait = 250 * time.Millisecond
 
 	heartbeatSubject = "fb.cluster.alive"
 )
@@ -308,8 +310,20 @@ func (s *Store) stepDownMetaLeader() bool {
 		return false
 	}
 	defer nc.Close()
-	if _, err := nc.Request("$JS.API.META.LEADER.STEPDOWN", nil, metaStepDownWait); err != nil {
-		s.log.Warn("meta leader stepdown failed", "err", err)
+	// The request goes to whichever server leads the meta group. Should this node lose the
+	// leadership between the caller's check and here, and still reach the new leader (a link
+	// cut one way only), that leader steps down instead: one more meta election, which pauses
+	// no stream.
+	reply, err := nc.Request(metaStepDownSubject, nil, metaStepDownWait)
+	var resp struct {
+		Success bool            `json:"success"`
+		Error   json.RawMessage `json:"error"`
+	}
+	if err == nil {
+		err = json.Unmarshal(reply.Data, &resp)
+	}
+	if err != nil || !resp.Success {
+		s.log.Warn("meta leader stepdown failed", "err", err, "reply_error", string(resp.Error))
 		return false
 	}
 	// The server marks itself a follower when its meta group reports the change, just after.

@@ -96,6 +96,14 @@ func TestFenceWhileCutOff(t *testing.T) {
 	st := stores[lead]
 	defer st.Close()
 	ctx := context.Background()
+	sys, err := nats.Connect("", nats.InProcessServer(st.ns), st.opts.systemUser())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sys.Request("$SYS.REQ.SERVER.PING.VARZ", nil, time.Second); err == nil {
+		t.Error("the system user may ask the servers for more than a meta leader stepdown")
+	}
+	sys.Close()
 	if _, err := st.CreateOrGet(ctx, BucketServer, "before", []byte("kept")); err != nil {
 		t.Fatal(err)
 	}
