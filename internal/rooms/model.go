@@ -42,7 +42,10 @@ type room struct {
 	events  []*Event // in stream order, which is the room's one linear history
 	byID    map[string]*Event
 	state   map[stateKey]*Event
-	txns    map[string]string // sender, device, txn id -> event id
+	// stateChanged is the sequence of the newest event in state: every incremental sync asks
+	// for the state changed since its token, and mostly nothing has.
+	stateChanged uint64
+	txns         map[string]string // sender, device, txn id -> event id
 	// visibility and memberships are every history_visibility change and each user's every
 	// membership change in stream order: what history visibility is decided from. The last
 	// of a user's changes is their current membership, read once from their member event:
@@ -141,7 +144,7 @@ func (m *Model) applyLocked(se store.RoomEvent, pdu gomatrixserverlib.PDU, r *ro
 		if prev := r.state[key]; prev != nil {
 			ev.PrevContent, ev.PrevSender = prev.PDU.Content(), prev.Sender
 		}
-		r.state[key] = ev
+		r.state[key], r.stateChanged = ev, ev.Seq
 		if key == (stateKey{"m.room.history_visibility", ""}) {
 			r.visibility = append(r.visibility, change{ev.Seq, historyVisibility(pdu.Content())})
 		}
@@ -423,7 +426,7 @@ func (m *Model) StateSince(roomID string, seq uint64) []Event {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	r := m.rooms[roomID]
-	if r == nil {
+	if r == nil || r.stateChanged <= seq {
 		return nil
 	}
 	var out []Event

@@ -905,3 +905,45 @@ func TestModelUnreadableCreateMakesNoRoom(t *testing.T) {
 		t.Errorf("a member event in a room without a create event gave membership %q", got)
 	}
 }
+
+// TestStateSince: the state changed after a position, which every incremental sync asks for
+// (and which answers at once when nothing has changed since).
+func TestStateSince(t *testing.T) {
+	s := newService(t)
+	roomID := createRoom(t, s, CreateRequest{Preset: "public_chat"})
+	head := func() uint64 { info, _ := s.Model().Info(roomID); return info.HeadSeq }
+	created := head()
+	sendText(t, s, roomID, alice, "not state")
+	emptyKey := ""
+	if _, err := s.Send(t.Context(), Proto{RoomID: roomID, Sender: alice, Type: "m.room.topic", StateKey: &emptyKey,
+		Content: json.RawMessage(`{"topic":"new"}`)}, SendOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	topicAt := head()
+	sendText(t, s, roomID, alice, "not state either")
+	types := func(evs []Event) []string {
+		var out []string
+		for _, ev := range evs {
+			out = append(out, ev.PDU.Type())
+		}
+		return out
+	}
+	cases := []struct {
+		name  string
+		since uint64
+		want  []string
+	}{
+		{"since the topic change", topicAt, nil},
+		{"since just before it", topicAt - 1, []string{"m.room.topic"}},
+		{"since the room was made", created, []string{"m.room.topic"}},
+		{"since the head", head(), nil},
+	}
+	for _, c := range cases {
+		if got := types(s.Model().StateSince(roomID, c.since)); !slices.Equal(got, c.want) {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+	if n := len(s.Model().StateSince(roomID, 0)); n != len(s.Model().State(roomID)) || n < 5 {
+		t.Errorf("since 0: %d events, want the whole state (%d)", n, len(s.Model().State(roomID)))
+	}
+}
