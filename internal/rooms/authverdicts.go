@@ -12,9 +12,9 @@ import (
 const maxAuthVerdicts = 50_000
 
 // authVerdicts remembers the auth rules' approvals of message-like events. Running the rules
-// means parsing the room's create event, its power levels and the sender's membership again for
-// every send, about 7% of a node's CPU under maximum load, while a user sending many messages gets the same
-// answer each time.
+// means parsing the room's create event, its power levels and the sender's membership again
+// for every send, about 7% of a node's CPU under maximum load, while a user sending many
+// messages gets the same answer each time.
 //
 // It holds only approvals: a refusal always runs the rules, so its error says why.
 type authVerdicts struct {
