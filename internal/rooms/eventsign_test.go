@@ -32,6 +32,24 @@ func TestBuildEventMatchesGomatrixserverlib(t *testing.T) {
 		{"content needing canonical form", gomatrixserverlib.ProtoEvent{Type: "m.room.message",
 			Content: spec.RawJSON(`{ "z": [3, {"b": "\u00e9\/\"", "a": null}], "body": "<b>&amp;</b> \u2028 😀 \n\t\u0001", "a": -12e2, "msgtype": "m.text" }`)}},
 		{"empty content", gomatrixserverlib.ProtoEvent{Type: "m.room.message", Content: spec.RawJSON(`{}`)}},
+		// Plain strings take canonicalPlainObject's path; the rest of these fall back from it.
+		{"plain strings out of order", gomatrixserverlib.ProtoEvent{Type: "m.room.encrypted",
+			Content: spec.RawJSON(`{"session_id":"s","algorithm":"m.megolm.v1.aes-sha2","ciphertext":"AwgA+/=","device_id":"D","sender_key":"k"}`)}},
+		{"plain strings HTML and JavaScript would escape", gomatrixserverlib.ProtoEvent{Type: "m.room.message",
+			Content: spec.RawJSON("{\"body\":\"<b>&amp;</b> \u2028\u2029 \x7f \u00e9 😀 '/\",\"msgtype\":\"m.text\"}")}},
+		{"plain keys sorted by code point", gomatrixserverlib.ProtoEvent{Type: "m.room.message",
+			Content: spec.RawJSON("{\"\u00e9\":\"1\",\"z\":\"2\",\"Z\":\"3\",\"\U0001F600\":\"4\",\"a\":\"5\",\"\":\"6\",\"\uff5e\":\"7\"}")}},
+		{"plain nested objects and safe integers (the bench's messages)", gomatrixserverlib.ProtoEvent{Type: "m.room.message",
+			Content: spec.RawJSON(`{"msgtype":"m.text","body":"x","fb_bench":{"run":"r","n":12,"ts_us":1764201234567890},"m.mentions":{}}`)}},
+		{"plain literals and integers at the bounds", gomatrixserverlib.ProtoEvent{Type: "m.room.message",
+			Content: spec.RawJSON(`{"n":9007199254740991,"m":-9007199254740991,"b":true,"c":null,"f":false,"z":0}`)}},
+		{"plain but for an integer past the bound", gomatrixserverlib.ProtoEvent{Type: "m.room.message",
+			Content: spec.RawJSON(`{"n":9007199254740992}`)}},
+		{"plain but for -0", gomatrixserverlib.ProtoEvent{Type: "m.room.message", Content: spec.RawJSON(`{"n":-0}`)}},
+		{"plain but for a trailing comma", gomatrixserverlib.ProtoEvent{Type: "m.room.message", Content: spec.RawJSON(`{"a":"b",}`)}},
+		{"plain but for spaces", gomatrixserverlib.ProtoEvent{Type: "m.room.message", Content: spec.RawJSON(`{"b": "1", "a":"2"}`)}},
+		{"plain but for invalid UTF-8", gomatrixserverlib.ProtoEvent{Type: "m.room.message", Content: spec.RawJSON("{\"b\":\"\xff\"}")}},
+		{"plain but for a number", gomatrixserverlib.ProtoEvent{Type: "m.room.message", Content: spec.RawJSON(`{"b":"x","a":1}`)}},
 		{"content not an object", gomatrixserverlib.ProtoEvent{Type: "m.room.message", Content: spec.RawJSON(`[1]`)}},
 		{"null content", gomatrixserverlib.ProtoEvent{Type: "m.room.topic", StateKey: &empty, Content: spec.RawJSON(`null`)}},
 		{"member content not an object", gomatrixserverlib.ProtoEvent{Type: "m.room.member", StateKey: &member,
@@ -96,6 +114,9 @@ func FuzzSignerMatchesBuild(f *testing.F) {
 	f.Add(`{"reason":"spam"}`, "m.room.redaction", "", false, "$target", index("11"))
 	f.Add(`{"n":1e400}`, "m.room.message", "", false, "", index("5"))
 	f.Add(`{"b":"\ud800<","c":"\ud800&x"}`, "m.room.message", "", false, "", index("10"))
+	f.Add("{\"z\":\"<&>\u2028\x7f\",\"\u00e9\":\"\",\"Z\":\"1\"}", "m.room.encrypted", "", false, "", index("10"))
+	f.Add(`{"b":"1","b":"2","a":"3"}`, "m.room.message", "", false, "", index("10"))
+	f.Add(`{"b":{"d":"1","c":-2},"a":null,"n":9007199254740991,"m":{}}`, "m.room.message", "", false, "", index("5"))
 	signer := testSigner(f)
 	f.Fuzz(func(t *testing.T, content, evType, stateKey string, isState bool, redacts string, version uint8) {
 		pe := gomatrixserverlib.ProtoEvent{RoomID: "!room:example.org", SenderID: "@alice:example.org",
@@ -106,6 +127,51 @@ func FuzzSignerMatchesBuild(f *testing.F) {
 		}
 		checkSignerMatchesBuild(t, signer, versions[int(version)%len(versions)], pe)
 	})
+}
+
+// TestCanonicalPlainObject: what the shortcut for objects of plain strings takes, and what it
+// leaves to the general path (TestBuildEventMatchesGomatrixserverlib checks the bytes of both).
+func TestCanonicalPlainObject(t *testing.T) {
+	cases := []struct {
+		in, want string // want "" when the shortcut must not take it
+	}{
+		{`{"b":"1","a":"2"}`, `{"a":"2","b":"1"}`},
+		{`{}`, `{}`},
+		{"{\"\u00e9\":\"x\",\"z\":\"<&>\"}", "{\"z\":\"<&>\",\"\u00e9\":\"x\"}"},
+		{`{"a":"1","a":"2"}`, ""},
+		{`{"a":"b",}`, ""},
+		{`{"a":"b",,"c":"d"}`, ""},
+		{`{"a":"b""c":"d"}`, ""},
+		{`{"a":1}`, `{"a":1}`},
+		{`{"b":{"d":"1","c":-2},"a":null,"c":{},"d":true,"e":false}`, `{"a":null,"b":{"c":-2,"d":"1"},"c":{},"d":true,"e":false}`},
+		{`{"ts":9007199254740991,"n":-9007199254740991,"z":0}`, `{"n":-9007199254740991,"ts":9007199254740991,"z":0}`},
+		{`{"a":9007199254740992}`, ""},
+		{`{"a":-0}`, ""},
+		{`{"a":01}`, ""},
+		{`{"a":1.5}`, ""},
+		{`{"a":1e3}`, ""},
+		{`{"a":-}`, ""},
+		{`{"a":1-2}`, ""},
+		{`{"a":[1]}`, ""},
+		{`{"a":tru}`, ""},
+		{`{"a":truex}`, ""},
+		{`{"a":{"b":"1","b":"2"}}`, ""},
+		{`{"a":"b"}x`, ""},
+		{`{"a":{"a":{"a":{"a":{"a":{"a":{"a":{"a":{"a":{"a":{}}}}}}}}}}}`, ""},
+		{`{"a":"\n"}`, ""},
+		{"{\"a\":\"\t\"}", ""},
+		{`{"a" :"b"}`, ""},
+		{`{"a":"b"`, ""},
+		{`{"a"}`, ""},
+		{`[]`, ""},
+		{"{\"a\":\"\xff\"}", ""},
+	}
+	for _, c := range cases {
+		got, ok := canonicalPlainObject([]byte(c.in))
+		if ok != (c.want != "") || string(got) != c.want {
+			t.Errorf("canonicalPlainObject(%q) = %q, %v; want %q", c.in, got, ok, c.want)
+		}
+	}
 }
 
 func testSigner(tb testing.TB) *eventSigner {
