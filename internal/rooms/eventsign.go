@@ -229,7 +229,10 @@ func plainValue(b []byte, depth int) (canonical, rest []byte, ok bool) {
 	switch c := b[0]; {
 	case c == '"':
 		inside, rest, ok := plainString(b)
-		return b[:len(inside)+2], rest, ok
+		if !ok {
+			return nil, nil, false
+		}
+		return b[:len(inside)+2], rest, true
 	case c == '{':
 		return plainObject(b, nil, depth+1)
 	case c == '-' || c >= '0' && c <= '9':

@@ -96,7 +96,8 @@ func TestFenceWhileCutOff(t *testing.T) {
 	st := stores[lead]
 	defer st.Close()
 	ctx := context.Background()
-	sys, err := nats.Connect("", nats.InProcessServer(st.ns), st.opts.systemUser())
+	sys, err := nats.Connect("", nats.InProcessServer(st.ns), st.opts.systemUser(),
+		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {})) // the refusal below is expected
 	if err != nil {
 		t.Fatal(err)
 	}
