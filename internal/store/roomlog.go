@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -249,7 +250,10 @@ func (s *Store) FollowShard(ctx context.Context, shard int, afterSeq uint64, app
 	})
 }
 
+// roomEvent copies the header values it keeps: nats.go decodes every value of a header block as
+// a substring of one copy of the block, and the read model keeps these strings for as long as
+// it keeps the event, which would keep the whole block (about 300 bytes an event) with them.
 func roomEvent(shard int, seq uint64, data []byte, h nats.Header) RoomEvent {
-	return RoomEvent{Shard: shard, Seq: seq, JSON: data, EventID: h.Get(hdrEventID),
-		Device: h.Get(hdrDevice), TxnID: h.Get(hdrTxnID)}
+	return RoomEvent{Shard: shard, Seq: seq, JSON: data, EventID: strings.Clone(h.Get(hdrEventID)),
+		Device: strings.Clone(h.Get(hdrDevice)), TxnID: strings.Clone(h.Get(hdrTxnID))}
 }
