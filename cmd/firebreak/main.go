@@ -117,6 +117,9 @@ Cluster (one JetStream cluster over three or more data centers; every node serve
                                     cluster or nats_url, else 1)
   nats_url: ""                      use an existing external NATS cluster instead of the
                                     embedded server (not with cluster:)
+
+Environment: a node gives Go's garbage collector a soft memory limit of 75% of the machine's
+(or its cgroup's) memory, which Go's GOMEMLIMIT overrides; GOGC works as in any Go program.
 `
 
 func serveCmd(args []string) error {
@@ -134,6 +137,7 @@ func serveCmd(args []string) error {
 		}
 	}
 	log := newLogger(cfg.LogLevel)
+	server.LimitMemory(log)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return server.Run(ctx, cfg, log)
