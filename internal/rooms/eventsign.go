@@ -287,10 +287,12 @@ func plainString(b []byte) (inside, rest []byte, ok bool) {
 	return nil, nil, false
 }
 
-// with returns the keys with one more, in its sorted place.
+// with returns the keys with one more, in its sorted place, in one new slice of exactly that
+// length (cloning and then inserting allocated twice, the second time with room to spare).
 func (keys eventKeys) with(name string, value []byte) eventKeys {
 	i, _ := slices.BinarySearchFunc(keys, name, func(k eventKey, name string) int { return strings.Compare(k.name, name) })
-	return slices.Insert(slices.Clone(keys), i, eventKey{name, value})
+	out := append(make(eventKeys, 0, len(keys)+1), keys[:i]...)
+	return append(append(out, eventKey{name, value}), keys[i:]...)
 }
 
 // object is the keys as one canonical JSON object.
