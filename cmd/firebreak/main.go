@@ -119,7 +119,8 @@ Cluster (one JetStream cluster over three or more data centers; every node serve
                                     embedded server (not with cluster:)
 
 Environment: a node gives Go's garbage collector a soft memory limit of 75% of the machine's
-(or its cgroup's) memory, which Go's GOMEMLIMIT overrides; GOGC works as in any Go program.
+memory or of its cgroups' smallest limit; Go's GOMEMLIMIT overrides it (off: none), and GOGC
+works as in any Go program.
 `
 
 func serveCmd(args []string) error {

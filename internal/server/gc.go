@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path"
+	"path/filepath"
 	"runtime/debug"
 	"slices"
 	"strconv"
@@ -21,7 +22,7 @@ import (
 const memoryLimitShare = 0.75
 
 // LimitMemory gives the process's garbage collector a soft memory limit of memoryLimitShare of
-// the memory it may use, unless Go's GOMEMLIMIT sets one.
+// the memory it may use, unless Go's GOMEMLIMIT sets one (GOMEMLIMIT=off: no limit).
 func LimitMemory(log *slog.Logger) {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		if total, ok := usableMemory(); ok {
@@ -35,9 +36,12 @@ func LimitMemory(log *slog.Logger) {
 	log.Info("garbage collector", "memory_limit", limit)
 }
 
-// usableMemory is the smaller of the machine's memory and the process's cgroup limit.
-func usableMemory() (uint64, bool) {
-	meminfo, err := os.ReadFile("/proc/meminfo")
+// usableMemory is the smaller of the machine's memory and the limits of the process's cgroups.
+func usableMemory() (uint64, bool) { return usableMemoryUnder("/") }
+
+// usableMemoryUnder is usableMemory with /proc and /sys read under root, for tests.
+func usableMemoryUnder(root string) (uint64, bool) {
+	meminfo, err := os.ReadFile(filepath.Join(root, "proc/meminfo"))
 	if err != nil {
 		return 0, false
 	}
@@ -45,9 +49,9 @@ func usableMemory() (uint64, bool) {
 	if !ok {
 		return 0, false
 	}
-	cgroups, _ := os.ReadFile("/proc/self/cgroup")
-	for _, path := range cgroupLimitFiles(string(cgroups)) {
-		if b, err := os.ReadFile(path); err == nil {
+	cgroups, _ := os.ReadFile(filepath.Join(root, "proc/self/cgroup"))
+	for _, file := range cgroupLimitFiles(string(cgroups)) {
+		if b, err := os.ReadFile(filepath.Join(root, file)); err == nil {
 			if limit, ok := cgroupLimit(string(b)); ok && limit < total {
 				total = limit
 			}
@@ -68,8 +72,13 @@ func memTotal(meminfo string) (uint64, bool) {
 	return 0, false
 }
 
-// cgroupLimitFiles are the memory limit files of the cgroups /proc/self/cgroup names: the
-// unified hierarchy's memory.max and the version 1 memory controller's limit_in_bytes.
+// cgroupLimitFiles are the memory limit files that may bound the process: for each memory
+// hierarchy /proc/self/cgroup names (the unified one's memory.max, version 1's
+// memory.limit_in_bytes), those of its cgroup and of every parent up to the mount's root. The
+// parents' limits bound the children. And inside a container without its own cgroup namespace,
+// /proc/self/cgroup names a path from the host's root while the container's own cgroup is
+// mounted at /sys/fs/cgroup: that path does not exist there, and the mount root's file is the
+// container's limit.
 func cgroupLimitFiles(procSelfCgroup string) []string {
 	var files []string
 	for line := range strings.Lines(procSelfCgroup) {
@@ -79,12 +88,23 @@ func cgroupLimitFiles(procSelfCgroup string) []string {
 		}
 		switch {
 		case parts[0] == "0" && parts[1] == "":
-			files = append(files, path.Join("/sys/fs/cgroup", parts[2], "memory.max"))
+			files = append(files, withParents("/sys/fs/cgroup", parts[2], "memory.max")...)
 		case slices.Contains(strings.Split(parts[1], ","), "memory"):
-			files = append(files, path.Join("/sys/fs/cgroup/memory", parts[2], "memory.limit_in_bytes"))
+			files = append(files, withParents("/sys/fs/cgroup/memory", parts[2], "memory.limit_in_bytes")...)
 		}
 	}
 	return files
+}
+
+// withParents is the file name in the cgroup at path under mount and in each of its parents.
+func withParents(mount, cgroup, name string) []string {
+	var files []string
+	for dir := path.Clean(cgroup); ; dir = path.Dir(dir) {
+		files = append(files, path.Join(mount, dir, name))
+		if dir == "/" {
+			return files
+		}
+	}
 }
 
 // cgroupLimit reads a cgroup memory limit file: bytes, or "max" for none.

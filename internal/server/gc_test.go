@@ -2,7 +2,10 @@ package server
 
 import (
 	"log/slog"
+	"maps"
 	"math"
+	"os"
+	"path/filepath"
 	"runtime/debug"
 	"slices"
 	"testing"
@@ -54,11 +57,18 @@ func TestCgroupLimitFiles(t *testing.T) {
 		name, cgroup string
 		want         []string
 	}{
-		{"unified", "0::/system.slice/firebreak.service\n", []string{"/sys/fs/cgroup/system.slice/firebreak.service/memory.max"}},
+		{"unified", "0::/system.slice/firebreak.service\n", []string{
+			"/sys/fs/cgroup/system.slice/firebreak.service/memory.max",
+			"/sys/fs/cgroup/system.slice/memory.max",
+			"/sys/fs/cgroup/memory.max"}},
 		{"container root", "0::/\n", []string{"/sys/fs/cgroup/memory.max"}},
-		{"version 1", "9:name=systemd:/\n4:memory:/process_api/a5\n2:cpu,cpuacct:/\n0::/\n",
-			[]string{"/sys/fs/cgroup/memory/process_api/a5/memory.limit_in_bytes", "/sys/fs/cgroup/memory.max"}},
-		{"combined controllers", "3:cpu,memory:/x\n", []string{"/sys/fs/cgroup/memory/x/memory.limit_in_bytes"}},
+		{"version 1", "9:name=systemd:/\n4:memory:/process_api/a5\n2:cpu,cpuacct:/\n", []string{
+			"/sys/fs/cgroup/memory/process_api/a5/memory.limit_in_bytes",
+			"/sys/fs/cgroup/memory/process_api/memory.limit_in_bytes",
+			"/sys/fs/cgroup/memory/memory.limit_in_bytes"}},
+		{"combined controllers", "3:cpu,memory:/x\n", []string{
+			"/sys/fs/cgroup/memory/x/memory.limit_in_bytes",
+			"/sys/fs/cgroup/memory/memory.limit_in_bytes"}},
 		{"no memory controller", "2:cpu:/x\n", nil},
 		{"garbage", "nonsense\n", nil},
 	}
@@ -71,6 +81,59 @@ func TestCgroupLimitFiles(t *testing.T) {
 	}
 }
 
+func TestUsableMemory(t *testing.T) {
+	const gib = 1 << 30
+	machine := map[string]string{"proc/meminfo": "MemTotal: 8388608 kB\nMemFree: 1 kB\n"}
+	tests := []struct {
+		name  string
+		files map[string]string
+		want  uint64
+		ok    bool
+	}{
+		{"no cgroup limit", map[string]string{"proc/self/cgroup": "0::/\n"}, 8 * gib, true},
+		{"the service's own limit", map[string]string{
+			"proc/self/cgroup": "0::/system.slice/fb.service\n",
+			"sys/fs/cgroup/system.slice/fb.service/memory.max": "2147483648\n"}, 2 * gib, true},
+		{"a parent's smaller limit", map[string]string{
+			"proc/self/cgroup": "0::/system.slice/fb.service\n",
+			"sys/fs/cgroup/system.slice/fb.service/memory.max": "max\n",
+			"sys/fs/cgroup/system.slice/memory.max":            "1073741824\n"}, 1 * gib, true},
+		{"version 1 container without its own cgroup namespace", map[string]string{
+			"proc/self/cgroup":                           "4:memory:/docker/abc\n",
+			"sys/fs/cgroup/memory/memory.limit_in_bytes": "536870912\n"}, gib / 2, true},
+		{"a limit above the machine's memory", map[string]string{
+			"proc/self/cgroup": "0::/big\n", "sys/fs/cgroup/big/memory.max": "68719476736\n"}, 8 * gib, true},
+		{"no /proc/meminfo", map[string]string{"proc/meminfo": ""}, 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			root := t.TempDir()
+			for name, text := range mergeFiles(machine, tt.files) {
+				if text == "" {
+					continue
+				}
+				file := filepath.Join(root, name)
+				if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got, ok := usableMemoryUnder(root); got != tt.want || ok != tt.ok {
+				t.Errorf("usableMemoryUnder = %d, %v; want %d, %v", got, ok, tt.want, tt.ok)
+			}
+		})
+	}
+}
+
+// mergeFiles is base with over's files added or replaced.
+func mergeFiles(base, over map[string]string) map[string]string {
+	merged := maps.Clone(base)
+	maps.Copy(merged, over)
+	return merged
+}
+
 // TestLimitMemory checks that Go's own GOMEMLIMIT wins over the node's limit. The runtime read
 // it when the test binary started, so the test sets the limit to a known value itself and
 // looks at what LimitMemory leaves.
@@ -81,6 +144,7 @@ func TestLimitMemory(t *testing.T) {
 	}{
 		{"default", "", true},
 		{"GOMEMLIMIT set", "1GiB", false},
+		{"GOMEMLIMIT off", "off", false},
 	}
 	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
 	for _, tt := range tests {
@@ -96,8 +160,8 @@ func TestLimitMemory(t *testing.T) {
 			if limited := limit < math.MaxInt64; limited != tt.wantLimited {
 				t.Fatalf("memory limited: %v, want %v", limited, tt.wantLimited)
 			}
-			if tt.wantLimited && (limit <= 0 || uint64(limit) >= total) {
-				t.Errorf("limit %d, want a share of the %d bytes usable", limit, total)
+			if want := int64(float64(total) * memoryLimitShare); tt.wantLimited && limit != want {
+				t.Errorf("limit %d, want %d (%v of %d)", limit, want, memoryLimitShare, total)
 			}
 		})
 	}
