@@ -245,6 +245,12 @@ func TestCache(t *testing.T) {
 	if a := Evaluate(c.Rules(me), event, ctx(3)); a != notify {
 		t.Fatalf("defaults: %+v, want notify", a)
 	}
+	if first, again := c.Rules(me), c.Rules(me); &first.Override[0] != &again.Override[0] {
+		t.Errorf("the defaults were built again")
+	}
+	if got := c.Rules(me); !reflect.DeepEqual(got, DefaultRules(me)) {
+		t.Errorf("the cached defaults are not the defaults")
+	}
 	muted := DefaultRules(me)
 	mustDo(t, muted.Put("room", Rule{RuleID: roomID, Actions: dontNotify}, "", ""))
 	src[me+" "+AccountDataType] = []byte(jsonOf(t, Document{Global: muted}))
@@ -261,6 +267,12 @@ func TestCache(t *testing.T) {
 	src[me+" "+AccountDataType] = []byte(`{`)
 	if got := c.Rules(me); !reflect.DeepEqual(got, DefaultRules(me)) {
 		t.Errorf("unreadable rules did not fall back to the defaults")
+	}
+	src[me+" "+AccountDataType] = []byte(jsonOf(t, Document{Global: muted}))
+	_ = c.Rules(me)
+	delete(src, me+" "+AccountDataType)
+	if a := Evaluate(c.Rules(me), event, ctx(3)); a != notify {
+		t.Errorf("after the stored rules went: %+v, want notify", a)
 	}
 }
 

@@ -120,21 +120,24 @@ func NewCache(src Source) *Cache {
 }
 
 // Rules returns the user's ruleset. It is shared between callers, who must not modify it. A
-// user without stored rules, or whose rules cannot be read, gets the server defaults.
+// user without stored rules, or whose rules cannot be read, gets the server defaults; those
+// without stored rules get them from the cache too, as most users never change their rules.
 func (c *Cache) Rules(userID string) Ruleset {
 	content, err := c.src.Get(userID, "", AccountDataType)
 	if err != nil {
-		return defaultsToEvaluate(userID)
+		content = nil
 	}
 	c.mu.Lock()
 	p, ok := c.parsed[userID]
 	c.mu.Unlock()
-	if ok && bytes.Equal(p.content, content) {
+	if ok && bytes.Equal(p.content, content) && (p.content == nil) == (content == nil) {
 		return p.rules
 	}
-	rules, err := Load(userID, content)
-	if err != nil {
-		return DefaultRules(userID)
+	rules := defaultsToEvaluate(userID)
+	if content != nil {
+		if rules, err = Load(userID, content); err != nil {
+			return DefaultRules(userID)
+		}
 	}
 	c.mu.Lock()
 	c.parsed[userID] = parsedRules{content: content, rules: rules}
