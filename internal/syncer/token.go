@@ -2,7 +2,6 @@ package syncer
 
 import (
 	"errors"
-	"fmt"
 	"strconv"
 	"strings"
 )
@@ -23,19 +22,20 @@ var errBadToken = errors.New("invalid token")
 
 const tokenPrefix = "fb1"
 
-// String renders the token; it is opaque to clients.
+// String renders the token; it is opaque to clients. Every sync renders one per joined room
+// with new events (their prev_batch), so it appends to one buffer rather than formatting.
 func (t Token) String() string {
-	var b strings.Builder
-	b.WriteString(tokenPrefix)
-	b.WriteByte('_')
-	for i, r := range t.Rooms {
-		if i > 0 {
-			b.WriteByte('.')
-		}
-		b.WriteString(strconv.FormatUint(r, 36))
+	b := make([]byte, 0, len(tokenPrefix)+len(t.Rooms)*6+24)
+	b = append(b, tokenPrefix...)
+	sep := byte('_') // before the first shard's position; '.' between the others
+	for _, r := range t.Rooms {
+		b = strconv.AppendUint(append(b, sep), r, 36)
+		sep = '.'
 	}
-	fmt.Fprintf(&b, "_%s_%s_%s", strconv.FormatUint(t.Receipts, 36), strconv.FormatUint(t.AccountData, 36), strconv.FormatUint(t.Typing, 36))
-	return b.String()
+	for _, n := range []uint64{t.Receipts, t.AccountData, t.Typing} {
+		b = strconv.AppendUint(append(b, '_'), n, 36)
+	}
+	return string(b)
 }
 
 // ParseToken reads a token made by String. shards is the deployment's shard count.
