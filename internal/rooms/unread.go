@@ -1,12 +1,12 @@
 package rooms
 
 import (
-	"encoding/json"
 	"math"
 	"sync"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
+	"github.com/tidwall/gjson"
 
 	"github.com/firebreak/firebreak/internal/push"
 )
@@ -121,15 +121,15 @@ func canNotify(plEvent *Event, sender, key string) bool {
 	return pl.UserLevel(spec.SenderID(sender)) >= pl.NotificationLevel(key)
 }
 
-// displayName is the user's display name in the room, from their member event.
+// displayName is the user's display name in the room, from their member event. Stored content
+// is canonical JSON, so no key repeats and reading the one field is enough.
 func (s *Service) displayName(roomID, userID string) string {
 	ev := s.model.StateEvent(roomID, "m.room.member", userID)
 	if ev == nil {
 		return ""
 	}
-	var c struct {
-		DisplayName string `json:"displayname"`
+	if name := gjson.GetBytes(ev.PDU.Content(), "displayname"); name.Type == gjson.String {
+		return name.Str
 	}
-	_ = json.Unmarshal(ev.PDU.Content(), &c)
-	return c.DisplayName
+	return ""
 }

@@ -1,6 +1,7 @@
 package rooms
 
 import (
+	"encoding/json"
 	"fmt"
 	"testing"
 
@@ -40,6 +41,36 @@ func TestPushDecodedStaysBounded(t *testing.T) {
 		}
 		if got, want := push.EvaluateDecoded(push.DefaultRules(c.UserID), ev, c), push.Evaluate(push.DefaultRules(c.UserID), pdu.JSON(), c); got != want || !got.Notify {
 			t.Fatalf("%s: decoded evaluation %+v, from JSON %+v", pdu.EventID(), got, want)
+		}
+	}
+}
+
+// TestUnreadHighlightsDisplayName: a message naming the reader's display name in the room
+// highlights (.m.rule.contains_display_name); a display name that is not a string is none.
+func TestUnreadHighlightsDisplayName(t *testing.T) {
+	s := newService(t)
+	roomID := createRoom(t, s, CreateRequest{Preset: "public_chat"})
+	bobsName := func(displayName string) Proto {
+		return Proto{RoomID: roomID, Sender: bob, Type: "m.room.member", StateKey: &[]string{bob}[0],
+			Content: json.RawMessage(`{"membership":"join","displayname":` + displayName + `}`)}
+	}
+	steps := []struct {
+		name                  string
+		send                  Proto
+		wantNotes, wantLights int
+	}{
+		{"bob joins as Bobby Tables", bobsName(`"Bobby Tables"`), 0, 0},
+		{"a message without his name", message(roomID, alice, "hello"), 1, 0},
+		{"a message with it", message(roomID, alice, "hi Bobby Tables!"), 2, 1},
+		{"bob's display name becomes a number", bobsName(`42`), 0, 0},
+		{"a message with that number", message(roomID, alice, "42"), 1, 0},
+	}
+	for _, step := range steps {
+		if _, err := s.Send(t.Context(), step.send, SendOptions{}); err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		if n, h := s.UnreadCounts(roomID, bob); n != step.wantNotes || h != step.wantLights {
+			t.Errorf("%s: bob's unread %d, highlights %d; want %d, %d", step.name, n, h, step.wantNotes, step.wantLights)
 		}
 	}
 }
