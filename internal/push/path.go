@@ -6,38 +6,47 @@ import (
 	"strings"
 )
 
-// splitPath splits a dot-separated property path into property names, per the
-// spec appendix: "\." is a literal dot and "\\" a literal backslash, while any
-// other backslash sequence is kept as-is (reserved for future use).
-func splitPath(key string) []string {
-	var parts []string
-	var cur strings.Builder
-	for i := 0; i < len(key); i++ {
-		c := key[i]
+// nextPathName splits the first property name off a dot-separated property path, per the
+// spec appendix: "\." is a literal dot and "\\" a literal backslash, while any other
+// backslash sequence is kept as-is (reserved for future use). more reports whether another
+// name follows.
+func nextPathName(path string) (name, rest string, more bool) {
+	i := strings.IndexAny(path, `.\`)
+	switch {
+	case i < 0:
+		return path, "", false
+	case path[i] == '.':
+		return path[:i], path[i+1:], true
+	}
+	var b strings.Builder
+	for i = 0; i < len(path); i++ {
+		c := path[i]
 		switch {
-		case c == '\\' && i+1 < len(key) && (key[i+1] == '.' || key[i+1] == '\\'):
+		case c == '\\' && i+1 < len(path) && (path[i+1] == '.' || path[i+1] == '\\'):
 			i++
-			cur.WriteByte(key[i])
+			b.WriteByte(path[i])
 		case c == '.':
-			parts = append(parts, cur.String())
-			cur.Reset()
+			return b.String(), path[i+1:], true
 		default:
-			cur.WriteByte(c)
+			b.WriteByte(c)
 		}
 	}
-	return append(parts, cur.String())
+	return b.String(), "", false
 }
 
-// lookup resolves a dotted path in a decoded event. Paths only descend
-// through objects: the spec gives no way to index into arrays.
+// lookup resolves a dotted path in a decoded event. Paths only descend through objects: the
+// spec gives no way to index into arrays. Unread counts evaluate every rule's conditions for
+// every member and event, so the path is walked in place rather than split into a slice.
 func lookup(event map[string]any, key string) (any, bool) {
 	var cur any = event
-	for _, name := range splitPath(key) {
-		obj, ok := cur.(map[string]any)
-		if !ok {
+	for name, rest, more := "", key, true; more; {
+		name, rest, more = nextPathName(rest)
+		obj, isObject := cur.(map[string]any)
+		if !isObject {
 			return nil, false
 		}
-		if cur, ok = obj[name]; !ok {
+		var found bool
+		if cur, found = obj[name]; !found {
 			return nil, false
 		}
 	}

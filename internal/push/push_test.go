@@ -235,7 +235,7 @@ func TestMemberCount(t *testing.T) {
 	}
 }
 
-func TestSplitPath(t *testing.T) {
+func TestPathNames(t *testing.T) {
 	tests := []struct {
 		key  string
 		want []string
@@ -248,8 +248,51 @@ func TestSplitPath(t *testing.T) {
 		{"", []string{""}},
 	}
 	for _, tt := range tests {
-		if got := splitPath(tt.key); !reflect.DeepEqual(got, tt.want) {
-			t.Errorf("splitPath(%q) = %q, want %q", tt.key, got, tt.want)
+		var got []string
+		for name, rest, more := "", tt.key, true; more; {
+			name, rest, more = nextPathName(rest)
+			got = append(got, name)
+		}
+		if !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("names of %q = %q, want %q", tt.key, got, tt.want)
+		}
+	}
+}
+
+func TestLookup(t *testing.T) {
+	event := map[string]any{
+		"type": "m.room.message",
+		"":     "empty name",
+		"content": map[string]any{
+			"body":       "hello",
+			"m.mentions": map[string]any{"room": true},
+			`m\foo`:      "backslash",
+			"nothing":    nil,
+			"list":       []any{"a"},
+		},
+	}
+	tests := []struct {
+		key    string
+		want   any
+		wantOK bool
+	}{
+		{"type", "m.room.message", true},
+		{"content.body", "hello", true},
+		{`content.m\.mentions.room`, true, true},
+		{`content.m\\foo`, "backslash", true},
+		{"content.nothing", nil, true}, // present and null: event_property_is null matches it
+		{"content.nothing.below", nil, false},
+		{"content.missing", nil, false},
+		{"content.body.length", nil, false}, // a string has no properties
+		{"content.list.0", nil, false},      // nor does an array
+		{"content.m.mentions.room", nil, false},
+		{"", "empty name", true},
+		{"type.", nil, false},
+	}
+	for _, tt := range tests {
+		got, ok := lookup(event, tt.key)
+		if ok != tt.wantOK || !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("lookup(%q) = %v, %v; want %v, %v", tt.key, got, ok, tt.want, tt.wantOK)
 		}
 	}
 }
