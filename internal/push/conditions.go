@@ -8,16 +8,16 @@ import (
 // matchCondition evaluates one condition of an override/underride rule.
 // Unknown kinds return false: the spec says unrecognised conditions must
 // never match, which effectively disables the rule.
-func matchCondition(cond Condition, ev map[string]any, c Context) bool {
+func matchCondition(cond Condition, e Event, c Context) bool {
 	switch cond.Kind {
 	case "event_match":
-		return matchEventMatch(cond, ev)
+		return matchEventMatch(cond, e)
 	case "event_property_is":
-		return matchPropertyIs(cond, ev)
+		return matchPropertyIs(cond, e.fields)
 	case "event_property_contains":
-		return matchPropertyContains(cond, ev)
+		return matchPropertyContains(cond, e.fields)
 	case "contains_display_name":
-		return matchDisplayName(ev, c.DisplayName)
+		return matchDisplayName(e, c.DisplayName)
 	case "room_member_count":
 		return matchMemberCount(cond.Is, c.MemberCount)
 	case "sender_notification_permission":
@@ -29,13 +29,16 @@ func matchCondition(cond Condition, ev map[string]any, c Context) bool {
 // matchEventMatch globs a string property. A missing or non-string property
 // never matches, even for "*". content.body is special-cased to word
 // matching so "@room" or a username is found inside a sentence.
-func matchEventMatch(cond Condition, ev map[string]any) bool {
-	v, ok := lookup(ev, cond.Key)
+func matchEventMatch(cond Condition, e Event) bool {
+	if cond.Key == "content.body" {
+		return e.body != nil && matchGlobText(cond.Pattern, *e.body, true)
+	}
+	v, ok := lookup(e.fields, cond.Key)
 	s, isStr := v.(string)
 	if !ok || !isStr {
 		return false
 	}
-	return matchGlob(cond.Pattern, s, cond.Key == "content.body")
+	return matchGlob(cond.Pattern, s)
 }
 
 // matchPropertyIs is an exact, type-strict scalar comparison.
@@ -62,12 +65,11 @@ func matchPropertyContains(cond Condition, ev map[string]any) bool {
 
 // matchDisplayName finds the user's room display name as a whole word in the
 // body. An empty name would match everything, so it never matches.
-func matchDisplayName(ev map[string]any, name string) bool {
+func matchDisplayName(e Event, name string) bool {
 	if strings.TrimSpace(name) == "" {
 		return false
 	}
-	body, ok := stringAt(ev, "content", "body")
-	return ok && containsWord(body, name)
+	return e.body != nil && literalGlob(name).matchWords(*e.body)
 }
 
 // matchMemberCount parses an "is" expression such as "2", "==2" or ">=10"

@@ -53,21 +53,33 @@ func Evaluate(rules Ruleset, eventJSON []byte, c Context) Actions {
 
 // Event is an event decoded for evaluation. It is only read, so one decoding can serve every
 // member of a room.
-type Event struct{ fields map[string]any }
+type Event struct {
+	fields map[string]any
+	// body is content.body prepared for matching words, or nil when it is not a string. The
+	// content rules and the display name are matched against it for every member.
+	body *text
+}
 
 // Decode decodes an event for EvaluateDecoded; false for malformed JSON.
 func Decode(eventJSON []byte) (Event, bool) {
 	fields, ok := decodeEvent(eventJSON)
-	return Event{fields}, ok
+	if !ok {
+		return Event{}, false
+	}
+	e := Event{fields: fields}
+	if body, ok := stringAt(fields, "content", "body"); ok {
+		t := newText(body)
+		e.body = &t
+	}
+	return e, true
 }
 
 // EvaluateDecoded is Evaluate for an event already decoded.
 func EvaluateDecoded(rules Ruleset, e Event, c Context) Actions {
-	ev := e.fields
-	if sender, _ := stringAt(ev, "sender"); sender != "" && sender == c.UserID {
+	if sender, _ := stringAt(e.fields, "sender"); sender != "" && sender == c.UserID {
 		return Actions{}
 	}
-	if r, ok := firstMatch(rules, ev, c); ok {
+	if r, ok := firstMatch(rules, e, c); ok {
 		return outcome(r.Actions)
 	}
 	return Actions{}
@@ -90,11 +102,11 @@ func decodeEvent(data []byte) (map[string]any, bool) {
 }
 
 // firstMatch walks the kinds in priority order and returns the deciding rule.
-func firstMatch(rs Ruleset, ev map[string]any, c Context) (Rule, bool) {
+func firstMatch(rs Ruleset, e Event, c Context) (Rule, bool) {
 	// The master rule outranks even user-defined overrides placed before it.
 	for _, r := range rs.Override {
 		if r.RuleID == ruleMaster {
-			if r.Enabled && matchRule(r, kindConditional, ev, c) {
+			if r.Enabled && matchRule(r, kindConditional, e, c) {
 				return r, true
 			}
 			break
@@ -110,13 +122,13 @@ func firstMatch(rs Ruleset, ev map[string]any, c Context) (Rule, bool) {
 		{rs.Sender, kindSender},
 		{rs.Underride, kindConditional},
 	}
-	legacyOff := hasMentions(ev)
+	legacyOff := hasMentions(e.fields)
 	for _, g := range groups {
 		for _, r := range g.rules {
 			if !r.Enabled || (legacyOff && isLegacyMention(r.RuleID)) {
 				continue
 			}
-			if matchRule(r, g.kind, ev, c) {
+			if matchRule(r, g.kind, e, c) {
 				return r, true
 			}
 		}
@@ -125,21 +137,20 @@ func firstMatch(rs Ruleset, ev map[string]any, c Context) (Rule, bool) {
 }
 
 // matchRule applies a rule's explicit or implicit conditions.
-func matchRule(r Rule, kind ruleKind, ev map[string]any, c Context) bool {
+func matchRule(r Rule, kind ruleKind, e Event, c Context) bool {
 	switch kind {
 	case kindContent:
-		body, ok := stringAt(ev, "content", "body")
 		// An empty pattern would match at almost any boundary; treat it as inert.
-		return ok && r.Pattern != "" && matchGlob(r.Pattern, body, true)
+		return e.body != nil && r.Pattern != "" && matchGlobText(r.Pattern, *e.body, true)
 	case kindRoom:
-		roomID, ok := stringAt(ev, "room_id")
+		roomID, ok := stringAt(e.fields, "room_id")
 		return ok && roomID == r.RuleID
 	case kindSender:
-		sender, ok := stringAt(ev, "sender")
+		sender, ok := stringAt(e.fields, "sender")
 		return ok && sender == r.RuleID
 	}
 	for _, cond := range r.Conditions {
-		if !matchCondition(cond, ev, c) {
+		if !matchCondition(cond, e, c) {
 			return false
 		}
 	}

@@ -72,15 +72,14 @@ func newText(s string) text {
 	return text{orig: orig, folded: folded}
 }
 
-// matchGlob reports whether value matches the glob, either as a whole or,
-// with words set, as some substring that starts and ends at word boundaries.
-func matchGlob(pattern, value string, words bool) bool {
+// matchGlob reports whether value as a whole matches the glob.
+func matchGlob(pattern, value string) bool {
 	// Most conditions compare a plain ASCII pattern (an event type, a msgtype) with an ASCII
 	// value as a whole: that is ASCII case-insensitive equality, without building runes.
-	if !words && plainASCII(pattern) && plainASCII(value) && !strings.ContainsAny(pattern, "*?") {
+	if plainASCII(pattern) && plainASCII(value) && !strings.ContainsAny(pattern, "*?") {
 		return strings.EqualFold(pattern, value)
 	}
-	return matchGlobRunes(pattern, value, words)
+	return matchGlobText(pattern, newText(value), false)
 }
 
 func plainASCII(s string) bool {
@@ -92,19 +91,14 @@ func plainASCII(s string) bool {
 	return true
 }
 
-// matchGlobRunes is matchGlob for any pattern and value.
-func matchGlobRunes(pattern, value string, words bool) bool {
-	g, t := parseGlob(pattern), newText(value)
+// matchGlobText reports whether a prepared value matches the glob, either as a whole or, with
+// words set, as some substring that starts and ends at word boundaries.
+func matchGlobText(pattern string, t text, words bool) bool {
+	g := parseGlob(pattern)
 	if words {
 		return g.matchWords(t)
 	}
 	return g.matchWhole(t)
-}
-
-// containsWord reports whether literal appears in s as a whole word,
-// case-insensitively.
-func containsWord(s, literal string) bool {
-	return literalGlob(literal).matchWords(newText(s))
 }
 
 // matchWhole anchors the first part at 0 and the last at the end; middle

@@ -170,7 +170,7 @@ func TestMasterOutranksUserOverrides(t *testing.T) {
 }
 
 func TestConditions(t *testing.T) {
-	ev := `{"type":"m.room.topic","state_key":"","content":{"topic":"Lunch plans","n":42,"big":9007199254740993,` +
+	ev := `{"type":"m.room.topic","state_key":"","content":{"topic":"Lunch plans","body":"Lunch at noon?","n":42,"big":9007199254740993,` +
 		`"f":true,"nil":null,"list":["a",1,true,null,{"x":1}],"a.b":{"c\\d":"dotted"},"m\\x":"bs"}}`
 	tests := []struct {
 		name string
@@ -180,6 +180,9 @@ func TestConditions(t *testing.T) {
 		{"glob ? and *", eventMatch("content.topic", "lunc?*"), true},
 		{"glob is case-insensitive", eventMatch("content.topic", "LUNCH PLANS"), true},
 		{"glob matches whole value", eventMatch("content.topic", "lunch"), false},
+		{"the body matches whole words", eventMatch("content.body", "lunch"), true},
+		{"a body word needs its boundaries", eventMatch("content.body", "lun"), false},
+		{"a body glob spans words", eventMatch("content.body", "lunch*noon"), true},
 		{"? needs a character", eventMatch("content.topic", "lunch plans?"), false},
 		{"star on missing key", eventMatch("content.missing", "*"), false},
 		{"star on non-string", eventMatch("content.n", "*"), false},
@@ -203,7 +206,7 @@ func TestConditions(t *testing.T) {
 		{"unknown kind", Condition{Kind: "nope"}, false},
 		{"permission with nil func", Condition{Kind: "sender_notification_permission", Key: "room"}, false},
 	}
-	decoded, ok := decodeEvent([]byte(ev))
+	decoded, ok := Decode([]byte(ev))
 	if !ok {
 		t.Fatal("test event does not decode")
 	}
@@ -448,8 +451,12 @@ func TestGlob(t *testing.T) {
 		{"ſ", "S", false, true},            // long s folds to s
 	}
 	for _, tt := range tests {
-		if got := matchGlob(tt.pattern, tt.value, tt.words); got != tt.want {
-			t.Errorf("matchGlob(%q, %q, words=%v) = %v, want %v", tt.pattern, tt.value, tt.words, got, tt.want)
+		got := matchGlobText(tt.pattern, newText(tt.value), tt.words)
+		if !tt.words {
+			got = matchGlob(tt.pattern, tt.value)
+		}
+		if got != tt.want {
+			t.Errorf("glob %q against %q, words=%v: %v, want %v", tt.pattern, tt.value, tt.words, got, tt.want)
 		}
 	}
 }
@@ -460,7 +467,7 @@ func TestGlobASCIIShortcut(t *testing.T) {
 		"m.notice", "m.text", "@room", "a", "A", "s", "k", "[", "{", "`", "@", "\x7f", "ſ", "K", "\u212a"}
 	for _, pattern := range values {
 		for _, value := range values {
-			if got, want := matchGlob(pattern, value, false), matchGlobRunes(pattern, value, false); got != want {
+			if got, want := matchGlob(pattern, value), matchGlobText(pattern, newText(value), false); got != want {
 				t.Errorf("matchGlob(%q, %q) = %v, the rune matcher says %v", pattern, value, got, want)
 			}
 		}
@@ -473,8 +480,8 @@ func TestGlobHostilePattern(t *testing.T) {
 	body := strings.Repeat("a", 65000)
 	start := time.Now()
 	for _, p := range []string{strings.Repeat("*a", 5000) + "b", strings.Repeat("a?", 2000) + "*b"} {
-		matchGlob(p, body, true)
-		matchGlob(p, body, false)
+		matchGlobText(p, newText(body), true)
+		matchGlob(p, body)
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("hostile patterns took %v", d)
