@@ -1,12 +1,12 @@
 package rooms
 
 import (
+	"encoding/json"
 	"math"
 	"sync"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
-	"github.com/tidwall/gjson"
 
 	"github.com/firebreak/firebreak/internal/push"
 )
@@ -121,15 +121,17 @@ func canNotify(plEvent *Event, sender, key string) bool {
 	return pl.UserLevel(spec.SenderID(sender)) >= pl.NotificationLevel(key)
 }
 
-// displayName is the user's display name in the room, from their member event. Stored content
-// is canonical JSON, so no key repeats and reading the one field is enough.
+// displayName is the user's display name in the room, from their member event. It is decoded
+// as the rest of the server decodes member events (encoding/json: the last of repeated keys, a
+// key matched regardless of case), so a highlight agrees with /joined_members.
 func (s *Service) displayName(roomID, userID string) string {
 	ev := s.model.StateEvent(roomID, "m.room.member", userID)
 	if ev == nil {
 		return ""
 	}
-	if name := gjson.GetBytes(ev.PDU.Content(), "displayname"); name.Type == gjson.String {
-		return name.Str
+	var c struct {
+		DisplayName string `json:"displayname"`
 	}
-	return ""
+	_ = json.Unmarshal(ev.PDU.Content(), &c)
+	return c.DisplayName
 }

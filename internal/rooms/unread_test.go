@@ -46,7 +46,8 @@ func TestPushDecodedStaysBounded(t *testing.T) {
 }
 
 // TestUnreadHighlightsDisplayName: a message naming the reader's display name in the room
-// highlights (.m.rule.contains_display_name); a display name that is not a string is none.
+// highlights (.m.rule.contains_display_name); a display name that is not a string is none, and
+// of a name given twice the last counts.
 func TestUnreadHighlightsDisplayName(t *testing.T) {
 	s := newService(t)
 	roomID := createRoom(t, s, CreateRequest{Preset: "public_chat"})
@@ -64,6 +65,10 @@ func TestUnreadHighlightsDisplayName(t *testing.T) {
 		{"a message with it", message(roomID, alice, "hi Bobby Tables!"), 2, 1},
 		{"bob's display name becomes a number", bobsName(`42`), 0, 0},
 		{"a message with that number", message(roomID, alice, "42"), 1, 0},
+		// As encoding/json reads it, like /joined_members: the last of repeated keys.
+		{"bob's display name is given twice", bobsName(`"Alice","displayname":"Bobby"`), 0, 0},
+		{"a message with the first", message(roomID, alice, "hi Alice"), 1, 0},
+		{"a message with the last", message(roomID, alice, "hi Bobby"), 2, 1},
 	}
 	for _, step := range steps {
 		if _, err := s.Send(t.Context(), step.send, SendOptions{}); err != nil {

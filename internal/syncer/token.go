@@ -26,11 +26,12 @@ const tokenPrefix = "fb1"
 // with new events (their prev_batch), so it appends to one buffer rather than formatting.
 func (t Token) String() string {
 	b := make([]byte, 0, len(tokenPrefix)+len(t.Rooms)*6+24)
-	b = append(b, tokenPrefix...)
-	sep := byte('_') // before the first shard's position; '.' between the others
-	for _, r := range t.Rooms {
-		b = strconv.AppendUint(append(b, sep), r, 36)
-		sep = '.'
+	b = append(append(b, tokenPrefix...), '_')
+	for i, r := range t.Rooms {
+		if i > 0 {
+			b = append(b, '.')
+		}
+		b = strconv.AppendUint(b, r, 36)
 	}
 	for _, n := range []uint64{t.Receipts, t.AccountData, t.Typing} {
 		b = strconv.AppendUint(append(b, '_'), n, 36)
