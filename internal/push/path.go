@@ -39,7 +39,8 @@ func nextPathName(path string) (name, rest string, more bool) {
 // every member and event, so the path is walked in place rather than split into a slice.
 func lookup(event map[string]any, key string) (any, bool) {
 	var cur any = event
-	for name, rest, more := "", key, true; more; {
+	for rest, more := key, true; more; {
+		var name string
 		name, rest, more = nextPathName(rest)
 		obj, isObject := cur.(map[string]any)
 		if !isObject {

@@ -252,7 +252,8 @@ func TestPathNames(t *testing.T) {
 	}
 	for _, tt := range tests {
 		var got []string
-		for name, rest, more := "", tt.key, true; more; {
+		for rest, more := tt.key, true; more; {
+			var name string
 			name, rest, more = nextPathName(rest)
 			got = append(got, name)
 		}
