@@ -86,11 +86,22 @@ func (s *eventSigner) build(eb *gomatrixserverlib.EventBuilder, version gomatrix
 	}
 	signature := base64.RawStdEncoding.AppendEncode(slices.Clone(s.signaturesPrefix), ed25519.Sign(s.key.Priv, redacted))
 	keys = keys.with("signatures", append(signature, signaturesSuffix...))
-	pdu, err := version.NewEventFromTrustedJSONWithEventID(eventIDOf(redacted, version), keys.object(), false)
+	pdu, err := s.newPDU(eb, version, eventIDOf(redacted, version), keys, prev, auth, now)
 	if err != nil {
 		return nil, err
 	}
 	return pdu, gomatrixserverlib.CheckFields(pdu)
+}
+
+// newPDU makes the built event a PDU from the fields it was built from, where they are
+// exactly what parsing its JSON would give, and parses it otherwise.
+func (s *eventSigner) newPDU(eb *gomatrixserverlib.EventBuilder, version gomatrixserverlib.IRoomVersion, id string,
+	keys eventKeys, prev, auth []string, now time.Time) (gomatrixserverlib.PDU, error) {
+	eventJSON := keys.object()
+	if e := newBuiltEvent(eb, version, id, eventJSON, keys.valueIn(eventJSON, "content"), prev, auth, spec.AsTimestamp(now)); e != nil {
+		return e, nil
+	}
+	return version.NewEventFromTrustedJSONWithEventID(id, eventJSON, false)
 }
 
 // eventKey is one top-level key of an event and its value in canonical JSON.
@@ -309,6 +320,22 @@ func (keys eventKeys) object() []byte {
 		b = append(append(append(append(b, '"'), k.name...), `":`...), k.value...)
 	}
 	return append(b, '}')
+}
+
+// valueIn is the named key's value inside object, the keys' object(), sharing its bytes.
+func (keys eventKeys) valueIn(object []byte, name string) []byte {
+	at := 1 // past '{'
+	for i, k := range keys {
+		if i > 0 {
+			at++ // ','
+		}
+		at += len(k.name) + 3 // "name":
+		if k.name == name {
+			return object[at : at+len(k.value) : at+len(k.value)]
+		}
+		at += len(k.value)
+	}
+	return nil
 }
 
 // redacted is the canonical redacted event: the top-level keys the room version keeps, with
