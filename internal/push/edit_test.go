@@ -3,6 +3,7 @@ package push
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -273,6 +274,27 @@ func TestCache(t *testing.T) {
 	delete(src, me+" "+AccountDataType)
 	if a := Evaluate(c.Rules(me), event, ctx(3)); a != notify {
 		t.Errorf("after the stored rules went: %+v, want notify", a)
+	}
+}
+
+// TestCacheBound: the cache forgets every ruleset when it would pass its limit, and a
+// forgotten user gets their own rules again.
+func TestCacheBound(t *testing.T) {
+	src := fakeSource{}
+	c := NewCache(src)
+	c.limit = 3
+	muted := DefaultRules(me)
+	mustDo(t, muted.Put("room", Rule{RuleID: roomID, Actions: dontNotify}, "", ""))
+	src[me+" "+AccountDataType] = []byte(jsonOf(t, Document{Global: muted}))
+	event := []byte(msg(`{"body":"hello"}`))
+	for i := range 10 {
+		c.Rules(fmt.Sprintf("@user%d:example.org", i))
+		if len(c.parsed) > c.limit {
+			t.Fatalf("%d rulesets kept, limit %d", len(c.parsed), c.limit)
+		}
+		if a := Evaluate(c.Rules(me), event, ctx(3)); a != none {
+			t.Fatalf("after %d other users: %+v, want none (the user's own rules)", i+1, a)
+		}
 	}
 }
 

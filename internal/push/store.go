@@ -100,11 +100,16 @@ type Source interface {
 	Get(userID, roomID, evType string) (json.RawMessage, error)
 }
 
+// maxCachedRulesets bounds the rulesets a Cache keeps (about a kilobyte each); past it they are
+// forgotten all at once, as each costs only one more parse to learn again.
+const maxCachedRulesets = 100_000
+
 // Cache gives each user's ruleset for evaluation. Unread counts need it on every sync of a room
 // with new events, so it keeps the last parsed ruleset per user and parses again only when the
 // stored bytes differ: comparing them costs far less than decoding them.
 type Cache struct {
 	src    Source
+	limit  int
 	mu     sync.Mutex
 	parsed map[string]parsedRules
 }
@@ -116,7 +121,7 @@ type parsedRules struct {
 
 // NewCache reads rulesets from src.
 func NewCache(src Source) *Cache {
-	return &Cache{src: src, parsed: map[string]parsedRules{}}
+	return &Cache{src: src, limit: maxCachedRulesets, parsed: map[string]parsedRules{}}
 }
 
 // Rules returns the user's ruleset. It is shared between callers, who must not modify it. A
@@ -140,6 +145,9 @@ func (c *Cache) Rules(userID string) Ruleset {
 		}
 	}
 	c.mu.Lock()
+	if len(c.parsed) >= c.limit {
+		clear(c.parsed)
+	}
 	c.parsed[userID] = parsedRules{content: content, rules: rules}
 	c.mu.Unlock()
 	return rules
