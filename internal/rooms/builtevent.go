@@ -2,6 +2,7 @@ package rooms
 
 import (
 	"sync"
+	"time"
 	"unicode/utf8"
 
 	"github.com/matrix-org/gomatrixserverlib"
@@ -17,7 +18,8 @@ import (
 // from the JSON on first use, so its behaviour is gomatrixserverlib's.
 //
 // newBuiltEvent only makes one where the fields are exactly what that parse would give: every
-// string valid UTF-8 (encoding/json replaces invalid bytes) and a room id the parse accepts.
+// string valid UTF-8 (encoding/json replaces invalid bytes), a room id the parse accepts and a
+// time after 1970 (the parse refuses a negative origin_server_ts).
 type builtEvent struct {
 	id, eventType, sender, roomID, redacts string
 	stateKey                               *string
@@ -35,13 +37,13 @@ type builtEvent struct {
 // newBuiltEvent returns the event built from eb with the given id and JSON, or nil where only
 // gomatrixserverlib's parse gives the exact fields or the right error.
 func newBuiltEvent(eb *gomatrixserverlib.EventBuilder, version gomatrixserverlib.IRoomVersion, id string,
-	eventJSON, content []byte, prev, auth []string, ts spec.Timestamp) *builtEvent {
-	if !acceptedRoomID(eb.RoomID) || !allValidUTF8(eb.Type, eb.SenderID, eb.Redacts) ||
+	eventJSON, content []byte, prev, auth []string, now time.Time) *builtEvent {
+	if now.UnixMilli() < 0 || !acceptedRoomID(eb.RoomID) || !allValidUTF8(eb.Type, eb.SenderID, eb.Redacts) ||
 		(eb.StateKey != nil && !utf8.ValidString(*eb.StateKey)) || !allValidUTF8(prev...) || !allValidUTF8(auth...) {
 		return nil
 	}
 	e := &builtEvent{id: id, eventType: eb.Type, sender: eb.SenderID, roomID: eb.RoomID, redacts: eb.Redacts,
-		content: content, json: eventJSON, prev: prev, auth: auth, depth: eb.Depth, ts: ts, version: version}
+		content: content, json: eventJSON, prev: prev, auth: auth, depth: eb.Depth, ts: spec.AsTimestamp(now), version: version}
 	if eb.StateKey != nil {
 		stateKey := *eb.StateKey
 		e.stateKey = &stateKey
@@ -76,7 +78,7 @@ func (e *builtEvent) full() gomatrixserverlib.PDU {
 
 // parse is gomatrixserverlib's own event for the same JSON.
 func (e *builtEvent) parse() gomatrixserverlib.PDU {
-	p, err := e.version.NewEventFromTrustedJSONWithEventID(e.id, e.json, false)
+	p, err := e.version.NewEventFromTrustedJSONWithEventID(e.id, e.json, e.redacted)
 	if err != nil {
 		// newBuiltEvent admits only JSON this parse accepts; anything else is a bug here.
 		panic("rooms: a built event does not parse: " + err.Error())
@@ -129,7 +131,9 @@ func (e *builtEvent) PowerLevels() (*gomatrixserverlib.PowerLevelContent, error)
 func (e *builtEvent) ToHeaderedJSON() ([]byte, error) { return e.full().ToHeaderedJSON() }
 
 // The methods that change an event (none of Firebreak's code calls them) act on a parsed copy,
-// which they return or which replaces this event's fields.
+// which they return or which replaces this event's fields. Sign returns the signed copy and
+// leaves this event as it was, as the interface says (gomatrixserverlib's own also changes
+// the event it is called on).
 
 func (e *builtEvent) SetUnsigned(unsigned any) (gomatrixserverlib.PDU, error) {
 	return e.parse().SetUnsigned(unsigned)

@@ -90,6 +90,9 @@ func TestBuiltEventDeclines(t *testing.T) {
 		{"state key with invalid UTF-8", func(pe *gomatrixserverlib.ProtoEvent) { pe.StateKey = &bad }, false},
 		{"redacts with invalid UTF-8", func(pe *gomatrixserverlib.ProtoEvent) { pe.Redacts = bad }, false},
 		{"prev event with invalid UTF-8", func(pe *gomatrixserverlib.ProtoEvent) { pe.PrevEvents = []string{bad} }, false},
+		{"auth event with invalid UTF-8", func(pe *gomatrixserverlib.ProtoEvent) { pe.AuthEvents = []string{bad} }, false},
+		{"sender with invalid UTF-8", func(pe *gomatrixserverlib.ProtoEvent) { pe.SenderID = "@" + bad + ":example.org" }, false},
+		{"room id with invalid UTF-8", func(pe *gomatrixserverlib.ProtoEvent) { pe.RoomID = "!" + bad + ":example.org" }, false},
 		{"room id without a colon", func(pe *gomatrixserverlib.ProtoEvent) { pe.RoomID = "!room" }, false},
 		{"room id without its sigil", func(pe *gomatrixserverlib.ProtoEvent) { pe.RoomID = "room:example.org" }, false},
 		{"room id of 256 bytes", func(pe *gomatrixserverlib.ProtoEvent) {
@@ -115,6 +118,20 @@ func TestBuiltEventDeclines(t *testing.T) {
 	}
 }
 
+// TestBuiltEventBefore1970: gomatrixserverlib cannot read back an event stamped before 1970
+// (its origin_server_ts is unsigned), so the signer refuses one, as it did when it parsed every
+// event it built, instead of storing an event no node could read.
+func TestBuiltEventBefore1970(t *testing.T) {
+	signer := testSigner(t)
+	version := gomatrixserverlib.MustGetRoomVersion(gomatrixserverlib.RoomVersionV10)
+	pe := gomatrixserverlib.ProtoEvent{RoomID: "!room:example.org", SenderID: "@alice:example.org",
+		Type: "m.room.message", Content: spec.RawJSON(`{"body":"hi"}`), Depth: 3,
+		PrevEvents: []string{"$prev"}, AuthEvents: []string{"$create"}}
+	if pdu, err := signer.build(version.NewEventBuilderFromProtoEvent(&pe), version, time.UnixMilli(-5)); err == nil {
+		t.Fatalf("built an event stamped before 1970: %s", pdu.JSON())
+	}
+}
+
 // TestBuiltEventChanges: the methods that change an event leave a built event answering as
 // gomatrixserverlib's event does after the same change.
 func TestBuiltEventChanges(t *testing.T) {
@@ -130,6 +147,14 @@ func TestBuiltEventChanges(t *testing.T) {
 			return p, p.SetUnsignedField("age", 5)
 		},
 		"SetUnsigned": func(p gomatrixserverlib.PDU) (gomatrixserverlib.PDU, error) {
+			return p.SetUnsigned(map[string]int{"age": 7})
+		},
+		"Redact, then SetUnsignedField": func(p gomatrixserverlib.PDU) (gomatrixserverlib.PDU, error) {
+			p.Redact()
+			return p, p.SetUnsignedField("age", 5)
+		},
+		"Redact, then SetUnsigned": func(p gomatrixserverlib.PDU) (gomatrixserverlib.PDU, error) {
+			p.Redact()
 			return p.SetUnsigned(map[string]int{"age": 7})
 		},
 		"Sign": func(p gomatrixserverlib.PDU) (gomatrixserverlib.PDU, error) {
@@ -161,6 +186,61 @@ func TestBuiltEventChanges(t *testing.T) {
 				if g, w := read(got), read(want); !reflect.DeepEqual(g, w) {
 					t.Errorf("%s: %#v, want %#v", answer, g, w)
 				}
+			}
+		})
+	}
+}
+
+// TestDecodeStoredPlain: a stored event is read in one pass only when its JSON is what the
+// signer writes; every other shape is left to gomatrixserverlib's parse (nil), so the fields
+// and errors stay its own.
+func TestDecodeStoredPlain(t *testing.T) {
+	v10 := gomatrixserverlib.MustGetRoomVersion(gomatrixserverlib.RoomVersionV10)
+	const base = `"auth_events":["$a","$b"],"content":{"body":"h\"i\u2028","n":[1,{"x":null}]},"depth":7,` +
+		`"hashes":{"sha256":"x"},"origin":"example.org","origin_server_ts":1700000000123,"prev_events":["$p"],` +
+		`"room_id":"!room:example.org","sender":"@alice:example.org","signatures":{"example.org":{"ed25519:k":"s"}},`
+	cases := []struct {
+		name    string
+		json    string
+		version gomatrixserverlib.RoomVersion
+		plain   bool
+	}{
+		{"message", `{` + base + `"type":"m.room.message"}`, "", true},
+		{"state event", `{` + base + `"prev_state":[],"state_key":"","type":"m.room.topic"}`, "", true},
+		{"redaction", `{` + base + `"redacts":"$t","type":"m.room.redaction"}`, "", true},
+		{"null content, no prev events", `{"auth_events":[],"content":null,"depth":1,"origin_server_ts":1,"prev_events":[],"room_id":"!r:x","sender":"@a:x","type":"t"}`, "", true},
+		{"keys missing", `{"room_id":"!r:x"}`, "", true},
+		{"escaped type", `{` + base + `"type":"m.room.mess\u0061ge"}`, "", false},
+		{"escaped key", `{` + base + `"typ\u0065":"m.room.message"}`, "", false},
+		{"type repeated", `{` + base + `"type":"a","type":"b"}`, "", false},
+		{"key of another case", `{` + base + `"Type":"m.room.message"}`, "", false},
+		{"unknown key", `{` + base + `"event_id":"$x","type":"m.room.message"}`, "", false},
+		{"unsigned", `{` + base + `"type":"m.room.message","unsigned":{"age":1}}`, "", false},
+		{"null state key", `{` + base + `"state_key":null,"type":"m.room.message"}`, "", false},
+		{"state key not a string", `{` + base + `"state_key":1,"type":"m.room.message"}`, "", false},
+		{"depth with a fraction", `{"depth":1.0,"room_id":"!r:x"}`, "", false},
+		{"depth with an exponent", `{"depth":1e2,"room_id":"!r:x"}`, "", false},
+		{"depth past int64", `{"depth":9223372036854775808,"room_id":"!r:x"}`, "", false},
+		{"negative timestamp", `{"origin_server_ts":-1,"room_id":"!r:x"}`, "", false},
+		{"prev event not a string", `{"prev_events":[["$p",{}]],"room_id":"!r:x"}`, "", false},
+		{"invalid UTF-8 in the sender", "{\"room_id\":\"!r:x\",\"sender\":\"@\xff:x\"}", "", false},
+		{"room id without a colon", `{"room_id":"!r"}`, "", false},
+		{"not JSON", `{"room_id":"!r:x"`, "", false},
+		{"not an object", `["room_id"]`, "", false},
+		{"room version 1", `{` + base + `"type":"m.room.message"}`, gomatrixserverlib.RoomVersionV1, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			version := v10
+			if tc.version != "" {
+				version = gomatrixserverlib.MustGetRoomVersion(tc.version)
+			}
+			got := decodeStoredPlain(version, "$id", []byte(tc.json))
+			if (got != nil) != tc.plain {
+				t.Fatalf("read in one pass: %v, want %v", got != nil, tc.plain)
+			}
+			if got != nil {
+				checkAnswersAsParsed(t, version, got)
 			}
 		})
 	}

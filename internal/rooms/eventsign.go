@@ -98,7 +98,7 @@ func (s *eventSigner) build(eb *gomatrixserverlib.EventBuilder, version gomatrix
 func (s *eventSigner) newPDU(eb *gomatrixserverlib.EventBuilder, version gomatrixserverlib.IRoomVersion, id string,
 	keys eventKeys, prev, auth []string, now time.Time) (gomatrixserverlib.PDU, error) {
 	eventJSON := keys.object()
-	if e := newBuiltEvent(eb, version, id, eventJSON, keys.valueIn(eventJSON, "content"), prev, auth, spec.AsTimestamp(now)); e != nil {
+	if e := newBuiltEvent(eb, version, id, eventJSON, keys.valueIn(eventJSON, "content"), prev, auth, now); e != nil {
 		return e, nil
 	}
 	return version.NewEventFromTrustedJSONWithEventID(id, eventJSON, false)

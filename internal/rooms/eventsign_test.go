@@ -192,7 +192,8 @@ func testSigner(tb testing.TB) *eventSigner {
 // checkSignerMatchesBuild builds pe with the signer and with EventBuilder.Build at the same
 // time and key: both fail, or both give the same event id and bytes, except the signature
 // where Build's does not verify (see eventSigner.build); the signer's always does. The
-// signer's event answers every question as gomatrixserverlib's parse of its bytes does.
+// signer's event, and the same bytes read back from a stream, answer every question as
+// gomatrixserverlib's parse of them does.
 func checkSignerMatchesBuild(t *testing.T, signer *eventSigner, version gomatrixserverlib.IRoomVersion, pe gomatrixserverlib.ProtoEvent) {
 	t.Helper()
 	now := time.UnixMilli(1_700_000_000_123)
@@ -221,6 +222,9 @@ func checkSignerMatchesBuild(t *testing.T, signer *eventSigner, version gomatrix
 		t.Errorf("event JSON\n got %s\nwant %s", gotJSON, wantJSON)
 	}
 	checkAnswersAsParsed(t, version, got)
+	if stored := decodeStoredPlain(version, got.EventID(), got.JSON()); stored != nil {
+		checkAnswersAsParsed(t, version, stored)
+	}
 }
 
 func verifySignature(signer *eventSigner, version gomatrixserverlib.IRoomVersion, pdu gomatrixserverlib.PDU) error {

@@ -228,6 +228,9 @@ func (b *builtEvents) take(se store.RoomEvent) gomatrixserverlib.PDU {
 // there: hashing the event again costs more than the rest of reading it.
 func decodeStored(v gomatrixserverlib.IRoomVersion, se store.RoomEvent) (gomatrixserverlib.PDU, error) {
 	if se.EventID != "" {
+		if e := decodeStoredPlain(v, se.EventID, se.JSON); e != nil {
+			return e, nil
+		}
 		return v.NewEventFromTrustedJSONWithEventID(se.EventID, se.JSON, false)
 	}
 	pdu, err := v.NewEventFromTrustedJSON(se.JSON, false)
