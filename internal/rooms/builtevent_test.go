@@ -210,6 +210,12 @@ func TestDecodeStoredPlain(t *testing.T) {
 		{"redaction", `{` + base + `"redacts":"$t","type":"m.room.redaction"}`, "", true},
 		{"null content, no prev events", `{"auth_events":[],"content":null,"depth":1,"origin_server_ts":1,"prev_events":[],"room_id":"!r:x","sender":"@a:x","type":"t"}`, "", true},
 		{"keys missing", `{"room_id":"!r:x"}`, "", true},
+		{"whitespace", " {\n\"content\" : { \"a\" : [ 1 , 2 ] } ,\t\"depth\":-0, \"room_id\":\"!r:x\" , \"prev_events\":[ ]} ", "", true},
+		{"scalar content", `{"content":5e400,"room_id":"!r:x"}`, "", true},
+		{"string content with escapes", `{"content":"a\"\\b","room_id":"!r:x"}`, "", true},
+		{"raw U+2028 and U+FFFD in strings", "{\"room_id\":\"!r\u2028:x\",\"type\":\"\u2029\ufffd\"}", "", true},
+		{"integers at their limits", `{"depth":-9223372036854775808,"origin_server_ts":18446744073709551615,"room_id":"!r:x"}`, "", true},
+		{"timestamp past uint64", `{"origin_server_ts":18446744073709551616,"room_id":"!r:x"}`, "", false},
 		{"escaped type", `{` + base + `"type":"m.room.mess\u0061ge"}`, "", false},
 		{"escaped key", `{` + base + `"typ\u0065":"m.room.message"}`, "", false},
 		{"type repeated", `{` + base + `"type":"a","type":"b"}`, "", false},
@@ -235,12 +241,17 @@ func TestDecodeStoredPlain(t *testing.T) {
 			if tc.version != "" {
 				version = gomatrixserverlib.MustGetRoomVersion(tc.version)
 			}
-			got := decodeStoredPlain(version, "$id", []byte(tc.json))
+			input := []byte(tc.json)
+			got := decodeStoredPlain(version, "$id", input)
 			if (got != nil) != tc.plain {
 				t.Fatalf("read in one pass: %v, want %v", got != nil, tc.plain)
 			}
-			if got != nil {
-				checkAnswersAsParsed(t, version, got)
+			if got == nil {
+				return
+			}
+			checkAnswersAsParsed(t, version, got)
+			if got.EventID() != "$id" || &got.JSON()[0] != &input[0] {
+				t.Errorf("event id %q, want $id; the event must keep the stored JSON itself", got.EventID())
 			}
 		})
 	}

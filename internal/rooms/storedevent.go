@@ -47,9 +47,9 @@ func decodeStoredPlain(version gomatrixserverlib.IRoomVersion, id string, eventJ
 	if version.EventFormat() != gomatrixserverlib.EventFormatV2 || !json.Valid(eventJSON) {
 		return nil
 	}
-	// The event keeps its JSON, unchanged, for its whole life (as gomatrixserverlib's parse
-	// does, whose content is a slice of it), so the strings read from it may share its bytes
-	// instead of copying the whole event into a string first.
+	// gjson reads a string; viewing the JSON as one, instead of copying the whole event, is
+	// safe as it does not change while it is read. unescapedString copies each string it keeps:
+	// they outlive the JSON where a redaction replaces it (the sender, state keys as map keys).
 	root := gjson.Parse(unsafe.String(unsafe.SliceData(eventJSON), len(eventJSON)))
 	if !root.IsObject() {
 		return nil
@@ -75,12 +75,13 @@ func decodeStoredPlain(version gomatrixserverlib.IRoomVersion, id string, eventJ
 
 func ignoredKey(*builtEvent, []byte, gjson.Result) bool { return true }
 
-// unescapedString reads a JSON string without escapes, which is then its bytes between the quotes.
+// unescapedString reads a JSON string without escapes, which is then its bytes between the
+// quotes, into a string of its own.
 func unescapedString(v gjson.Result, into *string) bool {
 	if v.Type != gjson.String || len(v.Raw) < 2 || strings.Contains(v.Raw, `\`) || !utf8.ValidString(v.Str) {
 		return false
 	}
-	*into = v.Str
+	*into = strings.Clone(v.Str)
 	return true
 }
 
