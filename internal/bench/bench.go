@@ -75,7 +75,7 @@ func deployAndRun(ctx context.Context, cfg Config, dir string) (*Result, error) 
 }
 
 func runWorkload(ctx context.Context, cfg Config, p procs) (*Result, error) {
-	conns := cfg.Users + cfg.Concurrency + min(cfg.MaxInFlight, 4096)
+	conns := cfg.Users // one sync loop each; sends have their own client (newSendClient)
 	if cfg.Workload == WorkloadIdle {
 		conns = cfg.Connections + cfg.Users
 	}

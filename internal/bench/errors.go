@@ -8,6 +8,7 @@ import (
 	"syscall"
 
 	"github.com/firebreak/firebreak/internal/matrixclient"
+	"github.com/valyala/fasthttp"
 )
 
 // errCode names an error for the report: the Matrix errcode when the server sent one, the
@@ -20,7 +21,7 @@ func errCode(err error) string {
 		return ae.Code
 	case errors.As(err, &ae):
 		return fmt.Sprintf("HTTP_%d", ae.Status)
-	case errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, fasthttp.ErrTimeout):
 		return "TIMEOUT"
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return "CONN_REFUSED"

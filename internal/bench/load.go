@@ -29,7 +29,9 @@ func runLoad(ctx context.Context, cfg Config, hc *http.Client, run string, serve
 	if cfg.Sync {
 		startSyncLoops(syncCtx, pop.users, st, run, cfg.SyncTimeout, &syncs)
 	}
-	cpuStart, cpuEnd, err := sendFor(ctx, cfg, newSender(pop, st, run, cfg.BodyBytes), server, &phase)
+	sendHTTP := newSendClient(cfg.Concurrency + min(cfg.MaxInFlight, 4096))
+	defer sendHTTP.CloseIdleConnections()
+	cpuStart, cpuEnd, err := sendFor(ctx, cfg, newSender(pop, st, sendHTTP, run, cfg.BodyBytes), server, &phase)
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/firebreak/firebreak/internal/matrixclient"
+	"github.com/valyala/fasthttp"
 )
 
 // The Client-Server API calls the bench makes, and nothing else, so it runs against any
@@ -62,10 +63,10 @@ type messageContent struct {
 	Bench   benchMark `json:"fb_bench"`
 }
 
-// send PUTs one m.room.message.
-func (c *client) send(ctx context.Context, roomID, txnID string, content messageContent) error {
+// send PUTs one m.room.message through fc (newSendClient).
+func (c *client) send(ctx context.Context, fc *fasthttp.Client, roomID, txnID string, content messageContent) error {
 	path := clientPrefix + "/rooms/" + esc(roomID) + "/send/m.room.message/" + esc(txnID)
-	return c.do(ctx, http.MethodPut, path, nil, content, nil)
+	return c.putJSON(ctx, fc, path, content)
 }
 
 // syncResponse is the part of a /sync response the bench reads.

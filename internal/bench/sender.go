@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/valyala/fasthttp"
 )
 
 // sendTimeout bounds one PUT: a send the server has not acknowledged by then is an error.
@@ -17,17 +19,18 @@ const sendTimeout = 60 * time.Second
 type sender struct {
 	pop  *population
 	st   *stats
+	hc   *fasthttp.Client
 	run  string
 	body string
 	seq  atomic.Uint64
 }
 
-func newSender(pop *population, st *stats, run string, bodyBytes int) *sender {
+func newSender(pop *population, st *stats, hc *fasthttp.Client, run string, bodyBytes int) *sender {
 	body := "firebreak bench "
 	if n := bodyBytes - len(body); n > 0 {
 		body += strings.Repeat("x", n)
 	}
-	return &sender{pop: pop, st: st, run: run, body: body}
+	return &sender{pop: pop, st: st, hc: hc, run: run, body: body}
 }
 
 // sendOne sends one message and records its acknowledgement. It ignores ctx's end only in
@@ -40,7 +43,7 @@ func (s *sender) sendOne(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, sendTimeout)
 	defer cancel()
 	start := time.Now()
-	err := u.c.send(ctx, r.id, txn, messageContent{MsgType: "m.text", Body: s.body,
+	err := u.c.send(ctx, s.hc, r.id, txn, messageContent{MsgType: "m.text", Body: s.body,
 		Bench: benchMark{Run: s.run, N: n, TSus: start.UnixMicro()}})
 	took := time.Since(start)
 	if err != nil {

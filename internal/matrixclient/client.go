@@ -66,7 +66,7 @@ func Do(ctx context.Context, hc *http.Client, base, token, method, path string, 
 		return err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return newError(resp.StatusCode, raw)
+		return ErrorFrom(resp.StatusCode, raw)
 	}
 	if out == nil {
 		return nil
@@ -74,7 +74,8 @@ func Do(ctx context.Context, hc *http.Client, base, token, method, path string, 
 	return json.Unmarshal(raw, out)
 }
 
-func newError(status int, raw []byte) *Error {
+// ErrorFrom reads a non-200 answer's body, the spec's error JSON when it is that.
+func ErrorFrom(status int, raw []byte) *Error {
 	var e struct {
 		Code         string `json:"errcode"`
 		Msg          string `json:"error"`
