@@ -30,6 +30,8 @@ Where:
   --local 3dc             start the drill's three-data-center deployment instead (6 nodes,
                           every stream 3 replicas, one per data center)
   --inter-dc-latency D    with --local 3dc: one-way latency added between data centers
+  --room-shards N         with --local: the deployment's room shard streams (room_shards;
+                          default 16); the engine's baseline uses as many
   --server-pid PID        read memory and CPU of this homeserver process (with --homeserver)
   --binary PATH           the firebreak binary --local runs (default: this one)
   --keep                  keep the local deployment's data directory
@@ -130,6 +132,7 @@ func bindBenchFlags(cfg *bench.Config, output io.Writer) *benchFlags {
 	fs.StringVar(&cfg.Local, "local", "", "")
 	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "")
 	fs.DurationVar(&cfg.InterDCLatency, "inter-dc-latency", 0, "")
+	fs.IntVar(&cfg.RoomShards, "room-shards", cfg.RoomShards, "")
 	fs.StringVar(&cfg.ServerBinary, "binary", "", "")
 	fs.BoolVar(&cfg.KeepData, "keep", false, "")
 	fs.StringVar(&cfg.Workload, "workload", cfg.Workload, "")

@@ -98,7 +98,8 @@ func runWorkload(ctx context.Context, cfg Config, p procs) (*Result, error) {
 // measureEngineFor measures the engine the way the deployment runs it: three replicas for
 // the three-data-center layout, one otherwise.
 func measureEngineFor(ctx context.Context, cfg Config, dir string) (*EngineResult, error) {
-	opts := EngineOptions{Dir: dir, Duration: cfg.EngineDuration, InFlight: 256, MessageBytes: 300, Log: cfg.Log}
+	opts := EngineOptions{Dir: dir, Duration: cfg.EngineDuration, InFlight: 256, MessageBytes: 300,
+		RoomShards: cfg.RoomShards, Log: cfg.Log}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}

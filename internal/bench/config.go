@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/firebreak/firebreak/internal/config"
 )
 
 // Workloads.
@@ -33,6 +35,7 @@ type Config struct {
 	ServerPID    int      // a homeserver process on this machine to read memory and CPU of
 	// InterDCLatency is the one-way delay --local 3dc adds between data centers.
 	InterDCLatency time.Duration
+	RoomShards     int  // a local deployment's room_shards, and the engine baseline's shard streams
 	KeepData       bool // leave a local deployment's data directory behind
 
 	Workload    string
@@ -85,6 +88,7 @@ func Defaults(workload string) Config {
 		Seed:           1,
 		EngineReplicas: 1,
 		EngineDuration: 5 * time.Second,
+		RoomShards:     config.Default().RoomShards,
 	}
 	switch workload {
 	case WorkloadMax:
@@ -113,6 +117,9 @@ func ParseRoomSizes(s string) ([]RoomSize, error) {
 
 // Validate reports the first setting that cannot work.
 func (c Config) Validate() error {
+	if !config.ValidRoomShards(c.RoomShards) {
+		return fmt.Errorf("--room-shards must be 1 to %d", config.MaxRoomShards)
+	}
 	if c.EngineOnly {
 		if c.EngineReplicas != 1 && c.EngineReplicas != 3 {
 			return errors.New("--engine-replicas must be 1 or 3")

@@ -79,6 +79,8 @@ func TestValidate(t *testing.T) {
 		"closed loop no one": func(c *Config) { c.Rate, c.Concurrency = 0, 0 },
 		"bad local":          func(c *Config) { c.Local = "cloud" },
 		"no sync timeout":    func(c *Config) { c.SyncTimeout = -time.Second },
+		"no room shards":     func(c *Config) { c.RoomShards = 0 },
+		"too many shards":    func(c *Config) { c.RoomShards = 1025 },
 	} {
 		c := ok
 		mutate(&c)

@@ -23,7 +23,7 @@ func deploy(ctx context.Context, cfg Config, dir string) (*deployment, error) {
 		if err != nil {
 			return nil, err
 		}
-		return startLocalSingle(ctx, bin, filepath.Join(dir, "single"), cfg.Log)
+		return startLocalSingle(ctx, bin, filepath.Join(dir, "single"), cfg.RoomShards, cfg.Log)
 	case Local3DC:
 		return start3DC(ctx, cfg, filepath.Join(dir, "3dc"))
 	}

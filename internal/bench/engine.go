@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/firebreak/firebreak/internal/config"
 	"github.com/firebreak/firebreak/internal/store"
 )
 
@@ -20,6 +19,7 @@ type EngineOptions struct {
 	Duration     time.Duration // per publish mode
 	InFlight     int           // publishes outstanding at once in the pipelined mode
 	MessageBytes int
+	RoomShards   int          // shard streams, as the deployment measured beside it has
 	Log          *slog.Logger // the bench's own messages
 	// StoreLog receives the embedded JetStream's messages; nil drops them (a cluster's
 	// start is noisy with expected "connection refused" while its nodes find each other).
@@ -46,19 +46,16 @@ type EngineResult struct {
 	Method       string  `json:"method"`
 }
 
-// engineShards is the server's default number of room shard streams: the pipelined mode
-// spreads its publishers over them as a busy server's rooms are.
-var engineShards = config.Default().RoomShards
-
 // MeasureEngine opens a separate embedded store with a single node's settings (one replica,
-// fsync always, the default shard streams) in opts.Dir and measures how fast it takes
-// publishes.
+// fsync always, opts.RoomShards shard streams) in opts.Dir and measures how fast it takes
+// publishes. The pipelined mode spreads its publishers over the shards as a busy server's
+// rooms are.
 func MeasureEngine(ctx context.Context, opts EngineOptions) (*EngineResult, error) {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
 	st, err := store.Open(ctx, store.Options{DataDir: opts.Dir, NodeName: "bench-engine", Replicas: 1,
-		RoomShards: engineShards, Logger: opts.storeLog()})
+		RoomShards: opts.RoomShards, Logger: opts.storeLog()})
 	if err != nil {
 		return nil, err
 	}

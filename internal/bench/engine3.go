@@ -32,7 +32,7 @@ func MeasureEngine3(ctx context.Context, opts EngineOptions) (*EngineResult, err
 	for attempt := 1; attempt <= engine3Attempts; attempt++ {
 		var stores []*store.Store
 		dir := filepath.Join(opts.Dir, fmt.Sprintf("try%d", attempt))
-		if stores, err = startEngineCluster(ctx, dir, opts.storeLog()); err == nil {
+		if stores, err = startEngineCluster(ctx, dir, opts.RoomShards, opts.storeLog()); err == nil {
 			defer closeStores(stores)
 			return measurePublishes(ctx, stores[0], 3, opts)
 		}
@@ -47,7 +47,7 @@ func MeasureEngine3(ctx context.Context, opts EngineOptions) (*EngineResult, err
 
 // startEngineCluster starts three clustered stores together (they need each other to place
 // their streams) and gives up after engine3StartTimeout.
-func startEngineCluster(ctx context.Context, dir string, log *slog.Logger) ([]*store.Store, error) {
+func startEngineCluster(ctx context.Context, dir string, roomShards int, log *slog.Logger) ([]*store.Store, error) {
 	addrs, err := distinctLoopbackAddrs(3)
 	if err != nil {
 		return nil, err
@@ -61,7 +61,7 @@ func startEngineCluster(ctx context.Context, dir string, log *slog.Logger) ([]*s
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			stores[i], errs[i] = store.Open(ctx, engineNodeOptions(dir, log, addrs, i))
+			stores[i], errs[i] = store.Open(ctx, engineNodeOptions(dir, roomShards, log, addrs, i))
 		}()
 	}
 	wg.Wait()
@@ -80,7 +80,7 @@ func closeStores(stores []*store.Store) {
 	}
 }
 
-func engineNodeOptions(dir string, log *slog.Logger, addrs []string, i int) store.Options {
+func engineNodeOptions(dir string, roomShards int, log *slog.Logger, addrs []string, i int) store.Options {
 	var routes []string
 	for j, a := range addrs {
 		if j != i {
@@ -89,7 +89,7 @@ func engineNodeOptions(dir string, log *slog.Logger, addrs []string, i int) stor
 	}
 	name := fmt.Sprintf("engine%d", i+1)
 	return store.Options{
-		DataDir: filepath.Join(dir, name), NodeName: name, Replicas: 3, RoomShards: engineShards, Logger: log,
+		DataDir: filepath.Join(dir, name), NodeName: name, Replicas: 3, RoomShards: roomShards, Logger: log,
 		Cluster: &store.ClusterOptions{Name: "bench-engine", DC: fmt.Sprintf("dc%d", i+1), Listen: addrs[i],
 			Routes: routes, Size: 3},
 	}

@@ -39,7 +39,7 @@ var unlimited = config.RateLimit{PerSecond: 1e6, BurstCount: 1_000_000}
 // startLocalSingle runs `BINARY serve --config` on a fresh data directory under dir with the
 // production defaults (fsync on every write) except for rate limits, and waits until it
 // answers.
-func startLocalSingle(ctx context.Context, binary, dir string, log *slog.Logger) (*deployment, error) {
+func startLocalSingle(ctx context.Context, binary, dir string, roomShards int, log *slog.Logger) (*deployment, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -50,6 +50,7 @@ func startLocalSingle(ctx context.Context, binary, dir string, log *slog.Logger)
 	cfg := config.Default()
 	cfg.Listen = addr
 	cfg.DataDir = filepath.Join(dir, "data")
+	cfg.RoomShards = roomShards
 	cfg.EnableRegistration = true
 	cfg.RegistrationSharedSecret = accounts.RandomString(24)
 	cfg.RCMessage, cfg.RCLogin, cfg.RCRegistration = unlimited, unlimited, unlimited

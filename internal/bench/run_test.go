@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -80,6 +81,7 @@ func runLocal(t *testing.T, cfg Config) *Result {
 func TestMixAgainstLocalSingle(t *testing.T) {
 	cfg := localConfig(t, WorkloadMix)
 	cfg.Rate = 30
+	cfg.RoomShards = 4
 	cfg.Engine, cfg.EngineDuration = true, 500*time.Millisecond
 	res := runLocal(t, cfg)
 	if res.Sends == 0 || res.SendsPerSec <= 0 {
@@ -94,7 +96,8 @@ func TestMixAgainstLocalSingle(t *testing.T) {
 	if res.Server == nil || res.Server.RSSKB == 0 {
 		t.Errorf("server usage not measured: %+v", res.Server)
 	}
-	if e := res.Engine; e == nil || e.SyncPerSec <= 0 || e.AsyncPerSec <= 0 || res.FractionOfEngine <= 0 {
+	if e := res.Engine; e == nil || e.SyncPerSec <= 0 || e.AsyncPerSec <= 0 || res.FractionOfEngine <= 0 ||
+		!strings.Contains(e.Method, " 4 shard streams") {
 		t.Errorf("engine not measured: %+v", e)
 	}
 }

@@ -15,7 +15,7 @@ func start3DC(ctx context.Context, cfg Config, dir string) (*deployment, error) 
 		return nil, err
 	}
 	o := drill.DefaultOptions()
-	o.Binary, o.InterDCLatency = bin, cfg.InterDCLatency
+	o.Binary, o.InterDCLatency, o.RoomShards = bin, cfg.InterDCLatency, cfg.RoomShards
 	d, err := drill.Launch(ctx, dir, o, cfg.Log)
 	if err != nil {
 		return nil, err

@@ -97,6 +97,13 @@ func Load(path string) (Config, error) {
 	return cfg, cfg.Validate()
 }
 
+// MaxRoomShards bounds room_shards: each shard is a stream, with its own Raft group in a
+// cluster.
+const MaxRoomShards = 1024
+
+// ValidRoomShards reports whether n room shard streams is a count a deployment may have.
+func ValidRoomShards(n int) bool { return n >= 1 && n <= MaxRoomShards }
+
 // Validate reports the first setting that cannot work.
 func (c Config) Validate() error {
 	switch {
@@ -108,8 +115,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("data_dir must be set")
 	case c.MaxRequestBodySize < 65536:
 		return fmt.Errorf("max_request_body_size must be at least 65536 (the largest event)")
-	case c.RoomShards < 1 || c.RoomShards > 1024:
-		return fmt.Errorf("room_shards must be between 1 and 1024")
+	case !ValidRoomShards(c.RoomShards):
+		return fmt.Errorf("room_shards must be between 1 and %d", MaxRoomShards)
 	case c.Replicas < 0 || c.Replicas > 5:
 		return fmt.Errorf("replicas must be between 1 and 5")
 	case c.Cluster != nil && c.NATSURL != "":

@@ -64,7 +64,7 @@ func launch(dir string, o Options, log *slog.Logger) (*cluster, error) {
 	}
 	for _, spec := range topo.Nodes {
 		routes := topo.routes(spec, func(from, to string) string { return proxyAddr[from+"->"+to] })
-		if err := writeConfig(spec, len(topo.Nodes), routes); err != nil {
+		if err := writeConfig(spec, len(topo.Nodes), o.RoomShards, routes); err != nil {
 			c.shutdown()
 			return nil, err
 		}

@@ -190,7 +190,7 @@ func (d *drill) measureOutageSends() {
 		case a.Probe || a.At.Before(d.failedAt) || a.At.After(d.load.sendsStopped):
 		case a.At.After(end):
 			afterHeal = append(afterHeal, took)
-		case d.leaderDCs[store.RoomStream(a.Room, roomShards)] == d.dc:
+		case d.leaderDCs[store.RoomStream(a.Room, d.o.RoomShards)] == d.dc:
 			lost = append(lost, took)
 		default:
 			survived = append(survived, took)

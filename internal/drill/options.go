@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/firebreak/firebreak/internal/config"
 )
 
 // Scenarios the drill knows.
@@ -31,6 +33,7 @@ type Options struct {
 
 	DCs        int // data centers (3: the deployment loses one and keeps a quorum)
 	NodesPerDC int
+	RoomShards int // the deployment's room shard streams (room_shards)
 	// FailDC is the data center to burn or cut, "dc1".."dcN"; empty picks the one that leads
 	// the most streams, the harshest choice.
 	FailDC string
@@ -58,6 +61,7 @@ func DefaultOptions() Options {
 		Cut:        CutReject,
 		DCs:        3,
 		NodesPerDC: 2,
+		RoomShards: config.Default().RoomShards,
 		Users:      30,
 		Rooms:      10,
 		Rate:       2,
@@ -81,6 +85,8 @@ func (o Options) validate() error {
 		return fmt.Errorf("need 3 to 9 data centers (an R3 stream places one replica in each of 3), got %d", o.DCs)
 	case o.NodesPerDC < 1 || o.NodesPerDC > 9:
 		return fmt.Errorf("nodes per data center must be 1 to 9, got %d", o.NodesPerDC)
+	case !config.ValidRoomShards(o.RoomShards):
+		return fmt.Errorf("room shards must be 1 to %d, got %d", config.MaxRoomShards, o.RoomShards)
 	case o.Users < 2:
 		return fmt.Errorf("need at least 2 users, got %d", o.Users)
 	case o.Rooms < 1:

@@ -240,3 +240,24 @@ func TestCompare(t *testing.T) {
 		t.Error("sameOrder is wrong")
 	}
 }
+
+func TestOptionsValidate(t *testing.T) {
+	ok := DefaultOptions()
+	ok.Binary = "firebreak"
+	if err := ok.validate(); err != nil {
+		t.Fatalf("defaults: %v", err)
+	}
+	for name, mutate := range map[string]func(*Options){
+		"two data centers": func(o *Options) { o.DCs = 2 },
+		"no room shards":   func(o *Options) { o.RoomShards = 0 },
+		"too many shards":  func(o *Options) { o.RoomShards = 1025 },
+		"one user":         func(o *Options) { o.Users = 1 },
+		"unknown scenario": func(o *Options) { o.Scenario = "flood" },
+	} {
+		o := ok
+		mutate(&o)
+		if o.validate() == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}

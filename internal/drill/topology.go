@@ -102,14 +102,12 @@ func (t topology) routes(n nodeSpec, proxyAddr func(fromDC, toNode string) strin
 	return out
 }
 
-// roomShards is the drill deployment's number of room shard streams.
-var roomShards = config.Default().RoomShards
-
 // writeConfig writes the node's firebreak.yaml. It starts from the server's own defaults so
 // every setting the drill does not care about is the one a real deployment gets; only the
 // rate limits are lifted, since the drill's users all come from one address.
-func writeConfig(n nodeSpec, clusterSize int, routes []string) error {
-	cfg := config.Default() // room_shards included: roomShards is that default
+func writeConfig(n nodeSpec, clusterSize, roomShards int, routes []string) error {
+	cfg := config.Default()
+	cfg.RoomShards = roomShards
 	cfg.ServerName = "localhost"
 	cfg.Listen = n.APIAddr
 	cfg.DataDir = n.DataDir
