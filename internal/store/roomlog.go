@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/tidwall/gjson"
 )
 
 // Each room's events are one subject in one of a fixed set of shard streams. The subject's
@@ -76,17 +77,13 @@ func (s *Store) AppendRoomEvent(ctx context.Context, roomID string, afterSeq uin
 		return 0, err
 	}
 	msg := roomMsg(subject, ev)
+	msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(afterSeq, 10))
 	// While a stream elects a leader nobody listens on its subjects (no responders), and a
-	// publish sent to a leader that then died is never answered: retry (not jetstream's own
-	// retries) sends the same message again, with a short deadline per attempt. Its msg id and
-	// expected sequence keep a publish that did land from being stored twice.
-	opts := []jetstream.PublishOpt{jetstream.WithExpectLastSequencePerSubject(afterSeq), jetstream.WithRetryAttempts(0)}
+	// publish sent to a leader that then died is never answered: retry sends the same message
+	// again, with a short deadline per attempt. Its msg id and expected sequence keep a
+	// publish that did land from being stored twice.
 	return retry(ctx, s.writePolicy(), func(ctx context.Context) (uint64, error) {
-		ack, err := s.js.PublishMsg(ctx, msg, opts...)
-		if err != nil {
-			return 0, err
-		}
-		return ack.Sequence, nil
+		return s.publishAcked(ctx, msg)
 	})
 }
 
@@ -134,7 +131,7 @@ func (s *Store) publishBatch(ctx context.Context, subject string, afterSeq uint6
 			return 0, translate(err)
 		}
 	}
-	return s.commitBatch(ctx, commit)
+	return s.publishAcked(ctx, commit)
 }
 
 // landed reports whether the room's latest event, as the stream's leader has it, is eventID.
@@ -166,23 +163,51 @@ func roomMsg(subject string, ev NewRoomEvent) *nats.Msg {
 	return msg
 }
 
-// commitBatch sends a batch's last message and reads JetStream's acknowledgement of the whole.
-func (s *Store) commitBatch(ctx context.Context, msg *nats.Msg) (uint64, error) {
+// publishAcked publishes msg (one event, or the message that commits a batch) and returns the
+// stream sequence JetStream's acknowledgement gives it. It is a plain request, not
+// jetstream.PublishMsg, whose options and decoding of the whole acknowledgement cost more than
+// a send's other store work; a send makes one.
+func (s *Store) publishAcked(ctx context.Context, msg *nats.Msg) (uint64, error) {
 	resp, err := s.nc.RequestMsgWithContext(ctx, msg)
 	if err != nil {
 		return 0, translate(err)
 	}
-	var ack struct {
-		Seq   uint64              `json:"seq"`
-		Error *jetstream.APIError `json:"error"`
+	return readPubAck(resp.Data)
+}
+
+// readPubAck reads JetStream's answer to a publish: {"stream":...,"seq":N,...} when it stored
+// the message (or had it already, "duplicate"), {"error":{...}} when it did not. Only an error
+// is decoded in full.
+func readPubAck(data []byte) (uint64, error) {
+	if !gjson.ValidBytes(data) {
+		return 0, fmt.Errorf("store: unreadable publish acknowledgement %q", data)
 	}
-	if err := json.Unmarshal(resp.Data, &ack); err != nil {
-		return 0, fmt.Errorf("store: unreadable batch acknowledgement: %w", err)
-	}
-	if ack.Error != nil {
+	var stream, seq gjson.Result
+	failed := false
+	gjson.ParseBytes(data).ForEach(func(key, value gjson.Result) bool {
+		switch key.Str {
+		case "error":
+			failed = true
+		case "stream":
+			stream = value
+		case "seq":
+			seq = value
+		}
+		return true
+	})
+	if failed {
+		var ack struct {
+			Error *jetstream.APIError `json:"error"`
+		}
+		if err := json.Unmarshal(data, &ack); err != nil || ack.Error == nil {
+			return 0, fmt.Errorf("store: unreadable publish error %q", data)
+		}
 		return 0, translate(ack.Error)
 	}
-	return ack.Seq, nil
+	if stream.Type != gjson.String || stream.Str == "" || seq.Type != gjson.Number || seq.Uint() == 0 {
+		return 0, fmt.Errorf("store: publish acknowledgement without a stream and sequence: %q", data)
+	}
+	return seq.Uint(), nil
 }
 
 // RoomHeadSeq is the sequence of the room's last stored event, 0 when it has none (as a room

@@ -1,0 +1,50 @@
+package store
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+func TestReadPubAck(t *testing.T) {
+	tests := []struct {
+		name    string
+		ack     string
+		seq     uint64
+		wantErr error // matched with errors.Is; nil: no error
+		anyErr  bool  // an error not mapped onto the store's own
+	}{
+		{"stored", `{"stream":"FB_ROOMS_3","seq":42}`, 42, nil, false},
+		{"already stored", `{"stream":"FB_ROOMS_3","seq":41,"duplicate":true}`, 41, nil, false},
+		{"batch committed", `{"stream":"FB_ROOMS_3","seq":50,"batch":"b1","count":8}`, 50, nil, false},
+		{"head moved", `{"error":{"code":400,"err_code":10071,"description":"wrong last sequence: 40"}}`, 0, ErrConflict, false},
+		{"batch cut short", `{"error":{"code":400,"err_code":10176,"description":"batch incomplete"}}`, 0, ErrUnavailable, false},
+		{"other refusal", `{"error":{"code":400,"err_code":10054,"description":"maximum messages exceeded"}}`, 0, nil, true},
+		{"no sequence", `{"stream":"FB_ROOMS_3"}`, 0, nil, true},
+		{"no stream", `{"seq":7}`, 0, nil, true},
+		{"not JSON", `+OK`, 0, nil, true},
+		{"empty", ``, 0, nil, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			seq, err := readPubAck([]byte(tt.ack))
+			switch {
+			case tt.wantErr != nil && !errors.Is(err, tt.wantErr):
+				t.Errorf("error %v, want %v", err, tt.wantErr)
+			case tt.anyErr && err == nil:
+				t.Errorf("no error, sequence %d", seq)
+			case tt.wantErr == nil && !tt.anyErr && (err != nil || seq != tt.seq):
+				t.Errorf("got %d, %v; want %d", seq, err, tt.seq)
+			}
+		})
+	}
+	_, err := readPubAck([]byte(`{"error":{"code":400,"err_code":10071,"description":"wrong last sequence: 40"}}`))
+	if c := (*ConflictError)(nil); !errors.As(err, &c) || c.Head != 40 {
+		t.Errorf("conflict %v does not name the head at 40", err)
+	}
+	_, err = readPubAck([]byte(`{"error":{"code":400,"err_code":10054,"description":"maximum messages exceeded"}}`))
+	if a := (*jetstream.APIError)(nil); !errors.As(err, &a) || a.ErrorCode != 10054 {
+		t.Errorf("refusal %v lost JetStream's error code", err)
+	}
+}
