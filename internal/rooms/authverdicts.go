@@ -44,7 +44,7 @@ func newAuthVerdicts() *authVerdicts {
 
 // check runs the auth rules on event unless an approval of the same sender sending the same
 // type against the same auth events is remembered.
-func (v *authVerdicts) check(event gomatrixserverlib.PDU, auth *gomatrixserverlib.AuthEvents) error {
+func (v *authVerdicts) check(event gomatrixserverlib.PDU, auth gomatrixserverlib.AuthEventProvider) error {
 	key, ok := verdictKeyFor(event, auth)
 	if ok && v.remembered(key) {
 		return nil
@@ -75,7 +75,7 @@ func (v *authVerdicts) remember(key verdictKey) {
 }
 
 // verdictKeyFor reports the key of an event whose verdict may be remembered.
-func verdictKeyFor(event gomatrixserverlib.PDU, auth *gomatrixserverlib.AuthEvents) (verdictKey, bool) {
+func verdictKeyFor(event gomatrixserverlib.PDU, auth gomatrixserverlib.AuthEventProvider) (verdictKey, bool) {
 	if event.StateKey() != nil || hasOwnAuthRules(event.Type()) || !auth.Valid() {
 		return verdictKey{}, false
 	}

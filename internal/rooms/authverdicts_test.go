@@ -4,6 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"testing"
+
+	"github.com/matrix-org/gomatrixserverlib"
+	"github.com/matrix-org/gomatrixserverlib/spec"
 )
 
 // TestAuthVerdictsFollowState sends through one room while its state changes under the
@@ -76,4 +79,93 @@ func TestAuthVerdictsFollowState(t *testing.T) {
 			t.Errorf("%s: %d approvals remembered, want %d", step.name, got, step.wantRemembered)
 		}
 	}
+}
+
+// TestNeededAuthAnswersAsAuthEvents holds neededAuth to gomatrixserverlib's AuthEvents filled
+// with the same needed events: every question the auth rules may ask gets the same event (or
+// none) for messages, state events and each kind of membership change.
+func TestNeededAuthAnswersAsAuthEvents(t *testing.T) {
+	const carol, dave = "@carol:test", "@dave:test"
+	s := newService(t)
+	roomID := createRoom(t, s, CreateRequest{Preset: "private_chat"})
+	token := "tok"
+	if _, err := s.Send(t.Context(), Proto{RoomID: roomID, Sender: alice, Type: spec.MRoomThirdPartyInvite, StateKey: &token,
+		Content: json.RawMessage(`{"display_name":"c","key_validity_url":"https://id.test/v","public_key":"a2V5"}`)}, SendOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, invited := range []string{bob, carol} {
+		if _, err := s.ChangeMembership(t.Context(), MembershipChange{RoomID: roomID, Sender: alice, Target: invited, Membership: "invite"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	member := func(sender, target, membership string) *gomatrixserverlib.ProtoEvent {
+		return &gomatrixserverlib.ProtoEvent{RoomID: roomID, SenderID: sender, Type: spec.MRoomMember, StateKey: &target,
+			Content: spec.RawJSON(`{"membership":"` + membership + `"}`)}
+	}
+	empty, carolKey := "", carol
+	protos := map[string]*gomatrixserverlib.ProtoEvent{
+		"message":            {RoomID: roomID, SenderID: alice, Type: "m.room.message", Content: spec.RawJSON(`{"body":"hi"}`)},
+		"state":              {RoomID: roomID, SenderID: alice, Type: "m.room.topic", StateKey: &empty, Content: spec.RawJSON(`{"topic":"t"}`)},
+		"invited user joins": member(bob, bob, "join"),
+		"stranger joins":     member(dave, dave, "join"),
+		"invite":             member(alice, dave, "invite"),
+		"kick":               member(alice, bob, "leave"),
+		"third-party invite": {RoomID: roomID, SenderID: alice, Type: spec.MRoomMember, StateKey: &carolKey,
+			Content: spec.RawJSON(`{"membership":"invite","third_party_invite":{"signed":{"token":"tok","mxid":"@carol:test"}}}`)},
+	}
+	answered := map[string]bool{} // questions answered with an event at least once
+	for name, pe := range protos {
+		t.Run(name, func(t *testing.T) {
+			got, err := authEventsFor(pe, s.model)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := gomatrixserverlib.NewAuthEvents(nil)
+			needed, _ := gomatrixserverlib.StateNeededForProtoEvent(pe)
+			for _, tuple := range needed.Tuples() {
+				if ev := s.model.StateEvent(roomID, tuple.EventType, tuple.StateKey); ev != nil {
+					if err := want.AddEvent(ev.PDU); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			questions := map[string]func(gomatrixserverlib.AuthEventProvider) (gomatrixserverlib.PDU, error){
+				"create":       gomatrixserverlib.AuthEventProvider.Create,
+				"join rules":   gomatrixserverlib.AuthEventProvider.JoinRules,
+				"power levels": gomatrixserverlib.AuthEventProvider.PowerLevels,
+				"third-party tok": func(a gomatrixserverlib.AuthEventProvider) (gomatrixserverlib.PDU, error) {
+					return a.ThirdPartyInvite("tok")
+				},
+				"member of alice": func(a gomatrixserverlib.AuthEventProvider) (gomatrixserverlib.PDU, error) { return a.Member(alice) },
+				"member of bob":   func(a gomatrixserverlib.AuthEventProvider) (gomatrixserverlib.PDU, error) { return a.Member(bob) },
+				"member of carol": func(a gomatrixserverlib.AuthEventProvider) (gomatrixserverlib.PDU, error) { return a.Member(carol) },
+				"member of dave":  func(a gomatrixserverlib.AuthEventProvider) (gomatrixserverlib.PDU, error) { return a.Member(dave) },
+			}
+			for q, ask := range questions {
+				g, gErr := ask(got)
+				w, wErr := ask(&want)
+				if eventID(g) != eventID(w) || (gErr == nil) != (wErr == nil) {
+					t.Errorf("%s: got %s (%v), want %s (%v)", q, eventID(g), gErr, eventID(w), wErr)
+				}
+				answered[q] = answered[q] || w != nil
+			}
+			if !got.Valid() {
+				t.Error("not valid")
+			}
+		})
+	}
+	// Else the comparison above proves little: both could answer none throughout.
+	for _, q := range []string{"create", "join rules", "power levels", "third-party tok", "member of alice", "member of bob", "member of carol"} {
+		if !answered[q] {
+			t.Errorf("%s: never answered with an event", q)
+		}
+	}
+}
+
+// eventID is the event's id, "none" for no event.
+func eventID(ev gomatrixserverlib.PDU) string {
+	if ev == nil {
+		return "none"
+	}
+	return ev.EventID()
 }

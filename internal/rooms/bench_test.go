@@ -91,11 +91,11 @@ func BenchmarkAuthCheck(b *testing.B) {
 		b.Fatal(err)
 	}
 	pe := &gomatrixserverlib.ProtoEvent{SenderID: p.Sender, RoomID: p.RoomID, Type: p.Type, Content: spec.RawJSON(p.Content)}
-	checks := map[string]func(gomatrixserverlib.AuthEvents) error{
-		"rules": func(auth gomatrixserverlib.AuthEvents) error {
-			return gomatrixserverlib.Allowed(pdu, &auth, userIDForSender)
+	checks := map[string]func(gomatrixserverlib.AuthEventProvider) error{
+		"rules": func(auth gomatrixserverlib.AuthEventProvider) error {
+			return gomatrixserverlib.Allowed(pdu, auth, userIDForSender)
 		},
-		"remembered": func(auth gomatrixserverlib.AuthEvents) error { return s.verdicts.check(pdu, &auth) },
+		"remembered": func(auth gomatrixserverlib.AuthEventProvider) error { return s.verdicts.check(pdu, auth) },
 	}
 	for name, check := range checks {
 		b.Run(name, func(b *testing.B) {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -50,12 +51,12 @@ func (s *Service) build(p Proto, info RoomInfo, state stateSource) (gomatrixserv
 		return nil, err
 	}
 	if p.Type == "m.room.redaction" {
-		if err := s.checkRedaction(p, &authEvents); err != nil {
+		if err := s.checkRedaction(p, authEvents); err != nil {
 			return nil, err
 		}
 	}
 	eb := info.Version.NewEventBuilderFromProtoEvent(pe)
-	if err := eb.AddAuthEvents(&authEvents); err != nil {
+	if err := eb.AddAuthEvents(authEvents); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
 	pdu, err := s.signer.build(eb, info.Version, time.Now())
@@ -65,27 +66,64 @@ func (s *Service) build(p Proto, info RoomInfo, state stateSource) (gomatrixserv
 	} else if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
-	if err := s.verdicts.check(pdu, &authEvents); err != nil {
+	if err := s.verdicts.check(pdu, authEvents); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrForbidden, err)
 	}
 	return pdu, nil
 }
 
-// authEventsFor collects from the room's state the events the auth rules need.
-func authEventsFor(pe *gomatrixserverlib.ProtoEvent, state stateSource) (gomatrixserverlib.AuthEvents, error) {
-	auth := gomatrixserverlib.NewAuthEvents(nil)
+// authEventsFor gives the auth rules the events of the room's state that the event needs.
+func authEventsFor(pe *gomatrixserverlib.ProtoEvent, state stateSource) (neededAuth, error) {
 	needed, err := gomatrixserverlib.StateNeededForProtoEvent(pe)
 	if err != nil {
-		return auth, fmt.Errorf("%w: %v", ErrBadRequest, err)
+		return neededAuth{}, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
-	for _, t := range needed.Tuples() {
-		if ev := state.StateEvent(pe.RoomID, t.EventType, t.StateKey); ev != nil {
-			if err := auth.AddEvent(ev.PDU); err != nil {
-				return auth, err
-			}
-		}
+	return neededAuth{needed: needed, state: state, roomID: pe.RoomID}, nil
+}
+
+// neededAuth answers the auth rules' questions from one room's state with the events an event
+// needs (gomatrixserverlib.StateNeeded) and no others, as gomatrixserverlib.AuthEvents does,
+// without copying them into maps first: for a message, that copy (with a parse of the room id
+// per event) was 2% of a send at maximum load.
+type neededAuth struct {
+	needed gomatrixserverlib.StateNeeded
+	state  stateSource
+	roomID string
+}
+
+func (a neededAuth) Create() (gomatrixserverlib.PDU, error) {
+	return a.eventIf(a.needed.Create, spec.MRoomCreate, "")
+}
+
+func (a neededAuth) JoinRules() (gomatrixserverlib.PDU, error) {
+	return a.eventIf(a.needed.JoinRules, spec.MRoomJoinRules, "")
+}
+
+func (a neededAuth) PowerLevels() (gomatrixserverlib.PDU, error) {
+	return a.eventIf(a.needed.PowerLevels, spec.MRoomPowerLevels, "")
+}
+
+func (a neededAuth) Member(stateKey spec.SenderID) (gomatrixserverlib.PDU, error) {
+	return a.eventIf(slices.Contains(a.needed.Member, string(stateKey)), spec.MRoomMember, string(stateKey))
+}
+
+func (a neededAuth) ThirdPartyInvite(stateKey string) (gomatrixserverlib.PDU, error) {
+	return a.eventIf(slices.Contains(a.needed.ThirdPartyInvite, stateKey), spec.MRoomThirdPartyInvite, stateKey)
+}
+
+// Valid: every event comes from the one room's state.
+func (a neededAuth) Valid() bool { return true }
+
+// eventIf is the room's current state event of that type and key when the event needs it,
+// else none (a nil interface, never a typed nil).
+func (a neededAuth) eventIf(needed bool, evType, stateKey string) (gomatrixserverlib.PDU, error) {
+	if !needed {
+		return nil, nil
 	}
-	return auth, nil
+	if ev := a.state.StateEvent(a.roomID, evType, stateKey); ev != nil && ev.PDU != nil {
+		return ev.PDU, nil
+	}
+	return nil, nil
 }
 
 // userIDForSender: in the room versions we create, a sender id is the user id.
@@ -95,7 +133,7 @@ func userIDForSender(_ spec.RoomID, senderID spec.SenderID) (*spec.UserID, error
 
 // checkRedaction applies the rule the auth rules leave to the sender's server from room
 // version 3 on: a user may redact their own events, and others' only with the redact level.
-func (s *Service) checkRedaction(p Proto, auth *gomatrixserverlib.AuthEvents) error {
+func (s *Service) checkRedaction(p Proto, auth gomatrixserverlib.AuthEventProvider) error {
 	if target, ok := s.model.Event(p.RoomID, p.Redacts); ok && target.Sender == p.Sender {
 		return nil
 	}
