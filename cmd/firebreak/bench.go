@@ -27,11 +27,13 @@ Where:
                           m.login.dummy (needs open registration)
   --local single          start a Firebreak node (this executable, "serve") on a temporary
                           data dir, with rate limits lifted, and stop it afterwards
-  --local 3dc             start the drill's three-data-center deployment instead (6 nodes,
-                          every stream 3 replicas, one per data center)
+  --local 3dc             start the drill's three-data-center deployment instead (6 nodes
+                          by default, every stream 3 replicas, one per data center)
   --inter-dc-latency D    with --local 3dc: one-way latency added between data centers
   --room-shards N         with --local: the deployment's room shard streams (room_shards;
                           default 16); the engine's baseline uses as many
+  --nodes-per-dc N        with --local 3dc: Firebreak nodes in each data center (default 2;
+                          1 matches the engine baseline's three servers)
   --server-pid PID        read memory and CPU of this homeserver process (with --homeserver)
   --binary PATH           the firebreak binary --local runs (default: this one)
   --keep                  keep the local deployment's data directory
@@ -133,6 +135,7 @@ func bindBenchFlags(cfg *bench.Config, output io.Writer) *benchFlags {
 	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "")
 	fs.DurationVar(&cfg.InterDCLatency, "inter-dc-latency", 0, "")
 	fs.IntVar(&cfg.RoomShards, "room-shards", cfg.RoomShards, "")
+	fs.IntVar(&cfg.NodesPerDC, "nodes-per-dc", cfg.NodesPerDC, "")
 	fs.StringVar(&cfg.ServerBinary, "binary", "", "")
 	fs.BoolVar(&cfg.KeepData, "keep", false, "")
 	fs.StringVar(&cfg.Workload, "workload", cfg.Workload, "")

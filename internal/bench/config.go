@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/firebreak/firebreak/internal/config"
+	"github.com/firebreak/firebreak/internal/drill"
 )
 
 // Workloads.
@@ -36,6 +37,7 @@ type Config struct {
 	// InterDCLatency is the one-way delay --local 3dc adds between data centers.
 	InterDCLatency time.Duration
 	RoomShards     int  // a local deployment's room_shards, and the engine baseline's shard streams
+	NodesPerDC     int  // --local 3dc: nodes in each of the three data centers
 	KeepData       bool // leave a local deployment's data directory behind
 
 	Workload    string
@@ -89,6 +91,7 @@ func Defaults(workload string) Config {
 		EngineReplicas: 1,
 		EngineDuration: 5 * time.Second,
 		RoomShards:     config.Default().RoomShards,
+		NodesPerDC:     drill.DefaultOptions().NodesPerDC,
 	}
 	switch workload {
 	case WorkloadMax:
@@ -135,6 +138,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--local %q: want single or 3dc", c.Local)
 	case c.Workload != WorkloadMix && c.Workload != WorkloadMax && c.Workload != WorkloadIdle:
 		return fmt.Errorf("--workload %q: want mix, max or idle", c.Workload)
+	case c.Local == Local3DC && (c.NodesPerDC < 1 || c.NodesPerDC > 9):
+		return errors.New("--nodes-per-dc must be 1 to 9")
 	case c.Users < 2:
 		return errors.New("--users must be at least 2")
 	case c.Duration <= 0 || c.WarmUp < 0 || c.Drain < 0:

@@ -81,6 +81,7 @@ func TestValidate(t *testing.T) {
 		"no sync timeout":    func(c *Config) { c.SyncTimeout = -time.Second },
 		"no room shards":     func(c *Config) { c.RoomShards = 0 },
 		"too many shards":    func(c *Config) { c.RoomShards = 1025 },
+		"no nodes per DC":    func(c *Config) { c.Local, c.NodesPerDC = Local3DC, 0 },
 	} {
 		c := ok
 		mutate(&c)

@@ -6,8 +6,8 @@ import (
 	"github.com/firebreak/firebreak/internal/drill"
 )
 
-// start3DC starts the drill's three-data-center layout (two nodes per data center on their
-// own loopback addresses, every route through the drill's proxies, optional added latency
+// start3DC starts the drill's three-data-center layout (cfg.NodesPerDC nodes per data center,
+// two by default, on their own loopback addresses, every route through the drill's proxies, optional added latency
 // between data centers) and returns every node's URL; users are spread over them.
 func start3DC(ctx context.Context, cfg Config, dir string) (*deployment, error) {
 	bin, err := serverBinary(cfg)
@@ -15,7 +15,7 @@ func start3DC(ctx context.Context, cfg Config, dir string) (*deployment, error) 
 		return nil, err
 	}
 	o := drill.DefaultOptions()
-	o.Binary, o.InterDCLatency, o.RoomShards = bin, cfg.InterDCLatency, cfg.RoomShards
+	o.Binary, o.InterDCLatency, o.RoomShards, o.NodesPerDC = bin, cfg.InterDCLatency, cfg.RoomShards, cfg.NodesPerDC
 	d, err := drill.Launch(ctx, dir, o, cfg.Log)
 	if err != nil {
 		return nil, err
