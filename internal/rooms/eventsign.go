@@ -36,7 +36,17 @@ type versionRules struct {
 	boundsNumbers bool
 }
 
-const signaturesSuffix = `"}}`
+const (
+	signaturesSuffix = `"}}`
+	hashesPrefix     = `{"sha256":"`
+	hashesSuffix     = `"}`
+)
+
+// encloseBase64 is prefix, sum in unpadded base64 and suffix, in one allocation.
+func encloseBase64[P []byte | string](prefix P, sum []byte, suffix string) []byte {
+	b := make([]byte, 0, len(prefix)+base64.RawStdEncoding.EncodedLen(len(sum))+len(suffix))
+	return append(base64.RawStdEncoding.AppendEncode(append(b, prefix...), sum), suffix...)
+}
 
 func newEventSigner(origin string, key SigningKey) (*eventSigner, error) {
 	prefix := appendCanonicalString([]byte("{"), origin)
@@ -79,13 +89,12 @@ func (s *eventSigner) build(eb *gomatrixserverlib.EventBuilder, version gomatrix
 		return nil, err
 	}
 	contentHash := sha256.Sum256(keys.object())
-	keys = keys.with("hashes", fmt.Appendf(nil, `{"sha256":"%s"}`, base64.RawStdEncoding.EncodeToString(contentHash[:])))
+	keys = keys.insert("hashes", encloseBase64(hashesPrefix, contentHash[:], hashesSuffix))
 	redacted, err := keys.redacted(version, rules, eb.Type)
 	if err != nil {
 		return nil, err
 	}
-	signature := base64.RawStdEncoding.AppendEncode(slices.Clone(s.signaturesPrefix), ed25519.Sign(s.key.Priv, redacted))
-	keys = keys.with("signatures", append(signature, signaturesSuffix...))
+	keys = keys.insert("signatures", encloseBase64(s.signaturesPrefix, ed25519.Sign(s.key.Priv, redacted), signaturesSuffix))
 	pdu, err := s.newPDU(eb, version, eventIDOf(redacted, version), keys, prev, auth, now)
 	if err != nil {
 		return nil, err
@@ -128,28 +137,78 @@ func canonicalKeys(eb *gomatrixserverlib.EventBuilder, version gomatrixserverlib
 	if c := content[0]; c != '{' && c != 'n' { // as Build, whose redaction decodes it into a map
 		return nil, errors.New("content is not a JSON object")
 	}
-	keys := eventKeys{
-		{"auth_events", canonicalStrings(auth)},
-		{"content", content},
-		{"depth", strconv.AppendInt(nil, eb.Depth, 10)},
-		{"origin", appendCanonicalString(nil, string(origin))},
-		{"origin_server_ts", strconv.AppendInt(nil, int64(spec.AsTimestamp(now)), 10)},
-		{"prev_events", canonicalStrings(prev)},
-	}
+	v := newValueBuffer(eb, prev, auth, string(origin))
+	keys := make(eventKeys, 0, maxEventKeys)
+	keys = append(keys,
+		eventKey{"auth_events", v.strings(auth)},
+		eventKey{"content", content},
+		eventKey{"depth", v.integer(eb.Depth)},
+		eventKey{"origin", v.string(string(origin))},
+		eventKey{"origin_server_ts", v.integer(int64(spec.AsTimestamp(now)))},
+		eventKey{"prev_events", v.strings(prev)})
 	if eb.StateKey != nil {
 		keys = append(keys, eventKey{"prev_state", []byte("[]")}) // Build keeps this historical key on state events
 	}
 	if eb.Redacts != "" {
-		keys = append(keys, eventKey{"redacts", appendCanonicalString(nil, eb.Redacts)})
+		keys = append(keys, eventKey{"redacts", v.string(eb.Redacts)})
 	}
-	keys = append(keys,
-		eventKey{"room_id", appendCanonicalString(nil, eb.RoomID)},
-		eventKey{"sender", appendCanonicalString(nil, eb.SenderID)})
+	keys = append(keys, eventKey{"room_id", v.string(eb.RoomID)}, eventKey{"sender", v.string(eb.SenderID)})
 	if eb.StateKey != nil {
-		keys = append(keys, eventKey{"state_key", appendCanonicalString(nil, *eb.StateKey)})
+		keys = append(keys, eventKey{"state_key", v.string(*eb.StateKey)})
 	}
-	return append(keys, eventKey{"type", appendCanonicalString(nil, eb.Type)}), nil
+	return append(keys, eventKey{"type", v.string(eb.Type)}), nil
 }
+
+// maxEventKeys is how many top-level keys a signed event has at most: the twelve
+// canonicalKeys may write, hashes and signatures.
+const maxEventKeys = 14
+
+// valueBuffer holds the canonical values of an event's keys one after another in one
+// allocation. Each value is a slice of it capped at its end, so no later append can write over
+// it; should the buffer ever grow, earlier values keep the old array.
+type valueBuffer struct{ b []byte }
+
+// newValueBuffer sizes the buffer for the event's strings, so it does not grow unless some
+// need escapes.
+func newValueBuffer(eb *gomatrixserverlib.EventBuilder, prev, auth []string, origin string) *valueBuffer {
+	size := len(origin) + len(eb.Redacts) + len(eb.RoomID) + len(eb.SenderID) + len(eb.Type) + 64
+	if eb.StateKey != nil {
+		size += len(*eb.StateKey)
+	}
+	for _, ids := range [][]string{prev, auth} {
+		for _, id := range ids {
+			size += len(id) + 3
+		}
+	}
+	return &valueBuffer{b: make([]byte, 0, size)}
+}
+
+func (v *valueBuffer) string(s string) []byte {
+	start := len(v.b)
+	v.b = appendCanonicalString(v.b, s)
+	return v.since(start)
+}
+
+func (v *valueBuffer) strings(ss []string) []byte {
+	start := len(v.b)
+	v.b = append(v.b, '[')
+	for i, s := range ss {
+		if i > 0 {
+			v.b = append(v.b, ',')
+		}
+		v.b = appendCanonicalString(v.b, s)
+	}
+	v.b = append(v.b, ']')
+	return v.since(start)
+}
+
+func (v *valueBuffer) integer(n int64) []byte {
+	start := len(v.b)
+	v.b = strconv.AppendInt(v.b, n, 10)
+	return v.since(start)
+}
+
+func (v *valueBuffer) since(start int) []byte { return v.b[start:len(v.b):len(v.b)] }
 
 // canonicalContent checks the client's content is JSON the room version accepts and puts it in
 // canonical form.
@@ -298,12 +357,12 @@ func plainString(b []byte) (inside, rest []byte, ok bool) {
 	return nil, nil, false
 }
 
-// with returns the keys with one more, in its sorted place, in one new slice of exactly that
-// length (cloning and then inserting allocated twice, the second time with room to spare).
-func (keys eventKeys) with(name string, value []byte) eventKeys {
+// insert returns the keys with one more, in its sorted place. It moves the keys after it within
+// the same array when there is room (canonicalKeys leaves room for hashes and signatures), so
+// only the keys it returns may be used after it.
+func (keys eventKeys) insert(name string, value []byte) eventKeys {
 	i, _ := slices.BinarySearchFunc(keys, name, func(k eventKey, name string) int { return strings.Compare(k.name, name) })
-	out := append(make(eventKeys, 0, len(keys)+1), keys[:i]...)
-	return append(append(out, eventKey{name, value}), keys[i:]...)
+	return slices.Insert(keys, i, eventKey{name, value})
 }
 
 // object is the keys as one canonical JSON object.
@@ -427,17 +486,6 @@ func appendCanonicalString(dst []byte, s string) []byte {
 		}
 	}
 	return append(append(append(dst, '"'), s...), '"')
-}
-
-func canonicalStrings(ss []string) []byte {
-	b := []byte{'['}
-	for i, s := range ss {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendCanonicalString(b, s)
-	}
-	return append(b, ']')
 }
 
 // eventIDOf is the reference hash of an event, given its canonical redacted JSON.

@@ -223,7 +223,7 @@ func checkSignerMatchesBuild(t *testing.T, signer *eventSigner, version gomatrix
 	}
 	checkAnswersAsParsed(t, version, got)
 	stored := decodeStoredPlain(version, got.EventID(), got.JSON())
-	if _, built := got.(*builtEvent); built && stored == nil {
+	if _, built := got.(*builtEvent); built && stored == nil && !writtenWithEscapes(got) {
 		t.Errorf("the signer's event is not read back in one pass: %s", got.JSON())
 	}
 	if stored != nil {
@@ -252,4 +252,21 @@ func withoutSignatures(t *testing.T, eventJSON []byte) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// writtenWithEscapes reports whether one of the event's top-level strings needs an escape in
+// JSON (a quote, a backslash or a control character): decodeStoredPlain leaves such events to
+// gomatrixserverlib's parse.
+func writtenWithEscapes(ev gomatrixserverlib.PDU) bool {
+	strs := append([]string{ev.Type(), string(ev.SenderID()), ev.Redacts(), ev.RoomID().String()},
+		append(ev.PrevEventIDs(), ev.AuthEventIDs()...)...)
+	if ev.StateKey() != nil {
+		strs = append(strs, *ev.StateKey())
+	}
+	for _, s := range strs {
+		if strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == '"' || r == '\\' }) {
+			return true
+		}
+	}
+	return false
 }
