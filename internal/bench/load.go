@@ -112,6 +112,12 @@ func baseResult(cfg Config) *Result {
 		DurationS: cfg.Duration.Seconds(), WarmUpS: cfg.WarmUp.Seconds(), Machine: thisMachine(),
 		ErrorsByCode: map[string]uint64{},
 	}
+	switch cfg.Local {
+	case LocalSingle:
+		res.LocalNodes, res.RoomShards = 1, cfg.RoomShards
+	case Local3DC:
+		res.LocalNodes, res.RoomShards = 3*cfg.NodesPerDC, cfg.RoomShards
+	}
 	if cfg.Workload != WorkloadIdle {
 		res.RoomSizes = formatRoomSizes(cfg.RoomSizes)
 		if cfg.Rate > 0 {

@@ -13,6 +13,8 @@ type Result struct {
 	Workload    string   `json:"workload"`
 	Homeservers []string `json:"homeservers"`
 	Local       string   `json:"local,omitempty"`
+	LocalNodes  int      `json:"local_nodes,omitempty"`       // nodes --local started
+	RoomShards  int      `json:"local_room_shards,omitempty"` // their room_shards
 	Users       int      `json:"users"`
 	Rooms       int      `json:"rooms"`
 	RoomSizes   string   `json:"room_sizes,omitempty"`
@@ -110,6 +112,9 @@ func (r *Result) WriteTable(w io.Writer) error {
 		return tw.Flush()
 	}
 	row("workload", "%s against %s", r.Workload, strings.Join(r.Homeservers, ", "))
+	if r.Local != "" {
+		row("deployment", "--local %s: %d node(s), %d room shards", r.Local, r.LocalNodes, r.RoomShards)
+	}
 	row("machine", "%d CPUs, %s", r.Machine.CPUs, r.Machine.CPUModel)
 	if r.Workload == WorkloadIdle {
 		row("population", "%d users", r.Users)

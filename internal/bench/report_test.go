@@ -26,6 +26,7 @@ func TestReportJSONHasTheAgreedFields(t *testing.T) {
 	st.failed("send", &matrixclient.Error{Status: 429, Code: "M_LIMIT_EXCEEDED"})
 	cfg := Defaults(WorkloadMix)
 	cfg.Duration = 10 * time.Second
+	cfg.Local, cfg.NodesPerDC, cfg.RoomShards = Local3DC, 1, 4
 	res := loadResult(cfg, st, &population{rooms: make([]*room, 3)})
 	res.Engine = &EngineResult{Replicas: 1, SyncPerSec: 1000, AsyncPerSec: 4000}
 	res.compareWithEngine()
@@ -40,7 +41,7 @@ func TestReportJSONHasTheAgreedFields(t *testing.T) {
 	}
 	want := map[string]float64{"sends_per_sec": 100, "delivery_p50_ms": 500, "delivery_p99_ms": 990,
 		"delivery_p999_ms": 999, "errors": 1, "deliveries": 2000, "deliveries_expected": 2000,
-		"fraction_of_engine_async": 0.025}
+		"fraction_of_engine_async": 0.025, "local_nodes": 3, "local_room_shards": 4}
 	for k, v := range want {
 		got, ok := m[k].(float64)
 		if !ok {
@@ -59,7 +60,8 @@ func TestReportJSONHasTheAgreedFields(t *testing.T) {
 	if err := res.WriteTable(&table); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"acknowledged sends", "1000 (100.0/s)", "delivery p50/p99/p99.9", "send M_LIMIT_EXCEEDED", "pipelined"} {
+	for _, want := range []string{"acknowledged sends", "1000 (100.0/s)", "delivery p50/p99/p99.9", "send M_LIMIT_EXCEEDED", "pipelined",
+		"--local 3dc: 3 node(s), 4 room shards"} {
 		if !strings.Contains(table.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, table.String())
 		}
