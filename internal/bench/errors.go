@@ -21,7 +21,7 @@ func errCode(err error) string {
 		return ae.Code
 	case errors.As(err, &ae):
 		return fmt.Sprintf("HTTP_%d", ae.Status)
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, fasthttp.ErrTimeout):
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, fasthttp.ErrDialTimeout):
 		return "TIMEOUT"
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return "CONN_REFUSED"

@@ -24,6 +24,10 @@ func newSendClient(conns int) *fasthttp.Client {
 		MaxIdleConnDuration: 90 * time.Second,
 		// Paths go out exactly as escaped: room ids hold '!' and ':'.
 		DisablePathNormalizing: true,
+		// fasthttp sends a PUT again when its connection fails, up to five times by default:
+		// a send the server dropped must count as an error, as with net/http.
+		MaxIdemponentCallAttempts: 1,
+		DialDualStack:             true, // homeservers on IPv6 too (fasthttp dials IPv4 only by default)
 	}
 }
 

@@ -104,8 +104,10 @@ func TestNeededAuthAnswersAsAuthEvents(t *testing.T) {
 	}
 	empty, carolKey := "", carol
 	protos := map[string]*gomatrixserverlib.ProtoEvent{
-		"message":            {RoomID: roomID, SenderID: alice, Type: "m.room.message", Content: spec.RawJSON(`{"body":"hi"}`)},
-		"state":              {RoomID: roomID, SenderID: alice, Type: "m.room.topic", StateKey: &empty, Content: spec.RawJSON(`{"topic":"t"}`)},
+		"message": {RoomID: roomID, SenderID: alice, Type: "m.room.message", Content: spec.RawJSON(`{"body":"hi"}`)},
+		"state":   {RoomID: roomID, SenderID: alice, Type: "m.room.topic", StateKey: &empty, Content: spec.RawJSON(`{"topic":"t"}`)},
+		// Needs nothing: every answer must be none, though the room has the events.
+		"create":             {RoomID: roomID, SenderID: alice, Type: spec.MRoomCreate, StateKey: &empty, Content: spec.RawJSON(`{}`)},
 		"invited user joins": member(bob, bob, "join"),
 		"stranger joins":     member(dave, dave, "join"),
 		"invite":             member(alice, dave, "invite"),
@@ -135,6 +137,9 @@ func TestNeededAuthAnswersAsAuthEvents(t *testing.T) {
 				"power levels": gomatrixserverlib.AuthEventProvider.PowerLevels,
 				"third-party tok": func(a gomatrixserverlib.AuthEventProvider) (gomatrixserverlib.PDU, error) {
 					return a.ThirdPartyInvite("tok")
+				},
+				"third-party tok2": func(a gomatrixserverlib.AuthEventProvider) (gomatrixserverlib.PDU, error) {
+					return a.ThirdPartyInvite("tok2")
 				},
 				"member of alice": func(a gomatrixserverlib.AuthEventProvider) (gomatrixserverlib.PDU, error) { return a.Member(alice) },
 				"member of bob":   func(a gomatrixserverlib.AuthEventProvider) (gomatrixserverlib.PDU, error) { return a.Member(bob) },

@@ -170,7 +170,7 @@ func roomMsg(subject string, ev NewRoomEvent) *nats.Msg {
 func (s *Store) publishAcked(ctx context.Context, msg *nats.Msg) (uint64, error) {
 	resp, err := s.nc.RequestMsgWithContext(ctx, msg)
 	if err != nil {
-		return 0, translate(err)
+		return 0, err // translated by attempt, which both callers run it in
 	}
 	return readPubAck(resp.Data)
 }
