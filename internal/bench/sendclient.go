@@ -18,10 +18,12 @@ import (
 // Everything else (setup, syncs, long polls) goes through net/http.
 func newSendClient(conns int) *fasthttp.Client {
 	return &fasthttp.Client{
-		Name:                "firebreak-bench",
-		MaxConnsPerHost:     conns,
-		MaxConnWaitTimeout:  sendTimeout, // wait for a free connection rather than fail the send
-		MaxIdleConnDuration: 90 * time.Second,
+		Name:               "firebreak-bench",
+		MaxConnsPerHost:    conns,
+		MaxConnWaitTimeout: sendTimeout, // wait for a free connection rather than fail the send
+		// Short of any server's idle timeout (nginx's default is 75 s): with every attempt made
+		// once, a send on a connection the server had closed would count as an error.
+		MaxIdleConnDuration: 10 * time.Second,
 		// Paths go out exactly as escaped: room ids hold '!' and ':'.
 		DisablePathNormalizing: true,
 		// fasthttp sends a PUT again when its connection fails, up to five times by default:
