@@ -139,6 +139,7 @@ func serveCmd(args []string) error {
 	}
 	log := newLogger(cfg.LogLevel)
 	server.LimitMemory(log)
+	server.AddProcsForFsync(cfg, log)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return server.Run(ctx, cfg, log)
