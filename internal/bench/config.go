@@ -138,8 +138,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--local %q: want single or 3dc", c.Local)
 	case c.Workload != WorkloadMix && c.Workload != WorkloadMax && c.Workload != WorkloadIdle:
 		return fmt.Errorf("--workload %q: want mix, max or idle", c.Workload)
-	case c.Local == Local3DC && (c.NodesPerDC < 1 || c.NodesPerDC > 9):
-		return errors.New("--nodes-per-dc must be 1 to 9")
+	case c.Local == Local3DC && !drill.ValidNodesPerDC(c.NodesPerDC):
+		return fmt.Errorf("--nodes-per-dc %d: the drill's layout cannot start that many", c.NodesPerDC)
 	case c.Users < 2:
 		return errors.New("--users must be at least 2")
 	case c.Duration <= 0 || c.WarmUp < 0 || c.Drain < 0:

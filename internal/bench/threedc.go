@@ -7,8 +7,9 @@ import (
 )
 
 // start3DC starts the drill's three-data-center layout (cfg.NodesPerDC nodes per data center,
-// two by default, on their own loopback addresses, every route through the drill's proxies, optional added latency
-// between data centers) and returns every node's URL; users are spread over them.
+// two by default, on their own loopback addresses, every route through the drill's proxies,
+// optional added latency between data centers) and returns every node's URL; users are spread
+// over them.
 func start3DC(ctx context.Context, cfg Config, dir string) (*deployment, error) {
 	bin, err := serverBinary(cfg)
 	if err != nil {

@@ -72,6 +72,12 @@ func DefaultOptions() Options {
 	}
 }
 
+// maxNodesPerDC bounds the nodes the drill starts in each data center.
+const maxNodesPerDC = 9
+
+// ValidNodesPerDC reports whether the drill can start n nodes in each data center.
+func ValidNodesPerDC(n int) bool { return n >= 1 && n <= maxNodesPerDC }
+
 // validate reports the first option that cannot work.
 func (o Options) validate() error {
 	switch {
@@ -83,8 +89,8 @@ func (o Options) validate() error {
 		return fmt.Errorf("no firebreak binary given")
 	case o.DCs < 3 || o.DCs > 9:
 		return fmt.Errorf("need 3 to 9 data centers (an R3 stream places one replica in each of 3), got %d", o.DCs)
-	case o.NodesPerDC < 1 || o.NodesPerDC > 9:
-		return fmt.Errorf("nodes per data center must be 1 to 9, got %d", o.NodesPerDC)
+	case !ValidNodesPerDC(o.NodesPerDC):
+		return fmt.Errorf("nodes per data center must be 1 to %d, got %d", maxNodesPerDC, o.NodesPerDC)
 	case !config.ValidRoomShards(o.RoomShards):
 		return fmt.Errorf("room shards must be 1 to %d, got %d", config.MaxRoomShards, o.RoomShards)
 	case o.Users < 2:

@@ -77,7 +77,7 @@ func (s *Store) AppendRoomEvent(ctx context.Context, roomID string, afterSeq uin
 		return 0, err
 	}
 	msg := roomMsg(subject, ev)
-	msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(afterSeq, 10))
+	expectHead(msg, afterSeq)
 	// While a stream elects a leader nobody listens on its subjects (no responders), and a
 	// publish sent to a leader that then died is never answered: retry sends the same message
 	// again, with a short deadline per attempt. Its msg id and expected sequence keep a
@@ -123,7 +123,7 @@ func (s *Store) publishBatch(ctx context.Context, subject string, afterSeq uint6
 		msgs[i].Header.Set("Nats-Batch-Id", batchID)
 		msgs[i].Header.Set("Nats-Batch-Sequence", strconv.Itoa(i+1))
 	}
-	msgs[0].Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(afterSeq, 10))
+	expectHead(msgs[0], afterSeq)
 	commit := msgs[len(msgs)-1]
 	commit.Header.Set("Nats-Batch-Commit", "1")
 	for _, msg := range msgs[:len(msgs)-1] {
@@ -144,6 +144,12 @@ func (s *Store) landed(ctx context.Context, roomID, subject, eventID string) (ui
 		return 0, false
 	}
 	return m.Seq, true
+}
+
+// expectHead makes msg's append conditional: JetStream stores it only if the room's last
+// stored event is at afterSeq (0: the room has none).
+func expectHead(msg *nats.Msg, afterSeq uint64) {
+	msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(afterSeq, 10))
 }
 
 // roomMsg is the message that stores one room event.
