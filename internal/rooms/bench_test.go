@@ -152,26 +152,31 @@ func BenchmarkSendParallel(b *testing.B) {
 }
 
 // BenchmarkModelApply parses a stored message event (its id read from the record) and adds it
-// to the read model, as every node does for every event of every shard.
+// to the read model, as every node does for every event of every shard, in a room of 10 and
+// one of 1,000 members (each event names the members to wake).
 func BenchmarkModelApply(b *testing.B) {
-	s := startBenchService(b)
-	roomID := benchRoom(b, s, 10)
-	if _, err := s.Send(context.Background(), benchMessage(roomID, 1, 10), SendOptions{}); err != nil {
-		b.Fatal(err)
-	}
-	var stored []store.RoomEvent
-	for _, ev := range s.model.Range(roomID, 0, End, true, 1000, nil) {
-		stored = append(stored, store.RoomEvent{Shard: 0, Seq: ev.Seq, JSON: ev.PDU.JSON(), EventID: ev.PDU.EventID()})
-	}
-	m := newModel(1, benchLog)
-	for _, se := range stored {
-		m.apply(se)
-	}
-	msg := stored[len(stored)-1]
-	seq := msg.Seq
-	for b.Loop() {
-		seq++
-		msg.Seq = seq
-		m.apply(msg)
+	for _, members := range []int{10, 1000} {
+		b.Run(fmt.Sprintf("members=%d", members), func(b *testing.B) {
+			s := startBenchService(b)
+			roomID := benchRoom(b, s, members)
+			if _, err := s.Send(context.Background(), benchMessage(roomID, 1, members), SendOptions{}); err != nil {
+				b.Fatal(err)
+			}
+			var stored []store.RoomEvent
+			for _, ev := range s.model.Range(roomID, 0, End, true, members+10, nil) {
+				stored = append(stored, store.RoomEvent{Shard: 0, Seq: ev.Seq, JSON: ev.PDU.JSON(), EventID: ev.PDU.EventID()})
+			}
+			m := newModel(1, benchLog)
+			for _, se := range stored {
+				m.apply(se)
+			}
+			msg := stored[len(stored)-1]
+			seq := msg.Seq
+			for b.Loop() {
+				seq++
+				msg.Seq = seq
+				m.apply(msg)
+			}
+		})
 	}
 }

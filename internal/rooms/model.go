@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/tidwall/gjson"
@@ -53,6 +55,8 @@ type room struct {
 	// the largest cost of a sync.
 	visibility  []change
 	memberships map[string][]change
+	// tally is what memberships add up to, nil after a membership change until asked for.
+	tally atomic.Pointer[memberTally]
 }
 
 // currentMembership is a user's latest membership change in the room.
@@ -150,7 +154,7 @@ func (m *Model) applyLocked(se store.RoomEvent, pdu gomatrixserverlib.PDU, r *ro
 		}
 		if pdu.Type() == "m.room.member" {
 			m.setMembershipLocked(r, *sk, ev)
-			return append(m.interestedLocked(r), *sk)
+			return append(slices.Clip(m.interestedLocked(r)), *sk) // the tally's list is shared
 		}
 	}
 	return m.interestedLocked(r)
@@ -275,6 +279,7 @@ func (m *Model) setMembershipLocked(r *room, userID string, ev *Event) {
 		return
 	}
 	r.memberships[userID] = append(r.memberships[userID], change{ev.Seq, membership})
+	r.tally.Store(nil)
 	rooms := m.userRooms[userID]
 	if rooms == nil {
 		rooms = map[string]string{}
@@ -284,15 +289,8 @@ func (m *Model) setMembershipLocked(r *room, userID string, ev *Event) {
 }
 
 // interestedLocked lists who should hear about a change in the room: joined and invited users.
-func (m *Model) interestedLocked(r *room) []string {
-	var users []string
-	for user, changes := range r.memberships {
-		if ms := currentMembership(changes).value; ms == "join" || ms == "invite" {
-			users = append(users, user)
-		}
-	}
-	return users
-}
+// The list is the room's tally's: callers must not change it.
+func (m *Model) interestedLocked(r *room) []string { return r.membersLocked().present }
 
 // MemberSummary counts the room's joined and invited members and names up to maxHeroes of
 // them other than userID, the earliest to arrive first, as the sync summary's heroes.
@@ -303,31 +301,17 @@ func (m *Model) MemberSummary(roomID, userID string, maxHeroes int) (joined, inv
 	if r == nil {
 		return 0, 0, nil
 	}
-	type candidate struct {
-		user string
-		seq  uint64
-	}
-	var candidates []candidate
-	for user, changes := range r.memberships {
-		mb := currentMembership(changes)
-		switch mb.value {
-		case "join":
-			joined++
-		case "invite":
-			invited++
-		default:
-			continue
+	t := r.membersLocked()
+	for _, user := range t.present {
+		if len(heroes) >= maxHeroes {
+			break
 		}
-		if user != userID && maxHeroes > 0 {
-			candidates = append(candidates, candidate{user, mb.seq}) // heroes in join order
+		if user != userID {
+			heroes = append(heroes, user)
 		}
-	}
-	sort.Slice(candidates, func(i, j int) bool { return candidates[i].seq < candidates[j].seq })
-	for _, c := range candidates[:max(0, min(maxHeroes, len(candidates)))] {
-		heroes = append(heroes, c.user)
 	}
 	sort.Strings(heroes)
-	return joined, invited, heroes
+	return t.joined, t.invited, heroes
 }
 
 // txnKey names a transaction: the spec scopes an id to the device and the endpoint, whose path

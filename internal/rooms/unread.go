@@ -1,12 +1,13 @@
 package rooms
 
 import (
-	"encoding/json"
 	"math"
+	"strings"
 	"sync"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
+	"github.com/tidwall/gjson"
 
 	"github.com/firebreak/firebreak/internal/push"
 )
@@ -129,9 +130,20 @@ func (s *Service) displayName(roomID, userID string) string {
 	if ev == nil {
 		return ""
 	}
-	var c struct {
-		DisplayName string `json:"displayname"`
-	}
-	_ = json.Unmarshal(ev.PDU.Content(), &c)
-	return c.DisplayName
+	return memberDisplayName(ev.PDU.Content())
+}
+
+// memberDisplayName reads a member event's display name as encoding/json reads it into a
+// string field: of the keys that match (without regard to case), the last that is a string.
+// It runs for every member on every message, and decoding the content through encoding/json
+// was a tenth of the cost of counting unread messages.
+func memberDisplayName(content []byte) string {
+	var name string
+	gjson.ParseBytes(content).ForEach(func(key, value gjson.Result) bool {
+		if value.Type == gjson.String && strings.EqualFold(key.String(), "displayname") {
+			name = value.Str
+		}
+		return true
+	})
+	return name
 }

@@ -79,3 +79,31 @@ func TestUnreadHighlightsDisplayName(t *testing.T) {
 		}
 	}
 }
+
+// TestMemberDisplayName: the display name is read as encoding/json reads it into a string
+// field, as /joined_members and the rest of the server do.
+func TestMemberDisplayName(t *testing.T) {
+	for _, content := range []string{
+		`{"membership":"join","displayname":"Bob"}`,
+		`{"membership":"join"}`,
+		`{}`,
+		`{"displayname":"Alice","displayname":"Bob"}`,
+		`{"displayname":"Alice","displayname":42}`,
+		`{"displayname":42,"displayname":"Bob"}`,
+		`{"displayname":null}`,
+		`{"displayname":["Bob"]}`,
+		`{"DisplayName":"Bob"}`,
+		`{"display\u006eame":"Bob"}`,
+		`{"displayname":"B\u00f6b \"the\" \ud83d\ude00"}`,
+		`{"profile":{"displayname":"Bob"}}`,
+		`{"displayname":""}`,
+	} {
+		var want struct {
+			DisplayName string `json:"displayname"`
+		}
+		_ = json.Unmarshal([]byte(content), &want)
+		if got := memberDisplayName([]byte(content)); got != want.DisplayName {
+			t.Errorf("memberDisplayName(%s) = %q; encoding/json reads %q", content, got, want.DisplayName)
+		}
+	}
+}

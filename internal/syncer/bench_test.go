@@ -140,6 +140,23 @@ func BenchmarkIncrementalSync(b *testing.B) {
 	})
 }
 
+// BenchmarkLargeRoomSync is the incremental sync of one member of a 1,000-member room after a
+// message: every member makes it, so its cost is paid a thousand times per message.
+func BenchmarkLargeRoomSync(b *testing.B) {
+	n := startBenchNode(b, nil)
+	roomID := n.room(b, 0, 1000, 1)
+	since := n.sync.current().String()
+	n.say(b, roomID, "@r0m1:bench", 1000)
+	req := Request{UserID: benchMe, DeviceID: "DEV", Since: since}
+	ctx := context.Background()
+	for b.Loop() {
+		resp, err := n.sync.Sync(ctx, req)
+		if err != nil || len(resp.Rooms.Join) != 1 {
+			b.Fatalf("sync: %v, %d rooms", err, len(resp.Rooms.Join))
+		}
+	}
+}
+
 // BenchmarkEmptySync is a sync with nothing new (timeout 0): the floor every woken long poll
 // pays.
 func BenchmarkEmptySync(b *testing.B) {
