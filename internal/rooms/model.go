@@ -416,7 +416,18 @@ func (m *Model) StateSince(roomID string, seq uint64) []Event {
 	if r == nil || r.stateChanged <= seq {
 		return nil
 	}
+	// Walk whichever is shorter: the events after seq, or the whole state. A member's sync
+	// after another user joins a large room has one event to look at, not every member.
+	after := r.events[sort.Search(len(r.events), func(i int) bool { return r.events[i].Seq > seq }):]
 	var out []Event
+	if len(after) < len(r.state) {
+		for _, ev := range after {
+			if sk := ev.PDU.StateKey(); sk != nil && r.state[stateKey{ev.PDU.Type(), *sk}] == ev {
+				out = append(out, *ev)
+			}
+		}
+		return out
+	}
 	for _, ev := range r.state {
 		if ev.Seq > seq {
 			out = append(out, *ev)

@@ -947,3 +947,50 @@ func TestStateSince(t *testing.T) {
 		t.Errorf("since 0: %d events, want the whole state (%d)", n, len(s.Model().State(roomID)))
 	}
 }
+
+// TestStateSinceEveryPosition: from every position in a room's history, StateSince is the
+// current state set after it, in stream order, whether it walks the events after the position
+// (near the head) or the whole state (further back). Replaced state (a topic set twice, a
+// member who left and came back) must not appear.
+func TestStateSinceEveryPosition(t *testing.T) {
+	s := newService(t)
+	roomID := createRoom(t, s, CreateRequest{Preset: "public_chat"})
+	emptyKey := ""
+	topic := func(text string) {
+		if _, err := s.Send(t.Context(), Proto{RoomID: roomID, Sender: alice, Type: "m.room.topic", StateKey: &emptyKey,
+			Content: json.RawMessage(`{"topic":"` + text + `"}`)}, SendOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	topic("first")
+	for _, u := range []string{bob, "@carol:test", "@dan:test"} {
+		join(t, s, roomID, u)
+		sendText(t, s, roomID, u, "hello")
+	}
+	topic("second")
+	if _, err := s.ChangeMembership(t.Context(), MembershipChange{RoomID: roomID, Sender: bob, Target: bob, Membership: "leave"}); err != nil {
+		t.Fatal(err)
+	}
+	sendText(t, s, roomID, alice, "bob left")
+	join(t, s, roomID, bob)
+	sendText(t, s, roomID, alice, "bob is back")
+
+	m := s.Model()
+	info, _ := m.Info(roomID)
+	state := m.State(roomID)
+	for since := uint64(0); since <= info.HeadSeq; since++ {
+		var want []string
+		for _, ev := range state {
+			if ev.Seq > since {
+				want = append(want, ev.PDU.EventID())
+			}
+		}
+		var got []string
+		for _, ev := range m.StateSince(roomID, since) {
+			got = append(got, ev.PDU.EventID())
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("since %d: %v, want %v", since, got, want)
+		}
+	}
+}

@@ -141,19 +141,40 @@ func BenchmarkIncrementalSync(b *testing.B) {
 }
 
 // BenchmarkLargeRoomSync is the incremental sync of one member of a 1,000-member room after a
-// message: every member makes it, so its cost is paid a thousand times per message.
+// message and after another user joins: every member makes it, so its cost is paid a
+// thousand times per event.
 func BenchmarkLargeRoomSync(b *testing.B) {
-	n := startBenchNode(b, nil)
-	roomID := n.room(b, 0, 1000, 1)
-	since := n.sync.current().String()
-	n.say(b, roomID, "@r0m1:bench", 1000)
-	req := Request{UserID: benchMe, DeviceID: "DEV", Since: since}
 	ctx := context.Background()
-	for b.Loop() {
-		resp, err := n.sync.Sync(ctx, req)
-		if err != nil || len(resp.Rooms.Join) != 1 {
-			b.Fatalf("sync: %v, %d rooms", err, len(resp.Rooms.Join))
-		}
+	for _, tc := range []struct {
+		name string
+		then func(n *benchNode, roomID string) error
+	}{
+		{"message", func(n *benchNode, roomID string) error {
+			_, err := n.rooms.Send(ctx, rooms.Proto{RoomID: roomID, Sender: "@r0m1:bench", Type: "m.room.message",
+				Content: []byte(`{"msgtype":"m.text","body":"hello"}`)}, rooms.SendOptions{})
+			return err
+		}},
+		{"join", func(n *benchNode, roomID string) error {
+			_, err := n.rooms.ChangeMembership(ctx, rooms.MembershipChange{RoomID: roomID, Sender: "@new:bench",
+				Target: "@new:bench", Membership: "join"})
+			return err
+		}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			n := startBenchNode(b, nil)
+			roomID := n.room(b, 0, 1000, 1)
+			since := n.sync.current().String()
+			if err := tc.then(n, roomID); err != nil {
+				b.Fatal(err)
+			}
+			req := Request{UserID: benchMe, DeviceID: "DEV", Since: since}
+			for b.Loop() {
+				resp, err := n.sync.Sync(ctx, req)
+				if err != nil || len(resp.Rooms.Join) != 1 {
+					b.Fatalf("sync: %v, %d rooms", err, len(resp.Rooms.Join))
+				}
+			}
+		})
 	}
 }
 
