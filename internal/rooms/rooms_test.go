@@ -540,6 +540,45 @@ func TestMemberSummaryHeroes(t *testing.T) {
 	}
 }
 
+// TestMemberSummaryWhileJoining: syncs read a room's member tally while members join. The
+// counts never go back, heroes never name the reader, and the last tally counts everyone
+// (run with -race to check the tally's sharing as well).
+func TestMemberSummaryWhileJoining(t *testing.T) {
+	s := newService(t)
+	roomID := createRoom(t, s, CreateRequest{Preset: "public_chat"})
+	const joiners = 30
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			last := 0
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				joined, invited, heroes := s.MemberSummary(roomID, alice, 5)
+				if joined < last || invited != 0 || slices.Contains(heroes, alice) || len(heroes) > 5 {
+					t.Errorf("summary went from %d joined to %d, %d invited, heroes %v", last, joined, invited, heroes)
+					return
+				}
+				last = joined
+			}
+		}()
+	}
+	for i := range joiners {
+		join(t, s, roomID, fmt.Sprintf("@joiner%d:test", i))
+	}
+	close(done)
+	wg.Wait()
+	if joined, _, heroes := s.MemberSummary(roomID, alice, 5); joined != joiners+1 || len(heroes) != 5 {
+		t.Errorf("after the joins: %d joined, heroes %v; want %d and 5", joined, heroes, joiners+1)
+	}
+}
+
 func TestRedaction(t *testing.T) {
 	s := newService(t)
 	roomID := createRoom(t, s, CreateRequest{Preset: "public_chat"})
