@@ -334,6 +334,17 @@ func (m *Model) WaitApplied(ctx context.Context, shard int, seq uint64) error {
 	return m.applied[shard].Wait(ctx, seq)
 }
 
+// AppliedAll reports whether every shard has reached the given positions (shards this
+// deployment does not have are ignored, as WaitAppliedAll ignores them).
+func (m *Model) AppliedAll(positions []uint64) bool {
+	for shard, seq := range positions {
+		if shard < len(m.applied) && m.applied[shard].Load() < seq {
+			return false
+		}
+	}
+	return true
+}
+
 // WaitAppliedAll waits until every shard has reached the given positions.
 func (m *Model) WaitAppliedAll(ctx context.Context, positions []uint64) error {
 	for shard, seq := range positions {

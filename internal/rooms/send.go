@@ -251,6 +251,9 @@ var (
 // catchUpShards waits for the shards' followers and, after each grace, fills the shards that
 // are still short from the replicas.
 func (s *Service) catchUpShards(ctx context.Context, positions []uint64, mode catchUpMode) error {
+	if s.model.AppliedAll(positions) {
+		return nil // the usual case: no timer to set up
+	}
 	checked := !mode.fromClient
 	for {
 		var before []uint64
