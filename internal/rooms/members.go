@@ -1,7 +1,6 @@
 package rooms
 
 import (
-	"cmp"
 	"encoding/json"
 	"slices"
 )
@@ -33,10 +32,11 @@ func (s *Service) StrippedState(roomID, userID string) []any {
 	return out
 }
 
-// memberTally is what a room's memberships add up to, worked out once per membership change.
-// Every event of a room names the members to wake and every member's sync reports the counts
-// and heroes; walking and sorting all members each time made a message's cost grow with the
-// square of its room's size (a 1,000-member room's sync took 0.28 ms, most of it sorting).
+// memberTally is what a room's memberships add up to. Every event of a room names the members
+// to wake and every member's sync reports the counts and heroes; walking and sorting all
+// members each time made a message's cost grow with the square of its room's size (a
+// 1,000-member room's sync took 0.28 ms, most of it sorting). A tally is never changed once
+// made: readers keep its list after the model's lock is released.
 type memberTally struct {
 	joined, invited int
 	// present is the joined and invited users, the earliest current membership first: who
@@ -44,39 +44,36 @@ type memberTally struct {
 	present []string
 }
 
-// membersLocked is the room's tally, worked out if a membership changed since it last was.
-// The model's lock is held, for reading at least: readers that work it out at the same time
-// store equal tallies, and no membership changes meanwhile.
-func (r *room) membersLocked() *memberTally {
-	if t := r.tally.Load(); t != nil {
-		return t
+// with is the tally after userID's membership changed from prev to next ("" for none). The
+// change is the room's newest event, so a user who stays or becomes present moves to the end
+// of the arrival order: one copy of the list, no sort.
+func (t *memberTally) with(userID, prev, next string) *memberTally {
+	n := &memberTally{joined: t.joined, invited: t.invited, present: t.present}
+	n.count(prev, -1)
+	n.count(next, 1)
+	if !isPresent(prev) && !isPresent(next) {
+		return n
 	}
-	t := tallyMembers(r.memberships)
-	r.tally.Store(t)
-	return t
-}
-
-func tallyMembers(memberships map[string][]change) *memberTally {
-	type arrival struct {
-		user string
-		seq  uint64
-	}
-	var arrivals []arrival
-	t := &memberTally{}
-	for user, changes := range memberships {
-		switch mb := currentMembership(changes); mb.value {
-		case "join":
-			t.joined++
-			arrivals = append(arrivals, arrival{user, mb.seq})
-		case "invite":
-			t.invited++
-			arrivals = append(arrivals, arrival{user, mb.seq})
+	present := make([]string, 0, len(t.present)+1)
+	for _, user := range t.present {
+		if user != userID {
+			present = append(present, user)
 		}
 	}
-	slices.SortFunc(arrivals, func(a, b arrival) int { return cmp.Compare(a.seq, b.seq) })
-	t.present = make([]string, len(arrivals))
-	for i, a := range arrivals {
-		t.present[i] = a.user
+	if isPresent(next) {
+		present = append(present, userID)
 	}
-	return t
+	n.present = slices.Clip(present) // an append by a reader must copy, not write into it
+	return n
 }
+
+func (t *memberTally) count(membership string, by int) {
+	switch membership {
+	case "join":
+		t.joined += by
+	case "invite":
+		t.invited += by
+	}
+}
+
+func isPresent(membership string) bool { return membership == "join" || membership == "invite" }

@@ -10,7 +10,6 @@ import (
 	"slices"
 	"sort"
 	"sync"
-	"sync/atomic"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/tidwall/gjson"
@@ -55,8 +54,7 @@ type room struct {
 	// the largest cost of a sync.
 	visibility  []change
 	memberships map[string][]change
-	// tally is what memberships add up to, nil after a membership change until asked for.
-	tally atomic.Pointer[memberTally]
+	tally       *memberTally // what memberships add up to; replaced, never changed, on a change
 }
 
 // currentMembership is a user's latest membership change in the room.
@@ -181,7 +179,8 @@ func (m *Model) parse(se store.RoomEvent) (gomatrixserverlib.PDU, *room, error) 
 			return nil, nil, err
 		}
 		r = &room{id: roomID, shard: se.Shard, version: impl, byID: map[string]*Event{},
-			state: map[stateKey]*Event{}, txns: map[string]string{}, memberships: map[string][]change{}}
+			state: map[stateKey]*Event{}, txns: map[string]string{}, memberships: map[string][]change{},
+			tally: &memberTally{}}
 	}
 	if pdu := m.built.take(se); pdu != nil {
 		return pdu, r, nil
@@ -278,8 +277,12 @@ func (m *Model) setMembershipLocked(r *room, userID string, ev *Event) {
 	if err != nil {
 		return
 	}
+	prev := ""
+	if changes := r.memberships[userID]; len(changes) > 0 {
+		prev = currentMembership(changes).value
+	}
 	r.memberships[userID] = append(r.memberships[userID], change{ev.Seq, membership})
-	r.tally.Store(nil)
+	r.tally = r.tally.with(userID, prev, membership)
 	rooms := m.userRooms[userID]
 	if rooms == nil {
 		rooms = map[string]string{}
@@ -290,7 +293,7 @@ func (m *Model) setMembershipLocked(r *room, userID string, ev *Event) {
 
 // interestedLocked lists who should hear about a change in the room: joined and invited users.
 // The list is the room's tally's: callers must not change it.
-func (m *Model) interestedLocked(r *room) []string { return r.membersLocked().present }
+func (m *Model) interestedLocked(r *room) []string { return r.tally.present }
 
 // MemberSummary counts the room's joined and invited members and names up to maxHeroes of
 // them other than userID, the earliest to arrive first, as the sync summary's heroes.
@@ -301,7 +304,7 @@ func (m *Model) MemberSummary(roomID, userID string, maxHeroes int) (joined, inv
 	if r == nil {
 		return 0, 0, nil
 	}
-	t := r.membersLocked()
+	t := r.tally
 	for _, user := range t.present {
 		if len(heroes) >= maxHeroes {
 			break

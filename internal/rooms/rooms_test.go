@@ -542,7 +542,7 @@ func TestMemberSummaryHeroes(t *testing.T) {
 
 // TestMemberSummaryWhileJoining: syncs read a room's member tally while members join. The
 // counts never go back, heroes never name the reader, and the last tally counts everyone
-// (run with -race to check the tally's sharing as well).
+// (with -race, it also checks that the tally is only read and replaced under the model's lock).
 func TestMemberSummaryWhileJoining(t *testing.T) {
 	s := newService(t)
 	roomID := createRoom(t, s, CreateRequest{Preset: "public_chat"})
