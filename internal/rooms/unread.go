@@ -135,6 +135,8 @@ func (s *Service) displayName(roomID, userID string) string {
 
 // memberDisplayName reads a member event's display name as encoding/json reads it into a
 // string field: of the keys that match (without regard to case), the last that is a string.
+// The two agree on stored content, which is valid UTF-8 JSON (a send with anything else is
+// refused); they may not on broken JSON, which gjson reads as far as it can.
 // It runs for every member on every message, and decoding the content through encoding/json
 // was a tenth of the cost of counting unread messages.
 func memberDisplayName(content []byte) string {
