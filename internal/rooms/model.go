@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"slices"
 	"sort"
 	"sync"
 
@@ -55,6 +54,11 @@ type room struct {
 	visibility  []change
 	memberships map[string][]change
 	tally       *memberTally // what memberships add up to; replaced, never changed, on a change
+}
+
+// firstAfter is the index in r.events of the first event after position seq (len when none).
+func (r *room) firstAfter(seq uint64) int {
+	return sort.Search(len(r.events), func(i int) bool { return r.events[i].Seq > seq })
 }
 
 // currentMembership is a user's latest membership change in the room.
@@ -152,7 +156,8 @@ func (m *Model) applyLocked(se store.RoomEvent, pdu gomatrixserverlib.PDU, r *ro
 		}
 		if pdu.Type() == "m.room.member" {
 			m.setMembershipLocked(r, *sk, ev)
-			return append(slices.Clip(m.interestedLocked(r)), *sk) // the tally's list is shared
+			// The tally's list has no room to spare (memberTally.with), so this copies it.
+			return append(m.interestedLocked(r), *sk)
 		}
 	}
 	return m.interestedLocked(r)
@@ -432,7 +437,7 @@ func (m *Model) StateSince(roomID string, seq uint64) []Event {
 	}
 	// Walk whichever is shorter: the events after seq, or the whole state. A member's sync
 	// after another user joins a large room has one event to look at, not every member.
-	after := r.events[sort.Search(len(r.events), func(i int) bool { return r.events[i].Seq > seq }):]
+	after := r.events[r.firstAfter(seq):]
 	var out []Event
 	if len(after) < len(r.state) {
 		for _, ev := range after {
@@ -500,8 +505,7 @@ func (m *Model) Range(roomID string, after, upTo uint64, forward bool, limit int
 	if r == nil || limit <= 0 {
 		return nil
 	}
-	lo := sort.Search(len(r.events), func(i int) bool { return r.events[i].Seq > after })
-	hi := sort.Search(len(r.events), func(i int) bool { return r.events[i].Seq > upTo })
+	lo, hi := r.firstAfter(after), r.firstAfter(upTo)
 	var out []Event
 	for n := 0; n < hi-lo && len(out) < limit; n++ {
 		i := lo + n

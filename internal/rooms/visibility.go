@@ -292,7 +292,7 @@ func (m *Model) StateAt(roomID string, seq uint64) []Event {
 			stale[k] = true
 		}
 	}
-	i := sort.Search(len(r.events), func(i int) bool { return r.events[i].Seq > seq })
+	i := r.firstAfter(seq)
 	for i--; i >= 0 && len(stale) > 0; i-- {
 		ev := r.events[i]
 		if sk := ev.PDU.StateKey(); sk != nil && stale[stateKey{ev.PDU.Type(), *sk}] {
