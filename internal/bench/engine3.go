@@ -28,6 +28,7 @@ func MeasureEngine3(ctx context.Context, opts EngineOptions) (*EngineResult, err
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
+	defer withNodeProcs(3)()
 	var err error
 	for attempt := 1; attempt <= engine3Attempts; attempt++ {
 		var stores []*store.Store

@@ -2,15 +2,20 @@ package bench
 
 import (
 	"context"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/firebreak/firebreak/internal/store"
 )
 
 func TestMeasureEngine(t *testing.T) {
 	if testing.Short() {
 		t.Skip("opens JetStream")
 	}
+	t.Setenv("GOMAXPROCS", "") // as a node finds it when the operator has not set it
+	procsBefore := runtime.GOMAXPROCS(0)
 	for name, measure := range map[string]func(context.Context, EngineOptions) (*EngineResult, error){
 		"R1": MeasureEngine, "R3": MeasureEngine3,
 	} {
@@ -25,6 +30,13 @@ func TestMeasureEngine(t *testing.T) {
 			if res.SyncPerSec <= 0 || res.AsyncPerSec <= 0 || res.MessageBytes != 300 ||
 				!strings.Contains(res.Method, " 4 shard streams") {
 				t.Errorf("engine result %+v", res)
+			}
+			// Measured with the processors its nodes run with, and the setting put back.
+			if want, _ := store.ProcsForEmbedded(res.Replicas); res.GoProcs != want {
+				t.Errorf("measured with %d Go processors, want %d", res.GoProcs, want)
+			}
+			if got := runtime.GOMAXPROCS(0); got != procsBefore {
+				t.Errorf("GOMAXPROCS left at %d, was %d", got, procsBefore)
 			}
 			t.Logf("%s: %.0f/s one at a time, %.0f/s pipelined", name, res.SyncPerSec, res.AsyncPerSec)
 		})

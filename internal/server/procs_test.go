@@ -15,7 +15,7 @@ func TestAddProcsForFsync(t *testing.T) {
 		name, env, natsURL string
 		want               int
 	}{
-		{"embedded JetStream", "", "", before + extraProcs},
+		{"embedded JetStream", "", "", before + 2},
 		{"GOMAXPROCS set by the operator", "3", "", before},
 		{"external NATS", "", "nats://127.0.0.1:4222", before},
 	}
