@@ -62,7 +62,8 @@ Workload:
 
 Engine and output:
   --engine true|false     also measure raw JetStream publishes with the same replicas and
-                          fsync (default: true with --local)
+                          fsync, and the Go processors a node gives its JetStream (default:
+                          true with --local)
   --engine-duration D     per publish mode (default 5s)
   --engine-only           measure only the engine, no homeserver needed
   --engine-replicas N     with --engine-only: 1 (one node) or 3 (three embedded nodes in one
