@@ -62,6 +62,7 @@ func New(d Deps) *Server {
 	srv := &Server{Deps: d, mux: http.NewServeMux()}
 	srv.limits = newLimiters(d.Config)
 	srv.routes()
+	srv.mux.HandleFunc(unknownRoutePattern, srv.unknownRoute)
 	return srv
 }
 
@@ -89,20 +90,24 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, srv.Config.MaxRequestBodySize)
-	if _, pattern := srv.mux.Handler(r); pattern == "" {
-		srv.writeError(w, r, srv.unknownRoute(r))
-		return
-	}
 	srv.mux.ServeHTTP(w, r)
 }
 
+// unknownRoutePattern takes every request no other route takes (ServeMux prefers the most
+// specific pattern), so that a request is routed once, not once to check and again to serve.
+const unknownRoutePattern = "/"
+
 // unknownRoute is the spec's answer to a request no route takes: 405 when the path is served
 // for another method, 404 otherwise, both M_UNRECOGNIZED.
-func (srv *Server) unknownRoute(r *http.Request) error {
+func (srv *Server) unknownRoute(w http.ResponseWriter, r *http.Request) {
+	srv.writeError(w, r, srv.unknownRouteError(r))
+}
+
+func (srv *Server) unknownRouteError(r *http.Request) error {
 	for _, method := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete} {
 		probe := r.Clone(r.Context())
 		probe.Method = method
-		if _, pattern := srv.mux.Handler(probe); pattern != "" {
+		if _, pattern := srv.mux.Handler(probe); pattern != "" && pattern != unknownRoutePattern {
 			return errorf(http.StatusMethodNotAllowed, "M_UNRECOGNIZED", "This endpoint does not take %s", r.Method)
 		}
 	}
