@@ -21,6 +21,7 @@ var benchLog = slog.New(slog.DiscardHandler)
 
 type benchNode struct {
 	rooms *rooms.Service
+	data  *accountdata.Service
 	sync  *Service
 }
 
@@ -55,7 +56,7 @@ func startBenchNode(b testing.TB, fencing <-chan struct{}) *benchNode {
 	}()
 	// Cleanups run last first: followers stop before the store closes.
 	b.Cleanup(func() { cancel(); rs.Wait(); <-dataDone })
-	n := &benchNode{rooms: rs, sync: New(runCtx, rs, data, func() <-chan struct{} { return fencing })}
+	n := &benchNode{rooms: rs, data: data, sync: New(runCtx, rs, data, func() <-chan struct{} { return fencing })}
 	if err := rs.Start(runCtx); err != nil {
 		b.Fatal(err)
 	}

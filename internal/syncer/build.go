@@ -72,6 +72,7 @@ func pushRulesContent(userID string, stored []byte) []byte {
 type window struct {
 	roomID      string
 	shard       int
+	head        uint64 // the room's latest event when the window was read
 	after, upTo uint64
 	full        bool
 	left        bool // a room the user left: seen as it was when they left
@@ -82,16 +83,25 @@ type window struct {
 
 func (s *Service) window(req Request, roomID string, since *Token, now Token) window {
 	info, _ := s.rooms.Model().Info(roomID)
-	w := window{roomID: roomID, shard: info.Shard, upTo: now.Rooms[info.Shard], full: since == nil || req.FullState, since: since, now: now}
-	w.me = s.rooms.Model().StateEvent(roomID, "m.room.member", req.UserID)
+	w := window{roomID: roomID, shard: info.Shard, head: info.HeadSeq, upTo: now.Rooms[info.Shard],
+		full: since == nil || req.FullState, since: since, now: now}
 	if !w.full {
 		w.after = since.Rooms[info.Shard]
-		if s.newToClient(req.UserID, w) {
-			w.full, w.after = true, 0
+		if w.quiet() {
+			return w // the user's member event is no newer than the room's head: nothing to decide
 		}
+	}
+	w.me = s.rooms.Model().StateEvent(roomID, "m.room.member", req.UserID)
+	if !w.full && s.newToClient(req.UserID, w) {
+		w.full, w.after = true, 0
 	}
 	return w
 }
+
+// quiet reports an incremental window with no room event in it, which is most rooms of most
+// syncs: no timeline, no state and no membership change to look for. now's positions were
+// applied before the window read the room's head, so the head covers every event up to upTo.
+func (w window) quiet() bool { return !w.full && w.head <= w.after }
 
 // newToClient reports whether the user joined or was invited since the token without having
 // been in the room before: the client has none of its timeline yet. A member who only changed
@@ -113,13 +123,17 @@ func (w window) changed() bool {
 }
 
 func (s *Service) joinedRoom(req Request, w window) *JoinedRoom {
+	ephemeral, data := s.ephemeral(req, w), s.roomAccountData(req, w)
+	if w.quiet() && len(ephemeral.Events) == 0 && len(data.Events) == 0 {
+		return nil
+	}
 	v := rooms.Viewer{UserID: req.UserID, DeviceID: req.DeviceID}
 	tl := s.timeline(req, w, w.upTo, v)
 	jr := &JoinedRoom{
 		Timeline:    tl,
 		State:       s.stateBefore(req, w, w.upTo, tl, v),
-		Ephemeral:   s.ephemeral(req, w),
-		AccountData: s.roomAccountData(req, w),
+		Ephemeral:   ephemeral,
+		AccountData: data,
 	}
 	if !w.full && len(tl.Events) == 0 && len(jr.State.Events) == 0 && len(jr.Ephemeral.Events) == 0 && len(jr.AccountData.Events) == 0 {
 		return nil

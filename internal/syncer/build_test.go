@@ -1,0 +1,76 @@
+package syncer
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// TestIncrementalSyncQuietRooms: a room with no new event since the token is skipped without
+// reading its timeline and state (window.quiet), but still comes back when it has news of
+// another kind: typing, a receipt, room account data.
+func TestIncrementalSyncQuietRooms(t *testing.T) {
+	ctx := context.Background()
+	n := startBenchNode(t, nil)
+	quiet := n.room(t, 0, 2, 1)
+	n.room(t, 1, 2, 1) // a room that stays quiet throughout
+	info, _ := n.rooms.Model().Info(quiet)
+	lastEvent := info.Head.PDU.EventID()
+	const peer = "@r0m1:bench"
+	// In this order each change is the only news since its token: typing, heard back from
+	// the node's own publish, comes last, and nothing lifts it.
+	tests := []struct {
+		name          string
+		change        func() error
+		wantTimeline  int
+		wantEphemeral int
+		wantData      int
+	}{
+		{"message", func() error { n.say(t, quiet, peer, 1); return nil }, 1, 0, 0},
+		{"room account data", func() error {
+			return n.data.Set(ctx, benchMe, quiet, "m.tag", []byte(`{"tags":{"u.work":{}}}`))
+		}, 0, 0, 1},
+		{"receipt", func() error { return n.rooms.SetReceipt(ctx, quiet, peer, "m.read", lastEvent, "") }, 0, 1, 0},
+		{"typing", func() error { return n.rooms.SetTyping(ctx, quiet, peer, true, time.Minute) }, 0, 1, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			since := n.sync.current().String()
+			if err := tt.change(); err != nil {
+				t.Fatal(err)
+			}
+			// A long poll: it answers once the change has reached the syncer.
+			resp, err := n.sync.Sync(ctx, Request{UserID: benchMe, DeviceID: "DEV", Since: since, Timeout: 5 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			jr := resp.Rooms.Join[quiet]
+			if jr == nil {
+				t.Fatalf("the room with news is missing from the sync (rooms: %v)", keys(resp.Rooms.Join))
+			}
+			if got := len(jr.Timeline.Events); got != tt.wantTimeline || jr.Timeline.Limited || jr.Timeline.PrevBatch == "" {
+				t.Errorf("timeline: %d events (limited %v, prev_batch %q), want %d", got, jr.Timeline.Limited, jr.Timeline.PrevBatch, tt.wantTimeline)
+			}
+			if len(jr.Ephemeral.Events) != tt.wantEphemeral || len(jr.AccountData.Events) != tt.wantData {
+				t.Errorf("ephemeral %d, account data %d; want %d and %d",
+					len(jr.Ephemeral.Events), len(jr.AccountData.Events), tt.wantEphemeral, tt.wantData)
+			}
+			if len(resp.Rooms.Join) != 1 {
+				t.Errorf("rooms %v, want only the one with news", keys(resp.Rooms.Join))
+			}
+		})
+	}
+	// Nothing new anywhere: no room at all.
+	resp, err := n.sync.Sync(ctx, Request{UserID: benchMe, DeviceID: "DEV", Since: n.sync.current().String()})
+	if err != nil || len(resp.Rooms.Join) != 0 {
+		t.Errorf("an empty sync: %v, rooms %v", err, keys(resp.Rooms.Join))
+	}
+}
+
+func keys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
