@@ -69,7 +69,7 @@ func matchDisplayName(e Event, name string) bool {
 	if strings.TrimSpace(name) == "" {
 		return false
 	}
-	return e.body != nil && literalGlob(name).matchWords(*e.body)
+	return e.body != nil && compiledGlob(name, true).matchWords(*e.body)
 }
 
 // matchMemberCount parses an "is" expression such as "2", "==2" or ">=10"

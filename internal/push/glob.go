@@ -2,6 +2,7 @@ package push
 
 import (
 	"strings"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 )
@@ -38,6 +39,46 @@ func parseGlob(pattern string) glob {
 		}
 		g.parts = append(g.parts, seg)
 	}
+	return g
+}
+
+// compiled holds the globs already compiled: unread counts match the same few patterns (each
+// user's name and display name, "@room") against every event for every member, and compiling
+// them each time was most of an evaluation's allocations. It is emptied when it reaches
+// compiledLimit, so patterns from many users cannot grow it without bound.
+var compiled = struct {
+	sync.RWMutex
+	globs map[compiledKey]glob
+}{globs: map[compiledKey]glob{}}
+
+const compiledLimit = 8192
+
+type compiledKey struct {
+	pattern string
+	literal bool // a display name: '*' and '?' are ordinary characters
+}
+
+// compiledGlob is parseGlob(pattern), or literalGlob(pattern) when literal, from the cache.
+// The globs it returns are shared and only read.
+func compiledGlob(pattern string, literal bool) glob {
+	key := compiledKey{pattern, literal}
+	compiled.RLock()
+	g, ok := compiled.globs[key]
+	compiled.RUnlock()
+	if ok {
+		return g
+	}
+	if literal {
+		g = literalGlob(pattern)
+	} else {
+		g = parseGlob(pattern)
+	}
+	compiled.Lock()
+	if len(compiled.globs) >= compiledLimit {
+		clear(compiled.globs)
+	}
+	compiled.globs[key] = g
+	compiled.Unlock()
 	return g
 }
 
@@ -94,7 +135,7 @@ func plainASCII(s string) bool {
 // matchGlobText reports whether a prepared value matches the glob, either as a whole or, with
 // words set, as some substring that starts and ends at word boundaries.
 func matchGlobText(pattern string, t text, words bool) bool {
-	g := parseGlob(pattern)
+	g := compiledGlob(pattern, false)
 	if words {
 		return g.matchWords(t)
 	}
@@ -148,8 +189,14 @@ func (g glob) matchWords(t text) bool {
 // every start that sits on a boundary and also ends on one.
 func (g glob) matchWordsNoStar(t text) bool {
 	seg := g.parts[0]
+	first := anyRune // an empty pattern: every boundary pair is a match
+	if len(seg) > 0 {
+		first = seg[0]
+	}
 	for s := 0; s+len(seg) <= len(t.folded); s++ {
-		if t.boundaryBefore(s) && t.boundaryAfter(s+len(seg)) && segAt(t.folded, s, seg) {
+		// The first character rules out most starts, more cheaply than the boundaries.
+		if (first == anyRune || t.folded[s] == first) &&
+			t.boundaryBefore(s) && t.boundaryAfter(s+len(seg)) && segAt(t.folded, s, seg) {
 			return true
 		}
 	}

@@ -11,7 +11,7 @@ import (
 // backslash sequence is kept as-is (reserved for future use). more reports whether another
 // name follows.
 func nextPathName(path string) (name, rest string, more bool) {
-	i := strings.IndexAny(path, `.\`)
+	i := indexDotOrBackslash(path)
 	switch {
 	case i < 0:
 		return path, "", false
@@ -32,6 +32,17 @@ func nextPathName(path string) (name, rest string, more bool) {
 		}
 	}
 	return b.String(), "", false
+}
+
+// indexDotOrBackslash is strings.IndexAny(path, `.\`) without building a set of the two
+// bytes at each call: every condition's path goes through it for every member and event.
+func indexDotOrBackslash(path string) int {
+	for i := 0; i < len(path); i++ {
+		if path[i] == '.' || path[i] == '\\' {
+			return i
+		}
+	}
+	return -1
 }
 
 // lookup resolves a dotted path in a decoded event. Paths only descend through objects: the

@@ -450,6 +450,10 @@ func TestGlob(t *testing.T) {
 		{"cat", "CAT", true, true},
 		{"straße", "STRASSE", true, false}, // simple case folding only
 		{"ſ", "S", false, true},            // long s folds to s
+		{"?at", "the cat sat", true, true}, // a pattern that starts with ?
+		{"?at", "that", true, false},
+		{"", "", true, true},
+		{"", "x", true, false},
 	}
 	for _, tt := range tests {
 		got := matchGlobText(tt.pattern, newText(tt.value), tt.words)
@@ -486,5 +490,18 @@ func TestGlobHostilePattern(t *testing.T) {
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("hostile patterns took %v", d)
+	}
+}
+
+// A display name is matched literally and a rule's pattern as a glob, though both come from
+// the one cache of compiled patterns.
+func TestCompiledGlobKeepsLiteralsApart(t *testing.T) {
+	for range 2 { // the second round reads the cache
+		if !compiledGlob("a*b", false).matchWhole(newText("axxb")) {
+			t.Error(`glob "a*b" does not match "axxb"`)
+		}
+		if compiledGlob("a*b", true).matchWhole(newText("axxb")) || !compiledGlob("a*b", true).matchWhole(newText("A*B")) {
+			t.Error(`display name "a*b" is not matched literally`)
+		}
 	}
 }
