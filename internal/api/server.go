@@ -90,7 +90,20 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, srv.Config.MaxRequestBodySize)
+	// ServeMux redirects a path it would clean ("//", dot segments) before any route runs, the
+	// catch-all's included. Such a path that no route takes is answered as an unknown route,
+	// not redirected; one a route takes is still redirected to it.
+	if mayBeUnclean(r.URL.Path) {
+		if _, pattern := srv.mux.Handler(r); pattern == unknownRoutePattern {
+			srv.unknownRoute(w, r)
+			return
+		}
+	}
 	srv.mux.ServeHTTP(w, r)
+}
+
+func mayBeUnclean(path string) bool {
+	return strings.Contains(path, "//") || strings.Contains(path, "/.")
 }
 
 // unknownRoutePattern takes every request no other route takes (ServeMux prefers the most

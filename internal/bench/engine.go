@@ -76,8 +76,10 @@ func withNodeProcs(servers int) (restore func()) {
 	if !ok {
 		return func() {}
 	}
-	prev := runtime.GOMAXPROCS(procs)
-	return func() { runtime.GOMAXPROCS(prev) }
+	runtime.GOMAXPROCS(procs)
+	// ok means GOMAXPROCS was the runtime's default, which follows the process's CPU limit;
+	// setting a number back would stop that.
+	return runtime.SetDefaultGOMAXPROCS
 }
 
 // measurePublishes runs the one-at-a-time and the pipelined modes against an open store.

@@ -16,6 +16,7 @@ var decodeInputs = []string{
 	`{"s":"\u00e9\ud83d\ude00\n\t\"\\\/ \u0000"}`,
 	`{"lone":"\ud800 and \udc00"}`,
 	`{"":"\ud800\u0000"}`,
+	`{"":"\uD800\u0000"}`,
 	`{"nested":{"x":{"y":{"z":[[[]],[{}],null,false,true]}}}}`,
 	`{"dotted.key":{"with\\back":"slash"}}`,
 	`{"a":1} trailing`,

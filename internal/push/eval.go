@@ -96,7 +96,8 @@ func EvaluateDecoded(rules Ruleset, e Event, c Context) Actions {
 // It agrees with encoding/json on valid UTF-8 (FuzzDecodeEvent), which is all a room holds:
 // sends with anything else are refused. Escaped UTF-16 surrogates, which gjson reads
 // differently when one is unpaired, go to encoding/json; canonical JSON, what events are
-// stored as, never has them.
+// stored as, never has them. Beyond encoding/json's nesting limit (10,000) gjson still
+// decodes; a send that deep is refused before it is stored.
 func decodeEvent(data []byte) (map[string]any, bool) {
 	if bytes.Contains(data, []byte(`\ud`)) || bytes.Contains(data, []byte(`\uD`)) {
 		return decodeWithEncodingJSON(data)

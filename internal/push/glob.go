@@ -45,13 +45,18 @@ func parseGlob(pattern string) glob {
 // compiled holds the globs already compiled: unread counts match the same few patterns (each
 // user's name and display name, "@room") against every event for every member, and compiling
 // them each time was most of an evaluation's allocations. It is emptied when it reaches
-// compiledLimit, so patterns from many users cannot grow it without bound.
+// compiledLimit entries, and patterns over compiledMaxBytes (a display name can be long) are
+// compiled each time instead, so it holds at most a few megabytes. Keys are copies: a display
+// name read from an event would otherwise keep the event's whole content alive.
 var compiled = struct {
 	sync.RWMutex
 	globs map[compiledKey]glob
 }{globs: map[compiledKey]glob{}}
 
-const compiledLimit = 8192
+const (
+	compiledLimit    = 8192
+	compiledMaxBytes = 256
+)
 
 type compiledKey struct {
 	pattern string
@@ -73,6 +78,10 @@ func compiledGlob(pattern string, literal bool) glob {
 	} else {
 		g = parseGlob(pattern)
 	}
+	if len(pattern) > compiledMaxBytes {
+		return g
+	}
+	key.pattern = strings.Clone(pattern)
 	compiled.Lock()
 	if len(compiled.globs) >= compiledLimit {
 		clear(compiled.globs)

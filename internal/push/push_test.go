@@ -505,3 +505,20 @@ func TestCompiledGlobKeepsLiteralsApart(t *testing.T) {
 		}
 	}
 }
+
+// A long pattern (a display name can be any length) is compiled but not kept.
+func TestCompiledGlobKeepsNoLongPatterns(t *testing.T) {
+	long := strings.Repeat("x", compiledMaxBytes+1)
+	compiled.Lock()
+	clear(compiled.globs)
+	compiled.Unlock()
+	if !compiledGlob(long, true).matchWords(newText("hi " + long)) {
+		t.Error("a long display name does not match itself")
+	}
+	compiled.RLock()
+	kept := len(compiled.globs)
+	compiled.RUnlock()
+	if kept != 0 {
+		t.Errorf("%d patterns kept, want none", kept)
+	}
+}

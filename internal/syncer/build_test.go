@@ -61,9 +61,20 @@ func TestIncrementalSyncQuietRooms(t *testing.T) {
 		})
 	}
 	// Nothing new anywhere: no room at all.
-	resp, err := n.sync.Sync(ctx, Request{UserID: benchMe, DeviceID: "DEV", Since: n.sync.current().String()})
+	now := n.sync.current().String()
+	resp, err := n.sync.Sync(ctx, Request{UserID: benchMe, DeviceID: "DEV", Since: now})
 	if err != nil || len(resp.Rooms.Join) != 0 {
 		t.Errorf("an empty sync: %v, rooms %v", err, keys(resp.Rooms.Join))
+	}
+	// full_state sends every room again, with its state, however quiet.
+	resp, err = n.sync.Sync(ctx, Request{UserID: benchMe, DeviceID: "DEV", Since: now, FullState: true})
+	if err != nil || len(resp.Rooms.Join) != 2 {
+		t.Fatalf("a full_state sync: %v, rooms %v", err, keys(resp.Rooms.Join))
+	}
+	for roomID, jr := range resp.Rooms.Join {
+		if len(jr.State.Events)+len(jr.Timeline.Events) == 0 {
+			t.Errorf("full_state sync: room %s came back without its state", roomID)
+		}
 	}
 }
 

@@ -260,7 +260,9 @@ type rawResponse struct {
 	Raw    []byte
 }
 
-var rawClient = &http.Client{Timeout: 60 * time.Second}
+// rawClient does not follow redirects: a test sees the server's own answer.
+var rawClient = &http.Client{Timeout: 60 * time.Second,
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 
 // rawRequest sends a request mautrix would refuse to build: bad JSON, no or
 // bogus token, huge bodies. body may be nil.
