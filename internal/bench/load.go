@@ -112,11 +112,11 @@ func baseResult(cfg Config) *Result {
 		DurationS: cfg.Duration.Seconds(), WarmUpS: cfg.WarmUp.Seconds(), Machine: thisMachine(),
 		ErrorsByCode: map[string]uint64{},
 	}
-	switch cfg.Local {
-	case LocalSingle:
+	if cfg.Local != "" {
 		res.LocalNodes, res.RoomShards = 1, cfg.RoomShards
-	case Local3DC:
-		res.LocalNodes, res.RoomShards = 3*cfg.NodesPerDC, cfg.RoomShards
+		if cfg.Local == Local3DC {
+			res.LocalNodes = 3 * cfg.NodesPerDC
+		}
 	}
 	if cfg.Workload != WorkloadIdle {
 		res.RoomSizes = formatRoomSizes(cfg.RoomSizes)

@@ -2,6 +2,8 @@ package syncer
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"testing"
 	"time"
 )
@@ -46,7 +48,7 @@ func TestIncrementalSyncQuietRooms(t *testing.T) {
 			}
 			jr := resp.Rooms.Join[quiet]
 			if jr == nil {
-				t.Fatalf("the room with news is missing from the sync (rooms: %v)", keys(resp.Rooms.Join))
+				t.Fatalf("the room with news is missing from the sync (rooms: %v)", slices.Collect(maps.Keys(resp.Rooms.Join)))
 			}
 			if got := len(jr.Timeline.Events); got != tt.wantTimeline || jr.Timeline.Limited || jr.Timeline.PrevBatch == "" {
 				t.Errorf("timeline: %d events (limited %v, prev_batch %q), want %d", got, jr.Timeline.Limited, jr.Timeline.PrevBatch, tt.wantTimeline)
@@ -56,7 +58,7 @@ func TestIncrementalSyncQuietRooms(t *testing.T) {
 					len(jr.Ephemeral.Events), len(jr.AccountData.Events), tt.wantEphemeral, tt.wantData)
 			}
 			if len(resp.Rooms.Join) != 1 {
-				t.Errorf("rooms %v, want only the one with news", keys(resp.Rooms.Join))
+				t.Errorf("rooms %v, want only the one with news", slices.Collect(maps.Keys(resp.Rooms.Join)))
 			}
 		})
 	}
@@ -64,24 +66,16 @@ func TestIncrementalSyncQuietRooms(t *testing.T) {
 	now := n.sync.current().String()
 	resp, err := n.sync.Sync(ctx, Request{UserID: benchMe, DeviceID: "DEV", Since: now})
 	if err != nil || len(resp.Rooms.Join) != 0 {
-		t.Errorf("an empty sync: %v, rooms %v", err, keys(resp.Rooms.Join))
+		t.Errorf("an empty sync: %v, rooms %v", err, slices.Collect(maps.Keys(resp.Rooms.Join)))
 	}
 	// full_state sends every room again, with its state, however quiet.
 	resp, err = n.sync.Sync(ctx, Request{UserID: benchMe, DeviceID: "DEV", Since: now, FullState: true})
 	if err != nil || len(resp.Rooms.Join) != 2 {
-		t.Fatalf("a full_state sync: %v, rooms %v", err, keys(resp.Rooms.Join))
+		t.Fatalf("a full_state sync: %v, rooms %v", err, slices.Collect(maps.Keys(resp.Rooms.Join)))
 	}
 	for roomID, jr := range resp.Rooms.Join {
 		if len(jr.State.Events)+len(jr.Timeline.Events) == 0 {
 			t.Errorf("full_state sync: room %s came back without its state", roomID)
 		}
 	}
-}
-
-func keys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	return out
 }
