@@ -2,7 +2,6 @@ package rooms
 
 import (
 	"bytes"
-	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -99,7 +98,7 @@ func (s *eventSigner) build(eb *gomatrixserverlib.EventBuilder, version gomatrix
 		return nil, err
 	}
 	*scratch = redacted
-	keys = keys.insert("signatures", encloseBase64(s.signaturesPrefix, ed25519.Sign(s.key.Priv, redacted), signaturesSuffix))
+	keys = keys.insert("signatures", encloseBase64(s.signaturesPrefix, s.key.sign(redacted), signaturesSuffix))
 	pdu, err := s.newPDU(eb, version, eventIDOf(redacted, version), keys, prev, auth, now)
 	if err != nil {
 		return nil, err
