@@ -164,37 +164,48 @@ func (m *Model) applyLocked(se store.RoomEvent, pdu gomatrixserverlib.PDU, r *ro
 }
 
 // parse decodes a stored event with its room's version; a create event starts a new room,
-// which the caller records.
+// which the caller records. An event this node built is taken as it was built, and its room
+// read from it rather than looked for in its JSON.
 func (m *Model) parse(se store.RoomEvent) (gomatrixserverlib.PDU, *room, error) {
-	head := gjson.GetManyBytes(se.JSON, "room_id", "type", "content.room_version")
-	roomID := head[0].String()
-	m.mu.RLock()
-	r := m.rooms[roomID]
-	m.mu.RUnlock()
-	if r == nil {
-		if head[1].String() != "m.room.create" {
-			return nil, nil, errUnknownRoom
-		}
-		v := head[2].String()
-		if v == "" {
-			v = "1"
-		}
-		impl, err := gomatrixserverlib.GetRoomVersion(gomatrixserverlib.RoomVersion(v))
-		if err != nil {
-			return nil, nil, err
-		}
-		r = &room{id: roomID, shard: se.Shard, version: impl, byID: map[string]*Event{},
-			state: map[stateKey]*Event{}, txns: map[string]string{}, memberships: map[string][]change{},
-			tally: &memberTally{}}
-	}
 	if pdu := m.built.take(se); pdu != nil {
-		return pdu, r, nil
+		r, err := m.roomOf(se.Shard, pdu.RoomID().String(), pdu.Type(), pdu.Version())
+		return pdu, r, err
+	}
+	head := gjson.GetManyBytes(se.JSON, "room_id", "type", "content.room_version")
+	version := gomatrixserverlib.RoomVersion(head[2].String())
+	if version == "" {
+		version = "1"
+	}
+	r, err := m.roomOf(se.Shard, head[0].String(), head[1].String(), version)
+	if err != nil {
+		return nil, nil, err
 	}
 	pdu, err := decodeStored(r.version, se)
 	if err != nil {
 		return nil, nil, err
 	}
 	return pdu, r, nil
+}
+
+// roomOf is the model's room roomID, or a new one of the given version when the event, of
+// eventType, is the create event that starts it.
+func (m *Model) roomOf(shard int, roomID, eventType string, version gomatrixserverlib.RoomVersion) (*room, error) {
+	m.mu.RLock()
+	r := m.rooms[roomID]
+	m.mu.RUnlock()
+	if r != nil {
+		return r, nil
+	}
+	if eventType != "m.room.create" {
+		return nil, errUnknownRoom
+	}
+	impl, err := gomatrixserverlib.GetRoomVersion(version)
+	if err != nil {
+		return nil, err
+	}
+	return &room{id: roomID, shard: shard, version: impl, byID: map[string]*Event{},
+		state: map[stateKey]*Event{}, txns: map[string]string{}, memberships: map[string][]change{},
+		tally: &memberTally{}}, nil
 }
 
 // builtEvents are the events this node has built and is appending: applying one from the

@@ -8,9 +8,12 @@ import (
 	"log/slog"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/matrix-org/gomatrixserverlib"
 
 	"github.com/firebreak/firebreak/internal/store"
 )
@@ -927,6 +930,46 @@ func TestModelSkipsUnreadableEvents(t *testing.T) {
 	}
 	if evs := m.Range("!r:test", 0, End, true, 10, nil); len(evs) != 1 {
 		t.Errorf("the room holds %d events, want only the create", len(evs))
+	}
+}
+
+// TestModelTakesBuiltEvents: a stored event this node built is applied as the event it built,
+// in the room the event names (a create event starting it with the event's room version), and
+// one whose bytes differ from what was built is read from the stream.
+func TestModelTakesBuiltEvents(t *testing.T) {
+	m := newModel(1, discard)
+	v10 := gomatrixserverlib.MustGetRoomVersion("10")
+	parsed := func(eventJSON string) gomatrixserverlib.PDU {
+		t.Helper()
+		pdu, err := v10.NewEventFromTrustedJSONWithEventID("$"+strconv.Itoa(len(eventJSON)), []byte(eventJSON), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pdu
+	}
+	create := parsed(`{"auth_events":[],"content":{"creator":"@a:test","room_version":"10"},"depth":1,"origin_server_ts":1,"prev_events":[],"room_id":"!built:test","sender":"@a:test","signatures":{},"state_key":"","type":"m.room.create"}`)
+	message := parsed(`{"auth_events":[],"content":{"body":"hi"},"depth":2,"origin_server_ts":2,"prev_events":[],"room_id":"!built:test","sender":"@a:test","signatures":{},"type":"m.room.message"}`)
+	other := parsed(`{"auth_events":[],"content":{"body":"hello"},"depth":3,"origin_server_ts":3,"prev_events":[],"room_id":"!built:test","sender":"@a:test","signatures":{},"type":"m.room.message"}`)
+	for i, tc := range []struct {
+		pdu    gomatrixserverlib.PDU
+		stored []byte
+		taken  bool
+	}{
+		{create, create.JSON(), true},
+		{message, message.JSON(), true},
+		{other, append(append([]byte{}, other.JSON()...), ' '), false},
+	} {
+		seq := uint64(i + 1)
+		done := m.built.add(tc.pdu)
+		m.apply(store.RoomEvent{Shard: 0, Seq: seq, EventID: tc.pdu.EventID(), JSON: tc.stored})
+		done()
+		info, ok := m.Info("!built:test")
+		if !ok || info.HeadSeq != seq || info.Version.Version() != "10" {
+			t.Fatalf("event %d: Info = %+v, %v", seq, info, ok)
+		}
+		if taken := info.Head.PDU == tc.pdu; taken != tc.taken {
+			t.Errorf("event %d: applied the built event itself: %v, want %v", seq, taken, tc.taken)
+		}
 	}
 }
 
