@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/matrix-org/gomatrixserverlib/spec"
 	"gopkg.in/yaml.v3"
 )
 
@@ -104,11 +105,18 @@ const MaxRoomShards = 1024
 // ValidRoomShards reports whether n room shard streams is a count a deployment may have.
 func ValidRoomShards(n int) bool { return n >= 1 && n <= MaxRoomShards }
 
+// validServerName holds server_name to the spec's grammar, as gomatrixserverlib reads it: a
+// name it refuses would make every room and user id this server mints unreadable to it.
+func validServerName(name string) bool {
+	_, _, ok := spec.ParseAndValidateServerName(spec.ServerName(name))
+	return ok
+}
+
 // Validate reports the first setting that cannot work.
 func (c Config) Validate() error {
 	switch {
-	case c.ServerName == "" || strings.ContainsAny(c.ServerName, "/ @!#"):
-		return fmt.Errorf("server_name %q is not a valid server name", c.ServerName)
+	case !validServerName(c.ServerName):
+		return fmt.Errorf("server_name %q is not a valid server name (a DNS name, IPv4 address or [IPv6] address, and an optional :port)", c.ServerName)
 	case c.Listen == "":
 		return fmt.Errorf("listen must be host:port")
 	case c.DataDir == "":
