@@ -168,7 +168,7 @@ func (m *Model) applyLocked(se store.RoomEvent, pdu gomatrixserverlib.PDU, r *ro
 // read from it rather than looked for in its JSON.
 func (m *Model) parse(se store.RoomEvent) (gomatrixserverlib.PDU, *room, error) {
 	if pdu := m.built.take(se); pdu != nil {
-		r, err := m.roomOf(se.Shard, pdu.RoomID().String(), pdu.Type(), pdu.Version())
+		r, err := m.roomOf(se.Shard, roomIDOf(pdu), pdu.Type(), pdu.Version())
 		return pdu, r, err
 	}
 	head := gjson.GetManyBytes(se.JSON, "room_id", "type", "content.room_version")
@@ -185,6 +185,14 @@ func (m *Model) parse(se store.RoomEvent) (gomatrixserverlib.PDU, *room, error) 
 		return nil, nil, err
 	}
 	return pdu, r, nil
+}
+
+// roomIDOf is the event's room id, read from the signer's event without parsing it again.
+func roomIDOf(pdu gomatrixserverlib.PDU) string {
+	if e, ok := pdu.(*builtEvent); ok {
+		return e.roomID
+	}
+	return pdu.RoomID().String()
 }
 
 // roomOf is the model's room roomID, or a new one of the given version when the event, of

@@ -950,6 +950,13 @@ func TestModelTakesBuiltEvents(t *testing.T) {
 	create := parsed(`{"auth_events":[],"content":{"creator":"@a:test","room_version":"10"},"depth":1,"origin_server_ts":1,"prev_events":[],"room_id":"!built:test","sender":"@a:test","signatures":{},"state_key":"","type":"m.room.create"}`)
 	message := parsed(`{"auth_events":[],"content":{"body":"hi"},"depth":2,"origin_server_ts":2,"prev_events":[],"room_id":"!built:test","sender":"@a:test","signatures":{},"type":"m.room.message"}`)
 	other := parsed(`{"auth_events":[],"content":{"body":"hello"},"depth":3,"origin_server_ts":3,"prev_events":[],"room_id":"!built:test","sender":"@a:test","signatures":{},"type":"m.room.message"}`)
+	// Before its create event, the room is unknown even to an event this node built.
+	done := m.built.add(message)
+	m.apply(store.RoomEvent{Shard: 0, Seq: 1, EventID: message.EventID(), JSON: message.JSON()})
+	done()
+	if info, ok := m.Info("!built:test"); ok {
+		t.Fatalf("a built message made a room without a create event: %+v", info)
+	}
 	for i, tc := range []struct {
 		pdu    gomatrixserverlib.PDU
 		stored []byte
@@ -959,7 +966,7 @@ func TestModelTakesBuiltEvents(t *testing.T) {
 		{message, message.JSON(), true},
 		{other, append(append([]byte{}, other.JSON()...), ' '), false},
 	} {
-		seq := uint64(i + 1)
+		seq := uint64(i + 2)
 		done := m.built.add(tc.pdu)
 		m.apply(store.RoomEvent{Shard: 0, Seq: seq, EventID: tc.pdu.EventID(), JSON: tc.stored})
 		done()
