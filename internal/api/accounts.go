@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/firebreak/firebreak/internal/accounts"
@@ -212,6 +214,16 @@ func checkLen(name, value string, max int) error {
 	return nil
 }
 
+// checkDevice refuses a device id a client chose that it could not address afterwards
+// (/devices/{deviceId} takes at most maxIDBytes, and no control characters), and a display
+// name over maxNameLen.
+func checkDevice(id, displayName string) error {
+	if len(id) > maxIDBytes || strings.ContainsFunc(id, unicode.IsControl) {
+		return errorf(http.StatusBadRequest, "M_INVALID_PARAM", "device_id must be at most %d bytes, without control characters", maxIDBytes)
+	}
+	return checkLen("initial_device_display_name", displayName, maxNameLen)
+}
+
 func (srv *Server) loginFlows(*http.Request, *session) (any, error) {
 	return map[string]any{"flows": []map[string]string{{"type": stagePassword}}}, nil
 }
@@ -234,7 +246,7 @@ func (srv *Server) login(r *http.Request, _ *session) (any, error) {
 	case req.Password == "":
 		return nil, missingParam("password")
 	}
-	if err := checkLen("initial_device_display_name", req.DeviceName, maxNameLen); err != nil {
+	if err := checkDevice(req.DeviceID, req.DeviceName); err != nil {
 		return nil, err
 	}
 	sess, err := srv.Accounts.Login(r.Context(), name, req.Password, req.DeviceID, req.DeviceName)
@@ -287,7 +299,7 @@ func (srv *Server) register(r *http.Request, _ *session) (any, error) {
 	if req.Password == "" {
 		return nil, missingParam("password")
 	}
-	if err := checkLen("initial_device_display_name", req.DeviceName, maxNameLen); err != nil {
+	if err := checkDevice(req.DeviceID, req.DeviceName); err != nil {
 		return nil, err
 	}
 	if err := srv.limits.registration.allow(clientIP(r)); err != nil {

@@ -60,6 +60,8 @@ func toMatrixError(err error) (*matrixError, bool) {
 		return errorf(http.StatusRequestEntityTooLarge, "M_TOO_LARGE", "%v", err), true
 	case errors.Is(err, rooms.ErrBadRequest), errors.Is(err, filter.ErrInvalid):
 		return badJSON("%v", err), true
+	case errors.Is(err, rooms.ErrInvalidRoomState):
+		return errorf(http.StatusBadRequest, "M_INVALID_ROOM_STATE", "%v", err), true
 	case errors.Is(err, rooms.ErrCanonicalAlias):
 		return errorf(http.StatusBadRequest, "M_BAD_ALIAS", "%v", err), true
 	case errors.Is(err, rooms.ErrInvalidAlias), errors.Is(err, store.ErrKeyTooLong):

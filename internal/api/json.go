@@ -73,7 +73,61 @@ func checkObject(body []byte) error {
 	if jsonDepth(body) > maxJSONDepth {
 		return badJSON("The body nests objects and arrays more than %d deep", maxJSONDepth)
 	}
+	// encoding/json turns an escaped UTF-16 surrogate without its pair into U+FFFD, and takes
+	// the character after it along: the event would say something the client did not send.
+	if hasLoneSurrogate(body) {
+		return badJSON("The body has a \\u escape of a UTF-16 surrogate without its pair")
+	}
 	return nil
+}
+
+// hasLoneSurrogate reports whether valid JSON escapes a UTF-16 surrogate (\uD800-\uDFFF) that
+// is not a high one directly followed by a low one.
+func hasLoneSurrogate(body []byte) bool {
+	if !bytes.Contains(body, []byte(`\u`)) {
+		return false
+	}
+	for i := 0; i < len(body); i++ {
+		if body[i] != '\\' {
+			continue
+		}
+		if body[i+1] != 'u' { // valid JSON: an escape always has its next byte
+			i++
+			continue
+		}
+		switch unit := hex4(body[i+2 : i+6]); {
+		case unit >= 0xDC00 && unit <= 0xDFFF:
+			return true
+		case unit >= 0xD800 && unit <= 0xDBFF:
+			next := body[i+6:]
+			if len(next) < 6 || next[0] != '\\' || next[1] != 'u' {
+				return true
+			}
+			if low := hex4(next[2:6]); low < 0xDC00 || low > 0xDFFF {
+				return true
+			}
+			i += 11
+		default:
+			i += 5
+		}
+	}
+	return false
+}
+
+// hex4 is the value of four hexadecimal digits (valid JSON has them after \u).
+func hex4(digits []byte) uint16 {
+	var v uint16
+	for _, c := range digits {
+		switch {
+		case c >= '0' && c <= '9':
+			v = v<<4 | uint16(c-'0')
+		case c >= 'a' && c <= 'f':
+			v = v<<4 | uint16(c-'a'+10)
+		default:
+			v = v<<4 | uint16(c-'A'+10)
+		}
+	}
+	return v
 }
 
 // jsonKind names the JSON value a Go type decodes from, for error messages clients can act on.

@@ -1,10 +1,12 @@
 package api
 
 import (
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Bodies that encoding/json would accept but that must not reach an event.
@@ -19,6 +21,17 @@ func TestDecodeJSONRefusals(t *testing.T) {
 		{"nested to the limit", deep(maxJSONDepth), ""},
 		{"nested past the limit", deep(maxJSONDepth + 1), "M_BAD_JSON"},
 		{"brackets in strings do not count", `{"body":"` + strings.Repeat("[", 500) + `"}`, ""},
+		{"escaped characters", `{"body":"\u00e9 \u2603"}`, ""},
+		{"a surrogate pair", `{"body":"\ud83d\ude00"}`, ""},
+		{"a surrogate pair in upper case", `{"body":"\uD83D\uDE00"}`, ""},
+		{"an escaped backslash before u", `{"body":"\\ud800"}`, ""},
+		{"a lone high surrogate", `{"body":"a\ud800b"}`, "M_BAD_JSON"},
+		{"a lone low surrogate", `{"body":"\udc00"}`, "M_BAD_JSON"},
+		{"a high surrogate before a plain escape", `{"body":"\ud800\u0041"}`, "M_BAD_JSON"},
+		{"two high surrogates before a low one", `{"body":"\ud800\ud800\udc00"}`, "M_BAD_JSON"},
+		{"a high surrogate at the end of a string", `{"body":"\ud83d"}`, "M_BAD_JSON"},
+		{"a lone surrogate after an escaped backslash", `{"body":"\\\ud800"}`, "M_BAD_JSON"},
+		{"a lone surrogate in a key", `{"\ud800":1}`, "M_BAD_JSON"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -50,7 +63,7 @@ func TestRawObject(t *testing.T) {
 		{"repeated key, once escaped", `{"a":1,"\u0061":2}`, `{"a":2}`, ""},
 		{"repeated key inside a value", `{"a":{"b":1,"b":2}}`, `{"a":{"b":1,"b":2}}`, ""},
 		{"escaped key", `{"\u0061b":1}`, `{"ab":1}`, ""},
-		{"repeated key behind a lone surrogate", `{"\ud800\u0061":1,"\ufffda":2}`, "{\"\ufffda\":2}", ""},
+		{"a key with a lone surrogate", `{"\ud800\u0061":1,"\ufffda":2}`, "", "M_BAD_JSON"},
 		{"characters HTML escapes", `{"b":"<a&b>"}`, `{"b":"<a&b>"}`, ""},
 		{"not an object", `[1]`, "", "M_BAD_JSON"},
 		{"empty", ``, "", "M_NOT_JSON"},
@@ -69,5 +82,23 @@ func TestRawObject(t *testing.T) {
 				t.Errorf("got %s, %v; want %s", got, err, tc.want)
 			}
 		})
+	}
+}
+
+func TestMillis(t *testing.T) {
+	cases := []struct {
+		ms   int64
+		want time.Duration
+	}{
+		{0, 0},
+		{1500, 1500 * time.Millisecond},
+		{math.MaxInt64 / int64(time.Millisecond), time.Duration(math.MaxInt64/int64(time.Millisecond)) * time.Millisecond},
+		{math.MaxInt64/int64(time.Millisecond) + 1, math.MaxInt64},
+		{math.MaxInt64, math.MaxInt64},
+	}
+	for _, tc := range cases {
+		if got := millis(tc.ms); got != tc.want {
+			t.Errorf("millis(%d) = %v, want %v", tc.ms, got, tc.want)
+		}
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/firebreak/firebreak/internal/accounts"
 	"github.com/firebreak/firebreak/internal/rooms"
@@ -45,6 +44,7 @@ func (srv *Server) createRoom(r *http.Request, s *session) (any, error) {
 	if strings.ContainsAny(body.RoomAliasName, ":# ") {
 		return nil, errorf(http.StatusBadRequest, "M_INVALID_PARAM", "room_alias_name may not contain ':', '#' or spaces")
 	}
+	body.Invite = distinct(body.Invite) // one invite event per user, however often the list names them
 	for _, u := range body.Invite {
 		if !validUserID(u) {
 			return nil, errorf(http.StatusBadRequest, "M_INVALID_PARAM", "invite: %q is not a user id", u)
@@ -66,9 +66,24 @@ func (srv *Server) createRoom(r *http.Request, s *session) (any, error) {
 	return map[string]string{"room_id": roomID}, nil
 }
 
-func validUserID(u string) bool {
-	local, server, ok := strings.Cut(strings.TrimPrefix(u, "@"), ":")
-	return strings.HasPrefix(u, "@") && ok && local != "" && server != ""
+// distinct is list without repeats, in the order of first appearance.
+func distinct(list []string) []string {
+	seen := make(map[string]bool, len(list))
+	return slices.DeleteFunc(list, func(s string) bool {
+		dup := seen[s]
+		seen[s] = true
+		return dup
+	})
+}
+
+func validUserID(u string) bool { return validID(u, '@') }
+
+func validRoomID(id string) bool { return validID(id, '!') }
+
+// validID reports whether id has the form sigil, localpart, ':', server: what ids are made of.
+func validID(id string, sigil byte) bool {
+	local, server, ok := strings.Cut(id[min(1, len(id)):], ":")
+	return len(id) > 0 && id[0] == sigil && ok && local != "" && server != ""
 }
 
 // memberContent is a member event's content carrying the user's profile, as joins do.
@@ -114,7 +129,7 @@ func (srv *Server) roomParam(r *http.Request) (string, error) {
 		if id, err = srv.Rooms.ResolveAlias(r.Context(), id); err != nil {
 			return "", err
 		}
-	case !strings.HasPrefix(id, "!") || !strings.Contains(id, ":"):
+	case !validRoomID(id):
 		return "", errorf(http.StatusBadRequest, "M_INVALID_PARAM", "%q is not a room id or alias", id)
 	}
 	return id, srv.Rooms.AwaitRoom(r.Context(), id)
@@ -365,17 +380,26 @@ func (srv *Server) sendEvent(r *http.Request, s *session, p rooms.Proto, txnID s
 		return nil, err
 	}
 	p.RoomID, p.Sender = roomID, s.UserID
-	if ms := srv.freshMembership(r.Context(), roomID, s.UserID, "join"); ms != "join" {
-		if _, known := srv.Rooms.Model().Info(roomID); !known {
-			return nil, notFound("Unknown room %s", roomID)
-		}
-		return nil, forbidden("You are not in room %s", roomID)
+	if err := srv.requireJoined(r.Context(), roomID, s.UserID); err != nil {
+		return nil, err
 	}
 	eventID, err := srv.Rooms.Send(r.Context(), p, rooms.SendOptions{Device: s.DeviceID, TxnID: txnID})
 	if err != nil {
 		return nil, err
 	}
 	return map[string]string{"event_id": eventID}, nil
+}
+
+// requireJoined refuses a user who is not joined to the room, checked again on the leader's
+// latest state before the refusal (freshMembership).
+func (srv *Server) requireJoined(ctx context.Context, roomID, userID string) error {
+	if ms := srv.freshMembership(ctx, roomID, userID, "join"); ms != "join" {
+		if _, known := srv.Rooms.Model().Info(roomID); !known {
+			return notFound("Unknown room %s", roomID)
+		}
+		return forbidden("You are not in room %s", roomID)
+	}
+	return nil
 }
 
 func (srv *Server) sendMessage(r *http.Request, s *session) (any, error) {
@@ -401,7 +425,11 @@ func (srv *Server) sendState(r *http.Request, s *session) (any, error) {
 	case "m.room.create":
 		return nil, forbidden("A room's m.room.create is written once, by createRoom")
 	case "m.room.member":
-		if err := srv.checkOwnProfileChange(r.PathValue("roomId"), key, s.UserID, content); err != nil {
+		roomID, err := srv.roomParam(r) // the path may name the room by an alias
+		if err != nil {
+			return nil, err
+		}
+		if err := srv.checkOwnProfileChange(roomID, key, s.UserID, content); err != nil {
 			return nil, err
 		}
 	}
@@ -438,6 +466,10 @@ func (srv *Server) redact(r *http.Request, s *session) (any, error) {
 	}
 	roomID, err := srv.bodyAndRoom(r, &body)
 	if err != nil {
+		return nil, err
+	}
+	// Members only learn whether the event exists.
+	if err := srv.requireJoined(r.Context(), roomID, s.UserID); err != nil {
 		return nil, err
 	}
 	target := r.PathValue("eventId")
@@ -534,7 +566,7 @@ func (srv *Server) readMarkers(r *http.Request, s *session) (any, error) {
 
 func (srv *Server) typing(r *http.Request, s *session) (any, error) {
 	var body struct {
-		Typing  bool  `json:"typing"`
+		Typing  *bool `json:"typing"`
 		Timeout int64 `json:"timeout"`
 	}
 	if r.PathValue("userId") != s.UserID {
@@ -544,10 +576,13 @@ func (srv *Server) typing(r *http.Request, s *session) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if body.Typing == nil {
+		return nil, missingParam("typing")
+	}
 	if body.Timeout <= 0 {
 		body.Timeout = 30000
 	}
-	return struct{}{}, srv.Rooms.SetTyping(r.Context(), roomID, s.UserID, body.Typing, time.Duration(body.Timeout)*time.Millisecond)
+	return struct{}{}, srv.Rooms.SetTyping(r.Context(), roomID, s.UserID, *body.Typing, millis(body.Timeout))
 }
 
 // propagateProfile re-sends the user's member event in every joined room so other members see

@@ -12,6 +12,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/firebreak/firebreak/internal/accountdata"
 	"github.com/firebreak/firebreak/internal/accounts"
@@ -134,7 +135,7 @@ func (srv *Server) serve(w http.ResponseWriter, r *http.Request, h handlerFunc, 
 			srv.writeError(w, r, errorf(http.StatusInternalServerError, "M_UNKNOWN", "Internal server error"))
 		}
 	}()
-	if err := checkPathLengths(r.URL.Path); err != nil {
+	if err := checkPathParams(r.URL.Path); err != nil {
 		srv.writeError(w, r, err)
 		return
 	}
@@ -168,11 +169,16 @@ func (srv *Server) serve(w http.ResponseWriter, r *http.Request, h handlerFunc, 
 // state keys); no path parameter needs more.
 const maxIDBytes = 255
 
-// checkPathLengths refuses a path with a parameter over maxIDBytes before anything looks it up.
-func checkPathLengths(path string) error {
+// checkPathParams refuses a path with a parameter over maxIDBytes, or one that is not UTF-8
+// once unescaped, before anything looks it up. Identifiers are Unicode: stored, invalid bytes
+// would come back as U+FFFD, under a name the client never sent.
+func checkPathParams(path string) error {
 	for seg := range strings.SplitSeq(path, "/") {
 		if len(seg) > maxIDBytes {
 			return errorf(http.StatusBadRequest, "M_INVALID_PARAM", "A path parameter is over %d bytes", maxIDBytes)
+		}
+		if !utf8.ValidString(seg) {
+			return errorf(http.StatusBadRequest, "M_INVALID_PARAM", "A path parameter is not valid UTF-8")
 		}
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -35,7 +36,7 @@ func (srv *Server) sync(r *http.Request, s *session) (any, error) {
 	started := time.Now()
 	resp, err := srv.Sync.Sync(r.Context(), syncer.Request{
 		UserID: s.UserID, DeviceID: s.DeviceID, Since: q.Get("since"),
-		Timeout: time.Duration(timeout) * time.Millisecond, FullState: q.Get("full_state") == "true", Filter: f,
+		Timeout: millis(int64(timeout)), FullState: q.Get("full_state") == "true", Filter: f,
 		Ended: func() bool { return sessionEnded(srv.tokenRevoked(r.Context(), s)) },
 	})
 	if err == nil && time.Since(started) > time.Second {
@@ -89,6 +90,28 @@ func queryInt(v string, def int) (int, error) {
 	return n, nil
 }
 
+// millis is a client's count of milliseconds as a duration; counts too large for one (a
+// client asking to wait "forever") become the longest, instead of wrapping round to negative.
+func millis(ms int64) time.Duration {
+	if ms > math.MaxInt64/int64(time.Millisecond) {
+		return math.MaxInt64
+	}
+	return time.Duration(ms) * time.Millisecond
+}
+
+// ownData refuses requests about another user's private data, and about a room that the path
+// does not name by a room id (the room need not exist, or be one the user is in); roomID is
+// empty for global data.
+func ownData(r *http.Request, s *session, roomID string) error {
+	if err := ownUser(r, s); err != nil {
+		return err
+	}
+	if roomID != "" && !validRoomID(roomID) {
+		return errorf(http.StatusBadRequest, "M_INVALID_PARAM", "%q is not a room id", roomID)
+	}
+	return nil
+}
+
 // ownUser refuses requests about another user's private data.
 func ownUser(r *http.Request, s *session) error {
 	if r.PathValue("userId") != s.UserID {
@@ -135,7 +158,7 @@ func (srv *Server) getRoomAccountData(r *http.Request, s *session) (any, error) 
 }
 
 func (srv *Server) readAccountData(r *http.Request, s *session, roomID string) (any, error) {
-	if err := ownUser(r, s); err != nil {
+	if err := ownData(r, s, roomID); err != nil {
 		return nil, err
 	}
 	if roomID == "" && r.PathValue("type") == push.AccountDataType {
@@ -160,7 +183,7 @@ func (srv *Server) setRoomAccountData(r *http.Request, s *session) (any, error) 
 var serverManagedData = map[string]bool{"m.fully_read": true, "m.push_rules": true}
 
 func (srv *Server) writeAccountData(r *http.Request, s *session, roomID string) (any, error) {
-	if err := ownUser(r, s); err != nil {
+	if err := ownData(r, s, roomID); err != nil {
 		return nil, err
 	}
 	content, err := rawObject(r)

@@ -19,7 +19,7 @@ type tagSet struct {
 }
 
 func (srv *Server) roomTags(r *http.Request, s *session) (tagSet, error) {
-	if err := ownUser(r, s); err != nil {
+	if err := ownData(r, s, r.PathValue("roomId")); err != nil {
 		return tagSet{}, err
 	}
 	raw, err := srv.AccountData.Get(s.UserID, r.PathValue("roomId"), tagDataType)
@@ -63,7 +63,7 @@ func (srv *Server) deleteTag(r *http.Request, s *session) (any, error) {
 // changeTags rewrites the room's m.tag with one change applied, as a compare-and-set so that
 // tags changed at once (through any nodes) all stay.
 func (srv *Server) changeTags(r *http.Request, s *session, change func(map[string]json.RawMessage)) (any, error) {
-	if err := ownUser(r, s); err != nil {
+	if err := ownData(r, s, r.PathValue("roomId")); err != nil {
 		return nil, err
 	}
 	err := srv.AccountData.Modify(r.Context(), s.UserID, r.PathValue("roomId"), tagDataType, func(old json.RawMessage) (json.RawMessage, error) {

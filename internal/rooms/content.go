@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/matrix-org/gomatrixserverlib"
+	"github.com/matrix-org/gomatrixserverlib/spec"
 )
 
 // checkPowerLevels refuses power levels the room version cannot parse. The auth rules would
@@ -58,9 +60,14 @@ func (s *Service) checkCanonicalAlias(ctx context.Context, p Proto) error {
 }
 
 // validAlias reports whether alias has a room alias's form: #localpart:server, at most 255
-// bytes, no white space.
+// bytes of UTF-8, with neither white space nor NUL in it and a server name of the spec's
+// grammar (so a ':' in the localpart leaves a server name that is not one).
 func validAlias(alias string) bool {
 	local, server, ok := strings.Cut(strings.TrimPrefix(alias, "#"), ":")
-	return ok && strings.HasPrefix(alias, "#") && local != "" && server != "" && len(alias) <= 255 &&
-		!strings.ContainsFunc(alias, unicode.IsSpace)
+	if !ok || !strings.HasPrefix(alias, "#") || local == "" || len(alias) > 255 || !utf8.ValidString(alias) ||
+		strings.ContainsFunc(alias, func(r rune) bool { return r == 0 || unicode.IsSpace(r) }) {
+		return false
+	}
+	_, _, valid := spec.ParseAndValidateServerName(spec.ServerName(server))
+	return valid
 }

@@ -82,7 +82,11 @@ func (s *Service) createEvents(ctx context.Context, req CreateRequest, pr preset
 	for _, p := range protos {
 		p.RoomID = roomID
 		pdu, err := s.build(p, info, d)
-		if err != nil {
+		if errors.Is(err, ErrForbidden) {
+			// The request itself implies this state (the creator's own power too low, an
+			// invite of the creator): the spec's 400, not a refusal of the caller.
+			return fmt.Errorf("%w: the room's %s event: %v", ErrInvalidRoomState, p.Type, err)
+		} else if err != nil {
 			return err
 		}
 		ev := &Event{PDU: pdu}
@@ -132,6 +136,9 @@ func (s *Service) creationEvents(req CreateRequest, pr preset, version gomatrixs
 		if err := json.Unmarshal(req.CreationContent, &createContent); err != nil {
 			return nil, fmt.Errorf("%w: creation_content must be an object", ErrBadRequest)
 		}
+		if err := checkCreationContent(createContent); err != nil {
+			return nil, err
+		}
 	}
 	createContent["room_version"] = string(version)
 	// Room version 11 dropped "creator": the sender is the creator.
@@ -179,6 +186,22 @@ func (s *Service) creationEvents(req CreateRequest, pr preset, version gomatrixs
 		evs = append(evs, stateProto(req.Creator, "m.room.member", invitee, mustJSON(content)))
 	}
 	return evs, nil
+}
+
+// checkCreationContent refuses keys of the create event whose type the auth rules would only
+// refuse later, as forbidden and in words about the create event itself.
+func checkCreationContent(c map[string]any) error {
+	if t, ok := c["type"]; ok {
+		if _, isString := t.(string); !isString {
+			return fmt.Errorf("%w: creation_content.type must be a string", ErrBadRequest)
+		}
+	}
+	if f, ok := c["m.federate"]; ok {
+		if _, isBool := f.(bool); !isBool {
+			return fmt.Errorf("%w: creation_content.m.federate must be a boolean", ErrBadRequest)
+		}
+	}
+	return nil
 }
 
 func powerLevels(req CreateRequest, pr preset) (json.RawMessage, error) {
@@ -231,7 +254,7 @@ func randomToken(n int) string {
 // claimAlias maps an alias to a room; the first claim wins, on any node.
 func (s *Service) claimAlias(ctx context.Context, alias, roomID string) error {
 	if !validAlias(alias) {
-		return fmt.Errorf("%w: %q: an alias is #name:server, at most 255 bytes, without spaces", ErrInvalidAlias, alias)
+		return fmt.Errorf("%w: %q: an alias is #name:server, at most 255 bytes, without spaces or NUL", ErrInvalidAlias, alias)
 	}
 	if _, err := s.st.Create(ctx, store.BucketAliases, store.Key(alias), []byte(roomID)); err != nil {
 		if errors.Is(err, store.ErrExists) {

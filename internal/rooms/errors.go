@@ -8,6 +8,7 @@ var (
 	ErrNotFound           = errors.New("not found")
 	ErrTooLarge           = errors.New("event too large")
 	ErrBadRequest         = errors.New("bad request")
+	ErrInvalidRoomState   = errors.New("invalid room state") // what a createRoom asked for breaks the auth rules
 	ErrAliasInUse         = errors.New("room alias in use")
 	ErrCanonicalAlias     = errors.New("bad canonical alias") // malformed, or points at another room
 	ErrInvalidAlias       = errors.New("invalid room alias")

@@ -56,7 +56,8 @@ func (m *typingModel) apply(u typingUpdate) {
 		m.until[u.RoomID] = users
 	}
 	if u.Typing {
-		timeout := min(time.Duration(u.Timeout)*time.Millisecond, maxTypingTimeout)
+		// Clamped in milliseconds: a huge count would wrap round as a Duration.
+		timeout := time.Duration(min(u.Timeout, maxTypingTimeout.Milliseconds())) * time.Millisecond
 		users[u.UserID] = time.Now().Add(timeout)
 		// Tell waiting syncs when the indicator runs out, too.
 		time.AfterFunc(timeout, func() { m.expire(u.RoomID, u.UserID) })
@@ -97,6 +98,7 @@ func (s *Service) SetTyping(_ context.Context, roomID, userID string, typing boo
 	if s.model.Membership(roomID, userID) != "join" {
 		return fmt.Errorf("%w: you are not in this room", ErrForbidden)
 	}
+	timeout = min(timeout, maxTypingTimeout)
 	return s.publishTyping(typingUpdate{RoomID: roomID, UserID: userID, Typing: typing, Timeout: timeout.Milliseconds()})
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"math"
 	"net/http/httptrace"
 	"slices"
 	"sync"
@@ -188,8 +189,15 @@ func syncSettled(t *testing.T, u *user, room id.RoomID, member id.UserID) {
 }
 
 // testLongPollSync: a /sync long-poll that is already waiting must wake up
-// with a message sent after it was issued.
+// with a message sent after it was issued, also when its timeout is larger
+// than a Go Duration holds (it once wrapped round and answered at once).
 func testLongPollSync(t *testing.T, srv *server) {
+	for _, timeout := range []int{30000, math.MaxInt64} {
+		t.Run(fmt.Sprint(timeout), func(t *testing.T) { longPollWakes(t, srv, timeout) })
+	}
+}
+
+func longPollWakes(t *testing.T, srv *server, timeout int) {
 	alice, bob := registerUser(t, srv, "alice"), registerUser(t, srv, "bob")
 	room := sharedRoom(t, alice, bob)
 	syncSettled(t, alice, room, bob.UserID)
@@ -204,7 +212,7 @@ func testLongPollSync(t *testing.T, srv *server) {
 	longPoll := func(ctx context.Context) <-chan result {
 		done := make(chan result, 1)
 		go func() {
-			resp, err := alice.FullSyncRequest(ctx, mautrix.ReqSync{Since: alice.since, Timeout: 30000})
+			resp, err := alice.FullSyncRequest(ctx, mautrix.ReqSync{Since: alice.since, Timeout: timeout})
 			done <- result{resp, err}
 		}()
 		return done

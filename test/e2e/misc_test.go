@@ -353,6 +353,29 @@ func testAliases(t *testing.T, srv *server) {
 	expectMatrixError(t, err, http.StatusBadRequest, "M_ROOM_IN_USE")
 	rawRequest(t, "PUT", clientURL(srv, "v3/directory/room/"+url.PathEscape(alias.String())), alice.AccessToken,
 		[]byte(`{"room_id":"`+room.String()+`"}`)).expectError(t, http.StatusConflict, "M_UNKNOWN")
+
+	// A room nickname sent to the room named by its alias is the same as by its id.
+	rawRequest(t, "PUT", clientURL(srv, fmt.Sprintf("v3/rooms/%s/state/m.room.member/%s", url.PathEscape(alias.String()),
+		url.PathEscape(bob.UserID.String()))), bob.AccessToken, []byte(`{"membership":"join","displayname":"Bob here"}`)).expectOK(t)
+	if memberContent(t, alice, room, bob).Displayname != "Bob here" {
+		t.Errorf("alice does not see the nickname bob set through the alias")
+	}
+}
+
+// testCreateRoomInvites: a user named twice in createRoom's invite list is invited once.
+func testCreateRoomInvites(t *testing.T, srv *server) {
+	alice, bob := registerUser(t, srv, "alice"), registerUser(t, srv, "bob")
+	room := alice.createRoom(t, &mautrix.ReqCreateRoom{Invite: []id.UserID{bob.UserID, bob.UserID}})
+	events, _ := roomMessages(t, alice, room, alice.syncToken(t), "", mautrix.DirectionBackward, nil, 50)
+	invites := 0
+	for _, ev := range events {
+		if ev.Type == event.StateMember && ev.GetStateKey() == bob.UserID.String() {
+			invites++
+		}
+	}
+	if invites != 1 {
+		t.Errorf("bob has %d member events in the new room, want 1 invite", invites)
+	}
 }
 
 func testRedact(t *testing.T, srv *server) {

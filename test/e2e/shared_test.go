@@ -31,6 +31,7 @@ func TestSharedServer(t *testing.T) {
 		{"LeaveForget", testLeaveForget},
 		{"KickBanUnban", testKickBanUnban},
 		{"Aliases", testAliases},
+		{"CreateRoomInvites", testCreateRoomInvites},
 		{"Redact", testRedact},
 		{"Context", testContext},
 		{"Typing", testTyping},
