@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"reflect"
-	"strings"
 	"unicode/utf8"
 
 	"github.com/tidwall/gjson"
@@ -73,8 +72,9 @@ func checkObject(body []byte) error {
 	if jsonDepth(body) > maxJSONDepth {
 		return badJSON("The body nests objects and arrays more than %d deep", maxJSONDepth)
 	}
-	// encoding/json turns an escaped UTF-16 surrogate without its pair into U+FFFD, and takes
-	// the character after it along: the event would say something the client did not send.
+	// An escaped UTF-16 surrogate without its pair is no character: encoding/json reads it as
+	// U+FFFD, gjson also drops the escape after it, and canonical JSON drops it, so the stored
+	// event would say something the client did not send.
 	if hasLoneSurrogate(body) {
 		return badJSON("The body has a \\u escape of a UTF-16 surrogate without its pair")
 	}
@@ -205,14 +205,14 @@ func rawObject(r *http.Request) (json.RawMessage, error) {
 	return b, nil
 }
 
-// repeatsKey reports whether a JSON object may have the same top-level key twice. A key
-// written with escapes counts as repeated: gjson and encoding/json unescape a lone UTF-16
-// surrogate differently, so only the decoder that reads the content later can tell.
+// repeatsKey reports whether a JSON object has the same top-level key twice, however its
+// keys are escaped (checkObject has refused the lone surrogates that decoders unescape
+// differently).
 func repeatsKey(object []byte) bool {
 	seen := map[string]bool{}
 	repeated := false
 	gjson.ParseBytes(object).ForEach(func(key, _ gjson.Result) bool {
-		repeated = seen[key.Str] || strings.Contains(key.Raw, `\`)
+		repeated = seen[key.Str]
 		seen[key.Str] = true
 		return !repeated
 	})

@@ -62,7 +62,7 @@ func TestRawObject(t *testing.T) {
 		{"repeated key", `{"a":1,"b":2,"a":3}`, `{"a":3,"b":2}`, ""},
 		{"repeated key, once escaped", `{"a":1,"\u0061":2}`, `{"a":2}`, ""},
 		{"repeated key inside a value", `{"a":{"b":1,"b":2}}`, `{"a":{"b":1,"b":2}}`, ""},
-		{"escaped key", `{"\u0061b":1}`, `{"ab":1}`, ""},
+		{"escaped key", `{"\u0061b":1}`, `{"\u0061b":1}`, ""},
 		{"a key with a lone surrogate", `{"\ud800\u0061":1,"\ufffda":2}`, "", "M_BAD_JSON"},
 		{"characters HTML escapes", `{"b":"<a&b>"}`, `{"b":"<a&b>"}`, ""},
 		{"not an object", `[1]`, "", "M_BAD_JSON"},

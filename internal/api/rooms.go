@@ -66,7 +66,7 @@ func (srv *Server) createRoom(r *http.Request, s *session) (any, error) {
 	return map[string]string{"room_id": roomID}, nil
 }
 
-// distinct is list without repeats, in the order of first appearance.
+// distinct removes repeats from list, in place, keeping each first appearance.
 func distinct(list []string) []string {
 	seen := make(map[string]bool, len(list))
 	return slices.DeleteFunc(list, func(s string) bool {
@@ -373,17 +373,19 @@ func (srv *Server) freshMembership(ctx context.Context, roomID, userID string, w
 
 func viewer(s *session) rooms.Viewer { return rooms.Viewer{UserID: s.UserID, DeviceID: s.DeviceID} }
 
-// sendEvent is the one path every client-authored room event takes.
-func (srv *Server) sendEvent(r *http.Request, s *session, p rooms.Proto, txnID string) (any, error) {
-	roomID, err := srv.roomParam(r)
-	if err != nil {
+// sendEvent is the one path every client-authored room event takes, in the room the request's
+// path names (resolved once, by the caller): only a joined member may send.
+func (srv *Server) sendEvent(ctx context.Context, s *session, roomID string, p rooms.Proto, txnID string) (any, error) {
+	if err := srv.requireJoined(ctx, roomID, s.UserID); err != nil {
 		return nil, err
 	}
+	return srv.sendJoined(ctx, s, roomID, p, txnID)
+}
+
+// sendJoined is sendEvent for a sender already found joined.
+func (srv *Server) sendJoined(ctx context.Context, s *session, roomID string, p rooms.Proto, txnID string) (any, error) {
 	p.RoomID, p.Sender = roomID, s.UserID
-	if err := srv.requireJoined(r.Context(), roomID, s.UserID); err != nil {
-		return nil, err
-	}
-	eventID, err := srv.Rooms.Send(r.Context(), p, rooms.SendOptions{Device: s.DeviceID, TxnID: txnID})
+	eventID, err := srv.Rooms.Send(ctx, p, rooms.SendOptions{Device: s.DeviceID, TxnID: txnID})
 	if err != nil {
 		return nil, err
 	}
@@ -411,7 +413,11 @@ func (srv *Server) sendMessage(r *http.Request, s *session) (any, error) {
 	if evType == "m.room.redaction" {
 		return nil, badJSON("Use the redact endpoint to redact events")
 	}
-	return srv.sendEvent(r, s, rooms.Proto{Type: evType, Content: content}, r.PathValue("txnId"))
+	roomID, err := srv.roomParam(r)
+	if err != nil {
+		return nil, err
+	}
+	return srv.sendEvent(r.Context(), s, roomID, rooms.Proto{Type: evType, Content: content}, r.PathValue("txnId"))
 }
 
 func (srv *Server) sendState(r *http.Request, s *session) (any, error) {
@@ -421,19 +427,19 @@ func (srv *Server) sendState(r *http.Request, s *session) (any, error) {
 	}
 	key := r.PathValue("stateKey")
 	evType := r.PathValue("eventType")
-	switch evType {
-	case "m.room.create":
+	if evType == "m.room.create" {
 		return nil, forbidden("A room's m.room.create is written once, by createRoom")
-	case "m.room.member":
-		roomID, err := srv.roomParam(r) // the path may name the room by an alias
-		if err != nil {
-			return nil, err
-		}
+	}
+	roomID, err := srv.roomParam(r)
+	if err != nil {
+		return nil, err
+	}
+	if evType == "m.room.member" {
 		if err := srv.checkOwnProfileChange(roomID, key, s.UserID, content); err != nil {
 			return nil, err
 		}
 	}
-	return srv.sendEvent(r, s, rooms.Proto{Type: evType, StateKey: &key, Content: content}, "")
+	return srv.sendEvent(r.Context(), s, roomID, rooms.Proto{Type: evType, StateKey: &key, Content: content}, "")
 }
 
 // checkOwnProfileChange accepts a member event sent as state only when it restates a member's
@@ -481,7 +487,7 @@ func (srv *Server) redact(r *http.Request, s *session) (any, error) {
 		content["reason"] = body.Reason
 	}
 	b, _ := json.Marshal(content)
-	return srv.sendEvent(r, s, rooms.Proto{Type: "m.room.redaction", Redacts: target, Content: b}, r.PathValue("txnId"))
+	return srv.sendJoined(r.Context(), s, roomID, rooms.Proto{Type: "m.room.redaction", Redacts: target, Content: b}, r.PathValue("txnId"))
 }
 
 func (srv *Server) getAlias(r *http.Request, _ *session) (any, error) {
@@ -582,7 +588,7 @@ func (srv *Server) typing(r *http.Request, s *session) (any, error) {
 	if body.Timeout <= 0 {
 		body.Timeout = 30000
 	}
-	return struct{}{}, srv.Rooms.SetTyping(r.Context(), roomID, s.UserID, *body.Typing, millis(body.Timeout))
+	return struct{}{}, srv.Rooms.SetTyping(r.Context(), roomID, s.UserID, *body.Typing, body.Timeout)
 }
 
 // propagateProfile re-sends the user's member event in every joined room so other members see

@@ -82,11 +82,12 @@ func (s *Service) createEvents(ctx context.Context, req CreateRequest, pr preset
 	for _, p := range protos {
 		p.RoomID = roomID
 		pdu, err := s.build(p, info, d)
-		if errors.Is(err, ErrForbidden) {
+		switch {
+		case errors.Is(err, ErrForbidden):
 			// The request itself implies this state (the creator's own power too low, an
 			// invite of the creator): the spec's 400, not a refusal of the caller.
 			return fmt.Errorf("%w: the room's %s event: %v", ErrInvalidRoomState, p.Type, err)
-		} else if err != nil {
+		case err != nil:
 			return err
 		}
 		ev := &Event{PDU: pdu}
@@ -136,14 +137,14 @@ func (s *Service) creationEvents(req CreateRequest, pr preset, version gomatrixs
 		if err := json.Unmarshal(req.CreationContent, &createContent); err != nil {
 			return nil, fmt.Errorf("%w: creation_content must be an object", ErrBadRequest)
 		}
-		if err := checkCreationContent(createContent); err != nil {
-			return nil, err
-		}
 	}
 	createContent["room_version"] = string(version)
 	// Room version 11 dropped "creator": the sender is the creator.
 	if n, err := strconv.Atoi(string(version)); err == nil && n < 11 {
 		createContent["creator"] = req.Creator
+	}
+	if err := checkCreateContent(createContent); err != nil {
+		return nil, err
 	}
 	pl, err := powerLevels(req, pr)
 	if err != nil {
@@ -188,18 +189,17 @@ func (s *Service) creationEvents(req CreateRequest, pr preset, version gomatrixs
 	return evs, nil
 }
 
-// checkCreationContent refuses keys of the create event whose type the auth rules would only
-// refuse later, as forbidden and in words about the create event itself.
-func checkCreationContent(c map[string]any) error {
-	if t, ok := c["type"]; ok {
-		if _, isString := t.(string); !isString {
-			return fmt.Errorf("%w: creation_content.type must be a string", ErrBadRequest)
-		}
-	}
-	if f, ok := c["m.federate"]; ok {
-		if _, isBool := f.(bool); !isBool {
-			return fmt.Errorf("%w: creation_content.m.federate must be a boolean", ErrBadRequest)
-		}
+// checkCreateContent refuses create content the auth rules cannot read (a "type",
+// "m.federate" or "predecessor" of the wrong JSON type): they would refuse it only while
+// checking a later event, as forbidden and in words about that event.
+func checkCreateContent(c map[string]any) error {
+	var parsed gomatrixserverlib.CreateContent
+	err := json.Unmarshal(mustJSON(c), &parsed)
+	var typeErr *json.UnmarshalTypeError
+	if errors.As(err, &typeErr) {
+		return fmt.Errorf("%w: creation_content.%s cannot be a %s", ErrBadRequest, typeErr.Field, typeErr.Value)
+	} else if err != nil {
+		return fmt.Errorf("%w: creation_content: %v", ErrBadRequest, err)
 	}
 	return nil
 }

@@ -221,7 +221,8 @@ func canonicalContent(content []byte, version gomatrixserverlib.IRoomVersion) ([
 		return plain, nil
 	}
 	// Compacted with encoding/json's escaping first, as Build does when it marshals the event:
-	// canonical JSON of a lone UTF-16 surrogate depends on the escape that follows it.
+	// canonical JSON of a lone UTF-16 surrogate depends on the escape that follows it. The API
+	// refuses such content; this keeps the signature right for content from any other caller.
 	escaped, err := json.Marshal(json.RawMessage(content))
 	if err != nil {
 		return nil, err

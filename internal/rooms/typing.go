@@ -56,7 +56,8 @@ func (m *typingModel) apply(u typingUpdate) {
 		m.until[u.RoomID] = users
 	}
 	if u.Typing {
-		// Clamped in milliseconds: a huge count would wrap round as a Duration.
+		// Clamped in milliseconds, as the client gave them: a huge count would wrap round as
+		// a Duration and end the indicator at once.
 		timeout := time.Duration(min(u.Timeout, maxTypingTimeout.Milliseconds())) * time.Millisecond
 		users[u.UserID] = time.Now().Add(timeout)
 		// Tell waiting syncs when the indicator runs out, too.
@@ -94,12 +95,11 @@ func (m *typingModel) bump(roomID string) {
 }
 
 // SetTyping tells every node that the user is, or has stopped, typing in the room.
-func (s *Service) SetTyping(_ context.Context, roomID, userID string, typing bool, timeout time.Duration) error {
+func (s *Service) SetTyping(_ context.Context, roomID, userID string, typing bool, timeoutMS int64) error {
 	if s.model.Membership(roomID, userID) != "join" {
 		return fmt.Errorf("%w: you are not in this room", ErrForbidden)
 	}
-	timeout = min(timeout, maxTypingTimeout)
-	return s.publishTyping(typingUpdate{RoomID: roomID, UserID: userID, Typing: typing, Timeout: timeout.Milliseconds()})
+	return s.publishTyping(typingUpdate{RoomID: roomID, UserID: userID, Typing: typing, Timeout: timeoutMS})
 }
 
 // publishTyping tells every node, this one included (it hears its own publish, so every node

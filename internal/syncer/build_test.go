@@ -33,7 +33,7 @@ func TestIncrementalSyncQuietRooms(t *testing.T) {
 			return n.data.Set(ctx, benchMe, quiet, "m.tag", []byte(`{"tags":{"u.work":{}}}`))
 		}, 0, 0, 1},
 		{"receipt", func() error { return n.rooms.SetReceipt(ctx, quiet, peer, "m.read", lastEvent, "") }, 0, 1, 0},
-		{"typing", func() error { return n.rooms.SetTyping(ctx, quiet, peer, true, time.Minute) }, 0, 1, 0},
+		{"typing", func() error { return n.rooms.SetTyping(ctx, quiet, peer, true, time.Minute.Milliseconds()) }, 0, 1, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
