@@ -542,6 +542,10 @@ func (srv *Server) receipt(r *http.Request, s *session) (any, error) {
 	if !rooms.ReceiptTypes[rt] {
 		return nil, errorf(http.StatusBadRequest, "M_INVALID_PARAM", "Unknown receipt type %q", rt)
 	}
+	// The spec's thread ids: "main" or the id of a thread's root event.
+	if body.ThreadID != "" && body.ThreadID != "main" && !strings.HasPrefix(body.ThreadID, "$") {
+		return nil, errorf(http.StatusBadRequest, "M_INVALID_PARAM", "thread_id must be \"main\" or an event id")
+	}
 	return struct{}{}, srv.Rooms.SetReceipt(r.Context(), roomID, s.UserID, rt, r.PathValue("eventId"), body.ThreadID)
 }
 

@@ -495,6 +495,10 @@ func (m *Model) eventAtSeq(roomID string, seq uint64) (Event, bool) {
 	if r == nil {
 		return Event{}, false
 	}
+	return r.eventAt(seq)
+}
+
+func (r *room) eventAt(seq uint64) (Event, bool) {
 	i := sort.Search(len(r.events), func(i int) bool { return r.events[i].Seq >= seq })
 	if i < len(r.events) && r.events[i].Seq == seq {
 		return *r.events[i], true

@@ -209,16 +209,17 @@ func (m *Model) VisibleRange(roomID, userID string, after, upTo uint64, forward 
 	return out
 }
 
-// VisibleEvent finds an event the user may see: ErrNotFound when there is none with that id,
-// ErrForbidden when the user may not see it.
+// VisibleEvent finds an event the user may see. An event they may not see is ErrNotFound, as
+// one that does not exist is: the spec's 404 for both, so the answer does not confirm an id.
 func (s *Service) VisibleEvent(roomID, userID, eventID string) (Event, error) {
+	notFound := fmt.Errorf("%w: event not found", ErrNotFound)
 	ev, ok := s.model.Event(roomID, eventID)
 	if !ok {
-		return Event{}, fmt.Errorf("%w: event not found", ErrNotFound)
+		return Event{}, notFound
 	}
 	// Taken after the event was found, so the snapshot covers it.
 	if h, _ := s.model.history(roomID, userID); !h.canSee(ev.Seq) {
-		return Event{}, fmt.Errorf("%w: you may not see this event", ErrForbidden)
+		return Event{}, notFound
 	}
 	return ev, nil
 }
@@ -266,6 +267,51 @@ func (s *Service) VisibleStateEvent(roomID, userID, evType, key string) (*Event,
 		return ev, nil
 	}
 	return nil, fmt.Errorf("%w: no %s state with key %q", ErrNotFound, evType, key)
+}
+
+// StateDelta is the room's state as it stood after the event at seq `at`, limited to the
+// entries set after position `after` (with after 0, all of it), ordered by position: what a
+// sync sends beside a timeline that starts after `at`. Only the events between the two
+// positions are walked, newest first, so each entry is its last value by `at`.
+func (m *Model) StateDelta(roomID string, after, at uint64) []Event {
+	if after == 0 {
+		return m.StateAt(roomID, at)
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	r := m.rooms[roomID]
+	if r == nil || at <= after {
+		return nil
+	}
+	between := r.events[r.firstAfter(after):r.firstAfter(at)]
+	seen := map[stateKey]bool{}
+	var out []Event
+	for i := len(between) - 1; i >= 0; i-- {
+		ev := between[i]
+		if sk := ev.PDU.StateKey(); sk != nil && !seen[stateKey{ev.PDU.Type(), *sk}] {
+			seen[stateKey{ev.PDU.Type(), *sk}] = true
+			out = append(out, *ev)
+		}
+	}
+	slices.Reverse(out)
+	return out
+}
+
+// MemberAt is the user's member event as it stood after the event at seq, found through the
+// user's membership changes rather than by walking the room's history.
+func (m *Model) MemberAt(roomID, userID string, seq uint64) (Event, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	r := m.rooms[roomID]
+	if r == nil {
+		return Event{}, false
+	}
+	changes := r.memberships[userID]
+	i := sort.Search(len(changes), func(i int) bool { return changes[i].seq > seq })
+	if i == 0 {
+		return Event{}, false
+	}
+	return r.eventAt(changes[i-1].seq)
 }
 
 // StateAt is the room's state after the event at seq, ordered by position. It starts from the

@@ -67,15 +67,16 @@ func pushRulesContent(userID string, stored []byte) []byte {
 	return content
 }
 
-// window is one room's slice of a sync: events after `after` up to `upTo` are new. full means
-// the client knows nothing of the room yet (initial sync, full_state, newly joined or invited).
+// window is one room's slice of a sync: events after `after` up to `upTo` are new (after is 0
+// when the client has none of the room's timeline: an initial sync, newly joined or invited).
+// full means the client gets all the state, not only what changed: it has none of the room,
+// or asked for full_state, which leaves the timeline limited by its token all the same.
 type window struct {
 	roomID      string
 	shard       int
 	head        uint64 // the room's latest event when the window was read
 	after, upTo uint64
 	full        bool
-	left        bool // a room the user left: seen as it was when they left
 	since       *Token
 	now         Token
 	me          *rooms.Event // the user's member event
@@ -85,14 +86,14 @@ func (s *Service) window(req Request, roomID string, since *Token, now Token) wi
 	info, _ := s.rooms.Model().Info(roomID)
 	w := window{roomID: roomID, shard: info.Shard, head: info.HeadSeq, upTo: now.Rooms[info.Shard],
 		full: since == nil || req.FullState, since: since, now: now}
-	if !w.full {
+	if since != nil {
 		w.after = since.Rooms[info.Shard]
 		if w.quiet() {
 			return w // the user's member event is no newer than the room's head: nothing to decide
 		}
 	}
 	w.me = s.rooms.Model().StateEvent(roomID, "m.room.member", req.UserID)
-	if !w.full && s.newToClient(req.UserID, w) {
+	if since != nil && s.newToClient(req.UserID, w) {
 		w.full, w.after = true, 0
 	}
 	return w
@@ -128,10 +129,10 @@ func (s *Service) joinedRoom(req Request, w window) *JoinedRoom {
 		return nil
 	}
 	v := rooms.Viewer{UserID: req.UserID, DeviceID: req.DeviceID}
-	tl := s.timeline(req, w, w.upTo, v)
+	tl, start := s.timeline(req, w, w.upTo, v)
 	jr := &JoinedRoom{
 		Timeline:    tl,
-		State:       s.stateBefore(req, w, w.upTo, tl, v),
+		State:       s.stateBefore(req, w, start, tl, v),
 		Ephemeral:   ephemeral,
 		AccountData: data,
 	}
@@ -158,20 +159,24 @@ func (s *Service) leftRoom(req Request, w window) *LeftRoom {
 	v := rooms.Viewer{UserID: req.UserID, DeviceID: req.DeviceID}
 	if _, err := s.rooms.ReadableUpTo(w.roomID, req.UserID); err != nil {
 		// Never a member (a rejected invite, a ban before joining): only their own event.
-		return &LeftRoom{Timeline: Timeline{Events: s.rooms.ClientEvents(w.roomID, []rooms.Event{*w.me}, v, false)}}
+		return &LeftRoom{
+			Timeline:    Timeline{Events: s.rooms.ClientEvents(w.roomID, []rooms.Event{*w.me}, v, false)},
+			State:       StateList{Events: []rooms.ClientEvent{}},
+			AccountData: EventList{Events: []any{}},
+		}
 	}
 	// A former member sees the room up to the moment they left.
-	w.left = true
-	tl := s.timeline(req, w, w.me.Seq, v)
+	tl, start := s.timeline(req, w, w.me.Seq, v)
 	return &LeftRoom{
 		Timeline:    tl,
-		State:       s.stateBefore(req, w, w.me.Seq, tl, v),
+		State:       s.stateBefore(req, w, start, tl, v),
 		AccountData: s.roomAccountData(req, w),
 	}
 }
 
-// timeline returns the newest events in (w.after, upTo] the filter keeps, at most its limit.
-func (s *Service) timeline(req Request, w window, upTo uint64, v rooms.Viewer) Timeline {
+// timeline returns the newest events in (w.after, upTo] the filter keeps, at most its limit,
+// and the position it starts after.
+func (s *Service) timeline(req Request, w window, upTo uint64, v rooms.Viewer) (Timeline, uint64) {
 	f := req.Filter.Room.Timeline
 	limit := f.LimitOr(defaultTimeline, maxTimeline)
 	evs := s.newestEvents(req.UserID, w, upTo, limit+1, keepFor(f, w.roomID))
@@ -188,7 +193,7 @@ func (s *Service) timeline(req Request, w window, upTo uint64, v rooms.Viewer) T
 		Events:    s.rooms.ClientEvents(w.roomID, evs, v, false),
 		Limited:   limited,
 		PrevBatch: roomToken(prev).String(),
-	}
+	}, prev
 }
 
 // newestEvents reads the window's newest events the user may see. A user joined for the whole
@@ -203,65 +208,47 @@ func (s *Service) newestEvents(userID string, w window, upTo uint64, limit int, 
 	return model.VisibleRange(w.roomID, userID, w.after, upTo, false, limit, keep)
 }
 
-// stateBefore is the state the client needs besides the timeline: for a room new to the
-// client, all of it; otherwise what changed in the window but is not in the timeline (the gap
-// a limited timeline skipped). With lazy-loaded members, only the members of the timeline's
-// senders (and the user) are sent.
-func (s *Service) stateBefore(req Request, w window, upTo uint64, tl Timeline, v rooms.Viewer) StateList {
+// stateBefore is the state the client needs besides the timeline: the room's state as it
+// stood where the timeline starts (after position at), all of it when the window is full,
+// otherwise what changed since the client's token. With lazy-loaded members, a full window
+// sends only the members of the timeline's senders and the user; every window sends those
+// senders' member events as they stood at the timeline's start, which the client may have
+// already (allowed) but must not miss.
+func (s *Service) stateBefore(req Request, w window, at uint64, tl Timeline, v rooms.Viewer) StateList {
 	f := req.Filter.Room.State
-	inTimeline := map[string]bool{}
-	// The user's own member event goes with a room new to the client; after that only when it
-	// changes, or an incremental sync would never be empty.
-	senders := map[string]bool{req.UserID: w.full}
+	senders := map[string]bool{}
+	if w.full {
+		senders[req.UserID] = true
+	}
 	for _, e := range tl.Events {
-		inTimeline[e.EventID] = true
 		senders[e.Sender] = true
 	}
+	from := w.after
+	if w.full {
+		from = 0
+	}
+	model := s.rooms.Model()
 	var out []rooms.Event
-	for _, e := range s.stateCandidates(w, upTo, f.LazyLoadMembers, senders) {
-		if inTimeline[e.PDU.EventID()] || (e.Seq > upTo && !w.full) || !f.Matches(filterEvent(w.roomID, &e)) {
+	sent := map[string]bool{} // members in out
+	for _, e := range model.StateDelta(w.roomID, from, at) {
+		isMember := e.PDU.Type() == "m.room.member"
+		if !f.Matches(filterEvent(w.roomID, &e)) || (f.LazyLoadMembers && isMember && w.full && !senders[*e.PDU.StateKey()]) {
 			continue
 		}
-		isMember := e.PDU.Type() == "m.room.member"
-		if f.LazyLoadMembers && isMember {
-			// Sending a member the client may already have is allowed; missing one is not.
-			if senders[*e.PDU.StateKey()] || (!w.full && e.Seq > w.after) {
+		if isMember {
+			sent[*e.PDU.StateKey()] = true
+		}
+		out = append(out, e)
+	}
+	if f.LazyLoadMembers {
+		for sender := range senders {
+			if e, ok := model.MemberAt(w.roomID, sender, at); ok && !sent[sender] && f.Matches(filterEvent(w.roomID, &e)) {
 				out = append(out, e)
 			}
-			continue
 		}
-		if w.full || e.Seq > w.after {
-			out = append(out, e)
-		}
+		slices.SortFunc(out, func(a, b rooms.Event) int { return cmp.Compare(a.Seq, b.Seq) })
 	}
 	return StateList{Events: s.rooms.ClientEvents(w.roomID, out, v, false)}
-}
-
-// stateCandidates is the state stateBefore chooses from: all of it for a room new to the
-// client (for a room the user left, as it was when they left); otherwise what changed after the
-// window's start, and, with lazy-loaded members, the member events of the timeline's senders.
-func (s *Service) stateCandidates(w window, upTo uint64, lazyMembers bool, senders map[string]bool) []rooms.Event {
-	model := s.rooms.Model()
-	if w.left {
-		return model.StateAt(w.roomID, upTo)
-	}
-	if w.full {
-		return model.State(w.roomID)
-	}
-	changed := model.StateSince(w.roomID, w.after)
-	if !lazyMembers {
-		return changed
-	}
-	for sender, want := range senders {
-		if !want {
-			continue
-		}
-		if e := model.StateEvent(w.roomID, "m.room.member", sender); e != nil && e.Seq <= w.after {
-			changed = append(changed, *e)
-		}
-	}
-	slices.SortFunc(changed, func(a, b rooms.Event) int { return cmp.Compare(a.Seq, b.Seq) })
-	return changed
 }
 
 func keepFor(f filter.RoomEventFilter, roomID string) func(*rooms.Event) bool {

@@ -68,14 +68,16 @@ func TestIncrementalSyncQuietRooms(t *testing.T) {
 	if err != nil || len(resp.Rooms.Join) != 0 {
 		t.Errorf("an empty sync: %v, rooms %v", err, slices.Collect(maps.Keys(resp.Rooms.Join)))
 	}
-	// full_state sends every room again, with its state, however quiet.
+	// full_state sends every room again, with its state, however quiet; its timeline is still
+	// only what came after the token: nothing.
 	resp, err = n.sync.Sync(ctx, Request{UserID: benchMe, DeviceID: "DEV", Since: now, FullState: true})
 	if err != nil || len(resp.Rooms.Join) != 2 {
 		t.Fatalf("a full_state sync: %v, rooms %v", err, slices.Collect(maps.Keys(resp.Rooms.Join)))
 	}
 	for roomID, jr := range resp.Rooms.Join {
-		if len(jr.State.Events)+len(jr.Timeline.Events) == 0 {
-			t.Errorf("full_state sync: room %s came back without its state", roomID)
+		if len(jr.State.Events) == 0 || len(jr.Timeline.Events) != 0 || jr.Timeline.Limited {
+			t.Errorf("full_state sync: room %s came back with %d state events and %d timeline events (limited %v), want its state and no timeline",
+				roomID, len(jr.State.Events), len(jr.Timeline.Events), jr.Timeline.Limited)
 		}
 	}
 }

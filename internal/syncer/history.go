@@ -64,7 +64,12 @@ func (s *Service) Messages(ctx context.Context, req MessagesRequest) (*MessagesR
 	// Events the user may not see are skipped like filtered ones: a page that comes back short
 	// (or empty) means nothing visible is left in the range, so it carries no end token.
 	evs := s.rooms.Model().VisibleRange(req.RoomID, req.Viewer.UserID, after, upTo, !req.Backward, req.Limit, keepFor(req.Filter, req.RoomID))
-	resp := &MessagesResponse{Start: roomToken(from).String(), Chunk: s.rooms.ClientEvents(req.RoomID, evs, req.Viewer, true)}
+	// The spec's start is the from token as given (a sync token stays one).
+	start := req.From
+	if start == "" {
+		start = roomToken(from).String()
+	}
+	resp := &MessagesResponse{Start: start, Chunk: s.rooms.ClientEvents(req.RoomID, evs, req.Viewer, true)}
 	if len(evs) == req.Limit && len(evs) > 0 {
 		last := evs[len(evs)-1].Seq
 		if req.Backward {

@@ -33,6 +33,9 @@ func testHistoryPagination(t *testing.T, srv *server) {
 	back, pages := roomMessages(t, alice, room, initial.NextBatch, "", mautrix.DirectionBackward, nil, 50)
 
 	t.Run("BackwardFromNextBatch", func(t *testing.T) {
+		if pages[0].Start != initial.NextBatch {
+			t.Errorf("the first page's start is %q, want the from token %q", pages[0].Start, initial.NextBatch)
+		}
 		expectUniqueIDs(t, back)
 		expectBodies(t, reversed(back), want)
 		if oldest := back[len(back)-1]; oldest.Type.Type != event.StateCreate.Type {

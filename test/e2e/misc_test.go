@@ -362,6 +362,37 @@ func testAliases(t *testing.T, srv *server) {
 	}
 }
 
+// testRejectedInviteSync: a rejected invite comes back in rooms.leave with lists, not nulls:
+// strict clients (ruma's Vec) fail the whole sync on a null where the spec has an array.
+func testRejectedInviteSync(t *testing.T, srv *server) {
+	alice, bob := registerUser(t, srv, "alice"), registerUser(t, srv, "bob")
+	room := alice.createRoom(t, &mautrix.ReqCreateRoom{Invite: []id.UserID{bob.UserID}})
+	since := bob.syncToken(t)
+	_, err := bob.LeaveRoom(testCtx(t), room)
+	mustOK(t, err, "reject the invite")
+	resp := rawRequest(t, "GET", clientURL(srv, "v3/sync?timeout=0&since="+url.QueryEscape(since)), bob.AccessToken, nil)
+	resp.expectOK(t)
+	var body struct {
+		Rooms struct {
+			Leave map[string]map[string]struct {
+				Events *[]json.RawMessage `json:"events"`
+			} `json:"leave"`
+		} `json:"rooms"`
+	}
+	if err := json.Unmarshal(resp.Raw, &body); err != nil {
+		t.Fatal(err)
+	}
+	left, ok := body.Rooms.Leave[room.String()]
+	if !ok {
+		t.Fatalf("the rejected invite is not in rooms.leave: %s", resp.Raw)
+	}
+	for _, section := range []string{"timeline", "state", "account_data"} {
+		if left[section].Events == nil {
+			t.Errorf("rooms.leave's %s has no events list: %s", section, resp.Raw)
+		}
+	}
+}
+
 // testCreateRoomInvites: a user named twice in createRoom's invite list is invited once.
 func testCreateRoomInvites(t *testing.T, srv *server) {
 	alice, bob := registerUser(t, srv, "alice"), registerUser(t, srv, "bob")

@@ -32,6 +32,7 @@ func TestSharedServer(t *testing.T) {
 		{"KickBanUnban", testKickBanUnban},
 		{"Aliases", testAliases},
 		{"CreateRoomInvites", testCreateRoomInvites},
+		{"RejectedInviteSync", testRejectedInviteSync},
 		{"Redact", testRedact},
 		{"Context", testContext},
 		{"Typing", testTyping},

@@ -184,9 +184,21 @@ func roomReads(evt id.EventID) []string {
 
 func expectForbidden(t *testing.T, srv *server, u *user, room id.RoomID, paths ...string) {
 	t.Helper()
+	expectRefused(t, srv, u, room, http.StatusForbidden, "M_FORBIDDEN", paths...)
+}
+
+// expectHidden: a member's read of an event they may not see is the spec's 404, as for an
+// event that does not exist, so the answer does not confirm the id.
+func expectHidden(t *testing.T, srv *server, u *user, room id.RoomID, paths ...string) {
+	t.Helper()
+	expectRefused(t, srv, u, room, http.StatusNotFound, "M_NOT_FOUND", paths...)
+}
+
+func expectRefused(t *testing.T, srv *server, u *user, room id.RoomID, status int, errcode string, paths ...string) {
+	t.Helper()
 	for _, p := range paths {
-		if resp := roomGet(t, srv, u, room, p); resp.Status != http.StatusForbidden || resp.Body["errcode"] != "M_FORBIDDEN" {
-			t.Errorf("GET %s as %s: %d %.200s, want 403 M_FORBIDDEN", p, u.UserID, resp.Status, resp.Raw)
+		if resp := roomGet(t, srv, u, room, p); resp.Status != status || resp.Body["errcode"] != errcode {
+			t.Errorf("GET %s as %s: %d %.200s, want %d %s", p, u.UserID, resp.Status, resp.Raw, status, errcode)
 		}
 	}
 }
@@ -213,7 +225,7 @@ func testVisibilityJoined(t *testing.T, srv *server) {
 	if got, want := messageBodies(t, bob, room), []string{"after bob joined"}; !slices.Equal(got, want) {
 		t.Errorf("bob's /messages after joining = %q, want %q", got, want)
 	}
-	expectForbidden(t, srv, bob, room, "/event/"+url.PathEscape(early.String()), "/context/"+url.PathEscape(early.String()))
+	expectHidden(t, srv, bob, room, "/event/"+url.PathEscape(early.String()), "/context/"+url.PathEscape(early.String()))
 	initial := bob.syncOnce(t, 0)
 	timeline := roomTimeline(initial, room)
 	if got := bodies(timeline); !slices.Equal(got, []string{"after bob joined"}) {

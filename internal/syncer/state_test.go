@@ -1,0 +1,119 @@
+package syncer
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/firebreak/firebreak/internal/filter"
+	"github.com/firebreak/firebreak/internal/rooms"
+)
+
+// TestSyncStateAtTimelineStart: a sync's state is the room's state where its timeline starts,
+// as the spec says, not the current state less the timeline's events; full_state sends all of
+// that state but leaves the timeline limited by the token.
+func TestSyncStateAtTimelineStart(t *testing.T) {
+	ctx := context.Background()
+	n := startBenchNode(t, nil)
+	roomID := n.room(t, 0, 3, 1)
+	const peer = "@r0m1:bench"
+	state := func(sender, evType, key, content string) {
+		t.Helper()
+		_, err := n.rooms.Send(ctx, rooms.Proto{RoomID: roomID, Sender: sender, Type: evType, StateKey: &key,
+			Content: json.RawMessage(content)}, rooms.SendOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	since := n.sync.current().String()
+	// After the token: topic A, three messages, the peer's new name, topic B, one message.
+	state(benchMe, "m.room.topic", "", `{"topic":"A"}`)
+	for j := range 3 {
+		n.say(t, roomID, peer, j)
+	}
+	state(peer, "m.room.member", peer, `{"membership":"join","displayname":"New"}`)
+	state(benchMe, "m.room.topic", "", `{"topic":"B"}`)
+	n.say(t, roomID, peer, 3)
+
+	limit3 := func(lazy bool) filter.Filter {
+		f, err := filter.Parse([]byte(`{"room":{"timeline":{"limit":3},"state":{"lazy_load_members":` +
+			map[bool]string{true: "true", false: "false"}[lazy] + `}}}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	tests := []struct {
+		name      string
+		req       Request
+		wantState []string // "type/key=value" of the topic and members expected in state
+		noState   []string // what must not be there
+	}{
+		{"incremental, limited", Request{Since: since, Filter: limit3(false)},
+			[]string{"m.room.topic=A"}, []string{"m.room.topic=B", "m.room.member/" + benchMe}},
+		{"incremental, limited, lazy members", Request{Since: since, Filter: limit3(true)},
+			[]string{"m.room.topic=A", "m.room.member/" + peer}, []string{"m.room.topic=B", "m.room.member/" + peer + "=New"}},
+		{"initial, limited", Request{Filter: limit3(false)},
+			[]string{"m.room.topic=A", "m.room.member/" + benchMe, "m.room.create"}, []string{"m.room.topic=B"}},
+		{"full_state", Request{Since: since, FullState: true, Filter: limit3(false)},
+			[]string{"m.room.topic=A", "m.room.member/" + benchMe, "m.room.create"}, []string{"m.room.topic=B"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.req.UserID, tt.req.DeviceID = benchMe, "DEV"
+			resp, err := n.sync.Sync(ctx, tt.req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			jr := resp.Rooms.Join[roomID]
+			if jr == nil {
+				t.Fatal("the room is missing")
+			}
+			// The timeline is the newest three events, after the token: the new name, topic B
+			// and the last message, with the gap before it.
+			if len(jr.Timeline.Events) != 3 || !jr.Timeline.Limited || jr.Timeline.Events[1].Type != "m.room.topic" {
+				t.Fatalf("timeline %d events (limited %v), want 3: the new name, topic B, a message", len(jr.Timeline.Events), jr.Timeline.Limited)
+			}
+			got := map[string]bool{}
+			for _, e := range jr.State.Events {
+				k := e.Type
+				if e.StateKey != nil && *e.StateKey != "" {
+					k += "/" + *e.StateKey
+				}
+				if v := valueOf(e.Content); v != "" {
+					k += "=" + v
+				}
+				got[k] = true
+			}
+			for _, want := range tt.wantState {
+				if !got[want] {
+					t.Errorf("state lacks %s (has %v)", want, keys(got))
+				}
+			}
+			for _, not := range tt.noState {
+				if got[not] {
+					t.Errorf("state has %s, which is not the state where the timeline starts", not)
+				}
+			}
+		})
+	}
+}
+
+// valueOf is what the test tells state events apart by: a topic, or a member's display name.
+func valueOf(content json.RawMessage) string {
+	var c struct {
+		Topic       string `json:"topic"`
+		DisplayName string `json:"displayname"`
+	}
+	_ = json.Unmarshal(content, &c)
+	return c.Topic + c.DisplayName
+}
+
+func keys(m map[string]bool) string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return strings.Join(out, ", ")
+}
