@@ -284,6 +284,9 @@ func (m *Model) StateDelta(roomID string, after, at uint64) []Event {
 		return nil
 	}
 	between := r.events[r.firstAfter(after):r.firstAfter(at)]
+	if len(between) == 0 {
+		return nil // the timeline starts at the token: most incremental syncs
+	}
 	seen := map[stateKey]bool{}
 	var out []Event
 	for i := len(between) - 1; i >= 0; i-- {

@@ -216,6 +216,16 @@ func (s *Service) newestEvents(userID string, w window, upTo uint64, limit int, 
 // already (allowed) but must not miss.
 func (s *Service) stateBefore(req Request, w window, at uint64, tl Timeline, v rooms.Viewer) StateList {
 	f := req.Filter.Room.State
+	from := w.after
+	if w.full {
+		from = 0
+	}
+	model := s.rooms.Model()
+	state := model.StateDelta(w.roomID, from, at)
+	if !f.LazyLoadMembers {
+		out := slices.DeleteFunc(state, func(e rooms.Event) bool { return !f.Matches(filterEvent(w.roomID, &e)) })
+		return StateList{Events: s.rooms.ClientEvents(w.roomID, out, v, false)}
+	}
 	senders := map[string]bool{}
 	if w.full {
 		senders[req.UserID] = true
@@ -223,16 +233,11 @@ func (s *Service) stateBefore(req Request, w window, at uint64, tl Timeline, v r
 	for _, e := range tl.Events {
 		senders[e.Sender] = true
 	}
-	from := w.after
-	if w.full {
-		from = 0
-	}
-	model := s.rooms.Model()
 	var out []rooms.Event
 	sent := map[string]bool{} // members in out
-	for _, e := range model.StateDelta(w.roomID, from, at) {
+	for _, e := range state {
 		isMember := e.PDU.Type() == "m.room.member"
-		if !f.Matches(filterEvent(w.roomID, &e)) || (f.LazyLoadMembers && isMember && w.full && !senders[*e.PDU.StateKey()]) {
+		if !f.Matches(filterEvent(w.roomID, &e)) || (isMember && w.full && !senders[*e.PDU.StateKey()]) {
 			continue
 		}
 		if isMember {
@@ -240,14 +245,12 @@ func (s *Service) stateBefore(req Request, w window, at uint64, tl Timeline, v r
 		}
 		out = append(out, e)
 	}
-	if f.LazyLoadMembers {
-		for sender := range senders {
-			if e, ok := model.MemberAt(w.roomID, sender, at); ok && !sent[sender] && f.Matches(filterEvent(w.roomID, &e)) {
-				out = append(out, e)
-			}
+	for sender := range senders {
+		if e, ok := model.MemberAt(w.roomID, sender, at); ok && !sent[sender] && f.Matches(filterEvent(w.roomID, &e)) {
+			out = append(out, e)
 		}
-		slices.SortFunc(out, func(a, b rooms.Event) int { return cmp.Compare(a.Seq, b.Seq) })
 	}
+	slices.SortFunc(out, func(a, b rooms.Event) int { return cmp.Compare(a.Seq, b.Seq) })
 	return StateList{Events: s.rooms.ClientEvents(w.roomID, out, v, false)}
 }
 
