@@ -2,11 +2,13 @@ package rooms
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"sort"
 	"sync"
 
@@ -42,6 +44,9 @@ type room struct {
 	events  []*Event // in stream order, which is the room's one linear history
 	byID    map[string]*Event
 	state   map[stateKey]*Event
+	// stateLog is every value each state key has had, in stream order (the last is in state):
+	// the state at any position is one binary search per key, however long ago it changed.
+	stateLog map[stateKey][]*Event
 	// stateChanged is the sequence of the newest event in state: every incremental sync asks
 	// for the state changed since its token, and mostly nothing has.
 	stateChanged uint64
@@ -151,6 +156,7 @@ func (m *Model) applyLocked(se store.RoomEvent, pdu gomatrixserverlib.PDU, r *ro
 			ev.PrevContent, ev.PrevSender = prev.PDU.Content(), prev.Sender
 		}
 		r.state[key], r.stateChanged = ev, ev.Seq
+		r.stateLog[key] = append(r.stateLog[key], ev)
 		if key == (stateKey{"m.room.history_visibility", ""}) {
 			r.visibility = append(r.visibility, change{ev.Seq, historyVisibility(pdu.Content())})
 		}
@@ -212,7 +218,7 @@ func (m *Model) roomOf(shard int, roomID, eventType string, version gomatrixserv
 		return nil, err
 	}
 	return &room{id: roomID, shard: shard, version: impl, byID: map[string]*Event{},
-		state: map[stateKey]*Event{}, txns: map[string]string{}, memberships: map[string][]change{},
+		state: map[stateKey]*Event{}, stateLog: map[stateKey][]*Event{}, txns: map[string]string{}, memberships: map[string][]change{},
 		tally: &memberTally{}}, nil
 }
 
@@ -443,36 +449,51 @@ func (m *Model) StateEvent(roomID, evType, key string) *Event {
 }
 
 // State returns the room's current state, ordered by position.
-func (m *Model) State(roomID string) []Event { return m.StateSince(roomID, 0) }
+func (m *Model) State(roomID string) []Event { return m.StateDelta(roomID, 0, End) }
 
-// StateSince is the part of the room's current state set by events after seq, in stream
-// order: what an incremental sync may have to send, without copying the rest.
-func (m *Model) StateSince(roomID string, seq uint64) []Event {
+// StateDelta is the room's state as it stood after the event at position at (End: now),
+// limited to the entries set after position after (0: all of it), ordered by position: a
+// room's current state, the state where a sync's timeline starts, or what changed in between.
+// It walks whichever is shorter: the events between the two positions, newest first so that
+// each key's last value wins (a member's sync after another user joins a large room looks at
+// one event, not every member), or the state's keys, each looked up in its log.
+func (m *Model) StateDelta(roomID string, after, at uint64) []Event {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	r := m.rooms[roomID]
-	if r == nil || r.stateChanged <= seq {
-		return nil
+	if r == nil || r.stateChanged <= after || at <= after {
+		return nil // mostly: nothing in the room's state changed since a sync's token
 	}
-	// Walk whichever is shorter: the events after seq, or the whole state. A member's sync
-	// after another user joins a large room has one event to look at, not every member.
-	after := r.events[r.firstAfter(seq):]
+	between := r.events[r.firstAfter(after):r.firstAfter(at)]
 	var out []Event
-	if len(after) < len(r.state) {
-		for _, ev := range after {
-			if sk := ev.PDU.StateKey(); sk != nil && r.state[stateKey{ev.PDU.Type(), *sk}] == ev {
+	if len(between) < len(r.stateLog) {
+		seen := map[stateKey]bool{}
+		for i := len(between) - 1; i >= 0; i-- {
+			ev := between[i]
+			if sk := ev.PDU.StateKey(); sk != nil && !seen[stateKey{ev.PDU.Type(), *sk}] {
+				seen[stateKey{ev.PDU.Type(), *sk}] = true
 				out = append(out, *ev)
 			}
 		}
+		slices.Reverse(out)
 		return out
 	}
-	for _, ev := range r.state {
-		if ev.Seq > seq {
+	for _, log := range r.stateLog {
+		if ev := loggedAt(log, at); ev != nil && ev.Seq > after {
 			out = append(out, *ev)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Seq < out[j].Seq })
+	slices.SortFunc(out, func(a, b Event) int { return cmp.Compare(a.Seq, b.Seq) })
 	return out
+}
+
+// loggedAt is a state key's value after position seq: the last of its log up to seq.
+func loggedAt(log []*Event, seq uint64) *Event {
+	i := sort.Search(len(log), func(i int) bool { return log[i].Seq > seq })
+	if i == 0 {
+		return nil
+	}
+	return log[i-1]
 }
 
 // Event finds an event by id.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -995,9 +996,9 @@ func TestModelUnreadableCreateMakesNoRoom(t *testing.T) {
 	}
 }
 
-// TestStateSince: the state changed after a position, which every incremental sync asks for
+// TestStateDelta: the state changed after a position, which every incremental sync asks for
 // (and which answers at once when nothing has changed since).
-func TestStateSince(t *testing.T) {
+func TestStateDelta(t *testing.T) {
 	s := newService(t)
 	roomID := createRoom(t, s, CreateRequest{Preset: "public_chat"})
 	head := func() uint64 { info, _ := s.Model().Info(roomID); return info.HeadSeq }
@@ -1028,20 +1029,20 @@ func TestStateSince(t *testing.T) {
 		{"since the head", head(), nil},
 	}
 	for _, c := range cases {
-		if got := types(s.Model().StateSince(roomID, c.since)); !slices.Equal(got, c.want) {
+		if got := types(s.Model().StateDelta(roomID, c.since, End)); !slices.Equal(got, c.want) {
 			t.Errorf("%s: %v, want %v", c.name, got, c.want)
 		}
 	}
-	if n := len(s.Model().StateSince(roomID, 0)); n != len(s.Model().State(roomID)) || n < 5 {
+	if n := len(s.Model().StateDelta(roomID, 0, End)); n != len(s.Model().State(roomID)) || n < 5 {
 		t.Errorf("since 0: %d events, want the whole state (%d)", n, len(s.Model().State(roomID)))
 	}
 }
 
-// TestStateSinceEveryPosition: from every position in a room's history, StateSince is the
-// current state set after it, in stream order, whether it walks the events after the position
-// (near the head) or the whole state (further back). Replaced state (a topic set twice, a
-// member who left and came back) must not appear.
-func TestStateSinceEveryPosition(t *testing.T) {
+// TestStateDeltaEveryPosition: between every two positions in a room's history, StateDelta is
+// the state as it stood at the second, limited to what was set after the first, whether it
+// walks the events between them (close together) or every key's log (far apart); MemberAt is
+// a member's event at each position. Both are checked against replaying the room's events.
+func TestStateDeltaEveryPosition(t *testing.T) {
 	s := newService(t)
 	roomID := createRoom(t, s, CreateRequest{Preset: "public_chat"})
 	emptyKey := ""
@@ -1066,20 +1067,42 @@ func TestStateSinceEveryPosition(t *testing.T) {
 
 	m := s.Model()
 	info, _ := m.Info(roomID)
-	state := m.State(roomID)
-	for since := uint64(0); since <= info.HeadSeq; since++ {
-		var want []string
-		for _, ev := range state {
-			if ev.Seq > since {
-				want = append(want, ev.PDU.EventID())
+	// replay is the state after each position, worked out the slow way.
+	replay := map[uint64]map[stateKey]Event{}
+	cur := map[stateKey]Event{}
+	events := m.Range(roomID, 0, info.HeadSeq, true, math.MaxInt, nil)
+	for seq, i := uint64(0), 0; seq <= info.HeadSeq; seq++ {
+		for ; i < len(events) && events[i].Seq == seq; i++ {
+			if sk := events[i].PDU.StateKey(); sk != nil {
+				cur[stateKey{events[i].PDU.Type(), *sk}] = events[i]
 			}
 		}
-		var got []string
-		for _, ev := range m.StateSince(roomID, since) {
-			got = append(got, ev.PDU.EventID())
+		replay[seq] = maps.Clone(cur)
+	}
+	for at := uint64(0); at <= info.HeadSeq; at++ {
+		for after := uint64(0); after <= at; after++ {
+			var want []string
+			for _, ev := range replay[at] {
+				if ev.Seq > after {
+					want = append(want, ev.PDU.EventID())
+				}
+			}
+			var got []string
+			for _, ev := range m.StateDelta(roomID, after, at) {
+				got = append(got, ev.PDU.EventID())
+			}
+			slices.Sort(want)
+			slices.Sort(got)
+			if !slices.Equal(got, want) {
+				t.Errorf("after %d, at %d: %v, want %v", after, at, got, want)
+			}
 		}
-		if !slices.Equal(got, want) {
-			t.Errorf("since %d: %v, want %v", since, got, want)
+		for _, user := range []string{alice, bob, "@carol:test", "@nobody:test"} {
+			want, had := replay[at][stateKey{"m.room.member", user}]
+			got, ok := m.MemberAt(roomID, user, at)
+			if ok != had || ok && got.PDU.EventID() != want.PDU.EventID() {
+				t.Errorf("MemberAt(%s, %d): found %v, want %v", user, at, ok, had)
+			}
 		}
 	}
 }

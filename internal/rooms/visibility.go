@@ -1,7 +1,6 @@
 package rooms
 
 import (
-	"cmp"
 	"fmt"
 	"slices"
 	"sort"
@@ -269,99 +268,29 @@ func (s *Service) VisibleStateEvent(roomID, userID, evType, key string) (*Event,
 	return nil, fmt.Errorf("%w: no %s state with key %q", ErrNotFound, evType, key)
 }
 
-// StateDelta is the room's state as it stood after the event at seq `at`, limited to the
-// entries set after position `after` (with after 0, all of it), ordered by position: what a
-// sync sends beside a timeline that starts after `at`. Only the events between the two
-// positions are walked, newest first, so each entry is its last value by `at`.
-func (m *Model) StateDelta(roomID string, after, at uint64) []Event {
-	if after == 0 {
-		return m.StateAt(roomID, at)
-	}
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	r := m.rooms[roomID]
-	if r == nil || at <= after {
-		return nil
-	}
-	between := r.events[r.firstAfter(after):r.firstAfter(at)]
-	if len(between) == 0 {
-		return nil // the timeline starts at the token: most incremental syncs
-	}
-	seen := map[stateKey]bool{}
-	var out []Event
-	for i := len(between) - 1; i >= 0; i-- {
-		ev := between[i]
-		if sk := ev.PDU.StateKey(); sk != nil && !seen[stateKey{ev.PDU.Type(), *sk}] {
-			seen[stateKey{ev.PDU.Type(), *sk}] = true
-			out = append(out, *ev)
-		}
-	}
-	slices.Reverse(out)
-	return out
-}
-
-// MemberAt is the user's member event as it stood after the event at seq, found through the
-// user's membership changes rather than by walking the room's history.
+// MemberAt is the user's member event as it stood after the event at seq, if any.
 func (m *Model) MemberAt(roomID, userID string, seq uint64) (Event, bool) {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	r := m.rooms[roomID]
-	if r == nil {
+	ev := m.stateEventAt(roomID, "m.room.member", userID, seq)
+	if ev == nil {
 		return Event{}, false
 	}
-	changes := r.memberships[userID]
-	i := sort.Search(len(changes), func(i int) bool { return changes[i].seq > seq })
-	if i == 0 {
-		return Event{}, false
-	}
-	return r.eventAt(changes[i-1].seq)
+	return *ev, true
 }
 
-// StateAt is the room's state after the event at seq, ordered by position. It starts from the
-// current state and walks back from seq only while entries changed since are still missing,
-// which a former member's reads (the only callers before End) usually find soon.
-func (m *Model) StateAt(roomID string, seq uint64) []Event {
-	if seq == End {
-		return m.State(roomID)
-	}
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	r := m.rooms[roomID]
-	if r == nil {
-		return nil
-	}
-	var out []Event
-	stale := map[stateKey]bool{}
-	for k, ev := range r.state {
-		switch {
-		case ev.Seq <= seq:
-			out = append(out, *ev)
-		case ev.PrevSender != "":
-			// Only an entry that replaced an earlier one can have had a value at seq.
-			stale[k] = true
-		}
-	}
-	i := r.firstAfter(seq)
-	for i--; i >= 0 && len(stale) > 0; i-- {
-		ev := r.events[i]
-		if sk := ev.PDU.StateKey(); sk != nil && stale[stateKey{ev.PDU.Type(), *sk}] {
-			delete(stale, stateKey{ev.PDU.Type(), *sk})
-			out = append(out, *ev)
-		}
-	}
-	slices.SortFunc(out, func(a, b Event) int { return cmp.Compare(a.Seq, b.Seq) })
-	return out
-}
+// StateAt is the room's state after the event at seq (End: now), ordered by position.
+func (m *Model) StateAt(roomID string, seq uint64) []Event { return m.StateDelta(roomID, 0, seq) }
 
 // stateEventAt is one entry of StateAt, nil when absent.
 func (m *Model) stateEventAt(roomID, evType, key string, seq uint64) *Event {
-	if seq == End {
-		return m.StateEvent(roomID, evType, key)
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	r := m.rooms[roomID]
+	if r == nil {
+		return nil
 	}
-	for _, ev := range m.StateAt(roomID, seq) {
-		if ev.PDU.Type() == evType && *ev.PDU.StateKey() == key {
-			return &ev
-		}
+	if ev := loggedAt(r.stateLog[stateKey{evType, key}], seq); ev != nil {
+		c := *ev
+		return &c
 	}
 	return nil
 }

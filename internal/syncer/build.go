@@ -132,7 +132,7 @@ func (s *Service) joinedRoom(req Request, w window) *JoinedRoom {
 	tl, start := s.timeline(req, w, w.upTo, v)
 	jr := &JoinedRoom{
 		Timeline:    tl,
-		State:       s.stateBefore(req, w, start, tl, v),
+		State:       s.stateBefore(req, w, start, w.upTo, tl, v),
 		Ephemeral:   ephemeral,
 		AccountData: data,
 	}
@@ -169,7 +169,7 @@ func (s *Service) leftRoom(req Request, w window) *LeftRoom {
 	tl, start := s.timeline(req, w, w.me.Seq, v)
 	return &LeftRoom{
 		Timeline:    tl,
-		State:       s.stateBefore(req, w, start, tl, v),
+		State:       s.stateBefore(req, w, start, w.me.Seq, tl, v),
 		AccountData: s.roomAccountData(req, w),
 	}
 }
@@ -208,20 +208,13 @@ func (s *Service) newestEvents(userID string, w window, upTo uint64, limit int, 
 	return model.VisibleRange(w.roomID, userID, w.after, upTo, false, limit, keep)
 }
 
-// stateBefore is the state the client needs besides the timeline: the room's state as it
-// stood where the timeline starts (after position at), all of it when the window is full,
-// otherwise what changed since the client's token. With lazy-loaded members, a full window
-// sends only the members of the timeline's senders and the user; every window sends those
-// senders' member events as they stood at the timeline's start, which the client may have
-// already (allowed) but must not miss.
-func (s *Service) stateBefore(req Request, w window, at uint64, tl Timeline, v rooms.Viewer) StateList {
+// stateBefore is the state the client needs besides the timeline (stateAt). With lazy-loaded
+// members, a full window sends only the members of the timeline's senders and the user; every
+// window sends those senders' member events as they stood at the timeline's start, which the
+// client may have already (allowed) but must not miss.
+func (s *Service) stateBefore(req Request, w window, at, upTo uint64, tl Timeline, v rooms.Viewer) StateList {
 	f := req.Filter.Room.State
-	from := w.after
-	if w.full {
-		from = 0
-	}
-	model := s.rooms.Model()
-	state := model.StateDelta(w.roomID, from, at)
+	state := s.stateAt(w, at, upTo, tl)
 	if !f.LazyLoadMembers {
 		out := slices.DeleteFunc(state, func(e rooms.Event) bool { return !f.Matches(filterEvent(w.roomID, &e)) })
 		return StateList{Events: s.rooms.ClientEvents(w.roomID, out, v, false)}
@@ -246,12 +239,50 @@ func (s *Service) stateBefore(req Request, w window, at uint64, tl Timeline, v r
 		out = append(out, e)
 	}
 	for sender := range senders {
-		if e, ok := model.MemberAt(w.roomID, sender, at); ok && !sent[sender] && f.Matches(filterEvent(w.roomID, &e)) {
+		if e, ok := s.rooms.Model().MemberAt(w.roomID, sender, at); ok && !sent[sender] && f.Matches(filterEvent(w.roomID, &e)) {
 			out = append(out, e)
 		}
 	}
 	slices.SortFunc(out, func(a, b rooms.Event) int { return cmp.Compare(a.Seq, b.Seq) })
 	return StateList{Events: s.rooms.ClientEvents(w.roomID, out, v, false)}
+}
+
+// stateAt is the room's state as it stood where the timeline starts (after position at): all
+// of it when the window is full, otherwise what changed since the client's token, as the spec
+// defines sync's state. A key that changed after that start in an event the timeline's filter
+// hid would then reach the client nowhere, so its last value up to upTo is sent instead (as
+// Synapse does): without a filter, every such event is in the timeline.
+func (s *Service) stateAt(w window, at, upTo uint64, tl Timeline) []rooms.Event {
+	from := w.after
+	if w.full {
+		from = 0
+	}
+	model := s.rooms.Model()
+	state := model.StateDelta(w.roomID, from, at)
+	later := model.StateDelta(w.roomID, at, upTo)
+	if len(later) == 0 {
+		return state
+	}
+	inTimeline := make(map[string]bool, len(tl.Events))
+	for _, e := range tl.Events {
+		inTimeline[e.EventID] = true
+	}
+	index := make(map[[2]string]int, len(state))
+	for i, e := range state {
+		index[[2]string{e.PDU.Type(), *e.PDU.StateKey()}] = i
+	}
+	for _, e := range later {
+		if inTimeline[e.PDU.EventID()] {
+			continue
+		}
+		if i, ok := index[[2]string{e.PDU.Type(), *e.PDU.StateKey()}]; ok {
+			state[i] = e
+		} else {
+			state = append(state, e)
+		}
+	}
+	slices.SortFunc(state, func(a, b rooms.Event) int { return cmp.Compare(a.Seq, b.Seq) })
+	return state
 }
 
 func keepFor(f filter.RoomEventFilter, roomID string) func(*rooms.Event) bool {
