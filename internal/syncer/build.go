@@ -104,18 +104,15 @@ func (s *Service) window(req Request, roomID string, since *Token, now Token) wi
 // applied before the window read the room's head, so the head covers every event up to upTo.
 func (w window) quiet() bool { return !w.full && w.head <= w.after }
 
-// newToClient reports whether the user joined or was invited since the token without having
-// been in the room before: the client has none of its timeline yet. A member who only changed
-// their name, or who left, is not.
+// newToClient reports whether the user's membership changed since the token while they were
+// not joined at the token: the client has none of the room's timeline yet, whether they joined,
+// were invited, or joined and already left again (rooms.leave then shows the room up to the
+// leave, with its state). A member who only changed their name, or who left, is not.
 func (s *Service) newToClient(userID string, w window) bool {
 	if w.me == nil || w.me.Seq <= w.after {
 		return false
 	}
-	switch ms, _ := w.me.PDU.Membership(); ms {
-	case "join", "invite":
-		return s.rooms.Model().MembershipAt(w.roomID, userID, w.after) != "join"
-	}
-	return false
+	return s.rooms.Model().MembershipAt(w.roomID, userID, w.after) != "join"
 }
 
 // changed reports whether the user's membership event is new in this window.

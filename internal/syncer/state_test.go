@@ -133,3 +133,44 @@ func keys(m map[string]bool) string {
 	}
 	return strings.Join(out, ", ")
 }
+
+// TestJoinAndLeaveInOneWindow: a user who joins a room and leaves it again between two syncs
+// gets the room in rooms.leave with its state up to the leave, as for a room new to the
+// client, not an empty one.
+func TestJoinAndLeaveInOneWindow(t *testing.T) {
+	ctx := context.Background()
+	n := startBenchNode(t, nil)
+	const owner = "@owner:bench"
+	roomID, err := n.rooms.CreateRoom(ctx, rooms.CreateRequest{Creator: owner, Preset: "public_chat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	since := n.sync.current().String()
+	for _, ms := range []string{"join", "leave"} {
+		if _, err := n.rooms.ChangeMembership(ctx, rooms.MembershipChange{RoomID: roomID, Sender: benchMe, Target: benchMe, Membership: ms}); err != nil {
+			t.Fatal(err)
+		}
+		n.say(t, roomID, owner, 0)
+	}
+	resp, err := n.sync.Sync(ctx, Request{UserID: benchMe, DeviceID: "DEV", Since: since})
+	if err != nil {
+		t.Fatal(err)
+	}
+	left := resp.Rooms.Leave[roomID]
+	if left == nil {
+		t.Fatal("the room is not in rooms.leave")
+	}
+	var stateTypes, timelineTypes []string
+	for _, e := range left.State.Events {
+		stateTypes = append(stateTypes, e.Type)
+	}
+	for _, e := range left.Timeline.Events {
+		timelineTypes = append(timelineTypes, e.Type)
+	}
+	if !slices.Contains(slices.Concat(stateTypes, timelineTypes), "m.room.create") {
+		t.Errorf("rooms.leave has no m.room.create: state %v, timeline %v", stateTypes, timelineTypes)
+	}
+	if n := len(timelineTypes); n == 0 || timelineTypes[n-1] != "m.room.member" {
+		t.Errorf("the timeline %v does not end with the leave", timelineTypes)
+	}
+}
