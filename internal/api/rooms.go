@@ -490,6 +490,18 @@ func (srv *Server) redact(r *http.Request, s *session) (any, error) {
 	return srv.sendJoined(r.Context(), s, roomID, rooms.Proto{Type: "m.room.redaction", Redacts: target, Content: b}, r.PathValue("txnId"))
 }
 
+func (srv *Server) roomAliases(r *http.Request, s *session) (any, error) {
+	roomID, err := srv.roomParam(r)
+	if err != nil {
+		return nil, err
+	}
+	aliases, err := srv.Rooms.Aliases(r.Context(), s.UserID, roomID)
+	if err != nil {
+		return nil, err
+	}
+	return map[string][]string{"aliases": aliases}, nil
+}
+
 func (srv *Server) getAlias(r *http.Request, _ *session) (any, error) {
 	roomID, err := srv.Rooms.ResolveAlias(r.Context(), r.PathValue("alias"))
 	if err != nil {

@@ -76,6 +76,7 @@ func (srv *Server) routes() {
 	srv.client("GET", "/directory/room/{alias}", srv.getAlias, public)
 	srv.client("PUT", "/directory/room/{alias}", srv.putAlias, authed)
 	srv.client("DELETE", "/directory/room/{alias}", srv.deleteAlias, authed)
+	srv.client("GET", "/rooms/{roomId}/aliases", srv.roomAliases, authed)
 	srv.client("GET", "/rooms/{roomId}/messages", srv.messages, authed)
 	srv.client("POST", "/rooms/{roomId}/receipt/{receiptType}/{eventId}", srv.receipt, authed)
 	srv.client("POST", "/rooms/{roomId}/read_markers", srv.readMarkers, authed)

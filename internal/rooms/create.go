@@ -63,7 +63,7 @@ func (s *Service) CreateRoom(ctx context.Context, req CreateRequest) (string, er
 		}
 	}
 	if err := s.createEvents(ctx, req, pr, impl, roomID, alias); err != nil {
-		s.releaseAlias(ctx, alias)
+		s.releaseAlias(ctx, alias, roomID)
 		return "", err
 	}
 	return roomID, nil
@@ -251,7 +251,9 @@ func randomToken(n int) string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// claimAlias maps an alias to a room; the first claim wins, on any node.
+// claimAlias maps an alias to a room; the first claim wins, on any node. The room's index of
+// its aliases gets an entry after the claim: a node that dies in between leaves the alias
+// working but unlisted, never a listed alias that points elsewhere (Aliases checks).
 func (s *Service) claimAlias(ctx context.Context, alias, roomID string) error {
 	if !validAlias(alias) {
 		return fmt.Errorf("%w: %q: an alias is #name:server, at most 255 bytes, without spaces or NUL", ErrInvalidAlias, alias)
@@ -262,13 +264,48 @@ func (s *Service) claimAlias(ctx context.Context, alias, roomID string) error {
 		}
 		return unavailable(err)
 	}
+	if _, err := s.st.Put(ctx, store.BucketAliases, aliasIndexKey(roomID, alias), nil); err != nil {
+		s.releaseAlias(ctx, alias, roomID)
+		return unavailable(err)
+	}
 	return nil
 }
 
-func (s *Service) releaseAlias(ctx context.Context, alias string) {
+// releaseAlias removes an alias and then its index entry (the order claimAlias relies on).
+func (s *Service) releaseAlias(ctx context.Context, alias, roomID string) {
 	if alias != "" {
 		_ = s.st.Delete(ctx, store.BucketAliases, store.Key(alias))
+		_ = s.st.Delete(ctx, store.BucketAliases, aliasIndexKey(roomID, alias))
 	}
+}
+
+// aliasIndexKey is the entry listing alias among roomID's aliases. Its three parts keep it
+// apart from the one-part keys of the aliases themselves.
+func aliasIndexKey(roomID, alias string) string { return store.Key(aliasIndexPart, roomID, alias) }
+
+const aliasIndexPart = "room"
+
+// Aliases lists the aliases on this deployment that point at the room, for a member or, in a
+// world-readable room, anyone.
+func (s *Service) Aliases(ctx context.Context, userID, roomID string) ([]string, error) {
+	if h, _ := s.model.history(roomID, userID); s.model.Membership(roomID, userID) != "join" && !h.worldReadable() {
+		return nil, fmt.Errorf("%w: you are not in room %s", ErrForbidden, roomID)
+	}
+	keys, err := s.st.Keys(ctx, store.BucketAliases, aliasIndexPart, roomID)
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	aliases := []string{}
+	for _, k := range keys {
+		parts, err := store.KeyParts(k)
+		if err != nil || len(parts) != 3 {
+			continue
+		}
+		if target, err := s.ResolveAlias(ctx, parts[2]); err == nil && target == roomID {
+			aliases = append(aliases, parts[2])
+		}
+	}
+	return aliases, nil
 }
 
 // ResolveAlias returns the room an alias points at.
@@ -300,7 +337,7 @@ func (s *Service) DeleteAlias(ctx context.Context, userID, alias string) error {
 	if !s.canSendState(roomID, userID, "m.room.canonical_alias") {
 		return fmt.Errorf("%w: not allowed to remove this alias", ErrForbidden)
 	}
-	s.releaseAlias(ctx, alias)
+	s.releaseAlias(ctx, alias, roomID)
 	return nil
 }
 

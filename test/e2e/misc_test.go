@@ -354,6 +354,34 @@ func testAliases(t *testing.T, srv *server) {
 	rawRequest(t, "PUT", clientURL(srv, "v3/directory/room/"+url.PathEscape(alias.String())), alice.AccessToken,
 		[]byte(`{"room_id":"`+room.String()+`"}`)).expectError(t, http.StatusConflict, "M_UNKNOWN")
 
+	// The room's aliases are listed to members, and an alias deleted is gone from the list.
+	second := id.NewRoomAlias(uniqueName("annex"), serverName)
+	rawRequest(t, "PUT", clientURL(srv, "v3/directory/room/"+url.PathEscape(second.String())), alice.AccessToken,
+		[]byte(`{"room_id":"`+room.String()+`"}`)).expectOK(t)
+	listed := func() []string {
+		t.Helper()
+		var body struct {
+			Aliases []string `json:"aliases"`
+		}
+		resp := rawRequest(t, "GET", clientURL(srv, "v3/rooms/"+url.PathEscape(room.String())+"/aliases"), bob.AccessToken, nil)
+		resp.expectOK(t)
+		if err := json.Unmarshal(resp.Raw, &body); err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(body.Aliases)
+		return body.Aliases
+	}
+	if got, want := listed(), []string{second.String(), alias.String()}; !slices.Equal(got, sortedCopy(want)) {
+		t.Errorf("room aliases %v, want %v", got, sortedCopy(want))
+	}
+	rawRequest(t, "DELETE", clientURL(srv, "v3/directory/room/"+url.PathEscape(second.String())), alice.AccessToken, nil).expectOK(t)
+	if got := listed(); !slices.Equal(got, []string{alias.String()}) {
+		t.Errorf("room aliases after deleting %s: %v, want only %s", second, got, alias)
+	}
+	outsider := registerUser(t, srv, "outsider")
+	rawRequest(t, "GET", clientURL(srv, "v3/rooms/"+url.PathEscape(room.String())+"/aliases"), outsider.AccessToken, nil).
+		expectError(t, http.StatusForbidden, "M_FORBIDDEN")
+
 	// A room nickname sent to the room named by its alias is the same as by its id.
 	rawRequest(t, "PUT", clientURL(srv, fmt.Sprintf("v3/rooms/%s/state/m.room.member/%s", url.PathEscape(alias.String()),
 		url.PathEscape(bob.UserID.String()))), bob.AccessToken, []byte(`{"membership":"join","displayname":"Bob here"}`)).expectOK(t)
@@ -391,6 +419,12 @@ func testRejectedInviteSync(t *testing.T, srv *server) {
 			t.Errorf("rooms.leave's %s has no events list: %s", section, resp.Raw)
 		}
 	}
+}
+
+func sortedCopy(list []string) []string {
+	out := slices.Clone(list)
+	slices.Sort(out)
+	return out
 }
 
 // testCreateRoomInvites: a user named twice in createRoom's invite list is invited once.
