@@ -117,6 +117,12 @@ func (f RoomEventFilter) Matches(ev Event) bool {
 	return true
 }
 
+// KeepsEveryEvent reports whether the filter has no condition that could drop an event.
+func (f RoomEventFilter) KeepsEveryEvent() bool {
+	return f.Types == nil && len(f.NotTypes) == 0 && f.Senders == nil && len(f.NotSenders) == 0 &&
+		f.ContainsURL == nil && f.Rooms == nil && len(f.NotRooms) == 0
+}
+
 // AllowsRoom applies the rooms and not_rooms conditions.
 func (f RoomEventFilter) AllowsRoom(roomID string) bool {
 	return allowsRoom(f.Rooms, f.NotRooms, roomID)

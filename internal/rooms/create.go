@@ -271,11 +271,12 @@ func (s *Service) claimAlias(ctx context.Context, alias, roomID string) error {
 	return nil
 }
 
-// releaseAlias removes an alias and then its index entry (the order claimAlias relies on).
+// releaseAlias removes an alias's index entry and then the alias: the other order would let
+// a claim of the alias for the same room in between lose its fresh entry to the second delete.
 func (s *Service) releaseAlias(ctx context.Context, alias, roomID string) {
 	if alias != "" {
-		_ = s.st.Delete(ctx, store.BucketAliases, store.Key(alias))
 		_ = s.st.Delete(ctx, store.BucketAliases, aliasIndexKey(roomID, alias))
+		_ = s.st.Delete(ctx, store.BucketAliases, store.Key(alias))
 	}
 }
 

@@ -465,19 +465,31 @@ func (m *Model) StateDelta(roomID string, after, at uint64) []Event {
 		return nil // mostly: nothing in the room's state changed since a sync's token
 	}
 	between := r.events[r.firstAfter(after):r.firstAfter(at)]
-	var out []Event
 	if len(between) < len(r.stateLog) {
-		seen := map[stateKey]bool{}
-		for i := len(between) - 1; i >= 0; i-- {
-			ev := between[i]
-			if sk := ev.PDU.StateKey(); sk != nil && !seen[stateKey{ev.PDU.Type(), *sk}] {
-				seen[stateKey{ev.PDU.Type(), *sk}] = true
-				out = append(out, *ev)
-			}
-		}
-		slices.Reverse(out)
-		return out
+		return lastValues(between)
 	}
+	return r.valuesAt(after, at)
+}
+
+// lastValues is each state key's last value among events, in stream order.
+func lastValues(events []*Event) []Event {
+	seen := map[stateKey]bool{}
+	var out []Event
+	for i := len(events) - 1; i >= 0; i-- {
+		ev := events[i]
+		if sk := ev.PDU.StateKey(); sk != nil && !seen[stateKey{ev.PDU.Type(), *sk}] {
+			seen[stateKey{ev.PDU.Type(), *sk}] = true
+			out = append(out, *ev)
+		}
+	}
+	slices.Reverse(out)
+	return out
+}
+
+// valuesAt is every state key's value at position at that was set after position after, in
+// stream order.
+func (r *room) valuesAt(after, at uint64) []Event {
+	var out []Event
 	for _, log := range r.stateLog {
 		if ev := loggedAt(log, at); ev != nil && ev.Seq > after {
 			out = append(out, *ev)

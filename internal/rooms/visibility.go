@@ -277,6 +277,12 @@ func (m *Model) MemberAt(roomID, userID string, seq uint64) (Event, bool) {
 	return *ev, true
 }
 
+// JoinedSince reports whether the user joined the room after position seq.
+func (m *Model) JoinedSince(roomID, userID string, seq uint64) bool {
+	h, _ := m.history(roomID, userID)
+	return h.lastJoin > seq
+}
+
 // StateAt is the room's state after the event at seq (End: now), ordered by position.
 func (m *Model) StateAt(roomID string, seq uint64) []Event { return m.StateDelta(roomID, 0, seq) }
 

@@ -104,15 +104,20 @@ func (s *Service) window(req Request, roomID string, since *Token, now Token) wi
 // applied before the window read the room's head, so the head covers every event up to upTo.
 func (w window) quiet() bool { return !w.full && w.head <= w.after }
 
-// newToClient reports whether the user's membership changed since the token while they were
-// not joined at the token: the client has none of the room's timeline yet, whether they joined,
-// were invited, or joined and already left again (rooms.leave then shows the room up to the
-// leave, with its state). A member who only changed their name, or who left, is not.
+// newToClient reports whether the user, not joined at the token, joined or was invited since:
+// the client has none of the room's timeline yet. That includes joining and leaving again
+// within the window (rooms.leave then shows the room up to the leave, with its state). A member
+// who only changed their name, who left, or who was banned or uninvited after leaving, is not.
 func (s *Service) newToClient(userID string, w window) bool {
 	if w.me == nil || w.me.Seq <= w.after {
 		return false
 	}
-	return s.rooms.Model().MembershipAt(w.roomID, userID, w.after) != "join"
+	model := s.rooms.Model()
+	if model.MembershipAt(w.roomID, userID, w.after) == "join" {
+		return false
+	}
+	ms, _ := w.me.PDU.Membership()
+	return ms == "join" || ms == "invite" || model.JoinedSince(w.roomID, userID, w.after)
 }
 
 // changed reports whether the user's membership event is new in this window.
@@ -154,7 +159,8 @@ func (s *Service) leftRoom(req Request, w window) *LeftRoom {
 		return nil
 	}
 	v := rooms.Viewer{UserID: req.UserID, DeviceID: req.DeviceID}
-	if _, err := s.rooms.ReadableUpTo(w.roomID, req.UserID); err != nil {
+	readable, err := s.rooms.ReadableUpTo(w.roomID, req.UserID)
+	if err != nil {
 		// Never a member (a rejected invite, a ban before joining): only their own event.
 		return &LeftRoom{
 			Timeline:    Timeline{Events: s.rooms.ClientEvents(w.roomID, []rooms.Event{*w.me}, v, false)},
@@ -162,11 +168,16 @@ func (s *Service) leftRoom(req Request, w window) *LeftRoom {
 			AccountData: EventList{Events: []any{}},
 		}
 	}
-	// A former member sees the room up to the moment they left.
-	tl, start := s.timeline(req, w, w.me.Seq, v)
+	// A former member sees the room up to the moment they left (a ban after leaving changes
+	// nothing they may read) and, last, the event that made them a former member.
+	upTo := min(w.me.Seq, readable)
+	tl, start := s.timeline(req, w, upTo, v)
+	if n := len(tl.Events); n == 0 || tl.Events[n-1].EventID != w.me.PDU.EventID() {
+		tl.Events = append(tl.Events, s.rooms.ClientEvent(w.roomID, *w.me, v, false))
+	}
 	return &LeftRoom{
 		Timeline:    tl,
-		State:       s.stateBefore(req, w, start, w.me.Seq, tl, v),
+		State:       s.stateBefore(req, w, start, upTo, tl, v),
 		AccountData: s.roomAccountData(req, w),
 	}
 }
@@ -211,7 +222,7 @@ func (s *Service) newestEvents(userID string, w window, upTo uint64, limit int, 
 // client may have already (allowed) but must not miss.
 func (s *Service) stateBefore(req Request, w window, at, upTo uint64, tl Timeline, v rooms.Viewer) StateList {
 	f := req.Filter.Room.State
-	state := s.stateAt(w, at, upTo, tl)
+	state := s.stateAt(req, w, at, upTo, tl)
 	if !f.LazyLoadMembers {
 		out := slices.DeleteFunc(state, func(e rooms.Event) bool { return !f.Matches(filterEvent(w.roomID, &e)) })
 		return StateList{Events: s.rooms.ClientEvents(w.roomID, out, v, false)}
@@ -246,33 +257,31 @@ func (s *Service) stateBefore(req Request, w window, at, upTo uint64, tl Timelin
 
 // stateAt is the room's state as it stood where the timeline starts (after position at): all
 // of it when the window is full, otherwise what changed since the client's token, as the spec
-// defines sync's state. A key that changed after that start in an event the timeline's filter
-// hid would then reach the client nowhere, so its last value up to upTo is sent instead (as
-// Synapse does): without a filter, every such event is in the timeline.
-func (s *Service) stateAt(w window, at, upTo uint64, tl Timeline) []rooms.Event {
+// defines sync's state. A key that changed after that start only in events the timeline's
+// filter dropped would then reach the client nowhere, so its last value up to upTo is sent
+// instead (as Synapse does). Events the filter keeps are in the timeline, or hidden from the
+// user by the room's history visibility, and are not sent this way.
+func (s *Service) stateAt(req Request, w window, at, upTo uint64, tl Timeline) []rooms.Event {
 	from := w.after
 	if w.full {
 		from = 0
 	}
 	model := s.rooms.Model()
 	state := model.StateDelta(w.roomID, from, at)
-	later := model.StateDelta(w.roomID, at, upTo)
-	if len(later) == 0 {
+	f := req.Filter.Room.Timeline
+	if f.KeepsEveryEvent() {
 		return state
 	}
-	inTimeline := make(map[string]bool, len(tl.Events))
-	for _, e := range tl.Events {
-		inTimeline[e.EventID] = true
+	dropped := droppedState(model.StateDelta(w.roomID, at, upTo), tl, keepFor(f, w.roomID))
+	if len(dropped) == 0 {
+		return state
 	}
 	index := make(map[[2]string]int, len(state))
 	for i, e := range state {
-		index[[2]string{e.PDU.Type(), *e.PDU.StateKey()}] = i
+		index[stateKeyOf(e.PDU.Type(), e.PDU.StateKey())] = i
 	}
-	for _, e := range later {
-		if inTimeline[e.PDU.EventID()] {
-			continue
-		}
-		if i, ok := index[[2]string{e.PDU.Type(), *e.PDU.StateKey()}]; ok {
+	for _, e := range dropped {
+		if i, ok := index[stateKeyOf(e.PDU.Type(), e.PDU.StateKey())]; ok {
 			state[i] = e
 		} else {
 			state = append(state, e)
@@ -281,6 +290,23 @@ func (s *Service) stateAt(w window, at, upTo uint64, tl Timeline) []rooms.Event 
 	slices.SortFunc(state, func(a, b rooms.Event) int { return cmp.Compare(a.Seq, b.Seq) })
 	return state
 }
+
+// droppedState is the entries of later the timeline's filter dropped, less the keys the
+// timeline itself sets: the client applies the timeline after the state, so a value there
+// would win over a newer one sent in state.
+func droppedState(later []rooms.Event, tl Timeline, keep func(*rooms.Event) bool) []rooms.Event {
+	inTimeline := map[[2]string]bool{}
+	for _, e := range tl.Events {
+		if e.StateKey != nil {
+			inTimeline[stateKeyOf(e.Type, e.StateKey)] = true
+		}
+	}
+	return slices.DeleteFunc(later, func(e rooms.Event) bool {
+		return keep(&e) || inTimeline[stateKeyOf(e.PDU.Type(), e.PDU.StateKey())]
+	})
+}
+
+func stateKeyOf(evType string, key *string) [2]string { return [2]string{evType, *key} }
 
 func keepFor(f filter.RoomEventFilter, roomID string) func(*rooms.Event) bool {
 	return func(e *rooms.Event) bool { return f.Matches(filterEvent(roomID, e)) }

@@ -139,12 +139,7 @@ func keys(m map[string]bool) string {
 // client, not an empty one.
 func TestJoinAndLeaveInOneWindow(t *testing.T) {
 	ctx := context.Background()
-	n := startBenchNode(t, nil)
-	const owner = "@owner:bench"
-	roomID, err := n.rooms.CreateRoom(ctx, rooms.CreateRequest{Creator: owner, Preset: "public_chat"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	n, roomID := ownersRoom(t)
 	since := n.sync.current().String()
 	for _, ms := range []string{"join", "leave"} {
 		if _, err := n.rooms.ChangeMembership(ctx, rooms.MembershipChange{RoomID: roomID, Sender: benchMe, Target: benchMe, Membership: ms}); err != nil {
@@ -152,14 +147,7 @@ func TestJoinAndLeaveInOneWindow(t *testing.T) {
 		}
 		n.say(t, roomID, owner, 0)
 	}
-	resp, err := n.sync.Sync(ctx, Request{UserID: benchMe, DeviceID: "DEV", Since: since})
-	if err != nil {
-		t.Fatal(err)
-	}
-	left := resp.Rooms.Leave[roomID]
-	if left == nil {
-		t.Fatal("the room is not in rooms.leave")
-	}
+	left := leftSince(t, n, roomID, since)
 	var stateTypes, timelineTypes []string
 	for _, e := range left.State.Events {
 		stateTypes = append(stateTypes, e.Type)
@@ -173,4 +161,87 @@ func TestJoinAndLeaveInOneWindow(t *testing.T) {
 	if n := len(timelineTypes); n == 0 || timelineTypes[n-1] != "m.room.member" {
 		t.Errorf("the timeline %v does not end with the leave", timelineTypes)
 	}
+}
+
+// TestFormerMemberLearnsNothingNew: a user who left a room with joined history visibility and
+// is then banned, or re-invited and declines, gets rooms.leave with that last event of their
+// own, and nothing of the room's state after they left (a topic, another user's invite).
+func TestFormerMemberLearnsNothingNew(t *testing.T) {
+	tests := []struct {
+		name  string
+		after []rooms.MembershipChange
+	}{
+		{"banned", []rooms.MembershipChange{{Sender: owner, Target: benchMe, Membership: "ban"}}},
+		{"re-invited, declines", []rooms.MembershipChange{
+			{Sender: owner, Target: benchMe, Membership: "invite"},
+			{Sender: benchMe, Target: benchMe, Membership: "leave"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			n, roomID := ownersRoom(t)
+			change := func(c rooms.MembershipChange) {
+				t.Helper()
+				c.RoomID = roomID
+				if _, err := n.rooms.ChangeMembership(ctx, c); err != nil {
+					t.Fatal(err)
+				}
+			}
+			key := ""
+			send := func(evType, content string) {
+				t.Helper()
+				if _, err := n.rooms.Send(ctx, rooms.Proto{RoomID: roomID, Sender: owner, Type: evType, StateKey: &key,
+					Content: json.RawMessage(content)}, rooms.SendOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			send("m.room.history_visibility", `{"history_visibility":"joined"}`)
+			change(rooms.MembershipChange{Sender: benchMe, Target: benchMe, Membership: "join"})
+			n.say(t, roomID, owner, 0)
+			change(rooms.MembershipChange{Sender: benchMe, Target: benchMe, Membership: "leave"})
+			since := n.sync.current().String()
+			send("m.room.topic", `{"topic":"SECRET"}`)
+			change(rooms.MembershipChange{Sender: owner, Target: "@carol:bench", Membership: "invite"})
+			for _, c := range tt.after {
+				change(c)
+			}
+			left := leftSince(t, n, roomID, since)
+			body, _ := json.Marshal(left)
+			if strings.Contains(string(body), "SECRET") || strings.Contains(string(body), "@carol:bench") {
+				t.Errorf("rooms.leave shows what happened after the user left: %s", body)
+			}
+			last := tt.after[len(tt.after)-1]
+			if n := len(left.Timeline.Events); n == 0 || left.Timeline.Events[n-1].Sender != last.Sender ||
+				left.Timeline.Events[n-1].Type != "m.room.member" {
+				t.Errorf("the timeline does not end with the user's own %s: %s", last.Membership, body)
+			}
+		})
+	}
+}
+
+// leftSince is the room's entry in rooms.leave of benchMe's sync since the token.
+func leftSince(t *testing.T, n *benchNode, roomID, since string) *LeftRoom {
+	t.Helper()
+	resp, err := n.sync.Sync(context.Background(), Request{UserID: benchMe, DeviceID: "DEV", Since: since})
+	if err != nil {
+		t.Fatal(err)
+	}
+	left := resp.Rooms.Leave[roomID]
+	if left == nil {
+		t.Fatal("the room is not in rooms.leave")
+	}
+	return left
+}
+
+// owner made ownersRoom, a public room on a node of its own, which benchMe is not in.
+const owner = "@owner:bench"
+
+func ownersRoom(t *testing.T) (*benchNode, string) {
+	t.Helper()
+	n := startBenchNode(t, nil)
+	roomID, err := n.rooms.CreateRoom(context.Background(), rooms.CreateRequest{Creator: owner, Preset: "public_chat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n, roomID
 }
