@@ -43,9 +43,9 @@ type room struct {
 	version gomatrixserverlib.IRoomVersion
 	events  []*Event // in stream order, which is the room's one linear history
 	byID    map[string]*Event
-	state   map[stateKey]*Event
-	// stateLog is every value each state key has had, in stream order (the last is in state):
-	// the state at any position is one binary search per key, however long ago it changed.
+	// stateLog is every value each state key has had, in stream order, the last being the
+	// current state: the state at any position is one binary search per key, however long ago
+	// it changed.
 	stateLog map[stateKey][]*Event
 	// stateChanged is the sequence of the newest event in state: every incremental sync asks
 	// for the state changed since its token, and mostly nothing has.
@@ -152,11 +152,11 @@ func (m *Model) applyLocked(se store.RoomEvent, pdu gomatrixserverlib.PDU, r *ro
 	}
 	if sk := pdu.StateKey(); sk != nil {
 		key := stateKey{pdu.Type(), *sk}
-		if prev := r.state[key]; prev != nil {
-			ev.PrevContent, ev.PrevSender = prev.PDU.Content(), prev.Sender
+		log := r.stateLog[key]
+		if n := len(log); n > 0 {
+			ev.PrevContent, ev.PrevSender = log[n-1].PDU.Content(), log[n-1].Sender
 		}
-		r.state[key], r.stateChanged = ev, ev.Seq
-		r.stateLog[key] = append(r.stateLog[key], ev)
+		r.stateLog[key], r.stateChanged = append(log, ev), ev.Seq
 		if key == (stateKey{"m.room.history_visibility", ""}) {
 			r.visibility = append(r.visibility, change{ev.Seq, historyVisibility(pdu.Content())})
 		}
@@ -218,7 +218,7 @@ func (m *Model) roomOf(shard int, roomID, eventType string, version gomatrixserv
 		return nil, err
 	}
 	return &room{id: roomID, shard: shard, version: impl, byID: map[string]*Event{},
-		state: map[stateKey]*Event{}, stateLog: map[stateKey][]*Event{}, txns: map[string]string{}, memberships: map[string][]change{},
+		stateLog: map[stateKey][]*Event{}, txns: map[string]string{}, memberships: map[string][]change{},
 		tally: &memberTally{}}, nil
 }
 
@@ -437,15 +437,7 @@ func (m *Model) UserRooms(userID string) map[string]string {
 
 // StateEvent returns one current state event, nil when absent.
 func (m *Model) StateEvent(roomID, evType, key string) *Event {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	if r := m.rooms[roomID]; r != nil {
-		if ev := r.state[stateKey{evType, key}]; ev != nil {
-			c := *ev
-			return &c
-		}
-	}
-	return nil
+	return m.stateEventAt(roomID, evType, key, End)
 }
 
 // State returns the room's current state, ordered by position.
