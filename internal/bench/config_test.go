@@ -79,7 +79,7 @@ func TestValidate(t *testing.T) {
 		"closed loop no one": func(c *Config) { c.Rate, c.Concurrency = 0, 0 },
 		"bad local":          func(c *Config) { c.Local = "cloud" },
 		"no sync timeout":    func(c *Config) { c.SyncTimeout = -time.Second },
-		"no room shards":     func(c *Config) { c.RoomShards = 0 },
+		"negative shards":    func(c *Config) { c.RoomShards = -1 },
 		"too many shards":    func(c *Config) { c.RoomShards = 1025 },
 		"no nodes per DC":    func(c *Config) { c.Local, c.NodesPerDC = Local3DC, 0 },
 	} {
@@ -87,6 +87,25 @@ func TestValidate(t *testing.T) {
 		mutate(&c)
 		if c.Validate() == nil {
 			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func TestRoomShardsByLayout(t *testing.T) {
+	for _, tc := range []struct {
+		local                 string
+		configured            int
+		deployment, engineFor int
+	}{
+		{LocalSingle, 0, 1, 16},
+		{Local3DC, 0, 16, 16},
+		{LocalSingle, 4, 4, 16},
+		{Local3DC, 32, 32, 32},
+	} {
+		c := Config{Local: tc.local, RoomShards: tc.configured}
+		if got, engine := c.localRoomShards(), c.engineStreams(); got != tc.deployment || engine != tc.engineFor {
+			t.Errorf("--local %s --room-shards %d: deployment %d, engine %d; want %d, %d",
+				tc.local, tc.configured, got, engine, tc.deployment, tc.engineFor)
 		}
 	}
 }

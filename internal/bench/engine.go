@@ -20,7 +20,7 @@ type EngineOptions struct {
 	Duration     time.Duration // per publish mode
 	InFlight     int           // publishes outstanding at once in the pipelined mode
 	MessageBytes int
-	RoomShards   int          // shard streams, as the deployment measured beside it has
+	RoomShards   int          // shard streams to spread the publishes over
 	Log          *slog.Logger // the bench's own messages
 	// StoreLog receives the embedded JetStream's messages; nil drops them (a cluster's
 	// start is noisy with expected "connection refused" while its nodes find each other).

@@ -113,7 +113,7 @@ func baseResult(cfg Config) *Result {
 		ErrorsByCode: map[string]uint64{},
 	}
 	if cfg.Local != "" {
-		res.LocalNodes, res.RoomShards = 1, cfg.RoomShards
+		res.LocalNodes, res.RoomShards = 1, cfg.localRoomShards()
 		if cfg.Local == Local3DC {
 			res.LocalNodes = 3 * cfg.NodesPerDC
 		}

@@ -97,8 +97,8 @@ func TestMixAgainstLocalSingle(t *testing.T) {
 		t.Errorf("server usage not measured: %+v", res.Server)
 	}
 	if e := res.Engine; e == nil || e.SyncPerSec <= 0 || e.AsyncPerSec <= 0 || res.FractionOfEngine <= 0 ||
-		!strings.Contains(e.Method, " 4 shard streams") {
-		t.Errorf("engine not measured: %+v", e)
+		!strings.Contains(e.Method, " 16 shard streams") || res.RoomShards != 4 {
+		t.Errorf("engine not measured over 16 streams beside a deployment of 4 shards (%d): %+v", res.RoomShards, e)
 	}
 }
 

@@ -16,7 +16,7 @@ func start3DC(ctx context.Context, cfg Config, dir string) (*deployment, error) 
 		return nil, err
 	}
 	o := drill.DefaultOptions()
-	o.Binary, o.InterDCLatency, o.RoomShards, o.NodesPerDC = bin, cfg.InterDCLatency, cfg.RoomShards, cfg.NodesPerDC
+	o.Binary, o.InterDCLatency, o.RoomShards, o.NodesPerDC = bin, cfg.InterDCLatency, cfg.localRoomShards(), cfg.NodesPerDC
 	d, err := drill.Launch(ctx, dir, o, cfg.Log)
 	if err != nil {
 		return nil, err

@@ -19,18 +19,20 @@ type RateLimit struct {
 
 // Config is the whole configuration of one node.
 type Config struct {
-	ServerName               string    `yaml:"server_name"`
-	Listen                   string    `yaml:"listen"`
-	DataDir                  string    `yaml:"data_dir"`
-	EnableRegistration       bool      `yaml:"enable_registration"`
-	RegistrationSharedSecret string    `yaml:"registration_shared_secret"`
-	MaxRequestBodySize       int64     `yaml:"max_request_body_size"`
-	RoomShards               int       `yaml:"room_shards"`
-	DefaultRoomVersion       string    `yaml:"default_room_version"`
-	RCMessage                RateLimit `yaml:"rc_message"`
-	RCLogin                  RateLimit `yaml:"rc_login"`
-	RCRegistration           RateLimit `yaml:"rc_registration"`
-	LogLevel                 string    `yaml:"log_level"`
+	ServerName               string `yaml:"server_name"`
+	Listen                   string `yaml:"listen"`
+	DataDir                  string `yaml:"data_dir"`
+	EnableRegistration       bool   `yaml:"enable_registration"`
+	RegistrationSharedSecret string `yaml:"registration_shared_secret"`
+	MaxRequestBodySize       int64  `yaml:"max_request_body_size"`
+	// RoomShards is how many room shard streams a new deployment gets; 0 picks the default
+	// for its layout (see RoomShardCount).
+	RoomShards         int       `yaml:"room_shards"`
+	DefaultRoomVersion string    `yaml:"default_room_version"`
+	RCMessage          RateLimit `yaml:"rc_message"`
+	RCLogin            RateLimit `yaml:"rc_login"`
+	RCRegistration     RateLimit `yaml:"rc_registration"`
+	LogLevel           string    `yaml:"log_level"`
 	// Cluster joins this node to a deployment spanning data centers; nil runs a single node.
 	Cluster *Cluster `yaml:"cluster"`
 	// NATSURL uses an operator's external NATS cluster instead of the embedded server.
@@ -55,6 +57,27 @@ func (c Config) ReplicaCount() int {
 	return 1
 }
 
+// Room shard streams when room_shards is not set. A cluster spreads its shards' stream leaders
+// over its nodes and data centers. A single node writes each shard's queued events as one
+// message (group commit), and one shard gathers the most: on 2 CPUs, 8.3–11.6k sends/s
+// against 6.9–9.7k with 4 shards and 4.6–5.9k with 16.
+const (
+	ClusterRoomShards    = 16
+	SingleNodeRoomShards = 1
+)
+
+// RoomShardCount is the number of room shard streams a new deployment gets: as configured,
+// else by its layout.
+func (c Config) RoomShardCount() int {
+	switch {
+	case c.RoomShards > 0:
+		return c.RoomShards
+	case c.Cluster != nil || c.NATSURL != "":
+		return ClusterRoomShards
+	}
+	return SingleNodeRoomShards
+}
+
 // Cluster is the cluster: block of a node's configuration.
 type Cluster struct {
 	Name   string   `yaml:"name"`   // the cluster's name, the same on every node
@@ -72,7 +95,6 @@ func Default() Config {
 		Listen:             "127.0.0.1:8008",
 		DataDir:            "./firebreak-data",
 		MaxRequestBodySize: 1 << 20,
-		RoomShards:         16,
 		DefaultRoomVersion: "10",
 		RCMessage:          RateLimit{PerSecond: 10, BurstCount: 50},
 		RCLogin:            RateLimit{PerSecond: 0.17, BurstCount: 3},
@@ -123,7 +145,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("data_dir must be set")
 	case c.MaxRequestBodySize < 65536:
 		return fmt.Errorf("max_request_body_size must be at least 65536 (the largest event)")
-	case !ValidRoomShards(c.RoomShards):
+	case c.RoomShards != 0 && !ValidRoomShards(c.RoomShards):
 		return fmt.Errorf("room_shards must be between 1 and %d", MaxRoomShards)
 	case c.Replicas < 0 || c.Replicas > 5:
 		return fmt.Errorf("replicas must be between 1 and 5")

@@ -132,7 +132,7 @@ func TestLoadRejects(t *testing.T) {
 		{"bad yaml", "server_name: \"unterminated\n", ""},
 		{"invalid after loading", "server_name: \"bad name\"\n", "server_name"},
 		{"small body size", "max_request_body_size: 1024\n", "max_request_body_size"},
-		{"zero shards", "room_shards: 0\n", "room_shards"},
+		{"negative shards", "room_shards: -1\n", "room_shards"},
 		{"zero rate", "rc_message: {per_second: 0, burst_count: 5}\n", "rc_message"},
 	}
 	for _, tc := range cases {
@@ -231,6 +231,7 @@ func TestValidate(t *testing.T) {
 		{"body size zero", func(c *Config) { c.MaxRequestBodySize = 0 }, "max_request_body_size"},
 		{"body size negative", func(c *Config) { c.MaxRequestBodySize = -1 }, "max_request_body_size"},
 		{"one shard", func(c *Config) { c.RoomShards = 1 }, ""},
+		{"shards by layout", func(c *Config) { c.RoomShards = 0 }, ""},
 		{"1024 shards", func(c *Config) { c.RoomShards = 1024 }, ""},
 		{"1025 shards", func(c *Config) { c.RoomShards = 1025 }, "room_shards"},
 		{"negative shards", func(c *Config) { c.RoomShards = -4 }, "room_shards"},
@@ -273,5 +274,22 @@ func TestValidate(t *testing.T) {
 				t.Fatalf("Validate() = %q, want an error about %s", err, tc.wantErr)
 			}
 		})
+	}
+}
+
+func TestRoomShardCount(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want int
+	}{
+		{"single node", Config{}, SingleNodeRoomShards},
+		{"cluster", Config{Cluster: validCluster()}, ClusterRoomShards},
+		{"external NATS", Config{NATSURL: "nats://127.0.0.1:4222"}, ClusterRoomShards},
+		{"configured", Config{RoomShards: 8, Cluster: validCluster()}, 8},
+	} {
+		if got := tc.cfg.RoomShardCount(); got != tc.want {
+			t.Errorf("%s: %d room shards, want %d", tc.name, got, tc.want)
+		}
 	}
 }

@@ -61,7 +61,7 @@ func DefaultOptions() Options {
 		Cut:        CutReject,
 		DCs:        3,
 		NodesPerDC: 2,
-		RoomShards: config.Default().RoomShards,
+		RoomShards: config.ClusterRoomShards,
 		Users:      30,
 		Rooms:      10,
 		Rate:       2,

@@ -13,15 +13,15 @@ import (
 	"github.com/firebreak/firebreak/internal/store"
 )
 
-// The benchmarks run a rooms service on a real embedded JetStream in b.TempDir() with the
-// production settings (fsync on every write).
+// The benchmarks run a rooms service on a real embedded JetStream in b.TempDir() with a
+// single node's production settings (fsync on every write, one shard, group commit).
 
 var benchLog = slog.New(slog.DiscardHandler)
 
 func startBenchService(b *testing.B) *Service {
 	b.Helper()
 	st, err := store.Open(context.Background(), store.Options{DataDir: b.TempDir(), NodeName: "bench",
-		Replicas: 1, RoomShards: 16, Logger: benchLog})
+		Replicas: 1, RoomShards: 1, GroupCommit: true, Logger: benchLog})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -168,14 +168,14 @@ func BenchmarkModelApply(b *testing.B) {
 			}
 			m := newModel(1, benchLog)
 			for _, se := range stored {
-				m.apply(se)
+				m.apply([]store.RoomEvent{se})
 			}
 			msg := stored[len(stored)-1]
 			seq := msg.Seq
 			for b.Loop() {
 				seq++
 				msg.Seq = seq
-				m.apply(msg)
+				m.apply([]store.RoomEvent{msg})
 			}
 		})
 	}

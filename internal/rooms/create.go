@@ -76,7 +76,8 @@ func (s *Service) createEvents(ctx context.Context, req CreateRequest, pr preset
 	if err != nil {
 		return err
 	}
-	info := RoomInfo{ID: roomID, Shard: s.st.RoomShard(roomID), Version: impl}
+	shard := s.st.RoomShard(roomID)
+	info := RoomInfo{ID: roomID, Shard: shard, Version: impl, Seen: s.model.applied[shard].Load()}
 	d := draft{}
 	batch := make([]store.NewRoomEvent, 0, len(protos))
 	for _, p := range protos {
@@ -93,7 +94,7 @@ func (s *Service) createEvents(ctx context.Context, req CreateRequest, pr preset
 		ev := &Event{PDU: pdu}
 		d[stateKey{pdu.Type(), *pdu.StateKey()}] = ev
 		info.Head = ev
-		batch = append(batch, store.NewRoomEvent{JSON: pdu.JSON(), EventID: pdu.EventID()})
+		batch = append(batch, store.NewRoomEvent{JSON: pdu.JSON(), EventID: pdu.EventID(), Seen: info.Seen})
 	}
 	seq, err := s.st.AppendRoomEvents(ctx, roomID, 0, batch)
 	if err != nil {

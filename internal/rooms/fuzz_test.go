@@ -26,14 +26,14 @@ func apply(t *testing.T, m *Model, se store.RoomEvent) {
 			t.Fatalf("applying stored event %q panicked: %v", se.JSON, r)
 		}
 	}()
-	m.apply(se)
+	m.apply([]store.RoomEvent{se})
 }
 
 // seededModel returns a model holding a small room, and the id of its message.
 func seededModel() (*Model, string) {
 	m := newModel(1, slog.New(slog.DiscardHandler))
 	for i, b := range []string{fuzzCreate, fuzzJoin, fuzzPL, fuzzMsg} {
-		m.apply(store.RoomEvent{Shard: 0, Seq: uint64(i + 1), JSON: []byte(b)})
+		m.apply([]store.RoomEvent{{Shard: 0, Seq: uint64(i + 1), JSON: []byte(b)}})
 	}
 	evs := m.Range(fuzzRoom, 0, End, true, 10, nil)
 	if len(evs) != 4 {

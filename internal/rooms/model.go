@@ -79,7 +79,7 @@ type Model struct {
 	userRooms map[string]map[string]string // user -> room -> membership
 
 	applied []*store.Cursor // per shard: the last sequence applied
-	shardMu []sync.Mutex    // per shard: held while one event is applied
+	shardMu []sync.Mutex    // per shard: held while one message is applied
 
 	onChange func(users []string)
 
@@ -105,15 +105,22 @@ func newModel(shards int, log *slog.Logger) *Model {
 // apply adds one stored event to the model. Events arrive per room in stream order.
 // Two paths apply a shard's events (its follower, and a gap fill while the follower waits out
 // an election), so each shard applies one event at a time and skips what it already has.
-func (m *Model) apply(se store.RoomEvent) {
-	m.shardMu[se.Shard].Lock()
-	if se.Seq <= m.applied[se.Shard].Load() {
-		m.shardMu[se.Shard].Unlock()
+func (m *Model) apply(stored []store.RoomEvent) {
+	if len(stored) == 0 {
 		return
 	}
-	users := m.applyDecoded(se)
-	m.applied[se.Shard].Advance(se.Seq)
-	m.shardMu[se.Shard].Unlock()
+	shard, seq := stored[0].Shard, stored[0].Seq
+	m.shardMu[shard].Lock()
+	if seq <= m.applied[shard].Load() {
+		m.shardMu[shard].Unlock()
+		return
+	}
+	var users []string
+	for _, se := range stored {
+		users = append(users, m.applyDecoded(se)...)
+	}
+	m.applied[shard].Advance(seq)
+	m.shardMu[shard].Unlock()
 	if len(users) > 0 {
 		m.onChange(users)
 	}
@@ -399,6 +406,9 @@ type RoomInfo struct {
 	Version gomatrixserverlib.IRoomVersion
 	HeadSeq uint64
 	Head    *Event
+	// Seen is the room's shard position this view reflects at least: an event built on it is
+	// refused if another writer stored anything after it (store.NewRoomEvent.Seen).
+	Seen uint64
 }
 
 // Info returns the room's identity and head, false when the room is unknown here.
@@ -409,7 +419,8 @@ func (m *Model) Info(roomID string) (RoomInfo, bool) {
 	if r == nil {
 		return RoomInfo{}, false
 	}
-	info := RoomInfo{ID: r.id, Shard: r.shard, Version: r.version}
+	// Read under the lock: an apply advances the position only after its events are in.
+	info := RoomInfo{ID: r.id, Shard: r.shard, Version: r.version, Seen: m.applied[r.shard].Load()}
 	if n := len(r.events); n > 0 {
 		head := *r.events[n-1]
 		info.HeadSeq, info.Head = head.Seq, &head

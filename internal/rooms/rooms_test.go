@@ -29,7 +29,15 @@ var discard = slog.New(slog.DiscardHandler)
 
 func openStoreAt(t *testing.T, dir string) *store.Store {
 	t.Helper()
-	st, err := store.Open(context.Background(), store.Options{DataDir: dir, NodeName: "test", Replicas: 1, RoomShards: 4, Logger: discard})
+	return openStoreWith(t, store.Options{DataDir: dir, RoomShards: 4})
+}
+
+// openStoreWith opens a one-replica store with the options' data dir, shards and group
+// commit.
+func openStoreWith(t *testing.T, opts store.Options) *store.Store {
+	t.Helper()
+	opts.NodeName, opts.Replicas, opts.Logger = "test", 1, discard
+	st, err := store.Open(context.Background(), opts)
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
@@ -826,11 +834,77 @@ func TestConcurrentSends(t *testing.T) {
 	}
 }
 
-// TestRestartRebuilds: a new service on the reopened store rebuilds the same rooms.
+// TestSingleNodeSendsTogether: on a single node, sends to different rooms that queue while a
+// message is being stored go into the next message together, and every room's history is
+// still one line with each of its events at a position of its own.
+func TestSingleNodeSendsTogether(t *testing.T) {
+	st := openStoreWith(t, store.Options{DataDir: t.TempDir(), RoomShards: 1, GroupCommit: true})
+	t.Cleanup(st.Close)
+	s, _ := startService(t, st)
+	const rooms, perWriter = 8, 10
+	var roomIDs []string
+	for range rooms {
+		roomIDs = append(roomIDs, createRoom(t, s, CreateRequest{Preset: "public_chat"}))
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*rooms*perWriter)
+	for _, roomID := range roomIDs {
+		for _, sender := range []string{"first", "second"} { // two writers per room take turns
+			wg.Go(func() {
+				for i := range perWriter {
+					if _, err := s.Send(t.Context(), message(roomID, alice, fmt.Sprintf("%s %d", sender, i)), SendOptions{}); err != nil {
+						errs <- err
+						return
+					}
+				}
+			})
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("Send: %v", err)
+	}
+	roomsAt := map[uint64]int{}
+	for _, roomID := range roomIDs {
+		evs := allEvents(s, roomID)
+		checkChain(t, evs)
+		messages := 0
+		for _, ev := range evs {
+			roomsAt[ev.Seq]++
+			if ev.PDU.Type() == "m.room.message" {
+				messages++
+			}
+		}
+		if messages != 2*perWriter {
+			t.Errorf("room %s holds %d of %d messages", roomID, messages, 2*perWriter)
+		}
+	}
+	shared := 0
+	for _, n := range roomsAt {
+		if n > 1 {
+			shared++
+		}
+	}
+	if shared == 0 {
+		t.Errorf("no two rooms' events were stored together in %d positions", len(roomsAt))
+	}
+}
+
+// TestRestartRebuilds: a new service on the reopened store rebuilds the same rooms, whether
+// the store keeps one event per message or a single node's events stored together.
 func TestRestartRebuilds(t *testing.T) {
-	dir := t.TempDir()
+	for _, opts := range []store.Options{{RoomShards: 4}, {RoomShards: 1, GroupCommit: true}} {
+		t.Run(fmt.Sprintf("group commit %v", opts.GroupCommit), func(t *testing.T) {
+			opts.DataDir = t.TempDir()
+			testRestartRebuilds(t, opts)
+		})
+	}
+}
+
+func testRestartRebuilds(t *testing.T, opts store.Options) {
 	ctx := t.Context()
-	st := openStoreAt(t, dir)
+	st := openStoreWith(t, opts)
 	s, stop := startService(t, st)
 	roomID := createRoom(t, s, CreateRequest{Preset: "public_chat", Name: "Persistent"})
 	join(t, s, roomID, bob)
@@ -854,7 +928,7 @@ func TestRestartRebuilds(t *testing.T) {
 	stop()
 	st.Close()
 
-	st2 := openStoreAt(t, dir)
+	st2 := openStoreWith(t, opts)
 	t.Cleanup(st2.Close)
 	s2, _ := startService(t, st2)
 	m := s2.Model()
@@ -917,7 +991,7 @@ func TestModelSkipsUnreadableEvents(t *testing.T) {
 		`{"type":"m.room.create","room_id":"!v:test","content":{"room_version":"nope"}}`,
 		create,
 	} {
-		m.apply(store.RoomEvent{Shard: 0, Seq: uint64(i + 1), JSON: []byte(b)})
+		m.apply([]store.RoomEvent{{Shard: 0, Seq: uint64(i + 1), JSON: []byte(b)}})
 		if got := m.Applied()[0]; got != uint64(i+1) {
 			t.Fatalf("after stored event %d, applied = %d", i+1, got)
 		}
@@ -953,7 +1027,7 @@ func TestModelTakesBuiltEvents(t *testing.T) {
 	other := parsed(`{"auth_events":[],"content":{"body":"hello"},"depth":3,"origin_server_ts":3,"prev_events":[],"room_id":"!built:test","sender":"@a:test","signatures":{},"type":"m.room.message"}`)
 	// Before its create event, the room is unknown even to an event this node built.
 	done := m.built.add(message)
-	m.apply(store.RoomEvent{Shard: 0, Seq: 1, EventID: message.EventID(), JSON: message.JSON()})
+	m.apply([]store.RoomEvent{{Shard: 0, Seq: 1, EventID: message.EventID(), JSON: message.JSON()}})
 	done()
 	if info, ok := m.Info("!built:test"); ok {
 		t.Fatalf("a built message made a room without a create event: %+v", info)
@@ -969,7 +1043,7 @@ func TestModelTakesBuiltEvents(t *testing.T) {
 	} {
 		seq := uint64(i + 2)
 		done := m.built.add(tc.pdu)
-		m.apply(store.RoomEvent{Shard: 0, Seq: seq, EventID: tc.pdu.EventID(), JSON: tc.stored})
+		m.apply([]store.RoomEvent{{Shard: 0, Seq: seq, EventID: tc.pdu.EventID(), JSON: tc.stored}})
 		done()
 		info, ok := m.Info("!built:test")
 		if !ok || info.HeadSeq != seq || info.Version.Version() != "10" {
@@ -986,11 +1060,11 @@ func TestModelTakesBuiltEvents(t *testing.T) {
 // then leaves a room without events that later events are applied to.
 func TestModelUnreadableCreateMakesNoRoom(t *testing.T) {
 	m := newModel(1, discard)
-	m.apply(store.RoomEvent{Shard: 0, Seq: 1, JSON: []byte(`{"type":"m.room.create","room_id":"!x:test","content":{"room_version":"10"},"depth":"deep"}`)})
+	m.apply([]store.RoomEvent{{Shard: 0, Seq: 1, JSON: []byte(`{"type":"m.room.create","room_id":"!x:test","content":{"room_version":"10"},"depth":"deep"}`)}})
 	if info, ok := m.Info("!x:test"); ok {
 		t.Errorf("Info after an unreadable create event = %+v, want no room", info)
 	}
-	m.apply(store.RoomEvent{Shard: 0, Seq: 2, JSON: []byte(`{"type":"m.room.member","room_id":"!x:test","sender":"@e:test","state_key":"@e:test","content":{"membership":"join"}}`)})
+	m.apply([]store.RoomEvent{{Shard: 0, Seq: 2, JSON: []byte(`{"type":"m.room.member","room_id":"!x:test","sender":"@e:test","state_key":"@e:test","content":{"membership":"join"}}`)}})
 	if got := m.Membership("!x:test", "@e:test"); got != "" {
 		t.Errorf("a member event in a room without a create event gave membership %q", got)
 	}

@@ -98,6 +98,7 @@ func (s *Service) appendBuilt(ctx context.Context, job *sendJob, pdu gomatrixser
 	defer s.model.built.add(pdu)()
 	seq, err := s.st.AppendRoomEvent(ctx, job.p.RoomID, job.info.HeadSeq, store.NewRoomEvent{
 		JSON: pdu.JSON(), EventID: pdu.EventID(), Device: job.opt.Device, TxnID: job.opt.TxnID, DedupID: job.dedupID,
+		Seen: job.info.Seen,
 	})
 	job.trace.appended = time.Now()
 	if errors.Is(err, store.ErrConflict) {
@@ -320,11 +321,11 @@ func (s *Service) fillShard(ctx context.Context, shard int, upTo uint64) error {
 		return ctx.Err()
 	}
 	for seq := s.model.applied[shard].Load() + 1; seq <= upTo; seq = s.model.applied[shard].Load() + 1 {
-		ev, err := s.st.RoomEventAt(ctx, shard, seq)
+		evs, err := s.st.RoomEventsAt(ctx, shard, seq)
 		if err != nil {
 			return err
 		}
-		s.model.apply(ev)
+		s.model.apply(evs)
 	}
 	return nil
 }

@@ -13,9 +13,14 @@ import (
 // settings (file storage, fsync on every write), so they measure what a send pays.
 
 func openBenchStore(b *testing.B) *Store {
+	return openBenchStoreWith(b, Options{RoomShards: 16})
+}
+
+// openBenchStoreWith opens a one-replica store with the options' shards and group commit.
+func openBenchStoreWith(b *testing.B, opts Options) *Store {
 	b.Helper()
-	st, err := Open(context.Background(), Options{DataDir: b.TempDir(), NodeName: "bench", Replicas: 1,
-		RoomShards: 16, Logger: slog.New(slog.DiscardHandler)})
+	opts.DataDir, opts.NodeName, opts.Replicas, opts.Logger = b.TempDir(), "bench", 1, slog.New(slog.DiscardHandler)
+	st, err := Open(context.Background(), opts)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -44,9 +49,21 @@ func BenchmarkAppendRoomEvent(b *testing.B) {
 
 // BenchmarkAppendRoomEventParallel appends from GOMAXPROCS×16 goroutines, each to a room of
 // its own (so no compare fails), spread over the shards: the store's throughput when many
-// rooms are busy at once.
+// rooms are busy at once, one event per message over a cluster's 16 shards, and grouped over
+// a single node's one shard.
 func BenchmarkAppendRoomEventParallel(b *testing.B) {
-	st := openBenchStore(b)
+	for _, layout := range []struct {
+		name string
+		opts Options
+	}{
+		{"one per message", Options{RoomShards: 16}},
+		{"group commit", Options{RoomShards: 1, GroupCommit: true}},
+	} {
+		b.Run(layout.name, func(b *testing.B) { benchmarkAppendParallel(b, openBenchStoreWith(b, layout.opts)) })
+	}
+}
+
+func benchmarkAppendParallel(b *testing.B, st *Store) {
 	ctx := context.Background()
 	var next atomic.Int64
 	b.SetBytes(int64(len(benchEvent)))

@@ -50,8 +50,8 @@ func TestExternalNATS(t *testing.T) {
 	if err != nil {
 		t.Fatalf("append: %v", err)
 	}
-	got, err := b.RoomEventAt(ctx, b.RoomShard(room), seq)
-	if err != nil || string(got.JSON) != `{"n":1}` || got.EventID != "$one" {
+	got, err := b.RoomEventsAt(ctx, b.RoomShard(room), seq)
+	if err != nil || len(got) != 1 || string(got[0].JSON) != `{"n":1}` || got[0].EventID != "$one" {
 		t.Fatalf("the other store reads %+v, %v", got, err)
 	}
 	if _, err := b.AppendRoomEvent(ctx, room, 0, NewRoomEvent{JSON: []byte(`{}`)}); !errors.Is(err, ErrConflict) {

@@ -19,7 +19,7 @@ func startFollower(t *testing.T, st *Store, shard int, afterSeq uint64) *running
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	f := &runningFollower{events: make(chan RoomEvent, 16), done: make(chan error, 1), cancel: cancel}
-	go func() { f.done <- st.FollowShard(ctx, shard, afterSeq, func(e RoomEvent) { f.events <- e }) }()
+	go func() { f.done <- st.FollowShard(ctx, shard, afterSeq, func(evs []RoomEvent) { f.events <- evs[0] }) }()
 	return f
 }
 
@@ -120,7 +120,7 @@ func TestFollowShardEndsWhenItsConsumerIsLost(t *testing.T) {
 	go func() {
 		defer close(stopped)
 		KeepFollowing(ctx, slog.New(slog.NewTextHandler(t.Output(), nil)), "shard 0", func() error {
-			return st.FollowShard(ctx, 0, first, func(e RoomEvent) { got <- e })
+			return st.FollowShard(ctx, 0, first, func(evs []RoomEvent) { got <- evs[0] })
 		})
 	}()
 	defer func() { cancel(); <-stopped }()

@@ -39,8 +39,13 @@ type NewRoomEvent struct {
 	JSON          []byte
 	EventID       string
 	Device, TxnID string
-	// DedupID makes a retried append of the same logical send store once.
+	// DedupID makes a retried append of the same logical send store once. (A single node's
+	// group commit needs none: its compare on the shard's last sequence does the same.)
 	DedupID string
+	// Seen is the shard position the event was built on (what the builder's read model had
+	// applied). A single node refuses the append, as a conflict, if another writer stored
+	// anything after it; a cluster compares the room's head instead.
+	Seen uint64
 }
 
 func shardStreamName(i int) string { return fmt.Sprintf("FB_ROOMS_%d", i) }
@@ -76,6 +81,9 @@ func (s *Store) AppendRoomEvent(ctx context.Context, roomID string, afterSeq uin
 	if err != nil {
 		return 0, err
 	}
+	if s.groups != nil {
+		return s.groups.append(ctx, s.RoomShard(roomID), roomID, afterSeq, []NewRoomEvent{ev})
+	}
 	msg := roomMsg(subject, ev)
 	expectHead(msg, afterSeq)
 	// While a stream elects a leader nobody listens on its subjects (no responders), and a
@@ -99,6 +107,9 @@ func (s *Store) AppendRoomEvents(ctx context.Context, roomID string, afterSeq ui
 	subject, err := s.roomSubject(roomID)
 	if err != nil {
 		return 0, err
+	}
+	if s.groups != nil {
+		return s.groups.append(ctx, s.RoomShard(roomID), roomID, afterSeq, evs)
 	}
 	attempts := 0
 	return retry(ctx, s.writePolicy(), func(actx context.Context) (uint64, error) {
@@ -217,11 +228,15 @@ func readPubAck(data []byte) (uint64, error) {
 }
 
 // RoomHeadSeq is the sequence of the room's last stored event, 0 when it has none (as a room
-// whose id is too long to store cannot).
+// whose id is too long to store cannot). A single node keeps no index of a room's events in
+// its shard, and gives the shard's last sequence instead: never before the room's head.
 func (s *Store) RoomHeadSeq(ctx context.Context, roomID string) (uint64, error) {
 	subject, err := s.roomSubject(roomID)
 	if err != nil {
 		return 0, nil
+	}
+	if s.groups != nil {
+		return s.ShardHead(ctx, s.RoomShard(roomID))
 	}
 	m, err := readWithRetry(ctx, s, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
 		return s.streams[s.RoomShard(roomID)].GetLastMsgForSubject(ctx, subject)
@@ -242,6 +257,9 @@ func (s *Store) RoomLatestSeq(ctx context.Context, roomID string) (uint64, error
 	if err != nil {
 		return 0, nil
 	}
+	if s.groups != nil {
+		return s.ShardHead(ctx, s.RoomShard(roomID))
+	}
 	m, err := s.leaderLastMsg(ctx, shardStreamName(s.RoomShard(roomID)), subject)
 	if errors.Is(err, ErrNotFound) {
 		return 0, nil
@@ -260,25 +278,40 @@ func (s *Store) ShardHead(ctx context.Context, shard int) (uint64, error) {
 	return info.State.LastSeq, nil
 }
 
-// RoomEventAt reads the event stored at seq in a shard from whichever replica answers first,
-// the local one included: it needs no stream leader, so it works during an election.
-func (s *Store) RoomEventAt(ctx context.Context, shard int, seq uint64) (RoomEvent, error) {
+// RoomEventsAt reads the events stored at seq in a shard (one, or on a single node those
+// stored together) from whichever replica answers first, the local one included: it needs no
+// stream leader, so it works during an election.
+func (s *Store) RoomEventsAt(ctx context.Context, shard int, seq uint64) ([]RoomEvent, error) {
 	m, err := readWithRetry(ctx, s, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
 		return s.streams[shard].GetMsg(ctx, seq)
 	})
 	if err != nil {
-		return RoomEvent{}, err
+		return nil, err
 	}
-	return roomEvent(shard, m.Sequence, m.Data, m.Header), nil
+	return roomEvents(shard, m.Sequence, m.Subject, m.Data, m.Header), nil
 }
 
-// FollowShard calls apply for every event of the shard after afterSeq, in order, and then for
-// each new one as it is stored, until ctx ends or the follower fails. It needs no state on the
+// FollowShard calls apply with the events of every message of the shard after afterSeq, in
+// order (one event, or on a single node those stored together), and then for each new one as
+// it is stored, until ctx ends or the follower fails. It needs no state on the
 // server, so every node can follow every shard; the caller restarts it from where it stopped.
-func (s *Store) FollowShard(ctx context.Context, shard int, afterSeq uint64, apply func(RoomEvent)) error {
+func (s *Store) FollowShard(ctx context.Context, shard int, afterSeq uint64, apply func([]RoomEvent)) error {
 	return s.follow(ctx, shardStreamName(shard), followerConfig(afterSeq), nil, func(m jetstream.Msg, meta *jetstream.MsgMetadata) {
-		apply(roomEvent(shard, meta.Sequence.Stream, m.Data(), m.Headers()))
+		apply(roomEvents(shard, meta.Sequence.Stream, m.Subject(), m.Data(), m.Headers()))
 	})
+}
+
+// roomEvents reads one stored message. A group message that does not decode is handed on as
+// one unreadable event, so that the reader skips it and still moves past its position.
+func roomEvents(shard int, seq uint64, subject string, data []byte, h nats.Header) []RoomEvent {
+	if !strings.HasSuffix(subject, "."+groupSubjectToken) {
+		return []RoomEvent{roomEvent(shard, seq, data, h)}
+	}
+	evs, err := decodeGroup(shard, seq, data)
+	if err != nil {
+		return []RoomEvent{{Shard: shard, Seq: seq}}
+	}
+	return evs
 }
 
 // roomEvent copies the header values it keeps: nats.go decodes every value of a header block as

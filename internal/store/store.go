@@ -27,9 +27,13 @@ type Options struct {
 	// stretched over the data centers.
 	Cluster *ClusterOptions
 	// NATSURL, when set, uses an external NATS cluster instead of an embedded server.
-	NATSURL    string
-	Replicas   int // 1 for a single node; 3 (one per data center) in a cluster
-	RoomShards int // fixed for the deployment's life: a room's shard is a hash of its id
+	NATSURL  string
+	Replicas int // 1 for a single node; 3 (one per data center) in a cluster
+	// GroupCommit stores the events that queue for a shard while its last append is in flight
+	// as one message (group.go). Only for a single embedded node: it assumes that this
+	// process is the only writer.
+	GroupCommit bool
+	RoomShards  int // fixed for the deployment's life: a room's shard is a hash of its id
 	// DedupWindow is how long JetStream remembers a publish id; a retry inside it is stored once.
 	DedupWindow time.Duration
 	Logger      *slog.Logger
@@ -74,7 +78,8 @@ type Store struct {
 	// (NATS closes a connection on a protocol error): the node can then only be restarted.
 	lost    chan struct{}
 	closing atomic.Bool
-	fence   *fence // clustered embedded nodes only
+	fence   *fence        // clustered embedded nodes only
+	groups  *groupWriters // with GroupCommit only
 	// stallCheck is how often bucket watches are checked for standing still (StallCheck;
 	// shorter in tests).
 	stallCheck time.Duration
@@ -91,6 +96,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if opts.GroupCommit && (opts.Cluster != nil || opts.NATSURL != "" || opts.Replicas != 1) {
+		return nil, errors.New("open JetStream: group commit needs a single embedded node")
 	}
 	s := &Store{opts: opts, buckets: map[Bucket]jetstream.KeyValue{}, log: opts.Logger, lost: make(chan struct{}),
 		stallCheck: StallCheck}
@@ -117,6 +125,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err != nil {
 		s.Close()
 		return nil, fmt.Errorf("open JetStream: %w", err)
+	}
+	if opts.GroupCommit {
+		s.startGroupWriters()
 	}
 	return s, nil
 }
@@ -161,6 +172,9 @@ func (s *Store) Close() {
 		return
 	}
 	s.stopFence()
+	if s.groups != nil {
+		s.groups.close()
+	}
 	if s.nc != nil {
 		s.nc.Close()
 	}

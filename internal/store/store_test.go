@@ -280,14 +280,14 @@ func follow(t *testing.T, st *Store, shard int, afterSeq uint64, n int) []RoomEv
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	ch := make(chan RoomEvent, 64)
+	ch := make(chan []RoomEvent, 64)
 	done := make(chan error, 1)
-	go func() { done <- st.FollowShard(ctx, shard, afterSeq, func(e RoomEvent) { ch <- e }) }()
+	go func() { done <- st.FollowShard(ctx, shard, afterSeq, func(evs []RoomEvent) { ch <- evs }) }()
 	var out []RoomEvent
 	for len(out) < n {
 		select {
-		case e := <-ch:
-			out = append(out, e)
+		case evs := <-ch:
+			out = append(out, evs...)
 		case err := <-done:
 			t.Fatalf("FollowShard ended after %d of %d events: %v", len(out), n, err)
 		}
@@ -345,7 +345,7 @@ func TestFollowShard(t *testing.T) {
 	fctx, cancel := context.WithCancel(ctx)
 	ch := make(chan RoomEvent, 64)
 	done := make(chan error, 1)
-	go func() { done <- st.FollowShard(fctx, 2, 0, func(e RoomEvent) { ch <- e }) }()
+	go func() { done <- st.FollowShard(fctx, 2, 0, func(evs []RoomEvent) { ch <- evs[0] }) }()
 	var got []RoomEvent
 	for len(got) < len(want) {
 		got = append(got, <-ch)
@@ -363,11 +363,11 @@ func TestFollowShard(t *testing.T) {
 	// From a position: only what comes after it.
 	check(follow(t, st, 2, want[1].seq, len(want)-2), want[2:])
 	// One event by its position, as a gap fill reads it.
-	at, err := st.RoomEventAt(ctx, 2, want[2].seq)
+	at, err := st.RoomEventsAt(ctx, 2, want[2].seq)
 	if err != nil {
-		t.Fatalf("RoomEventAt: %v", err)
+		t.Fatalf("RoomEventsAt: %v", err)
 	}
-	check([]RoomEvent{at}, want[2:3])
+	check(at, want[2:3])
 	// Nothing of another shard leaks in: shard 3 holds exactly its two events.
 	other := follow(t, st, 3, 0, 2)
 	if string(other[0].JSON) != `{"other shard":true}` || other[0].Device != "X" || other[0].TxnID != "x" ||

@@ -31,7 +31,7 @@ func startBenchNode(b testing.TB, fencing <-chan struct{}) *benchNode {
 	b.Helper()
 	ctx := context.Background()
 	st, err := store.Open(ctx, store.Options{DataDir: b.TempDir(), NodeName: "bench", Replicas: 1,
-		RoomShards: 16, Logger: benchLog})
+		RoomShards: 1, GroupCommit: true, Logger: benchLog})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,0 +1,371 @@
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Group commit, on a single node only. One replica fsyncs every message it stores, and that
+// fsync, with the publish around it, caps how many events a node can append one message each.
+// On a single node this process is the only writer of every shard, so the compare a cluster
+// makes per room (a room's subject and its last sequence) can be made per shard instead: each
+// shard has a writer that stores whatever appends queued while its last message was in
+// flight as one message, conditional on the shard's last sequence being the one the writer
+// last stored. Each append is checked first against the room's head as this writer stored it
+// or, for a room it has not written to, against the shard position its event was built on.
+// The events of one message share its stream sequence, so a message holds at
+// most one event per room: positions stay one event per room, as sync and history tokens
+// need. (docs/ARCHITECTURE.md, "Group commit on a single node".)
+
+// groupSubjectToken is the last token of a shard's group subject. A room's token starts with
+// "_" (Key), so no room's subject can be it.
+const groupSubjectToken = "g"
+
+// A group message stays under the shard stream's MaxMsgSize with room for its headers, and
+// takes a bounded number of appends so that one message's fsync is never long.
+const (
+	maxGroupBytes  = 200 << 10
+	maxGroupEvents = 128
+)
+
+// groupAppend is one caller's append waiting for its shard's writer.
+type groupAppend struct {
+	ctx      context.Context
+	roomID   string
+	afterSeq uint64 // the room's head the events were built on
+	// seen is the shard position the caller's events were built on: the writer refuses them
+	// if anything it did not write itself was stored after it.
+	seen uint64
+	evs  []NewRoomEvent // several only for a new room's first events, stored atomically
+	size int
+	done chan groupResult
+}
+
+type groupResult struct {
+	seq uint64
+	err error
+}
+
+// groupWriter orders one shard's appends. Its fields past queue belong to run's goroutine.
+type groupWriter struct {
+	st      *Store
+	shard   int
+	subject string
+	queue   chan *groupAppend
+	// known says last and base were read from the stream. last is the shard's last sequence
+	// as this writer stored it; base is the last sequence it did not store itself (read at
+	// start or named by a lost compare).
+	known      bool
+	last, base uint64
+	// heads are the rooms' heads as this writer stored them since base.
+	heads map[string]uint64
+	held  *groupAppend // an append of a room the previous message already had
+	rooms map[string]bool
+}
+
+// groupWriters runs a writer per shard until the store closes.
+type groupWriters struct {
+	writers []*groupWriter
+	stop    context.CancelFunc
+	stopped context.Context // done once the writers may no longer be waited for
+	wg      sync.WaitGroup
+}
+
+func (s *Store) startGroupWriters() {
+	ctx, cancel := context.WithCancel(context.Background())
+	g := &groupWriters{stop: cancel, stopped: ctx}
+	for shard := range s.shards {
+		w := &groupWriter{st: s, shard: shard, subject: fmt.Sprintf("%s.%d.%s", roomSubjectPrefix, shard, groupSubjectToken),
+			queue: make(chan *groupAppend, maxGroupEvents), heads: map[string]uint64{}, rooms: map[string]bool{}}
+		g.writers = append(g.writers, w)
+		g.wg.Add(1)
+		go func() {
+			defer g.wg.Done()
+			w.run(ctx)
+		}()
+	}
+	s.groups = g
+}
+
+func (g *groupWriters) close() {
+	g.stop()
+	g.wg.Wait()
+}
+
+// append hands evs to the room's shard writer and waits for the stored message's sequence.
+func (g *groupWriters) append(ctx context.Context, shard int, roomID string, afterSeq uint64, evs []NewRoomEvent) (uint64, error) {
+	req := &groupAppend{ctx: ctx, roomID: roomID, afterSeq: afterSeq, seen: evs[0].Seen, evs: evs, done: make(chan groupResult, 1)}
+	for _, ev := range evs {
+		req.size += groupEventSize(ev)
+		req.seen = min(req.seen, ev.Seen)
+	}
+	if req.size > maxGroupBytes {
+		return 0, fmt.Errorf("%w: %d bytes of events in one append", ErrValueTooLarge, req.size)
+	}
+	select {
+	case g.writers[shard].queue <- req:
+	case <-ctx.Done():
+		return 0, fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
+	case <-g.stopped.Done():
+		return 0, fmt.Errorf("%w: the store is closing", ErrUnavailable)
+	}
+	select {
+	case r := <-req.done:
+		return r.seq, r.err
+	case <-ctx.Done(): // it may still be stored: a retry finds it by its transaction id
+		return 0, fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
+	case <-g.stopped.Done():
+		return 0, fmt.Errorf("%w: the store is closing", ErrUnavailable)
+	}
+}
+
+func (w *groupWriter) run(ctx context.Context) {
+	for {
+		batch, ok := w.collect(ctx)
+		if !ok {
+			return
+		}
+		w.write(ctx, batch)
+	}
+}
+
+// collect waits for the next append and takes with it every one already queued that fits in
+// the same message. A new room's batch goes alone (it is stored atomically as it is), and an
+// append for a room already taken waits for the next message.
+func (w *groupWriter) collect(ctx context.Context) ([]*groupAppend, bool) {
+	first := w.held
+	w.held = nil
+	if first == nil {
+		select {
+		case first = <-w.queue:
+		case <-ctx.Done():
+			return nil, false
+		}
+	}
+	batch := []*groupAppend{first}
+	if len(first.evs) > 1 {
+		return batch, true
+	}
+	clear(w.rooms)
+	w.rooms[first.roomID] = true
+	size := first.size
+	for len(batch) < maxGroupEvents {
+		var next *groupAppend
+		select {
+		case next = <-w.queue:
+		default:
+			return batch, true
+		}
+		if len(next.evs) > 1 || w.rooms[next.roomID] || size+next.size > maxGroupBytes {
+			w.held = next
+			return batch, true
+		}
+		w.rooms[next.roomID] = true
+		size += next.size
+		batch = append(batch, next)
+	}
+	return batch, true
+}
+
+// write stores the batch's appends as one message (or a new room's events as one atomic
+// batch) and answers each of them.
+func (w *groupWriter) write(ctx context.Context, batch []*groupAppend) {
+	if !w.known {
+		head, err := w.st.ShardHead(ctx, w.shard)
+		if err != nil {
+			answer(batch, groupResult{err: err})
+			return
+		}
+		w.known, w.last, w.base = true, head, head
+	}
+	live := batch[:0]
+	for _, req := range batch {
+		if err := w.check(req); err != nil {
+			req.done <- groupResult{err: err}
+		} else {
+			live = append(live, req)
+		}
+	}
+	if len(live) == 0 {
+		return
+	}
+	seq, err := w.store(ctx, live)
+	var c *ConflictError
+	switch {
+	case errors.As(err, &c):
+		// Another writer stored something: whatever was built before it is built again.
+		w.known = c.Head > 0
+		w.last, w.base = c.Head, c.Head
+		clear(w.heads)
+	case err == nil:
+		w.last = seq
+		for _, req := range live {
+			w.setHead(req.roomID, seq)
+		}
+	}
+	answer(live, groupResult{seq: seq, err: err})
+}
+
+// setHead records a room's head. A room new to the map gets its own copy of the id, which may
+// share memory with the request it came from.
+func (w *groupWriter) setHead(roomID string, seq uint64) {
+	if _, ok := w.heads[roomID]; !ok {
+		roomID = strings.Clone(roomID)
+	}
+	w.heads[roomID] = seq
+}
+
+// check is the compare of an append: on the room's head where this writer stored the room's
+// last event, otherwise on the shard position the event was built on, which must include
+// everything stored by anyone else.
+func (w *groupWriter) check(req *groupAppend) error {
+	if req.ctx.Err() != nil { // nobody waits for it: leave it unstored
+		return fmt.Errorf("%w: %v", ErrUnavailable, req.ctx.Err())
+	}
+	if head, ok := w.heads[req.roomID]; ok && head != req.afterSeq {
+		return &ConflictError{Head: head}
+	}
+	if req.seen < w.base {
+		return &ConflictError{Head: w.base}
+	}
+	return nil
+}
+
+func answer(batch []*groupAppend, r groupResult) {
+	for _, req := range batch {
+		req.done <- r
+	}
+}
+
+// store sends the messages for live after the writer's last sequence and returns the last
+// one's sequence. A retry whose first attempt landed unanswered finds its last event there.
+func (w *groupWriter) store(ctx context.Context, live []*groupAppend) (uint64, error) {
+	msgs := w.messages(live)
+	lastID := msgs[len(msgs)-1].lastEventID
+	attempts := 0
+	return retry(ctx, w.st.writePolicy(), func(actx context.Context) (uint64, error) {
+		attempts++
+		seq, err := w.publish(actx, msgs)
+		var c *ConflictError
+		if attempts > 1 && errors.As(err, &c) && w.holds(ctx, c.Head, lastID) {
+			return c.Head, nil
+		}
+		return seq, err
+	})
+}
+
+// groupMsg is one message to store and the id of the last event in it.
+type groupMsg struct {
+	msg         *nats.Msg
+	lastEventID string
+}
+
+// messages encodes live as one message, or a new room's events as one message each.
+func (w *groupWriter) messages(live []*groupAppend) []groupMsg {
+	var out []groupMsg
+	if len(live) == 1 && len(live[0].evs) > 1 {
+		for _, ev := range live[0].evs {
+			out = append(out, w.message([]NewRoomEvent{ev}))
+		}
+		return out
+	}
+	evs := make([]NewRoomEvent, len(live))
+	for i, req := range live {
+		evs[i] = req.evs[0]
+	}
+	return append(out, w.message(evs))
+}
+
+func (w *groupWriter) message(evs []NewRoomEvent) groupMsg {
+	size := 0
+	for _, ev := range evs {
+		size += groupEventSize(ev)
+	}
+	data := make([]byte, 0, size)
+	for _, ev := range evs {
+		data = appendGroupEvent(data, ev)
+	}
+	msg := nats.NewMsg(w.subject)
+	msg.Data = data
+	return groupMsg{msg: msg, lastEventID: evs[len(evs)-1].EventID}
+}
+
+// publish stores msgs after the writer's last sequence: one as a plain publish, several as an
+// atomic batch.
+func (w *groupWriter) publish(ctx context.Context, msgs []groupMsg) (uint64, error) {
+	first := msgs[0].msg
+	first.Header.Set(jetstream.ExpectedLastSeqHeader, strconv.FormatUint(w.last, 10))
+	if len(msgs) == 1 {
+		return w.st.publishAcked(ctx, first)
+	}
+	batchID := randomToken()[:32]
+	for i, m := range msgs {
+		m.msg.Header.Set("Nats-Batch-Id", batchID)
+		m.msg.Header.Set("Nats-Batch-Sequence", strconv.Itoa(i+1))
+	}
+	commit := msgs[len(msgs)-1].msg
+	commit.Header.Set("Nats-Batch-Commit", "1")
+	for _, m := range msgs[:len(msgs)-1] {
+		if err := w.st.nc.PublishMsg(m.msg); err != nil {
+			return 0, translate(err)
+		}
+	}
+	return w.st.publishAcked(ctx, commit)
+}
+
+// holds reports whether the message at seq ends with the event eventID.
+func (w *groupWriter) holds(ctx context.Context, seq uint64, eventID string) bool {
+	if seq == 0 || eventID == "" {
+		return false
+	}
+	evs, err := w.st.RoomEventsAt(ctx, w.shard, seq)
+	return err == nil && len(evs) > 0 && evs[len(evs)-1].EventID == eventID
+}
+
+// A group message is its events one after another, each as four length-prefixed fields:
+// event id, device, transaction id, event JSON.
+
+func groupEventSize(ev NewRoomEvent) int {
+	return 4*binary.MaxVarintLen32 + len(ev.EventID) + len(ev.Device) + len(ev.TxnID) + len(ev.JSON)
+}
+
+func appendGroupEvent(buf []byte, ev NewRoomEvent) []byte {
+	for _, field := range []string{ev.EventID, ev.Device, ev.TxnID} {
+		buf = binary.AppendUvarint(buf, uint64(len(field)))
+		buf = append(buf, field...)
+	}
+	buf = binary.AppendUvarint(buf, uint64(len(ev.JSON)))
+	return append(buf, ev.JSON...)
+}
+
+// errBadGroup: a group message that does not decode.
+var errBadGroup = errors.New("store: unreadable group message")
+
+// decodeGroup reads a group message's events. Their JSON shares data's memory.
+func decodeGroup(shard int, seq uint64, data []byte) ([]RoomEvent, error) {
+	var evs []RoomEvent
+	for len(data) > 0 {
+		var fields [4][]byte
+		for i := range fields {
+			n, used := binary.Uvarint(data)
+			if used <= 0 || n > uint64(len(data)-used) {
+				return nil, errBadGroup
+			}
+			fields[i], data = data[used:used+int(n)], data[used+int(n):]
+		}
+		evs = append(evs, RoomEvent{Shard: shard, Seq: seq, EventID: string(fields[0]), Device: string(fields[1]),
+			TxnID: string(fields[2]), JSON: fields[3]})
+	}
+	if len(evs) == 0 {
+		return nil, errBadGroup
+	}
+	return evs, nil
+}

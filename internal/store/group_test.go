@@ -1,0 +1,212 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/nats-io/nats.go"
+)
+
+func openGrouped(t *testing.T, dir string, shards int) *Store {
+	t.Helper()
+	st, err := Open(context.Background(), Options{DataDir: dir, NodeName: "test", Replicas: 1, RoomShards: shards,
+		GroupCommit: true, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatalf("open grouped store: %v", err)
+	}
+	return st
+}
+
+// TestGroupCommitStoresQueuedAppendsTogether: appends to different rooms that queue while a
+// message is in flight share the next one, each room at most once per message, and a
+// follower hands each message's events over together at the sequence their appends returned.
+func TestGroupCommitStoresQueuedAppendsTogether(t *testing.T) {
+	st := openGrouped(t, t.TempDir(), 1)
+	defer st.Close()
+	ctx := t.Context()
+	const rooms, perRoom = 40, 3
+	type stored struct {
+		room string
+		n    int
+		seq  uint64
+	}
+	results := make(chan stored, rooms*perRoom)
+	var wg sync.WaitGroup
+	for r := range rooms {
+		wg.Go(func() {
+			room := fmt.Sprintf("!g%d:test", r)
+			var head uint64
+			for n := range perRoom {
+				seq, err := st.AppendRoomEvent(ctx, room, head, NewRoomEvent{
+					JSON: fmt.Appendf(nil, `{"room":%q,"n":%d}`, room, n), EventID: fmt.Sprintf("$%d.%d", r, n), Device: "D", TxnID: fmt.Sprint(n)})
+				if err != nil {
+					t.Errorf("append %s #%d: %v", room, n, err)
+					return
+				}
+				head = seq
+				results <- stored{room, n, seq}
+			}
+		})
+	}
+	wg.Wait()
+	close(results)
+	bySeq := map[uint64][]string{}
+	for r := range results {
+		bySeq[r.seq] = append(bySeq[r.seq], fmt.Sprintf("$%s", r.room))
+	}
+	if len(bySeq) >= rooms*perRoom {
+		t.Errorf("%d appends made %d messages: none were stored together", rooms*perRoom, len(bySeq))
+	}
+	var msgs [][]RoomEvent
+	ch := make(chan []RoomEvent, rooms*perRoom)
+	fctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- st.FollowShard(fctx, 0, 0, func(evs []RoomEvent) { ch <- evs }) }()
+	for got := 0; got < rooms*perRoom; {
+		evs := <-ch
+		msgs = append(msgs, evs)
+		got += len(evs)
+	}
+	cancel()
+	<-done
+	if len(msgs) != len(bySeq) {
+		t.Errorf("the follower read %d messages, the appends returned %d sequences", len(msgs), len(bySeq))
+	}
+	for _, evs := range msgs {
+		seen := map[string]bool{}
+		for _, ev := range evs {
+			var room string
+			var n int
+			if _, err := fmt.Sscanf(string(ev.JSON), `{"room":%q,"n":%d}`, &room, &n); err != nil {
+				t.Fatalf("stored event %s: %v", ev.JSON, err)
+			}
+			if seen[room] {
+				t.Errorf("message %d holds two events of %s", ev.Seq, room)
+			}
+			seen[room] = true
+			if ev.Seq != evs[0].Seq || ev.Device != "D" || ev.TxnID != fmt.Sprint(n) || ev.EventID == "" {
+				t.Errorf("event %+v in message %d", ev, evs[0].Seq)
+			}
+		}
+		if len(evs) != len(bySeq[evs[0].Seq]) {
+			t.Errorf("message %d holds %d events; %d appends returned it", evs[0].Seq, len(evs), len(bySeq[evs[0].Seq]))
+		}
+	}
+	// One by position, as a gap fill reads them.
+	at, err := st.RoomEventsAt(ctx, 0, msgs[len(msgs)-1][0].Seq)
+	if err != nil || !slices.EqualFunc(at, msgs[len(msgs)-1], func(a, b RoomEvent) bool { return a.EventID == b.EventID }) {
+		t.Errorf("RoomEventsAt = %+v, %v; want the last message's events", at, err)
+	}
+}
+
+// TestGroupCommitCompares: an append is stored only on the room's head as this writer stored
+// it, and only when built on a view that includes every event stored by another writer.
+func TestGroupCommitCompares(t *testing.T) {
+	st := openGrouped(t, t.TempDir(), 1)
+	defer st.Close()
+	ctx := t.Context()
+	room := "!cmp:test"
+	first, err := st.AppendRoomEvent(ctx, room, 0, NewRoomEvent{JSON: []byte(`{"n":1}`), EventID: "$1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c *ConflictError
+	if _, err := st.AppendRoomEvent(ctx, room, 0, NewRoomEvent{JSON: []byte(`{"n":2}`), EventID: "$2"}); !errors.As(err, &c) || c.Head != first {
+		t.Fatalf("an append on a stale room head: %v, want a conflict naming %d", err, first)
+	}
+	if head, err := st.RoomHeadSeq(ctx, room); err != nil || head < first {
+		t.Errorf("RoomHeadSeq = %d, %v; want at least %d", head, err, first)
+	}
+
+	// Another writer stores on the shard behind this writer's back.
+	foreign := nats.NewMsg(st.groups.writers[0].subject)
+	foreign.Data = []byte("{}")
+	foreignSeq, err := st.publishAcked(ctx, foreign)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := "!other:test"
+	if _, err := st.AppendRoomEvent(ctx, other, 0, NewRoomEvent{JSON: []byte(`{}`), EventID: "$o", Seen: first}); !errors.As(err, &c) || c.Head != foreignSeq {
+		t.Fatalf("an append built before another writer's event: %v, want a conflict naming %d", err, foreignSeq)
+	}
+	// Built again on a view that has it, it is stored; so is the first room's next event.
+	seq, err := st.AppendRoomEvent(ctx, other, 0, NewRoomEvent{JSON: []byte(`{}`), EventID: "$o", Seen: foreignSeq})
+	if err != nil || seq != foreignSeq+1 {
+		t.Fatalf("append after catching up = %d, %v; want %d", seq, err, foreignSeq+1)
+	}
+	if _, err := st.AppendRoomEvent(ctx, room, first, NewRoomEvent{JSON: []byte(`{"n":2}`), EventID: "$2", Seen: seq}); err != nil {
+		t.Fatalf("append on the room's head: %v", err)
+	}
+}
+
+// TestGroupCommitNewRoom: a new room's events are stored atomically, one message each, so
+// each keeps a position of its own; reopened, the store reads them back and goes on after them.
+func TestGroupCommitNewRoom(t *testing.T) {
+	dir := t.TempDir()
+	st := openGrouped(t, dir, 1)
+	ctx := t.Context()
+	room := "!new:test"
+	evs := []NewRoomEvent{{JSON: []byte(`{"n":1}`), EventID: "$a"}, {JSON: []byte(`{"n":2}`), EventID: "$b"}, {JSON: []byte(`{"n":3}`), EventID: "$c"}}
+	last, err := st.AppendRoomEvents(ctx, room, 0, evs)
+	if err != nil || last != 3 {
+		t.Fatalf("AppendRoomEvents = %d, %v; want 3", last, err)
+	}
+	st.Close()
+
+	st = openGrouped(t, dir, 1)
+	defer st.Close()
+	got := follow(t, st, st.RoomShard(room), 0, 3)
+	for i, ev := range got {
+		if ev.Seq != uint64(i+1) || ev.EventID != evs[i].EventID || string(ev.JSON) != string(evs[i].JSON) {
+			t.Errorf("event %d = %+v", i, ev)
+		}
+	}
+	if _, err := st.AppendRoomEvent(ctx, room, last, NewRoomEvent{JSON: []byte(`{"n":4}`), EventID: "$d", Seen: last}); err != nil {
+		t.Errorf("append after reopening: %v", err)
+	}
+	var c *ConflictError
+	if _, err := st.AppendRoomEvent(ctx, "!stale:test", 0, NewRoomEvent{JSON: []byte(`{}`), Seen: 1}); !errors.As(err, &c) {
+		t.Errorf("an append built on a view from before the reopened store's head: %v, want a conflict", err)
+	}
+}
+
+func TestGroupCommitNeedsASingleEmbeddedNode(t *testing.T) {
+	for _, opts := range []Options{
+		{Replicas: 3, GroupCommit: true},
+		{NATSURL: "nats://127.0.0.1:1", GroupCommit: true},
+		{Cluster: &ClusterOptions{Name: "c"}, GroupCommit: true},
+	} {
+		opts.DataDir = t.TempDir()
+		if st, err := Open(t.Context(), opts); err == nil {
+			st.Close()
+			t.Errorf("Open(%+v) with group commit succeeded", opts)
+		}
+	}
+}
+
+func TestDecodeGroup(t *testing.T) {
+	evs := []NewRoomEvent{{JSON: []byte(`{"a":1}`), EventID: "$a", Device: "DEV", TxnID: "t1"}, {JSON: []byte(`{}`)}}
+	var data []byte
+	for _, ev := range evs {
+		data = appendGroupEvent(data, ev)
+	}
+	got, err := decodeGroup(3, 9, data)
+	if err != nil || len(got) != 2 || got[0].EventID != "$a" || got[0].Device != "DEV" || got[0].TxnID != "t1" ||
+		string(got[0].JSON) != `{"a":1}` || string(got[1].JSON) != `{}` || got[1].Shard != 3 || got[1].Seq != 9 {
+		t.Fatalf("decodeGroup = %+v, %v", got, err)
+	}
+	for _, bad := range [][]byte{nil, data[:len(data)-1], data[:3], {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}, {5, 'a'}} {
+		if _, err := decodeGroup(0, 1, bad); !errors.Is(err, errBadGroup) {
+			t.Errorf("decodeGroup(%q) = %v, want errBadGroup", bad, err)
+		}
+	}
+	// A follower hands an unreadable message on as one unreadable event at its position.
+	if got := roomEvents(0, 7, "fb.room.0.g", data[:3], nil); len(got) != 1 || got[0].Seq != 7 || got[0].JSON != nil {
+		t.Errorf("roomEvents of a broken group = %+v", got)
+	}
+}
