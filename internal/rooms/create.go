@@ -76,31 +76,57 @@ func (s *Service) createEvents(ctx context.Context, req CreateRequest, pr preset
 	if err != nil {
 		return err
 	}
-	shard := s.st.RoomShard(roomID)
-	info := RoomInfo{ID: roomID, Shard: shard, Version: impl, Seen: s.model.applied[shard].Load()}
+	info := RoomInfo{ID: roomID, Shard: s.st.RoomShard(roomID), Version: impl}
+	for attempt := 1; ; attempt++ {
+		info.Seen = s.model.applied[info.Shard].Load()
+		batch, err := s.buildCreation(protos, info)
+		if err != nil {
+			return err
+		}
+		seq, err := s.st.AppendRoomEvents(ctx, roomID, 0, batch)
+		if errors.Is(err, store.ErrConflict) && attempt < maxCreateAttempts {
+			// Not a rival for this room (its id is new): on a single node, another writer
+			// stored something after the batch was built, or the batch itself landed with
+			// its answer lost. Catch up, and build again unless the room is there.
+			if info, err = s.catchUp(ctx, roomID, info, err); err != nil {
+				return err
+			}
+			if _, landed := s.model.Event(roomID, batch[0].EventID); landed {
+				return nil
+			}
+			continue
+		}
+		if err != nil {
+			return unavailable(err)
+		}
+		return s.awaitSeq(ctx, info.Shard, seq)
+	}
+}
+
+// maxCreateAttempts bounds how often a new room's batch is built again after a conflict.
+const maxCreateAttempts = 3
+
+// buildCreation builds the new room's events in order, each on the draft state before it.
+func (s *Service) buildCreation(protos []Proto, info RoomInfo) ([]store.NewRoomEvent, error) {
 	d := draft{}
 	batch := make([]store.NewRoomEvent, 0, len(protos))
 	for _, p := range protos {
-		p.RoomID = roomID
+		p.RoomID = info.ID
 		pdu, err := s.build(p, info, d)
 		switch {
 		case errors.Is(err, ErrForbidden):
 			// The request itself implies this state (the creator's own power too low, an
 			// invite of the creator): the spec's 400, not a refusal of the caller.
-			return fmt.Errorf("%w: the room's %s event: %v", ErrInvalidRoomState, p.Type, err)
+			return nil, fmt.Errorf("%w: the room's %s event: %v", ErrInvalidRoomState, p.Type, err)
 		case err != nil:
-			return err
+			return nil, err
 		}
 		ev := &Event{PDU: pdu}
 		d[stateKey{pdu.Type(), *pdu.StateKey()}] = ev
 		info.Head = ev
 		batch = append(batch, store.NewRoomEvent{JSON: pdu.JSON(), EventID: pdu.EventID(), Seen: info.Seen})
 	}
-	seq, err := s.st.AppendRoomEvents(ctx, roomID, 0, batch)
-	if err != nil {
-		return unavailable(err)
-	}
-	return s.awaitSeq(ctx, info.Shard, seq)
+	return batch, nil
 }
 
 // draft is the state of a room that is being created and not yet stored.

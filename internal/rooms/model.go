@@ -102,9 +102,11 @@ func newModel(shards int, log *slog.Logger) *Model {
 	return m
 }
 
-// apply adds one stored event to the model. Events arrive per room in stream order.
-// Two paths apply a shard's events (its follower, and a gap fill while the follower waits out
-// an election), so each shard applies one event at a time and skips what it already has.
+// apply adds the events of one stored message to the model (one event, or on a single node
+// those stored together) and only then moves the shard's position past it. Messages arrive
+// in stream order. Two paths apply a shard's messages (its follower, and a gap fill while the
+// follower waits out an election), so each shard applies one message at a time and skips
+// what it already has.
 func (m *Model) apply(stored []store.RoomEvent) {
 	if len(stored) == 0 {
 		return

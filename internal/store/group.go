@@ -104,11 +104,12 @@ func (g *groupWriters) close() {
 func (g *groupWriters) append(ctx context.Context, shard int, roomID string, afterSeq uint64, evs []NewRoomEvent) (uint64, error) {
 	req := &groupAppend{ctx: ctx, roomID: roomID, afterSeq: afterSeq, seen: evs[0].Seen, evs: evs, done: make(chan groupResult, 1)}
 	for _, ev := range evs {
-		req.size += groupEventSize(ev)
+		size := groupEventSize(ev)
+		if size > maxGroupBytes { // a new room's events are one message each
+			return 0, fmt.Errorf("%w: an event of %d bytes", ErrValueTooLarge, size)
+		}
+		req.size += size
 		req.seen = min(req.seen, ev.Seen)
-	}
-	if req.size > maxGroupBytes {
-		return 0, fmt.Errorf("%w: %d bytes of events in one append", ErrValueTooLarge, req.size)
 	}
 	select {
 	case g.writers[shard].queue <- req:
@@ -178,6 +179,9 @@ func (w *groupWriter) collect(ctx context.Context) ([]*groupAppend, bool) {
 // write stores the batch's appends as one message (or a new room's events as one atomic
 // batch) and answers each of them.
 func (w *groupWriter) write(ctx context.Context, batch []*groupAppend) {
+	if w.behind(batch) {
+		w.forget()
+	}
 	if !w.known {
 		head, err := w.st.ShardHead(ctx, w.shard)
 		if err != nil {
@@ -202,16 +206,45 @@ func (w *groupWriter) write(ctx context.Context, batch []*groupAppend) {
 	switch {
 	case errors.As(err, &c):
 		// Another writer stored something: whatever was built before it is built again.
-		w.known = c.Head > 0
-		w.last, w.base = c.Head, c.Head
-		clear(w.heads)
-	case err == nil:
+		w.forget()
+		w.known, w.last, w.base = c.Head > 0, c.Head, c.Head
+	case err != nil:
+		// The message may have been stored all the same (its answer lost past every retry):
+		// the shard's head is read again before the next one.
+		w.forget()
+	default:
 		w.last = seq
+		if len(w.heads) >= maxKnownHeads {
+			w.forget()
+			w.known, w.base = true, seq
+		}
 		for _, req := range live {
 			w.setHead(req.roomID, seq)
 		}
 	}
 	answer(live, groupResult{seq: seq, err: err})
+}
+
+// maxKnownHeads bounds the rooms whose heads a writer remembers. Past it the writer starts
+// afresh from its last message, as if another writer had stored it: appends built before it
+// are refused once and built again.
+const maxKnownHeads = 1 << 16
+
+// forget drops what the writer knows of the shard, to be read again before its next message.
+func (w *groupWriter) forget() {
+	w.known = false
+	clear(w.heads)
+}
+
+// behind reports whether an append was built on a room head later than the one this writer
+// stored: a message it was not told of landed, so what it knows is out of date.
+func (w *groupWriter) behind(batch []*groupAppend) bool {
+	for _, req := range batch {
+		if head, ok := w.heads[req.roomID]; ok && head < req.afterSeq {
+			return true
+		}
+	}
+	return false
 }
 
 // setHead records a room's head. A room new to the map gets its own copy of the id, which may

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -208,5 +209,46 @@ func TestDecodeGroup(t *testing.T) {
 	// A follower hands an unreadable message on as one unreadable event at its position.
 	if got := roomEvents(0, 7, "fb.room.0.g", data[:3], nil); len(got) != 1 || got[0].Seq != 7 || got[0].JSON != nil {
 		t.Errorf("roomEvents of a broken group = %+v", got)
+	}
+}
+
+// TestGroupCommitAfterALostAnswer: a message stored while its writer heard nothing back (its
+// answer lost past every retry) leaves the writer's room heads behind the rooms' real heads;
+// the next append built on the real head is stored, not refused forever.
+func TestGroupCommitAfterALostAnswer(t *testing.T) {
+	st := openGrouped(t, t.TempDir(), 1)
+	defer st.Close()
+	ctx := t.Context()
+	room := "!lost:test"
+	if _, err := st.AppendRoomEvent(ctx, room, 0, NewRoomEvent{JSON: []byte(`{"n":1}`), EventID: "$1"}); err != nil {
+		t.Fatal(err)
+	}
+	lost := st.groups.writers[0].message([]NewRoomEvent{{JSON: []byte(`{"n":2}`), EventID: "$2"}})
+	lostSeq, err := st.publishAcked(ctx, lost.msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq, err := st.AppendRoomEvent(ctx, room, lostSeq, NewRoomEvent{JSON: []byte(`{"n":3}`), EventID: "$3", Seen: lostSeq})
+	if err != nil || seq != lostSeq+1 {
+		t.Fatalf("append on the room's real head = %d, %v; want %d", seq, err, lostSeq+1)
+	}
+}
+
+// TestGroupCommitLargeNewRoom: a new room's events are one message each, so together they may
+// exceed what one message holds, as in a cluster; one event too large for a message is refused.
+func TestGroupCommitLargeNewRoom(t *testing.T) {
+	st := openGrouped(t, t.TempDir(), 1)
+	defer st.Close()
+	big := []byte(`"` + strings.Repeat("x", 60<<10) + `"`)
+	var evs []NewRoomEvent
+	for i := range 4 {
+		evs = append(evs, NewRoomEvent{JSON: big, EventID: fmt.Sprintf("$%d", i)})
+	}
+	if last, err := st.AppendRoomEvents(t.Context(), "!big:test", 0, evs); err != nil || last != 4 {
+		t.Fatalf("AppendRoomEvents of 4 events of 60 KiB = %d, %v", last, err)
+	}
+	huge := NewRoomEvent{JSON: make([]byte, maxGroupBytes), EventID: "$huge"}
+	if _, err := st.AppendRoomEvent(t.Context(), "!huge:test", 0, huge); !errors.Is(err, ErrValueTooLarge) {
+		t.Errorf("an event over a message's size: %v, want ErrValueTooLarge", err)
 	}
 }
