@@ -86,13 +86,13 @@ func (s *Service) createEvents(ctx context.Context, req CreateRequest, pr preset
 		seq, err := s.st.AppendRoomEvents(ctx, roomID, 0, batch)
 		if errors.Is(err, store.ErrConflict) && attempt < maxCreateAttempts {
 			// Not a rival for this room (its id is new): on a single node, another writer
-			// stored something after the batch was built, or the batch itself landed with
-			// its answer lost. Catch up, and build again unless the room is there.
+			// stored something after the batch was built; anywhere, the batch itself landed
+			// with its answer lost. Catch up, and build again while the room is unknown.
 			if info, err = s.catchUp(ctx, roomID, info, err); err != nil {
 				return err
 			}
-			if _, landed := s.model.Event(roomID, batch[0].EventID); landed {
-				return nil
+			if _, known := s.model.Info(roomID); known {
+				return nil // the id is this call's own: one of its batches landed, whole
 			}
 			continue
 		}

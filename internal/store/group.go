@@ -19,10 +19,10 @@ import (
 // makes per room (a room's subject and its last sequence) can be made per shard instead: each
 // shard has a writer that stores whatever appends queued while its last message was in
 // flight as one message, conditional on the shard's last sequence being the one the writer
-// last stored. Each append is checked first against the room's head as this writer stored it
-// or, for a room it has not written to, against the shard position its event was built on.
-// The events of one message share its stream sequence, so a message holds at
-// most one event per room: positions stay one event per room, as sync and history tokens
+// last stored. Each append is checked first against the room's head as this writer stored it,
+// and against the shard position its event was built on, which must include everything
+// anyone else stored. The events of one message share its stream sequence, so a message holds
+// at most one event per room: positions stay one event per room, as sync and history tokens
 // need. (docs/ARCHITECTURE.md, "Group commit on a single node".)
 
 // groupSubjectToken is the last token of a shard's group subject. A room's token starts with
@@ -256,8 +256,8 @@ func (w *groupWriter) setHead(roomID string, seq uint64) {
 	w.heads[roomID] = seq
 }
 
-// check is the compare of an append: on the room's head where this writer stored the room's
-// last event, otherwise on the shard position the event was built on, which must include
+// check is the compare of an append: on the room's head, where this writer stored the room's
+// last event, and on the shard position the event was built on, which must include
 // everything stored by anyone else.
 func (w *groupWriter) check(req *groupAppend) error {
 	if req.ctx.Err() != nil { // nobody waits for it: leave it unstored

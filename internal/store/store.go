@@ -276,7 +276,9 @@ func (s *Store) agreeOnShardCount(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("stored room_shards %q is invalid", got)
 	}
 	if n != s.opts.RoomShards {
-		s.log.Warn("room_shards differs from the deployment's; using the deployment's", "configured", s.opts.RoomShards, "stored", n)
+		// Info, not a warning: a deployment keeps its count, and one created under another
+		// default (a single node had 16 before group commit) meets this at every start.
+		s.log.Info("room_shards is fixed when a deployment is created; using the deployment's", "configured", s.opts.RoomShards, "stored", n)
 	}
 	return n, nil
 }
