@@ -892,19 +892,30 @@ func TestSingleNodeSendsTogether(t *testing.T) {
 }
 
 // TestRestartRebuilds: a new service on the reopened store rebuilds the same rooms, whether
-// the store keeps one event per message or a single node's events stored together.
+// the store keeps one event per message, a single node's events stored together, or both (a
+// single node that began before group commit).
 func TestRestartRebuilds(t *testing.T) {
-	for _, opts := range []store.Options{{RoomShards: 4}, {RoomShards: 1, GroupCommit: true}} {
-		t.Run(fmt.Sprintf("group commit %v", opts.GroupCommit), func(t *testing.T) {
-			opts.DataDir = t.TempDir()
-			testRestartRebuilds(t, opts)
+	perRoom, grouped := store.Options{RoomShards: 4}, store.Options{RoomShards: 1, GroupCommit: true}
+	upgraded := store.Options{RoomShards: 4, GroupCommit: true}
+	for _, tc := range []struct {
+		name          string
+		before, after store.Options
+	}{
+		{"one event per message", perRoom, perRoom},
+		{"group commit", grouped, grouped},
+		{"group commit after one event per message", perRoom, upgraded},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			tc.before.DataDir, tc.after.DataDir = dir, dir
+			testRestartRebuilds(t, tc.before, tc.after)
 		})
 	}
 }
 
-func testRestartRebuilds(t *testing.T, opts store.Options) {
+func testRestartRebuilds(t *testing.T, before, after store.Options) {
 	ctx := t.Context()
-	st := openStoreWith(t, opts)
+	st := openStoreWith(t, before)
 	s, stop := startService(t, st)
 	roomID := createRoom(t, s, CreateRequest{Preset: "public_chat", Name: "Persistent"})
 	join(t, s, roomID, bob)
@@ -928,7 +939,7 @@ func testRestartRebuilds(t *testing.T, opts store.Options) {
 	stop()
 	st.Close()
 
-	st2 := openStoreWith(t, opts)
+	st2 := openStoreWith(t, after)
 	t.Cleanup(st2.Close)
 	s2, _ := startService(t, st2)
 	m := s2.Model()
