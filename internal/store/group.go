@@ -60,9 +60,10 @@ type groupWriter struct {
 	shard   int
 	subject string
 	queue   chan *groupAppend
-	// known says last and base were read from the stream. last is the shard's last sequence
-	// as this writer stored it; base is the last sequence it did not store itself (read at
-	// start or named by a lost compare).
+	// known says last and base are current. last is the shard's last sequence as this writer
+	// stored it; base is where its knowledge of the rooms' heads begins: the last sequence it
+	// did not store itself (read from the stream, or named by a lost compare), or its own last
+	// message when it started afresh (maxKnownHeads).
 	known      bool
 	last, base uint64
 	// heads are the rooms' heads as this writer stored them since base.
