@@ -338,13 +338,20 @@ func (s *Service) Aliases(ctx context.Context, userID, roomID string) ([]string,
 
 // ResolveAlias returns the room an alias points at.
 func (s *Service) ResolveAlias(ctx context.Context, alias string) (string, error) {
-	b, _, err := s.st.Get(ctx, store.BucketAliases, store.Key(alias))
+	roomID, _, err := s.resolveAlias(ctx, alias)
+	return roomID, err
+}
+
+// resolveAlias is ResolveAlias with the alias's revision, for a change that must not act on
+// a newer claim of it.
+func (s *Service) resolveAlias(ctx context.Context, alias string) (string, uint64, error) {
+	b, rev, err := s.st.Get(ctx, store.BucketAliases, store.Key(alias))
 	if errors.Is(err, store.ErrNotFound) {
-		return "", fmt.Errorf("%w: room alias %s not found", ErrNotFound, alias)
+		return "", 0, fmt.Errorf("%w: room alias %s not found", ErrNotFound, alias)
 	} else if err != nil {
-		return "", unavailable(err)
+		return "", 0, unavailable(err)
 	}
-	return string(b), nil
+	return string(b), rev, nil
 }
 
 // SetAlias points a new alias of this server at a room the user is joined to.
@@ -358,14 +365,21 @@ func (s *Service) SetAlias(ctx context.Context, userID, alias, roomID string) er
 // DeleteAlias removes an alias; only a member of its room with power to change the canonical
 // alias may.
 func (s *Service) DeleteAlias(ctx context.Context, userID, alias string) error {
-	roomID, err := s.ResolveAlias(ctx, alias)
+	roomID, rev, err := s.resolveAlias(ctx, alias)
 	if err != nil {
 		return err
 	}
 	if !s.canSendState(roomID, userID, "m.room.canonical_alias") {
 		return fmt.Errorf("%w: not allowed to remove this alias", ErrForbidden)
 	}
-	s.releaseAlias(ctx, alias, roomID)
+	// Index entry first, as releaseAlias does; the alias itself only as it was read, so a
+	// claim made in between (perhaps for another room) stays.
+	if err := s.st.Delete(ctx, store.BucketAliases, aliasIndexKey(roomID, alias)); err != nil {
+		return unavailable(err)
+	}
+	if err := s.st.DeleteAt(ctx, store.BucketAliases, store.Key(alias), rev); err != nil {
+		return unavailable(fmt.Errorf("alias %s: %w", alias, err))
+	}
 	return nil
 }
 

@@ -207,10 +207,19 @@ func (s *Store) Put(ctx context.Context, b Bucket, key string, val []byte) (uint
 
 // Delete removes a key. Deleting a missing key is not an error.
 func (s *Store) Delete(ctx context.Context, b Bucket, key string) error {
+	return s.deleteKey(ctx, b, key)
+}
+
+// DeleteAt removes a key only if it is still at revision rev; ErrConflict otherwise.
+func (s *Store) DeleteAt(ctx context.Context, b Bucket, key string, rev uint64) error {
+	return s.deleteKey(ctx, b, key, jetstream.LastRevision(rev))
+}
+
+func (s *Store) deleteKey(ctx context.Context, b Bucket, key string, opts ...jetstream.KVDeleteOpt) error {
 	if err := s.checkWrite(key, nil); err != nil {
 		return err
 	}
-	err := translate(s.buckets[b].Delete(ctx, key))
+	err := translate(s.buckets[b].Delete(ctx, key, opts...))
 	if errors.Is(err, ErrNotFound) {
 		return nil
 	}

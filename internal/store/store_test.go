@@ -640,3 +640,33 @@ func TestLostConnection(t *testing.T) {
 	case <-time.After(100 * time.Millisecond):
 	}
 }
+
+// TestDeleteAt: a delete conditional on the revision read removes nothing newer.
+func TestDeleteAt(t *testing.T) {
+	st := openStore(t)
+	ctx := t.Context()
+	key := Key("#alias:test")
+	first, err := st.Create(ctx, BucketAliases, key, []byte("!old:test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Delete(ctx, BucketAliases, key); err != nil {
+		t.Fatal(err)
+	}
+	second, err := st.Create(ctx, BucketAliases, key, []byte("!new:test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.DeleteAt(ctx, BucketAliases, key, first); !errors.Is(err, ErrConflict) {
+		t.Fatalf("DeleteAt an old revision: %v, want ErrConflict", err)
+	}
+	if v, _, err := st.Get(ctx, BucketAliases, key); err != nil || string(v) != "!new:test" {
+		t.Fatalf("after a refused DeleteAt: %q, %v", v, err)
+	}
+	if err := st.DeleteAt(ctx, BucketAliases, key, second); err != nil {
+		t.Fatalf("DeleteAt the current revision: %v", err)
+	}
+	if _, _, err := st.Get(ctx, BucketAliases, key); !errors.Is(err, ErrNotFound) {
+		t.Errorf("after DeleteAt: %v, want ErrNotFound", err)
+	}
+}
