@@ -140,7 +140,16 @@ type membershipBody struct {
 	Reason string `json:"reason"`
 }
 
-func (srv *Server) join(r *http.Request, s *session) (any, error) {
+func (srv *Server) join(r *http.Request, s *session) (any, error) { return srv.changeOwn(r, s, "join") }
+
+// knock asks to join a room whose join rule is knock: its members see the request and may
+// invite the user (or reject it with a kick); the auth rules refuse it in any other room.
+func (srv *Server) knock(r *http.Request, s *session) (any, error) {
+	return srv.changeOwn(r, s, "knock")
+}
+
+// changeOwn sends the user's own join or knock, with their profile in it as Synapse does.
+func (srv *Server) changeOwn(r *http.Request, s *session, membership string) (any, error) {
 	var body membershipBody
 	roomID, err := srv.bodyAndRoom(r, &body)
 	if err != nil {
@@ -148,7 +157,7 @@ func (srv *Server) join(r *http.Request, s *session) (any, error) {
 	}
 	extra := srv.profileFields(r.Context(), s.UserID)
 	if _, err := srv.Rooms.ChangeMembership(r.Context(), rooms.MembershipChange{RoomID: roomID, Sender: s.UserID,
-		Target: s.UserID, Membership: "join", Reason: body.Reason, Extra: extra}); err != nil {
+		Target: s.UserID, Membership: membership, Reason: body.Reason, Extra: extra}); err != nil {
 		return nil, err
 	}
 	return map[string]string{"room_id": roomID}, nil
@@ -177,7 +186,7 @@ func (srv *Server) changeOther(r *http.Request, s *session, membership string) (
 		membership = "leave"
 	}
 	if membership == "kick" {
-		if ms := srv.Rooms.Model().Membership(roomID, body.UserID); ms != "join" && ms != "invite" {
+		if ms := srv.Rooms.Model().Membership(roomID, body.UserID); ms != "join" && ms != "invite" && ms != "knock" {
 			return nil, forbidden("%s is not in the room", body.UserID)
 		}
 		membership = "leave"

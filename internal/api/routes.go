@@ -54,6 +54,7 @@ func (srv *Server) routes() {
 	// Rooms (rooms.go).
 	srv.client("POST", "/createRoom", srv.createRoom, send)
 	srv.client("POST", "/join/{roomIdOrAlias}", srv.join, send)
+	srv.client("POST", "/knock/{roomIdOrAlias}", srv.knock, send)
 	srv.client("POST", "/rooms/{roomId}/join", srv.join, send)
 	srv.client("POST", "/rooms/{roomId}/invite", srv.invite, send)
 	srv.client("POST", "/rooms/{roomId}/leave", srv.leave, authed)

@@ -11,11 +11,11 @@ func (s *Service) MemberSummary(roomID, userID string, maxHeroes int) (joined, i
 	return s.model.MemberSummary(roomID, userID, maxHeroes)
 }
 
-// strippedTypes are the state events an invitee sees before joining.
+// strippedTypes are the state events an invitee or a knocking user sees before joining.
 var strippedTypes = []string{"m.room.create", "m.room.join_rules", "m.room.name", "m.room.avatar",
 	"m.room.canonical_alias", "m.room.encryption", "m.room.topic"}
 
-// StrippedState is what an invited user may see of the room: a few state events, reduced to
+// StrippedState is what an invited or knocking user may see of the room: a few state events, reduced to
 // type, state key, sender and content, and their own member event.
 func (s *Service) StrippedState(roomID, userID string) []any {
 	var out []any

@@ -25,8 +25,12 @@ func (s *Service) build(req Request, since *Token, now Token) *Response {
 				resp.Rooms.Join[roomID] = jr
 			}
 		case "invite":
-			if ir := s.invitedRoom(req, w); ir != nil {
-				resp.Rooms.Invite[roomID] = ir
+			if state, ok := s.strippedState(req, w); ok {
+				resp.Rooms.Invite[roomID] = &InvitedRoom{InviteState: state}
+			}
+		case "knock":
+			if state, ok := s.strippedState(req, w); ok {
+				resp.Rooms.Knock[roomID] = &KnockedRoom{KnockState: state}
 			}
 		case "leave", "ban":
 			if lr := s.leftRoom(req, w); lr != nil {
@@ -147,11 +151,13 @@ func (s *Service) joinedRoom(req Request, w window) *JoinedRoom {
 	return jr
 }
 
-func (s *Service) invitedRoom(req Request, w window) *InvitedRoom {
+// strippedState is what an invited or knocking user sees of a room, when it changed since
+// their token: its name, avatar, rules and the like, and their own member event.
+func (s *Service) strippedState(req Request, w window) (EventList, bool) {
 	if !w.full && !w.changed() {
-		return nil
+		return EventList{}, false
 	}
-	return &InvitedRoom{InviteState: EventList{Events: s.rooms.StrippedState(w.roomID, req.UserID)}}
+	return EventList{Events: s.rooms.StrippedState(w.roomID, req.UserID)}, true
 }
 
 func (s *Service) leftRoom(req Request, w window) *LeftRoom {

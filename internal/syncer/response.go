@@ -21,7 +21,7 @@ type RoomsSection struct {
 	Join   map[string]*JoinedRoom  `json:"join"`
 	Invite map[string]*InvitedRoom `json:"invite"`
 	Leave  map[string]*LeftRoom    `json:"leave"`
-	Knock  map[string]any          `json:"knock"`
+	Knock  map[string]*KnockedRoom `json:"knock"`
 }
 
 // EventList is {"events": [...]}.
@@ -69,6 +69,11 @@ type InvitedRoom struct {
 	InviteState EventList `json:"invite_state"`
 }
 
+// KnockedRoom is one room in rooms.knock: only stripped state, the user's knock in it.
+type KnockedRoom struct {
+	KnockState EventList `json:"knock_state"`
+}
+
 // LeftRoom is one room in rooms.leave.
 type LeftRoom struct {
 	State       StateList `json:"state"`
@@ -78,7 +83,7 @@ type LeftRoom struct {
 
 func newResponse() *Response {
 	return &Response{
-		Rooms:       RoomsSection{Join: map[string]*JoinedRoom{}, Invite: map[string]*InvitedRoom{}, Leave: map[string]*LeftRoom{}, Knock: map[string]any{}},
+		Rooms:       RoomsSection{Join: map[string]*JoinedRoom{}, Invite: map[string]*InvitedRoom{}, Leave: map[string]*LeftRoom{}, Knock: map[string]*KnockedRoom{}},
 		AccountData: EventList{Events: []any{}},
 		Presence:    EventList{Events: []any{}},
 		ToDevice:    EventList{Events: []any{}},
@@ -87,5 +92,6 @@ func newResponse() *Response {
 
 // empty reports whether there is nothing new for the client.
 func (r *Response) empty() bool {
-	return len(r.Rooms.Join) == 0 && len(r.Rooms.Invite) == 0 && len(r.Rooms.Leave) == 0 && len(r.AccountData.Events) == 0
+	return len(r.Rooms.Join) == 0 && len(r.Rooms.Invite) == 0 && len(r.Rooms.Knock) == 0 && len(r.Rooms.Leave) == 0 &&
+		len(r.AccountData.Events) == 0
 }

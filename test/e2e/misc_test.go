@@ -550,3 +550,74 @@ func testPresence(t *testing.T, srv *server) {
 		t.Errorf("presence = %s, want offline", resp.Raw)
 	}
 }
+
+// testKnocking: in a room whose join rule is knock, a user asks to join and sees the room's
+// stripped state in rooms.knock; the members see the knock and may invite them in or reject
+// it with a kick; a knock elsewhere, or a join without an invite, is refused.
+func testKnocking(t *testing.T, srv *server) {
+	alice, bob, carol := registerUser(t, srv, "alice"), registerUser(t, srv, "bob"), registerUser(t, srv, "carol")
+	empty := ""
+	room := alice.createRoom(t, &mautrix.ReqCreateRoom{Name: "Knock here", InitialState: []*event.Event{{
+		Type: event.StateJoinRules, StateKey: &empty,
+		Content: event.Content{Parsed: &event.JoinRulesEventContent{JoinRule: event.JoinRuleKnock}},
+	}}})
+	public := alice.createRoom(t, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+	bob.syncOnce(t, 0)
+	alice.syncOnce(t, 0)
+
+	_, err := bob.JoinRoomByID(testCtx(t), room)
+	expectMatrixError(t, err, http.StatusForbidden, "M_FORBIDDEN")
+	_, err = bob.KnockRoom(testCtx(t), public.String(), &mautrix.ReqKnockRoom{})
+	expectMatrixError(t, err, http.StatusForbidden, "M_FORBIDDEN")
+	knocked, err := bob.KnockRoom(testCtx(t), room.String(), &mautrix.ReqKnockRoom{Reason: "let me in"})
+	mustOK(t, err, "knock")
+	if knocked.RoomID != room {
+		t.Errorf("knock answered room %s, want %s", knocked.RoomID, room)
+	}
+
+	bob.syncUntil(t, "the room in rooms.knock", func(r *mautrix.RespSync) bool {
+		kr := r.Rooms.Knock[room]
+		if kr == nil {
+			return false
+		}
+		var name, own bool
+		for _, ev := range kr.State.Events {
+			name = name || ev.Type == event.StateRoomName
+			own = own || (ev.Type == event.StateMember && ev.GetStateKey() == bob.UserID.String() &&
+				ev.Content.Raw["membership"] == "knock" && ev.Content.Raw["reason"] == "let me in")
+		}
+		if !name || !own {
+			t.Errorf("knock_state lacks the room's name or bob's knock: %d events", len(kr.State.Events))
+		}
+		return true
+	})
+	alice.syncUntil(t, "bob's knock", func(r *mautrix.RespSync) bool {
+		return memberEventIn(r, room, bob.UserID, "knock")
+	})
+	_, err = alice.InviteUser(testCtx(t), room, &mautrix.ReqInviteUser{UserID: bob.UserID})
+	mustOK(t, err, "invite the knocking user")
+	bob.syncUntil(t, "the invite after knocking", func(r *mautrix.RespSync) bool { return r.Rooms.Invite[room] != nil })
+	bob.join(t, room.String(), room)
+
+	_, err = carol.KnockRoom(testCtx(t), room.String(), &mautrix.ReqKnockRoom{})
+	mustOK(t, err, "carol knocks")
+	carol.syncUntil(t, "the room in rooms.knock", func(r *mautrix.RespSync) bool { return r.Rooms.Knock[room] != nil })
+	_, err = alice.KickUser(testCtx(t), room, &mautrix.ReqKickUser{UserID: carol.UserID, Reason: "not now"})
+	mustOK(t, err, "reject carol's knock")
+	carol.syncUntil(t, "the rejected knock in rooms.leave", func(r *mautrix.RespSync) bool { return r.Rooms.Leave[room] != nil })
+}
+
+// memberEventIn reports whether a sync's timeline of the room holds the user's member event
+// with that membership.
+func memberEventIn(r *mautrix.RespSync, room id.RoomID, user id.UserID, membership string) bool {
+	jr := r.Rooms.Join[room]
+	if jr == nil {
+		return false
+	}
+	for _, ev := range jr.Timeline.Events {
+		if ev.Type == event.StateMember && ev.GetStateKey() == user.String() && ev.Content.Raw["membership"] == membership {
+			return true
+		}
+	}
+	return false
+}

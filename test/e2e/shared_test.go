@@ -33,6 +33,7 @@ func TestSharedServer(t *testing.T) {
 		{"Aliases", testAliases},
 		{"CreateRoomInvites", testCreateRoomInvites},
 		{"RejectedInviteSync", testRejectedInviteSync},
+		{"Knocking", testKnocking},
 		{"Redact", testRedact},
 		{"Context", testContext},
 		{"Typing", testTyping},
