@@ -21,22 +21,26 @@ type Receipt struct {
 	Rev      uint64 `json:"-"` // the receipts bucket's position when it was stored
 }
 
-// receiptModel mirrors the receipts bucket: the latest receipt per room, user and type.
+// receiptKey names one of a user's receipts in a room: its type and its thread ("" for an
+// unthreaded receipt, "main" for the main timeline, or a thread root's event id).
+type receiptKey struct{ Type, Thread string }
+
+// receiptModel mirrors the receipts bucket: the latest receipt per room, user, type and thread.
 type receiptModel struct {
 	mu       sync.RWMutex
-	byRoom   map[string]map[string]map[string]Receipt
+	byRoom   map[string]map[string]map[receiptKey]Receipt
 	rev      *store.Cursor
 	onChange func(roomID string)
 }
 
 func newReceiptModel() *receiptModel {
-	return &receiptModel{byRoom: map[string]map[string]map[string]Receipt{}, rev: store.NewCursor(), onChange: func(string) {}}
+	return &receiptModel{byRoom: map[string]map[string]map[receiptKey]Receipt{}, rev: store.NewCursor(), onChange: func(string) {}}
 }
 
 func (m *receiptModel) apply(c store.Change) {
 	defer m.rev.Advance(c.Rev) // even past a change it cannot use, so waiters never stall
 	parts, err := store.KeyParts(c.Key)
-	if err != nil || len(parts) != 3 || c.Deleted {
+	if err != nil || (len(parts) != 3 && len(parts) != 4) || c.Deleted {
 		return
 	}
 	var r Receipt
@@ -44,25 +48,40 @@ func (m *receiptModel) apply(c store.Change) {
 		return
 	}
 	r.RoomID, r.UserID, r.Type, r.Rev = parts[0], parts[1], parts[2], c.Rev
+	r.ThreadID = ""
+	if len(parts) == 4 {
+		r.ThreadID = parts[3]
+	}
 	m.mu.Lock()
 	users := m.byRoom[r.RoomID]
 	if users == nil {
-		users = map[string]map[string]Receipt{}
+		users = map[string]map[receiptKey]Receipt{}
 		m.byRoom[r.RoomID] = users
 	}
 	if users[r.UserID] == nil {
-		users[r.UserID] = map[string]Receipt{}
+		users[r.UserID] = map[receiptKey]Receipt{}
 	}
-	users[r.UserID][r.Type] = r
+	users[r.UserID][receiptKey{r.Type, r.ThreadID}] = r
 	m.mu.Unlock()
 	m.onChange(r.RoomID)
+}
+
+// receiptStoreKey is where a receipt is stored: an unthreaded one under the room, user and
+// type (as before threads were told apart), a threaded one under its thread as well.
+func receiptStoreKey(roomID, userID string, k receiptKey) string {
+	if k.Thread == "" {
+		return store.Key(roomID, userID, k.Type)
+	}
+	return store.Key(roomID, userID, k.Type, k.Thread)
 }
 
 // ReceiptTypes are the receipt types a client may send.
 var ReceiptTypes = map[string]bool{"m.read": true, "m.read.private": true}
 
-// SetReceipt records that userID has read the room up to eventID. Receipts only move forward:
-// one for an event older than the user's current one is accepted and ignored, as the spec asks.
+// SetReceipt records that userID has read the room up to eventID, or with a thread id ("main"
+// or a thread root's event id) that thread up to eventID. Each type and thread has its own
+// receipt, which only moves forward: one for an event older than the current one is accepted
+// and ignored, as the spec asks.
 func (s *Service) SetReceipt(ctx context.Context, roomID, userID, receiptType, eventID, threadID string) error {
 	if !ReceiptTypes[receiptType] {
 		return fmt.Errorf("%w: unknown receipt type %q", ErrBadRequest, receiptType)
@@ -74,23 +93,24 @@ func (s *Service) SetReceipt(ctx context.Context, roomID, userID, receiptType, e
 	if !ok {
 		return fmt.Errorf("%w: unknown event %s", ErrNotFound, eventID)
 	}
-	if cur, ok := s.receiptFor(roomID, userID, receiptType); ok {
+	key := receiptKey{receiptType, threadID}
+	if cur, ok := s.receiptFor(roomID, userID, key); ok {
 		if old, ok := s.model.Event(roomID, cur.EventID); ok && old.Seq >= ev.Seq {
 			return nil
 		}
 	}
 	b, _ := json.Marshal(Receipt{EventID: eventID, TS: time.Now().UnixMilli(), ThreadID: threadID})
-	rev, err := s.st.Put(ctx, store.BucketReceipts, store.Key(roomID, userID, receiptType), b)
+	rev, err := s.st.Put(ctx, store.BucketReceipts, receiptStoreKey(roomID, userID, key), b)
 	if err != nil {
 		return unavailable(err)
 	}
 	return s.receipts.rev.WaitUpTo(ctx, rev, store.WaitLimit)
 }
 
-func (s *Service) receiptFor(roomID, userID, receiptType string) (Receipt, bool) {
+func (s *Service) receiptFor(roomID, userID string, key receiptKey) (Receipt, bool) {
 	s.receipts.mu.RLock()
 	defer s.receipts.mu.RUnlock()
-	r, ok := s.receipts.byRoom[roomID][userID][receiptType]
+	r, ok := s.receipts.byRoom[roomID][userID][key]
 	return r, ok
 }
 
@@ -103,9 +123,9 @@ func (s *Service) ReceiptsSince(roomID, viewer string, since uint64) []Receipt {
 	s.receipts.mu.RLock()
 	defer s.receipts.mu.RUnlock()
 	var out []Receipt
-	for user, byType := range s.receipts.byRoom[roomID] {
-		for t, r := range byType {
-			if r.Rev > since && (t == "m.read" || user == viewer) {
+	for user, byKey := range s.receipts.byRoom[roomID] {
+		for k, r := range byKey {
+			if r.Rev > since && (k.Type == "m.read" || user == viewer) {
 				out = append(out, r)
 			}
 		}
@@ -113,17 +133,48 @@ func (s *Service) ReceiptsSince(roomID, viewer string, since uint64) []Receipt {
 	return out
 }
 
-// readUpTo is the position of the latest event the user has marked read in the room, 0 if none.
-func (s *Service) readUpTo(roomID, userID string) uint64 {
-	var upTo uint64
-	for t := range ReceiptTypes {
-		if r, ok := s.receiptFor(roomID, userID, t); ok {
-			if ev, ok := s.model.Event(roomID, r.EventID); ok && ev.Seq > upTo {
-				upTo = ev.Seq
-			}
-		}
+// readMarks is how far the user has read a room: everything up to upTo, and each thread up
+// to its own position past it. upTo is the furthest unthreaded or main-timeline receipt: a
+// main-timeline receipt also covers the thread events before it, as every receipt did before
+// threads were told apart, so that counting never reaches back beyond it. rev is the receipts
+// bucket's position of the newest receipt, which changes whenever any of them moves.
+type readMarks struct {
+	upTo    uint64
+	threads map[string]uint64
+	rev     uint64
+}
+
+// readMarks gathers the user's receipts in the room, of either read type.
+func (s *Service) readMarks(roomID, userID string) readMarks {
+	var few [4]Receipt // a user's read and private receipts, unthreaded and for "main"
+	receipts := few[:0]
+	s.receipts.mu.RLock()
+	for _, r := range s.receipts.byRoom[roomID][userID] {
+		receipts = append(receipts, r)
 	}
-	return upTo
+	s.receipts.mu.RUnlock()
+	var marks readMarks
+	for _, r := range receipts {
+		marks.rev = max(marks.rev, r.Rev)
+		ev, ok := s.model.Event(roomID, r.EventID)
+		if !ok {
+			continue
+		}
+		if r.ThreadID == "" || r.ThreadID == "main" {
+			marks.upTo = max(marks.upTo, ev.Seq)
+			continue
+		}
+		if marks.threads == nil {
+			marks.threads = map[string]uint64{}
+		}
+		marks.threads[r.ThreadID] = max(marks.threads[r.ThreadID], ev.Seq)
+	}
+	return marks
+}
+
+// read reports whether an event at seq in the thread is read.
+func (m readMarks) read(seq uint64, thread string) bool {
+	return seq <= m.upTo || seq <= m.threads[thread]
 }
 
 // WaitReceiptPosition waits until this node has applied the receipts bucket up to p.

@@ -1191,3 +1191,60 @@ func TestStateDeltaEveryPosition(t *testing.T) {
 		}
 	}
 }
+
+// TestThreadedReceipts: a receipt for a thread marks only that thread's events read and is
+// kept beside the room's other receipts; a main-timeline receipt marks the main timeline read,
+// and every event before it, as an unthreaded one does.
+func TestThreadedReceipts(t *testing.T) {
+	s := newService(t)
+	ctx := t.Context()
+	roomID := createRoom(t, s, CreateRequest{Preset: "public_chat"})
+	join(t, s, roomID, bob)
+	inThread := func(root, body string) string {
+		content := mustJSON(map[string]any{"msgtype": "m.text", "body": body,
+			"m.relates_to": map[string]any{"rel_type": "m.thread", "event_id": root}})
+		id, err := s.Send(ctx, Proto{RoomID: roomID, Sender: alice, Type: "m.room.message", Content: content}, SendOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	sendText(t, s, roomID, alice, "main 1")
+	root := sendText(t, s, roomID, alice, "thread root")
+	inThread(root, "reply 1")
+	main2 := sendText(t, s, roomID, alice, "main 2")
+	reply2 := inThread(root, "reply 2")
+	unread := func(want int, when string) {
+		t.Helper()
+		if got, _ := s.UnreadCounts(roomID, bob); got != want {
+			t.Errorf("%s: bob's notifications = %d, want %d", when, got, want)
+		}
+	}
+	unread(5, "before any receipt")
+	if err := s.SetReceipt(ctx, roomID, bob, "m.read", reply2, root); err != nil {
+		t.Fatal(err)
+	}
+	unread(3, "after reading the thread") // main 1, the root and main 2 are left
+	if err := s.SetReceipt(ctx, roomID, bob, "m.read", main2, "main"); err != nil {
+		t.Fatal(err)
+	}
+	unread(0, "after reading the main timeline too")
+	// An unthreaded receipt on an older event is a receipt of its own, not a step back.
+	if err := s.SetReceipt(ctx, roomID, bob, "m.read", root, ""); err != nil {
+		t.Fatal(err)
+	}
+	unread(0, "after an older unthreaded receipt")
+	threads := map[string]string{}
+	for _, r := range s.ReceiptsSince(roomID, bob, 0) {
+		if r.UserID == bob {
+			threads[r.ThreadID] = r.EventID
+		}
+	}
+	if want := map[string]string{root: reply2, "main": main2, "": root}; !maps.Equal(threads, want) {
+		t.Errorf("bob's receipts by thread = %v, want %v", threads, want)
+	}
+	// A new reply in the thread is unread; so is a new message in the main timeline.
+	inThread(root, "reply 3")
+	sendText(t, s, roomID, alice, "main 3")
+	unread(2, "after a new reply and a new message")
+}

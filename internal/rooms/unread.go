@@ -12,25 +12,28 @@ import (
 	"github.com/firebreak/firebreak/internal/push"
 )
 
-// UnreadCounts counts the events after the user's latest read receipt that the user's push
-// rules say notify, and how many of those highlight. The user's own events count as read: an
-// event the user sent resets both counts, as it does in other homeservers. Counts are kept per
-// room and user and extended with new events only, so a sync does not re-read the history.
+// UnreadCounts counts the unread events that the user's push rules say notify, and how many
+// of those highlight. An event is read when an unthreaded or main-timeline receipt is at or
+// after it, or a receipt for its own thread is (readMarks). The user's own events count as
+// read: an event the user sent resets both counts, as it does in other homeservers. Counts are
+// kept per room and user and extended with new events only, so a sync does not re-read the
+// history; any receipt that moves starts them again.
 func (s *Service) UnreadCounts(roomID, userID string) (notifications, highlights int) {
-	readUpTo := s.readUpTo(roomID, userID)
-	if me := s.model.StateEvent(roomID, "m.room.member", userID); me != nil && me.Seq > readUpTo {
-		readUpTo = me.Seq // nothing before joining is unread
+	marks := s.readMarks(roomID, userID)
+	from := marks.upTo
+	if me := s.model.StateEvent(roomID, "m.room.member", userID); me != nil && me.Seq > from {
+		from = me.Seq // nothing before joining is unread
 	}
 	key := unreadKey{roomID, userID}
 	s.unreadMu.Lock()
 	st := s.unread[key]
 	s.unreadMu.Unlock()
-	if st.from != readUpTo || st.upTo < readUpTo {
-		st = unreadState{from: readUpTo, upTo: readUpTo}
+	if st.from != from || st.marksRev != marks.rev || st.upTo < from {
+		st = unreadState{from: from, upTo: from, marksRev: marks.rev}
 	}
 	evs := s.model.Range(roomID, st.upTo, End, true, math.MaxInt, nil)
 	if len(evs) > 0 {
-		s.countUnread(roomID, userID, evs, &st)
+		s.countUnread(roomID, userID, evs, marks, &st)
 		s.unreadMu.Lock()
 		s.unread[key] = st
 		s.unreadMu.Unlock()
@@ -40,13 +43,15 @@ func (s *Service) UnreadCounts(roomID, userID string) (notifications, highlights
 
 type unreadKey struct{ roomID, userID string }
 
-// unreadState is the counts for events in (from, upTo].
+// unreadState is the counts for events in (from, upTo], under the receipts as they stood at
+// marksRev.
 type unreadState struct {
 	from, upTo                uint64
+	marksRev                  uint64
 	notifications, highlights int
 }
 
-func (s *Service) countUnread(roomID, userID string, evs []Event, st *unreadState) {
+func (s *Service) countUnread(roomID, userID string, evs []Event, marks readMarks, st *unreadState) {
 	joined, _, _ := s.MemberSummary(roomID, userID, 0)
 	c := push.Context{UserID: userID, DisplayName: s.displayName(roomID, userID), MemberCount: joined}
 	rules := s.pushRules(userID)
@@ -55,6 +60,9 @@ func (s *Service) countUnread(roomID, userID string, evs []Event, st *unreadStat
 		st.upTo = ev.Seq
 		if ev.Sender == userID {
 			st.notifications, st.highlights = 0, 0
+			continue
+		}
+		if len(marks.threads) > 0 && marks.read(ev.Seq, threadOf(ev)) {
 			continue
 		}
 		decoded, ok := s.pushDecoded.get(ev.PDU)
@@ -69,6 +77,20 @@ func (s *Service) countUnread(roomID, userID string, evs []Event, st *unreadStat
 			}
 		}
 	}
+}
+
+// threadOf is the thread an event is in: its thread root's event id, or "main" for an event
+// in no thread (a thread's root included, as clients show it in the main timeline). Only
+// threads with a receipt of their own are looked up, so it runs only for users whose clients
+// send them.
+func threadOf(ev Event) string {
+	rel := gjson.GetBytes(ev.PDU.Content(), `m\.relates_to`)
+	if rel.Get("rel_type").Str == "m.thread" {
+		if root := rel.Get("event_id").Str; root != "" {
+			return root
+		}
+	}
+	return "main"
 }
 
 // pushDecodedCap is how many recent events stay decoded for push rules: enough for every
