@@ -135,6 +135,9 @@ func (srv *Server) roomParam(r *http.Request) (string, error) {
 	return id, srv.Rooms.AwaitRoom(r.Context(), id)
 }
 
+// present are the memberships a leave or a kick can end: a member, an invitee, a knock.
+var present = []string{"join", "invite", "knock"}
+
 type membershipBody struct {
 	UserID string `json:"user_id"`
 	Reason string `json:"reason"`
@@ -185,8 +188,8 @@ func (srv *Server) changeOther(r *http.Request, s *session, membership string) (
 		}
 		membership = "leave"
 	}
-	if membership == "kick" {
-		if ms := srv.Rooms.Model().Membership(roomID, body.UserID); ms != "join" && ms != "invite" && ms != "knock" {
+	if membership == "kick" { // which also rejects a knock
+		if !slices.Contains(present, srv.freshMembership(r.Context(), roomID, body.UserID, present...)) {
 			return nil, forbidden("%s is not in the room", body.UserID)
 		}
 		membership = "leave"
@@ -216,7 +219,8 @@ func (srv *Server) leave(r *http.Request, s *session) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if ms := srv.freshMembership(r.Context(), roomID, s.UserID, "join", "invite"); ms != "join" && ms != "invite" {
+	// A knock is withdrawn by leaving, as an invite is declined.
+	if !slices.Contains(present, srv.freshMembership(r.Context(), roomID, s.UserID, present...)) {
 		return nil, forbidden("You are not in room %s", roomID)
 	}
 	_, err = srv.Rooms.ChangeMembership(r.Context(), rooms.MembershipChange{RoomID: roomID, Sender: s.UserID,
@@ -233,7 +237,7 @@ func (srv *Server) forget(r *http.Request, s *session) (any, error) {
 		return nil, err
 	}
 	switch srv.Rooms.Model().Membership(roomID, s.UserID) {
-	case "join", "invite":
+	case "join", "invite", "knock":
 		return nil, errorf(http.StatusBadRequest, "M_UNKNOWN", "Leave the room before forgetting it")
 	case "":
 		return nil, notFound("You were never in room %s", roomID)

@@ -5,12 +5,12 @@ import (
 	"fmt"
 )
 
-// MembershipChange is a join, invite, leave, kick, ban or unban.
+// MembershipChange is a join, knock, invite, leave, kick, ban or unban.
 type MembershipChange struct {
 	RoomID     string
 	Sender     string
 	Target     string
-	Membership string         // join, invite, leave or ban
+	Membership string         // join, knock, invite, leave or ban
 	Reason     string         // optional, shown to the target
 	Extra      map[string]any // displayname, avatar_url, is_direct
 }
@@ -22,7 +22,8 @@ func (s *Service) ChangeMembership(ctx context.Context, c MembershipChange) (str
 	if _, ok := s.model.Info(c.RoomID); !ok {
 		return "", fmt.Errorf("%w: unknown room %s", ErrNotFound, c.RoomID)
 	}
-	if c.Membership == "join" && s.model.Membership(c.RoomID, c.Target) == "join" {
+	// A repeated join or knock is answered with the event already there, as Synapse does.
+	if (c.Membership == "join" || c.Membership == "knock") && s.model.Membership(c.RoomID, c.Target) == c.Membership {
 		if ev := s.model.StateEvent(c.RoomID, "m.room.member", c.Target); ev != nil {
 			return ev.PDU.EventID(), nil
 		}

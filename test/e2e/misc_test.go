@@ -592,7 +592,7 @@ func testKnocking(t *testing.T, srv *server) {
 		return true
 	})
 	alice.syncUntil(t, "bob's knock", func(r *mautrix.RespSync) bool {
-		return memberEventIn(r, room, bob.UserID, "knock")
+		return memberEventIn(r, room, bob.UserID, bob.UserID, "knock")
 	})
 	_, err = alice.InviteUser(testCtx(t), room, &mautrix.ReqInviteUser{UserID: bob.UserID})
 	mustOK(t, err, "invite the knocking user")
@@ -602,20 +602,36 @@ func testKnocking(t *testing.T, srv *server) {
 	_, err = carol.KnockRoom(testCtx(t), room.String(), &mautrix.ReqKnockRoom{})
 	mustOK(t, err, "carol knocks")
 	carol.syncUntil(t, "the room in rooms.knock", func(r *mautrix.RespSync) bool { return r.Rooms.Knock[room] != nil })
+	_, err = carol.ForgetRoom(testCtx(t), room)
+	expectMatrixError(t, err, http.StatusBadRequest, "M_UNKNOWN")
 	_, err = alice.KickUser(testCtx(t), room, &mautrix.ReqKickUser{UserID: carol.UserID, Reason: "not now"})
 	mustOK(t, err, "reject carol's knock")
 	carol.syncUntil(t, "the rejected knock in rooms.leave", func(r *mautrix.RespSync) bool { return r.Rooms.Leave[room] != nil })
+
+	// A knock is withdrawn by leaving.
+	_, err = carol.KnockRoom(testCtx(t), room.String(), &mautrix.ReqKnockRoom{})
+	mustOK(t, err, "carol knocks again")
+	carol.syncUntil(t, "the room in rooms.knock again", func(r *mautrix.RespSync) bool { return r.Rooms.Knock[room] != nil })
+	_, err = carol.LeaveRoom(testCtx(t), room)
+	mustOK(t, err, "carol withdraws her knock")
+	carol.syncUntil(t, "the withdrawn knock in rooms.leave", func(r *mautrix.RespSync) bool {
+		return r.Rooms.Leave[room] != nil && r.Rooms.Knock[room] == nil
+	})
+	alice.syncUntil(t, "carol's withdrawal", func(r *mautrix.RespSync) bool {
+		return memberEventIn(r, room, carol.UserID, carol.UserID, "leave") // hers, not the kick
+	})
 }
 
-// memberEventIn reports whether a sync's timeline of the room holds the user's member event
-// with that membership.
-func memberEventIn(r *mautrix.RespSync, room id.RoomID, user id.UserID, membership string) bool {
+// memberEventIn reports whether a sync's timeline of the room holds a member event for the
+// user, sent by sender, with that membership.
+func memberEventIn(r *mautrix.RespSync, room id.RoomID, user, sender id.UserID, membership string) bool {
 	jr := r.Rooms.Join[room]
 	if jr == nil {
 		return false
 	}
 	for _, ev := range jr.Timeline.Events {
-		if ev.Type == event.StateMember && ev.GetStateKey() == user.String() && ev.Content.Raw["membership"] == membership {
+		if ev.Type == event.StateMember && ev.GetStateKey() == user.String() && ev.Sender == sender &&
+			ev.Content.Raw["membership"] == membership {
 			return true
 		}
 	}
