@@ -64,7 +64,7 @@ func toMatrixError(err error) (*matrixError, bool) {
 		return errorf(http.StatusBadRequest, "M_INVALID_ROOM_STATE", "%v", err), true
 	case errors.Is(err, rooms.ErrCanonicalAlias):
 		return errorf(http.StatusBadRequest, "M_BAD_ALIAS", "%v", err), true
-	case errors.Is(err, rooms.ErrInvalidAlias), errors.Is(err, store.ErrKeyTooLong):
+	case errors.Is(err, rooms.ErrInvalidAlias), errors.Is(err, rooms.ErrInvalidParam), errors.Is(err, store.ErrKeyTooLong):
 		return errorf(http.StatusBadRequest, "M_INVALID_PARAM", "%v", err), true
 	case errors.Is(err, rooms.ErrAliasInUse):
 		return errorf(http.StatusBadRequest, "M_ROOM_IN_USE", "%v", err), true

@@ -554,7 +554,7 @@ func (srv *Server) deleteAlias(r *http.Request, s *session) (any, error) {
 
 func (srv *Server) receipt(r *http.Request, s *session) (any, error) {
 	var body struct {
-		ThreadID string `json:"thread_id"`
+		ThreadID *string `json:"thread_id"`
 	}
 	roomID, err := srv.bodyAndRoom(r, &body)
 	if err != nil {
@@ -567,11 +567,16 @@ func (srv *Server) receipt(r *http.Request, s *session) (any, error) {
 	if !rooms.ReceiptTypes[rt] {
 		return nil, errorf(http.StatusBadRequest, "M_INVALID_PARAM", "Unknown receipt type %q", rt)
 	}
-	// The spec's thread ids: "main" or the id of a thread's root event.
-	if body.ThreadID != "" && body.ThreadID != "main" && !strings.HasPrefix(body.ThreadID, "$") {
-		return nil, errorf(http.StatusBadRequest, "M_INVALID_PARAM", "thread_id must be \"main\" or an event id")
+	// The spec's thread ids: "main" or the id of a thread's root event (which SetReceipt
+	// looks for in the room); absent for an unthreaded receipt.
+	thread := ""
+	if body.ThreadID != nil {
+		thread = *body.ThreadID
+		if thread != "main" && !strings.HasPrefix(thread, "$") {
+			return nil, errorf(http.StatusBadRequest, "M_INVALID_PARAM", "thread_id must be \"main\" or an event id")
+		}
 	}
-	return struct{}{}, srv.Rooms.SetReceipt(r.Context(), roomID, s.UserID, rt, r.PathValue("eventId"), body.ThreadID)
+	return struct{}{}, srv.Rooms.SetReceipt(r.Context(), roomID, s.UserID, rt, r.PathValue("eventId"), thread)
 }
 
 func (srv *Server) readMarkers(r *http.Request, s *session) (any, error) {

@@ -12,6 +12,7 @@ var (
 	ErrAliasInUse         = errors.New("room alias in use")
 	ErrCanonicalAlias     = errors.New("bad canonical alias") // malformed, or points at another room
 	ErrInvalidAlias       = errors.New("invalid room alias")
+	ErrInvalidParam       = errors.New("invalid parameter")
 	ErrUnavailable        = errors.New("storage unavailable")
 	ErrUnsupportedVersion = errors.New("unsupported room version")
 	errUnknownRoom        = errors.New("event for a room without a create event")

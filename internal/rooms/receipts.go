@@ -93,6 +93,13 @@ func (s *Service) SetReceipt(ctx context.Context, roomID, userID, receiptType, e
 	if !ok {
 		return fmt.Errorf("%w: unknown event %s", ErrNotFound, eventID)
 	}
+	// A thread is named by its root, an event of the room: anything else would be stored
+	// for good under a key nobody reads.
+	if threadID != "" && threadID != "main" {
+		if _, ok := s.model.Event(roomID, threadID); !ok {
+			return fmt.Errorf("%w: thread_id %s is not an event of this room", ErrInvalidParam, threadID)
+		}
+	}
 	key := receiptKey{receiptType, threadID}
 	if cur, ok := s.receiptFor(roomID, userID, key); ok {
 		if old, ok := s.model.Event(roomID, cur.EventID); ok && old.Seq >= ev.Seq {
@@ -154,20 +161,33 @@ func (s *Service) readMarks(roomID, userID string) readMarks {
 	}
 	s.receipts.mu.RUnlock()
 	var marks readMarks
+	type threadMark struct {
+		thread string
+		seq    uint64
+	}
+	var threaded []threadMark
 	for _, r := range receipts {
-		marks.rev = max(marks.rev, r.Rev)
+		// A receipt whose event this node has not applied yet counts once it has: its
+		// revision is left out until then, so the counts made without it are made again.
 		ev, ok := s.model.Event(roomID, r.EventID)
 		if !ok {
 			continue
 		}
+		marks.rev = max(marks.rev, r.Rev)
 		if r.ThreadID == "" || r.ThreadID == "main" {
 			marks.upTo = max(marks.upTo, ev.Seq)
-			continue
+		} else {
+			threaded = append(threaded, threadMark{r.ThreadID, ev.Seq})
+		}
+	}
+	for _, m := range threaded {
+		if m.seq <= marks.upTo {
+			continue // covered already
 		}
 		if marks.threads == nil {
 			marks.threads = map[string]uint64{}
 		}
-		marks.threads[r.ThreadID] = max(marks.threads[r.ThreadID], ev.Seq)
+		marks.threads[m.thread] = max(marks.threads[m.thread], m.seq)
 	}
 	return marks
 }

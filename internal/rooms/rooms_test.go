@@ -1221,6 +1221,9 @@ func TestThreadedReceipts(t *testing.T) {
 		}
 	}
 	unread(5, "before any receipt")
+	if err := s.SetReceipt(ctx, roomID, bob, "m.read", reply2, "$no-such-root"); !errors.Is(err, ErrInvalidParam) {
+		t.Errorf("a receipt in a thread that is not the room's: %v, want ErrInvalidParam", err)
+	}
 	if err := s.SetReceipt(ctx, roomID, bob, "m.read", reply2, root); err != nil {
 		t.Fatal(err)
 	}

@@ -80,9 +80,10 @@ func (s *Service) countUnread(roomID, userID string, evs []Event, marks readMark
 }
 
 // threadOf is the thread an event is in: its thread root's event id, or "main" for an event
-// in no thread (a thread's root included, as clients show it in the main timeline). Only
-// threads with a receipt of their own are looked up, so it runs only for users whose clients
-// send them.
+// in no thread (a thread's root included, as clients show it in the main timeline). It runs
+// only for users with a thread receipt past their main-timeline one. It reads the event's own
+// relation only: an edit of a thread's reply counts as the main timeline's (push rules do
+// not notify for edits or reactions by default).
 func threadOf(ev Event) string {
 	rel := gjson.GetBytes(ev.PDU.Content(), `m\.relates_to`)
 	if rel.Get("rel_type").Str == "m.thread" {

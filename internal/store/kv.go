@@ -25,7 +25,7 @@ const (
 	BucketFilters     Bucket = "fb_filters"      // user id, filter id -> filter JSON
 	BucketAliases     Bucket = "fb_aliases"      // room alias -> room id
 	BucketAccountData Bucket = "fb_account_data" // user id, room id or "", type -> content
-	BucketReceipts    Bucket = "fb_receipts"     // room id, user id, receipt type -> receipt
+	BucketReceipts    Bucket = "fb_receipts"     // room id, user id, receipt type[, thread] -> receipt
 	BucketNonces      Bucket = "fb_nonces"       // shared-secret registration nonces, short-lived
 )
 

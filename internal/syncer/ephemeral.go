@@ -2,8 +2,11 @@ package syncer
 
 import (
 	"encoding/json"
+	"maps"
+	"slices"
 
 	"github.com/firebreak/firebreak/internal/filter"
+	"github.com/firebreak/firebreak/internal/rooms"
 )
 
 type rawJSON = json.RawMessage
@@ -20,21 +23,7 @@ func (s *Service) ephemeral(req Request, w window) EventList {
 		typingSince = 0 // a token from another node: its typing serial means nothing here
 	}
 	if rs := s.rooms.ReceiptsSince(w.roomID, req.UserID, receiptsSince); len(rs) > 0 && f.Matches(filter.Event{Type: "m.receipt", RoomID: w.roomID}) {
-		content := map[string]map[string]map[string]any{}
-		for _, r := range rs {
-			if content[r.EventID] == nil {
-				content[r.EventID] = map[string]map[string]any{}
-			}
-			if content[r.EventID][r.Type] == nil {
-				content[r.EventID][r.Type] = map[string]any{}
-			}
-			receipt := map[string]any{"ts": r.TS}
-			if r.ThreadID != "" {
-				receipt["thread_id"] = r.ThreadID
-			}
-			content[r.EventID][r.Type][r.UserID] = receipt
-		}
-		out.Events = append(out.Events, map[string]any{"type": "m.receipt", "content": content})
+		out.Events = append(out.Events, receiptEvents(rs)...)
 	}
 	if users, serial := s.rooms.TypingIn(w.roomID); (w.full || serial > typingSince) && f.Matches(filter.Event{Type: "m.typing", RoomID: w.roomID}) {
 		if users == nil {
@@ -44,6 +33,36 @@ func (s *Service) ephemeral(req Request, w window) EventList {
 			return out // nothing worth saying on a first sync
 		}
 		out.Events = append(out.Events, map[string]any{"type": "m.typing", "content": map[string]any{"user_ids": users}})
+	}
+	return out
+}
+
+// receiptEvents batches receipts into one m.receipt event per thread, as the spec asks: one
+// content can hold a user's receipt of a type for an event only once, and a user's unthreaded
+// and main-timeline receipts are often on the same event. Unthreaded receipts come first.
+func receiptEvents(rs []rooms.Receipt) []any {
+	byThread := map[string]map[string]map[string]map[string]any{}
+	for _, r := range rs {
+		content := byThread[r.ThreadID]
+		if content == nil {
+			content = map[string]map[string]map[string]any{}
+			byThread[r.ThreadID] = content
+		}
+		if content[r.EventID] == nil {
+			content[r.EventID] = map[string]map[string]any{}
+		}
+		if content[r.EventID][r.Type] == nil {
+			content[r.EventID][r.Type] = map[string]any{}
+		}
+		receipt := map[string]any{"ts": r.TS}
+		if r.ThreadID != "" {
+			receipt["thread_id"] = r.ThreadID
+		}
+		content[r.EventID][r.Type][r.UserID] = receipt
+	}
+	var out []any
+	for _, thread := range slices.Sorted(maps.Keys(byThread)) {
+		out = append(out, map[string]any{"type": "m.receipt", "content": byThread[thread]})
 	}
 	return out
 }

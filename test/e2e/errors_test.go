@@ -134,6 +134,8 @@ func testErrorResponses(t *testing.T, srv *server) {
 		{"RegisterDeviceIDOver255Bytes", "POST", "v3/register", "", []byte(`{"username":"` + uniqueName("longdevice") + `","password":"a-long-password","device_id":"` + strings.Repeat("d", 256) + `","auth":{"type":"m.login.dummy"}}`), 400, "M_INVALID_PARAM"},
 		{"TagsNotRoomID", "GET", "v3/user/" + url.PathEscape(alice.UserID.String()) + "/rooms/garbage/tags", alice.AccessToken, nil, 400, "M_INVALID_PARAM"},
 		{"ReceiptBadThreadID", "POST", fmt.Sprintf("v3/rooms/%s/receipt/m.read/%s", url.PathEscape(room.String()), url.PathEscape(head.String())), alice.AccessToken, []byte(`{"thread_id":"not-a-thread"}`), 400, "M_INVALID_PARAM"},
+		{"ReceiptEmptyThreadID", "POST", fmt.Sprintf("v3/rooms/%s/receipt/m.read/%s", url.PathEscape(room.String()), url.PathEscape(head.String())), alice.AccessToken, []byte(`{"thread_id":""}`), 400, "M_INVALID_PARAM"},
+		{"ReceiptThreadNotInRoom", "POST", fmt.Sprintf("v3/rooms/%s/receipt/m.read/%s", url.PathEscape(room.String()), url.PathEscape(head.String())), alice.AccessToken, []byte(`{"thread_id":"$nosuchroot"}`), 400, "M_INVALID_PARAM"},
 		{"TypingWithoutTyping", "PUT", fmt.Sprintf("v3/rooms/%s/typing/%s", url.PathEscape(room.String()), url.PathEscape(alice.UserID.String())), alice.AccessToken, []byte(`{}`), 400, "M_MISSING_PARAM"},
 		{"RedactUnknownEventNotMember", "PUT", fmt.Sprintf("v3/rooms/%s/redact/%s/z", url.PathEscape(room.String()), url.PathEscape("$doesnotexist")), outsider.AccessToken, []byte(`{}`), 403, "M_FORBIDDEN"},
 		{"DeviceIDOver255Bytes", "POST", "v3/login", "", loginWithDevice(strings.Repeat("d", 256)), 400, "M_INVALID_PARAM"},
