@@ -135,9 +135,6 @@ func (srv *Server) roomParam(r *http.Request) (string, error) {
 	return id, srv.Rooms.AwaitRoom(r.Context(), id)
 }
 
-// present are the memberships a leave or a kick can end: a member, an invitee, a knock.
-var present = []string{"join", "invite", "knock"}
-
 type membershipBody struct {
 	UserID string `json:"user_id"`
 	Reason string `json:"reason"`
@@ -189,7 +186,7 @@ func (srv *Server) changeOther(r *http.Request, s *session, membership string) (
 		membership = "leave"
 	}
 	if membership == "kick" { // which also rejects a knock
-		if !slices.Contains(present, srv.freshMembership(r.Context(), roomID, body.UserID, present...)) {
+		if !srv.isPresent(r.Context(), roomID, body.UserID) {
 			return nil, forbidden("%s is not in the room", body.UserID)
 		}
 		membership = "leave"
@@ -220,7 +217,7 @@ func (srv *Server) leave(r *http.Request, s *session) (any, error) {
 		return nil, err
 	}
 	// A knock is withdrawn by leaving, as an invite is declined.
-	if !slices.Contains(present, srv.freshMembership(r.Context(), roomID, s.UserID, present...)) {
+	if !srv.isPresent(r.Context(), roomID, s.UserID) {
 		return nil, forbidden("You are not in room %s", roomID)
 	}
 	_, err = srv.Rooms.ChangeMembership(r.Context(), rooms.MembershipChange{RoomID: roomID, Sender: s.UserID,
@@ -382,6 +379,14 @@ func (srv *Server) freshMembership(ctx context.Context, roomID, userID string, w
 		ms = srv.Rooms.Model().Membership(roomID, userID)
 	}
 	return ms
+}
+
+// presentMemberships are those a leave or a kick can end: a member, an invitee, a knock.
+var presentMemberships = []string{"join", "invite", "knock"}
+
+// isPresent reports whether the user is a member, an invitee or knocking, on the latest state.
+func (srv *Server) isPresent(ctx context.Context, roomID, userID string) bool {
+	return slices.Contains(presentMemberships, srv.freshMembership(ctx, roomID, userID, presentMemberships...))
 }
 
 func viewer(s *session) rooms.Viewer { return rooms.Viewer{UserID: s.UserID, DeviceID: s.DeviceID} }

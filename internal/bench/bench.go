@@ -99,7 +99,7 @@ func runWorkload(ctx context.Context, cfg Config, p procs) (*Result, error) {
 // the three-data-center layout, one otherwise.
 func measureEngineFor(ctx context.Context, cfg Config, dir string) (*EngineResult, error) {
 	opts := EngineOptions{Dir: dir, Duration: cfg.EngineDuration, InFlight: 256, MessageBytes: 300,
-		RoomShards: cfg.engineStreams(), Log: cfg.Log}
+		Streams: cfg.engineStreams(), Log: cfg.Log}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}

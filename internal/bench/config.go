@@ -128,8 +128,8 @@ func (c Config) localRoomShards() int {
 
 // engineStreams is how many shard streams the engine baseline spreads its publishes over:
 // the deployment's, but never fewer than a cluster's default. Each stream fsyncs one message
-// at a time, so over fewer streams the engine takes fewer publishes (on 2 CPUs 4.4–4.7k/s
-// over one, 11–14k over 16), and the baseline is meant to be the engine at its best.
+// at a time, so over fewer streams the engine takes fewer publishes (docs/PERFORMANCE.md,
+// "Group commit on a single node"), and the baseline is meant to be the engine at its best.
 func (c Config) engineStreams() int {
 	return max(c.localRoomShards(), config.ClusterRoomShards)
 }

@@ -20,7 +20,7 @@ type EngineOptions struct {
 	Duration     time.Duration // per publish mode
 	InFlight     int           // publishes outstanding at once in the pipelined mode
 	MessageBytes int
-	RoomShards   int          // shard streams to spread the publishes over
+	Streams      int          // shard streams to spread the publishes over
 	Log          *slog.Logger // the bench's own messages
 	// StoreLog receives the embedded JetStream's messages; nil drops them (a cluster's
 	// start is noisy with expected "connection refused" while its nodes find each other).
@@ -49,7 +49,7 @@ type EngineResult struct {
 }
 
 // MeasureEngine opens a separate embedded store with a single node's settings (one replica,
-// fsync always, opts.RoomShards shard streams) in opts.Dir and measures how fast it takes
+// fsync always, opts.Streams shard streams) in opts.Dir and measures how fast it takes
 // publishes. The pipelined mode spreads its publishers over the shards as a busy server's
 // rooms are.
 func MeasureEngine(ctx context.Context, opts EngineOptions) (*EngineResult, error) {
@@ -58,7 +58,7 @@ func MeasureEngine(ctx context.Context, opts EngineOptions) (*EngineResult, erro
 	}
 	defer withNodeProcs(1)()
 	st, err := store.Open(ctx, store.Options{DataDir: opts.Dir, NodeName: "bench-engine", Replicas: 1,
-		RoomShards: opts.RoomShards, Logger: opts.storeLog()})
+		RoomShards: opts.Streams, Logger: opts.storeLog()})
 	if err != nil {
 		return nil, err
 	}

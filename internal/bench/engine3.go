@@ -33,7 +33,7 @@ func MeasureEngine3(ctx context.Context, opts EngineOptions) (*EngineResult, err
 	for attempt := 1; attempt <= engine3Attempts; attempt++ {
 		var stores []*store.Store
 		dir := filepath.Join(opts.Dir, fmt.Sprintf("try%d", attempt))
-		if stores, err = startEngineCluster(ctx, dir, opts.RoomShards, opts.storeLog()); err == nil {
+		if stores, err = startEngineCluster(ctx, dir, opts.Streams, opts.storeLog()); err == nil {
 			defer closeStores(stores)
 			return measurePublishes(ctx, stores[0], 3, opts)
 		}

@@ -23,7 +23,7 @@ func TestMeasureEngine(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
 			res, err := measure(ctx, EngineOptions{Dir: t.TempDir(), Duration: 500 * time.Millisecond, InFlight: 32, MessageBytes: 300,
-				RoomShards: 4})
+				Streams: 4})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -45,13 +45,17 @@ type Config struct {
 	PprofListen string `yaml:"pprof_listen"`
 }
 
+// SingleEmbeddedNode reports whether this node runs alone on its own embedded JetStream: no
+// cluster, no external NATS.
+func (c Config) SingleEmbeddedNode() bool { return c.Cluster == nil && c.NATSURL == "" }
+
 // ReplicaCount is the number of copies of every stream and bucket: as configured, else 3 (one
-// per data center) in a cluster and 1 on a single node.
+// per data center) in a cluster or on an external NATS, and 1 on a single node.
 func (c Config) ReplicaCount() int {
 	switch {
 	case c.Replicas > 0:
 		return c.Replicas
-	case c.Cluster != nil || c.NATSURL != "":
+	case !c.SingleEmbeddedNode():
 		return 3
 	}
 	return 1
@@ -59,8 +63,8 @@ func (c Config) ReplicaCount() int {
 
 // Room shard streams when room_shards is not set. A cluster spreads its shards' stream leaders
 // over its nodes and data centers. A single node writes each shard's queued events as one
-// message (group commit), and one shard gathers the most: on 2 CPUs, 8.3–11.6k sends/s
-// against 6.9–9.7k with 4 shards and 4.6–5.9k with 16.
+// message (group commit), and one shard gathers the most (docs/PERFORMANCE.md, "Group commit
+// on a single node").
 const (
 	ClusterRoomShards    = 16
 	SingleNodeRoomShards = 1
@@ -72,7 +76,7 @@ func (c Config) RoomShardCount() int {
 	switch {
 	case c.RoomShards > 0:
 		return c.RoomShards
-	case c.Cluster != nil || c.NATSURL != "":
+	case !c.SingleEmbeddedNode():
 		return ClusterRoomShards
 	}
 	return SingleNodeRoomShards

@@ -298,13 +298,25 @@ func (s *Service) claimAlias(ctx context.Context, alias, roomID string) error {
 	return nil
 }
 
-// releaseAlias removes an alias's index entry and then the alias: the other order would let
-// a claim of the alias for the same room in between lose its fresh entry to the second delete.
+// releaseAlias removes an alias this call claimed, undoing a claim whose room was not made.
 func (s *Service) releaseAlias(ctx context.Context, alias, roomID string) {
 	if alias != "" {
-		_ = s.st.Delete(ctx, store.BucketAliases, aliasIndexKey(roomID, alias))
-		_ = s.st.Delete(ctx, store.BucketAliases, store.Key(alias))
+		_ = s.releaseAliasAt(ctx, alias, roomID, 0)
 	}
+}
+
+// releaseAliasAt removes an alias's index entry and then the alias, the alias only at
+// revision rev (0: whatever it is at), so that a claim made since it was read, perhaps for
+// another room, stays (ErrConflict). The index entry goes first: the other order would let a
+// claim of the alias for the same room in between lose its fresh entry to the second delete.
+func (s *Service) releaseAliasAt(ctx context.Context, alias, roomID string, rev uint64) error {
+	if err := s.st.Delete(ctx, store.BucketAliases, aliasIndexKey(roomID, alias)); err != nil {
+		return err
+	}
+	if rev == 0 {
+		return s.st.Delete(ctx, store.BucketAliases, store.Key(alias))
+	}
+	return s.st.DeleteAt(ctx, store.BucketAliases, store.Key(alias), rev)
 }
 
 // aliasIndexKey is the entry listing alias among roomID's aliases. Its three parts keep it
@@ -372,13 +384,13 @@ func (s *Service) DeleteAlias(ctx context.Context, userID, alias string) error {
 	if !s.canSendState(roomID, userID, "m.room.canonical_alias") {
 		return fmt.Errorf("%w: not allowed to remove this alias", ErrForbidden)
 	}
-	// Index entry first, as releaseAlias does; the alias itself only as it was read, so a
-	// claim made in between (perhaps for another room) stays.
-	if err := s.st.Delete(ctx, store.BucketAliases, aliasIndexKey(roomID, alias)); err != nil {
-		return unavailable(err)
+	err = s.releaseAliasAt(ctx, alias, roomID, rev)
+	if errors.Is(err, store.ErrConflict) {
+		// The alias checked above is gone; the one there now was claimed since.
+		return fmt.Errorf("%w: room alias %s was deleted and claimed again meanwhile", ErrNotFound, alias)
 	}
-	if err := s.st.DeleteAt(ctx, store.BucketAliases, store.Key(alias), rev); err != nil {
-		return unavailable(fmt.Errorf("alias %s: %w", alias, err))
+	if err != nil {
+		return unavailable(err)
 	}
 	return nil
 }

@@ -10,7 +10,7 @@ import (
 	"github.com/firebreak/firebreak/internal/store"
 )
 
-// Receipt says a user has read a room up to an event.
+// Receipt says a user has read a room, or a thread of it, up to an event.
 type Receipt struct {
 	RoomID   string `json:"-"`
 	UserID   string `json:"-"`
@@ -48,7 +48,7 @@ func (m *receiptModel) apply(c store.Change) {
 		return
 	}
 	r.RoomID, r.UserID, r.Type, r.Rev = parts[0], parts[1], parts[2], c.Rev
-	r.ThreadID = ""
+	r.ThreadID = "" // a receipt under three parts is unthreaded, whatever its JSON says
 	if len(parts) == 4 {
 		r.ThreadID = parts[3]
 	}
@@ -151,8 +151,8 @@ type readMarks struct {
 	rev     uint64
 }
 
-// readMarks gathers the user's receipts in the room, of either read type.
-func (s *Service) readMarks(roomID, userID string) readMarks {
+// userReadMarks gathers the user's receipts in the room, of either read type.
+func (s *Service) userReadMarks(roomID, userID string) readMarks {
 	var few [4]Receipt // a user's read and private receipts, unthreaded and for "main"
 	receipts := few[:0]
 	s.receipts.mu.RLock()

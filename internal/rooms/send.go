@@ -194,7 +194,9 @@ func (s *Service) AwaitRoom(ctx context.Context, roomID string) error {
 	if _, ok := s.model.Info(roomID); ok {
 		return nil
 	}
-	return s.awaitHead(ctx, roomID) // a room unknown everywhere has head 0: nothing to wait for
+	// A room unknown everywhere has head 0 (on a single node, the shard's head, which this
+	// node has applied but for appends in flight): little or nothing to wait for.
+	return s.awaitHead(ctx, roomID)
 }
 
 // awaitHead waits until the read model holds the room's latest stored event.
@@ -311,8 +313,8 @@ func (s *Service) checkWithinShards(ctx context.Context, positions []uint64) err
 // followerGrace is how long a lagging shard is left to its follower before it is filled.
 const followerGrace = 50 * time.Millisecond
 
-// fillShard applies a shard's events up to upTo read one by one from the replicas. Fills of a
-// shard take turns, so each reads only what the one before it left.
+// fillShard applies a shard's messages up to upTo read one by one from the replicas. Fills of
+// a shard take turns, so each reads only what the one before it left.
 func (s *Service) fillShard(ctx context.Context, shard int, upTo uint64) error {
 	select {
 	case s.filling[shard] <- struct{}{}:

@@ -19,7 +19,7 @@ import (
 // kept per room and user and extended with new events only, so a sync does not re-read the
 // history; any receipt that moves starts them again.
 func (s *Service) UnreadCounts(roomID, userID string) (notifications, highlights int) {
-	marks := s.readMarks(roomID, userID)
+	marks := s.userReadMarks(roomID, userID)
 	from := marks.upTo
 	if me := s.model.StateEvent(roomID, "m.room.member", userID); me != nil && me.Seq > from {
 		from = me.Seq // nothing before joining is unread

@@ -144,7 +144,7 @@ func storeOptions(cfg config.Config, log *slog.Logger) store.Options {
 	opts := store.Options{DataDir: cfg.DataDir, NodeName: "firebreak", NATSURL: cfg.NATSURL,
 		Replicas: cfg.ReplicaCount(), RoomShards: cfg.RoomShardCount(), Logger: log,
 		// A single embedded node is the only writer of its shards (store/group.go).
-		GroupCommit: cfg.Cluster == nil && cfg.NATSURL == "" && cfg.ReplicaCount() == 1}
+		GroupCommit: cfg.SingleEmbeddedNode() && cfg.ReplicaCount() == 1}
 	if c := cfg.Cluster; c != nil {
 		opts.NodeName = c.Node
 		opts.Cluster = &store.ClusterOptions{Name: c.Name, DC: c.DC, Listen: c.Listen, Routes: c.Routes, Size: c.Size}

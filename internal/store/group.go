@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -68,8 +69,11 @@ type groupWriter struct {
 	last, base uint64
 	// heads are the rooms' heads as this writer stored them since base.
 	heads map[string]uint64
-	held  *groupAppend // an append of a room the previous message already had
-	rooms map[string]bool
+	// held is an append that could not join the last message (its room was in it, it did
+	// not fit, or it is a new room's batch, which goes alone): the next one starts with it.
+	held *groupAppend
+	// batchRooms is collect's scratch: the rooms in the message being gathered.
+	batchRooms map[string]bool
 }
 
 // groupWriters runs a writer per shard until the store closes.
@@ -85,7 +89,7 @@ func (s *Store) startGroupWriters() {
 	g := &groupWriters{stop: cancel, stopped: ctx}
 	for shard := range s.shards {
 		w := &groupWriter{st: s, shard: shard, subject: fmt.Sprintf("%s.%d.%s", roomSubjectPrefix, shard, groupSubjectToken),
-			queue: make(chan *groupAppend, maxGroupEvents), heads: map[string]uint64{}, rooms: map[string]bool{}}
+			queue: make(chan *groupAppend, maxGroupEvents), heads: map[string]uint64{}, batchRooms: map[string]bool{}}
 		g.writers = append(g.writers, w)
 		g.wg.Add(1)
 		go func() {
@@ -101,9 +105,9 @@ func (g *groupWriters) close() {
 	g.wg.Wait()
 }
 
-// append hands evs to the room's shard writer and waits for the stored message's sequence.
-func (g *groupWriters) append(ctx context.Context, shard int, roomID string, afterSeq uint64, evs []NewRoomEvent) (uint64, error) {
-	req := &groupAppend{ctx: ctx, roomID: roomID, afterSeq: afterSeq, seen: evs[0].Seen, evs: evs, done: make(chan groupResult, 1)}
+// submit hands evs to the room's shard writer and waits for the stored message's sequence.
+func (g *groupWriters) submit(ctx context.Context, shard int, roomID string, afterSeq uint64, evs []NewRoomEvent) (uint64, error) {
+	req := &groupAppend{ctx: ctx, roomID: roomID, afterSeq: afterSeq, seen: math.MaxUint64, evs: evs, done: make(chan groupResult, 1)}
 	for _, ev := range evs {
 		size := groupEventSize(ev)
 		if size > maxGroupBytes { // a new room's events are one message each
@@ -156,8 +160,8 @@ func (w *groupWriter) collect(ctx context.Context) ([]*groupAppend, bool) {
 	if len(first.evs) > 1 {
 		return batch, true
 	}
-	clear(w.rooms)
-	w.rooms[first.roomID] = true
+	clear(w.batchRooms)
+	w.batchRooms[first.roomID] = true
 	size := first.size
 	for len(batch) < maxGroupEvents {
 		var next *groupAppend
@@ -166,11 +170,11 @@ func (w *groupWriter) collect(ctx context.Context) ([]*groupAppend, bool) {
 		default:
 			return batch, true
 		}
-		if len(next.evs) > 1 || w.rooms[next.roomID] || size+next.size > maxGroupBytes {
+		if len(next.evs) > 1 || w.batchRooms[next.roomID] || size+next.size > maxGroupBytes {
 			w.held = next
 			return batch, true
 		}
-		w.rooms[next.roomID] = true
+		w.batchRooms[next.roomID] = true
 		size += next.size
 		batch = append(batch, next)
 	}
@@ -183,13 +187,9 @@ func (w *groupWriter) write(ctx context.Context, batch []*groupAppend) {
 	if w.behind(batch) {
 		w.forget()
 	}
-	if !w.known {
-		head, err := w.st.ShardHead(ctx, w.shard)
-		if err != nil {
-			answer(batch, groupResult{err: err})
-			return
-		}
-		w.known, w.last, w.base = true, head, head
+	if err := w.learnHead(ctx); err != nil {
+		answer(batch, groupResult{err: err})
+		return
 	}
 	live := batch[:0]
 	for _, req := range batch {
@@ -203,6 +203,25 @@ func (w *groupWriter) write(ctx context.Context, batch []*groupAppend) {
 		return
 	}
 	seq, err := w.store(ctx, live)
+	w.settle(live, seq, err)
+	answer(live, groupResult{seq: seq, err: err})
+}
+
+// learnHead reads the shard's last sequence when the writer does not know it.
+func (w *groupWriter) learnHead(ctx context.Context) error {
+	if w.known {
+		return nil
+	}
+	head, err := w.st.ShardHead(ctx, w.shard)
+	if err != nil {
+		return err
+	}
+	w.known, w.last, w.base = true, head, head
+	return nil
+}
+
+// settle updates what the writer knows after storing live's message at seq, or failing to.
+func (w *groupWriter) settle(live []*groupAppend, seq uint64, err error) {
 	var c *ConflictError
 	switch {
 	case errors.As(err, &c):
@@ -223,7 +242,6 @@ func (w *groupWriter) write(ctx context.Context, batch []*groupAppend) {
 			w.setHead(req.roomID, seq)
 		}
 	}
-	answer(live, groupResult{seq: seq, err: err})
 }
 
 // maxKnownHeads bounds the rooms whose heads a writer remembers. Past it the writer starts
@@ -283,28 +301,20 @@ func answer(batch []*groupAppend, r groupResult) {
 // one's sequence. A retry whose first attempt landed unanswered finds its last event there.
 func (w *groupWriter) store(ctx context.Context, live []*groupAppend) (uint64, error) {
 	msgs := w.messages(live)
-	lastID := msgs[len(msgs)-1].lastEventID
-	attempts := 0
-	return retry(ctx, w.st.writePolicy(), func(actx context.Context) (uint64, error) {
-		attempts++
-		seq, err := w.publish(actx, msgs)
+	msgs[0].Header.Set(jetstream.ExpectedLastSeqHeader, strconv.FormatUint(w.last, 10))
+	last := live[len(live)-1].evs
+	lastID := last[len(last)-1].EventID
+	return w.st.appendRecognising(ctx, func(actx context.Context) (uint64, error) {
+		return w.st.publishAtomic(actx, msgs)
+	}, func(conflict error) (uint64, bool) {
 		var c *ConflictError
-		if attempts > 1 && errors.As(err, &c) && w.holds(ctx, c.Head, lastID) {
-			return c.Head, nil
-		}
-		return seq, err
+		return c.Head, errors.As(conflict, &c) && w.holds(ctx, c.Head, lastID)
 	})
 }
 
-// groupMsg is one message to store and the id of the last event in it.
-type groupMsg struct {
-	msg         *nats.Msg
-	lastEventID string
-}
-
 // messages encodes live as one message, or a new room's events as one message each.
-func (w *groupWriter) messages(live []*groupAppend) []groupMsg {
-	var out []groupMsg
+func (w *groupWriter) messages(live []*groupAppend) []*nats.Msg {
+	var out []*nats.Msg
 	if len(live) == 1 && len(live[0].evs) > 1 {
 		for _, ev := range live[0].evs {
 			out = append(out, w.message([]NewRoomEvent{ev}))
@@ -318,7 +328,7 @@ func (w *groupWriter) messages(live []*groupAppend) []groupMsg {
 	return append(out, w.message(evs))
 }
 
-func (w *groupWriter) message(evs []NewRoomEvent) groupMsg {
+func (w *groupWriter) message(evs []NewRoomEvent) *nats.Msg {
 	size := 0
 	for _, ev := range evs {
 		size += groupEventSize(ev)
@@ -329,30 +339,7 @@ func (w *groupWriter) message(evs []NewRoomEvent) groupMsg {
 	}
 	msg := nats.NewMsg(w.subject)
 	msg.Data = data
-	return groupMsg{msg: msg, lastEventID: evs[len(evs)-1].EventID}
-}
-
-// publish stores msgs after the writer's last sequence: one as a plain publish, several as an
-// atomic batch.
-func (w *groupWriter) publish(ctx context.Context, msgs []groupMsg) (uint64, error) {
-	first := msgs[0].msg
-	first.Header.Set(jetstream.ExpectedLastSeqHeader, strconv.FormatUint(w.last, 10))
-	if len(msgs) == 1 {
-		return w.st.publishAcked(ctx, first)
-	}
-	batchID := randomToken()[:32]
-	for i, m := range msgs {
-		m.msg.Header.Set("Nats-Batch-Id", batchID)
-		m.msg.Header.Set("Nats-Batch-Sequence", strconv.Itoa(i+1))
-	}
-	commit := msgs[len(msgs)-1].msg
-	commit.Header.Set("Nats-Batch-Commit", "1")
-	for _, m := range msgs[:len(msgs)-1] {
-		if err := w.st.nc.PublishMsg(m.msg); err != nil {
-			return 0, translate(err)
-		}
-	}
-	return w.st.publishAcked(ctx, commit)
+	return msg
 }
 
 // holds reports whether the message at seq ends with the event eventID.

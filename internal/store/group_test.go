@@ -224,7 +224,7 @@ func TestGroupCommitAfterALostAnswer(t *testing.T) {
 		t.Fatal(err)
 	}
 	lost := st.groups.writers[0].message([]NewRoomEvent{{JSON: []byte(`{"n":2}`), EventID: "$2"}})
-	lostSeq, err := st.publishAcked(ctx, lost.msg)
+	lostSeq, err := st.publishAcked(ctx, lost)
 	if err != nil {
 		t.Fatal(err)
 	}

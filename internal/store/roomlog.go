@@ -13,8 +13,10 @@ import (
 	"github.com/tidwall/gjson"
 )
 
-// Each room's events are one subject in one of a fixed set of shard streams. The subject's
-// sequence is the room's head: appends compare against it so the room's history stays a line.
+// Each room lives in one of a fixed set of shard streams. In a cluster its events are one
+// subject there, whose sequence is the room's head: appends compare against it so the room's
+// history stays a line. On a single node a shard's events go on the shard's group subject,
+// several rooms' to a message, and the shard's writer compares instead (group.go).
 const (
 	roomSubjectPrefix = "fb.room"
 	hdrDevice         = "Fb-Device"
@@ -74,15 +76,16 @@ func (s *Store) roomSubject(roomID string) (string, error) {
 }
 
 // AppendRoomEvent appends ev to the room only if the room's last stored event is at afterSeq
-// (0: the room has no events yet). It returns the new event's sequence. ErrConflict means
-// another writer appended first. The returned sequence is acknowledged by a quorum, fsynced.
+// (0: the room has no events yet) and, on a single node, nothing another writer stored came
+// after ev.Seen. It returns the new event's sequence. ErrConflict means another writer
+// appended first. The returned sequence is acknowledged by a quorum, fsynced.
 func (s *Store) AppendRoomEvent(ctx context.Context, roomID string, afterSeq uint64, ev NewRoomEvent) (uint64, error) {
 	subject, err := s.roomSubject(roomID)
 	if err != nil {
 		return 0, err
 	}
 	if s.groups != nil {
-		return s.groups.append(ctx, s.RoomShard(roomID), roomID, afterSeq, []NewRoomEvent{ev})
+		return s.groups.submit(ctx, s.RoomShard(roomID), roomID, afterSeq, []NewRoomEvent{ev})
 	}
 	msg := roomMsg(subject, ev)
 	expectHead(msg, afterSeq)
@@ -109,14 +112,31 @@ func (s *Store) AppendRoomEvents(ctx context.Context, roomID string, afterSeq ui
 		return 0, err
 	}
 	if s.groups != nil {
-		return s.groups.append(ctx, s.RoomShard(roomID), roomID, afterSeq, evs)
+		return s.groups.submit(ctx, s.RoomShard(roomID), roomID, afterSeq, evs)
 	}
+	msgs := make([]*nats.Msg, len(evs))
+	for i, ev := range evs {
+		msgs[i] = roomMsg(subject, ev)
+	}
+	expectHead(msgs[0], afterSeq)
+	return s.appendRecognising(ctx, func(actx context.Context) (uint64, error) {
+		return s.publishAtomic(actx, msgs)
+	}, func(error) (uint64, bool) {
+		return s.landed(ctx, roomID, subject, evs[len(evs)-1].EventID)
+	})
+}
+
+// appendRecognising runs publish under the write policy. A retry refused as a conflict asks
+// landed whether the stream now holds an earlier attempt whose answer was lost, and if so
+// counts as stored at the sequence landed gives.
+func (s *Store) appendRecognising(ctx context.Context, publish func(context.Context) (uint64, error),
+	landed func(conflict error) (uint64, bool)) (uint64, error) {
 	attempts := 0
 	return retry(ctx, s.writePolicy(), func(actx context.Context) (uint64, error) {
 		attempts++
-		seq, err := s.publishBatch(actx, subject, afterSeq, evs)
-		if attempts > 1 && errors.Is(err, ErrConflict) { // publishBatch's errors are translated
-			if seq, ok := s.landed(ctx, roomID, subject, evs[len(evs)-1].EventID); ok {
+		seq, err := publish(actx)
+		if attempts > 1 && errors.Is(err, ErrConflict) { // publishes' errors are translated
+			if seq, ok := landed(err); ok {
 				return seq, nil
 			}
 		}
@@ -124,19 +144,28 @@ func (s *Store) AppendRoomEvents(ctx context.Context, roomID string, afterSeq ui
 	})
 }
 
-// publishBatch sends one attempt of an atomic batch: every event but the last is published
-// as it is, the last commits the batch and carries JetStream's answer for the whole.
-func (s *Store) publishBatch(ctx context.Context, subject string, afterSeq uint64, evs []NewRoomEvent) (uint64, error) {
-	batchID := randomToken()[:32]
-	msgs := make([]*nats.Msg, len(evs))
-	for i, ev := range evs {
-		msgs[i] = roomMsg(subject, ev)
-		msgs[i].Header.Set("Nats-Batch-Id", batchID)
-		msgs[i].Header.Set("Nats-Batch-Sequence", strconv.Itoa(i+1))
+// JetStream's atomic batch headers.
+const (
+	hdrBatchID       = "Nats-Batch-Id"
+	hdrBatchSequence = "Nats-Batch-Sequence"
+	hdrBatchCommit   = "Nats-Batch-Commit"
+)
+
+// publishAtomic stores msgs all or none and returns the last one's sequence: one message as
+// a plain publish, several as an atomic batch, every message but the last published as it is
+// and the last committing the batch and carrying JetStream's answer for the whole. The
+// caller's compare goes on the first message.
+func (s *Store) publishAtomic(ctx context.Context, msgs []*nats.Msg) (uint64, error) {
+	if len(msgs) == 1 {
+		return s.publishAcked(ctx, msgs[0])
 	}
-	expectHead(msgs[0], afterSeq)
+	batchID := randomToken()[:32]
+	for i, msg := range msgs {
+		msg.Header.Set(hdrBatchID, batchID)
+		msg.Header.Set(hdrBatchSequence, strconv.Itoa(i+1))
+	}
 	commit := msgs[len(msgs)-1]
-	commit.Header.Set("Nats-Batch-Commit", "1")
+	commit.Header.Set(hdrBatchCommit, "1")
 	for _, msg := range msgs[:len(msgs)-1] {
 		if err := s.nc.PublishMsg(msg); err != nil {
 			return 0, translate(err)

@@ -286,8 +286,9 @@ func (s *Store) agreeOnShardCount(ctx context.Context) (int, error) {
 // Shards is the number of room shard streams.
 func (s *Store) Shards() int { return s.shards }
 
-// ConflictError is ErrConflict with, when the stream's leader said so, the sequence the
-// room's head is really at: a writer that lost a race can catch up to it without asking a
+// ConflictError is ErrConflict with, when known, a shard position to catch up to before
+// building again: the room's real head as the stream's leader gave it or, on a single node,
+// the shard's last sequence. A writer that lost a race can catch up to it without asking a
 // replica, which may not have it yet.
 type ConflictError struct {
 	Head uint64 // 0 when the leader did not say

@@ -37,15 +37,18 @@ func (s *Service) ephemeral(req Request, w window) EventList {
 	return out
 }
 
-// receiptEvents batches receipts into one m.receipt event per thread, as the spec asks: one
-// content can hold a user's receipt of a type for an event only once, and a user's unthreaded
-// and main-timeline receipts are often on the same event. Unthreaded receipts come first.
+// receiptContent is an m.receipt event's content: event id → receipt type → user → receipt.
+type receiptContent map[string]map[string]map[string]any
+
+// receiptEvents batches receipts into one m.receipt event per thread: one content can hold a
+// user's receipt of a type for an event only once, and a user's unthreaded and main-timeline
+// receipts are often on the same event. Unthreaded receipts come first.
 func receiptEvents(rs []rooms.Receipt) []any {
-	byThread := map[string]map[string]map[string]map[string]any{}
+	byThread := map[string]receiptContent{}
 	for _, r := range rs {
 		content := byThread[r.ThreadID]
 		if content == nil {
-			content = map[string]map[string]map[string]any{}
+			content = receiptContent{}
 			byThread[r.ThreadID] = content
 		}
 		if content[r.EventID] == nil {
