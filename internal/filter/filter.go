@@ -41,6 +41,9 @@ type RoomEventFilter struct {
 	ContainsURL             *bool     `json:"contains_url,omitempty"`
 	LazyLoadMembers         bool      `json:"lazy_load_members,omitempty"`
 	IncludeRedundantMembers bool      `json:"include_redundant_members,omitempty"`
+	// UnreadThreadNotifications (on the timeline filter) splits a room's unread counts by
+	// thread in sync.
+	UnreadThreadNotifications bool `json:"unread_thread_notifications,omitempty"`
 }
 
 // RoomFilter is the "room" part of a filter.

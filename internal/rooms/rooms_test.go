@@ -110,6 +110,18 @@ func sendText(t *testing.T, s *Service, roomID, sender, body string) string {
 	return id
 }
 
+// sendReply sends a text reply in the thread under root.
+func sendReply(t *testing.T, s *Service, roomID, sender, root, body string) string {
+	t.Helper()
+	content := mustJSON(map[string]any{"msgtype": "m.text", "body": body,
+		"m.relates_to": map[string]any{"rel_type": "m.thread", "event_id": root}})
+	id, err := s.Send(t.Context(), Proto{RoomID: roomID, Sender: sender, Type: "m.room.message", Content: content}, SendOptions{})
+	if err != nil {
+		t.Fatalf("%s replying %q: %v", sender, body, err)
+	}
+	return id
+}
+
 func message(roomID, sender, body string) Proto {
 	return Proto{RoomID: roomID, Sender: sender, Type: "m.room.message",
 		Content: mustJSON(map[string]string{"msgtype": "m.text", "body": body})}
@@ -1192,28 +1204,26 @@ func TestStateDeltaEveryPosition(t *testing.T) {
 	}
 }
 
+// threadedRoom is a room of alice and bob where alice has said one thing and started a
+// thread with a second (its root, returned).
+func threadedRoom(t *testing.T) (s *Service, roomID, root string) {
+	t.Helper()
+	s = newService(t)
+	roomID = createRoom(t, s, CreateRequest{Preset: "public_chat"})
+	join(t, s, roomID, bob)
+	sendText(t, s, roomID, alice, "main 1")
+	return s, roomID, sendText(t, s, roomID, alice, "thread root")
+}
+
 // TestThreadedReceipts: a receipt for a thread marks only that thread's events read and is
 // kept beside the room's other receipts; a main-timeline receipt marks the main timeline read,
 // and every event before it, as an unthreaded one does.
 func TestThreadedReceipts(t *testing.T) {
-	s := newService(t)
+	s, roomID, root := threadedRoom(t)
 	ctx := t.Context()
-	roomID := createRoom(t, s, CreateRequest{Preset: "public_chat"})
-	join(t, s, roomID, bob)
-	inThread := func(root, body string) string {
-		content := mustJSON(map[string]any{"msgtype": "m.text", "body": body,
-			"m.relates_to": map[string]any{"rel_type": "m.thread", "event_id": root}})
-		id, err := s.Send(ctx, Proto{RoomID: roomID, Sender: alice, Type: "m.room.message", Content: content}, SendOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return id
-	}
-	sendText(t, s, roomID, alice, "main 1")
-	root := sendText(t, s, roomID, alice, "thread root")
-	inThread(root, "reply 1")
+	sendReply(t, s, roomID, alice, root, "reply 1")
 	main2 := sendText(t, s, roomID, alice, "main 2")
-	reply2 := inThread(root, "reply 2")
+	reply2 := sendReply(t, s, roomID, alice, root, "reply 2")
 	unread := func(want int, when string) {
 		t.Helper()
 		if got, _ := s.UnreadCounts(roomID, bob); got != want {
@@ -1247,7 +1257,37 @@ func TestThreadedReceipts(t *testing.T) {
 		t.Errorf("bob's receipts by thread = %v, want %v", threads, want)
 	}
 	// A new reply in the thread is unread; so is a new message in the main timeline.
-	inThread(root, "reply 3")
+	sendReply(t, s, roomID, alice, root, "reply 3")
 	sendText(t, s, roomID, alice, "main 3")
 	unread(2, "after a new reply and a new message")
+}
+
+// TestThreadUnreadCounts: counts split by thread give the main timeline's and each thread's;
+// a thread's receipt or the user's own reply there clears only that thread's.
+func TestThreadUnreadCounts(t *testing.T) {
+	s, roomID, root := threadedRoom(t)
+	ctx := t.Context()
+	first := sendReply(t, s, roomID, alice, root, "reply 1")
+	sendReply(t, s, roomID, alice, root, "reply 2")
+	sendText(t, s, roomID, alice, "main 2")
+	check := func(when string, wantMain, wantThread int) {
+		t.Helper()
+		main, threads := s.ThreadUnreadCounts(roomID, bob)
+		if main.Notifications != wantMain || threads[root].Notifications != wantThread || len(threads) > 1 ||
+			(wantThread == 0 && len(threads) != 0) {
+			t.Errorf("%s: main %+v, threads %+v; want %d and %d in the thread", when, main, threads, wantMain, wantThread)
+		}
+	}
+	check("before any receipt", 3, 2)
+	if n, _ := s.UnreadCounts(roomID, bob); n != 5 {
+		t.Errorf("the room's count not split = %d, want 5", n)
+	}
+	if err := s.SetReceipt(ctx, roomID, bob, "m.read", first, root); err != nil {
+		t.Fatal(err)
+	}
+	check("after reading the thread's first reply", 3, 1)
+	sendReply(t, s, roomID, bob, root, "bob replies")
+	check("after bob's own reply in the thread", 3, 0)
+	sendText(t, s, roomID, bob, "bob in the main timeline")
+	check("after bob's own message", 0, 0)
 }

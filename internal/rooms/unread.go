@@ -1,6 +1,7 @@
 package rooms
 
 import (
+	"maps"
 	"math"
 	"strings"
 	"sync"
@@ -12,19 +13,36 @@ import (
 	"github.com/firebreak/firebreak/internal/push"
 )
 
-// UnreadCounts counts the unread events that the user's push rules say notify, and how many
-// of those highlight. An event is read when an unthreaded or main-timeline receipt is at or
-// after it, or a receipt for its own thread is (readMarks). The user's own events count as
-// read: an event the user sent resets both counts, as it does in other homeservers. Counts are
-// kept per room and user and extended with new events only, so a sync does not re-read the
-// history; any receipt that moves starts them again.
+// Counts are unread counts: events the push rules say notify, and those that highlight.
+type Counts struct{ Notifications, Highlights int }
+
+// UnreadCounts counts the room's unread events that the user's push rules say notify, and how
+// many of those highlight. An event is read when an unthreaded or main-timeline receipt is at
+// or after it, or a receipt for its own thread is (readMarks). The user's own events count as
+// read: an event the user sent resets both counts, as it does in other homeservers.
 func (s *Service) UnreadCounts(roomID, userID string) (notifications, highlights int) {
+	st := s.unreadState(roomID, userID, false)
+	return st.main.Notifications, st.main.Highlights
+}
+
+// ThreadUnreadCounts are the room's unread counts split by thread, as a client asking for
+// unread_thread_notifications gets them: the main timeline's, and each thread's that has any.
+// An event the user sent resets only its own thread's counts.
+func (s *Service) ThreadUnreadCounts(roomID, userID string) (main Counts, threads map[string]Counts) {
+	st := s.unreadState(roomID, userID, true)
+	return st.main, st.threads
+}
+
+// unreadState gives the user's counts in the room, split by thread or not. Counts are kept
+// per room, user and split and extended with new events only, so a sync does not re-read the
+// history; any receipt that moves starts them again.
+func (s *Service) unreadState(roomID, userID string, split bool) unreadState {
 	marks := s.userReadMarks(roomID, userID)
 	from := marks.upTo
 	if me := s.model.StateEvent(roomID, "m.room.member", userID); me != nil && me.Seq > from {
 		from = me.Seq // nothing before joining is unread
 	}
-	key := unreadKey{roomID, userID}
+	key := unreadKey{roomID, userID, split}
 	s.unreadMu.Lock()
 	st := s.unread[key]
 	s.unreadMu.Unlock()
@@ -33,36 +51,49 @@ func (s *Service) UnreadCounts(roomID, userID string) (notifications, highlights
 	}
 	evs := s.model.Range(roomID, st.upTo, End, true, math.MaxInt, nil)
 	if len(evs) > 0 {
-		s.countUnread(roomID, userID, evs, marks, &st)
+		st.threads = maps.Clone(st.threads) // the cached state's map is shared with other syncs
+		s.countUnread(roomID, userID, evs, marks, split, &st)
 		s.unreadMu.Lock()
 		s.unread[key] = st
 		s.unreadMu.Unlock()
 	}
-	return st.notifications, st.highlights
+	return st
 }
 
-type unreadKey struct{ roomID, userID string }
+type unreadKey struct {
+	roomID, userID string
+	split          bool
+}
 
 // unreadState is the counts for events in (from, upTo], under the receipts as they stood at
-// marksRev.
+// marksRev: all of them in main, or split by thread, main then holding the main timeline's.
 type unreadState struct {
-	from, upTo                uint64
-	marksRev                  uint64
-	notifications, highlights int
+	from, upTo uint64
+	marksRev   uint64
+	main       Counts
+	threads    map[string]Counts
 }
 
-func (s *Service) countUnread(roomID, userID string, evs []Event, marks readMarks, st *unreadState) {
+func (s *Service) countUnread(roomID, userID string, evs []Event, marks readMarks, split bool, st *unreadState) {
 	joined, _, _ := s.MemberSummary(roomID, userID, 0)
 	c := push.Context{UserID: userID, DisplayName: s.displayName(roomID, userID), MemberCount: joined}
 	rules := s.pushRules(userID)
 	pl := s.model.StateEvent(roomID, "m.room.power_levels", "")
 	for _, ev := range evs {
 		st.upTo = ev.Seq
+		thread := "main"
+		if split || len(marks.threads) > 0 {
+			thread = threadOf(ev)
+		}
+		counted := thread // the counts the event goes to: its thread's, or the room's
+		if !split {
+			counted = "main"
+		}
 		if ev.Sender == userID {
-			st.notifications, st.highlights = 0, 0
+			st.set(counted, Counts{})
 			continue
 		}
-		if len(marks.threads) > 0 && marks.read(ev.Seq, threadOf(ev)) {
+		if marks.read(ev.Seq, thread) {
 			continue
 		}
 		decoded, ok := s.pushDecoded.get(ev.PDU)
@@ -71,17 +102,42 @@ func (s *Service) countUnread(roomID, userID string, evs []Event, marks readMark
 		}
 		c.SenderCanNotify = func(key string) bool { return canNotify(pl, ev.Sender, key) }
 		if a := push.EvaluateDecoded(rules, decoded, c); a.Notify {
-			st.notifications++
+			counts := st.get(counted)
+			counts.Notifications++
 			if a.Highlight {
-				st.highlights++
+				counts.Highlights++
 			}
+			st.set(counted, counts)
 		}
+	}
+}
+
+func (st *unreadState) get(thread string) Counts {
+	if thread == "main" {
+		return st.main
+	}
+	return st.threads[thread]
+}
+
+// set records a thread's counts, leaving out threads with none.
+func (st *unreadState) set(thread string, counts Counts) {
+	switch {
+	case thread == "main":
+		st.main = counts
+	case counts == Counts{}:
+		delete(st.threads, thread)
+	default:
+		if st.threads == nil {
+			st.threads = map[string]Counts{}
+		}
+		st.threads[thread] = counts
 	}
 }
 
 // threadOf is the thread an event is in: its thread root's event id, or "main" for an event
 // in no thread (a thread's root included, as clients show it in the main timeline). It runs
-// only for users with a thread receipt past their main-timeline one. It reads the event's own
+// only for counts split by thread, or for users with a thread receipt past their main-timeline
+// one. It reads the event's own
 // relation only: an edit of a thread's reply counts as the main timeline's (push rules do
 // not notify for edits or reactions by default).
 func threadOf(ev Event) string {

@@ -146,9 +146,27 @@ func (s *Service) joinedRoom(req Request, w window) *JoinedRoom {
 		return nil
 	}
 	jr.Summary = s.summary(w.roomID, req.UserID)
-	n, h := s.rooms.UnreadCounts(w.roomID, req.UserID)
-	jr.UnreadNotifications = UnreadCount{NotificationCount: n, HighlightCount: h}
+	s.unreadCounts(req, w.roomID, jr)
 	return jr
+}
+
+// unreadCounts fills in the room's unread counts, split by thread if the filter asks.
+func (s *Service) unreadCounts(req Request, roomID string, jr *JoinedRoom) {
+	if !req.Filter.Room.Timeline.UnreadThreadNotifications {
+		n, h := s.rooms.UnreadCounts(roomID, req.UserID)
+		jr.UnreadNotifications = UnreadCount{NotificationCount: n, HighlightCount: h}
+		return
+	}
+	main, threads := s.rooms.ThreadUnreadCounts(roomID, req.UserID)
+	jr.UnreadNotifications = unreadCount(main)
+	jr.UnreadThreadNotifications = make(map[string]UnreadCount, len(threads))
+	for root, c := range threads {
+		jr.UnreadThreadNotifications[root] = unreadCount(c)
+	}
+}
+
+func unreadCount(c rooms.Counts) UnreadCount {
+	return UnreadCount{NotificationCount: c.Notifications, HighlightCount: c.Highlights}
 }
 
 // strippedState is what an invited or knocking user sees of a room, when it changed since

@@ -49,6 +49,9 @@ type JoinedRoom struct {
 	Ephemeral           EventList   `json:"ephemeral"`
 	AccountData         EventList   `json:"account_data"`
 	UnreadNotifications UnreadCount `json:"unread_notifications"`
+	// UnreadThreadNotifications are each thread's counts, when the filter asks for them
+	// (UnreadNotifications then counts the main timeline only).
+	UnreadThreadNotifications map[string]UnreadCount `json:"unread_thread_notifications,omitempty"`
 }
 
 // Summary helps clients name a room without loading all its members.

@@ -637,3 +637,55 @@ func memberEventIn(r *mautrix.RespSync, room id.RoomID, user, sender id.UserID, 
 	}
 	return false
 }
+
+// testThreadNotifications: a sync whose filter asks for unread_thread_notifications gets the
+// room's counts split: the main timeline's in unread_notifications, each thread's beside it;
+// a receipt in the thread clears the thread's alone.
+func testThreadNotifications(t *testing.T, srv *server) {
+	alice, bob := registerUser(t, srv, "alice"), registerUser(t, srv, "bob")
+	room := sharedRoom(t, alice, bob)
+	root := alice.sendText(t, room, "a thread starts here")
+	var last id.EventID
+	for _, body := range []string{"reply 1", "reply 2"} {
+		resp, err := alice.SendMessageEvent(testCtx(t), room, event.EventMessage, map[string]any{"msgtype": "m.text", "body": body,
+			"m.relates_to": map[string]any{"rel_type": "m.thread", "event_id": root}})
+		mustOK(t, err, "reply in the thread")
+		last = resp.EventID
+	}
+	filter := url.QueryEscape(`{"room":{"timeline":{"unread_thread_notifications":true}}}`)
+	counts := func() (main int, threads map[string]int) {
+		resp := rawRequest(t, "GET", clientURL(srv, "v3/sync?timeout=0&filter="+filter), bob.AccessToken, nil)
+		resp.expectOK(t)
+		var body struct {
+			Rooms struct {
+				Join map[string]struct {
+					Unread struct {
+						N int `json:"notification_count"`
+					} `json:"unread_notifications"`
+					Threads map[string]struct {
+						N int `json:"notification_count"`
+					} `json:"unread_thread_notifications"`
+				} `json:"join"`
+			} `json:"rooms"`
+		}
+		if err := json.Unmarshal(resp.Raw, &body); err != nil {
+			t.Fatal(err)
+		}
+		jr := body.Rooms.Join[room.String()]
+		threads = map[string]int{}
+		for root, c := range jr.Threads {
+			threads[root] = c.N
+		}
+		return jr.Unread.N, threads
+	}
+	main, threads := counts()
+	if want := map[string]int{root.String(): 2}; !maps.Equal(threads, want) {
+		t.Errorf("thread counts %v, want %v", threads, want)
+	}
+	mainBefore := main
+	mustOK(t, bob.SendReceipt(testCtx(t), room, last, event.ReceiptTypeRead, map[string]any{"thread_id": root.String()}), "thread receipt")
+	main, threads = counts()
+	if len(threads) != 0 || main != mainBefore {
+		t.Errorf("after the thread's receipt: main %d (was %d), threads %v; want the threads cleared alone", main, mainBefore, threads)
+	}
+}

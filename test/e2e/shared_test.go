@@ -34,6 +34,7 @@ func TestSharedServer(t *testing.T) {
 		{"CreateRoomInvites", testCreateRoomInvites},
 		{"RejectedInviteSync", testRejectedInviteSync},
 		{"Knocking", testKnocking},
+		{"ThreadNotifications", testThreadNotifications},
 		{"Redact", testRedact},
 		{"Context", testContext},
 		{"Typing", testTyping},
