@@ -69,6 +69,26 @@ func (r *room) firstAfter(seq uint64) int {
 // currentMembership is a user's latest membership change in the room.
 func currentMembership(changes []change) change { return changes[len(changes)-1] }
 
+// StayStart is the position of the change that began the user's current membership of the
+// room: their join, not a later profile update (a join after a join). 0 if they have none.
+func (m *Model) StayStart(roomID, userID string) uint64 {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	r := m.rooms[roomID]
+	if r == nil {
+		return 0
+	}
+	changes := r.memberships[userID]
+	i := len(changes) - 1
+	for i > 0 && changes[i-1].value == changes[i].value {
+		i--
+	}
+	if i < 0 {
+		return 0
+	}
+	return changes[i].seq
+}
+
 // Model is this node's in-memory view of every room, built by following the shard streams.
 // It can be thrown away at any time: it is rebuilt from JetStream on start.
 type Model struct {

@@ -1263,7 +1263,8 @@ func TestThreadedReceipts(t *testing.T) {
 }
 
 // TestThreadUnreadCounts: counts split by thread give the main timeline's and each thread's;
-// a thread's receipt or the user's own reply there clears only that thread's.
+// a thread's receipt, or the user's own event there (a reaction to a reply too), clears only
+// that thread's, and the user's profile update only the main timeline's.
 func TestThreadUnreadCounts(t *testing.T) {
 	s, roomID, root := threadedRoom(t)
 	ctx := t.Context()
@@ -1282,12 +1283,24 @@ func TestThreadUnreadCounts(t *testing.T) {
 	if n, _ := s.UnreadCounts(roomID, bob); n != 5 {
 		t.Errorf("the room's count not split = %d, want 5", n)
 	}
-	if err := s.SetReceipt(ctx, roomID, bob, "m.read", first, root); err != nil {
+	reaction := mustJSON(map[string]any{"m.relates_to": map[string]any{"rel_type": "m.annotation", "event_id": first, "key": "+1"}})
+	if _, err := s.Send(ctx, Proto{RoomID: roomID, Sender: bob, Type: "m.reaction", Content: reaction}, SendOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	check("after reading the thread's first reply", 3, 1)
+	check("after bob's reaction to a reply", 3, 0)
+	last := sendReply(t, s, roomID, alice, root, "reply 3")
+	check("after another reply", 3, 1)
+	profile := mustJSON(map[string]any{"membership": "join", "displayname": "Bobby"})
+	if _, err := s.Send(ctx, Proto{RoomID: roomID, Sender: bob, Type: "m.room.member", StateKey: &[]string{bob}[0], Content: profile}, SendOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	check("after bob's profile update", 0, 1)
+	if err := s.SetReceipt(ctx, roomID, bob, "m.read", last, root); err != nil {
+		t.Fatal(err)
+	}
+	check("after reading the thread", 0, 0)
+	sendReply(t, s, roomID, alice, root, "reply 4")
+	check("after a fourth reply", 0, 1)
 	sendReply(t, s, roomID, bob, root, "bob replies")
-	check("after bob's own reply in the thread", 3, 0)
-	sendText(t, s, roomID, bob, "bob in the main timeline")
-	check("after bob's own message", 0, 0)
+	check("after bob's own reply in the thread", 0, 0)
 }

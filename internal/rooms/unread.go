@@ -39,9 +39,8 @@ func (s *Service) ThreadUnreadCounts(roomID, userID string) (main Counts, thread
 func (s *Service) unreadState(roomID, userID string, split bool) unreadState {
 	marks := s.userReadMarks(roomID, userID)
 	from := marks.upTo
-	if me := s.model.StateEvent(roomID, "m.room.member", userID); me != nil && me.Seq > from {
-		from = me.Seq // nothing before joining is unread
-	}
+	// Nothing before joining is unread; a profile update since is no new start.
+	from = max(from, s.model.StayStart(roomID, userID))
 	key := unreadKey{roomID, userID, split}
 	s.unreadMu.Lock()
 	st := s.unread[key]
@@ -83,7 +82,7 @@ func (s *Service) countUnread(roomID, userID string, evs []Event, marks readMark
 		st.upTo = ev.Seq
 		thread := "main"
 		if split || len(marks.threads) > 0 {
-			thread = threadOf(ev)
+			thread = s.threadOf(roomID, ev)
 		}
 		counted := thread // the counts the event goes to: its thread's, or the room's
 		if !split {
@@ -135,20 +134,31 @@ func (st *unreadState) set(thread string, counts Counts) {
 }
 
 // threadOf is the thread an event is in: its thread root's event id, or "main" for an event
-// in no thread (a thread's root included, as clients show it in the main timeline). It runs
-// only for counts split by thread, or for users with a thread receipt past their main-timeline
-// one. It reads the event's own
-// relation only: an edit of a thread's reply counts as the main timeline's (push rules do
-// not notify for edits or reactions by default).
-func threadOf(ev Event) string {
-	rel := gjson.GetBytes(ev.PDU.Content(), `m\.relates_to`)
-	if rel.Get("rel_type").Str == "m.thread" {
-		if root := rel.Get("event_id").Str; root != "" {
-			return root
+// in no thread (a thread's root included, as clients show it in the main timeline). An event
+// related to another (an edit, a reaction) is in that one's thread, followed for up to
+// maxRelationHops, as the spec recommends. It runs only for counts split by thread, or for
+// users with a thread receipt past their main-timeline one.
+func (s *Service) threadOf(roomID string, ev Event) string {
+	for hop := 0; ; hop++ {
+		rel := gjson.GetBytes(ev.PDU.Content(), `m\.relates_to`)
+		parent := rel.Get("event_id").Str
+		if rel.Get("rel_type").Str == "m.thread" && parent != "" {
+			return parent
 		}
+		if parent == "" || hop == maxRelationHops {
+			return "main"
+		}
+		next, ok := s.model.Event(roomID, parent)
+		if !ok {
+			return "main"
+		}
+		ev = next
 	}
-	return "main"
 }
+
+// maxRelationHops bounds how far threadOf follows relations: a reaction to an edit of a
+// thread's reply is two.
+const maxRelationHops = 3
 
 // pushDecodedCap is how many recent events stay decoded for push rules: enough for every
 // member's sync to find the events it has not counted yet.
