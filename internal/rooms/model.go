@@ -28,6 +28,18 @@ type Event struct {
 	PrevContent json.RawMessage // content of the state event this one replaced
 	PrevSender  string
 	RedactedBy  string
+	// Thread is the root of the thread the event is in, "" for the main timeline (a thread's
+	// root included). Kept from the event's relation when it is applied, as its content may
+	// be redacted later.
+	Thread string
+}
+
+// thread names the event's thread as receipts do: its root, or "main".
+func (e *Event) thread() string {
+	if e.Thread == "" {
+		return "main"
+	}
+	return e.Thread
 }
 
 // IsState reports whether the event has a state key.
@@ -59,6 +71,30 @@ type room struct {
 	visibility  []change
 	memberships map[string][]change
 	tally       *memberTally // what memberships add up to; replaced, never changed, on a change
+}
+
+// threadOf is the thread of an event with this content: a thread's reply is in its root's; an
+// event related to another of the room (an edit, a reaction) is in that one's, however long
+// the chain, since each event keeps its own; anything else, or a relation to an event the
+// room does not have, is in the main timeline (""). A thread's root is the one named, unless
+// that is itself in a thread, whose root it then is.
+func (r *room) threadOf(content []byte) string {
+	if !bytes.Contains(content, []byte(`"m.relates_to"`)) {
+		// Most events relate to none, and reading the content for it costs an allocation.
+		// Stored events are canonical JSON, so the key is never escaped.
+		return ""
+	}
+	rel := gjson.GetBytes(content, `m\.relates_to`)
+	parent := r.byID[rel.Get("event_id").Str]
+	switch {
+	case parent == nil:
+		return ""
+	case parent.Thread != "":
+		return parent.Thread
+	case rel.Get("rel_type").Str == "m.thread":
+		return parent.PDU.EventID()
+	}
+	return ""
 }
 
 // firstAfter is the index in r.events of the first event after position seq (len when none).
@@ -170,7 +206,8 @@ func (m *Model) applyDecoded(se store.RoomEvent) []string {
 }
 
 func (m *Model) applyLocked(se store.RoomEvent, pdu gomatrixserverlib.PDU, r *room) []string {
-	ev := &Event{PDU: pdu, Seq: se.Seq, Sender: string(pdu.SenderID()), Device: se.Device, TxnID: se.TxnID}
+	ev := &Event{PDU: pdu, Seq: se.Seq, Sender: string(pdu.SenderID()), Device: se.Device, TxnID: se.TxnID,
+		Thread: r.threadOf(pdu.Content())}
 	r.events = append(r.events, ev)
 	r.byID[pdu.EventID()] = ev
 	if se.Device != "" {

@@ -140,15 +140,13 @@ func (s *Service) ReceiptsSince(roomID, viewer string, since uint64) []Receipt {
 	return out
 }
 
-// readMarks is how far the user has read a room: everything up to upTo, and each thread up
-// to its own position past it. upTo is the furthest unthreaded or main-timeline receipt: a
-// main-timeline receipt also covers the thread events before it, as every receipt did before
-// threads were told apart, so that counting never reaches back beyond it. rev is the receipts
-// bucket's position of the newest receipt, which changes whenever any of them moves.
+// readMarks is how far the user has read a room: everything up to unthreaded, the main
+// timeline up to main, and each thread up to its own mark. rev is the receipts bucket's
+// position of the newest receipt, which changes whenever any of them moves.
 type readMarks struct {
-	upTo    uint64
-	threads map[string]uint64
-	rev     uint64
+	unthreaded, main uint64
+	threads          map[string]uint64
+	rev              uint64
 }
 
 // userReadMarks gathers the user's receipts in the room, of either read type.
@@ -161,11 +159,6 @@ func (s *Service) userReadMarks(roomID, userID string) readMarks {
 	}
 	s.receipts.mu.RUnlock()
 	var marks readMarks
-	type threadMark struct {
-		thread string
-		seq    uint64
-	}
-	var threaded []threadMark
 	for _, r := range receipts {
 		// A receipt whose event this node has not applied yet counts once it has: its
 		// revision is left out until then, so the counts made without it are made again.
@@ -174,27 +167,31 @@ func (s *Service) userReadMarks(roomID, userID string) readMarks {
 			continue
 		}
 		marks.rev = max(marks.rev, r.Rev)
-		if r.ThreadID == "" || r.ThreadID == "main" {
-			marks.upTo = max(marks.upTo, ev.Seq)
-		} else {
-			threaded = append(threaded, threadMark{r.ThreadID, ev.Seq})
+		switch r.ThreadID {
+		case "":
+			marks.unthreaded = max(marks.unthreaded, ev.Seq)
+		case "main":
+			marks.main = max(marks.main, ev.Seq)
+		default:
+			if marks.threads == nil {
+				marks.threads = map[string]uint64{}
+			}
+			marks.threads[r.ThreadID] = max(marks.threads[r.ThreadID], ev.Seq)
 		}
-	}
-	for _, m := range threaded {
-		if m.seq <= marks.upTo {
-			continue // covered already
-		}
-		if marks.threads == nil {
-			marks.threads = map[string]uint64{}
-		}
-		marks.threads[m.thread] = max(marks.threads[m.thread], m.seq)
 	}
 	return marks
 }
 
-// read reports whether an event at seq in the thread is read.
-func (m readMarks) read(seq uint64, thread string) bool {
-	return seq <= m.upTo || seq <= m.threads[thread]
+// read reports whether an event at seq in the thread ("main" or a root) is read. Counted for
+// the whole room, a main-timeline receipt also marks the thread events before it read (see
+// "Counted for the whole room, a main-timeline receipt..." in docs/ARCHITECTURE.md); split by
+// thread, it does not.
+func (m readMarks) read(seq uint64, thread string, split bool) bool {
+	switch {
+	case seq <= m.unthreaded, seq <= m.threads[thread]:
+		return true
+	}
+	return seq <= m.main && (thread == "main" || !split)
 }
 
 // WaitReceiptPosition waits until this node has applied the receipts bucket up to p.

@@ -1264,7 +1264,8 @@ func TestThreadedReceipts(t *testing.T) {
 
 // TestThreadUnreadCounts: counts split by thread give the main timeline's and each thread's;
 // a thread's receipt, or the user's own event there (a reaction to a reply too), clears only
-// that thread's, and the user's profile update only the main timeline's.
+// that thread's, and a main-timeline receipt or the user's profile update only the main
+// timeline's.
 func TestThreadUnreadCounts(t *testing.T) {
 	s, roomID, root := threadedRoom(t)
 	ctx := t.Context()
@@ -1301,6 +1302,15 @@ func TestThreadUnreadCounts(t *testing.T) {
 	check("after reading the thread", 0, 0)
 	sendReply(t, s, roomID, alice, root, "reply 4")
 	check("after a fourth reply", 0, 1)
+	main3 := sendText(t, s, roomID, alice, "main 3")
+	check("after a third message", 1, 1)
+	if err := s.SetReceipt(ctx, roomID, bob, "m.read", main3, "main"); err != nil {
+		t.Fatal(err)
+	}
+	check("after reading the main timeline", 0, 1) // the thread's reply before it stays unread
+	if n, _ := s.UnreadCounts(roomID, bob); n != 0 {
+		t.Errorf("the room's count not split after the main receipt = %d, want 0 (it covers what came before)", n)
+	}
 	sendReply(t, s, roomID, bob, root, "bob replies")
 	check("after bob's own reply in the thread", 0, 0)
 }

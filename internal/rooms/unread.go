@@ -35,29 +35,47 @@ func (s *Service) ThreadUnreadCounts(roomID, userID string) (main Counts, thread
 
 // unreadState gives the user's counts in the room, split by thread or not. Counts are kept
 // per room, user and split and extended with new events only, so a sync does not re-read the
-// history; any receipt that moves starts them again.
+// history; any receipt that moves starts them again. Split, the main timeline is counted from
+// its receipt and the threads' events from the unthreaded receipt: a main-timeline receipt
+// does not mark them read.
 func (s *Service) unreadState(roomID, userID string, split bool) unreadState {
 	marks := s.userReadMarks(roomID, userID)
-	from := marks.upTo
-	// Nothing before joining is unread; a profile update since is no new start.
-	from = max(from, s.model.StayStart(roomID, userID))
+	stay := s.model.StayStart(roomID, userID) // nothing before joining is unread
+	from, threadsFrom := max(marks.unthreaded, marks.main, stay), max(marks.unthreaded, stay)
 	key := unreadKey{roomID, userID, split}
 	s.unreadMu.Lock()
 	st := s.unread[key]
 	s.unreadMu.Unlock()
-	if st.from != from || st.marksRev != marks.rev || st.upTo < from {
-		st = unreadState{from: from, upTo: from, marksRev: marks.rev}
+	if st.from != from || st.threadsFrom != threadsFrom || st.marksRev != marks.rev {
+		st = unreadState{from: from, upTo: from, threadsFrom: threadsFrom, threadsUpTo: threadsFrom, marksRev: marks.rev}
 	}
 	evs := s.model.Range(roomID, st.upTo, End, true, math.MaxInt, nil)
-	if len(evs) > 0 {
-		st.threads = maps.Clone(st.threads) // the cached state's map is shared with other syncs
-		s.countUnread(roomID, userID, evs, marks, split, &st)
-		s.unreadMu.Lock()
-		s.unread[key] = st
-		s.unreadMu.Unlock()
+	var threadEvs []Event
+	if split {
+		threadEvs = s.model.Range(roomID, st.threadsUpTo, End, true, math.MaxInt, inThread)
 	}
+	if len(evs)+len(threadEvs) == 0 {
+		return st
+	}
+	st.threads = maps.Clone(st.threads) // the cached state's map is shared with other syncs
+	tally := s.newUnreadTally(roomID, userID, marks, split)
+	for _, ev := range evs {
+		st.upTo = ev.Seq
+		if !split || ev.Thread == "" { // split, the threads' events are the next loop's
+			tally.count(&st, "main", ev)
+		}
+	}
+	for _, ev := range threadEvs {
+		st.threadsUpTo = ev.Seq
+		tally.count(&st, ev.Thread, ev)
+	}
+	s.unreadMu.Lock()
+	s.unread[key] = st
+	s.unreadMu.Unlock()
 	return st
 }
+
+func inThread(ev *Event) bool { return ev.Thread != "" }
 
 type unreadKey struct {
 	roomID, userID string
@@ -65,49 +83,56 @@ type unreadKey struct {
 }
 
 // unreadState is the counts for events in (from, upTo], under the receipts as they stood at
-// marksRev: all of them in main, or split by thread, main then holding the main timeline's.
+// marksRev: all of them in main, or split by thread, main then holding the main timeline's
+// and threads those of the threads' events in (threadsFrom, threadsUpTo].
 type unreadState struct {
-	from, upTo uint64
-	marksRev   uint64
-	main       Counts
-	threads    map[string]Counts
+	from, upTo               uint64
+	threadsFrom, threadsUpTo uint64
+	marksRev                 uint64
+	main                     Counts
+	threads                  map[string]Counts
 }
 
-func (s *Service) countUnread(roomID, userID string, evs []Event, marks readMarks, split bool, st *unreadState) {
+// unreadTally counts events for one user in one room.
+type unreadTally struct {
+	s      *Service
+	userID string
+	marks  readMarks
+	split  bool
+	ctx    push.Context
+	rules  push.Ruleset
+	pl     *Event
+}
+
+func (s *Service) newUnreadTally(roomID, userID string, marks readMarks, split bool) *unreadTally {
 	joined, _, _ := s.MemberSummary(roomID, userID, 0)
-	c := push.Context{UserID: userID, DisplayName: s.displayName(roomID, userID), MemberCount: joined}
-	rules := s.pushRules(userID)
-	pl := s.model.StateEvent(roomID, "m.room.power_levels", "")
-	for _, ev := range evs {
-		st.upTo = ev.Seq
-		thread := "main"
-		if split || len(marks.threads) > 0 {
-			thread = s.threadOf(roomID, ev)
+	return &unreadTally{s: s, userID: userID, marks: marks, split: split,
+		ctx:   push.Context{UserID: userID, DisplayName: s.displayName(roomID, userID), MemberCount: joined},
+		rules: s.pushRules(userID), pl: s.model.StateEvent(roomID, "m.room.power_levels", "")}
+}
+
+// count adds ev to the counts named into ("main" or a thread's root) if it is unread and
+// notifies. The user's own event resets those counts instead.
+func (t *unreadTally) count(st *unreadState, into string, ev Event) {
+	if ev.Sender == t.userID {
+		st.set(into, Counts{})
+		return
+	}
+	if t.marks.read(ev.Seq, ev.thread(), t.split) {
+		return
+	}
+	decoded, ok := t.s.pushDecoded.get(ev.PDU)
+	if !ok {
+		return
+	}
+	t.ctx.SenderCanNotify = func(key string) bool { return canNotify(t.pl, ev.Sender, key) }
+	if a := push.EvaluateDecoded(t.rules, decoded, t.ctx); a.Notify {
+		counts := st.get(into)
+		counts.Notifications++
+		if a.Highlight {
+			counts.Highlights++
 		}
-		counted := thread // the counts the event goes to: its thread's, or the room's
-		if !split {
-			counted = "main"
-		}
-		if ev.Sender == userID {
-			st.set(counted, Counts{})
-			continue
-		}
-		if marks.read(ev.Seq, thread) {
-			continue
-		}
-		decoded, ok := s.pushDecoded.get(ev.PDU)
-		if !ok {
-			continue
-		}
-		c.SenderCanNotify = func(key string) bool { return canNotify(pl, ev.Sender, key) }
-		if a := push.EvaluateDecoded(rules, decoded, c); a.Notify {
-			counts := st.get(counted)
-			counts.Notifications++
-			if a.Highlight {
-				counts.Highlights++
-			}
-			st.set(counted, counts)
-		}
+		st.set(into, counts)
 	}
 }
 
@@ -132,33 +157,6 @@ func (st *unreadState) set(thread string, counts Counts) {
 		st.threads[thread] = counts
 	}
 }
-
-// threadOf is the thread an event is in: its thread root's event id, or "main" for an event
-// in no thread (a thread's root included, as clients show it in the main timeline). An event
-// related to another (an edit, a reaction) is in that one's thread, followed for up to
-// maxRelationHops, as the spec recommends. It runs only for counts split by thread, or for
-// users with a thread receipt past their main-timeline one.
-func (s *Service) threadOf(roomID string, ev Event) string {
-	for hop := 0; ; hop++ {
-		rel := gjson.GetBytes(ev.PDU.Content(), `m\.relates_to`)
-		parent := rel.Get("event_id").Str
-		if rel.Get("rel_type").Str == "m.thread" && parent != "" {
-			return parent
-		}
-		if parent == "" || hop == maxRelationHops {
-			return "main"
-		}
-		next, ok := s.model.Event(roomID, parent)
-		if !ok {
-			return "main"
-		}
-		ev = next
-	}
-}
-
-// maxRelationHops bounds how far threadOf follows relations: a reaction to an edit of a
-// thread's reply is two.
-const maxRelationHops = 3
 
 // pushDecodedCap is how many recent events stay decoded for push rules: enough for every
 // member's sync to find the events it has not counted yet.
