@@ -141,12 +141,16 @@ func (s *Service) ReceiptsSince(roomID, viewer string, since uint64) []Receipt {
 }
 
 // readMarks is how far the user has read a room: everything up to unthreaded, the main
-// timeline up to main, and each thread up to its own mark. rev is the receipts bucket's
-// position of the newest receipt, which changes whenever any of them moves.
+// timeline up to main, and each thread up to its own mark. The revisions are the receipts
+// bucket's positions of the newest receipt of all, of the unthreaded and main ones, and of
+// the unthreaded and thread ones: each changes when a receipt it covers moves, so counts
+// that depend on only some receipts are not made again for the others. skipped says a
+// receipt's event is not applied here yet: counts made without it are not kept.
 type readMarks struct {
-	unthreaded, main uint64
-	threads          map[string]uint64
-	rev              uint64
+	unthreaded, main         uint64
+	threads                  map[string]uint64
+	rev, mainRev, threadsRev uint64
+	skipped                  bool
 }
 
 // userReadMarks gathers the user's receipts in the room, of either read type.
@@ -160,19 +164,21 @@ func (s *Service) userReadMarks(roomID, userID string) readMarks {
 	s.receipts.mu.RUnlock()
 	var marks readMarks
 	for _, r := range receipts {
-		// A receipt whose event this node has not applied yet counts once it has: its
-		// revision is left out until then, so the counts made without it are made again.
 		ev, ok := s.model.Event(roomID, r.EventID)
 		if !ok {
+			marks.skipped = true
 			continue
 		}
 		marks.rev = max(marks.rev, r.Rev)
 		switch r.ThreadID {
 		case "":
 			marks.unthreaded = max(marks.unthreaded, ev.Seq)
+			marks.mainRev, marks.threadsRev = max(marks.mainRev, r.Rev), max(marks.threadsRev, r.Rev)
 		case "main":
 			marks.main = max(marks.main, ev.Seq)
+			marks.mainRev = max(marks.mainRev, r.Rev)
 		default:
+			marks.threadsRev = max(marks.threadsRev, r.Rev)
 			if marks.threads == nil {
 				marks.threads = map[string]uint64{}
 			}

@@ -1308,6 +1308,14 @@ func TestThreadUnreadCounts(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("after reading the main timeline", 0, 1) // the thread's reply before it stays unread
+	// Both cursors stand at the room's last event, so the next sync reads only what is new.
+	info, _ := s.Model().Info(roomID)
+	s.unreadMu.Lock()
+	st := s.unread[unreadKey{roomID, bob, true}]
+	s.unreadMu.Unlock()
+	if st.upTo != info.HeadSeq || st.threadsUpTo != info.HeadSeq {
+		t.Errorf("split counts' cursors at %d and %d, want both at the room's head %d", st.upTo, st.threadsUpTo, info.HeadSeq)
+	}
 	if n, _ := s.UnreadCounts(roomID, bob); n != 0 {
 		t.Errorf("the room's count not split after the main receipt = %d, want 0 (it covers what came before)", n)
 	}

@@ -35,47 +35,73 @@ func (s *Service) ThreadUnreadCounts(roomID, userID string) (main Counts, thread
 
 // unreadState gives the user's counts in the room, split by thread or not. Counts are kept
 // per room, user and split and extended with new events only, so a sync does not re-read the
-// history; any receipt that moves starts them again. Split, the main timeline is counted from
-// its receipt and the threads' events from the unthreaded receipt: a main-timeline receipt
-// does not mark them read.
+// history; a receipt that moves starts again the counts it bears on. Split, the main timeline
+// is counted from its receipt and the threads' events from the unthreaded receipt: a
+// main-timeline receipt does not mark them read.
 func (s *Service) unreadState(roomID, userID string, split bool) unreadState {
 	marks := s.userReadMarks(roomID, userID)
 	stay := s.model.StayStart(roomID, userID) // nothing before joining is unread
-	from, threadsFrom := max(marks.unthreaded, marks.main, stay), max(marks.unthreaded, stay)
 	key := unreadKey{roomID, userID, split}
 	s.unreadMu.Lock()
 	st := s.unread[key]
 	s.unreadMu.Unlock()
-	if st.from != from || st.threadsFrom != threadsFrom || st.marksRev != marks.rev {
-		st = unreadState{from: from, upTo: from, threadsFrom: threadsFrom, threadsUpTo: threadsFrom, marksRev: marks.rev}
-	}
-	evs := s.model.Range(roomID, st.upTo, End, true, math.MaxInt, nil)
-	var threadEvs []Event
+	changed := st.restart(marks, stay, split)
+	lo := st.upTo
 	if split {
-		threadEvs = s.model.Range(roomID, st.threadsUpTo, End, true, math.MaxInt, inThread)
+		lo = min(lo, st.threadsUpTo)
 	}
-	if len(evs)+len(threadEvs) == 0 {
-		return st
+	if evs := s.model.Range(roomID, lo, End, true, math.MaxInt, nil); len(evs) > 0 {
+		st.threads = maps.Clone(st.threads) // the cached state's map is shared with other syncs
+		s.tallyUnread(roomID, userID, marks, split, evs, &st)
+		changed = true
 	}
-	st.threads = maps.Clone(st.threads) // the cached state's map is shared with other syncs
-	tally := s.newUnreadTally(roomID, userID, marks, split)
-	for _, ev := range evs {
-		st.upTo = ev.Seq
-		if !split || ev.Thread == "" { // split, the threads' events are the next loop's
-			tally.count(&st, "main", ev)
-		}
+	if changed && !marks.skipped {
+		s.unreadMu.Lock()
+		s.unread[key] = st
+		s.unreadMu.Unlock()
 	}
-	for _, ev := range threadEvs {
-		st.threadsUpTo = ev.Seq
-		tally.count(&st, ev.Thread, ev)
-	}
-	s.unreadMu.Lock()
-	s.unread[key] = st
-	s.unreadMu.Unlock()
 	return st
 }
 
-func inThread(ev *Event) bool { return ev.Thread != "" }
+// restart starts afresh the parts of the counts whose receipts moved, and reports whether
+// any did. Not split, every receipt bears on the one count.
+func (st *unreadState) restart(marks readMarks, stay uint64, split bool) bool {
+	from, mainRev := max(marks.unthreaded, marks.main, stay), marks.rev
+	if split {
+		mainRev = marks.mainRev
+	}
+	changed := false
+	if st.from != from || st.mainRev != mainRev || st.upTo < from {
+		st.from, st.upTo, st.mainRev, st.main = from, from, mainRev, Counts{}
+		changed = true
+	}
+	if threadsFrom := max(marks.unthreaded, stay); split &&
+		(st.threadsFrom != threadsFrom || st.threadsRev != marks.threadsRev || st.threadsUpTo < threadsFrom) {
+		st.threadsFrom, st.threadsUpTo, st.threadsRev, st.threads = threadsFrom, threadsFrom, marks.threadsRev, nil
+		changed = true
+	}
+	return changed
+}
+
+// tallyUnread counts evs, in stream order, into the parts of st they are new to: an event
+// after upTo into the room's counts (split, only the main timeline's events), one after
+// threadsUpTo into its thread's (split only). Both cursors then stand at the last event.
+func (s *Service) tallyUnread(roomID, userID string, marks readMarks, split bool, evs []Event, st *unreadState) {
+	tally := s.newUnreadTally(roomID, userID, marks, split)
+	for _, ev := range evs {
+		switch {
+		case ev.Seq > st.upTo && (!split || ev.Thread == ""):
+			tally.count(st, "main", ev)
+		case split && ev.Thread != "" && ev.Seq > st.threadsUpTo:
+			tally.count(st, ev.Thread, ev)
+		}
+	}
+	last := evs[len(evs)-1].Seq
+	st.upTo = max(st.upTo, last)
+	if split {
+		st.threadsUpTo = max(st.threadsUpTo, last)
+	}
+}
 
 type unreadKey struct {
 	roomID, userID string
@@ -83,14 +109,13 @@ type unreadKey struct {
 }
 
 // unreadState is the counts for events in (from, upTo], under the receipts as they stood at
-// marksRev: all of them in main, or split by thread, main then holding the main timeline's
-// and threads those of the threads' events in (threadsFrom, threadsUpTo].
+// mainRev: all of them in main or, split by thread, the main timeline's in main and the
+// threads' events in (threadsFrom, threadsUpTo], under the receipts at threadsRev, in threads.
 type unreadState struct {
-	from, upTo               uint64
-	threadsFrom, threadsUpTo uint64
-	marksRev                 uint64
-	main                     Counts
-	threads                  map[string]Counts
+	from, upTo, mainRev                  uint64
+	threadsFrom, threadsUpTo, threadsRev uint64
+	main                                 Counts
+	threads                              map[string]Counts
 }
 
 // unreadTally counts events for one user in one room.
