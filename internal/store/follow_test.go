@@ -42,6 +42,21 @@ func (f *runningFollower) stop() {
 	<-f.done
 }
 
+// followerHost names the server holding the shard's one consumer. A consumer just created
+// can be missing from the listing, or listed without its leader, for a moment: it asks again
+// for up to 5 s.
+func followerHost(t *testing.T, st *Store, shard int) string {
+	t.Helper()
+	var hosts []string
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if hosts = consumerHosts(t, st, shard); len(hosts) == 1 && hosts[0] != "" {
+			return hosts[0]
+		}
+	}
+	t.Fatalf("consumer hosts %v, want one", hosts)
+	return ""
+}
+
 // consumerHosts names the server holding each consumer of the shard's stream.
 func consumerHosts(t *testing.T, st *Store, shard int) []string {
 	t.Helper()
@@ -89,11 +104,7 @@ func TestFollowShardEndsWhenItsConsumerIsLost(t *testing.T) {
 		if e := f.next(t); e.Seq != first {
 			t.Fatalf("first event at %d, want %d", e.Seq, first)
 		}
-		hosts := consumerHosts(t, st, 0)
-		if len(hosts) != 1 {
-			t.Fatalf("consumer hosts %v, want one", hosts)
-		}
-		host = hosts[0]
+		host = followerHost(t, st, 0)
 	}
 	for i, o := range opts {
 		if o.NodeName == host {
