@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -16,14 +15,12 @@ func openBenchStore(b *testing.B) *Store {
 	return openBenchStoreWith(b, Options{RoomShards: 16})
 }
 
-// openBenchStoreWith opens a one-replica store with the options' shards and group commit.
+// openBenchStoreWith opens a one-replica store in b.TempDir() with the options' shards and
+// group commit.
 func openBenchStoreWith(b *testing.B, opts Options) *Store {
 	b.Helper()
-	opts.DataDir, opts.NodeName, opts.Replicas, opts.Logger = b.TempDir(), "bench", 1, slog.New(slog.DiscardHandler)
-	st, err := Open(context.Background(), opts)
-	if err != nil {
-		b.Fatal(err)
-	}
+	opts.DataDir = b.TempDir()
+	st := openWith(b, opts)
 	b.Cleanup(st.Close)
 	return st
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -15,12 +14,7 @@ import (
 
 func openGrouped(t *testing.T, dir string, shards int) *Store {
 	t.Helper()
-	st, err := Open(context.Background(), Options{DataDir: dir, NodeName: "test", Replicas: 1, RoomShards: shards,
-		GroupCommit: true, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatalf("open grouped store: %v", err)
-	}
-	return st
+	return openWith(t, Options{DataDir: dir, RoomShards: shards, GroupCommit: true})
 }
 
 // TestGroupCommitStoresQueuedAppendsTogether: appends to different rooms that queue while a

@@ -14,8 +14,15 @@ import (
 
 func openAt(t *testing.T, dir string, shards int) *Store {
 	t.Helper()
-	st, err := Open(context.Background(), Options{DataDir: dir, NodeName: "test", Replicas: 1, RoomShards: shards,
-		Logger: slog.New(slog.DiscardHandler)})
+	return openWith(t, Options{DataDir: dir, RoomShards: shards})
+}
+
+// openWith opens a one-replica embedded store with the options' data dir, shards and group
+// commit; the caller closes it.
+func openWith(t testing.TB, opts Options) *Store {
+	t.Helper()
+	opts.NodeName, opts.Replicas, opts.Logger = "test", 1, slog.New(slog.DiscardHandler)
+	st, err := Open(context.Background(), opts)
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
