@@ -98,7 +98,7 @@ func TestRoomShardsByLayout(t *testing.T) {
 		deployment, engineFor int
 	}{
 		{LocalSingle, 0, 1, 16},
-		{Local3DC, 0, 16, 16},
+		{Local3DC, 0, 4, 16},
 		{LocalSingle, 4, 4, 16},
 		{Local3DC, 32, 32, 32},
 	} {

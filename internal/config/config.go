@@ -61,13 +61,15 @@ func (c Config) ReplicaCount() int {
 	return 1
 }
 
-// Room shard streams when room_shards is not set. A cluster spreads its shards' stream leaders
-// over its nodes and data centers. A single node writes each shard's queued events as one
-// message (group commit), and one shard gathers the most (docs/PERFORMANCE.md, "Group commit
-// on a single node").
+// Room shard streams when room_shards is not set. Each shard's queued events are written as
+// one message (group commit), and fewer shards gather more (docs/PERFORMANCE.md, "Group
+// commit"). A single node has one. A cluster has a few, so that their stream leaders, which
+// write them, spread over its data centers, and a fire pauses the writes of only some rooms.
+// An external NATS stores one message per event, and more shards append in parallel there.
 const (
-	ClusterRoomShards    = 16
-	SingleNodeRoomShards = 1
+	ClusterRoomShards      = 4
+	SingleNodeRoomShards   = 1
+	ExternalNATSRoomShards = 16
 )
 
 // RoomShardCount is the number of room shard streams a new deployment gets: as configured,
@@ -76,7 +78,9 @@ func (c Config) RoomShardCount() int {
 	switch {
 	case c.RoomShards > 0:
 		return c.RoomShards
-	case !c.SingleEmbeddedNode():
+	case c.NATSURL != "":
+		return ExternalNATSRoomShards
+	case c.Cluster != nil:
 		return ClusterRoomShards
 	}
 	return SingleNodeRoomShards

@@ -285,7 +285,7 @@ func TestRoomShardCount(t *testing.T) {
 	}{
 		{"single node", Config{}, SingleNodeRoomShards},
 		{"cluster", Config{Cluster: validCluster()}, ClusterRoomShards},
-		{"external NATS", Config{NATSURL: "nats://127.0.0.1:4222"}, ClusterRoomShards},
+		{"external NATS", Config{NATSURL: "nats://127.0.0.1:4222"}, ExternalNATSRoomShards},
 		{"configured", Config{RoomShards: 8, Cluster: validCluster()}, 8},
 	} {
 		if got := tc.cfg.RoomShardCount(); got != tc.want {

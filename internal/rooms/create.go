@@ -85,7 +85,7 @@ func (s *Service) createEvents(ctx context.Context, req CreateRequest, pr preset
 		}
 		seq, err := s.st.AppendRoomEvents(ctx, roomID, 0, batch)
 		if errors.Is(err, store.ErrConflict) && attempt < maxCreateAttempts {
-			// Not a rival for this room (its id is new): on a single node, another writer
+			// Not a rival for this room (its id is new): with group commit, another writer
 			// stored something after the batch was built; anywhere, the batch itself landed
 			// with its answer lost. Catch up, and build again while the room is unknown.
 			if info, err = s.catchUp(ctx, roomID, info, err); err != nil {

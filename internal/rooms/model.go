@@ -158,7 +158,7 @@ func newModel(shards int, log *slog.Logger) *Model {
 	return m
 }
 
-// apply adds the events of one stored message to the model (one event, or on a single node
+// apply adds the events of one stored message to the model (one event, or with group commit
 // those stored together) and only then moves the shard's position past it. Messages arrive
 // in stream order. Two paths apply a shard's messages (its follower, and a gap fill while the
 // follower waits out an election), so each shard applies one message at a time and skips

@@ -194,7 +194,7 @@ func (s *Service) AwaitRoom(ctx context.Context, roomID string) error {
 	if _, ok := s.model.Info(roomID); ok {
 		return nil
 	}
-	// A room unknown everywhere has head 0 (on a single node, the shard's head, which this
+	// A room unknown everywhere has head 0 (with group commit, the shard's head, which this
 	// node has applied but for appends in flight): little or nothing to wait for.
 	return s.awaitHead(ctx, roomID)
 }

@@ -143,8 +143,9 @@ func sharedSecret(ctx context.Context, st *store.Store, cfg config.Config) (stri
 func storeOptions(cfg config.Config, log *slog.Logger) store.Options {
 	opts := store.Options{DataDir: cfg.DataDir, NodeName: "firebreak", NATSURL: cfg.NATSURL,
 		Replicas: cfg.ReplicaCount(), RoomShards: cfg.RoomShardCount(), Logger: log,
-		// A single embedded node is the only writer of its shards (store/group.go).
-		GroupCommit: cfg.SingleEmbeddedNode() && cfg.ReplicaCount() == 1}
+		// Group commit needs the embedded server: in a cluster it asks it which shard
+		// streams this node leads (store/forward.go).
+		GroupCommit: cfg.NATSURL == "" && (cfg.Cluster != nil || cfg.ReplicaCount() == 1)}
 	if c := cfg.Cluster; c != nil {
 		opts.NodeName = c.Node
 		opts.Cluster = &store.ClusterOptions{Name: c.Name, DC: c.DC, Listen: c.Listen, Routes: c.Routes, Size: c.Size}

@@ -6,25 +6,28 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Group commit, on a single node only. One replica fsyncs every message it stores, and that
-// fsync, with the publish around it, caps how many events a node can append one message each.
-// On a single node this process is the only writer of every shard, so the compare a cluster
-// makes per room (a room's subject and its last sequence) can be made per shard instead: each
-// shard has a writer that stores whatever appends queued while its last message was in
-// flight as one message, conditional on the shard's last sequence being the one the writer
-// last stored. Each append is checked first against the room's head as this writer stored it,
-// and against the shard position its event was built on, which must include everything
-// anyone else stored. The events of one message share its stream sequence, so a message holds
-// at most one event per room: positions stay one event per room, as sync and history tokens
-// need. (docs/ARCHITECTURE.md, "Group commit on a single node".)
+// Group commit. One replica fsyncs every message it stores, and that fsync, with the publish
+// around it, caps how many events a node can append one message each. So the compare a room's
+// append needs (nobody wrote the room since its event was built) moves from the room's
+// subject to the shard: each shard has a writer that stores whatever appends queued while its
+// last message was in flight as one message, conditional on the shard's last sequence being
+// the one the writer last stored. Each append is checked first against the room's head as
+// this writer stored it, and against the shard position its event was built on, which must
+// include everything anyone else stored. The events of one message share its stream
+// sequence, so a message holds at most one event per room: positions stay one event per
+// room, as sync and history tokens need. On a single node this process is the only writer;
+// in a cluster the node leading the shard's stream is, and the others forward to it
+// (forward.go). (docs/ARCHITECTURE.md, "Group commit".)
 
 // groupSubjectToken is the last token of a shard's group subject. A room's token starts with
 // "_" (Key), so no room's subject can be it.
@@ -61,6 +64,9 @@ type groupWriter struct {
 	shard   int
 	subject string
 	queue   chan *groupAppend
+	// resync asks the writer to read the shard's head again before its next message: its
+	// node has just come to own the shard, which another node wrote meanwhile.
+	resync atomic.Bool
 	// known says last and base are current. last is the shard's last sequence as this writer
 	// stored it; base is where its knowledge of the rooms' heads begins: the last sequence it
 	// did not store itself (read from the stream, or named by a lost compare), or its own last
@@ -78,15 +84,17 @@ type groupWriter struct {
 
 // groupWriters runs a writer per shard until the store closes.
 type groupWriters struct {
+	st      *Store
 	writers []*groupWriter
 	stop    context.CancelFunc
 	stopped context.Context // done once the writers may no longer be waited for
 	wg      sync.WaitGroup
+	owners  *shardOwners // in a cluster only (forward.go)
 }
 
 func (s *Store) startGroupWriters() {
 	ctx, cancel := context.WithCancel(context.Background())
-	g := &groupWriters{stop: cancel, stopped: ctx}
+	g := &groupWriters{st: s, stop: cancel, stopped: ctx}
 	for shard := range s.shards {
 		w := &groupWriter{st: s, shard: shard, subject: fmt.Sprintf("%s.%d.%s", roomSubjectPrefix, shard, groupSubjectToken),
 			queue: make(chan *groupAppend, maxGroupEvents), heads: map[string]uint64{}, batchRooms: map[string]bool{}}
@@ -101,11 +109,23 @@ func (s *Store) startGroupWriters() {
 }
 
 func (g *groupWriters) close() {
+	if g.owners != nil {
+		g.owners.close()
+	}
 	g.stop()
 	g.wg.Wait()
 }
 
-// submit hands evs to the room's shard writer and waits for the stored message's sequence.
+// append stores evs through the shard's writer: this node's own, or in a cluster the writer
+// of the node that owns the shard.
+func (g *groupWriters) append(ctx context.Context, shard int, roomID string, afterSeq uint64, evs []NewRoomEvent) (uint64, error) {
+	if g.owners == nil {
+		return g.submit(ctx, shard, roomID, afterSeq, evs)
+	}
+	return g.forward(ctx, shard, roomID, afterSeq, evs)
+}
+
+// submit hands evs to the room's shard writer on this node and waits for the stored message's sequence.
 func (g *groupWriters) submit(ctx context.Context, shard int, roomID string, afterSeq uint64, evs []NewRoomEvent) (uint64, error) {
 	req := &groupAppend{ctx: ctx, roomID: roomID, afterSeq: afterSeq, seen: math.MaxUint64, evs: evs, done: make(chan groupResult, 1)}
 	for _, ev := range evs {
@@ -184,7 +204,7 @@ func (w *groupWriter) collect(ctx context.Context) ([]*groupAppend, bool) {
 // write stores the batch's appends as one message (or a new room's events as one atomic
 // batch) and answers each of them.
 func (w *groupWriter) write(ctx context.Context, batch []*groupAppend) {
-	if w.behind(batch) {
+	if w.resync.Swap(false) || w.behind(batch) {
 		w.forget()
 	}
 	if err := w.learnHead(ctx); err != nil {
@@ -298,18 +318,30 @@ func answer(batch []*groupAppend, r groupResult) {
 }
 
 // store sends the messages for live after the writer's last sequence and returns the last
-// one's sequence. A retry whose first attempt landed unanswered finds its last event there.
+// one's sequence. A retry whose first attempt landed unanswered finds its last message there.
 func (w *groupWriter) store(ctx context.Context, live []*groupAppend) (uint64, error) {
 	msgs := w.messages(live)
 	msgs[0].Header.Set(jetstream.ExpectedLastSeqHeader, strconv.FormatUint(w.last, 10))
-	last := live[len(live)-1].evs
-	lastID := last[len(last)-1].EventID
+	lastIDs := lastMessageIDs(live)
 	return w.st.appendRecognising(ctx, func(actx context.Context) (uint64, error) {
 		return w.st.publishAtomic(actx, msgs)
 	}, func(conflict error) (uint64, bool) {
 		var c *ConflictError
-		return c.Head, errors.As(conflict, &c) && w.holds(ctx, c.Head, lastID)
+		return c.Head, errors.As(conflict, &c) && w.holds(ctx, c.Head, lastIDs)
 	})
+}
+
+// lastMessageIDs are the event ids of the last message store sends for live, in order.
+func lastMessageIDs(live []*groupAppend) []string {
+	if len(live) == 1 && len(live[0].evs) > 1 { // a new room's batch: its last event alone
+		evs := live[0].evs
+		return []string{evs[len(evs)-1].EventID}
+	}
+	ids := make([]string, len(live))
+	for i, req := range live {
+		ids[i] = req.evs[0].EventID
+	}
+	return ids
 }
 
 // messages encodes live as one message, or a new room's events as one message each.
@@ -342,13 +374,23 @@ func (w *groupWriter) message(evs []NewRoomEvent) *nats.Msg {
 	return msg
 }
 
-// holds reports whether the message at seq ends with the event eventID.
-func (w *groupWriter) holds(ctx context.Context, seq uint64, eventID string) bool {
-	if seq == 0 || eventID == "" {
+// holds reports whether the message at seq holds exactly the events ids names, in order. Its
+// last event alone would not do in a cluster: an append whose forward was tried again can
+// sit with another writer too, and be stored by it in a message of its own.
+func (w *groupWriter) holds(ctx context.Context, seq uint64, ids []string) bool {
+	if seq == 0 || slices.Contains(ids, "") {
 		return false
 	}
 	evs, err := w.st.RoomEventsAt(ctx, w.shard, seq)
-	return err == nil && len(evs) > 0 && evs[len(evs)-1].EventID == eventID
+	if err != nil || len(evs) != len(ids) {
+		return false
+	}
+	for i, ev := range evs {
+		if ev.EventID != ids[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // A group message is its events one after another, each as four length-prefixed fields:
@@ -373,20 +415,47 @@ var errBadGroup = errors.New("store: unreadable group message")
 // decodeGroup reads a group message's events. Their JSON shares data's memory.
 func decodeGroup(shard int, seq uint64, data []byte) ([]RoomEvent, error) {
 	var evs []RoomEvent
-	for len(data) > 0 {
-		var fields [4][]byte
-		for i := range fields {
-			n, used := binary.Uvarint(data)
-			if used <= 0 || n > uint64(len(data)-used) {
-				return nil, errBadGroup
-			}
-			fields[i], data = data[used:used+int(n)], data[used+int(n):]
-		}
-		evs = append(evs, RoomEvent{Shard: shard, Seq: seq, EventID: string(fields[0]), Device: string(fields[1]),
-			TxnID: string(fields[2]), JSON: fields[3]})
+	r := fieldReader{data: data}
+	for r.ok() && len(r.data) > 0 {
+		id, device, txn, js := r.field(), r.field(), r.field(), r.field()
+		evs = append(evs, RoomEvent{Shard: shard, Seq: seq, EventID: string(id), Device: string(device),
+			TxnID: string(txn), JSON: js})
 	}
-	if len(evs) == 0 {
+	if !r.ok() || len(evs) == 0 {
 		return nil, errBadGroup
 	}
 	return evs, nil
+}
+
+// fieldReader reads uvarints and uvarint-prefixed fields. After the first that does not
+// decode it fails, and every read returns nothing.
+type fieldReader struct {
+	data []byte
+	bad  bool
+}
+
+func (r *fieldReader) ok() bool { return !r.bad }
+
+func (r *fieldReader) uvarint() uint64 {
+	if r.bad {
+		return 0
+	}
+	n, used := binary.Uvarint(r.data)
+	if used <= 0 {
+		r.bad = true
+		return 0
+	}
+	r.data = r.data[used:]
+	return n
+}
+
+func (r *fieldReader) field() []byte {
+	n := r.uvarint()
+	if r.bad || n > uint64(len(r.data)) {
+		r.bad = true
+		return nil
+	}
+	f := r.data[:n]
+	r.data = r.data[n:]
+	return f
 }

@@ -170,11 +170,13 @@ func TestGroupCommitNewRoom(t *testing.T) {
 	}
 }
 
-func TestGroupCommitNeedsASingleEmbeddedNode(t *testing.T) {
+// TestGroupCommitNeedsAnEmbeddedServer: a node groups on its own server, alone or in a
+// cluster (which asks it what it leads), never on an external NATS or with replicas it cannot
+// have.
+func TestGroupCommitNeedsAnEmbeddedServer(t *testing.T) {
 	for _, opts := range []Options{
 		{Replicas: 3, GroupCommit: true},
 		{NATSURL: "nats://127.0.0.1:1", GroupCommit: true},
-		{Cluster: &ClusterOptions{Name: "c"}, GroupCommit: true},
 	} {
 		opts.DataDir = t.TempDir()
 		if st, err := Open(t.Context(), opts); err == nil {
@@ -244,5 +246,34 @@ func TestGroupCommitLargeNewRoom(t *testing.T) {
 	huge := NewRoomEvent{JSON: make([]byte, maxGroupBytes), EventID: "$huge"}
 	if _, err := st.AppendRoomEvent(t.Context(), "!huge:test", 0, huge); !errors.Is(err, ErrValueTooLarge) {
 		t.Errorf("an event over a message's size: %v, want ErrValueTooLarge", err)
+	}
+}
+
+// TestGroupHolds: a retried message counts as stored only where a message holds exactly its
+// events. One that merely ends with its last event may be another writer's, which stored that
+// append alone after its forward was tried again.
+func TestGroupHolds(t *testing.T) {
+	st := openGrouped(t, t.TempDir(), 1)
+	defer st.Close()
+	w := st.groups.writers[0]
+	msg := w.message([]NewRoomEvent{{JSON: []byte(`{}`), EventID: "$y"}, {JSON: []byte(`{}`), EventID: "$e"}})
+	seq, err := st.publishAtomic(t.Context(), []*nats.Msg{msg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		ids  []string
+		want bool
+	}{
+		{[]string{"$y", "$e"}, true},
+		{[]string{"$e"}, false},
+		{[]string{"$x", "$e"}, false},
+		{[]string{"$e", "$y"}, false},
+		{[]string{"$y", "$e", "$z"}, false},
+		{[]string{"", "$e"}, false},
+	} {
+		if got := w.holds(t.Context(), seq, tc.ids); got != tc.want {
+			t.Errorf("holds(%v) = %v, want %v", tc.ids, got, tc.want)
+		}
 	}
 }

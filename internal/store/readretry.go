@@ -38,9 +38,12 @@ func (s *Store) readPolicy() retryPolicy {
 // How long one publish may go unanswered, and how long a send keeps trying through an
 // election (JetStream's take 4-9 s) before it reports the storage unavailable.
 func (s *Store) writePolicy() retryPolicy {
-	return retryPolicy{attempt: 3 * time.Second, budget: 20 * time.Second, precheck: s.checkWritable,
+	return retryPolicy{attempt: writeAttempt, budget: 20 * time.Second, precheck: s.checkWritable,
 		abortOn: s.reachingMajority}
 }
+
+// writeAttempt is how long one publish, or one forward to a shard's writer, may go unanswered.
+const writeAttempt = 3 * time.Second
 
 // readWithRetry runs a read under the store's readPolicy.
 func readWithRetry[T any](ctx context.Context, s *Store, read func(context.Context) (T, error)) (T, error) {

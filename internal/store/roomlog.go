@@ -13,10 +13,11 @@ import (
 	"github.com/tidwall/gjson"
 )
 
-// Each room lives in one of a fixed set of shard streams. In a cluster its events are one
-// subject there, whose sequence is the room's head: appends compare against it so the room's
-// history stays a line. On a single node a shard's events go on the shard's group subject,
-// several rooms' to a message, and the shard's writer compares instead (group.go).
+// Each room lives in one of a fixed set of shard streams. A shard's events go on the shard's
+// group subject, several rooms' to a message, and the shard's writer compares each append
+// against the room's head (group.go). On an external NATS, and in a cluster created before
+// group commit, a room's events are one subject there instead, whose sequence is the room's
+// head: appends compare against it so the room's history stays a line.
 const (
 	roomSubjectPrefix = "fb.room"
 	hdrDevice         = "Fb-Device"
@@ -41,12 +42,12 @@ type NewRoomEvent struct {
 	JSON          []byte
 	EventID       string
 	Device, TxnID string
-	// DedupID makes a retried append of the same logical send store once. (A single node's
-	// group commit needs none: its compare on the shard's last sequence does the same.)
+	// DedupID makes a retried append of the same logical send store once. (Group commit
+	// needs none: its compare on the shard's last sequence does the same.)
 	DedupID string
 	// Seen is the shard position the event was built on (what the builder's read model had
-	// applied). A single node refuses the append, as a conflict, if another writer stored
-	// anything after it; a cluster compares the room's head instead.
+	// applied). Group commit refuses the append, as a conflict, if another writer stored
+	// anything after it; one message per event compares the room's head instead.
 	Seen uint64
 }
 
@@ -76,7 +77,7 @@ func (s *Store) roomSubject(roomID string) (string, error) {
 }
 
 // AppendRoomEvent appends ev to the room only if the room's last stored event is at afterSeq
-// (0: the room has no events yet) and, on a single node, nothing another writer stored came
+// (0: the room has no events yet) and, with group commit, nothing another writer stored came
 // after ev.Seen. It returns the new event's sequence. ErrConflict means another writer
 // appended first. The returned sequence is acknowledged by a quorum, fsynced.
 func (s *Store) AppendRoomEvent(ctx context.Context, roomID string, afterSeq uint64, ev NewRoomEvent) (uint64, error) {
@@ -85,7 +86,7 @@ func (s *Store) AppendRoomEvent(ctx context.Context, roomID string, afterSeq uin
 		return 0, err
 	}
 	if s.groups != nil {
-		return s.groups.submit(ctx, s.RoomShard(roomID), roomID, afterSeq, []NewRoomEvent{ev})
+		return s.groups.append(ctx, s.RoomShard(roomID), roomID, afterSeq, []NewRoomEvent{ev})
 	}
 	msg := roomMsg(subject, ev)
 	expectHead(msg, afterSeq)
@@ -112,7 +113,7 @@ func (s *Store) AppendRoomEvents(ctx context.Context, roomID string, afterSeq ui
 		return 0, err
 	}
 	if s.groups != nil {
-		return s.groups.submit(ctx, s.RoomShard(roomID), roomID, afterSeq, evs)
+		return s.groups.append(ctx, s.RoomShard(roomID), roomID, afterSeq, evs)
 	}
 	msgs := make([]*nats.Msg, len(evs))
 	for i, ev := range evs {
@@ -257,7 +258,7 @@ func readPubAck(data []byte) (uint64, error) {
 }
 
 // RoomHeadSeq is the sequence of the room's last stored event, 0 when it has none (as a room
-// whose id is too long to store cannot). A single node keeps no index of a room's events in
+// whose id is too long to store cannot). Group commit keeps no index of a room's events in
 // its shard, and gives the shard's last sequence instead: never before the room's head.
 func (s *Store) RoomHeadSeq(ctx context.Context, roomID string) (uint64, error) {
 	subject, err := s.roomSubject(roomID)
@@ -307,7 +308,7 @@ func (s *Store) ShardHead(ctx context.Context, shard int) (uint64, error) {
 	return info.State.LastSeq, nil
 }
 
-// RoomEventsAt reads the events stored at seq in a shard (one, or on a single node those
+// RoomEventsAt reads the events stored at seq in a shard (one, or with group commit those
 // stored together) from whichever replica answers first, the local one included: it needs no
 // stream leader, so it works during an election.
 func (s *Store) RoomEventsAt(ctx context.Context, shard int, seq uint64) ([]RoomEvent, error) {
@@ -321,7 +322,7 @@ func (s *Store) RoomEventsAt(ctx context.Context, shard int, seq uint64) ([]Room
 }
 
 // FollowShard calls apply with the events of every message of the shard after afterSeq, in
-// order (one event, or on a single node those stored together), and then for each new one as
+// order (one event, or with group commit those stored together), and then for each new one as
 // it is stored, until ctx ends or the follower fails. It needs no state on the
 // server, so every node can follow every shard; the caller restarts it from where it stopped.
 func (s *Store) FollowShard(ctx context.Context, shard int, afterSeq uint64, apply func([]RoomEvent)) error {

@@ -30,8 +30,9 @@ type Options struct {
 	NATSURL  string
 	Replicas int // 1 for a single node; 3 (one per data center) in a cluster
 	// GroupCommit stores the events that queue for a shard while its last append is in flight
-	// as one message (group.go). Only for a single embedded node: it assumes that this
-	// process is the only writer.
+	// as one message (group.go). Only on an embedded server: in a cluster the node that leads
+	// a shard's stream writes it, and the others forward to it (forward.go). A cluster created
+	// before its nodes did this keeps one message per event (agreeOnRoomWrites).
 	GroupCommit bool
 	RoomShards  int // fixed for the deployment's life: a room's shard is a hash of its id
 	// DedupWindow is how long JetStream remembers a publish id; a retry inside it is stored once.
@@ -78,8 +79,11 @@ type Store struct {
 	// (NATS closes a connection on a protocol error): the node can then only be restarted.
 	lost    chan struct{}
 	closing atomic.Bool
-	fence   *fence        // clustered embedded nodes only
-	groups  *groupWriters // with GroupCommit only
+	fence   *fence // clustered embedded nodes only
+	// grouped: this deployment stores appends through group writers (Options.GroupCommit,
+	// where the deployment agrees).
+	grouped bool
+	groups  *groupWriters // when grouped
 	// stallCheck is how often bucket watches are checked for standing still (StallCheck;
 	// shorter in tests).
 	stallCheck time.Duration
@@ -97,8 +101,8 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	if opts.GroupCommit && (opts.Cluster != nil || opts.NATSURL != "" || opts.Replicas != 1) {
-		return nil, errors.New("open JetStream: group commit needs a single embedded node")
+	if opts.GroupCommit && (opts.NATSURL != "" || opts.Cluster == nil && opts.Replicas != 1) {
+		return nil, errors.New("open JetStream: group commit needs an embedded server")
 	}
 	s := &Store{opts: opts, buckets: map[Bucket]jetstream.KeyValue{}, log: opts.Logger, lost: make(chan struct{}),
 		stallCheck: StallCheck}
@@ -126,8 +130,11 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		s.Close()
 		return nil, fmt.Errorf("open JetStream: %w", err)
 	}
-	if opts.GroupCommit {
+	if s.grouped {
 		s.startGroupWriters()
+		if opts.Cluster != nil {
+			s.startShardOwners()
+		}
 	}
 	return s, nil
 }
@@ -219,7 +226,10 @@ func (s *Store) bootstrap(ctx context.Context) error {
 	}
 }
 
-func (s *Store) createAll(ctx context.Context) error {
+func (s *Store) createAll(ctx context.Context) (err error) {
+	if s.grouped, err = s.agreeOnRoomWrites(ctx); err != nil {
+		return err
+	}
 	shards, err := s.agreeOnShardCount(ctx)
 	if err != nil {
 		return err
@@ -283,11 +293,52 @@ func (s *Store) agreeOnShardCount(ctx context.Context) (int, error) {
 	return n, nil
 }
 
+// How a cluster stores its room events (BucketServer's room_writes): grouped (group.go), or
+// one message per event, conditional on the room's subject. The two must not mix: a node
+// writing one message per event compares against its room's subject, which a group message
+// does not move.
+const (
+	roomWritesKey     = "room_writes"
+	roomWritesGrouped = "grouped"
+	roomWritesSingly  = "per_event"
+)
+
+// agreeOnRoomWrites says whether this node groups its appends. A single node is the only
+// writer of its shards, and groups whenever it is asked to. A cluster node does what the
+// cluster does, whatever it was asked: a cluster groups if it was created by nodes that
+// group. One created before has room_shards but no room_writes, and its older nodes write
+// one message per event. room_writes is created before room_shards, so a node that finds
+// room_shards finds room_writes too, unless the cluster is older.
+func (s *Store) agreeOnRoomWrites(ctx context.Context) (bool, error) {
+	if s.opts.Cluster == nil {
+		return s.opts.GroupCommit, nil
+	}
+	if err := s.openBucket(ctx, BucketServer); err != nil {
+		return false, err
+	}
+	mode := roomWritesGrouped
+	if !s.opts.GroupCommit {
+		mode = roomWritesSingly
+	} else if _, _, err := s.Get(ctx, BucketServer, "room_shards"); err == nil {
+		mode = roomWritesSingly
+	} else if !errors.Is(err, ErrNotFound) {
+		return false, err
+	}
+	got, err := s.CreateOrGet(ctx, BucketServer, roomWritesKey, []byte(mode))
+	if err != nil {
+		return false, err
+	}
+	if string(got) != roomWritesGrouped {
+		s.log.Info("this cluster was created storing one message per event, and keeps doing so")
+	}
+	return string(got) == roomWritesGrouped, nil
+}
+
 // Shards is the number of room shard streams.
 func (s *Store) Shards() int { return s.shards }
 
 // ConflictError is ErrConflict with, when known, a shard position to catch up to before
-// building again: the room's real head as the stream's leader gave it or, on a single node,
+// building again: the room's real head as the stream's leader gave it or, with group commit,
 // the shard's last sequence. A writer that lost a race can catch up to it without asking a
 // replica, which may not have it yet.
 type ConflictError struct {

@@ -1,0 +1,281 @@
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// Group commit in a cluster. Any node may store a shard's group message, since each is
+// conditional on the shard's last sequence; but two nodes writing one shard at once would
+// refuse each other's messages over and over. So the node that holds a shard stream's
+// leader writes the shard, and the other nodes forward their appends to it. Its writer then
+// publishes to the leader on its own server: the forward takes the place of the route hop
+// a publish to a leader on another node takes. Who writes follows JetStream's own leader
+// election, with no lease of Firebreak's own to take over after a fire. While no node owns a
+// shard (an election, or the moment before the new leader's node notices), a forward finds
+// nobody and is tried again, as a publish is while a stream has no leader; if nobody answers
+// for noOwnerGrace, the node writes the append itself. Two nodes that both write a shard for
+// a moment stay safe, since every group message is conditional; they only refuse each other's
+// messages, which is why a node waits before it writes a shard it does not lead.
+// (docs/ARCHITECTURE.md, "Group commit".)
+
+const (
+	// forwardSubjectPrefix carries the encoding's version: a node of a later build with
+	// another encoding finds no owner of this one, rather than one that misreads it.
+	forwardSubjectPrefix = "fb.append.v1"
+	// forwardQueue: should two nodes both believe they own a shard for a moment, NATS gives
+	// each forwarded append to one of them, never to both.
+	forwardQueue = "owner"
+	// ownerCheck is how often a node asks its server which shard streams it leads.
+	ownerCheck = 100 * time.Millisecond
+	// hdrForwardWait carries how long the forwarding node still waits: an append still
+	// queued at the owner when that ends is left unstored (groupWriter.check).
+	hdrForwardWait = "Fb-Wait-Ms"
+	// noOwnerGrace is how long a node forwards to nobody before it writes a shard's appends
+	// itself: longer than a new leader's node takes to notice (ownerCheck) and to be heard
+	// over the routes, shorter than JetStream's elections.
+	noOwnerGrace = time.Second
+)
+
+// shardOwners serves the forwarded appends of the shards whose stream leader is on this
+// node, and says which those are.
+type shardOwners struct {
+	st   *Store
+	subs []*nats.Subscription // non-nil for the shards this node owns; the watch's own
+	stop context.CancelFunc
+	ctx  context.Context
+	wg   sync.WaitGroup // the watch and every forwarded append still being served
+	mu   sync.Mutex     // orders adding to wg with close
+	done bool
+}
+
+func (s *Store) startShardOwners() {
+	ctx, cancel := context.WithCancel(context.Background())
+	o := &shardOwners{st: s, subs: make([]*nats.Subscription, s.shards), stop: cancel, ctx: ctx}
+	s.groups.owners = o
+	o.wg.Add(1)
+	go func() {
+		defer o.wg.Done()
+		o.watch()
+	}()
+}
+
+func (o *shardOwners) close() {
+	o.stop()
+	o.mu.Lock()
+	o.done = true
+	o.mu.Unlock()
+	o.wg.Wait()
+}
+
+// owns reports whether this node's server leads the shard's stream. It asks the server
+// itself, which knows at once, rather than the watch, which may trail it.
+func (o *shardOwners) owns(shard int) bool {
+	return o.st.ns.JetStreamIsStreamLeader(server.DEFAULT_GLOBAL_ACCOUNT, shardStreamName(shard))
+}
+
+// watch takes the forwarded appends of the shards this node comes to own, and stops taking
+// them when it no longer does.
+func (o *shardOwners) watch() {
+	tick := time.NewTicker(ownerCheck)
+	defer tick.Stop()
+	for {
+		for shard := range o.subs {
+			o.follow(shard)
+		}
+		select {
+		case <-o.ctx.Done():
+			for _, sub := range o.subs {
+				if sub != nil {
+					_ = sub.Unsubscribe()
+				}
+			}
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// follow subscribes to the shard's forwarded appends if this node owns the shard, and
+// drains the subscription if it no longer does: appends already delivered are still served.
+func (o *shardOwners) follow(shard int) {
+	owns, sub := o.owns(shard), o.subs[shard]
+	switch {
+	case owns && sub == nil:
+		// What this node's writer knew of the shard may be from before another node wrote it.
+		o.st.groups.writers[shard].resync.Store(true)
+		var err error
+		sub, err = o.st.nc.QueueSubscribe(forwardSubject(shard), forwardQueue, func(m *nats.Msg) { o.serve(shard, m) })
+		if err != nil {
+			o.st.log.Warn("cannot take a shard's forwarded appends", "shard", shard, "err", err)
+			return
+		}
+		o.subs[shard] = sub
+	case !owns && sub != nil:
+		_ = sub.Drain()
+		o.subs[shard] = nil
+	}
+}
+
+// serve stores one forwarded append through this node's writer and answers it. It runs on
+// its own goroutine: NATS hands a subscription's messages over one at a time, and the
+// writer gathers the appends that wait together.
+func (o *shardOwners) serve(shard int, m *nats.Msg) {
+	o.mu.Lock()
+	if o.done {
+		o.mu.Unlock()
+		return
+	}
+	o.wg.Add(1)
+	o.mu.Unlock()
+	go func() {
+		defer o.wg.Done()
+		wait := writeAttempt
+		if ms, err := strconv.Atoi(m.Header.Get(hdrForwardWait)); err == nil {
+			wait = min(time.Duration(ms)*time.Millisecond, forwardWaitLimit)
+		}
+		ctx, cancel := context.WithTimeout(o.ctx, wait)
+		defer cancel()
+		seq, err := o.store(ctx, shard, m.Data)
+		_ = m.Respond(encodeForwardReply(seq, err))
+	}()
+}
+
+// forwardWaitLimit bounds how long an owner serves one forwarded append, whatever it is told.
+const forwardWaitLimit = 30 * time.Second
+
+func (o *shardOwners) store(ctx context.Context, shard int, data []byte) (uint64, error) {
+	roomID, afterSeq, evs, err := decodeForward(data)
+	if err != nil {
+		return 0, err
+	}
+	if o.st.RoomShard(roomID) != shard {
+		return 0, fmt.Errorf("store: room %s forwarded to shard %d", roomID, shard)
+	}
+	return o.st.groups.submit(ctx, shard, roomID, afterSeq, evs)
+}
+
+func forwardSubject(shard int) string { return fmt.Sprintf("%s.%d", forwardSubjectPrefix, shard) }
+
+// forward hands the append to the shard's owner and returns what its writer answered. Each
+// try has the write policy's deadline: an owner that burned never answers, and the next try
+// finds the shard's new one. A try whose answer was lost but that was stored is refused the
+// second time as a conflict, which the caller recognises as its own event (as after any lost
+// publish).
+func (g *groupWriters) forward(ctx context.Context, shard int, roomID string, afterSeq uint64, evs []NewRoomEvent) (uint64, error) {
+	msg := nats.NewMsg(forwardSubject(shard))
+	msg.Data = encodeForward(roomID, afterSeq, evs)
+	if int64(len(msg.Data)) > g.st.nc.MaxPayload()-1024 {
+		// A new room's very large batch, over what NATS carries: written here, which costs
+		// the owner's writer one refused message.
+		return g.submit(ctx, shard, roomID, afterSeq, evs)
+	}
+	var nobodySince time.Time
+	return retry(ctx, g.st.writePolicy(), func(actx context.Context) (uint64, error) {
+		if g.owners.owns(shard) || !nobodySince.IsZero() && time.Since(nobodySince) > noOwnerGrace {
+			return g.submit(actx, shard, roomID, afterSeq, evs)
+		}
+		if deadline, ok := actx.Deadline(); ok {
+			msg.Header.Set(hdrForwardWait, strconv.FormatInt(time.Until(deadline).Milliseconds(), 10))
+		}
+		resp, err := g.st.nc.RequestMsgWithContext(actx, msg)
+		if errors.Is(err, nats.ErrNoResponders) && nobodySince.IsZero() {
+			nobodySince = time.Now()
+		}
+		if err != nil {
+			return 0, err // no responders, like a timeout, is unavailable: tried again
+		}
+		return decodeForwardReply(resp.Data)
+	})
+}
+
+// A forwarded append is the room's head it was built on, the room id and its events, each
+// with the shard position it was built on and then as in a group message.
+func encodeForward(roomID string, afterSeq uint64, evs []NewRoomEvent) []byte {
+	size := 2*binary.MaxVarintLen64 + len(roomID)
+	for _, ev := range evs {
+		size += binary.MaxVarintLen64 + groupEventSize(ev)
+	}
+	buf := binary.AppendUvarint(make([]byte, 0, size), afterSeq)
+	buf = binary.AppendUvarint(buf, uint64(len(roomID)))
+	buf = append(buf, roomID...)
+	for _, ev := range evs {
+		buf = binary.AppendUvarint(buf, ev.Seen)
+		buf = appendGroupEvent(buf, ev)
+	}
+	return buf
+}
+
+var errBadForward = errors.New("store: unreadable forwarded append")
+
+func decodeForward(data []byte) (roomID string, afterSeq uint64, evs []NewRoomEvent, err error) {
+	r := fieldReader{data: data}
+	afterSeq = r.uvarint()
+	roomID = string(r.field())
+	for r.ok() && len(r.data) > 0 {
+		ev := NewRoomEvent{Seen: r.uvarint()}
+		ev.EventID, ev.Device, ev.TxnID = string(r.field()), string(r.field()), string(r.field())
+		ev.JSON = r.field()
+		evs = append(evs, ev)
+	}
+	if !r.ok() || roomID == "" || len(evs) == 0 {
+		return "", 0, nil, errBadForward
+	}
+	return roomID, afterSeq, evs, nil
+}
+
+// An owner's answer: a kind, then the stored sequence, the head a conflict names, or the
+// error's text.
+const (
+	replyStored      = 'S'
+	replyConflict    = 'C'
+	replyUnavailable = 'U'
+	replyTooLarge    = 'L'
+	replyFailed      = 'F'
+)
+
+func encodeForwardReply(seq uint64, err error) []byte {
+	var c *ConflictError
+	switch {
+	case err == nil:
+		return binary.AppendUvarint([]byte{replyStored}, seq)
+	case errors.As(err, &c):
+		return binary.AppendUvarint([]byte{replyConflict}, c.Head)
+	case errors.Is(err, ErrUnavailable):
+		return append([]byte{replyUnavailable}, err.Error()...)
+	case errors.Is(err, ErrValueTooLarge):
+		return append([]byte{replyTooLarge}, err.Error()...)
+	}
+	return append([]byte{replyFailed}, err.Error()...)
+}
+
+func decodeForwardReply(data []byte) (uint64, error) {
+	if len(data) == 0 {
+		return 0, errBadForward
+	}
+	kind, rest := data[0], data[1:]
+	switch kind {
+	case replyStored, replyConflict:
+		n, used := binary.Uvarint(rest)
+		if used <= 0 {
+			return 0, errBadForward
+		}
+		if kind == replyConflict {
+			return 0, &ConflictError{Head: n}
+		}
+		return n, nil
+	case replyUnavailable:
+		return 0, fmt.Errorf("%w: the shard's writer: %s", ErrUnavailable, rest)
+	case replyTooLarge:
+		return 0, fmt.Errorf("%w: the shard's writer: %s", ErrValueTooLarge, rest)
+	}
+	return 0, fmt.Errorf("store: the shard's writer: %s", rest)
+}
