@@ -195,7 +195,7 @@ func (s *Service) AwaitRoom(ctx context.Context, roomID string) error {
 		return nil
 	}
 	// A room unknown everywhere has head 0 (with group commit, the shard's head, which this
-	// node has applied but for appends in flight): little or nothing to wait for.
+	// node has usually applied already): little or nothing to wait for.
 	return s.awaitHead(ctx, roomID)
 }
 

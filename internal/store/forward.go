@@ -21,10 +21,11 @@ import (
 // a publish to a leader on another node takes. Who writes follows JetStream's own leader
 // election, with no lease of Firebreak's own to take over after a fire. While no node owns a
 // shard (an election, or the moment before the new leader's node notices), a forward finds
-// nobody and is tried again, as a publish is while a stream has no leader; if nobody answers
-// for noOwnerGrace, the node writes the append itself. Two nodes that both write a shard for
-// a moment stay safe, since every group message is conditional; they only refuse each other's
-// messages, which is why a node waits before it writes a shard it does not lead.
+// nobody and is tried again, as a publish is while a stream has no leader. If the stream has
+// a leader and still nobody answers for noOwnerGrace, the node writes the append itself. Two
+// nodes that both write a shard for a moment stay safe, since every group message is
+// conditional; they only refuse each other's messages, which is why a node waits before it
+// writes a shard it does not lead.
 // (docs/ARCHITECTURE.md, "Group commit".)
 
 const (
@@ -163,6 +164,15 @@ func (o *shardOwners) store(ctx context.Context, shard int, data []byte) (uint64
 	return o.st.groups.submit(ctx, shard, roomID, afterSeq, evs)
 }
 
+// unserved reports whether a shard's stream has a leader, heard from lately, whose node has
+// taken no forwarded append since nobodySince, for longer than noOwnerGrace. During an
+// election nobody can write, and a node writing the shard itself would only hold its
+// writer up and then race the new owner; so it waits for a leader, as a publish would.
+func (o *shardOwners) unserved(shard int, nobodySince time.Time) bool {
+	return !nobodySince.IsZero() && time.Since(nobodySince) > noOwnerGrace &&
+		o.st.ns.JetStreamIsStreamCurrent(server.DEFAULT_GLOBAL_ACCOUNT, shardStreamName(shard))
+}
+
 func forwardSubject(shard int) string { return fmt.Sprintf("%s.%d", forwardSubjectPrefix, shard) }
 
 // forward hands the append to the shard's owner and returns what its writer answered. Each
@@ -178,16 +188,19 @@ func (g *groupWriters) forward(ctx context.Context, shard int, roomID string, af
 		// the owner's writer one refused message.
 		return g.submit(ctx, shard, roomID, afterSeq, evs)
 	}
-	var nobodySince time.Time
+	var nobodySince time.Time // since when forwards have found nobody, one after another
 	return retry(ctx, g.st.writePolicy(), func(actx context.Context) (uint64, error) {
-		if g.owners.owns(shard) || !nobodySince.IsZero() && time.Since(nobodySince) > noOwnerGrace {
+		if g.owners.owns(shard) || g.owners.unserved(shard, nobodySince) {
 			return g.submit(actx, shard, roomID, afterSeq, evs)
 		}
 		if deadline, ok := actx.Deadline(); ok {
 			msg.Header.Set(hdrForwardWait, strconv.FormatInt(time.Until(deadline).Milliseconds(), 10))
 		}
 		resp, err := g.st.nc.RequestMsgWithContext(actx, msg)
-		if errors.Is(err, nats.ErrNoResponders) && nobodySince.IsZero() {
+		switch {
+		case !errors.Is(err, nats.ErrNoResponders):
+			nobodySince = time.Time{}
+		case nobodySince.IsZero():
 			nobodySince = time.Now()
 		}
 		if err != nil {

@@ -87,7 +87,7 @@ func TestClusterGroupCommit(t *testing.T) {
 		}
 	}
 	// Without an index of a room's events in its shard, its head is the shard's last
-	// message, which any replica gives.
+	// sequence.
 	waitFor(t, "RoomHeadSeq gives the shard's head", func() bool {
 		got, err := stores[2].RoomHeadSeq(ctx, "!n0r0:test")
 		return err == nil && got == head

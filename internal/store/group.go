@@ -318,16 +318,17 @@ func answer(batch []*groupAppend, r groupResult) {
 }
 
 // store sends the messages for live after the writer's last sequence and returns the last
-// one's sequence. A retry whose first attempt landed unanswered finds its last message there.
+// one's sequence. A retry whose first attempt landed unanswered finds its last message where
+// only that attempt could have put it, right after the writer's last sequence.
 func (w *groupWriter) store(ctx context.Context, live []*groupAppend) (uint64, error) {
 	msgs := w.messages(live)
 	msgs[0].Header.Set(jetstream.ExpectedLastSeqHeader, strconv.FormatUint(w.last, 10))
+	at := w.last + uint64(len(msgs))
 	lastIDs := lastMessageIDs(live)
 	return w.st.appendRecognising(ctx, func(actx context.Context) (uint64, error) {
 		return w.st.publishAtomic(actx, msgs)
 	}, func(conflict error) (uint64, bool) {
-		var c *ConflictError
-		return c.Head, errors.As(conflict, &c) && w.holds(ctx, c.Head, lastIDs)
+		return at, errors.Is(conflict, ErrConflict) && w.holds(ctx, at, lastIDs)
 	})
 }
 
@@ -376,7 +377,9 @@ func (w *groupWriter) message(evs []NewRoomEvent) *nats.Msg {
 
 // holds reports whether the message at seq holds exactly the events ids names, in order. Its
 // last event alone would not do in a cluster: an append whose forward was tried again can
-// sit with another writer too, and be stored by it in a message of its own.
+// sit with another writer too, and be stored by it in a message of its own. (store asks only
+// of the one place its own message could be: a message elsewhere with the same events is not
+// its, and a writer that counted it so would not know what came before it.)
 func (w *groupWriter) holds(ctx context.Context, seq uint64, ids []string) bool {
 	if seq == 0 || slices.Contains(ids, "") {
 		return false

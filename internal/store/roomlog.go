@@ -53,13 +53,10 @@ type NewRoomEvent struct {
 
 func shardStreamName(i int) string { return fmt.Sprintf("FB_ROOMS_%d", i) }
 
-// shardSubjects are all of a shard stream's subjects.
-func shardSubjects(i int) string { return fmt.Sprintf("%s.%d.>", roomSubjectPrefix, i) }
-
 func (s *Store) shardStreamConfig(i int) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:        shardStreamName(i),
-		Subjects:    []string{shardSubjects(i)},
+		Subjects:    []string{fmt.Sprintf("%s.%d.>", roomSubjectPrefix, i)},
 		Storage:     jetstream.FileStorage,
 		Replicas:    s.opts.Replicas,
 		Duplicates:  s.opts.DedupWindow,
@@ -261,16 +258,16 @@ func readPubAck(data []byte) (uint64, error) {
 }
 
 // RoomHeadSeq is the sequence of the room's last stored event, 0 when it has none (as a room
-// whose id is too long to store cannot), as any replica has it. Group commit keeps no index
-// of a room's events in its shard, and gives the shard's last message instead: never before
-// the room's head.
+// whose id is too long to store cannot). Group commit keeps no index of a room's events in
+// its shard, and gives the shard's last sequence instead, as the stream's leader has it:
+// never before the room's head.
 func (s *Store) RoomHeadSeq(ctx context.Context, roomID string) (uint64, error) {
 	subject, err := s.roomSubject(roomID)
 	if err != nil {
 		return 0, nil
 	}
 	if s.groups != nil {
-		subject = shardSubjects(s.RoomShard(roomID))
+		return s.ShardHead(ctx, s.RoomShard(roomID))
 	}
 	m, err := readWithRetry(ctx, s, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
 		return s.streams[s.RoomShard(roomID)].GetLastMsgForSubject(ctx, subject)
