@@ -76,6 +76,10 @@ func (s *Service) createEvents(ctx context.Context, req CreateRequest, pr preset
 	if err != nil {
 		return err
 	}
+	if len(protos) > store.MaxAtomicBatch {
+		return fmt.Errorf("%w: a new room's first events (its invites and initial_state included) are "+
+			"stored all together, at most %d of them; this one would have %d", ErrInvalidParam, store.MaxAtomicBatch, len(protos))
+	}
 	info := RoomInfo{ID: roomID, Shard: s.st.RoomShard(roomID), Version: impl}
 	for attempt := 1; ; attempt++ {
 		info.Seen = s.model.applied[info.Shard].Load()

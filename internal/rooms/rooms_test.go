@@ -261,6 +261,7 @@ func TestCreateRoomRefused(t *testing.T) {
 		// The failing event comes after the create event and the creator's join.
 		{"initial state too large", CreateRequest{Creator: alice, AliasLocalpart: "big", InitialState: []StateEvent{
 			{Type: "org.example.big", Content: mustJSON(map[string]string{"x": strings.Repeat("x", 70000)})}}}, ErrTooLarge},
+		{"more first events than one batch takes", CreateRequest{Creator: alice, Invite: manyUsers(store.MaxAtomicBatch)}, ErrInvalidParam},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -280,6 +281,27 @@ func TestCreateRoomRefused(t *testing.T) {
 	if _, err := s.ResolveAlias(t.Context(), "#big:test"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("the alias of a refused creation: %v, want ErrNotFound", err)
 	}
+}
+
+// TestCreateRoomAtTheBatchLimit: a new room of exactly as many first events as one atomic
+// batch takes is stored (one more is refused in TestCreateRoomRefused).
+func TestCreateRoomAtTheBatchLimit(t *testing.T) {
+	s := newService(t)
+	probe, _ := s.Model().Info(createRoom(t, s, CreateRequest{Invite: manyUsers(1)}))
+	others := int(probe.Head.PDU.Depth()) - 1 // the events besides the invites
+	id := createRoom(t, s, CreateRequest{Invite: manyUsers(store.MaxAtomicBatch - others)})
+	if info, ok := s.Model().Info(id); !ok || info.Head.PDU.Depth() != store.MaxAtomicBatch {
+		t.Fatalf("room of %d first events: known %v, depth %d", store.MaxAtomicBatch, ok, info.Head.PDU.Depth())
+	}
+}
+
+// manyUsers are n distinct user ids.
+func manyUsers(n int) []string {
+	users := make([]string, n)
+	for i := range users {
+		users[i] = fmt.Sprintf("@u%d:test", i)
+	}
+	return users
 }
 
 func TestSendAndFind(t *testing.T) {

@@ -145,6 +145,10 @@ func (s *Store) appendRecognising(ctx context.Context, publish func(context.Cont
 	})
 }
 
+// MaxAtomicBatch is the most messages JetStream takes in one atomic batch (its default
+// max_batch_size): a new room's first events are one.
+const MaxAtomicBatch = 1000
+
 // JetStream's atomic batch headers.
 const (
 	hdrBatchID       = "Nats-Batch-Id"
