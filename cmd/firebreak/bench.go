@@ -31,7 +31,7 @@ Where:
                           by default, every stream 3 replicas, one per data center)
   --inter-dc-latency D    with --local 3dc: one-way latency added between data centers
   --room-shards N         with --local: the deployment's room shard streams (room_shards;
-                          default 1 for single, 16 for 3dc); the engine's baseline uses
+                          default 1 for single, 4 for 3dc); the engine's baseline uses
                           as many, and at least 16
   --nodes-per-dc N        with --local 3dc: Firebreak nodes in each data center (default 2;
                           1 matches the engine baseline's three servers)

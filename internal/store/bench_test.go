@@ -46,8 +46,8 @@ func BenchmarkAppendRoomEvent(b *testing.B) {
 
 // BenchmarkAppendRoomEventParallel appends from GOMAXPROCS×16 goroutines, each to a room of
 // its own (so no compare fails), spread over the shards: the store's throughput when many
-// rooms are busy at once, one event per message over a cluster's 16 shards, and grouped over
-// a single node's one shard.
+// rooms are busy at once, one event per message over an external NATS's 16 shards, and
+// grouped over a single node's one shard.
 func BenchmarkAppendRoomEventParallel(b *testing.B) {
 	for _, layout := range []struct {
 		name string

@@ -287,7 +287,7 @@ func (s *Store) agreeOnShardCount(ctx context.Context) (int, error) {
 	}
 	if n != s.opts.RoomShards {
 		// Info, not a warning: a deployment keeps its count, and one created under another
-		// default (a single node had 16 before group commit) meets this at every start.
+		// default (single nodes had 16 before group commit, clusters 16 before group commit in clusters) meets this at every start.
 		s.log.Info("room_shards is fixed when a deployment is created; using the deployment's", "configured", s.opts.RoomShards, "stored", n)
 	}
 	return n, nil
