@@ -82,6 +82,7 @@ func testErrorResponses(t *testing.T, srv *server) {
 		{"NotJSONLogin", "POST", "v3/login", "", []byte("this is not json"), 400, "M_NOT_JSON"},
 		{"PasswordNotString", "POST", "v3/login", "", []byte(`{"type":"m.login.password","identifier":{"type":"m.id.user","user":"` + alice.Localpart + `"},"password":5}`), 400, "M_BAD_JSON"},
 		{"RoomNameNotString", "POST", "v3/createRoom", alice.AccessToken, []byte(`{"name": 5}`), 400, "M_BAD_JSON"},
+		{"RoomOverOneBatch", "POST", "v3/createRoom", alice.AccessToken, manyInitialState(1000), 400, "M_INVALID_PARAM"},
 		{"MissingToken", "GET", "v3/account/whoami", "", nil, 401, "M_MISSING_TOKEN"},
 		{"MissingTokenSend", "PUT", send("notoken"), "", messageJSON("no token"), 401, "M_MISSING_TOKEN"},
 		{"UnknownToken", "GET", "v3/account/whoami", "not-a-real-token", nil, 401, "M_UNKNOWN_TOKEN"},
@@ -301,4 +302,15 @@ func futureToken(t *testing.T, u *user, part int) string {
 		tok.AccountData += 1_000_000
 	}
 	return tok.String()
+}
+
+// manyInitialState is a createRoom body with n initial state events: with the room's other
+// first events, more than one atomic batch takes when n is 1,000.
+func manyInitialState(n int) []byte {
+	state := make([]map[string]any, n)
+	for i := range state {
+		state[i] = map[string]any{"type": "org.example.item", "state_key": fmt.Sprint(i), "content": map[string]any{}}
+	}
+	body, _ := json.Marshal(map[string]any{"initial_state": state})
+	return body
 }
