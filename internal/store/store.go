@@ -271,13 +271,16 @@ func (s *Store) createAll(ctx context.Context) (err error) {
 	return errors.Join(errs...)
 }
 
+// roomShardsKey is BucketServer's record of the deployment's shard count.
+const roomShardsKey = "room_shards"
+
 // agreeOnShardCount records the shard count the deployment was created with, so a node
 // started later with a different setting still maps every room to the same stream.
 func (s *Store) agreeOnShardCount(ctx context.Context) (int, error) {
 	if err := s.openBucket(ctx, BucketServer); err != nil {
 		return 0, err
 	}
-	got, err := s.CreateOrGet(ctx, BucketServer, "room_shards", []byte(fmt.Sprint(s.opts.RoomShards)))
+	got, err := s.CreateOrGet(ctx, BucketServer, roomShardsKey, []byte(fmt.Sprint(s.opts.RoomShards)))
 	if err != nil {
 		return 0, err
 	}
@@ -287,7 +290,8 @@ func (s *Store) agreeOnShardCount(ctx context.Context) (int, error) {
 	}
 	if n != s.opts.RoomShards {
 		// Info, not a warning: a deployment keeps its count, and one created under another
-		// default (single nodes had 16 before group commit, clusters 16 before group commit in clusters) meets this at every start.
+		// default (16, for single nodes and clusters made before their group commit) meets
+		// this at every start.
 		s.log.Info("room_shards is fixed when a deployment is created; using the deployment's", "configured", s.opts.RoomShards, "stored", n)
 	}
 	return n, nil
@@ -319,7 +323,7 @@ func (s *Store) agreeOnRoomWrites(ctx context.Context) (bool, error) {
 	mode := roomWritesGrouped
 	if !s.opts.GroupCommit {
 		mode = roomWritesSingly
-	} else if _, _, err := s.Get(ctx, BucketServer, "room_shards"); err == nil {
+	} else if _, _, err := s.Get(ctx, BucketServer, roomShardsKey); err == nil {
 		mode = roomWritesSingly
 	} else if !errors.Is(err, ErrNotFound) {
 		return false, err
