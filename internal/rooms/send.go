@@ -29,7 +29,19 @@ type SendOptions struct {
 // Send builds, checks, signs and appends an event to the room and returns its event id once a
 // quorum has stored it and this node's read model has applied it. A retry with the same
 // (sender, device, transaction id) returns the first send's event id, whichever node gets it.
-func (s *Service) Send(ctx context.Context, p Proto, opt SendOptions) (id string, err error) {
+// In a grouped cluster, the owner of the room's shard builds the event (ownersend.go).
+func (s *Service) Send(ctx context.Context, p Proto, opt SendOptions) (string, error) {
+	if opt.TxnID != "" {
+		id, err := s.sendAtOwner(ctx, p, opt)
+		if !errors.Is(err, store.ErrAskHere) {
+			return id, err
+		}
+	}
+	return s.sendHere(ctx, p, opt)
+}
+
+// sendHere is Send with the event built on this node.
+func (s *Service) sendHere(ctx context.Context, p Proto, opt SendOptions) (id string, err error) {
 	tr := sendTrace{start: time.Now()}
 	defer func() { tr.report(s.log, p.RoomID, err) }()
 	if err := s.checkCanonicalAlias(ctx, p); err != nil {

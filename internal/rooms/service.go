@@ -115,6 +115,8 @@ func (s *Service) Start(ctx context.Context) error {
 		defer s.wg.Done()
 		s.watchStalls(ctx)
 	}()
+	// Only a node whose read model has caught up builds other nodes' sends.
+	s.st.ServeAtShardOwner(sendService, s.serveSend)
 	select {
 	case <-receiptsReady:
 		return nil

@@ -29,11 +29,12 @@ import (
 // (docs/ARCHITECTURE.md, "Group commit".)
 
 const (
-	// forwardSubjectPrefix carries the encoding's version: a node of a later build with
-	// another encoding finds no owner of this one, rather than one that misreads it.
-	forwardSubjectPrefix = "fb.append.v1"
+	// appendService names the forwarded appends. Service names carry their encoding's
+	// version: a node of a later build with another encoding finds no owner of this one,
+	// rather than one that misreads it.
+	appendService = "append.v1"
 	// forwardQueue: should two nodes both believe they own a shard for a moment, NATS gives
-	// each forwarded append to one of them, never to both.
+	// each forwarded request to one of them, never to both.
 	forwardQueue = "owner"
 	// ownerCheck is how often a node asks its server which shard streams it leads.
 	ownerCheck = 100 * time.Millisecond
@@ -46,27 +47,51 @@ const (
 	noOwnerGrace = time.Second
 )
 
-// shardOwners serves the forwarded appends of the shards whose stream leader is on this
-// node, and says which those are.
+// shardOwners serves the requests forwarded to the shards whose stream leader is on this
+// node: the appends (groupWriters.forward), and whatever the layers above register with
+// ServeAtShardOwner.
 type shardOwners struct {
 	st   *Store
-	subs []*nats.Subscription // non-nil for the shards this node owns; the watch's own
 	stop context.CancelFunc
 	ctx  context.Context
-	wg   sync.WaitGroup // the watch and every forwarded append still being served
-	mu   sync.Mutex     // orders adding to wg with close
+	wg   sync.WaitGroup // the watch and every forwarded request still being served
+	mu   sync.Mutex     // guards services and done, and orders adding to wg with close
 	done bool
+	// services are what an owner serves; each subscribes per shard while this node owns it.
+	services []*ownerService
+	owned    []bool // the shards this node owned at the last check; the watch's own
 }
+
+// ownerService is one kind of request an owner serves, on its subject per shard.
+type ownerService struct {
+	name   string // the subject's middle part, with its encoding's version
+	handle OwnerHandler
+	subs   []*nats.Subscription // non-nil for the shards this node owns
+}
+
+// OwnerHandler answers a request forwarded to this node because it owns the shard. ctx ends
+// when the asking node stops waiting.
+type OwnerHandler func(ctx context.Context, shard int, req []byte) []byte
 
 func (s *Store) startShardOwners() {
 	ctx, cancel := context.WithCancel(context.Background())
-	o := &shardOwners{st: s, subs: make([]*nats.Subscription, s.shards), stop: cancel, ctx: ctx}
+	o := &shardOwners{st: s, stop: cancel, ctx: ctx, owned: make([]bool, s.shards)}
 	s.groups.owners = o
+	o.add(appendService, func(ctx context.Context, shard int, req []byte) []byte {
+		seq, err := o.store(ctx, shard, req)
+		return encodeForwardReply(seq, err)
+	})
 	o.wg.Add(1)
 	go func() {
 		defer o.wg.Done()
 		o.watch()
 	}()
+}
+
+func (o *shardOwners) add(name string, handle OwnerHandler) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.services = append(o.services, &ownerService{name: name, handle: handle, subs: make([]*nats.Subscription, o.st.shards)})
 }
 
 func (o *shardOwners) close() {
@@ -83,53 +108,65 @@ func (o *shardOwners) owns(shard int) bool {
 	return o.st.ns.JetStreamIsStreamLeader(server.DEFAULT_GLOBAL_ACCOUNT, shardStreamName(shard))
 }
 
-// watch takes the forwarded appends of the shards this node comes to own, and stops taking
+// watch takes the forwarded requests of the shards this node comes to own, and stops taking
 // them when it no longer does.
 func (o *shardOwners) watch() {
 	tick := time.NewTicker(ownerCheck)
 	defer tick.Stop()
 	for {
-		for shard := range o.subs {
+		for shard := range o.owned {
 			o.follow(shard)
 		}
 		select {
 		case <-o.ctx.Done():
-			for _, sub := range o.subs {
-				if sub != nil {
-					_ = sub.Unsubscribe()
+			o.mu.Lock()
+			for _, svc := range o.services {
+				for _, sub := range svc.subs {
+					if sub != nil {
+						_ = sub.Unsubscribe()
+					}
 				}
 			}
+			o.mu.Unlock()
 			return
 		case <-tick.C:
 		}
 	}
 }
 
-// follow subscribes to the shard's forwarded appends if this node owns the shard, and
-// drains the subscription if it no longer does: appends already delivered are still served.
+// follow subscribes to the shard's forwarded requests if this node owns the shard, and
+// drains the subscriptions if it no longer does: requests already delivered are still served.
 func (o *shardOwners) follow(shard int) {
-	owns, sub := o.owns(shard), o.subs[shard]
-	switch {
-	case owns && sub == nil:
+	owns := o.owns(shard)
+	if owns && !o.owned[shard] {
 		// What this node's writer knew of the shard may be from before another node wrote it.
 		o.st.groups.writers[shard].resync.Store(true)
-		var err error
-		sub, err = o.st.nc.QueueSubscribe(forwardSubject(shard), forwardQueue, func(m *nats.Msg) { o.serve(shard, m) })
-		if err != nil {
-			o.st.log.Warn("cannot take a shard's forwarded appends", "shard", shard, "err", err)
-			return
+	}
+	o.owned[shard] = owns
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, svc := range o.services {
+		sub := svc.subs[shard]
+		switch {
+		case owns && sub == nil:
+			var err error
+			sub, err = o.st.nc.QueueSubscribe(ownerSubject(svc.name, shard), forwardQueue, func(m *nats.Msg) { o.serve(svc, shard, m) })
+			if err != nil {
+				o.st.log.Warn("cannot take a shard's forwarded requests", "shard", shard, "service", svc.name, "err", err)
+				continue
+			}
+			svc.subs[shard] = sub
+		case !owns && sub != nil:
+			_ = sub.Drain()
+			svc.subs[shard] = nil
 		}
-		o.subs[shard] = sub
-	case !owns && sub != nil:
-		_ = sub.Drain()
-		o.subs[shard] = nil
 	}
 }
 
-// serve stores one forwarded append through this node's writer and answers it. It runs on
-// its own goroutine: NATS hands a subscription's messages over one at a time, and the
-// writer gathers the appends that wait together.
-func (o *shardOwners) serve(shard int, m *nats.Msg) {
+// serve answers one forwarded request. It runs on its own goroutine: NATS hands a
+// subscription's messages over one at a time, and the writer gathers the appends that wait
+// together.
+func (o *shardOwners) serve(svc *ownerService, shard int, m *nats.Msg) {
 	o.mu.Lock()
 	if o.done {
 		o.mu.Unlock()
@@ -145,8 +182,7 @@ func (o *shardOwners) serve(shard int, m *nats.Msg) {
 		}
 		ctx, cancel := context.WithTimeout(o.ctx, wait)
 		defer cancel()
-		seq, err := o.store(ctx, shard, m.Data)
-		_ = m.Respond(encodeForwardReply(seq, err))
+		_ = m.Respond(svc.handle(ctx, shard, m.Data))
 	}()
 }
 
@@ -173,7 +209,7 @@ func (o *shardOwners) unserved(shard int, nobodySince time.Time) bool {
 		o.st.ns.JetStreamIsStreamCurrent(server.DEFAULT_GLOBAL_ACCOUNT, shardStreamName(shard))
 }
 
-func forwardSubject(shard int) string { return fmt.Sprintf("%s.%d", forwardSubjectPrefix, shard) }
+func ownerSubject(service string, shard int) string { return fmt.Sprintf("fb.%s.%d", service, shard) }
 
 // forward hands the append to the shard's owner and returns what its writer answered. Each
 // try has the write policy's deadline: an owner that burned never answers, and the next try
@@ -181,7 +217,7 @@ func forwardSubject(shard int) string { return fmt.Sprintf("%s.%d", forwardSubje
 // second time as a conflict, which the caller recognises as its own event (as after any lost
 // publish).
 func (g *groupWriters) forward(ctx context.Context, shard int, roomID string, afterSeq uint64, evs []NewRoomEvent) (uint64, error) {
-	msg := nats.NewMsg(forwardSubject(shard))
+	msg := nats.NewMsg(ownerSubject(appendService, shard))
 	msg.Data = encodeForward(roomID, afterSeq, evs)
 	if int64(len(msg.Data)) > g.st.nc.MaxPayload()-1024 {
 		// A new room's very large batch, over what NATS carries: written here, which costs
@@ -292,3 +328,47 @@ func decodeForwardReply(data []byte) (uint64, error) {
 	}
 	return 0, fmt.Errorf("store: the shard's writer: %s", rest)
 }
+
+// ErrAskHere says no other node serves the shard now: this node owns it, the deployment has
+// no owners (a single node, an external NATS, one message per event), or nobody answers (an
+// election). The caller does the work itself.
+var ErrAskHere = errors.New("store: no other node serves the shard")
+
+// ServeAtShardOwner makes this node answer the requests named service for every shard it
+// owns, from its next ownership check on. It does nothing where nodes own no shards.
+func (s *Store) ServeAtShardOwner(service string, handle OwnerHandler) {
+	if s.groups != nil && s.groups.owners != nil {
+		s.groups.owners.add(service, handle)
+	}
+}
+
+// AskShardOwner has the node that owns the shard answer the request, and returns the answer.
+// The request is made only if it goes to another node. The owner is given wait to answer in;
+// past that, and a little for the way back, the request fails as unavailable: its owner is
+// gone, or cut off.
+func (s *Store) AskShardOwner(ctx context.Context, service string, shard int, request func() ([]byte, error), wait time.Duration) ([]byte, error) {
+	if s.groups == nil || s.groups.owners == nil || s.groups.owners.owns(shard) {
+		return nil, ErrAskHere
+	}
+	req, err := request()
+	if err != nil {
+		return nil, err
+	}
+	msg := nats.NewMsg(ownerSubject(service, shard))
+	msg.Data = req
+	msg.Header.Set(hdrForwardWait, strconv.FormatInt(wait.Milliseconds(), 10))
+	rctx, cancel := context.WithTimeout(ctx, wait+ownerReplyMargin)
+	defer cancel()
+	resp, err := s.nc.RequestMsgWithContext(rctx, msg)
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return nil, ErrAskHere
+	case err != nil:
+		return nil, fmt.Errorf("%w: the shard's owner: %v", ErrUnavailable, err)
+	}
+	return resp.Data, nil
+}
+
+// ownerReplyMargin is how much longer than its owner's time a request waits, for the answer
+// to travel back.
+const ownerReplyMargin = 250 * time.Millisecond

@@ -105,6 +105,8 @@ func TestClusterGroupCommit(t *testing.T) {
 		}
 	}
 
+	checkAskShardOwner(t, stores)
+
 	// A leader whose node serves no forwards (here: its watch stopped) still gets the shard
 	// written: after noOwnerGrace of finding nobody, a node writes it itself.
 	owner := -1
@@ -119,7 +121,7 @@ func TestClusterGroupCommit(t *testing.T) {
 	stores[owner].groups.owners.stop()
 	other := stores[(owner+1)%len(stores)]
 	waitFor(t, "the leader's node stops serving forwards", func() bool {
-		_, err := other.nc.Request(forwardSubject(0), nil, time.Second)
+		_, err := other.nc.Request(ownerSubject(appendService, 0), nil, time.Second)
 		return errors.Is(err, nats.ErrNoResponders)
 	})
 	var seen uint64
@@ -144,6 +146,64 @@ func TestClusterGroupCommit(t *testing.T) {
 		grouped, err := stores[0].agreeOnRoomWrites(ctx)
 		return err == nil && !grouped
 	})
+}
+
+// checkAskShardOwner: a request registered with ServeAtShardOwner is answered by the node
+// that owns the shard, whichever node asks; the owner itself, and a node asking for a service
+// nobody serves, are told to do the work themselves; an owner that does not answer in time
+// makes the request unavailable, and the owner's handler is told to stop.
+func checkAskShardOwner(t *testing.T, stores []*Store) {
+	t.Helper()
+	ctx := t.Context()
+	stopped, release := make(chan struct{}, len(stores)), make(chan struct{})
+	defer close(release)
+	for _, st := range stores {
+		st.ServeAtShardOwner("echo.v1", func(_ context.Context, shard int, req []byte) []byte {
+			return fmt.Appendf(nil, "%s:%d:%s", st.opts.NodeName, shard, req)
+		})
+		st.ServeAtShardOwner("stuck.v1", func(ctx context.Context, _ int, _ []byte) []byte {
+			<-ctx.Done()
+			stopped <- struct{}{}
+			<-release // answers only after the asking node has stopped waiting
+			return nil
+		})
+	}
+	owner := -1
+	waitFor(t, "shard 0's owner answers", func() bool {
+		for i, st := range stores {
+			if st.groups.owners.owns(0) {
+				owner = i
+				_, err := stores[(i+1)%len(stores)].AskShardOwner(ctx, "echo.v1", 0, request("ping"), time.Second)
+				return err == nil
+			}
+		}
+		return false
+	})
+	for i, st := range stores {
+		got, err := st.AskShardOwner(ctx, "echo.v1", 0, request("hi"), time.Second)
+		switch {
+		case i == owner && !errors.Is(err, ErrAskHere):
+			t.Errorf("the owner asking itself: %q, %v; want ErrAskHere", got, err)
+		case i != owner && (err != nil || string(got) != stores[owner].opts.NodeName+":0:hi"):
+			t.Errorf("%s asking: %q, %v; want the answer of %s", st.opts.NodeName, got, err, stores[owner].opts.NodeName)
+		}
+	}
+	asker := stores[(owner+1)%len(stores)]
+	if _, err := asker.AskShardOwner(ctx, "nobody.v1", 0, request(""), time.Second); !errors.Is(err, ErrAskHere) {
+		t.Errorf("a service nobody serves: %v, want ErrAskHere", err)
+	}
+	if _, err := asker.AskShardOwner(ctx, "stuck.v1", 0, request(""), 100*time.Millisecond); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("an owner that does not answer: %v, want ErrUnavailable", err)
+	}
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Error("the stuck handler's context did not end")
+	}
+}
+
+func request(s string) func() ([]byte, error) {
+	return func() ([]byte, error) { return []byte(s), nil }
 }
 
 // appendUntilStored appends ev to a room only this caller writes, building again (here: only
