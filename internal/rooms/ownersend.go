@@ -29,34 +29,46 @@ const sendService = "send.v1"
 // itself, its append waiting out the election as any append does.
 const ownerSendWait = 2 * time.Second
 
-// forwardedSend is a send as the asking node hands it to the owner.
+// forwardedSend is a send as the asking node hands it to the owner. Proto's fields are part
+// of the encoding.
 type forwardedSend struct {
 	Proto
 	Device string `json:"device"`
 	TxnID  string `json:"txn_id"`
+	// Seen is how far the asking node had applied the shard: the owner builds on no less, so
+	// that it allows what the asking node saw allowed (a join made through it a moment ago).
+	Seen uint64 `json:"seen"`
 }
 
-// sendAnswer is the owner's answer: the event's id and the owner's position in the shard once
-// it had applied the event, or an error of a kind the API knows.
+// sendAnswer is the owner's answer: the event's id and its position in the shard, or an error
+// of a kind the asking node knows.
 type sendAnswer struct {
 	EventID string `json:"event_id,omitempty"`
-	Applied uint64 `json:"applied,omitempty"`
+	Seq     uint64 `json:"seq,omitempty"`
 	Kind    string `json:"kind,omitempty"`
 	Error   string `json:"error,omitempty"`
 }
 
-// answeredErrors are the errors an owner's answer carries back as themselves. Any other error,
-// ErrUnavailable first, has the asking node send the event itself.
-var answeredErrors = []error{ErrForbidden, ErrNotFound, ErrTooLarge, ErrBadRequest, ErrInvalidParam,
-	ErrCanonicalAlias, ErrUnsupportedVersion, store.ErrValueTooLarge, store.ErrKeyTooLong}
+// answeredErrors are the errors an owner's answer carries back as themselves, by a code of
+// their own. Any other error, ErrUnavailable first, has the asking node send the event itself.
+var answeredErrors = []struct {
+	code string
+	err  error
+}{
+	{"forbidden", ErrForbidden},
+	{"not_found", ErrNotFound},
+	{"too_large", ErrTooLarge},
+	{"bad_request", ErrBadRequest},
+	{"canonical_alias", ErrCanonicalAlias},
+}
 
 // sendAtOwner hands the send to the owner of the room's shard and waits until this node has
 // applied the event. It returns store.ErrAskHere when this node should send it itself.
 func (s *Service) sendAtOwner(ctx context.Context, p Proto, opt SendOptions) (string, error) {
-	request := func() ([]byte, error) {
-		return json.Marshal(forwardedSend{Proto: p, Device: opt.Device, TxnID: opt.TxnID})
-	}
 	shard := s.st.RoomShard(p.RoomID)
+	request := func() ([]byte, error) {
+		return json.Marshal(forwardedSend{Proto: p, Device: opt.Device, TxnID: opt.TxnID, Seen: s.model.applied[shard].Load()})
+	}
 	data, err := s.st.AskShardOwner(ctx, sendService, shard, request, ownerSendWait)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -71,33 +83,40 @@ func (s *Service) sendAtOwner(ctx context.Context, p Proto, opt SendOptions) (st
 	if a.Kind != "" {
 		return "", answeredError(a)
 	}
-	if err := s.awaitSeq(ctx, shard, a.Applied); err != nil {
+	if err := s.awaitSeq(ctx, shard, a.Seq); err != nil {
 		return "", err
 	}
 	return a.EventID, nil
 }
 
-// serveSend sends a forwarded send on this node, the shard's owner.
-func (s *Service) serveSend(ctx context.Context, shard int, req []byte) []byte {
+// serveSend sends a forwarded send on this node, the shard's owner. It answers as soon as the
+// event is stored, and then still holds the room until this node has applied the event, so
+// that the room's next send builds on it.
+func (s *Service) serveSend(ctx context.Context, shard int, req []byte, answer func([]byte)) {
 	var f forwardedSend
 	if err := json.Unmarshal(req, &f); err != nil || f.TxnID == "" || s.st.RoomShard(f.RoomID) != shard {
-		return encodeSendAnswer("", 0, ErrUnavailable) // of another build: sent by the node itself
+		return // an empty answer: the asking node sends the event itself
 	}
-	// The asking node knew the room; this one may not have applied its creation yet.
-	if err := s.AwaitRoom(ctx, f.RoomID); err != nil {
-		return encodeSendAnswer("", 0, err)
+	if err := s.awaitSeq(ctx, shard, f.Seen); err != nil {
+		answer(encodeSendAnswer("", 0, err))
+		return
 	}
-	id, err := s.sendHere(ctx, f.Proto, SendOptions{Device: f.Device, TxnID: f.TxnID})
-	return encodeSendAnswer(id, s.model.applied[shard].Load(), err)
+	opt := SendOptions{Device: f.Device, TxnID: f.TxnID, stored: func(id string, seq uint64) {
+		answer(encodeSendAnswer(id, seq, nil))
+	}}
+	if _, err := s.sendHere(ctx, f.Proto, opt); err != nil {
+		answer(encodeSendAnswer("", 0, err)) // dropped if the event was stored and answered
+	}
 }
 
-func encodeSendAnswer(id string, applied uint64, err error) []byte {
-	a := sendAnswer{EventID: id, Applied: applied}
+func encodeSendAnswer(id string, seq uint64, err error) []byte {
+	a := sendAnswer{EventID: id, Seq: seq}
 	if err != nil {
-		a = sendAnswer{Kind: ErrUnavailable.Error(), Error: err.Error()}
+		a = sendAnswer{Kind: "unavailable", Error: err.Error()}
 		for _, known := range answeredErrors {
-			if errors.Is(err, known) {
-				a.Kind = known.Error()
+			if errors.Is(err, known.err) {
+				a.Kind = known.code
+				break
 			}
 		}
 	}
@@ -109,8 +128,8 @@ func encodeSendAnswer(id string, applied uint64, err error) []byte {
 // finds its kind. A kind this node does not know has it send the event itself.
 func answeredError(a sendAnswer) error {
 	for _, known := range answeredErrors {
-		if known.Error() == a.Kind {
-			return &ownerError{kind: known, text: a.Error}
+		if known.code == a.Kind {
+			return &ownerError{kind: known.err, text: a.Error}
 		}
 	}
 	return store.ErrAskHere

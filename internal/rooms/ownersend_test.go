@@ -21,8 +21,9 @@ func TestSendAnswer(t *testing.T) {
 		{"stored", nil, nil},
 		{"forbidden", fmt.Errorf("%w: not allowed to send", ErrForbidden), ErrForbidden},
 		{"too large", fmt.Errorf("%w: 70000 bytes", ErrTooLarge), ErrTooLarge},
-		{"store too large", fmt.Errorf("%w: value", store.ErrValueTooLarge), store.ErrValueTooLarge},
 		{"not found", fmt.Errorf("%w: unknown room", ErrNotFound), ErrNotFound},
+		{"bad request", fmt.Errorf("%w: content", ErrBadRequest), ErrBadRequest},
+		{"canonical alias", fmt.Errorf("%w: #a:b points elsewhere", ErrCanonicalAlias), ErrCanonicalAlias},
 		{"unavailable", fmt.Errorf("%w: no leader", ErrUnavailable), store.ErrAskHere},
 		{"unknown", errors.New("boom"), store.ErrAskHere},
 	} {
@@ -32,7 +33,7 @@ func TestSendAnswer(t *testing.T) {
 				t.Fatal(err)
 			}
 			if tc.err == nil {
-				if a.Kind != "" || a.EventID != "$ev" || a.Applied != 42 {
+				if a.Kind != "" || a.EventID != "$ev" || a.Seq != 42 {
 					t.Fatalf("answer %+v, want $ev at 42", a)
 				}
 				return

@@ -24,12 +24,25 @@ const appendRaceLimit = store.WaitLimit
 type SendOptions struct {
 	Device string
 	TxnID  string
+	// stored, if set, is told the event's id and position as soon as they are known, before
+	// this node has applied the event (a send built for another node: ownersend.go). It is
+	// set only where shards have owners, whose group messages JetStream never deduplicates,
+	// so the position is the event's own.
+	stored func(eventID string, seq uint64)
+}
+
+// report tells opt.stored where the event is.
+func (opt SendOptions) report(eventID string, seq uint64) {
+	if opt.stored != nil {
+		opt.stored(eventID, seq)
+	}
 }
 
 // Send builds, checks, signs and appends an event to the room and returns its event id once a
 // quorum has stored it and this node's read model has applied it. A retry with the same
 // (sender, device, transaction id) returns the first send's event id, whichever node gets it.
-// In a grouped cluster, the owner of the room's shard builds the event (ownersend.go).
+// Where shards have owners (group commit in a cluster), a send with a transaction id is built
+// by the owner of the room's shard (ownersend.go).
 func (s *Service) Send(ctx context.Context, p Proto, opt SendOptions) (string, error) {
 	if opt.TxnID != "" {
 		id, err := s.sendAtOwner(ctx, p, opt)
@@ -64,6 +77,8 @@ func (s *Service) sendHere(ctx context.Context, p Proto, opt SendOptions) (id st
 	for attempt := 1; ; attempt++ {
 		if opt.TxnID != "" {
 			if id := s.model.TxnEvent(p.RoomID, p.Sender, opt.Device, p.Type, opt.TxnID); id != "" {
+				ev, _ := s.model.Event(p.RoomID, id)
+				opt.report(id, ev.Seq)
 				return id, nil
 			}
 		}
@@ -119,7 +134,8 @@ func (s *Service) appendBuilt(ctx context.Context, job *sendJob, pdu gomatrixser
 		}
 		// The writer may have been this very event: a publish whose answer was lost in a
 		// failover landed, and its retry found the head already past it.
-		if _, landed := s.model.Event(job.p.RoomID, pdu.EventID()); landed {
+		if ev, landed := s.model.Event(job.p.RoomID, pdu.EventID()); landed {
+			job.opt.report(pdu.EventID(), ev.Seq)
 			return pdu.EventID(), false, nil
 		}
 		return "", true, fmt.Errorf("%w: the room kept changing", ErrUnavailable)
@@ -127,6 +143,7 @@ func (s *Service) appendBuilt(ctx context.Context, job *sendJob, pdu gomatrixser
 	if err != nil {
 		return "", false, unavailable(err)
 	}
+	job.opt.report(pdu.EventID(), seq)
 	// Capped: this send holds the room's lock. Past the cap the client is told to retry; the
 	// retry finds the stored event by its transaction id.
 	if err := s.awaitSeq(ctx, job.info.Shard, seq); err != nil {

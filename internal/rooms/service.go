@@ -115,8 +115,9 @@ func (s *Service) Start(ctx context.Context) error {
 		defer s.wg.Done()
 		s.watchStalls(ctx)
 	}()
-	// Only a node whose read model has caught up builds other nodes' sends.
-	s.st.ServeAtShardOwner(sendService, s.serveSend)
+	// Only a node whose read model has caught up and follows the shards builds other nodes'
+	// sends.
+	context.AfterFunc(ctx, s.st.ServeAtShardOwner(sendService, s.serveSend))
 	select {
 	case <-receiptsReady:
 		return nil

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -38,8 +39,9 @@ const (
 	forwardQueue = "owner"
 	// ownerCheck is how often a node asks its server which shard streams it leads.
 	ownerCheck = 100 * time.Millisecond
-	// hdrForwardWait carries how long the forwarding node still waits: an append still
-	// queued at the owner when that ends is left unstored (groupWriter.check).
+	// hdrForwardWait carries how long the forwarding node still waits: the owner's time for
+	// the request. An append still queued at the owner when that ends is left unstored
+	// (groupWriter.check).
 	hdrForwardWait = "Fb-Wait-Ms"
 	// noOwnerGrace is how long a node forwards to nobody before it writes a shard's appends
 	// itself: longer than a new leader's node takes to notice (ownerCheck) and to be heard
@@ -69,17 +71,19 @@ type ownerService struct {
 	subs   []*nats.Subscription // non-nil for the shards this node owns
 }
 
-// OwnerHandler answers a request forwarded to this node because it owns the shard. ctx ends
-// when the asking node stops waiting.
-type OwnerHandler func(ctx context.Context, shard int, req []byte) []byte
+// OwnerHandler serves a request forwarded to this node because it owns the shard, and gives
+// answer its answer. It may answer before it is done (answers after the first are dropped);
+// one that returns without answering sends an empty answer. ctx ends when the asking node
+// stops waiting.
+type OwnerHandler func(ctx context.Context, shard int, req []byte, answer func([]byte))
 
 func (s *Store) startShardOwners() {
 	ctx, cancel := context.WithCancel(context.Background())
 	o := &shardOwners{st: s, stop: cancel, ctx: ctx, owned: make([]bool, s.shards)}
 	s.groups.owners = o
-	o.add(appendService, func(ctx context.Context, shard int, req []byte) []byte {
+	o.add(appendService, func(ctx context.Context, shard int, req []byte, answer func([]byte)) {
 		seq, err := o.store(ctx, shard, req)
-		return encodeForwardReply(seq, err)
+		answer(encodeForwardReply(seq, err))
 	})
 	o.wg.Add(1)
 	go func() {
@@ -88,10 +92,28 @@ func (s *Store) startShardOwners() {
 	}()
 }
 
-func (o *shardOwners) add(name string, handle OwnerHandler) {
+// add serves a service from the next ownership check on, until the returned function removes
+// it.
+func (o *shardOwners) add(name string, handle OwnerHandler) (remove func()) {
+	svc := &ownerService{name: name, handle: handle, subs: make([]*nats.Subscription, o.st.shards)}
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.services = append(o.services, &ownerService{name: name, handle: handle, subs: make([]*nats.Subscription, o.st.shards)})
+	o.services = append(o.services, svc)
+	return func() {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		o.services = slices.DeleteFunc(o.services, func(s *ownerService) bool { return s == svc })
+		svc.unsubscribe()
+	}
+}
+
+func (svc *ownerService) unsubscribe() {
+	for shard, sub := range svc.subs {
+		if sub != nil {
+			_ = sub.Unsubscribe()
+			svc.subs[shard] = nil
+		}
+	}
 }
 
 func (o *shardOwners) close() {
@@ -121,11 +143,7 @@ func (o *shardOwners) watch() {
 		case <-o.ctx.Done():
 			o.mu.Lock()
 			for _, svc := range o.services {
-				for _, sub := range svc.subs {
-					if sub != nil {
-						_ = sub.Unsubscribe()
-					}
-				}
+				svc.unsubscribe()
 			}
 			o.mu.Unlock()
 			return
@@ -170,6 +188,7 @@ func (o *shardOwners) serve(svc *ownerService, shard int, m *nats.Msg) {
 	o.mu.Lock()
 	if o.done {
 		o.mu.Unlock()
+		_ = m.Respond(nil) // closing: the asking node does the work itself at once
 		return
 	}
 	o.wg.Add(1)
@@ -182,11 +201,14 @@ func (o *shardOwners) serve(svc *ownerService, shard int, m *nats.Msg) {
 		}
 		ctx, cancel := context.WithTimeout(o.ctx, wait)
 		defer cancel()
-		_ = m.Respond(svc.handle(ctx, shard, m.Data))
+		var once sync.Once
+		answer := func(b []byte) { once.Do(func() { _ = m.Respond(b) }) }
+		svc.handle(ctx, shard, m.Data, answer)
+		answer(nil)
 	}()
 }
 
-// forwardWaitLimit bounds how long an owner serves one forwarded append, whatever it is told.
+// forwardWaitLimit bounds how long an owner serves one forwarded request, whatever it is told.
 const forwardWaitLimit = 30 * time.Second
 
 func (o *shardOwners) store(ctx context.Context, shard int, data []byte) (uint64, error) {
@@ -335,11 +357,13 @@ func decodeForwardReply(data []byte) (uint64, error) {
 var ErrAskHere = errors.New("store: no other node serves the shard")
 
 // ServeAtShardOwner makes this node answer the requests named service for every shard it
-// owns, from its next ownership check on. It does nothing where nodes own no shards.
-func (s *Store) ServeAtShardOwner(service string, handle OwnerHandler) {
-	if s.groups != nil && s.groups.owners != nil {
-		s.groups.owners.add(service, handle)
+// owns, from its next ownership check on, until stop is called. It does nothing where nodes
+// own no shards.
+func (s *Store) ServeAtShardOwner(service string, handle OwnerHandler) (stop func()) {
+	if s.groups == nil || s.groups.owners == nil {
+		return func() {}
 	}
+	return s.groups.owners.add(service, handle)
 }
 
 // AskShardOwner has the node that owns the shard answer the request, and returns the answer.
@@ -356,6 +380,9 @@ func (s *Store) AskShardOwner(ctx context.Context, service string, shard int, re
 	}
 	msg := nats.NewMsg(ownerSubject(service, shard))
 	msg.Data = req
+	if deadline, ok := ctx.Deadline(); ok {
+		wait = min(wait, time.Until(deadline))
+	}
 	msg.Header.Set(hdrForwardWait, strconv.FormatInt(wait.Milliseconds(), 10))
 	rctx, cancel := context.WithTimeout(ctx, wait+ownerReplyMargin)
 	defer cancel()

@@ -149,24 +149,29 @@ func TestClusterGroupCommit(t *testing.T) {
 }
 
 // checkAskShardOwner: a request registered with ServeAtShardOwner is answered by the node
-// that owns the shard, whichever node asks; the owner itself, and a node asking for a service
-// nobody serves, are told to do the work themselves; an owner that does not answer in time
-// makes the request unavailable, and the owner's handler is told to stop.
+// that owns the shard, whichever node asks, with its handler's first answer, or an empty one
+// if it gave none; the owner itself, and a node asking for a service nobody serves (any
+// longer), are told to do the work themselves; an owner that does not answer in time makes
+// the request unavailable, and the owner's handler is told to stop.
 func checkAskShardOwner(t *testing.T, stores []*Store) {
 	t.Helper()
 	ctx := t.Context()
 	stopped, release := make(chan struct{}, len(stores)), make(chan struct{})
 	defer close(release)
 	for _, st := range stores {
-		st.ServeAtShardOwner("echo.v1", func(_ context.Context, shard int, req []byte) []byte {
-			return fmt.Appendf(nil, "%s:%d:%s", st.opts.NodeName, shard, req)
+		st.ServeAtShardOwner("echo.v1", func(_ context.Context, shard int, req []byte, answer func([]byte)) {
+			answer(fmt.Appendf(nil, "%s:%d:%s", st.opts.NodeName, shard, req))
+			answer([]byte("a second answer is dropped"))
 		})
-		st.ServeAtShardOwner("stuck.v1", func(ctx context.Context, _ int, _ []byte) []byte {
+		st.ServeAtShardOwner("stuck.v1", func(ctx context.Context, _ int, _ []byte, _ func([]byte)) {
 			<-ctx.Done()
 			stopped <- struct{}{}
-			<-release // answers only after the asking node has stopped waiting
-			return nil
+			<-release // returns only after the asking node has stopped waiting
 		})
+		stopSilent := st.ServeAtShardOwner("silent.v1", func(context.Context, int, []byte, func([]byte)) {})
+		defer stopSilent()
+		stopGone := st.ServeAtShardOwner("gone.v1", func(context.Context, int, []byte, func([]byte)) {})
+		stopGone()
 	}
 	owner := -1
 	waitFor(t, "shard 0's owner answers", func() bool {
@@ -189,8 +194,13 @@ func checkAskShardOwner(t *testing.T, stores []*Store) {
 		}
 	}
 	asker := stores[(owner+1)%len(stores)]
-	if _, err := asker.AskShardOwner(ctx, "nobody.v1", 0, request(""), time.Second); !errors.Is(err, ErrAskHere) {
-		t.Errorf("a service nobody serves: %v, want ErrAskHere", err)
+	for _, service := range []string{"nobody.v1", "gone.v1"} {
+		if _, err := asker.AskShardOwner(ctx, service, 0, request(""), time.Second); !errors.Is(err, ErrAskHere) {
+			t.Errorf("%s, which nobody serves: %v, want ErrAskHere", service, err)
+		}
+	}
+	if got, err := asker.AskShardOwner(ctx, "silent.v1", 0, request("x"), time.Second); err != nil || len(got) != 0 {
+		t.Errorf("a handler that does not answer: %q, %v; want an empty answer", got, err)
 	}
 	if _, err := asker.AskShardOwner(ctx, "stuck.v1", 0, request(""), 100*time.Millisecond); !errors.Is(err, ErrUnavailable) {
 		t.Errorf("an owner that does not answer: %v, want ErrUnavailable", err)
