@@ -1,10 +1,17 @@
 package rooms
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/firebreak/firebreak/internal/store"
 )
@@ -50,4 +57,141 @@ func TestSendAnswer(t *testing.T) {
 	if err := answeredError(sendAnswer{Kind: "from a later build"}); !errors.Is(err, store.ErrAskHere) {
 		t.Errorf("an unknown kind: %v, want ErrAskHere", err)
 	}
+}
+
+// TestSendBuiltAtOwner, on three JetStream nodes clustered over loopback with one shard: a
+// send through a node that does not own the shard is built by the owner and read back at
+// once on the node that was asked; a refusal comes back as itself; and when the owner's
+// answer is lost after it stored the event, the asking node's own send of it finds that
+// event instead of storing a second one.
+func TestSendBuiltAtOwner(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a three-node JetStream cluster")
+	}
+	nodes, stops := clusterNodes(t, 3)
+	owner := shardOwner(t, nodes)
+	asker := nodes[(owner+1)%len(nodes)]
+	ctx := t.Context()
+	roomID := createRoom(t, nodes[owner], CreateRequest{Creator: alice, Preset: "public_chat"})
+	if err := asker.AwaitRoom(ctx, roomID); err != nil {
+		t.Fatal(err)
+	}
+	join(t, asker, roomID, bob) // built where it arrives: no transaction id
+
+	id, err := asker.Send(ctx, message(roomID, bob, "through another node"), SendOptions{Device: "D", TxnID: "t1"})
+	if err != nil {
+		t.Fatalf("send through a node that does not own the shard: %v", err)
+	}
+	if _, ok := asker.Model().Event(roomID, id); !ok {
+		t.Errorf("the asking node does not have %s when the send returns", id)
+	}
+	if _, err := asker.Send(ctx, message(roomID, carol, "not a member"), SendOptions{Device: "D", TxnID: "t2"}); !errors.Is(err, ErrForbidden) {
+		t.Errorf("a non-member's send through another node: %v, want ErrForbidden", err)
+	}
+
+	// The owner stores the event and its answer is lost (its handler answers nothing).
+	stops[owner]()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		_, err := asker.st.AskShardOwner(ctx, sendService, 0, func() ([]byte, error) { return []byte("{}"), nil }, time.Second)
+		if errors.Is(err, store.ErrAskHere) {
+			break // the stopped service no longer serves
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the stopped service still serves sends")
+		}
+	}
+	var served atomic.Int32
+	lossy := nodes[owner].st.ServeAtShardOwner(sendService, func(ctx context.Context, shard int, req []byte, _ func([]byte)) {
+		served.Add(1)
+		nodes[owner].serveSend(ctx, shard, req, func([]byte) {})
+	})
+	defer lossy()
+	waitForOwner(t, asker)
+	lost := message(roomID, bob, "answer lost")
+	id, err = asker.Send(ctx, lost, SendOptions{Device: "D", TxnID: "t3"})
+	if err != nil {
+		t.Fatalf("send whose answer is lost: %v", err)
+	}
+	if served.Load() < 2 { // waitForOwner's and the send's
+		t.Errorf("the owner's lossy handler served %d requests; the send did not reach it", served.Load())
+	}
+	var copies []string
+	for _, ev := range allEvents(asker, roomID) {
+		if b, _ := body(ev); b == "answer lost" {
+			copies = append(copies, ev.PDU.EventID())
+		}
+	}
+	if len(copies) != 1 || copies[0] != id {
+		t.Errorf("the room holds %v for the send answered %s, want it once", copies, id)
+	}
+}
+
+// clusterNodes runs a rooms service on each of n JetStream nodes clustered over loopback, with
+// one shard, and returns them with the functions that stop each service.
+func clusterNodes(t *testing.T, n int) ([]*Service, []func()) {
+	t.Helper()
+	ip := fmt.Sprintf("127.%d.%d.%d", 100+rand.IntN(100), rand.IntN(256), 1+rand.IntN(254))
+	routes := make([]string, n)
+	for i := range routes {
+		ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		routes[i] = ln.Addr().String()
+		ln.Close()
+	}
+	stores := make([]*store.Store, n)
+	var wg sync.WaitGroup
+	for i := range stores {
+		wg.Go(func() { // each node waits for the others to place the streams
+			stores[i], _ = store.Open(t.Context(), store.Options{DataDir: t.TempDir(), NodeName: fmt.Sprintf("n%d", i+1),
+				Replicas: n, RoomShards: 1, GroupCommit: true, Logger: discard,
+				Cluster: &store.ClusterOptions{Name: "rooms-test", DC: fmt.Sprintf("dc%d", i+1), Listen: routes[i], Routes: routes}})
+		})
+	}
+	wg.Wait()
+	nodes, stops := make([]*Service, n), make([]func(), n)
+	for i, st := range stores {
+		if st == nil {
+			t.Fatalf("node %d did not open", i+1)
+		}
+		t.Cleanup(st.Close)
+	}
+	for i, st := range stores {
+		nodes[i], stops[i] = startService(t, st)
+	}
+	return nodes, stops
+}
+
+// shardOwner returns the index of the node that owns the shard, once another node's requests
+// reach it.
+func shardOwner(t *testing.T, nodes []*Service) int {
+	t.Helper()
+	for i, s := range nodes {
+		s.st.ServeAtShardOwner("whoami.v1", func(_ context.Context, _ int, _ []byte, answer func([]byte)) {
+			answer([]byte(strconv.Itoa(i)))
+		})
+	}
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		for i, s := range nodes {
+			got, err := s.st.AskShardOwner(t.Context(), "whoami.v1", 0, func() ([]byte, error) { return nil, nil }, time.Second)
+			if owner, convErr := strconv.Atoi(string(got)); err == nil && convErr == nil && owner != i {
+				waitForOwner(t, nodes[(owner+1)%len(nodes)])
+				return owner
+			}
+		}
+	}
+	t.Fatal("no node owns the shard")
+	return -1
+}
+
+// waitForOwner waits until the node's forwarded sends reach a handler at the shard's owner.
+func waitForOwner(t *testing.T, s *Service) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if _, err := s.st.AskShardOwner(t.Context(), sendService, 0, func() ([]byte, error) { return []byte("{}"), nil }, time.Second); err == nil {
+			return
+		}
+	}
+	t.Fatal("the shard's owner serves no sends")
 }
