@@ -68,6 +68,9 @@ func toMatrixError(err error) (*matrixError, bool) {
 		return errorf(http.StatusBadRequest, "M_INVALID_PARAM", "%v", err), true
 	case errors.Is(err, rooms.ErrAliasInUse):
 		return errorf(http.StatusBadRequest, "M_ROOM_IN_USE", "%v", err), true
+	case errors.Is(err, rooms.ErrNestedThread):
+		// The spec has no code of its own for it yet, and asks for this one.
+		return errorf(http.StatusBadRequest, "M_UNKNOWN", "%v", err), true
 	case errors.Is(err, rooms.ErrUnsupportedVersion):
 		return errorf(http.StatusBadRequest, "M_UNSUPPORTED_ROOM_VERSION", "%v", err), true
 	case errors.Is(err, accounts.ErrInvalidUsername):

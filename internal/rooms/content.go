@@ -11,6 +11,7 @@ import (
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
+	"github.com/tidwall/gjson"
 )
 
 // checkPowerLevels refuses power levels the room version cannot parse. The auth rules would
@@ -23,6 +24,22 @@ func checkPowerLevels(p Proto, version gomatrixserverlib.IRoomVersion) error {
 	levels.Defaults()
 	if err := version.ParsePowerLevels(p.Content, &levels); err != nil {
 		return fmt.Errorf("%w: m.room.power_levels: every level must be an integer", ErrBadRequest)
+	}
+	return nil
+}
+
+// checkThreadRoot refuses a thread started off an event that relates to another itself (a
+// thread's reply, an edit, a reaction): the spec's threads do not nest, and its servers
+// refuse such a start. A root this node does not have is let through, as a root the client
+// may know and the server not.
+func (s *Service) checkThreadRoot(p Proto) error {
+	rel := gjson.GetBytes(p.Content, `m\.relates_to`)
+	if rel.Get("rel_type").Str != "m.thread" {
+		return nil
+	}
+	root, ok := s.model.Event(p.RoomID, rel.Get("event_id").Str)
+	if ok && gjson.GetBytes(root.PDU.Content(), `m\.relates_to.rel_type`).Exists() {
+		return fmt.Errorf("%w: %s relates to another event", ErrNestedThread, root.PDU.EventID())
 	}
 	return nil
 }

@@ -15,5 +15,6 @@ var (
 	ErrInvalidParam       = errors.New("invalid parameter")
 	ErrUnavailable        = errors.New("storage unavailable")
 	ErrUnsupportedVersion = errors.New("unsupported room version")
+	ErrNestedThread       = errors.New("cannot start threads from an event with a relation")
 	errUnknownRoom        = errors.New("event for a room without a create event")
 )

@@ -60,6 +60,7 @@ var answeredErrors = []struct {
 	{"too_large", ErrTooLarge},
 	{"bad_request", ErrBadRequest},
 	{"canonical_alias", ErrCanonicalAlias},
+	{"nested_thread", ErrNestedThread},
 }
 
 // sendAtOwner hands the send to the owner of the room's shard and waits until this node has

@@ -31,6 +31,7 @@ func TestSendAnswer(t *testing.T) {
 		{"not found", fmt.Errorf("%w: unknown room", ErrNotFound), ErrNotFound},
 		{"bad request", fmt.Errorf("%w: content", ErrBadRequest), ErrBadRequest},
 		{"canonical alias", fmt.Errorf("%w: #a:b points elsewhere", ErrCanonicalAlias), ErrCanonicalAlias},
+		{"nested thread", fmt.Errorf("%w: $x relates to another event", ErrNestedThread), ErrNestedThread},
 		{"unavailable", fmt.Errorf("%w: no leader", ErrUnavailable), store.ErrAskHere},
 		{"unknown", errors.New("boom"), store.ErrAskHere},
 	} {

@@ -415,6 +415,41 @@ func TestSendRefused(t *testing.T) {
 	if _, err := s.Send(t.Context(), message(roomID, alice, strings.Repeat("z", 60000)), SendOptions{}); err != nil {
 		t.Errorf("a 60000-byte body: %v", err)
 	}
+	checkThreadRoots(t, s, roomID)
+}
+
+// checkThreadRoots: a thread may start off a plain message or a rich reply, not off an event
+// that relates to another (a thread's reply, an edit); a refused start stores nothing.
+func checkThreadRoots(t *testing.T, s *Service, roomID string) {
+	t.Helper()
+	root := sendText(t, s, roomID, alice, "a root")
+	inThread := sendReply(t, s, roomID, alice, root, "in the thread")
+	edit := relatedTo(t, s, roomID, map[string]any{"rel_type": "m.replace", "event_id": root})
+	richReply := relatedTo(t, s, roomID, map[string]any{"m.in_reply_to": map[string]any{"event_id": root}})
+	sendReply(t, s, roomID, alice, richReply, "a thread off a rich reply")
+	for _, target := range []string{inThread, edit} {
+		before, _ := s.Model().Info(roomID)
+		content := mustJSON(map[string]any{"msgtype": "m.text", "body": "nested",
+			"m.relates_to": map[string]any{"rel_type": "m.thread", "event_id": target}})
+		_, err := s.Send(t.Context(), Proto{RoomID: roomID, Sender: alice, Type: "m.room.message", Content: content}, SendOptions{})
+		if !errors.Is(err, ErrNestedThread) {
+			t.Errorf("a thread started off %s: %v, want ErrNestedThread", target, err)
+		}
+		if after, _ := s.Model().Info(roomID); after.HeadSeq != before.HeadSeq {
+			t.Errorf("a refused thread start moved the head")
+		}
+	}
+}
+
+// relatedTo sends alice's message with the given m.relates_to.
+func relatedTo(t *testing.T, s *Service, roomID string, rel map[string]any) string {
+	t.Helper()
+	content := mustJSON(map[string]any{"msgtype": "m.text", "body": "related", "m.relates_to": rel})
+	id, err := s.Send(t.Context(), Proto{RoomID: roomID, Sender: alice, Type: "m.room.message", Content: content}, SendOptions{})
+	if err != nil {
+		t.Fatalf("send related to %v: %v", rel, err)
+	}
+	return id
 }
 
 func TestMembership(t *testing.T) {

@@ -60,6 +60,9 @@ func (s *Service) sendHere(ctx context.Context, p Proto, opt SendOptions) (id st
 	if err := s.checkCanonicalAlias(ctx, p); err != nil {
 		return "", err
 	}
+	if err := s.checkThreadRoot(p); err != nil {
+		return "", err
+	}
 	unlock, err := s.sending.lock(ctx, p.RoomID)
 	if err != nil {
 		return "", unavailable(err)

@@ -652,6 +652,10 @@ func testThreadNotifications(t *testing.T, srv *server) {
 		mustOK(t, err, "reply in the thread")
 		last = resp.EventID
 	}
+	// Threads do not nest: one started off a reply in a thread is refused as the spec asks.
+	_, err := alice.SendMessageEvent(testCtx(t), room, event.EventMessage, map[string]any{"msgtype": "m.text", "body": "nested",
+		"m.relates_to": map[string]any{"rel_type": "m.thread", "event_id": last}})
+	expectMatrixError(t, err, http.StatusBadRequest, "M_UNKNOWN")
 	filter := url.QueryEscape(`{"room":{"timeline":{"unread_thread_notifications":true}}}`)
 	counts := func() (main int, threads map[string]int) {
 		resp := rawRequest(t, "GET", clientURL(srv, "v3/sync?timeout=0&filter="+filter), bob.AccessToken, nil)
