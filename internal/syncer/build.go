@@ -13,12 +13,14 @@ import (
 func (s *Service) build(req Request, since *Token, now Token) *Response {
 	resp := newResponse()
 	resp.NextBatch = now.String()
+	resp.members = s.lazy.begin(req)
 	for roomID, membership := range s.rooms.Model().UserRooms(req.UserID) {
 		left := membership == "leave" || membership == "ban"
 		if !req.Filter.Room.AllowsRoom(roomID) || (left && s.Forgotten(req.UserID, roomID)) {
 			continue
 		}
 		w := s.window(req, roomID, since, now)
+		w.members = resp.members
 		switch membership {
 		case "join":
 			if jr := s.joinedRoom(req, w); jr != nil {
@@ -84,6 +86,7 @@ type window struct {
 	since       *Token
 	now         Token
 	me          *rooms.Event // the user's member event
+	members     *memberMemo  // lazy-loaded members the client has; nil when it wants them all
 }
 
 func (s *Service) window(req Request, roomID string, since *Token, now Token) window {
@@ -243,7 +246,7 @@ func (s *Service) newestEvents(userID string, w window, upTo uint64, limit int, 
 // stateBefore is the state the client needs besides the timeline (stateAt). With lazy-loaded
 // members, a full window sends only the members of the timeline's senders and the user; every
 // window sends those senders' member events as they stood at the timeline's start, which the
-// client may have already (allowed) but must not miss.
+// client must not miss, unless this device's last response gave it them (lazy.go).
 func (s *Service) stateBefore(req Request, w window, at, upTo uint64, tl Timeline, v rooms.Viewer) StateList {
 	f := req.Filter.Room.State
 	state := s.stateAt(req, w, at, upTo, tl)
@@ -254,6 +257,7 @@ func (s *Service) stateBefore(req Request, w window, at, upTo uint64, tl Timelin
 	senders := map[string]bool{}
 	if w.full {
 		senders[req.UserID] = true
+		w.members.fresh(w.roomID)
 	}
 	for _, e := range tl.Events {
 		senders[e.Sender] = true
@@ -267,12 +271,21 @@ func (s *Service) stateBefore(req Request, w window, at, upTo uint64, tl Timelin
 		}
 		if isMember {
 			sent[*e.PDU.StateKey()] = true
+			w.members.sent(w.roomID, *e.PDU.StateKey(), e.PDU.EventID())
 		}
 		out = append(out, e)
 	}
 	for sender := range senders {
-		if e, ok := s.rooms.Model().MemberAt(w.roomID, sender, at); ok && !sent[sender] && f.Matches(filterEvent(w.roomID, &e)) {
-			out = append(out, e)
+		e, ok := s.rooms.Model().MemberAt(w.roomID, sender, at)
+		if !ok || sent[sender] || !f.Matches(filterEvent(w.roomID, &e)) || w.members.hasEvent(w.roomID, sender, e.PDU.EventID()) {
+			continue
+		}
+		w.members.sent(w.roomID, sender, e.PDU.EventID())
+		out = append(out, e)
+	}
+	for _, e := range tl.Events { // newer than the state before them
+		if e.Type == "m.room.member" && e.StateKey != nil {
+			w.members.sent(w.roomID, *e.StateKey, e.EventID)
 		}
 	}
 	slices.SortFunc(out, func(a, b rooms.Event) int { return cmp.Compare(a.Seq, b.Seq) })

@@ -14,6 +14,8 @@ type Response struct {
 	Presence    EventList       `json:"presence"`
 	ToDevice    EventList       `json:"to_device"`
 	DeviceLists json.RawMessage `json:"device_lists,omitempty"`
+
+	members *memberMemo // the lazy-loaded members it sends, remembered once it is returned
 }
 
 // RoomsSection groups rooms by the user's membership.

@@ -245,3 +245,64 @@ func ownersRoom(t *testing.T) (*benchNode, string) {
 	}
 	return n, roomID
 }
+
+// TestLazyMembersNotRedundant: with lazy-loaded members a device's next sync leaves out the
+// member events its last response gave it (include_redundant_members false), and sends them
+// again when it asks for redundant ones, when it syncs again from a token whose response it
+// may have lost, and to another device.
+func TestLazyMembersNotRedundant(t *testing.T) {
+	ctx := context.Background()
+	n := startBenchNode(t, nil)
+	roomID := n.room(t, 0, 3, 1)
+	const peer = "@r0m1:bench"
+	peerMember := func(req Request) bool {
+		t.Helper()
+		req.UserID = benchMe
+		if req.DeviceID == "" {
+			req.DeviceID = "D1"
+		}
+		resp, err := n.sync.Sync(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		jr := resp.Rooms.Join[roomID]
+		if jr == nil {
+			t.Fatalf("the room is missing from the sync since %q", req.Since)
+		}
+		for _, e := range jr.State.Events {
+			if e.Type == "m.room.member" && e.StateKey != nil && *e.StateKey == peer {
+				return true
+			}
+		}
+		return false
+	}
+	lazy, err := filter.Parse([]byte(`{"room":{"timeline":{"limit":5},"state":{"lazy_load_members":true}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	redundant, err := filter.Parse([]byte(`{"room":{"timeline":{"limit":5},"state":{"lazy_load_members":true,"include_redundant_members":true}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := n.sync.Sync(ctx, Request{UserID: benchMe, DeviceID: "D1", Filter: lazy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.say(t, roomID, peer, 1)
+	since := first.NextBatch
+	tests := []struct {
+		name string
+		req  Request
+		want bool
+	}{
+		{"the device's next sync", Request{Since: since, Filter: lazy}, false},
+		{"the same token again", Request{Since: since, Filter: lazy}, true},
+		{"redundant members asked for", Request{Since: since, Filter: redundant}, true},
+		{"another device", Request{Since: since, Filter: lazy, DeviceID: "D2"}, true},
+	}
+	for _, tt := range tests {
+		if got := peerMember(tt.req); got != tt.want {
+			t.Errorf("%s: the peer's member event sent = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}

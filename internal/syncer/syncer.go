@@ -46,12 +46,14 @@ type Service struct {
 
 	mu      sync.Mutex
 	waiters map[string]chan struct{} // user -> closed when something for them arrives
+
+	lazy *lazyMembers // the member events each device's lazy-loading syncs have sent
 }
 
 // New wires the syncer to the services whose changes it reports. Long polls end when ctx does,
 // and with an error when the channel fencing returns closes.
 func New(ctx context.Context, r *rooms.Service, d *accountdata.Service, fencing func() <-chan struct{}) *Service {
-	s := &Service{rooms: r, data: d, stop: ctx.Done(), fencing: fencing, waiters: map[string]chan struct{}{}}
+	s := &Service{rooms: r, data: d, stop: ctx.Done(), fencing: fencing, waiters: map[string]chan struct{}{}, lazy: newLazyMembers()}
 	r.OnChange(s.wake)
 	d.OnChange(func(user string) { s.wake([]string{user}) })
 	return s
@@ -158,6 +160,16 @@ func (s *Service) Sync(ctx context.Context, req Request) (*Response, error) {
 		}
 		since = &t
 	}
+	resp, err := s.poll(ctx, req, since)
+	if resp != nil {
+		s.lazy.finish(req, resp.members, resp.NextBatch)
+	}
+	return resp, err
+}
+
+// poll builds the response, at once or, when there is nothing new, whenever something arrives
+// for the user before the timeout.
+func (s *Service) poll(ctx context.Context, req Request, since *Token) (*Response, error) {
 	fencing := s.fencing()
 	deadline := time.NewTimer(min(req.Timeout, maxLongPoll))
 	defer deadline.Stop()
