@@ -38,7 +38,10 @@ func (s *Service) checkThreadRoot(p Proto) error {
 		return nil
 	}
 	root, ok := s.model.Event(p.RoomID, rel.Get("event_id").Str)
-	if ok && gjson.GetBytes(root.PDU.Content(), `m\.relates_to.rel_type`).Exists() {
+	if !ok {
+		return nil
+	}
+	if rootRel := gjson.GetBytes(root.PDU.Content(), `m\.relates_to.rel_type`); rootRel.Type == gjson.String && rootRel.Str != "" {
 		return fmt.Errorf("%w: %s relates to another event", ErrNestedThread, root.PDU.EventID())
 	}
 	return nil

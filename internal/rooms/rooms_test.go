@@ -418,8 +418,9 @@ func TestSendRefused(t *testing.T) {
 	checkThreadRoots(t, s, roomID)
 }
 
-// checkThreadRoots: a thread may start off a plain message or a rich reply, not off an event
-// that relates to another (a thread's reply, an edit); a refused start stores nothing.
+// checkThreadRoots: a thread may start off a plain message, a rich reply or an event whose
+// relation has no type, not off an event that relates to another (a thread's reply, an edit);
+// a refused start stores nothing.
 func checkThreadRoots(t *testing.T, s *Service, roomID string) {
 	t.Helper()
 	root := sendText(t, s, roomID, alice, "a root")
@@ -427,6 +428,8 @@ func checkThreadRoots(t *testing.T, s *Service, roomID string) {
 	edit := relatedTo(t, s, roomID, map[string]any{"rel_type": "m.replace", "event_id": root})
 	richReply := relatedTo(t, s, roomID, map[string]any{"m.in_reply_to": map[string]any{"event_id": root}})
 	sendReply(t, s, roomID, alice, richReply, "a thread off a rich reply")
+	noType := relatedTo(t, s, roomID, map[string]any{"rel_type": nil, "event_id": root})
+	sendReply(t, s, roomID, alice, noType, "a thread off a relation without a type")
 	for _, target := range []string{inThread, edit} {
 		before, _ := s.Model().Info(roomID)
 		content := mustJSON(map[string]any{"msgtype": "m.text", "body": "nested",

@@ -60,9 +60,6 @@ func (s *Service) sendHere(ctx context.Context, p Proto, opt SendOptions) (id st
 	if err := s.checkCanonicalAlias(ctx, p); err != nil {
 		return "", err
 	}
-	if err := s.checkThreadRoot(p); err != nil {
-		return "", err
-	}
 	unlock, err := s.sending.lock(ctx, p.RoomID)
 	if err != nil {
 		return "", unavailable(err)
@@ -84,6 +81,10 @@ func (s *Service) sendHere(ctx context.Context, p Proto, opt SendOptions) (id st
 				opt.report(id, ev.Seq)
 				return id, nil
 			}
+		}
+		// After the lookup: a retry whose first send was stored is answered, whatever came since.
+		if err := s.checkThreadRoot(p); err != nil {
+			return "", err
 		}
 		pdu, err := s.buildOnLatest(ctx, job)
 		if err != nil {

@@ -13,9 +13,14 @@ import (
 // another node, or an older one) is sent every sender's member event again, which the spec
 // allows.
 
-// maxLazyDevices bounds how many devices' sent members a node remembers; past it one is
-// forgotten, and its next sync sends members again.
-const maxLazyDevices = 100_000
+const (
+	// maxLazyDevices bounds how many devices' sent members a node remembers; past it one is
+	// forgotten, and its next sync sends members again.
+	maxLazyDevices = 100_000
+	// maxLazyMembers bounds the members remembered of one room for one device: past it the
+	// room starts afresh, and its members are sent again as they speak.
+	maxLazyMembers = 1_000
+)
 
 type deviceKey struct{ user, device string }
 
@@ -23,6 +28,7 @@ type deviceKey struct{ user, device string }
 type sentMembers struct {
 	token string
 	rooms map[string]map[string]string // room: member: the member event id the client has
+	gen   uint64                       // counts the device's records, to tell a sync whether another wrote one meanwhile
 }
 
 type lazyMembers struct {
@@ -38,6 +44,7 @@ func newLazyMembers() *lazyMembers { return &lazyMembers{devices: map[deviceKey]
 type memberMemo struct {
 	has, will map[string]map[string]string
 	copied    map[string]bool // rooms of will that are this sync's own
+	gen       uint64          // the device's record when the sync began
 }
 
 // begin returns the sync's memo, or nil when the request wants redundant members or does not
@@ -48,12 +55,12 @@ func (l *lazyMembers) begin(req Request) *memberMemo {
 		return nil
 	}
 	m := &memberMemo{has: map[string]map[string]string{}, copied: map[string]bool{}}
-	if req.Since != "" && !req.FullState {
-		l.mu.Lock()
-		if rec, ok := l.devices[deviceKey{req.UserID, req.DeviceID}]; ok && rec.token == req.Since {
-			m.has = rec.rooms
-		}
-		l.mu.Unlock()
+	l.mu.Lock()
+	rec := l.devices[deviceKey{req.UserID, req.DeviceID}]
+	l.mu.Unlock()
+	m.gen = rec.gen
+	if req.Since != "" && !req.FullState && rec.token == req.Since {
+		m.has = rec.rooms
 	}
 	m.will = maps.Clone(m.has)
 	return m
@@ -67,13 +74,21 @@ func (l *lazyMembers) finish(req Request, m *memberMemo, next string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	key := deviceKey{req.UserID, req.DeviceID}
-	if _, ok := l.devices[key]; !ok && len(l.devices) >= maxLazyDevices {
+	rec, ok := l.devices[key]
+	if ok && rec.gen != m.gen {
+		// Another sync of the device answered meanwhile, perhaps with the same next_batch but
+		// other members: which response the client goes on from is unknown, so the record
+		// matches no token until a sync begins and ends alone.
+		l.devices[key] = sentMembers{gen: rec.gen + 1}
+		return
+	}
+	if !ok && len(l.devices) >= maxLazyDevices {
 		for k := range l.devices { // any one: a forgotten device only gets members again
 			delete(l.devices, k)
 			break
 		}
 	}
-	l.devices[key] = sentMembers{token: next, rooms: m.will}
+	l.devices[key] = sentMembers{token: next, rooms: m.will, gen: rec.gen + 1}
 }
 
 // fresh starts a room afresh: the client is getting all of its state (newly joined, or a full
@@ -94,11 +109,12 @@ func (m *memberMemo) sent(roomID, member, eventID string) {
 	if m == nil {
 		return
 	}
-	if !m.copied[roomID] {
-		m.will[roomID], m.copied[roomID] = maps.Clone(m.has[roomID]), true
-		if m.will[roomID] == nil {
-			m.will[roomID] = map[string]string{}
+	if !m.copied[roomID] || len(m.will[roomID]) >= maxLazyMembers {
+		room := maps.Clone(m.has[roomID])
+		if room == nil || len(room) >= maxLazyMembers {
+			room = map[string]string{}
 		}
+		m.will[roomID], m.copied[roomID] = room, true
 	}
 	m.will[roomID][member] = eventID
 }
