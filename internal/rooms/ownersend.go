@@ -98,9 +98,6 @@ func (s *Service) serveSend(ctx context.Context, shard int, req []byte, answer f
 	if err := json.Unmarshal(req, &f); err != nil || f.TxnID == "" || s.st.RoomShard(f.RoomID) != shard {
 		return // an empty answer: the asking node sends the event itself
 	}
-	if string(f.Content) == "null" {
-		f.Content = nil // a Proto without content, as encoding/json writes it
-	}
 	if err := s.awaitSeq(ctx, shard, f.Seen); err != nil {
 		answer(encodeSendAnswer("", 0, err))
 		return

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -14,6 +12,8 @@ import (
 	"time"
 
 	"github.com/firebreak/firebreak/internal/store"
+
+	"github.com/firebreak/firebreak/internal/testnet"
 )
 
 // TestSendAnswer: an owner's answer gives the asking node the event and position, or an error
@@ -131,16 +131,7 @@ func TestSendBuiltAtOwner(t *testing.T) {
 // one shard, and returns them with the functions that stop each service.
 func clusterNodes(t *testing.T, n int) ([]*Service, []func()) {
 	t.Helper()
-	ip := fmt.Sprintf("127.%d.%d.%d", 100+rand.IntN(100), rand.IntN(256), 1+rand.IntN(254))
-	routes := make([]string, n)
-	for i := range routes {
-		ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		routes[i] = ln.Addr().String()
-		ln.Close()
-	}
+	routes := testnet.LoopbackAddrs(t, n)
 	stores := make([]*store.Store, n)
 	var wg sync.WaitGroup
 	for i := range stores {

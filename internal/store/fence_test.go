@@ -4,14 +4,14 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
-	"net"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/firebreak/firebreak/internal/testnet"
 )
 
 // clusterOptions are n nodes, one per data center, routed to each other. Their cluster ports
@@ -19,16 +19,7 @@ import (
 // until it is taken, and tests of other packages running at once pick theirs on 127.0.0.1.
 func clusterOptions(t *testing.T, n int) []Options {
 	t.Helper()
-	ip := fmt.Sprintf("127.%d.%d.%d", 100+rand.IntN(100), rand.IntN(256), 1+rand.IntN(254))
-	addrs := make([]string, n)
-	for i := range addrs {
-		ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		addrs[i] = ln.Addr().String()
-		ln.Close()
-	}
+	addrs := testnet.LoopbackAddrs(t, n)
 	opts := make([]Options, n)
 	for i := range opts {
 		opts[i] = Options{DataDir: t.TempDir(), NodeName: fmt.Sprintf("n%d", i+1), Replicas: n, RoomShards: 2,
