@@ -73,6 +73,23 @@ func consumerHosts(t *testing.T, st *Store, shard int) []string {
 	return hosts
 }
 
+// clusterWithOneEvent opens three clustered stores, closed when the test ends, and stores one
+// event in shard 0, at position first.
+func clusterWithOneEvent(t *testing.T) (opts []Options, stores []*Store, first uint64) {
+	t.Helper()
+	opts = clusterOptions(t, 3)
+	stores = openAll(t, opts)
+	for _, st := range stores {
+		t.Cleanup(st.Close)
+	}
+	room := roomsInShard(stores[0], 0, 1)[0]
+	first, err := stores[0].AppendRoomEvent(t.Context(), room, 0, NewRoomEvent{JSON: []byte(`{"i":1}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return opts, stores, first
+}
+
 // TestFollowShardEndsWhenItsConsumerIsLost: a follower whose consumer's server goes away
 // returns an error instead of waiting on it, so its caller restarts it on a live server, and
 // the restart from where it stopped misses nothing.
@@ -80,20 +97,12 @@ func TestFollowShardEndsWhenItsConsumerIsLost(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a three-node JetStream cluster")
 	}
-	opts := clusterOptions(t, 3)
-	stores := openAll(t, opts)
-	for _, st := range stores {
-		defer st.Close()
-	}
+	opts, stores, first := clusterWithOneEvent(t)
 	st := stores[0]
-	room := roomsInShard(st, 0, 1)[0]
-	first, err := st.AppendRoomEvent(t.Context(), room, 0, NewRoomEvent{JSON: []byte(`{"i":1}`)})
-	if err != nil {
-		t.Fatal(err)
-	}
 
-	// Placement is random among the stream's three servers; the one to lose must not be the
-	// follower's own.
+	// The follower's consumer is placed at random among the stream's three servers (as for a
+	// node that holds no replica); the one to lose must not be the follower's own.
+	st.placementTries = 1
 	var f *runningFollower
 	var host string
 	for host == "" || host == opts[0].NodeName {
@@ -120,7 +129,7 @@ func TestFollowShardEndsWhenItsConsumerIsLost(t *testing.T) {
 		t.Fatal("the follower still waits 30 s after its consumer's server went away")
 	}
 
-	second, err := st.AppendRoomEvent(t.Context(), room, first, NewRoomEvent{JSON: []byte(`{"i":2}`)})
+	second, err := st.AppendRoomEvent(t.Context(), roomsInShard(st, 0, 1)[0], first, NewRoomEvent{JSON: []byte(`{"i":2}`)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,5 +151,32 @@ func TestFollowShardEndsWhenItsConsumerIsLost(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("nothing delivered 30 s after the restart")
+	}
+}
+
+// TestFollowersReadTheirOwnReplica: a node that holds a replica of a shard's stream follows
+// it through a consumer on its own server, so its reads use no route and outlive any other
+// server. JetStream alone would place a third of them there.
+func TestFollowersReadTheirOwnReplica(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a three-node JetStream cluster")
+	}
+	opts, stores, _ := clusterWithOneEvent(t)
+	const perNode = 4
+	var local, all int
+	for i, st := range stores {
+		for range perNode {
+			f := startFollower(t, st, 0, 0)
+			f.next(t)
+			if followerHost(t, st, 0) == opts[i].NodeName {
+				local++
+			}
+			all++
+			f.stop()
+		}
+	}
+	// Each placement misses with odds of (2/3)^12; two misses in twelve are already unlikely.
+	if local < all-2 {
+		t.Fatalf("%d of %d followers read their own server's replica", local, all)
 	}
 }

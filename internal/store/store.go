@@ -87,6 +87,9 @@ type Store struct {
 	// stallCheck is how often bucket watches are checked for standing still (StallCheck;
 	// shorter in tests).
 	stallCheck time.Duration
+	// placementTries is how many consumers a follower creates, at most, to get one on this
+	// node's server (localPlacementTries; 1 in a test that needs one placed at random).
+	placementTries int
 }
 
 // Open starts the embedded JetStream server, connects to it in-process and creates (or
@@ -105,7 +108,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, errors.New("open JetStream: group commit needs an embedded server")
 	}
 	s := &Store{opts: opts, buckets: map[Bucket]jetstream.KeyValue{}, log: opts.Logger, lost: make(chan struct{}),
-		stallCheck: StallCheck}
+		stallCheck: StallCheck, placementTries: localPlacementTries}
 	conn := []nats.Option{nats.Name(opts.NodeName), nats.MaxReconnects(-1), nats.ClosedHandler(s.connectionClosed)}
 	var err error
 	if opts.NATSURL != "" {
