@@ -5,7 +5,6 @@ import (
 	"errors"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -53,7 +52,7 @@ func followerConfig(after uint64) jetstream.ConsumerConfig {
 // again.
 func (s *Store) follow(ctx context.Context, stream string, cfg jetstream.ConsumerConfig, caughtUp func(),
 	handle func(jetstream.Msg, *jetstream.MsgMetadata)) error {
-	cons, err := s.createLocalConsumer(ctx, stream, cfg)
+	cons, err := s.createNearConsumer(ctx, stream, cfg)
 	if err != nil {
 		return translate(err)
 	}
@@ -110,33 +109,4 @@ func (s *Store) dropConsumer(stream string, cons jetstream.Consumer) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	_ = s.js.DeleteConsumer(ctx, stream, cons.CachedInfo().Name) // best effort: it idles out anyway
-}
-
-// localPlacementTries is how many consumers a follower creates, at most, to get one held by
-// this node's own server: with three replicas, about 1 follower in 130 ends up elsewhere.
-const localPlacementTries = 12
-
-// createLocalConsumer creates a follower's consumer, on this node's own server when that
-// server holds a current replica of the stream. JetStream places a consumer on a random
-// replica, and one held elsewhere sends every message over a route (between data centers, in
-// production) and fails with that server, stalling this node's reads until it is made again;
-// one held here fails only with this node. A replica still catching up (a data center just
-// restored) would hold the follower back, so then JetStream's placement stands.
-func (s *Store) createLocalConsumer(ctx context.Context, stream string, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
-	cctx, cancel := context.WithTimeout(ctx, followStartTimeout)
-	defer cancel()
-	holdsCurrent := s.ns != nil && s.ns.JetStreamIsStreamCurrent(server.DEFAULT_GLOBAL_ACCOUNT, stream)
-	for try := 1; ; try++ {
-		cons, err := s.js.CreateConsumer(cctx, stream, cfg)
-		if err != nil || !holdsCurrent || try >= s.placementTries || heldBy(cons, s.ns.Name()) {
-			return cons, err
-		}
-		_ = s.js.DeleteConsumer(cctx, stream, cons.CachedInfo().Name) // else it idles out
-	}
-}
-
-// heldBy says whether cons is held by the named server, or by one this node cannot tell.
-func heldBy(cons jetstream.Consumer, name string) bool {
-	c := cons.CachedInfo().Cluster
-	return c == nil || c.Leader == "" || c.Leader == name
 }

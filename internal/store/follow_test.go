@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
 )
 
 // runningFollower is FollowShard running in the background.
@@ -73,11 +75,10 @@ func consumerHosts(t *testing.T, st *Store, shard int) []string {
 	return hosts
 }
 
-// clusterWithOneEvent opens three clustered stores, closed when the test ends, and stores one
-// event in shard 0, at position first.
-func clusterWithOneEvent(t *testing.T) (opts []Options, stores []*Store, first uint64) {
+// openWithOneEvent opens clustered stores, closed when the test ends, and stores one event in
+// shard 0, at position first.
+func openWithOneEvent(t *testing.T, opts []Options) (stores []*Store, first uint64) {
 	t.Helper()
-	opts = clusterOptions(t, 3)
 	stores = openAll(t, opts)
 	for _, st := range stores {
 		t.Cleanup(st.Close)
@@ -87,7 +88,7 @@ func clusterWithOneEvent(t *testing.T) (opts []Options, stores []*Store, first u
 	if err != nil {
 		t.Fatal(err)
 	}
-	return opts, stores, first
+	return stores, first
 }
 
 // TestFollowShardEndsWhenItsConsumerIsLost: a follower whose consumer's server goes away
@@ -97,7 +98,8 @@ func TestFollowShardEndsWhenItsConsumerIsLost(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a three-node JetStream cluster")
 	}
-	opts, stores, first := clusterWithOneEvent(t)
+	opts := clusterOptions(t, 3)
+	stores, first := openWithOneEvent(t, opts)
 	st := stores[0]
 
 	// The follower's consumer is placed at random among the stream's three servers (as for a
@@ -154,29 +156,41 @@ func TestFollowShardEndsWhenItsConsumerIsLost(t *testing.T) {
 	}
 }
 
-// TestFollowersReadTheirOwnReplica: a node that holds a replica of a shard's stream follows
-// it through a consumer on its own server, so its reads use no route and outlive any other
-// server. JetStream alone would place a third of them there.
-func TestFollowersReadTheirOwnReplica(t *testing.T) {
+// TestFollowersReadANearReplica: a node follows a shard's stream through a consumer on its own
+// server when that holds a replica, else on the replica in its data center, so its reads
+// cross no data center and outlive any other. Four nodes over three data centers, three
+// replicas: one of dc1's two nodes holds no replica. JetStream alone would place a third of
+// the followers there.
+func TestFollowersReadANearReplica(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts a three-node JetStream cluster")
+		t.Skip("starts a four-node JetStream cluster")
 	}
-	opts, stores, _ := clusterWithOneEvent(t)
-	const perNode = 4
-	var local, all int
+	opts := clusterOptions(t, 4)
+	for i := range opts {
+		opts[i].Replicas = 3
+	}
+	opts[3].Cluster.DC = "dc1"
+	stores, _ := openWithOneEvent(t, opts)
+	holds := func(i int) bool {
+		return stores[i].ns.JetStreamIsStreamAssigned(server.DEFAULT_GLOBAL_ACCOUNT, shardStreamName(0))
+	}
+	// Each placement misses with odds of (2/3)^12, so one miss per node is already unlikely.
 	for i, st := range stores {
-		for range perNode {
+		want, tries := opts[i].NodeName, 3
+		if !holds(i) { // then its data center's other node does
+			want, tries = opts[3-i].NodeName, 6
+		}
+		near := 0
+		for range tries {
 			f := startFollower(t, st, 0, 0)
 			f.next(t)
-			if followerHost(t, st, 0) == opts[i].NodeName {
-				local++
+			if followerHost(t, st, 0) == want {
+				near++
 			}
-			all++
 			f.stop()
 		}
-	}
-	// Each placement misses with odds of (2/3)^12; two misses in twelve are already unlikely.
-	if local < all-2 {
-		t.Fatalf("%d of %d followers read their own server's replica", local, all)
+		if near < tries-1 {
+			t.Errorf("%d of %s's %d followers were held by %s", near, opts[i].NodeName, tries, want)
+		}
 	}
 }

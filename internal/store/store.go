@@ -87,9 +87,10 @@ type Store struct {
 	// stallCheck is how often bucket watches are checked for standing still (StallCheck;
 	// shorter in tests).
 	stallCheck time.Duration
-	// placementTries is how many consumers a follower creates, at most, to get one on this
-	// node's server (localPlacementTries; 1 in a test that needs one placed at random).
+	// placementTries is how many consumers a follower creates, at most, to get one near this
+	// node (placement.go; 1 in a test that needs one placed at random).
 	placementTries int
+	serverDCs      sync.Map // server name: its data center, as recorded (dcOf)
 }
 
 // Open starts the embedded JetStream server, connects to it in-process and creates (or
@@ -108,7 +109,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, errors.New("open JetStream: group commit needs an embedded server")
 	}
 	s := &Store{opts: opts, buckets: map[Bucket]jetstream.KeyValue{}, log: opts.Logger, lost: make(chan struct{}),
-		stallCheck: StallCheck, placementTries: localPlacementTries}
+		stallCheck: StallCheck, placementTries: nearPlacementTries}
 	conn := []nats.Option{nats.Name(opts.NodeName), nats.MaxReconnects(-1), nats.ClosedHandler(s.connectionClosed)}
 	var err error
 	if opts.NATSURL != "" {
@@ -235,6 +236,9 @@ func (s *Store) createAll(ctx context.Context) (err error) {
 	}
 	shards, err := s.agreeOnShardCount(ctx)
 	if err != nil {
+		return err
+	}
+	if err := s.recordDC(ctx); err != nil {
 		return err
 	}
 	s.shards = shards
