@@ -177,7 +177,7 @@ func TestFollowersReadANearReplica(t *testing.T) {
 	// Each placement misses with odds of (2/3)^12, so one miss per node is already unlikely.
 	for i, st := range stores {
 		want, tries := opts[i].NodeName, 3
-		if !holds(i) { // then its data center's other node does
+		if !holds(i) { // n1 or n4, dc1's two nodes (dc2's and dc3's hold one each): the other does
 			want, tries = opts[3-i].NodeName, 6
 		}
 		near := 0

@@ -330,7 +330,7 @@ func (s *Store) Watch(ctx context.Context, b Bucket, afterRev uint64, ready func
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverLastPerSubjectPolicy, 0
 	}
 	// A watch whose consumer stands still behind the bucket ends, so its caller starts it again
-	// on a consumer placed afresh.
+	// on a consumer placed afresh, away from a replica its stream's leader sees behind.
 	var applied atomic.Uint64
 	applied.Store(afterRev)
 	wctx, cancel := context.WithCancelCause(ctx)

@@ -12,20 +12,30 @@ import (
 // another data center sends every message there and back over the routes before this node
 // can apply it, and fails with that data center, stalling this node's reads until the
 // follower is made again. So a follower asks for a consumer near it, making it again until it
-// lands there:
-//   - on this node's own server, when that holds a current replica of the stream;
-//   - in this node's data center, when this server holds no replica (more nodes than
-//     replicas) and a replica there is current;
-//   - anywhere, when the near replica is still catching up (a data center just restored),
-//     since it would hold the follower back, and on a single node or an external NATS.
+// lands there. Only replicas the stream's leader has heard from lately, and that are not far
+// behind it, count: one cut off from the leader, or still catching up (a data center just
+// restored), would hold the follower back. Among those it wants this node's own server, else
+// one in this node's data center (a node whose server holds no replica), else any of them.
+// When the leader cannot say (an election, a link down), JetStream's placement stands.
 
 // nearPlacementTries is how many consumers a follower creates, at most, to get a near one:
 // with three replicas, about 1 follower in 130 ends up elsewhere.
 const nearPlacementTries = 12
 
-// nearInfoTimeout bounds the question of which replicas are current, out of the follower's
-// followStartTimeout.
-const nearInfoTimeout = 500 * time.Millisecond
+const (
+	// nearInfoTimeout bounds the question of which replicas are current, out of the
+	// follower's followStartTimeout.
+	nearInfoTimeout = 500 * time.Millisecond
+	// nearSearch is how long a follower looks for a near consumer before it keeps the one it
+	// has: every try is two proposals to the meta leader, and a follower that spent its whole
+	// start on them would fail with a usable consumer thrown away.
+	nearSearch = followStartTimeout / 2
+	// A replica counts as current when its stream's leader heard from it within
+	// replicaSeenWithin and it lacks at most replicaLagAllowed of the leader's committed
+	// entries (a replica outside the last quorum is often a few behind under load).
+	replicaSeenWithin = 2 * time.Second
+	replicaLagAllowed = 100
+)
 
 // nodeDCKey is BucketServer's record of the data center of a node's server: JetStream keeps
 // other servers' tags to itself.
@@ -33,7 +43,7 @@ func nodeDCKey(serverName string) string { return Key("node_dc", serverName) }
 
 // recordDC records this node's data center for the other nodes' placements.
 func (s *Store) recordDC(ctx context.Context) error {
-	if s.ns == nil || s.opts.Cluster == nil {
+	if s.ns == nil || s.opts.Cluster == nil || s.opts.Cluster.DC == "" {
 		return nil
 	}
 	_, err := s.Put(ctx, BucketServer, nodeDCKey(s.ns.Name()), []byte(s.opts.Cluster.DC))
@@ -57,10 +67,11 @@ func (s *Store) dcOf(ctx context.Context, serverName string) string {
 func (s *Store) createNearConsumer(ctx context.Context, stream string, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
 	cctx, cancel := context.WithTimeout(ctx, followStartTimeout)
 	defer cancel()
+	searchEnd := time.Now().Add(nearSearch)
 	near := s.nearServers(cctx, stream)
 	for try := 1; ; try++ {
 		cons, err := s.js.CreateConsumer(cctx, stream, cfg)
-		if err != nil || near == nil || try >= s.placementTries {
+		if err != nil || near == nil || try >= s.placementTries || time.Now().After(searchEnd) {
 			return cons, err
 		}
 		if c := cons.CachedInfo().Cluster; c == nil || c.Leader == "" || near[c.Leader] {
@@ -75,32 +86,53 @@ func (s *Store) nearServers(ctx context.Context, stream string) map[string]bool 
 	if s.ns == nil || s.opts.Cluster == nil {
 		return nil
 	}
-	switch acc := server.DEFAULT_GLOBAL_ACCOUNT; {
-	case s.ns.JetStreamIsStreamCurrent(acc, stream):
-		return map[string]bool{s.ns.Name(): true}
-	case s.ns.JetStreamIsStreamAssigned(acc, stream):
-		return nil // this server's replica is catching up
-	}
-	// The stream's leader says which replicas are current; while it elects a new one, the
-	// follower is placed anywhere rather than wait.
-	ictx, cancel := context.WithTimeout(ctx, nearInfoTimeout)
+	ctx, cancel := context.WithTimeout(ctx, nearInfoTimeout)
 	defer cancel()
-	info, err := s.js.Stream(ictx, stream)
-	if err != nil || info.CachedInfo().Cluster == nil {
+	current := s.currentReplicas(ctx, stream)
+	own := s.ns.Name()
+	if current[own] && !s.ns.JetStreamIsStreamCurrent(server.DEFAULT_GLOBAL_ACCOUNT, stream) {
+		delete(current, own) // this server knows it is catching up
+	}
+	return pickNear(current, own, s.opts.Cluster.DC, func(name string) string { return s.dcOf(ctx, name) })
+}
+
+// pickNear narrows the servers holding a current replica to this node's own server, else to
+// those in its data center, else leaves them all; nil (any server) when none is current.
+func pickNear(current map[string]bool, own, ownDC string, dcOf func(string) string) map[string]bool {
+	if current[own] {
+		return map[string]bool{own: true}
+	}
+	if len(current) == 0 {
+		return nil
+	}
+	inDC := map[string]bool{}
+	for name := range current {
+		if ownDC != "" && dcOf(name) == ownDC {
+			inDC[name] = true
+		}
+	}
+	if len(inDC) > 0 {
+		return inDC
+	}
+	return current
+}
+
+// currentReplicas are the servers holding a current replica of stream, by its leader's
+// account (the leader included); none when the leader does not answer.
+func (s *Store) currentReplicas(ctx context.Context, stream string) map[string]bool {
+	info, err := s.js.Stream(ctx, stream)
+	if err != nil {
 		return nil
 	}
 	c := info.CachedInfo().Cluster
-	near := map[string]bool{}
-	if c.Leader != "" && s.dcOf(ctx, c.Leader) == s.opts.Cluster.DC {
-		near[c.Leader] = true
-	}
-	for _, p := range c.Replicas {
-		if p.Current && !p.Offline && s.dcOf(ctx, p.Name) == s.opts.Cluster.DC {
-			near[p.Name] = true
-		}
-	}
-	if len(near) == 0 {
+	if c == nil || c.Leader == "" {
 		return nil
 	}
-	return near
+	current := map[string]bool{c.Leader: true}
+	for _, p := range c.Replicas {
+		if !p.Offline && p.Active < replicaSeenWithin && p.Lag <= replicaLagAllowed {
+			current[p.Name] = true
+		}
+	}
+	return current
 }

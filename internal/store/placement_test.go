@@ -1,0 +1,40 @@
+package store
+
+import (
+	"maps"
+	"testing"
+)
+
+func TestPickNear(t *testing.T) {
+	dcs := map[string]string{"a1": "dc1", "a2": "dc1", "b1": "dc2", "c1": "dc3"}
+	set := func(names ...string) map[string]bool {
+		m := map[string]bool{}
+		for _, n := range names {
+			m[n] = true
+		}
+		return m
+	}
+	tests := []struct {
+		name    string
+		current map[string]bool
+		own     string
+		ownDC   string
+		want    map[string]bool
+	}{
+		{"own server current", set("a1", "b1", "c1"), "a1", "dc1", set("a1")},
+		{"own server behind: its data center's other", set("a2", "b1", "c1"), "a1", "dc1", set("a2")},
+		{"no replica here: the data center's", set("a1", "b1", "c1"), "a2", "dc1", set("a1")},
+		{"none current in the data center: any current", set("b1", "c1"), "a1", "dc1", set("b1", "c1")},
+		{"a data center not recorded", set("a1", "b1"), "x1", "dc9", set("a1", "b1")},
+		{"no data center configured", set("b1", "c1"), "a2", "", set("b1", "c1")},
+		{"the leader did not answer", nil, "a1", "dc1", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := pickNear(tt.current, tt.own, tt.ownDC, func(name string) string { return dcs[name] })
+			if !maps.Equal(got, tt.want) || (got == nil) != (tt.want == nil) {
+				t.Fatalf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
