@@ -28,8 +28,10 @@ Where:
   --local single          start a Firebreak node (this executable, "serve") on a temporary
                           data dir, with rate limits lifted, and stop it afterwards
   --local 3dc             start the drill's three-data-center deployment instead (6 nodes
-                          by default, every stream 3 replicas, one per data center)
-  --inter-dc-latency D    with --local 3dc: one-way latency added between data centers
+                          by default, every stream 3 replicas, one per data center; the
+                          nodes route to each other directly, as the engine's baseline does)
+  --inter-dc-latency D    with --local 3dc: one-way latency added between data centers (the
+                          routes then go through the drill's proxies, which add it)
   --room-shards N         with --local: the deployment's room shard streams (room_shards;
                           default 1 for single, 4 for 3dc); the engine's baseline uses
                           as many, and at least 16

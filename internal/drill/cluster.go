@@ -48,6 +48,10 @@ func launch(dir string, o Options, log *slog.Logger) (*cluster, error) {
 	c := &cluster{topo: topo, bin: o.Binary, log: log, http: &http.Client{Timeout: 2 * time.Second}}
 	proxyAddr := map[string]string{}
 	for _, l := range topo.Links {
+		if o.DirectRoutes {
+			proxyAddr[l.FromDC+"->"+l.ToNode] = l.Target
+			continue
+		}
 		dc, _ := dcIndex(l.FromDC, o.DCs)
 		ln, err := ports.listen(proxyHost(dc))
 		if err != nil {

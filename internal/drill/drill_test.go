@@ -143,13 +143,16 @@ func TestPartitionDrill(t *testing.T) {
 }
 
 // testCluster starts one node per data center and a balancer, and stops both at cleanup.
-func testCluster(t *testing.T) (*cluster, *load, context.Context) {
+func testCluster(t *testing.T, directRoutes bool) (*cluster, *load, context.Context) {
 	t.Helper()
 	o := DefaultOptions()
-	o.Binary, o.NodesPerDC, o.Users, o.Rooms = binPath, 1, 2, 1
+	o.Binary, o.NodesPerDC, o.Users, o.Rooms, o.DirectRoutes = binPath, 1, 2, 1, directRoutes
 	c, err := launch(t.TempDir(), o, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if directRoutes && len(c.proxies) > 0 {
+		t.Fatalf("%d proxies between nodes that route directly", len(c.proxies))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	bal := newBalancer(c)
@@ -199,7 +202,7 @@ func sendPinned(ctx context.Context, l *load, u *simUser, n int, prefix string, 
 // its data dir, and reads the whole history back from it.
 func TestNodeRestart(t *testing.T) {
 	skipShort(t)
-	c, l, ctx := testCluster(t)
+	c, l, ctx := testCluster(t, false)
 	u := l.users[0]
 	acks := sendPinned(ctx, l, u, 0, "before", 20)
 	victim := c.nodes[1]
@@ -226,10 +229,11 @@ func TestNodeRestart(t *testing.T) {
 }
 
 // TestConcurrentWritesOneRoom races many writers into one room through nodes in two data
-// centers: every acknowledged event must be stored once, in one order on every node.
+// centers: every acknowledged event must be stored once, in one order on every node. The
+// nodes route to each other directly, as the bench's do.
 func TestConcurrentWritesOneRoom(t *testing.T) {
 	skipShort(t)
-	c, l, ctx := testCluster(t)
+	c, l, ctx := testCluster(t, true)
 	const writersPerUser, perWriter = 6, 10
 	var (
 		mu   sync.Mutex

@@ -49,6 +49,10 @@ type Options struct {
 
 	InterDCLatency time.Duration // one-way latency the proxies add between data centers
 	Cut            string        // partition: CutReject or CutBlackhole
+	// DirectRoutes joins the nodes to each other without proxies, for a deployment that is
+	// never cut and has no added latency (the bench): the proxies' copying costs CPU that a
+	// real deployment does not spend.
+	DirectRoutes bool
 
 	// Progress receives one status line per second; nil prints none.
 	Progress io.Writer
