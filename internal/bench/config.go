@@ -126,6 +126,19 @@ func (c Config) localRoomShards() int {
 	return layout.RoomShardCount()
 }
 
+// directRoutes says whether --local 3dc joins its nodes without the drill's proxies: they only
+// copy bytes unless they add latency, at a CPU cost that neither a real deployment nor the
+// engine's baseline pays.
+func (c Config) directRoutes() bool { return c.InterDCLatency == 0 }
+
+// localRoutes says, for the report, how --local 3dc's nodes reach each other.
+func (c Config) localRoutes() string {
+	if c.directRoutes() {
+		return "direct"
+	}
+	return "through proxies adding " + c.InterDCLatency.String() + " one way between data centers"
+}
+
 // engineStreams is how many shard streams the engine baseline spreads its publishes over:
 // the deployment's, but never fewer than minEngineStreams. Each stream fsyncs one message
 // at a time, so over fewer streams the engine takes fewer publishes (docs/PERFORMANCE.md,

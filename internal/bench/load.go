@@ -115,7 +115,7 @@ func baseResult(cfg Config) *Result {
 	if cfg.Local != "" {
 		res.LocalNodes, res.RoomShards = 1, cfg.localRoomShards()
 		if cfg.Local == Local3DC {
-			res.LocalNodes = 3 * cfg.NodesPerDC
+			res.LocalNodes, res.LocalRoutes = 3*cfg.NodesPerDC, cfg.localRoutes()
 		}
 	}
 	if cfg.Workload != WorkloadIdle {

@@ -15,6 +15,7 @@ type Result struct {
 	Local       string   `json:"local,omitempty"`
 	LocalNodes  int      `json:"local_nodes,omitempty"`       // nodes --local started
 	RoomShards  int      `json:"local_room_shards,omitempty"` // their room_shards
+	LocalRoutes string   `json:"local_routes,omitempty"`      // --local 3dc: how its nodes reach each other
 	Users       int      `json:"users"`
 	Rooms       int      `json:"rooms"`
 	RoomSizes   string   `json:"room_sizes,omitempty"`
@@ -113,7 +114,11 @@ func (r *Result) WriteTable(w io.Writer) error {
 	}
 	row("workload", "%s against %s", r.Workload, strings.Join(r.Homeservers, ", "))
 	if r.Local != "" {
-		row("deployment", "--local %s: %d node(s), %d room shards", r.Local, r.LocalNodes, r.RoomShards)
+		routes := ""
+		if r.LocalRoutes != "" {
+			routes = ", routes " + r.LocalRoutes
+		}
+		row("deployment", "--local %s: %d node(s), %d room shards%s", r.Local, r.LocalNodes, r.RoomShards, routes)
 	}
 	row("machine", "%d CPUs, %s", r.Machine.CPUs, r.Machine.CPUModel)
 	if r.Workload == WorkloadIdle {

@@ -61,7 +61,7 @@ func TestReportJSONHasTheAgreedFields(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"acknowledged sends", "1000 (100.0/s)", "delivery p50/p99/p99.9", "send M_LIMIT_EXCEEDED", "pipelined",
-		"--local 3dc: 3 node(s), 4 room shards"} {
+		"--local 3dc: 3 node(s), 4 room shards, routes direct"} {
 		if !strings.Contains(table.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, table.String())
 		}

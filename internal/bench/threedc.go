@@ -9,8 +9,7 @@ import (
 // start3DC starts the drill's three-data-center layout (cfg.NodesPerDC nodes per data center,
 // two by default, on their own loopback addresses) and returns every node's URL; users are
 // spread over them. The routes go through the drill's proxies only to add latency between
-// data centers: without it they would only copy bytes, at a CPU cost that neither a real
-// deployment nor the engine's baseline beside it pays.
+// data centers (Config.directRoutes).
 func start3DC(ctx context.Context, cfg Config, dir string) (*deployment, error) {
 	bin, err := serverBinary(cfg)
 	if err != nil {
@@ -18,7 +17,7 @@ func start3DC(ctx context.Context, cfg Config, dir string) (*deployment, error) 
 	}
 	o := drill.DefaultOptions()
 	o.Binary, o.InterDCLatency, o.RoomShards, o.NodesPerDC = bin, cfg.InterDCLatency, cfg.localRoomShards(), cfg.NodesPerDC
-	o.DirectRoutes = cfg.InterDCLatency == 0
+	o.DirectRoutes = cfg.directRoutes()
 	d, err := drill.Launch(ctx, dir, o, cfg.Log)
 	if err != nil {
 		return nil, err

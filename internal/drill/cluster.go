@@ -27,7 +27,8 @@ type node struct {
 	exited chan struct{} // closed when the current process has exited
 }
 
-// cluster is the deployment the drill runs: its nodes and the proxies between data centers.
+// cluster is the deployment the drill runs: its nodes and the proxies between them (none with
+// Options.DirectRoutes).
 type cluster struct {
 	topo    topology
 	nodes   []*node

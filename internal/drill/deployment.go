@@ -7,7 +7,8 @@ import (
 )
 
 // Deployment is a running copy of the drill's layout (data centers of firebreak processes
-// joined through the drill's proxies) for other tools, such as the bench, to put load on.
+// joined through the drill's proxies, or directly with Options.DirectRoutes) for other tools,
+// such as the bench, to put load on.
 type Deployment struct{ c *cluster }
 
 // Launch starts the layout the options describe under dir and returns once every node is

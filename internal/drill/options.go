@@ -107,6 +107,8 @@ func (o Options) validate() error {
 		return fmt.Errorf("timeout must be positive")
 	case o.Warmup < 0 || o.Outage < 0 || o.Settle < 0 || o.InterDCLatency < 0:
 		return fmt.Errorf("durations may not be negative")
+	case o.DirectRoutes:
+		return fmt.Errorf("a drill needs its proxies between nodes, to cut a data center off")
 	}
 	if o.FailDC != "" {
 		if _, err := dcIndex(o.FailDC, o.DCs); err != nil {

@@ -253,6 +253,7 @@ func TestOptionsValidate(t *testing.T) {
 		"too many shards":  func(o *Options) { o.RoomShards = 1025 },
 		"one user":         func(o *Options) { o.Users = 1 },
 		"unknown scenario": func(o *Options) { o.Scenario = "flood" },
+		"direct routes":    func(o *Options) { o.DirectRoutes = true },
 	} {
 		o := ok
 		mutate(&o)

@@ -16,7 +16,8 @@ import (
 // node j of data center i listens on 127.0.<i+1>.<j+1>, and the proxies that carry traffic out
 // of data center i listen on 127.0.<i+1>.100.
 //
-// Every route goes through a proxy, even inside a data center (never cut, no added latency).
+// Every route goes through a proxy, even inside a data center (never cut, no added latency),
+// unless the deployment is one the drill never cuts (Options.DirectRoutes, the bench's).
 // NATS gossips to its other routes the address it dialed a new route at, and a node that has
 // no route to that server yet dials it directly (server/route.go, processImplicitRoute). With
 // direct routes inside a data center, a node would gossip its neighbour's real address to the

@@ -23,9 +23,13 @@ import (
 const nearPlacementTries = 12
 
 const (
-	// nearInfoTimeout bounds the question of which replicas are current, out of the
-	// follower's followStartTimeout.
+	// nearInfoTimeout bounds the question of which replicas are current, and nearDCTimeout
+	// the lookups of their data centers, out of the follower's followStartTimeout.
 	nearInfoTimeout = 500 * time.Millisecond
+	nearDCTimeout   = 250 * time.Millisecond
+	// nearDeleteTimeout bounds dropping a consumer that landed far, so the next try keeps
+	// its time; one not deleted idles out.
+	nearDeleteTimeout = 250 * time.Millisecond
 	// nearSearch is how long a follower looks for a near consumer before it keeps the one it
 	// has: every try is two proposals to the meta leader, and a follower that spent its whole
 	// start on them would fail with a usable consumer thrown away.
@@ -77,7 +81,9 @@ func (s *Store) createNearConsumer(ctx context.Context, stream string, cfg jetst
 		if c := cons.CachedInfo().Cluster; c == nil || c.Leader == "" || near[c.Leader] {
 			return cons, nil
 		}
-		_ = s.js.DeleteConsumer(cctx, stream, cons.CachedInfo().Name) // else it idles out
+		dctx, dcancel := context.WithTimeout(cctx, nearDeleteTimeout)
+		_ = s.js.DeleteConsumer(dctx, stream, cons.CachedInfo().Name)
+		dcancel()
 	}
 }
 
@@ -86,14 +92,19 @@ func (s *Store) nearServers(ctx context.Context, stream string) map[string]bool 
 	if s.ns == nil || s.opts.Cluster == nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, nearInfoTimeout)
-	defer cancel()
-	current := s.currentReplicas(ctx, stream)
+	ictx, cancel := context.WithTimeout(ctx, nearInfoTimeout)
+	current := s.currentReplicas(ictx, stream)
+	cancel()
+	// With no answer, this server's replica is not preferred even when it calls itself
+	// current: one that cannot reach its leader (a link cut one way) keeps saying so while it
+	// campaigns, and a follower restarted for standing still must be able to get away.
 	own := s.ns.Name()
 	if current[own] && !s.ns.JetStreamIsStreamCurrent(server.DEFAULT_GLOBAL_ACCOUNT, stream) {
 		delete(current, own) // this server knows it is catching up
 	}
-	return pickNear(current, own, s.opts.Cluster.DC, func(name string) string { return s.dcOf(ctx, name) })
+	dctx, cancel := context.WithTimeout(ctx, nearDCTimeout)
+	defer cancel()
+	return pickNear(current, own, s.opts.Cluster.DC, func(name string) string { return s.dcOf(dctx, name) })
 }
 
 // pickNear narrows the servers holding a current replica to this node's own server, else to
@@ -130,9 +141,16 @@ func (s *Store) currentReplicas(ctx context.Context, stream string) map[string]b
 	}
 	current := map[string]bool{c.Leader: true}
 	for _, p := range c.Replicas {
-		if !p.Offline && p.Active < replicaSeenWithin && p.Lag <= replicaLagAllowed {
+		if replicaCurrent(p) {
 			current[p.Name] = true
 		}
 	}
 	return current
+}
+
+// replicaCurrent says whether the stream's leader counts a replica as current. An Active of
+// 0 means never seen (a leader just elected has seen nobody yet), and a pending peer is not
+// in the Raft group yet.
+func replicaCurrent(p *jetstream.PeerInfo) bool {
+	return !p.Offline && !p.Pending && p.Active > 0 && p.Active < replicaSeenWithin && p.Lag <= replicaLagAllowed
 }

@@ -3,6 +3,9 @@ package store
 import (
 	"maps"
 	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 func TestPickNear(t *testing.T) {
@@ -34,6 +37,33 @@ func TestPickNear(t *testing.T) {
 			got := pickNear(tt.current, tt.own, tt.ownDC, func(name string) string { return dcs[name] })
 			if !maps.Equal(got, tt.want) || (got == nil) != (tt.want == nil) {
 				t.Fatalf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestReplicaCurrent(t *testing.T) {
+	seen := func(mut func(*jetstream.PeerInfo)) *jetstream.PeerInfo {
+		p := &jetstream.PeerInfo{Name: "b1", Active: 300 * time.Millisecond, Lag: 3}
+		mut(p)
+		return p
+	}
+	tests := []struct {
+		name string
+		peer *jetstream.PeerInfo
+		want bool
+	}{
+		{"seen lately, a few entries behind", seen(func(*jetstream.PeerInfo) {}), true},
+		{"offline", seen(func(p *jetstream.PeerInfo) { p.Offline = true }), false},
+		{"not in the group yet", seen(func(p *jetstream.PeerInfo) { p.Pending = true }), false},
+		{"never seen by a new leader", seen(func(p *jetstream.PeerInfo) { p.Active = 0 }), false},
+		{"not heard from for 2 s", seen(func(p *jetstream.PeerInfo) { p.Active = replicaSeenWithin }), false},
+		{"far behind", seen(func(p *jetstream.PeerInfo) { p.Lag = replicaLagAllowed + 1 }), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := replicaCurrent(tt.peer); got != tt.want {
+				t.Fatalf("replicaCurrent(%+v) = %v, want %v", *tt.peer, got, tt.want)
 			}
 		})
 	}
