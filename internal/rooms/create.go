@@ -58,7 +58,7 @@ func (s *Service) CreateRoom(ctx context.Context, req CreateRequest) (string, er
 	alias := ""
 	if req.AliasLocalpart != "" {
 		alias = "#" + req.AliasLocalpart + ":" + s.serverName
-		if err := s.claimAlias(ctx, alias, roomID); err != nil {
+		if err := s.claimAlias(ctx, alias, roomID, req.Creator); err != nil {
 			return "", err
 		}
 	}
@@ -283,9 +283,10 @@ func randomToken(n int) string {
 }
 
 // claimAlias maps an alias to a room; the first claim wins, on any node. The room's index of
-// its aliases gets an entry after the claim: a node that dies in between leaves the alias
-// working but unlisted, never a listed alias that points elsewhere (Aliases checks).
-func (s *Service) claimAlias(ctx context.Context, alias, roomID string) error {
+// its aliases gets an entry after the claim, holding who made the alias: a node that dies in
+// between leaves the alias working but unlisted, never a listed alias that points elsewhere
+// (Aliases checks).
+func (s *Service) claimAlias(ctx context.Context, alias, roomID, creator string) error {
 	if !validAlias(alias) {
 		return fmt.Errorf("%w: %q: an alias is #name:server, at most 255 bytes, without spaces or NUL", ErrInvalidAlias, alias)
 	}
@@ -295,7 +296,7 @@ func (s *Service) claimAlias(ctx context.Context, alias, roomID string) error {
 		}
 		return unavailable(err)
 	}
-	if _, err := s.st.Put(ctx, store.BucketAliases, aliasIndexKey(roomID, alias), nil); err != nil {
+	if _, err := s.st.Put(ctx, store.BucketAliases, aliasIndexKey(roomID, alias), []byte(creator)); err != nil {
 		s.releaseAlias(ctx, alias, roomID)
 		return unavailable(err)
 	}
@@ -375,17 +376,18 @@ func (s *Service) SetAlias(ctx context.Context, userID, alias, roomID string) er
 	if s.model.Membership(roomID, userID) != "join" {
 		return fmt.Errorf("%w: you are not in room %s", ErrForbidden, roomID)
 	}
-	return s.claimAlias(ctx, alias, roomID)
+	return s.claimAlias(ctx, alias, roomID, userID)
 }
 
-// DeleteAlias removes an alias; only a member of its room with power to change the canonical
-// alias may.
+// DeleteAlias removes an alias; the user who made it may, as may a member of its room with
+// power to change the canonical alias (the spec leaves the choice to the server; Synapse
+// allows both).
 func (s *Service) DeleteAlias(ctx context.Context, userID, alias string) error {
 	roomID, rev, err := s.resolveAlias(ctx, alias)
 	if err != nil {
 		return err
 	}
-	if !s.canSendState(roomID, userID, "m.room.canonical_alias") {
+	if !s.canSendState(roomID, userID, "m.room.canonical_alias") && s.aliasCreator(ctx, roomID, alias) != userID {
 		return fmt.Errorf("%w: not allowed to remove this alias", ErrForbidden)
 	}
 	err = s.releaseAliasAt(ctx, alias, roomID, rev)
@@ -397,6 +399,16 @@ func (s *Service) DeleteAlias(ctx context.Context, userID, alias string) error {
 		return unavailable(err)
 	}
 	return nil
+}
+
+// aliasCreator is the user who made the room's alias, "" when unknown (an alias claimed before
+// its creator was recorded, or whose index entry was lost).
+func (s *Service) aliasCreator(ctx context.Context, roomID, alias string) string {
+	creator, _, err := s.st.Get(ctx, store.BucketAliases, aliasIndexKey(roomID, alias))
+	if err != nil {
+		return ""
+	}
+	return string(creator)
 }
 
 // canSendState reports whether the user's power level allows the state event type.

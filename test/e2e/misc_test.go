@@ -378,6 +378,20 @@ func testAliases(t *testing.T, srv *server) {
 	if got := listed(); !slices.Equal(got, []string{alias.String()}) {
 		t.Errorf("room aliases after deleting %s: %v, want only %s", second, got, alias)
 	}
+
+	// An alias may be deleted by the member who made it without power over the room's
+	// canonical alias, and not by another member without that power.
+	mine, hers := id.NewRoomAlias(uniqueName("bobs"), serverName), id.NewRoomAlias(uniqueName("alices"), serverName)
+	for a, owner := range map[id.RoomAlias]*user{mine: bob, hers: alice} {
+		rawRequest(t, "PUT", clientURL(srv, "v3/directory/room/"+url.PathEscape(a.String())), owner.AccessToken,
+			[]byte(`{"room_id":"`+room.String()+`"}`)).expectOK(t)
+	}
+	rawRequest(t, "DELETE", clientURL(srv, "v3/directory/room/"+url.PathEscape(hers.String())), bob.AccessToken, nil).
+		expectError(t, http.StatusForbidden, "M_FORBIDDEN")
+	rawRequest(t, "DELETE", clientURL(srv, "v3/directory/room/"+url.PathEscape(mine.String())), bob.AccessToken, nil).expectOK(t)
+	if got := listed(); !slices.Equal(got, slices.Sorted(slices.Values([]string{alias.String(), hers.String()}))) {
+		t.Errorf("room aliases after bob deleted his own: %v, want %s and %s", got, alias, hers)
+	}
 	outsider := registerUser(t, srv, "outsider")
 	rawRequest(t, "GET", clientURL(srv, "v3/rooms/"+url.PathEscape(room.String())+"/aliases"), outsider.AccessToken, nil).
 		expectError(t, http.StatusForbidden, "M_FORBIDDEN")
