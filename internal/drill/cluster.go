@@ -47,10 +47,12 @@ func launch(dir string, o Options, log *slog.Logger) (*cluster, error) {
 		return nil, err
 	}
 	c := &cluster{topo: topo, bin: o.Binary, log: log, http: &http.Client{Timeout: 2 * time.Second}}
-	proxyAddr := map[string]string{}
+	// linkAddr is where a node of one data center dials another node: that node's proxy for
+	// the link, or the node itself with direct routes.
+	linkAddr := map[string]string{}
 	for _, l := range topo.Links {
 		if o.DirectRoutes {
-			proxyAddr[l.FromDC+"->"+l.ToNode] = l.Target
+			linkAddr[l.FromDC+"->"+l.ToNode] = l.Target
 			continue
 		}
 		dc, _ := dcIndex(l.FromDC, o.DCs)
@@ -65,10 +67,10 @@ func launch(dir string, o Options, log *slog.Logger) (*cluster, error) {
 		}
 		p := startProxy(ln, l, latency, log)
 		c.proxies = append(c.proxies, p)
-		proxyAddr[l.FromDC+"->"+l.ToNode] = p.Addr()
+		linkAddr[l.FromDC+"->"+l.ToNode] = p.Addr()
 	}
 	for _, spec := range topo.Nodes {
-		routes := topo.routes(spec, func(from, to string) string { return proxyAddr[from+"->"+to] })
+		routes := topo.routes(spec, func(from, to string) string { return linkAddr[from+"->"+to] })
 		if err := writeConfig(spec, len(topo.Nodes), o.RoomShards, routes); err != nil {
 			c.shutdown()
 			return nil, err

@@ -91,13 +91,13 @@ func planTopology(dir string, dcs, perDC int, ports *portPicker) (topology, erro
 	return t, nil
 }
 
-// routes lists the cluster addresses node n dials: every other node through the proxy of the
-// link from n's data center to it.
-func (t topology) routes(n nodeSpec, proxyAddr func(fromDC, toNode string) string) []string {
+// routes lists the cluster addresses node n dials: every other node through the link from
+// n's data center to it.
+func (t topology) routes(n nodeSpec, linkAddr func(fromDC, toNode string) string) []string {
 	var out []string
 	for _, m := range t.Nodes {
 		if m.Name != n.Name {
-			out = append(out, proxyAddr(n.DC, m.Name))
+			out = append(out, linkAddr(n.DC, m.Name))
 		}
 	}
 	return out

@@ -92,12 +92,12 @@ func (s *Store) nearServers(ctx context.Context, stream string) map[string]bool 
 	if s.ns == nil || s.opts.Cluster == nil {
 		return nil
 	}
+	// Without the leader's answer this server's replica is not preferred even when it calls
+	// itself current: one that cannot reach its leader (a link cut one way) keeps saying so
+	// while it campaigns, and a follower restarted for standing still must get away from it.
 	ictx, cancel := context.WithTimeout(ctx, nearInfoTimeout)
 	current := s.currentReplicas(ictx, stream)
 	cancel()
-	// With no answer, this server's replica is not preferred even when it calls itself
-	// current: one that cannot reach its leader (a link cut one way) keeps saying so while it
-	// campaigns, and a follower restarted for standing still must be able to get away.
 	own := s.ns.Name()
 	if current[own] && !s.ns.JetStreamIsStreamCurrent(server.DEFAULT_GLOBAL_ACCOUNT, stream) {
 		delete(current, own) // this server knows it is catching up
