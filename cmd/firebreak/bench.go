@@ -35,8 +35,9 @@ Where:
   --room-shards N         with --local: the deployment's room shard streams (room_shards;
                           default 1 for single, 4 for 3dc); the engine's baseline uses
                           as many, and at least 16
-  --nodes-per-dc N        with --local 3dc: Firebreak nodes in each data center (default 2;
-                          1 matches the engine baseline's three servers)
+  --nodes-per-dc N        with --local 3dc (or --engine-only --engine-replicas 3): nodes in
+                          each data center (default 2); the engine baseline runs as many
+                          JetStream servers as the deployment has nodes
   --server-pid PID        read memory and CPU of this homeserver process (with --homeserver)
   --binary PATH           the firebreak binary --local runs (default: this one)
   --keep                  keep the local deployment's data directory
@@ -64,13 +65,14 @@ Workload:
   --seed N                seed of the room plan (default 1)
 
 Engine and output:
-  --engine true|false     also measure raw JetStream publishes with the same replicas and
-                          fsync, and the Go processors a node gives its JetStream (default:
-                          true with --local)
+  --engine true|false     also measure raw JetStream publishes with the same replicas,
+                          servers and fsync, and the Go processors a node gives its JetStream
+                          (default: true with --local)
   --engine-duration D     per publish mode (default 5s)
   --engine-only           measure only the engine, no homeserver needed
-  --engine-replicas N     with --engine-only: 1 (one node) or 3 (three embedded nodes in one
-                          cluster, one per data center tag, on loopback) (default 1)
+  --engine-replicas N     with --engine-only: 1 (one node) or 3 (3 x --nodes-per-dc embedded
+                          servers in one cluster over three data center tags, on loopback)
+                          (default 1)
   --json                  print the result as JSON (sends_per_sec, delivery_p50_ms,
                           delivery_p99_ms, delivery_p999_ms, errors, ...) instead of a table
   --quiet                 no progress line on stderr

@@ -95,16 +95,17 @@ func runWorkload(ctx context.Context, cfg Config, p procs) (*Result, error) {
 	return runLoad(ctx, cfg, hc, run, p)
 }
 
-// measureEngineFor measures the engine the way the deployment runs it: three replicas for
-// the three-data-center layout, one otherwise.
+// measureEngineFor measures the engine the way the deployment runs it: for the
+// three-data-center layout, three replicas on as many servers as it has nodes; one replica
+// otherwise.
 func measureEngineFor(ctx context.Context, cfg Config, dir string) (*EngineResult, error) {
 	opts := EngineOptions{Dir: dir, Duration: cfg.EngineDuration, InFlight: 256, MessageBytes: 300,
-		Streams: cfg.engineStreams(), Log: cfg.Log}
+		Streams: cfg.engineStreams(), Servers: 3 * cfg.NodesPerDC, Log: cfg.Log}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
 	if cfg.Local == Local3DC || cfg.EngineOnly && cfg.EngineReplicas == 3 {
-		return MeasureEngine3(ctx, opts)
+		return MeasureEngineCluster(ctx, opts)
 	}
 	return MeasureEngine(ctx, opts)
 }

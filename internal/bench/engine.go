@@ -21,6 +21,7 @@ type EngineOptions struct {
 	InFlight     int           // publishes outstanding at once in the pipelined mode
 	MessageBytes int
 	Streams      int          // shard streams to spread the publishes over
+	Servers      int          // clustered servers (MeasureEngineCluster), as many as the deployment's nodes
 	Log          *slog.Logger // the bench's own messages
 	// StoreLog receives the embedded JetStream's messages; nil drops them (a cluster's
 	// start is noisy with expected "connection refused" while its nodes find each other).
@@ -38,6 +39,7 @@ func (o EngineOptions) storeLog() *slog.Logger {
 // storage, fsync on every write, the same stream settings as a room shard.
 type EngineResult struct {
 	Replicas     int     `json:"replicas"`
+	Servers      int     `json:"servers"` // JetStream servers in the measured cluster (1 for a single node)
 	MessageBytes int     `json:"message_bytes"`
 	SyncPerSec   float64 `json:"sync_publish_per_sec"`  // one publish at a time, each waiting for its ack
 	SyncP50Ms    float64 `json:"sync_publish_p50_ms"`   // one publish's round trip
@@ -63,7 +65,7 @@ func MeasureEngine(ctx context.Context, opts EngineOptions) (*EngineResult, erro
 		return nil, err
 	}
 	defer st.Close()
-	return measurePublishes(ctx, st, 1, opts)
+	return measurePublishes(ctx, st, 1, 1, opts)
 }
 
 // withNodeProcs gives this process, until the returned function puts the setting back, the
@@ -90,9 +92,9 @@ func withNodeProcs(servers int) (restore func()) {
 // room (one stream), the pipelined mode's rooms fall on every shard stream. The pipelined
 // mode keeps InFlight appends outstanding from as many goroutines on the store's one
 // connection, which is what an async publish with that many pending acks does on the wire.
-func measurePublishes(ctx context.Context, st *store.Store, replicas int, opts EngineOptions) (*EngineResult, error) {
+func measurePublishes(ctx context.Context, st *store.Store, servers, replicas int, opts EngineOptions) (*EngineResult, error) {
 	payload := []byte(`{"body":"` + strings.Repeat("x", max(opts.MessageBytes-11, 0)) + `"}`)
-	res := &EngineResult{Replicas: replicas, MessageBytes: len(payload), InFlight: opts.InFlight,
+	res := &EngineResult{Replicas: replicas, Servers: servers, MessageBytes: len(payload), InFlight: opts.InFlight,
 		Method:  fmt.Sprintf("store.AppendRoomEvent, fsync always, %d shard streams", st.Shards()),
 		GoProcs: runtime.GOMAXPROCS(0)}
 	rate, h, err := publishFor(ctx, st, payload, 1, opts.Duration, "sync")
