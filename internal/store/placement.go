@@ -39,7 +39,17 @@ const (
 	// entries (a replica outside the last quorum is often a few behind under load).
 	replicaSeenWithin = 2 * time.Second
 	replicaLagAllowed = 100
+	// serverDCFresh is how long a server's recorded data center is taken as it was read: a
+	// node rebuilt under the same name in another data center (after a fire) records its new
+	// one when it opens, and the others learn it within this time.
+	serverDCFresh = time.Minute
 )
+
+// serverDC is a server's recorded data center as this node last read it.
+type serverDC struct {
+	dc   string
+	read time.Time
+}
 
 // nodeDCKey is BucketServer's record of the data center of a node's server: JetStream keeps
 // other servers' tags to itself.
@@ -56,14 +66,14 @@ func (s *Store) recordDC(ctx context.Context) error {
 
 // dcOf is the data center of the named server, "" while it has recorded none.
 func (s *Store) dcOf(ctx context.Context, serverName string) string {
-	if dc, ok := s.serverDCs.Load(serverName); ok {
-		return dc.(string)
+	if known, ok := s.serverDCs.Load(serverName); ok && time.Since(known.(serverDC).read) < serverDCFresh {
+		return known.(serverDC).dc
 	}
 	val, _, err := s.Get(ctx, BucketServer, nodeDCKey(serverName))
 	if err != nil {
 		return ""
 	}
-	s.serverDCs.Store(serverName, string(val))
+	s.serverDCs.Store(serverName, serverDC{dc: string(val), read: time.Now()})
 	return string(val)
 }
 

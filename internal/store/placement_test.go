@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"maps"
 	"testing"
 	"time"
@@ -66,5 +67,33 @@ func TestReplicaCurrent(t *testing.T) {
 				t.Fatalf("replicaCurrent(%+v) = %v, want %v", *tt.peer, got, tt.want)
 			}
 		})
+	}
+}
+
+// A server's recorded data center is read again once the copy this node holds is older than
+// serverDCFresh: a node rebuilt under its old name in another data center is placed there.
+func TestDCOfReadsAgainWhenStale(t *testing.T) {
+	st := openStore(t)
+	ctx := context.Background()
+	record := func(dc string) {
+		t.Helper()
+		if _, err := st.Put(ctx, BucketServer, nodeDCKey("n1"), []byte(dc)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	record("dc1")
+	if got := st.dcOf(ctx, "n1"); got != "dc1" {
+		t.Fatalf("dcOf = %q, want dc1", got)
+	}
+	record("dc4")
+	if got := st.dcOf(ctx, "n1"); got != "dc1" {
+		t.Errorf("dcOf within serverDCFresh = %q, want the copy read before, dc1", got)
+	}
+	st.serverDCs.Store("n1", serverDC{dc: "dc1", read: time.Now().Add(-serverDCFresh)})
+	if got := st.dcOf(ctx, "n1"); got != "dc4" {
+		t.Errorf("dcOf once stale = %q, want dc4", got)
+	}
+	if got := st.dcOf(ctx, "n2"); got != "" {
+		t.Errorf("dcOf of a server that recorded none = %q", got)
 	}
 }

@@ -90,7 +90,7 @@ type Store struct {
 	// placementTries is how many consumers a follower creates, at most, to get one near this
 	// node (placement.go; 1 in a test that needs one placed at random).
 	placementTries int
-	serverDCs      sync.Map // server name: its data center, as recorded (dcOf)
+	serverDCs      sync.Map // server name: serverDC, its data center as last read (dcOf)
 }
 
 // Open starts the embedded JetStream server, connects to it in-process and creates (or
