@@ -61,7 +61,7 @@ Workload:
   --duration D            measured time (default 30s)
   --warmup D              load before measuring starts (default 5s)
   --drain D               after the sends stop, how long to wait for late deliveries (10s)
-  --body-bytes N          length of each message body (default 100)
+  --body-bytes N          length of each message body (default 100, at least 16)
   --seed N                seed of the room plan (default 1)
 
 Engine and output:
@@ -95,6 +95,9 @@ func benchCmd(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	res, err := bench.Run(ctx, cfg)
+	if err != nil && ctx.Err() != nil {
+		return fmt.Errorf("bench: interrupted before the run ended, so it reports no figures: %w", err)
+	}
 	if err != nil {
 		return err
 	}

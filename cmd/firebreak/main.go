@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 
 	"github.com/firebreak/firebreak/internal/config"
@@ -37,7 +38,12 @@ func main() {
 		os.Exit(2)
 	}
 	var err error
-	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
+	cmd, args := os.Args[1], os.Args[2:]
+	if help, ok := commandHelp[cmd]; ok && asksForHelp(args) {
+		fmt.Print(help) // asked for, so on standard output; a bad flag's usage goes to standard error
+		return
+	}
+	switch cmd {
 	case "serve":
 		err = serveCmd(args)
 	case "register":
@@ -65,18 +71,21 @@ func main() {
 	}
 }
 
+// commandHelp is each command's help text.
+var commandHelp = map[string]string{"serve": serveHelp, "register": registerHelp, "drill": drillHelp, "bench": benchHelp}
+
 func runHelp(cmd string) error {
-	switch cmd {
-	case "serve":
-		return serveCmd([]string{"--help"})
-	case "register":
-		return registerCmd([]string{"--help"})
-	case "drill":
-		return drillCmd([]string{"--help"})
-	case "bench":
-		return benchCmd([]string{"--help"})
+	help, ok := commandHelp[cmd]
+	if !ok {
+		return fmt.Errorf("no help for %q", cmd)
 	}
-	return fmt.Errorf("no help for %q", cmd)
+	fmt.Print(help)
+	return nil
+}
+
+// asksForHelp reports whether a command's arguments ask for its help.
+func asksForHelp(args []string) bool {
+	return slices.ContainsFunc(args, func(a string) bool { return a == "-h" || a == "-help" || a == "--help" })
 }
 
 const serveHelp = `Usage: firebreak serve [--config FILE]

@@ -7,6 +7,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -16,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+	"time"
 )
 
 // Run performs one bench run as cfg says and returns what it measured. Every phase is
@@ -40,16 +42,18 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	// the server's data back, which slowed fsyncs by up to 4x in trials.
 	var engine *EngineResult
 	if cfg.Engine || cfg.EngineOnly {
-		if engine, err = measureEngineFor(ctx, cfg, filepath.Join(dir, "engine")); err != nil {
-			return nil, fmt.Errorf("engine: %w", err)
+		if engine, err = measureEngineFor(ctx, cfg, filepath.Join(dir, "engine")); err != nil || ctx.Err() != nil {
+			return nil, fmt.Errorf("engine: %w", cmp.Or(err, ctx.Err()))
 		}
 		if cfg.EngineOnly {
 			return engineOnlyResult(cfg, engine), nil
 		}
 	}
+	// A run cut short (an interrupt) has counted its sends over less than its duration: its
+	// figures would be wrong, so it has none.
 	res, err := deployAndRun(ctx, cfg, dir)
-	if err != nil {
-		return nil, err
+	if err != nil || ctx.Err() != nil {
+		return nil, cmp.Or(err, ctx.Err())
 	}
 	res.Engine = engine
 	res.compareWithEngine()
@@ -74,6 +78,10 @@ func deployAndRun(ctx context.Context, cfg Config, dir string) (*Result, error) 
 	return runWorkload(ctx, cfg, dep.procs)
 }
 
+// versionsTimeout bounds the first question to each homeserver, which any server answers at
+// once: one that takes the connection and says nothing ends the run here.
+const versionsTimeout = 10 * time.Second
+
 func runWorkload(ctx context.Context, cfg Config, p procs) (*Result, error) {
 	conns := cfg.Users // one sync loop each; sends have their own client (newSendClient)
 	if cfg.Workload == WorkloadIdle {
@@ -83,7 +91,10 @@ func runWorkload(ctx context.Context, cfg Config, p procs) (*Result, error) {
 	defer transport.CloseIdleConnections()
 	hc := &http.Client{Transport: transport}
 	for _, u := range cfg.Homeservers {
-		if err := versions(ctx, hc, u); err != nil {
+		vctx, cancel := context.WithTimeout(ctx, versionsTimeout)
+		err := versions(vctx, hc, u)
+		cancel()
+		if err != nil {
 			return nil, fmt.Errorf("%s does not answer the Client-Server API: %w", u, err)
 		}
 	}

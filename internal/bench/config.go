@@ -185,8 +185,19 @@ func (c Config) Validate() error {
 		return errors.New("--room-sizes must name at least one size")
 	case c.Rate < 0 || (c.Rate == 0 && c.Concurrency < 1):
 		return errors.New("--rate must be positive, or 0 with --concurrency >= 1 (closed loop)")
-	case c.Workload != WorkloadIdle && c.SyncTimeout <= 0:
+	case c.Rate > 0 && c.MaxInFlight < 1:
+		return errors.New("--max-inflight must be at least 1")
+	case c.BodyBytes < minBodyBytes:
+		return fmt.Errorf("--body-bytes must be at least %d (the body's fixed text)", minBodyBytes)
+	case c.InterDCLatency < 0:
+		return errors.New("--inter-dc-latency must not be negative")
+	case c.InterDCLatency > 0 && c.Local != Local3DC:
+		return errors.New("--inter-dc-latency needs --local 3dc (it delays the links between its data centers)")
+	case c.SyncTimeout <= 0:
 		return errors.New("--sync-timeout must be positive")
+	}
+	if c.Workload == WorkloadIdle {
+		return nil // no rooms
 	}
 	for _, rs := range c.RoomSizes {
 		if rs.Members > c.Users {

@@ -82,12 +82,22 @@ func TestValidate(t *testing.T) {
 		"negative shards":    func(c *Config) { c.RoomShards = -1 },
 		"too many shards":    func(c *Config) { c.RoomShards = 1025 },
 		"no nodes per DC":    func(c *Config) { c.Local, c.NodesPerDC = Local3DC, 0 },
+		"no sends in flight": func(c *Config) { c.MaxInFlight = -1 },
+		"short body":         func(c *Config) { c.BodyBytes = minBodyBytes - 1 },
+		"negative latency":   func(c *Config) { c.Local, c.InterDCLatency = Local3DC, -time.Millisecond },
+		"latency, one node":  func(c *Config) { c.InterDCLatency = 10 * time.Millisecond },
 	} {
 		c := ok
 		mutate(&c)
 		if c.Validate() == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+	// The idle workload makes no rooms, so their sizes do not ask for users.
+	idle := Defaults(WorkloadIdle)
+	idle.Local, idle.Users = LocalSingle, 20
+	if err := idle.Validate(); err != nil {
+		t.Errorf("idle with fewer users than the default rooms' members: %v", err)
 	}
 }
 

@@ -143,6 +143,10 @@ func (r *Result) WriteTable(w io.Writer) error {
 			}
 			row("server RSS (KiB)", "%d with none open; %s", i.RSSBeforeKB, strings.Join(steps, ", "))
 			row("RSS per open sync", "%.1f KiB (slope over the steps; %.1f KiB from none open)", i.RSSPerSyncKB, i.RSSPerSyncFromZeroKB)
+			if i.RSSPerSyncKB < 0 || i.RSSPerSyncFromZeroKB < 0 {
+				row("  warning", "the server's memory fell while the syncs opened (freed memory returned to the system): "+
+					"not a cost; run again with more --connections or a longer --duration")
+			}
 		}
 	}
 	row("errors", "%d", r.Errors)

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -123,4 +124,28 @@ func TestIdleAgainstLocalSingle(t *testing.T) {
 	if i == nil || i.Opened != 40 || i.RSSBeforeKB == 0 || i.RSSWithKB == 0 {
 		t.Errorf("idle result: %+v", i)
 	}
+}
+
+// A run interrupted while it measures reports no figures: its sends were counted over less
+// than its duration.
+func TestInterruptedRunHasNoFigures(t *testing.T) {
+	cfg := localConfig(t, WorkloadMax)
+	cfg.Concurrency, cfg.Duration = 4, time.Minute
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cfg.Progress = cancelWhenMeasuring{cancel}
+	res, err := Run(ctx, cfg)
+	if err == nil || !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted run = %+v, %v; want no result and the interruption", res, err)
+	}
+}
+
+// cancelWhenMeasuring cancels the run once its progress line says it measures.
+type cancelWhenMeasuring struct{ cancel context.CancelFunc }
+
+func (c cancelWhenMeasuring) Write(p []byte) (int, error) {
+	if strings.Contains(string(p), "measuring") {
+		c.cancel()
+	}
+	return len(p), nil
 }

@@ -25,11 +25,14 @@ type sender struct {
 	seq  atomic.Uint64
 }
 
+// bodyText starts every message's body; --body-bytes pads it with "x".
+const bodyText = "firebreak bench "
+
+// minBodyBytes is the shortest body the bench sends.
+const minBodyBytes = len(bodyText)
+
 func newSender(pop *population, st *stats, hc *fasthttp.Client, run string, bodyBytes int) *sender {
-	body := "firebreak bench "
-	if n := bodyBytes - len(body); n > 0 {
-		body += strings.Repeat("x", n)
-	}
+	body := bodyText + strings.Repeat("x", max(bodyBytes-len(bodyText), 0))
 	return &sender{pop: pop, st: st, hc: hc, run: run, body: body}
 }
 

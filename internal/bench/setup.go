@@ -56,7 +56,9 @@ func setup(ctx context.Context, cfg Config, hc *http.Client, runID string) (*pop
 	err := parallel(ctx, cfg.Users, registrationWorkers(cfg), func(ctx context.Context, i int) error {
 		c := &client{base: cfg.Homeservers[i%len(cfg.Homeservers)], hc: hc}
 		name := fmt.Sprintf("bench-%s-%d", runID, i)
-		if err := retry(ctx, func() error { return register(ctx, c, cfg.SharedSecret, name, accounts.RandomString(12)) }); err != nil {
+		if err := retry(ctx, func(ctx context.Context) error {
+			return register(ctx, c, cfg.SharedSecret, name, accounts.RandomString(12))
+		}); err != nil {
 			return fmt.Errorf("register %s: %w", name, err)
 		}
 		p.users[i] = &user{c: c}
@@ -112,7 +114,7 @@ func (p *population) createRooms(ctx context.Context, cfg Config) error {
 
 func (r *room) create(ctx context.Context, i int) error {
 	creator := r.members[0]
-	err := retry(ctx, func() (err error) {
+	err := retry(ctx, func(ctx context.Context) (err error) {
 		r.id, err = creator.c.createRoom(ctx, fmt.Sprintf("bench room %d", i))
 		return err
 	})
@@ -121,7 +123,7 @@ func (r *room) create(ctx context.Context, i int) error {
 	}
 	for _, m := range r.members[1:] {
 		// On another node of a cluster the room may not have arrived yet: retry covers that.
-		if err := retry(ctx, func() error { return m.c.join(ctx, r.id) }); err != nil {
+		if err := retry(ctx, func(ctx context.Context) error { return m.c.join(ctx, r.id) }); err != nil {
 			return fmt.Errorf("%s join %s: %w", m.c.userID, r.id, err)
 		}
 	}
@@ -129,14 +131,14 @@ func (r *room) create(ctx context.Context, i int) error {
 }
 
 func (u *user) initialSync(ctx context.Context) error {
-	err := retry(ctx, func() (err error) {
+	err := retry(ctx, func(ctx context.Context) (err error) {
 		u.filterID, err = u.c.uploadFilter(ctx)
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("upload filter for %s: %w", u.c.userID, err)
 	}
-	return retry(ctx, func() error {
+	return retry(ctx, func(ctx context.Context) error {
 		resp, err := u.c.sync(ctx, "", u.filterID, 0)
 		if err == nil {
 			u.since = resp.NextBatch
@@ -198,21 +200,58 @@ func apportion(n int, sizes []RoomSize) []int {
 
 // retry repeats a setup step that failed for a passing reason: a rate limit, a room not yet
 // replicated to this node, a node busy. Setup must succeed for the numbers to mean anything,
-// so other errors end the run.
-func retry(ctx context.Context, step func() error) error {
-	const attempts = 20
+// so other errors end the run. Each attempt has setupRequestTimeout, so a server that takes a
+// request and never answers ends the run instead of holding it. A rate limit's attempt waits
+// as long as the server asks (up to maxRateLimitWait) and counts against a larger budget of
+// its own: a server left at its default limits registers a few accounts a minute, and the
+// run then takes long but gets there.
+func retry(ctx context.Context, step func(ctx context.Context) error) error {
+	const attempts, limitedAttempts = 20, 200
 	var err error
-	for i := 0; i < attempts; i++ {
-		if err = step(); err == nil || !transient(err) {
+	for failed, limited := 0, 0; failed < attempts && limited < limitedAttempts; {
+		if err = attempt(ctx, step); err == nil || !transient(err) {
 			return err
+		}
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			// This attempt's own deadline: the server took the request and never answered.
+			return fmt.Errorf("no answer within %v: %w", setupRequestTimeout, err)
+		}
+		pause := time.Duration(100*(failed+1)) * time.Millisecond
+		if after, ok := rateLimited(err); ok {
+			limited++
+			pause = min(max(after, pause), maxRateLimitWait)
+		} else {
+			failed++
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(time.Duration(100*(i+1)) * time.Millisecond):
+		case <-time.After(pause):
 		}
 	}
 	return err
+}
+
+// setupRequestTimeout bounds one setup request; registration hashes a password and may queue
+// behind others on a busy server, but nothing takes a minute.
+const setupRequestTimeout = time.Minute
+
+// maxRateLimitWait caps how long one rate-limited attempt waits, whatever the server asks.
+const maxRateLimitWait = 10 * time.Second
+
+func attempt(ctx context.Context, step func(ctx context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, setupRequestTimeout)
+	defer cancel()
+	return step(ctx)
+}
+
+// rateLimited reports whether err is a 429 and how long the server asked to wait (0: unsaid).
+func rateLimited(err error) (time.Duration, bool) {
+	var ae *matrixclient.Error
+	if errors.As(err, &ae) && ae.Status == http.StatusTooManyRequests {
+		return ae.RetryAfter, true
+	}
+	return 0, false
 }
 
 func transient(err error) bool {
