@@ -281,6 +281,23 @@ func TestRateLimit(t *testing.T) {
 	t.Fatalf("10 messages at once passed a limit of burst 3, 0.1/s")
 }
 
+// TestSharedSecretRegistrationRateLimit: a shared-secret registration costs one turn of the
+// registration limit (its nonce), so a burst of 2 registers two accounts and refuses the third
+// with 429 M_LIMIT_EXCEEDED.
+func TestSharedSecretRegistrationRateLimit(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, serverOpts{RCRegistration: &rateLimit{PerSecond: 0.01, BurstCount: 2}})
+	admin := &synapseadmin.Client{Client: newClient(t, srv, "", "")}
+	for i := range 2 {
+		_, err := admin.SharedSecretRegister(testCtx(t), sharedSecret, synapseadmin.ReqSharedSecretRegister{
+			Username: fmt.Sprintf("limited%d", i), Password: "pw-limited"})
+		mustOK(t, err, fmt.Sprintf("shared-secret registration %d of a burst of 2", i+1))
+	}
+	_, err := admin.SharedSecretRegister(testCtx(t), sharedSecret, synapseadmin.ReqSharedSecretRegister{
+		Username: "limited2", Password: "pw-limited"})
+	expectMatrixError(t, err, http.StatusTooManyRequests, "M_LIMIT_EXCEEDED")
+}
+
 // futureToken is the user's current sync token with one part moved far past anything stored
 // (0: every room position, 1: receipts, 2: account data): a token no node handed out.
 func futureToken(t *testing.T, u *user, part int) string {

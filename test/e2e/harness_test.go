@@ -106,6 +106,7 @@ type serverConfig struct {
 type serverOpts struct {
 	DisableRegistration bool
 	RCMessage           *rateLimit
+	RCRegistration      *rateLimit
 	NATSURL             string // an external NATS to use instead of the embedded one (R1)
 }
 
@@ -139,6 +140,9 @@ func startServer(t testing.TB, opts serverOpts) *server {
 	}
 	if opts.RCMessage != nil {
 		cfg.RCMessage = *opts.RCMessage
+	}
+	if opts.RCRegistration != nil {
+		cfg.RCRegistration = *opts.RCRegistration
 	}
 	if opts.NATSURL != "" {
 		cfg.NATSURL, cfg.Replicas = opts.NATSURL, 1
