@@ -609,14 +609,21 @@ func (srv *Server) getProfile(r *http.Request, _ *session) (any, error) {
 	return srv.loadProfile(r.Context(), r.PathValue("userId"))
 }
 
-// getProfileField answers {} when the user has no such value set, as for a missing key in
-// getProfile.
+// getProfileField answers 404 when the user has no such value set, as the spec says (the
+// whole profile, getProfile, leaves the key out instead).
 func (srv *Server) getProfileField(r *http.Request, _ *session) (any, error) {
 	p, err := srv.loadProfile(r.Context(), r.PathValue("userId"))
 	if err != nil {
 		return nil, err
 	}
-	return p.only(r.PathValue("field"))
+	field := r.PathValue("field")
+	if p, err = p.only(field); err != nil {
+		return nil, err
+	}
+	if p.DisplayName == nil && p.AvatarURL == nil {
+		return nil, notFound("%s has no %s", r.PathValue("userId"), field)
+	}
+	return p, nil
 }
 
 // setProfileField answers PUT /profile/{userId}/{field} for the caller's own profile, then

@@ -34,5 +34,8 @@ func (srv *Server) getPresence(r *http.Request, _ *session) (any, error) {
 	if !validUserID(r.PathValue("userId")) {
 		return nil, errorf(http.StatusBadRequest, "M_INVALID_PARAM", "Not a user id")
 	}
+	if err := srv.knownUser(r.Context(), r.PathValue("userId")); err != nil {
+		return nil, err // 404: no presence for a user who does not exist
+	}
 	return map[string]string{"presence": "offline"}, nil
 }

@@ -41,6 +41,9 @@ func (srv *Server) createRoom(r *http.Request, s *session) (any, error) {
 	if err := decodeBody(r, &body); err != nil {
 		return nil, err
 	}
+	if err := checkOptionalEnum("visibility", body.Visibility, "public", "private"); err != nil {
+		return nil, err
+	}
 	if strings.ContainsAny(body.RoomAliasName, ":# ") {
 		return nil, errorf(http.StatusBadRequest, "M_INVALID_PARAM", "room_alias_name may not contain ':', '#' or spaces")
 	}
@@ -298,12 +301,20 @@ func (srv *Server) roomStateEvent(r *http.Request, s *session) (any, error) {
 	return json.RawMessage(ev.PDU.Content()), nil
 }
 
+// memberships are the values of a member event's membership.
+var memberships = []string{"join", "invite", "knock", "leave", "ban"}
+
 func (srv *Server) members(r *http.Request, s *session) (any, error) {
 	roomID, err := srv.readableRoom(r, s)
 	if err != nil {
 		return nil, err
 	}
 	q := r.URL.Query()
+	for _, param := range []string{"membership", "not_membership"} {
+		if err := checkOptionalEnum(param, q.Get(param), memberships...); err != nil {
+			return nil, err
+		}
+	}
 	at := uint64(rooms.End)
 	if token := q.Get("at"); token != "" {
 		if at, err = srv.Sync.RoomPosition(r.Context(), roomID, token); err != nil {
@@ -539,6 +550,12 @@ func (srv *Server) putAlias(r *http.Request, s *session) (any, error) {
 	if !strings.HasPrefix(alias, "#") || !strings.HasSuffix(alias, ":"+srv.Config.ServerName) {
 		return nil, errorf(http.StatusBadRequest, "M_INVALID_PARAM", "Alias must be #name:%s", srv.Config.ServerName)
 	}
+	switch {
+	case body.RoomID == "":
+		return nil, missingParam("room_id")
+	case !validRoomID(body.RoomID):
+		return nil, errorf(http.StatusBadRequest, "M_INVALID_PARAM", "room_id: %q is not a room id", body.RoomID)
+	}
 	err := srv.Rooms.SetAlias(r.Context(), s.UserID, alias, body.RoomID)
 	if errors.Is(err, rooms.ErrAliasInUse) {
 		// The spec's answer here; createRoom's for the same case is 400 M_ROOM_IN_USE.
@@ -594,9 +611,16 @@ func (srv *Server) readMarkers(r *http.Request, s *session) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	for rt, eventID := range map[string]string{"m.read": body.Read, "m.read.private": body.ReadPrivate} {
-		if eventID != "" {
-			if err := srv.Rooms.SetReceipt(r.Context(), roomID, s.UserID, rt, eventID, ""); err != nil {
+	// Every marker's event is checked before any marker moves, so a request refused for one
+	// moves none.
+	for _, eventID := range []string{body.Read, body.ReadPrivate, body.FullyRead} {
+		if _, ok := srv.Rooms.Model().Event(roomID, eventID); eventID != "" && !ok {
+			return nil, notFound("unknown event %s", eventID)
+		}
+	}
+	for _, m := range []struct{ receiptType, eventID string }{{"m.read", body.Read}, {"m.read.private", body.ReadPrivate}} {
+		if m.eventID != "" {
+			if err := srv.Rooms.SetReceipt(r.Context(), roomID, s.UserID, m.receiptType, m.eventID, ""); err != nil {
 				return nil, err
 			}
 		}
@@ -624,8 +648,11 @@ func (srv *Server) typing(r *http.Request, s *session) (any, error) {
 	if body.Typing == nil {
 		return nil, missingParam("typing")
 	}
-	if body.Timeout <= 0 {
-		body.Timeout = 30000
+	if body.Timeout < 0 {
+		return nil, errorf(http.StatusBadRequest, "M_INVALID_PARAM", "timeout may not be negative")
+	}
+	if body.Timeout == 0 {
+		body.Timeout = 30000 // not given: the spec names no default
 	}
 	return struct{}{}, srv.Rooms.SetTyping(r.Context(), roomID, s.UserID, *body.Typing, body.Timeout)
 }

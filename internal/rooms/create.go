@@ -1,6 +1,7 @@
 package rooms
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -79,6 +80,12 @@ func (s *Service) createEvents(ctx context.Context, req CreateRequest, pr preset
 	if len(protos) > store.MaxAtomicBatch {
 		return fmt.Errorf("%w: a new room's first events (its invites and initial_state included) are "+
 			"stored all together, at most %d of them; this one would have %d", ErrInvalidParam, store.MaxAtomicBatch, len(protos))
+	}
+	for _, p := range protos {
+		p.RoomID = roomID // the room's own alias, claimed before, points here already
+		if err := s.checkCanonicalAlias(ctx, p); err != nil {
+			return err
+		}
 	}
 	info := RoomInfo{ID: roomID, Shard: s.st.RoomShard(roomID), Version: impl}
 	for attempt := 1; ; attempt++ {
@@ -201,6 +208,11 @@ func (s *Service) creationEvents(req CreateRequest, pr preset, version gomatrixs
 	for _, st := range req.InitialState {
 		if st.Type == "" || st.Type == "m.room.create" || st.Type == "m.room.member" {
 			return nil, fmt.Errorf("%w: initial_state may not set %q", ErrBadRequest, st.Type)
+		}
+		// Without content a state event would be stored as {}: empty power levels lock the
+		// creator out, as a PUT of state without a body would (api.rawObject).
+		if c := bytes.TrimSpace(st.Content); len(c) == 0 || c[0] != '{' {
+			return nil, fmt.Errorf("%w: initial_state's %s needs content, a JSON object", ErrBadRequest, st.Type)
 		}
 		evs = append(evs, stateProto(req.Creator, st.Type, st.StateKey, st.Content))
 	}

@@ -256,6 +256,12 @@ func TestCreateRoomRefused(t *testing.T) {
 		{"unknown version", CreateRequest{Creator: alice, RoomVersion: "999"}, ErrUnsupportedVersion},
 		{"initial state sets membership", CreateRequest{Creator: alice, InitialState: []StateEvent{{Type: "m.room.member", StateKey: bob}}}, ErrBadRequest},
 		{"initial state sets create", CreateRequest{Creator: alice, InitialState: []StateEvent{{Type: "m.room.create"}}}, ErrBadRequest},
+		{"initial state without content", CreateRequest{Creator: alice, InitialState: []StateEvent{{Type: "m.room.power_levels"}}}, ErrBadRequest},
+		{"initial state with null content", CreateRequest{Creator: alice, InitialState: []StateEvent{{Type: "m.room.name", Content: json.RawMessage(`null`)}}}, ErrBadRequest},
+		{"initial state names an alias of no room here", CreateRequest{Creator: alice, InitialState: []StateEvent{
+			{Type: "m.room.canonical_alias", Content: json.RawMessage(`{"alias":"#nowhere:test"}`)}}}, ErrCanonicalAlias},
+		{"initial state names no alias", CreateRequest{Creator: alice, InitialState: []StateEvent{
+			{Type: "m.room.canonical_alias", Content: json.RawMessage(`{"alt_aliases":["not an alias"]}`)}}}, ErrCanonicalAlias},
 		{"creation content not an object", CreateRequest{Creator: alice, CreationContent: json.RawMessage(`[1]`)}, ErrBadRequest},
 		{"power levels not an object", CreateRequest{Creator: alice, PowerLevelOverride: json.RawMessage(`"x"`)}, ErrBadRequest},
 		// The failing event comes after the create event and the creator's join.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"net/http"
 	"net/http/httptrace"
 	"slices"
 	"sync"
@@ -289,6 +290,10 @@ func testReceiptsAndUnread(t *testing.T, srv *server) {
 	})
 
 	last := bob.sendText(t, room, "one more")
+	expectUnread(t, alice, room, 1)
+	// A request refused for one marker moves none of them.
+	err := alice.SetReadMarkers(testCtx(t), room, map[string]any{"m.fully_read": "$nope", "m.read": last})
+	expectMatrixError(t, err, http.StatusNotFound, "M_NOT_FOUND")
 	expectUnread(t, alice, room, 1)
 	mustOK(t, alice.SetReadMarkers(testCtx(t), room, map[string]any{"m.fully_read": last, "m.read": last}), "read_markers")
 	expectUnread(t, alice, room, 0)
