@@ -233,12 +233,12 @@ func (srv *Server) historyParams(r *http.Request, s *session) (string, int, filt
 }
 
 func inlineRoomFilter(param string) (filter.RoomEventFilter, error) {
-	var f filter.RoomEventFilter
 	if param == "" {
-		return f, nil
+		return filter.RoomEventFilter{}, nil
 	}
-	if err := json.Unmarshal([]byte(param), &f); err != nil {
-		return f, errorf(http.StatusBadRequest, "M_BAD_JSON", "filter is not a valid RoomEventFilter")
+	f, err := filter.ParseRoomEvents([]byte(param))
+	if err != nil {
+		return f, errorf(http.StatusBadRequest, "M_BAD_JSON", "filter is not a valid RoomEventFilter: %v", err)
 	}
 	return f, nil
 }

@@ -69,16 +69,33 @@ func Parse(b []byte) (Filter, error) {
 	if err := json.Unmarshal(b, &f); err != nil {
 		return f, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	for _, l := range []*int{f.Presence.Limit, f.AccountData.Limit, f.Room.Timeline.Limit, f.Room.State.Limit,
-		f.Room.Ephemeral.Limit, f.Room.AccountData.Limit} {
-		if l != nil && *l < 0 {
-			return f, fmt.Errorf("%w: limit must not be negative", ErrInvalid)
-		}
+	if err := checkLimits(f.Presence.Limit, f.AccountData.Limit, f.Room.Timeline.Limit, f.Room.State.Limit,
+		f.Room.Ephemeral.Limit, f.Room.AccountData.Limit); err != nil {
+		return f, err
 	}
 	if f.EventFormat != "" && f.EventFormat != "client" && f.EventFormat != "federation" {
 		return f, fmt.Errorf("%w: event_format must be client or federation", ErrInvalid)
 	}
 	return f, nil
+}
+
+// ParseRoomEvents reads and checks a room event filter's JSON, as /messages and /context take
+// it inline, with the checks Parse makes of the room event filters inside a filter.
+func ParseRoomEvents(b []byte) (RoomEventFilter, error) {
+	var f RoomEventFilter
+	if err := json.Unmarshal(b, &f); err != nil {
+		return f, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	return f, checkLimits(f.Limit)
+}
+
+func checkLimits(limits ...*int) error {
+	for _, l := range limits {
+		if l != nil && *l < 0 {
+			return fmt.Errorf("%w: limit must not be negative", ErrInvalid)
+		}
+	}
+	return nil
 }
 
 // Event is what a filter looks at.

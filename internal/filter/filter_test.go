@@ -133,6 +133,25 @@ func TestParseNegativeRoomAccountDataLimit(t *testing.T) {
 	}
 }
 
+func TestParseRoomEvents(t *testing.T) {
+	for _, tc := range []struct {
+		in      string
+		wantErr bool
+	}{
+		{`{}`, false},
+		{`{"limit":5,"types":["m.room.message"],"lazy_load_members":true}`, false},
+		{`{"limit":0}`, false},
+		{`{"limit":-1}`, true},
+		{`{"types":5}`, true},
+		{`not json`, true},
+	} {
+		f, err := ParseRoomEvents([]byte(tc.in))
+		if (err != nil) != tc.wantErr || (err != nil && !errors.Is(err, ErrInvalid)) {
+			t.Errorf("ParseRoomEvents(%s) = %+v, %v; want an error: %v", tc.in, f, err, tc.wantErr)
+		}
+	}
+}
+
 func TestGlob(t *testing.T) {
 	cases := []struct {
 		pattern, s string

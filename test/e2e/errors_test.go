@@ -144,6 +144,7 @@ func testErrorResponses(t *testing.T, srv *server) {
 		{"InitialStateWithoutContent", "POST", "v3/createRoom", alice.AccessToken, []byte(`{"initial_state":[{"type":"m.room.power_levels"}]}`), 400, "M_BAD_JSON"},
 		{"InitialStateCanonicalAliasElsewhere", "POST", "v3/createRoom", alice.AccessToken, []byte(`{"initial_state":[{"type":"m.room.canonical_alias","content":{"alias":"#nowhere:localhost"}}]}`), 400, "M_BAD_ALIAS"},
 		{"CreateRoomBadVisibility", "POST", "v3/createRoom", alice.AccessToken, []byte(`{"visibility":"bogus"}`), 400, "M_INVALID_PARAM"},
+		{"MessagesFilterNegativeLimit", "GET", fmt.Sprintf("v3/rooms/%s/messages?dir=b&filter=%s", url.PathEscape(room.String()), url.QueryEscape(`{"limit":-1}`)), alice.AccessToken, nil, 400, "M_BAD_JSON"},
 		{"MembersBadMembership", "GET", fmt.Sprintf("v3/rooms/%s/members?membership=bogus", url.PathEscape(room.String())), alice.AccessToken, nil, 400, "M_INVALID_PARAM"},
 		{"AliasWithoutRoomID", "PUT", "v3/directory/room/" + url.PathEscape("#noroom:localhost"), alice.AccessToken, []byte(`{}`), 400, "M_MISSING_PARAM"},
 		{"AliasRoomIDMalformed", "PUT", "v3/directory/room/" + url.PathEscape("#badroom:localhost"), alice.AccessToken, []byte(`{"room_id":"garbage"}`), 400, "M_INVALID_PARAM"},
