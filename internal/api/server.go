@@ -91,20 +91,41 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, srv.Config.MaxRequestBodySize)
-	// ServeMux redirects a path it would clean ("//", dot segments) before any route runs, the
-	// catch-all's included. Such a path that no route takes is answered as an unknown route,
-	// not redirected; one a route takes is still redirected to it.
+	// ServeMux redirects a path it would clean ("//", dot segments) before any route runs, to
+	// a path another resource may answer: a state key "." is not the state key "". So a dot
+	// segment is taken literally, as Synapse takes it, escaped for the mux to match as one
+	// segment; a path with an empty segment inside is no route's.
 	if mayBeUnclean(r.URL.Path) {
-		if _, pattern := srv.mux.Handler(r); pattern == unknownRoutePattern {
-			srv.unknownRoute(w, r)
+		escaped, ok := literalDotSegments(r.URL.EscapedPath())
+		if !ok {
+			srv.writeError(w, r, unrecognized()) // no route, whatever the method
 			return
 		}
+		r.URL.RawPath = escaped
 	}
 	srv.mux.ServeHTTP(w, r)
 }
 
 func mayBeUnclean(path string) bool {
 	return strings.Contains(path, "//") || strings.Contains(path, "/.")
+}
+
+// literalDotSegments escapes the dot segments of an escaped path ("." and ".."), and reports
+// false for a path with an empty segment other than its last (a trailing slash, which a state
+// event with the empty state key ends in).
+func literalDotSegments(escapedPath string) (string, bool) {
+	segments := strings.Split(escapedPath, "/")
+	for i, seg := range segments {
+		switch {
+		case seg == "" && i != 0 && i != len(segments)-1:
+			return "", false
+		case seg == ".":
+			segments[i] = "%2E"
+		case seg == "..":
+			segments[i] = "%2E%2E"
+		}
+	}
+	return strings.Join(segments, "/"), true
 }
 
 // unknownRoutePattern takes every request no other route takes (ServeMux prefers the most

@@ -550,6 +550,28 @@ func testTyping(t *testing.T, srv *server) {
 
 // testPresence: presence is not tracked, but setting one's own is accepted (clients do it on
 // every start), another's or a bogus state refused, and everyone reads as offline.
+// testDotStateKeys: a state key "." or ".." is a state key like any other, sent as a literal
+// path segment or escaped, and never another resource (ServeMux would clean the path and
+// redirect "." to the state key "").
+func testDotStateKeys(t *testing.T, srv *server) {
+	alice := registerUser(t, srv, "alice")
+	room := sharedRoom(t, alice)
+	state := func(key string) string {
+		return clientURL(srv, fmt.Sprintf("v3/rooms/%s/state/org.example.dots/%s", url.PathEscape(room.String()), key))
+	}
+	for _, tc := range []struct{ sent, read, value string }{
+		{".", "%2E", "dot"},
+		{"..", "%2E%2E", "dotdot"},
+		{"a/../b", "a%2F..%2Fb", "path"},
+	} {
+		rawRequest(t, "PUT", state(tc.sent), alice.AccessToken, []byte(`{"which":"`+tc.value+`"}`)).expectOK(t)
+		if got := rawRequest(t, "GET", state(tc.read), alice.AccessToken, nil); got.Status != http.StatusOK || got.Body["which"] != tc.value {
+			t.Errorf("state key sent as %q, read as %q: %d %s, want %s", tc.sent, tc.read, got.Status, got.Raw, tc.value)
+		}
+	}
+	rawRequest(t, "GET", state(""), alice.AccessToken, nil).expectError(t, http.StatusNotFound, "M_NOT_FOUND")
+}
+
 func testPresence(t *testing.T, srv *server) {
 	alice, bob := registerUser(t, srv, "alice"), registerUser(t, srv, "bob")
 	status := func(u *user) string {

@@ -40,6 +40,7 @@ func TestSharedServer(t *testing.T) {
 		{"Typing", testTyping},
 		{"Tags", testTags},
 		{"Presence", testPresence},
+		{"DotStateKeys", testDotStateKeys},
 	}
 	for _, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) { sc.run(t, srv) })
