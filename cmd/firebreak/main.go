@@ -140,6 +140,9 @@ func serveCmd(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("serve: unexpected argument %q (a configuration file is given with --config)", fs.Arg(0))
+	}
 	cfg := config.Default()
 	if *configPath != "" {
 		var err error

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -90,7 +91,10 @@ func readPassword() (string, error) {
 	line, err := bufio.NewReader(os.Stdin).ReadString('\n')
 	line = strings.TrimRight(line, "\r\n")
 	if line == "" {
-		return "", fmt.Errorf("no password given: %v", err)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return "", fmt.Errorf("no password given: %w", err)
+		}
+		return "", errors.New("no password given")
 	}
 	return line, nil
 }

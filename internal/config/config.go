@@ -5,6 +5,7 @@ package config
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
@@ -142,6 +143,9 @@ func validServerName(name string) bool {
 	return ok
 }
 
+// LogLevels are the values log_level takes.
+var LogLevels = []string{"debug", "info", "warn", "error"}
+
 // Validate reports the first setting that cannot work.
 func (c Config) Validate() error {
 	switch {
@@ -159,10 +163,15 @@ func (c Config) Validate() error {
 		return fmt.Errorf("replicas must be between 1 and 5")
 	case c.Cluster != nil && c.NATSURL != "":
 		return fmt.Errorf("set either cluster or nats_url, not both")
+	case !slices.Contains(LogLevels, c.LogLevel):
+		return fmt.Errorf("log_level %q: want one of %s", c.LogLevel, strings.Join(LogLevels, ", "))
 	}
 	if cl := c.Cluster; cl != nil {
-		if cl.Name == "" || cl.Node == "" || cl.DC == "" || cl.Listen == "" || len(cl.Routes) == 0 {
-			return fmt.Errorf("cluster needs name, node, dc, listen and routes")
+		for field, missing := range map[string]bool{"name": cl.Name == "", "node": cl.Node == "", "dc": cl.DC == "",
+			"listen": cl.Listen == "", "routes": len(cl.Routes) == 0} {
+			if missing {
+				return fmt.Errorf("cluster needs name, node, dc, listen and routes; %s is missing", field)
+			}
 		}
 		if strings.ContainsAny(cl.Node+cl.DC+cl.Name, " .*>") {
 			return fmt.Errorf("cluster name, node and dc may not contain spaces, '.', '*' or '>'")

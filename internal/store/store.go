@@ -4,10 +4,14 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -117,7 +121,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	} else {
 		// On s.opts: a JetStream restart (fence.go) renders the same configuration again.
 		s.opts.clientPassword, s.opts.systemPassword = randomToken(), randomToken()
-		if s.ns, err = startEmbedded(s.opts); err == nil {
+		if s.ns, err = startEmbedded(ctx, s.opts); err == nil {
 			s.nc, err = nats.Connect("", append(conn, nats.InProcessServer(s.ns), s.opts.clientUser())...)
 		}
 	}
@@ -143,7 +147,10 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	return s, nil
 }
 
-func startEmbedded(opts Options) (*server.Server, error) {
+func startEmbedded(ctx context.Context, opts Options) (*server.Server, error) {
+	if err := preflight(opts); err != nil {
+		return nil, err
+	}
 	sopts, err := embeddedOptions(opts)
 	if err != nil {
 		return nil, err
@@ -154,11 +161,42 @@ func startEmbedded(opts Options) (*server.Server, error) {
 	}
 	ns.SetLoggerV2(newNATSLogger(opts.Logger), false, false, false)
 	ns.Start()
-	if !ns.ReadyForConnections(60 * time.Second) {
-		ns.Shutdown()
-		return nil, errors.New("embedded JetStream did not become ready within 60s")
+	deadline := time.Now().Add(embeddedReadyTimeout)
+	for !ns.ReadyForConnections(250 * time.Millisecond) {
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			ns.Shutdown()
+			return nil, fmt.Errorf("embedded JetStream did not become ready within %v (see its log above): %w",
+				embeddedReadyTimeout, cmp.Or(ctx.Err(), context.DeadlineExceeded))
+		}
 	}
 	return ns, nil
+}
+
+// embeddedReadyTimeout bounds the embedded server's start; a stop asked for ends it sooner.
+const embeddedReadyTimeout = 60 * time.Second
+
+// preflight checks what the NATS server would only log about and then wait on for a minute:
+// a JetStream directory this process cannot write (it reports "not a directory"), and a
+// cluster port another process holds (it retries the listen every few seconds).
+func preflight(opts Options) error {
+	dir := filepath.Join(opts.DataDir, "jetstream")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("data_dir: %w", err)
+	}
+	probe, err := os.CreateTemp(dir, ".writable-*")
+	if err != nil {
+		return fmt.Errorf("data_dir %s is not writable: %w", opts.DataDir, err)
+	}
+	probe.Close()
+	_ = os.Remove(probe.Name())
+	if opts.Cluster == nil {
+		return nil
+	}
+	ln, err := net.Listen("tcp", opts.Cluster.Listen)
+	if err != nil {
+		return fmt.Errorf("cluster listen %s: %w", opts.Cluster.Listen, err)
+	}
+	return ln.Close()
 }
 
 // embeddedOptions are the embedded server's options, the same at start and at every restart

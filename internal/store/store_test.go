@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -675,5 +678,42 @@ func TestDeleteAt(t *testing.T) {
 	}
 	if _, _, err := st.Get(ctx, BucketAliases, key); !errors.Is(err, ErrNotFound) {
 		t.Errorf("after DeleteAt: %v, want ErrNotFound", err)
+	}
+}
+
+// A node whose cluster port another process holds, or whose data dir cannot be made, fails
+// to open at once with the reason, instead of waiting out the embedded server's start.
+func TestOpenFailsAtOnce(t *testing.T) {
+	held := clusterOptions(t, 1)[0]
+	ln, err := net.Listen("tcp", held.Cluster.Listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	file := filepath.Join(t.TempDir(), "a-file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	noDir := Options{DataDir: filepath.Join(file, "data"), NodeName: "test", Replicas: 1, Logger: slog.New(slog.DiscardHandler)}
+	for _, tc := range []struct {
+		name string
+		opts Options
+		want string
+	}{
+		{"cluster port held", held, "cluster listen"},
+		{"data dir under a file", noDir, "data_dir"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+			defer cancel()
+			st, err := Open(ctx, tc.opts)
+			if err == nil {
+				st.Close()
+				t.Fatal("opened")
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Open = %v, want an error about %s", err, tc.want)
+			}
+		})
 	}
 }
