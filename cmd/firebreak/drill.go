@@ -55,7 +55,8 @@ Flags:
   --json                    print the report as JSON on standard output
   --verbose                 log the drill's own debug messages
 
-Report (--json prints it whole): scenario, acknowledged_sends, lost_sends, duplicate_events,
+Report (--json prints it whole): passed (the targets met: the exit status says the same),
+scenario, acknowledged_sends, lost_sends, duplicate_events,
 forked_rooms, undelivered_events; write_unavailable_ms is, per simulated client, the longest
 time between two acknowledged sends while the load ran (a healthy client sends every 1/rate
 seconds); read_unavailable_ms the longest time from a sync failing (for one that hung until the client
@@ -63,7 +64,9 @@ gave up: from when it was sent) to the next successful sync (a long poll waiting
 not a gap); both as
 {p50, p99, max} over clients, and delivery_ms the same over (event, member) pairs.
 restore_seconds is an object: for burn {"old_disks", "wiped_disks"}, for partition {"heal"}:
-seconds until /_firebreak/replication reports complete (ready_seconds: until health is 200).
+seconds until /_firebreak/replication reports complete (ready_seconds: until health is 200,
+which may come later: a restored node's JetStream can have caught up before its read model
+has started).
 All traffic between nodes goes through the drill's proxies, inside a data center too (never
 cut there): NATS gossips the addresses it dials, so direct routes could bypass a cut.
 `
