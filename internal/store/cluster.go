@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // ClusterOptions place a node in the deployment's one JetStream cluster. Every node carries the
@@ -35,10 +36,10 @@ func renderConfig(opts Options) string {
 		// the client port opens on loopback, on a random port, behind random passwords that
 		// only this process knows.
 		fmt.Fprintf(&b, "host: \"127.0.0.1\"\nport: -1\n")
-		fmt.Fprintf(&b, "authorization { users: [{user: %q, password: %q}] }\n", clientUser, opts.clientPassword)
+		fmt.Fprintf(&b, "authorization { users: [{user: %q, password: %q}] }\n", clientUser, opts.clientPasswordHash)
 		// The system user may do only what the fence needs of it (stepDownMetaLeader).
 		fmt.Fprintf(&b, "accounts { $SYS { users: [{user: %q, password: %q, permissions: {publish: [%q], subscribe: [%q]}}] } }\n",
-			systemUser, opts.systemPassword, metaStepDownSubject, "_INBOX.>")
+			systemUser, opts.systemPasswordHash, metaStepDownSubject, "_INBOX.>")
 		fmt.Fprintf(&b, "server_tags: [%q]\n", "dc:"+c.DC)
 		routes := make([]string, len(c.Routes))
 		for i, r := range c.Routes {
@@ -136,6 +137,20 @@ const (
 
 func (o Options) clientUser() nats.Option { return nats.UserInfo(clientUser, o.clientPassword) }
 func (o Options) systemUser() nats.Option { return nats.UserInfo(systemUser, o.systemPassword) }
+
+// setPasswords draws the two users' passwords and hashes them for the server's
+// configuration: NATS warns at every start about plaintext passwords there. The passwords are
+// random, so bcrypt's lowest cost is enough, and a connection's check stays cheap.
+func (o *Options) setPasswords() error {
+	o.clientPassword, o.systemPassword = randomToken(), randomToken()
+	client, err := bcrypt.GenerateFromPassword([]byte(o.clientPassword), bcrypt.MinCost)
+	if err != nil {
+		return err
+	}
+	system, err := bcrypt.GenerateFromPassword([]byte(o.systemPassword), bcrypt.MinCost)
+	o.clientPasswordHash, o.systemPasswordHash = string(client), string(system)
+	return err
+}
 
 func randomToken() string {
 	b := make([]byte, 24)

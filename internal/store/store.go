@@ -47,6 +47,8 @@ type Options struct {
 	// only this process knows: the store's own connection, and the system account's, which
 	// only the fence uses (fence.go).
 	clientPassword, systemPassword string
+	// The server's configuration holds only the passwords' bcrypt hashes (setPasswords).
+	clientPasswordHash, systemPasswordHash string
 }
 
 var (
@@ -120,8 +122,10 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		s.nc, err = nats.Connect(opts.NATSURL, conn...)
 	} else {
 		// On s.opts: a JetStream restart (fence.go) renders the same configuration again.
-		s.opts.clientPassword, s.opts.systemPassword = randomToken(), randomToken()
-		if s.ns, err = startEmbedded(ctx, s.opts); err == nil {
+		if err = s.opts.setPasswords(); err == nil {
+			s.ns, err = startEmbedded(ctx, s.opts)
+		}
+		if err == nil {
 			s.nc, err = nats.Connect("", append(conn, nats.InProcessServer(s.ns), s.opts.clientUser())...)
 		}
 	}
