@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -15,6 +16,7 @@ import (
 	"github.com/firebreak/firebreak/internal/admin"
 	"github.com/firebreak/firebreak/internal/config"
 	"github.com/firebreak/firebreak/internal/server"
+	"golang.org/x/term"
 )
 
 const registerHelp = `Usage: firebreak register --user NAME [--password PW] [--admin] [--config FILE] [--url URL]
@@ -86,8 +88,18 @@ func registrationSecret(cfg config.Config) (string, error) {
 	return strings.TrimSpace(string(b)), nil
 }
 
+// readPassword reads the password from standard input: without echo from a terminal, else its
+// first line (a pipe).
 func readPassword() (string, error) {
 	fmt.Fprint(os.Stderr, "Password: ")
+	if fd := int(os.Stdin.Fd()); term.IsTerminal(fd) {
+		b, err := term.ReadPassword(fd)
+		fmt.Fprintln(os.Stderr)
+		if err != nil || len(b) == 0 {
+			return "", fmt.Errorf("no password given: %w", cmp.Or(err, io.EOF))
+		}
+		return string(b), nil
+	}
 	line, err := bufio.NewReader(os.Stdin).ReadString('\n')
 	line = strings.TrimRight(line, "\r\n")
 	if line == "" {
