@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -95,8 +94,11 @@ func readPassword() (string, error) {
 	if fd := int(os.Stdin.Fd()); term.IsTerminal(fd) {
 		b, err := term.ReadPassword(fd)
 		fmt.Fprintln(os.Stderr)
-		if err != nil || len(b) == 0 {
-			return "", fmt.Errorf("no password given: %w", cmp.Or(err, io.EOF))
+		if err != nil {
+			return "", fmt.Errorf("no password given: %w", err)
+		}
+		if len(b) == 0 {
+			return "", errors.New("no password given")
 		}
 		return string(b), nil
 	}

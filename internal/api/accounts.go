@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
@@ -398,11 +399,14 @@ func (srv *Server) adminRegister(r *http.Request, _ *session) (any, error) {
 		return nil, err
 	}
 	// The nonce is spent before the MAC is checked, so each guess at the MAC costs a nonce.
+	// A request refused for its nonce or its MAC also takes a turn of the registration limit
+	// (the nonce GET took one for a valid registration): guesses and made-up nonces run into
+	// the limit too.
 	if err := srv.spendNonce(r.Context(), req.Nonce); err != nil {
-		return nil, err
+		return nil, cmp.Or(srv.limits.registration.allow(clientIP(r)), err)
 	}
 	if !validRegistrationMAC(srv.Config.RegistrationSharedSecret, req) {
-		return nil, forbidden("HMAC incorrect")
+		return nil, cmp.Or(srv.limits.registration.allow(clientIP(r)), error(forbidden("HMAC incorrect")))
 	}
 	userID, err := srv.Accounts.Register(r.Context(), req.Username, req.Password, req.Admin)
 	if err != nil {

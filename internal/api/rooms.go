@@ -612,7 +612,10 @@ func (srv *Server) readMarkers(r *http.Request, s *session) (any, error) {
 		return nil, err
 	}
 	// Every marker's event is checked before any marker moves, so a request refused for one
-	// moves none.
+	// moves none; membership first, so that a non-member learns nothing of the room's events.
+	if srv.Rooms.Model().Membership(roomID, s.UserID) != "join" {
+		return nil, forbidden("You are not in this room")
+	}
 	for _, eventID := range []string{body.Read, body.ReadPrivate, body.FullyRead} {
 		if _, ok := srv.Rooms.Model().Event(roomID, eventID); eventID != "" && !ok {
 			return nil, notFound("unknown event %s", eventID)

@@ -157,8 +157,11 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--room-shards must be 1 to %d", config.MaxRoomShards)
 	}
 	if c.EngineOnly {
-		if c.EngineReplicas != 1 && c.EngineReplicas != 3 {
+		switch {
+		case c.EngineReplicas != 1 && c.EngineReplicas != 3:
 			return errors.New("--engine-replicas must be 1 or 3")
+		case c.EngineReplicas == 3 && !drill.ValidNodesPerDC(c.NodesPerDC):
+			return fmt.Errorf("--nodes-per-dc %d: the drill's layout cannot start that many", c.NodesPerDC)
 		}
 		return nil
 	}

@@ -23,7 +23,9 @@ func TestRetry(t *testing.T) {
 		wantErr  bool
 		wantMin  time.Duration
 	}{
-		{"rate limited longer than the attempts", http.StatusTooManyRequests, 25, false, 25 * 40 * time.Millisecond},
+		// 150 ms a turn, more than the 100 ms pause a passing error gets: only waiting as asked
+		// takes this long.
+		{"rate limited longer than the attempts", http.StatusTooManyRequests, 25, false, 25 * 150 * time.Millisecond},
 		{"busy a while", http.StatusServiceUnavailable, 3, false, 600 * time.Millisecond},
 		{"refused", http.StatusForbidden, 1, true, 0},
 	} {
@@ -33,7 +35,7 @@ func TestRetry(t *testing.T) {
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				if calls.Add(1) <= tc.failures {
 					w.WriteHeader(tc.status)
-					_, _ = w.Write([]byte(`{"errcode":"M_X","error":"no","retry_after_ms":40}`))
+					_, _ = w.Write([]byte(`{"errcode":"M_X","error":"no","retry_after_ms":150}`))
 					return
 				}
 				_, _ = w.Write([]byte(`{"versions":["v1.11"]}`))

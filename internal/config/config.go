@@ -4,8 +4,8 @@ package config
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
-	"slices"
 	"strings"
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
@@ -143,8 +143,12 @@ func validServerName(name string) bool {
 	return ok
 }
 
-// LogLevels are the values log_level takes.
-var LogLevels = []string{"debug", "info", "warn", "error"}
+// validLogLevel reports whether log/slog reads level (debug, info, warn or error, in any case,
+// with an optional offset such as debug-4).
+func validLogLevel(level string) bool {
+	var l slog.Level
+	return l.UnmarshalText([]byte(level)) == nil
+}
 
 // Validate reports the first setting that cannot work.
 func (c Config) Validate() error {
@@ -163,14 +167,16 @@ func (c Config) Validate() error {
 		return fmt.Errorf("replicas must be between 1 and 5")
 	case c.Cluster != nil && c.NATSURL != "":
 		return fmt.Errorf("set either cluster or nats_url, not both")
-	case !slices.Contains(LogLevels, c.LogLevel):
-		return fmt.Errorf("log_level %q: want one of %s", c.LogLevel, strings.Join(LogLevels, ", "))
+	case !validLogLevel(c.LogLevel):
+		return fmt.Errorf("log_level %q: want debug, info, warn or error", c.LogLevel)
 	}
 	if cl := c.Cluster; cl != nil {
-		for field, missing := range map[string]bool{"name": cl.Name == "", "node": cl.Node == "", "dc": cl.DC == "",
-			"listen": cl.Listen == "", "routes": len(cl.Routes) == 0} {
-			if missing {
-				return fmt.Errorf("cluster needs name, node, dc, listen and routes; %s is missing", field)
+		for _, f := range []struct {
+			name    string
+			missing bool
+		}{{"name", cl.Name == ""}, {"node", cl.Node == ""}, {"dc", cl.DC == ""}, {"listen", cl.Listen == ""}, {"routes", len(cl.Routes) == 0}} {
+			if f.missing {
+				return fmt.Errorf("cluster needs name, node, dc, listen and routes; %s is missing", f.name)
 			}
 		}
 		if strings.ContainsAny(cl.Node+cl.DC+cl.Name, " .*>") {

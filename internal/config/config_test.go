@@ -258,6 +258,8 @@ func TestValidate(t *testing.T) {
 		{"cluster without routes", func(c *Config) { c.Cluster = validCluster(); c.Cluster.Routes = nil }, "routes is missing"},
 		{"log level warn", func(c *Config) { c.LogLevel = "warn" }, ""},
 		{"log level unknown", func(c *Config) { c.LogLevel = "verbose" }, "log_level"},
+		{"log level in capitals, as slog reads it", func(c *Config) { c.LogLevel = "INFO" }, ""},
+		{"log level with an offset", func(c *Config) { c.LogLevel = "debug-4" }, ""},
 		{"cluster node with a dot", func(c *Config) { c.Cluster = validCluster(); c.Cluster.Node = "n1.dc1" }, "cluster"},
 		{"cluster dc with a space", func(c *Config) { c.Cluster = validCluster(); c.Cluster.DC = "dc 1" }, "cluster"},
 		{"cluster name with a wildcard", func(c *Config) { c.Cluster = validCluster(); c.Cluster.Name = "fb*" }, "cluster"},

@@ -64,13 +64,18 @@ func (s *Store) recordDC(ctx context.Context) error {
 	return err
 }
 
-// dcOf is the data center of the named server, "" while it has recorded none.
+// dcOf is the data center of the named server, "" while it has recorded none. A stale copy
+// that cannot be read again (an outage, when placing near matters most) is still used.
 func (s *Store) dcOf(ctx context.Context, serverName string) string {
-	if known, ok := s.serverDCs.Load(serverName); ok && time.Since(known.(serverDC).read) < serverDCFresh {
+	known, ok := s.serverDCs.Load(serverName)
+	if ok && time.Since(known.(serverDC).read) < serverDCFresh {
 		return known.(serverDC).dc
 	}
 	val, _, err := s.Get(ctx, BucketServer, nodeDCKey(serverName))
 	if err != nil {
+		if ok {
+			return known.(serverDC).dc
+		}
 		return ""
 	}
 	s.serverDCs.Store(serverName, serverDC{dc: string(val), read: time.Now()})

@@ -72,6 +72,7 @@ func TestReplicaCurrent(t *testing.T) {
 
 // A server's recorded data center is read again once the copy this node holds is older than
 // serverDCFresh: a node rebuilt under its old name in another data center is placed there.
+// While it cannot be read, the stale copy serves.
 func TestDCOfReadsAgainWhenStale(t *testing.T) {
 	st := openStore(t)
 	ctx := context.Background()
@@ -90,6 +91,11 @@ func TestDCOfReadsAgainWhenStale(t *testing.T) {
 		t.Errorf("dcOf within serverDCFresh = %q, want the copy read before, dc1", got)
 	}
 	st.serverDCs.Store("n1", serverDC{dc: "dc1", read: time.Now().Add(-serverDCFresh)})
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if got := st.dcOf(cancelled, "n1"); got != "dc1" {
+		t.Errorf("dcOf once stale, unreadable = %q, want the copy it had, dc1", got)
+	}
 	if got := st.dcOf(ctx, "n1"); got != "dc4" {
 		t.Errorf("dcOf once stale = %q, want dc4", got)
 	}

@@ -150,6 +150,7 @@ func testErrorResponses(t *testing.T, srv *server) {
 		{"AliasWithoutRoomID", "PUT", "v3/directory/room/" + url.PathEscape("#noroom:localhost"), alice.AccessToken, []byte(`{}`), 400, "M_MISSING_PARAM"},
 		{"AliasRoomIDMalformed", "PUT", "v3/directory/room/" + url.PathEscape("#badroom:localhost"), alice.AccessToken, []byte(`{"room_id":"garbage"}`), 400, "M_INVALID_PARAM"},
 		{"TypingNegativeTimeout", "PUT", fmt.Sprintf("v3/rooms/%s/typing/%s", url.PathEscape(room.String()), url.PathEscape(alice.UserID.String())), alice.AccessToken, []byte(`{"typing":true,"timeout":-5}`), 400, "M_INVALID_PARAM"},
+		{"ReadMarkersNotMember", "POST", fmt.Sprintf("v3/rooms/%s/read_markers", url.PathEscape(room.String())), outsider.AccessToken, []byte(`{"m.fully_read":"$nope"}`), 403, "M_FORBIDDEN"},
 		{"ReadMarkersOneUnknown", "POST", fmt.Sprintf("v3/rooms/%s/read_markers", url.PathEscape(room.String())), alice.AccessToken, []byte(`{"m.read":"` + head.String() + `","m.fully_read":"$nope"}`), 404, "M_NOT_FOUND"},
 		{"ProfileFieldUnset", "GET", "v3/profile/" + url.PathEscape(outsider.UserID.String()) + "/avatar_url", "", nil, 404, "M_NOT_FOUND"},
 		{"PresenceUnknownUser", "GET", "v3/presence/" + url.PathEscape("@nobody-here:localhost") + "/status", alice.AccessToken, nil, 404, "M_NOT_FOUND"},
@@ -308,6 +309,18 @@ func TestSharedSecretRegistrationRateLimit(t *testing.T) {
 	_, err := admin.SharedSecretRegister(testCtx(t), sharedSecret, synapseadmin.ReqSharedSecretRegister{
 		Username: "limited2", Password: "pw-limited"})
 	expectMatrixError(t, err, http.StatusTooManyRequests, "M_LIMIT_EXCEEDED")
+}
+
+// TestSharedSecretGuessesAreLimited: a POST with a made-up nonce takes a turn of the
+// registration limit, so a flood of them is cut off with 429 (and stores nothing).
+func TestSharedSecretGuessesAreLimited(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, serverOpts{RCRegistration: &rateLimit{PerSecond: 0.01, BurstCount: 2}})
+	guess := []byte(`{"nonce":"made-up","username":"guesser","password":"pw-guesser","mac":"00"}`)
+	for range 2 {
+		rawRequest(t, "POST", srv.URL+"/_synapse/admin/v1/register", "", guess).expectError(t, http.StatusBadRequest, "M_UNKNOWN")
+	}
+	rawRequest(t, "POST", srv.URL+"/_synapse/admin/v1/register", "", guess).expectError(t, http.StatusTooManyRequests, "M_LIMIT_EXCEEDED")
 }
 
 // futureToken is the user's current sync token with one part moved far past anything stored

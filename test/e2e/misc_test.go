@@ -548,8 +548,6 @@ func testTyping(t *testing.T, srv *server) {
 	})
 }
 
-// testPresence: presence is not tracked, but setting one's own is accepted (clients do it on
-// every start), another's or a bogus state refused, and everyone reads as offline.
 // testDotStateKeys: a state key "." or ".." is a state key like any other, sent as a literal
 // path segment or escaped, and never another resource (ServeMux would clean the path and
 // redirect "." to the state key "").
@@ -572,6 +570,8 @@ func testDotStateKeys(t *testing.T, srv *server) {
 	rawRequest(t, "GET", state(""), alice.AccessToken, nil).expectError(t, http.StatusNotFound, "M_NOT_FOUND")
 }
 
+// testPresence: presence is not tracked, but setting one's own is accepted (clients do it on
+// every start), another's or a bogus state refused, and everyone reads as offline.
 func testPresence(t *testing.T, srv *server) {
 	alice, bob := registerUser(t, srv, "alice"), registerUser(t, srv, "bob")
 	status := func(u *user) string {
