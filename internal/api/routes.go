@@ -46,6 +46,10 @@ func (srv *Server) routes() {
 	// Push rules (pushrules.go). {$} keeps the whole-ruleset routes from taking sub-paths.
 	srv.client("GET", "/pushrules/{$}", srv.pushRules, authed)
 	srv.client("GET", "/pushrules/{scope}/{$}", srv.pushRulesScope, authed)
+	// Without the spec's trailing slash ServeMux would redirect, with an HTML body; answer
+	// the same instead.
+	srv.client("GET", "/pushrules", srv.pushRules, authed)
+	srv.client("GET", "/pushrules/{scope}", srv.pushRulesScope, authed)
 	srv.client("GET", "/pushrules/{scope}/{kind}/{ruleId}", srv.getPushRule, authed)
 	srv.client("PUT", "/pushrules/{scope}/{kind}/{ruleId}", srv.putPushRule, authed)
 	srv.client("DELETE", "/pushrules/{scope}/{kind}/{ruleId}", srv.deletePushRule, authed)

@@ -62,6 +62,13 @@ func testPushRules(t *testing.T, srv *server) {
 			t.Errorf("global %s rules %v lack %s", kind, ruleIDs(kind), want)
 		}
 	}
+	// Without the trailing slash: the same answer, not a redirect.
+	for path, key := range map[string]string{"v3/pushrules": "global", "v3/pushrules/global": "override"} {
+		resp := rawRequest(t, "GET", clientURL(srv, path), alice.AccessToken, nil)
+		if _, ok := resp.Body[key]; resp.Status != http.StatusOK || !ok {
+			t.Errorf("GET %s: %d %.120s, want 200 with %q", path, resp.Status, resp.Raw, key)
+		}
+	}
 }
 
 func testFilters(t *testing.T, srv *server) {
