@@ -48,6 +48,7 @@ func unrecognized() *matrixError {
 // does not know is an internal error, logged, and never shown with its details.
 func toMatrixError(err error) (*matrixError, bool) {
 	var me *matrixError
+	var typeErr *json.UnmarshalTypeError
 	switch {
 	case errors.As(err, &me):
 		return me, true
@@ -58,6 +59,8 @@ func toMatrixError(err error) (*matrixError, bool) {
 		return notFound("%v", err), true
 	case errors.Is(err, rooms.ErrTooLarge), errors.Is(err, store.ErrValueTooLarge):
 		return errorf(http.StatusRequestEntityTooLarge, "M_TOO_LARGE", "%v", err), true
+	case errors.As(err, &typeErr): // in words about the JSON, not about Go's types
+		return badJSON("%s", typeErrorText(typeErr)), true
 	case errors.Is(err, rooms.ErrBadRequest), errors.Is(err, filter.ErrInvalid):
 		return badJSON("%v", err), true
 	case errors.Is(err, rooms.ErrInvalidRoomState):

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"reflect"
+	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/tidwall/gjson"
@@ -49,7 +52,7 @@ func decodeJSON(body []byte, v any) error {
 	if err := json.Unmarshal(body, v); err != nil {
 		var typeErr *json.UnmarshalTypeError
 		if errors.As(err, &typeErr) {
-			return badJSON("%s must be %s", typeErr.Field, jsonKind(typeErr.Type))
+			return badJSON("%s", typeErrorText(typeErr))
 		}
 		return badJSON("%v", err)
 	}
@@ -131,6 +134,19 @@ func hex4(digits []byte) uint16 {
 }
 
 // jsonKind names the JSON value a Go type decodes from, for error messages clients can act on.
+// typeErrorText says what a JSON value of the wrong type should have been, naming it by its
+// path of JSON keys. The path Go gives also names embedded structs (EventFilter); JSON keys
+// here begin with a lower-case letter, so those segments are left out.
+func typeErrorText(e *json.UnmarshalTypeError) string {
+	var path []string
+	for seg := range strings.SplitSeq(e.Field, ".") {
+		if r, _ := utf8.DecodeRuneInString(seg); !unicode.IsUpper(r) {
+			path = append(path, seg)
+		}
+	}
+	return fmt.Sprintf("%s must be %s", strings.Join(path, "."), jsonKind(e.Type))
+}
+
 func jsonKind(t reflect.Type) string {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()

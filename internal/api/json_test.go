@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/firebreak/firebreak/internal/filter"
 )
 
 // Bodies that encoding/json would accept but that must not reach an event.
@@ -99,6 +101,23 @@ func TestMillis(t *testing.T) {
 	for _, tc := range cases {
 		if got := millis(tc.ms); got != tc.want {
 			t.Errorf("millis(%d) = %v, want %v", tc.ms, got, tc.want)
+		}
+	}
+}
+
+// A value of the wrong type is named by its path of JSON keys, without the Go structs that
+// hold it.
+func TestTypeErrorNamesTheJSONPath(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{`{"room":5}`, "room must be an object"},
+		{`{"room":{"timeline":{"limit":"x"}}}`, "room.timeline.limit must be a number"},
+		{`{"room":{"timeline":{"types":5}}}`, "room.timeline.types must be an array"},
+		{`{"event_format":true}`, "event_format must be a string"},
+	} {
+		_, err := filter.Parse([]byte(tc.in))
+		me, ok := toMatrixError(err)
+		if !ok || me.Code != "M_BAD_JSON" || me.Msg != tc.want {
+			t.Errorf("filter %s: %+v, want M_BAD_JSON %q", tc.in, me, tc.want)
 		}
 	}
 }

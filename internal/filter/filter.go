@@ -67,7 +67,7 @@ var ErrNotFound = errors.New("filter not found")
 func Parse(b []byte) (Filter, error) {
 	var f Filter
 	if err := json.Unmarshal(b, &f); err != nil {
-		return f, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return f, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	if err := checkLimits(f.Presence.Limit, f.AccountData.Limit, f.Room.Timeline.Limit, f.Room.State.Limit,
 		f.Room.Ephemeral.Limit, f.Room.AccountData.Limit); err != nil {
@@ -84,7 +84,7 @@ func Parse(b []byte) (Filter, error) {
 func ParseRoomEvents(b []byte) (RoomEventFilter, error) {
 	var f RoomEventFilter
 	if err := json.Unmarshal(b, &f); err != nil {
-		return f, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return f, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	return f, checkLimits(f.Limit)
 }
