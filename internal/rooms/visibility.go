@@ -208,6 +208,29 @@ func (m *Model) VisibleRange(roomID, userID string, after, upTo uint64, forward 
 	return out
 }
 
+// NewestVisibleRun is the newest events in (after, upTo] the user may see without a hidden
+// event between them, newest first, at most limit: sync's timeline, which the client reads as
+// one run after the room's state. gap reports room events before the run that it leaves out
+// (hidden ones, and any older visible ones behind them): the timeline is then limited, and the
+// state sent before it covers the hidden state changes, which the user may know as the room's
+// state though not as events (a member joined while history was hidden from them).
+func (m *Model) NewestVisibleRun(roomID, userID string, after, upTo uint64, limit int, keep func(*Event) bool) (evs []Event, gap bool) {
+	h, ok := m.history(roomID, userID)
+	if !ok {
+		return nil, false
+	}
+	spans := h.spans()
+	for i := len(spans) - 1; i >= 0; i-- {
+		lo, hi := max(spans[i].after, after), min(spans[i].upTo, upTo)
+		if lo >= hi {
+			continue
+		}
+		evs = m.Range(roomID, lo, hi, false, limit, keep)
+		return evs, lo > after && len(m.Range(roomID, after, lo, false, 1, nil)) > 0
+	}
+	return nil, len(m.Range(roomID, after, upTo, false, 1, nil)) > 0
+}
+
 // VisibleEvent finds an event the user may see. An event they may not see is ErrNotFound, as
 // one that does not exist is: the spec's 404 for both, so the answer does not confirm an id.
 func (s *Service) VisibleEvent(roomID, userID, eventID string) (Event, error) {

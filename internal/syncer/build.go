@@ -214,11 +214,9 @@ func (s *Service) leftRoom(req Request, w window) *LeftRoom {
 func (s *Service) timeline(req Request, w window, upTo uint64, v rooms.Viewer) (Timeline, uint64) {
 	f := req.Filter.Room.Timeline
 	limit := f.LimitOr(defaultTimeline, maxTimeline)
-	evs := s.newestEvents(req.UserID, w, upTo, limit+1, keepFor(f, w.roomID))
-	limited := len(evs) > limit
-	if limited {
-		evs = evs[:limit]
-	}
+	evs, gap := s.newestEvents(req.UserID, w, upTo, limit+1, keepFor(f, w.roomID))
+	limited := len(evs) > limit || gap
+	evs = evs[:min(len(evs), limit)]
 	slices.Reverse(evs)
 	prev := upTo
 	if len(evs) > 0 {
@@ -231,16 +229,18 @@ func (s *Service) timeline(req Request, w window, upTo uint64, v rooms.Viewer) (
 	}, prev
 }
 
-// newestEvents reads the window's newest events the user may see. A user joined for the whole
-// window may see all of it (the hot path: no visibility check); any other window (a room new
-// to the client, a leave, a kick and rejoin while a device was away) is read through the
-// visibility rules.
-func (s *Service) newestEvents(userID string, w window, upTo uint64, limit int, keep func(*rooms.Event) bool) []rooms.Event {
+// newestEvents reads the window's newest events the user may see, and reports a gap of events
+// before them it leaves out. A user joined for the whole window may see all of it (the hot
+// path: no visibility check); any other window (a room new to the client, a leave, a kick and
+// rejoin while a device was away) is read through the visibility rules, and only up to the
+// newest event hidden from the user: the state before the timeline then holds what changed
+// in what they may not see.
+func (s *Service) newestEvents(userID string, w window, upTo uint64, limit int, keep func(*rooms.Event) bool) ([]rooms.Event, bool) {
 	model := s.rooms.Model()
 	if !w.full && model.JoinedThroughout(w.roomID, userID, w.after, upTo) {
-		return model.Range(w.roomID, w.after, upTo, false, limit, keep)
+		return model.Range(w.roomID, w.after, upTo, false, limit, keep), false
 	}
-	return model.VisibleRange(w.roomID, userID, w.after, upTo, false, limit, keep)
+	return model.NewestVisibleRun(w.roomID, userID, w.after, upTo, limit, keep)
 }
 
 // stateBefore is the state the client needs besides the timeline (stateAt). With lazy-loaded
@@ -296,8 +296,8 @@ func (s *Service) stateBefore(req Request, w window, at, upTo uint64, tl Timelin
 // of it when the window is full, otherwise what changed since the client's token, as the spec
 // defines sync's state. A key that changed after that start only in events the timeline's
 // filter dropped would then reach the client nowhere, so its last value up to upTo is sent
-// instead (as Synapse does). Events the filter keeps are in the timeline, or hidden from the
-// user by the room's history visibility, and are not sent this way.
+// instead (as Synapse does). Events the filter keeps are in the timeline, which holds no event
+// hidden from the user (newestEvents stops at the newest one), so they are not sent this way.
 func (s *Service) stateAt(req Request, w window, at, upTo uint64, tl Timeline) []rooms.Event {
 	from := w.after
 	if w.full {

@@ -23,6 +23,7 @@ func TestHistoryVisibility(t *testing.T) {
 	t.Run("MembersAt", func(t *testing.T) { testMembersAt(t, srv) })
 	t.Run("RejectedInviteInSync", func(t *testing.T) { testRejectedInviteInSync(t, srv) })
 	t.Run("AwayWhileKickedInSync", func(t *testing.T) { testAwayWhileKickedInSync(t, srv) })
+	t.Run("StateHiddenAsHistoryKnownAtJoin", func(t *testing.T) { testStateAtJoin(t, srv) })
 }
 
 // timelineHas reports whether a sync timeline holds a message with the body.
@@ -77,6 +78,69 @@ func testAwayWhileKickedInSync(t *testing.T, srv *server) {
 	if !timelineHas(joined.Timeline.Events, "said after bob came back") {
 		t.Errorf("the message after bob came back is missing")
 	}
+}
+
+// testStateAtJoin: a user joining a "joined" room, whose earlier history they may not read,
+// still learns the room's state from sync (a member who joined, a topic set, while the
+// history was hidden from them), incrementally and in a first sync; the hidden messages stay
+// hidden, and the timeline says it is limited. The same holds for a topic set while they
+// were out of the room.
+func testStateAtJoin(t *testing.T, srv *server) {
+	alice, bob, carol := registerUser(t, srv, "alice"), registerUser(t, srv, "bob"), registerUser(t, srv, "carol")
+	room := roomWithVisibility(t, alice, event.HistoryVisibilityJoined)
+	alice.invite(t, room, carol)
+	carol.join(t, room.String(), room)
+	setTopic := func(topic string) {
+		_, err := alice.SendStateEvent(testCtx(t), room, event.StateTopic, "", &event.TopicEventContent{Topic: topic})
+		mustOK(t, err, "set the topic")
+	}
+	setTopic("set while hidden")
+	alice.sendText(t, room, "hidden message")
+	since := bob.syncToken(t)
+	alice.invite(t, room, bob)
+	bob.join(t, room.String(), room)
+
+	// carolJoined: carol's membership changed since the token, so it must be sent.
+	check := func(name string, req mautrix.ReqSync, wantTopic string, carolJoined bool) {
+		t.Helper()
+		resp, err := bob.FullSyncRequest(testCtx(t), req)
+		mustOK(t, err, name)
+		joined := resp.Rooms.Join[room]
+		if joined == nil {
+			t.Fatalf("%s: room not in the join section", name)
+		}
+		state := map[string]*event.Event{}
+		for _, evs := range [][]*event.Event{joined.State.Events, joined.Timeline.Events} {
+			for _, e := range evs {
+				if e.StateKey != nil {
+					_ = e.Content.ParseRaw(e.Type)
+					state[e.Type.Type+"|"+*e.StateKey] = e
+				}
+			}
+		}
+		if _, ok := state["m.room.member|"+carol.UserID.String()]; carolJoined && !ok {
+			t.Errorf("%s: carol's membership, made while history was hidden from bob, is not in his state", name)
+		}
+		if topic, ok := state["m.room.topic|"]; !ok || topic.Content.AsTopic().Topic != wantTopic {
+			t.Errorf("%s: topic %v, want %q", name, topic, wantTopic)
+		}
+		if timelineHas(joined.Timeline.Events, "hidden message") {
+			t.Errorf("%s: bob got a message sent before he joined a \"joined\" room", name)
+		}
+		if !joined.Timeline.Limited {
+			t.Errorf("%s: the timeline leaves hidden events out but is not limited", name)
+		}
+	}
+	check("incremental sync", mautrix.ReqSync{Since: since}, "set while hidden", true)
+	check("first sync", mautrix.ReqSync{}, "set while hidden", true)
+
+	since = bob.syncToken(t)
+	_, err := bob.LeaveRoom(testCtx(t), room)
+	mustOK(t, err, "leave")
+	setTopic("set while bob was out")
+	alice.invite(t, room, bob)
+	bob.join(t, room.String(), room)
+	check("sync after rejoining", mautrix.ReqSync{Since: since}, "set while bob was out", false)
 }
 
 // testMembersAt: /members?at=token lists the members as of that token.
