@@ -169,6 +169,20 @@ func TestVisibilityThroughTheModel(t *testing.T) {
 	if got := s.Model().VisibleRange(roomID, bob, 0, End, false, 0, nil); len(got) != 0 {
 		t.Errorf("limit 0 returned %d events", len(got))
 	}
+	// Sync's timeline: only the newest run bob may see, and a gap before it where events were
+	// hidden from him (the creation he may see lies behind that gap).
+	run, gap := s.Model().NewestVisibleRun(roomID, bob, 0, leaveSeq, 100, nil)
+	if len(run) != 3 || run[0].Seq != leaveSeq || !gap {
+		t.Fatalf("newest run up to bob's leave = %d events (newest %v), gap %v; want his leave, %q and his join, and a gap",
+			len(run), run, gap, "bob here")
+	}
+	joinSeq := run[2].Seq
+	if run, gap := s.Model().NewestVisibleRun(roomID, bob, joinSeq-1, leaveSeq, 100, nil); len(run) != 3 || gap {
+		t.Errorf("newest run from just before bob's join = %d events, gap %v; want 3 and none", len(run), gap)
+	}
+	if run, gap := s.Model().NewestVisibleRun(roomID, bob, leaveSeq, End, 100, nil); len(run) != 0 || !gap {
+		t.Errorf("after bob left = %d events, gap %v; want none he may see, and a gap (the name and %q)", len(run), gap, "bob gone")
+	}
 
 	if upTo, err := s.ReadableUpTo(roomID, bob); err != nil || upTo != leaveSeq {
 		t.Errorf("ReadableUpTo after leaving = %d, %v; want the leave at %d", upTo, err, leaveSeq)
