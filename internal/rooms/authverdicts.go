@@ -1,6 +1,7 @@
 package rooms
 
 import (
+	"fmt"
 	"sync"
 
 	"github.com/matrix-org/gomatrixserverlib"
@@ -52,6 +53,9 @@ func (v *authVerdicts) check(event gomatrixserverlib.PDU, auth gomatrixserverlib
 	if err := gomatrixserverlib.Allowed(event, auth, userIDForSender); err != nil {
 		return err
 	}
+	if err := checkUsersDefault(event, auth); err != nil {
+		return err
+	}
 	if ok {
 		v.remember(key)
 	}
@@ -94,4 +98,33 @@ func hasOwnAuthRules(evType string) bool {
 		return true
 	}
 	return false
+}
+
+// checkUsersDefault applies the rule the auth rules give every named level of a power levels
+// change, which the pinned gomatrixserverlib leaves out for users_default (its
+// checkEventLevels): a change whose old or new value is above the sender's own level is
+// refused. Without it a moderator could raise users_default to their level or beyond and give
+// every member the room.
+func checkUsersDefault(event gomatrixserverlib.PDU, auth gomatrixserverlib.AuthEventProvider) error {
+	if event.Type() != spec.MRoomPowerLevels || event.StateKey() == nil || *event.StateKey() != "" {
+		return nil
+	}
+	current, err := auth.PowerLevels()
+	if err != nil || current == nil {
+		return nil // the room's first power levels: nothing to change
+	}
+	before, err := gomatrixserverlib.NewPowerLevelContentFromEvent(current)
+	if err != nil {
+		return err
+	}
+	after, err := gomatrixserverlib.NewPowerLevelContentFromEvent(event)
+	if err != nil {
+		return err
+	}
+	senderLevel := before.UserLevel(event.SenderID())
+	if before.UsersDefault != after.UsersDefault && max(before.UsersDefault, after.UsersDefault) > senderLevel {
+		return fmt.Errorf("%w: users_default may change only between levels at or below the sender's (%d)",
+			ErrForbidden, senderLevel)
+	}
+	return nil
 }

@@ -3,6 +3,7 @@ package rooms
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/matrix-org/gomatrixserverlib"
@@ -173,4 +174,38 @@ func eventID(ev gomatrixserverlib.PDU) string {
 		return "none"
 	}
 	return ev.EventID()
+}
+
+// A power levels change may move users_default only between levels at or below the sender's
+// own, as every other named level (checkUsersDefault; gomatrixserverlib leaves it out).
+func TestUsersDefaultChangeBoundedBySendersLevel(t *testing.T) {
+	s := newService(t)
+	roomID := createRoom(t, s, CreateRequest{Preset: "public_chat"})
+	join(t, s, roomID, bob)
+	emptyKey := ""
+	levels := func(sender string, usersDefault int) error {
+		content := fmt.Sprintf(`{"users":{%q:100,%q:50},"users_default":%d,"events":{"m.room.power_levels":50}}`,
+			alice, bob, usersDefault)
+		_, err := s.Send(t.Context(), Proto{RoomID: roomID, Sender: sender, Type: "m.room.power_levels",
+			StateKey: &emptyKey, Content: json.RawMessage(content)}, SendOptions{})
+		return err
+	}
+	for _, step := range []struct {
+		name         string
+		sender       string
+		usersDefault int
+		want         error
+	}{
+		{"alice makes bob a moderator who may change power levels", alice, 0, nil},
+		{"bob raises users_default above his level", bob, 100, ErrForbidden},
+		{"bob raises it to his level", bob, 50, nil},
+		{"bob lowers it back", bob, 0, nil},
+		{"alice raises it above bob's level", alice, 75, nil},
+		{"bob lowers it from above his level", bob, 0, ErrForbidden},
+		{"alice lowers it", alice, 0, nil},
+	} {
+		if err := levels(step.sender, step.usersDefault); !errors.Is(err, step.want) {
+			t.Fatalf("%s: %v, want %v", step.name, err, step.want)
+		}
+	}
 }
