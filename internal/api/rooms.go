@@ -511,7 +511,10 @@ func (srv *Server) redact(r *http.Request, s *session) (any, error) {
 	if _, ok := srv.Rooms.Model().Event(roomID, target); !ok {
 		return nil, notFound("Event not found")
 	}
-	content := map[string]any{}
+	// The target goes in the content as well as at the top level: room version 11 reads it
+	// from the content (and its redaction keeps it there), and the spec asks servers to
+	// serve it there for older versions too.
+	content := map[string]any{"redacts": target}
 	if body.Reason != "" {
 		content["reason"] = body.Reason
 	}
@@ -584,6 +587,9 @@ func (srv *Server) receipt(r *http.Request, s *session) (any, error) {
 	}
 	rt := r.PathValue("receiptType")
 	if rt == "m.fully_read" {
+		if body.ThreadID != nil {
+			return nil, errorf(http.StatusBadRequest, "M_INVALID_PARAM", "m.fully_read takes no thread_id")
+		}
 		return struct{}{}, srv.Sync.SetFullyRead(r.Context(), s.UserID, roomID, r.PathValue("eventId"))
 	}
 	if !rooms.ReceiptTypes[rt] {

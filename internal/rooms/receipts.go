@@ -94,11 +94,15 @@ func (s *Service) SetReceipt(ctx context.Context, roomID, userID, receiptType, e
 		return fmt.Errorf("%w: unknown event %s", ErrNotFound, eventID)
 	}
 	// A thread is named by its root, an event of the room: anything else would be stored
-	// for good under a key nobody reads.
+	// for good under a key nobody reads. The event must be in that thread (its root counts
+	// as in the main timeline and in its own thread).
 	if threadID != "" && threadID != "main" {
 		if _, ok := s.model.Event(roomID, threadID); !ok {
 			return fmt.Errorf("%w: thread_id %s is not an event of this room", ErrInvalidParam, threadID)
 		}
+	}
+	if !inThread(ev, threadID) {
+		return fmt.Errorf("%w: event %s is not in thread %s", ErrInvalidParam, eventID, threadID)
 	}
 	key := receiptKey{receiptType, threadID}
 	if cur, ok := s.receiptFor(roomID, userID, key); ok {
@@ -203,4 +207,16 @@ func (m readMarks) read(seq uint64, thread string, split bool) bool {
 // WaitReceiptPosition waits until this node has applied the receipts bucket up to p.
 func (s *Service) WaitReceiptPosition(ctx context.Context, p uint64) error {
 	return s.st.WaitBucket(ctx, store.BucketReceipts, s.receipts.rev, p)
+}
+
+// inThread reports whether a receipt for thread (the spec's thread_id: "" for none, "main",
+// or a thread's root) may name ev.
+func inThread(ev Event, thread string) bool {
+	switch thread {
+	case "":
+		return true
+	case "main":
+		return ev.Thread == ""
+	}
+	return ev.Thread == thread || ev.PDU.EventID() == thread
 }

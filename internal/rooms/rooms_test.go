@@ -1388,3 +1388,32 @@ func TestThreadUnreadCounts(t *testing.T) {
 	sendReply(t, s, roomID, bob, root, "bob replies")
 	check("after bob's own reply in the thread", 0, 0)
 }
+
+// A threaded receipt must name an event in its thread: "main" takes the main timeline (a
+// thread's root included), a root takes itself and its replies.
+func TestReceiptThreadMustHoldTheEvent(t *testing.T) {
+	s := newService(t)
+	roomID := createRoom(t, s, CreateRequest{Preset: "public_chat"})
+	root := sendText(t, s, roomID, alice, "root")
+	reply := sendReply(t, s, roomID, alice, root, "reply")
+	plain := sendText(t, s, roomID, alice, "plain")
+	for _, tc := range []struct {
+		name, event, thread string
+		want                error
+	}{
+		{"unthreaded, a reply", reply, "", nil},
+		{"main, the root", root, "main", nil},
+		{"main, a plain message", plain, "main", nil},
+		{"main, a reply", reply, "main", ErrInvalidParam},
+		{"the thread, its root", root, root, nil},
+		{"the thread, its reply", reply, root, nil},
+		{"the thread, a plain message", plain, root, ErrInvalidParam},
+		{"a reply as the thread", root, reply, ErrInvalidParam},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := s.SetReceipt(t.Context(), roomID, alice, "m.read", tc.event, tc.thread); !errors.Is(err, tc.want) {
+				t.Errorf("SetReceipt = %v, want %v", err, tc.want)
+			}
+		})
+	}
+}

@@ -137,6 +137,7 @@ func testErrorResponses(t *testing.T, srv *server) {
 		{"TagsNotRoomID", "GET", "v3/user/" + url.PathEscape(alice.UserID.String()) + "/rooms/garbage/tags", alice.AccessToken, nil, 400, "M_INVALID_PARAM"},
 		{"ReceiptBadThreadID", "POST", fmt.Sprintf("v3/rooms/%s/receipt/m.read/%s", url.PathEscape(room.String()), url.PathEscape(head.String())), alice.AccessToken, []byte(`{"thread_id":"not-a-thread"}`), 400, "M_INVALID_PARAM"},
 		{"ReceiptEmptyThreadID", "POST", fmt.Sprintf("v3/rooms/%s/receipt/m.read/%s", url.PathEscape(room.String()), url.PathEscape(head.String())), alice.AccessToken, []byte(`{"thread_id":""}`), 400, "M_INVALID_PARAM"},
+		{"ReceiptFullyReadWithThread", "POST", fmt.Sprintf("v3/rooms/%s/receipt/m.fully_read/%s", url.PathEscape(room.String()), url.PathEscape(head.String())), alice.AccessToken, []byte(`{"thread_id":"main"}`), 400, "M_INVALID_PARAM"},
 		{"ReceiptThreadNotInRoom", "POST", fmt.Sprintf("v3/rooms/%s/receipt/m.read/%s", url.PathEscape(room.String()), url.PathEscape(head.String())), alice.AccessToken, []byte(`{"thread_id":"$nosuchroot"}`), 400, "M_INVALID_PARAM"},
 		{"TypingWithoutTyping", "PUT", fmt.Sprintf("v3/rooms/%s/typing/%s", url.PathEscape(room.String()), url.PathEscape(alice.UserID.String())), alice.AccessToken, []byte(`{}`), 400, "M_MISSING_PARAM"},
 		{"RedactUnknownEventNotMember", "PUT", fmt.Sprintf("v3/rooms/%s/redact/%s/z", url.PathEscape(room.String()), url.PathEscape("$doesnotexist")), outsider.AccessToken, []byte(`{}`), 403, "M_FORBIDDEN"},

@@ -472,8 +472,22 @@ func testRedact(t *testing.T, srv *server) {
 	}
 	red, err := bob.GetEvent(testCtx(t), room, redaction.EventID)
 	mustOK(t, err, "get redaction")
-	if red.Type.Type != event.EventRedaction.Type || (red.Redacts != secret && red.Content.Raw["redacts"] != secret.String()) {
+	// Both places: room version 11 reads content.redacts, older clients the top level.
+	if red.Type.Type != event.EventRedaction.Type || red.Redacts != secret || red.Content.Raw["redacts"] != secret.String() {
 		t.Errorf("redaction event = type %s redacts %q content %s, want it to redact %s", red.Type.Type, red.Redacts, red.Content.VeryRaw, secret)
+	}
+
+	// In room version 11 a redaction of the redaction still says what it redacted.
+	v11 := alice.createRoom(t, &mautrix.ReqCreateRoom{Preset: "private_chat", RoomVersion: "11"})
+	msg := alice.sendText(t, v11, "in a version 11 room")
+	first, err := alice.RedactEvent(testCtx(t), v11, msg, mautrix.ReqRedact{})
+	mustOK(t, err, "redact in version 11")
+	_, err = alice.RedactEvent(testCtx(t), v11, first.EventID, mautrix.ReqRedact{})
+	mustOK(t, err, "redact the redaction")
+	red, err = alice.GetEvent(testCtx(t), v11, first.EventID)
+	mustOK(t, err, "get the redacted redaction")
+	if red.Content.Raw["redacts"] != msg.String() {
+		t.Errorf("redacted version 11 redaction content %s, want redacts %s kept", red.Content.VeryRaw, msg)
 	}
 }
 
