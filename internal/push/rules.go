@@ -24,9 +24,9 @@ type Rule struct {
 	RuleID     string      `json:"rule_id"`
 	Default    bool        `json:"default"`
 	Enabled    bool        `json:"enabled"`
-	Conditions []Condition `json:"conditions,omitempty"` // omitted for content rules
-	Pattern    string      `json:"pattern,omitempty"`    // content rules only
-	Actions    []any       `json:"actions"`              // "notify", {"set_tweak":"sound","value":"default"}, {"set_tweak":"highlight"} ...
+	Conditions []Condition `json:"conditions,omitzero"` // omitted for content rules; [] for the master rule
+	Pattern    string      `json:"pattern,omitempty"`   // content rules only
+	Actions    []any       `json:"actions"`             // "notify", {"set_tweak":"sound","value":"default"}, {"set_tweak":"highlight"} ...
 }
 
 // Condition is one condition of an override or underride rule.

@@ -62,6 +62,11 @@ func testPushRules(t *testing.T, srv *server) {
 			t.Errorf("global %s rules %v lack %s", kind, ruleIDs(kind), want)
 		}
 	}
+	// The master rule has no conditions, written as [] as in the spec's default rules.
+	override, _ := global["override"].([]any)
+	if master, _ := override[0].(map[string]any); master["rule_id"] != ".m.rule.master" || master["conditions"] == nil {
+		t.Errorf("first override rule %v, want .m.rule.master with \"conditions\": []", master)
+	}
 	// Without the trailing slash: the same answer, not a redirect.
 	for path, key := range map[string]string{"v3/pushrules": "global", "v3/pushrules/global": "override"} {
 		resp := rawRequest(t, "GET", clientURL(srv, path), alice.AccessToken, nil)
