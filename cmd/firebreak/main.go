@@ -159,9 +159,9 @@ func serveCmd(args []string) error {
 }
 
 func newLogger(level string) *slog.Logger {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		l = slog.LevelInfo
+	l, err := config.ParseLogLevel(level)
+	if err != nil {
+		l = slog.LevelInfo // the bench's --log-level; a config's is checked when it loads
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
 }

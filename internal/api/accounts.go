@@ -402,11 +402,12 @@ func (srv *Server) adminRegister(r *http.Request, _ *session) (any, error) {
 	// A request refused for its nonce or its MAC also takes a turn of the registration limit
 	// (the nonce GET took one for a valid registration): guesses and made-up nonces run into
 	// the limit too.
+	refuse := func(err error) error { return cmp.Or(srv.limits.registration.allow(clientIP(r)), err) }
 	if err := srv.spendNonce(r.Context(), req.Nonce); err != nil {
-		return nil, cmp.Or(srv.limits.registration.allow(clientIP(r)), err)
+		return nil, refuse(err)
 	}
 	if !validRegistrationMAC(srv.Config.RegistrationSharedSecret, req) {
-		return nil, cmp.Or(srv.limits.registration.allow(clientIP(r)), error(forbidden("HMAC incorrect")))
+		return nil, refuse(forbidden("HMAC incorrect"))
 	}
 	userID, err := srv.Accounts.Register(r.Context(), req.Username, req.Password, req.Admin)
 	if err != nil {

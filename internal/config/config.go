@@ -143,11 +143,17 @@ func validServerName(name string) bool {
 	return ok
 }
 
-// validLogLevel reports whether log/slog reads level (debug, info, warn or error, in any case,
+// ParseLogLevel reads log_level as log/slog does (debug, info, warn or error, in any case,
 // with an optional offset such as debug-4).
-func validLogLevel(level string) bool {
+func ParseLogLevel(level string) (slog.Level, error) {
 	var l slog.Level
-	return l.UnmarshalText([]byte(level)) == nil
+	err := l.UnmarshalText([]byte(level))
+	return l, err
+}
+
+func logLevelInvalid(level string) bool {
+	_, err := ParseLogLevel(level)
+	return err != nil
 }
 
 // Validate reports the first setting that cannot work.
@@ -167,7 +173,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("replicas must be between 1 and 5")
 	case c.Cluster != nil && c.NATSURL != "":
 		return fmt.Errorf("set either cluster or nats_url, not both")
-	case !validLogLevel(c.LogLevel):
+	case logLevelInvalid(c.LogLevel):
 		return fmt.Errorf("log_level %q: want debug, info, warn or error", c.LogLevel)
 	}
 	if cl := c.Cluster; cl != nil {

@@ -154,6 +154,12 @@ func (h history) worldReadable() bool {
 // span is the events with after < Seq <= upTo, as Range bounds them.
 type span struct{ after, upTo uint64 }
 
+// within is the part of the span inside (after, upTo], if any.
+func (sp span) within(after, upTo uint64) (lo, hi uint64, ok bool) {
+	lo, hi = max(sp.after, after), min(sp.upTo, upTo)
+	return lo, hi, lo < hi
+}
+
 // spans lists the stretches of the room up to head the user may see, in stream order.
 // Visibility can only change at a change point, so it is decided once at each point and once
 // for each stretch between two, whatever the length of the room.
@@ -201,7 +207,7 @@ func (m *Model) VisibleRange(roomID, userID string, after, upTo uint64, forward 
 		if len(out) >= limit {
 			break
 		}
-		if lo, hi := max(sp.after, after), min(sp.upTo, upTo); lo < hi {
+		if lo, hi, ok := sp.within(after, upTo); ok {
 			out = append(out, m.Range(roomID, lo, hi, forward, limit-len(out), keep)...)
 		}
 	}
@@ -221,8 +227,8 @@ func (m *Model) NewestVisibleRun(roomID, userID string, after, upTo uint64, limi
 	}
 	spans := h.spans()
 	for i := len(spans) - 1; i >= 0; i-- {
-		lo, hi := max(spans[i].after, after), min(spans[i].upTo, upTo)
-		if lo >= hi {
+		lo, hi, ok := spans[i].within(after, upTo)
+		if !ok {
 			continue
 		}
 		evs = m.Range(roomID, lo, hi, false, limit, keep)

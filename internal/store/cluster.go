@@ -141,15 +141,19 @@ func (o Options) systemUser() nats.Option { return nats.UserInfo(systemUser, o.s
 // setPasswords draws the two users' passwords and hashes them for the server's
 // configuration: NATS warns at every start about plaintext passwords there. The passwords are
 // random, so bcrypt's lowest cost is enough, and a connection's check stays cheap.
-func (o *Options) setPasswords() error {
-	o.clientPassword, o.systemPassword = randomToken(), randomToken()
-	client, err := bcrypt.GenerateFromPassword([]byte(o.clientPassword), bcrypt.MinCost)
-	if err != nil {
+func (o *Options) setPasswords() (err error) {
+	if o.clientPassword, o.clientPasswordHash, err = newPassword(); err != nil {
 		return err
 	}
-	system, err := bcrypt.GenerateFromPassword([]byte(o.systemPassword), bcrypt.MinCost)
-	o.clientPasswordHash, o.systemPasswordHash = string(client), string(system)
+	o.systemPassword, o.systemPasswordHash, err = newPassword()
 	return err
+}
+
+// newPassword is a random password and its bcrypt hash.
+func newPassword() (password, hash string, err error) {
+	password = randomToken()
+	h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+	return password, string(h), err
 }
 
 func randomToken() string {
