@@ -90,6 +90,12 @@ func (srv *Server) routes() {
 	srv.client("POST", "/rooms/{roomId}/read_markers", srv.readMarkers, authed)
 	srv.client("PUT", "/rooms/{roomId}/typing/{userId}", srv.typing, authed)
 
+	// Relationships between events (relations.go): served under v1 only, as the spec has them.
+	srv.clientV1("GET", "/rooms/{roomId}/relations/{eventId}", srv.relations, authed)
+	srv.clientV1("GET", "/rooms/{roomId}/relations/{eventId}/{relType}", srv.relations, authed)
+	srv.clientV1("GET", "/rooms/{roomId}/relations/{eventId}/{relType}/{eventType}", srv.relations, authed)
+	srv.clientV1("GET", "/rooms/{roomId}/threads", srv.threads, authed)
+
 	// Sync, filters and account data (sync.go).
 	srv.client("GET", "/sync", srv.sync, authed)
 	srv.client("POST", "/user/{userId}/filter", srv.createFilter, authed)

@@ -74,6 +74,11 @@ func (srv *Server) client(method, path string, h handlerFunc, o routeOpts) {
 	}
 }
 
+// clientV1 serves an endpoint the spec introduced under /_matrix/client/v1.
+func (srv *Server) clientV1(method, path string, h handlerFunc, o routeOpts) {
+	srv.handle(method, "/_matrix/client/v1"+path, h, o)
+}
+
 func (srv *Server) handle(method, path string, h handlerFunc, o routeOpts) {
 	srv.mux.HandleFunc(method+" "+path, func(w http.ResponseWriter, r *http.Request) {
 		srv.serve(w, r, h, o)

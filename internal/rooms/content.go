@@ -11,7 +11,6 @@ import (
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
-	"github.com/tidwall/gjson"
 )
 
 // checkPowerLevels refuses power levels the room version cannot parse. The auth rules would
@@ -33,15 +32,15 @@ func checkPowerLevels(p Proto, version gomatrixserverlib.IRoomVersion) error {
 // refuse such a start. A root this node does not have is let through, as a root the client
 // may know and the server not.
 func (s *Service) checkThreadRoot(p Proto) error {
-	rel := gjson.GetBytes(p.Content, `m\.relates_to`)
-	if rel.Get("rel_type").Str != "m.thread" {
+	relType, rootID := relationOf(p.Content)
+	if relType != relThread {
 		return nil
 	}
-	root, ok := s.model.Event(p.RoomID, rel.Get("event_id").Str)
+	root, ok := s.model.Event(p.RoomID, rootID)
 	if !ok {
 		return nil
 	}
-	if rootRel := gjson.GetBytes(root.PDU.Content(), `m\.relates_to.rel_type`); rootRel.Type == gjson.String && rootRel.Str != "" {
+	if rootRel, _ := storedRelationOf(root.PDU.Content()); rootRel != "" {
 		return fmt.Errorf("%w: %s relates to another event", ErrNestedThread, root.PDU.EventID())
 	}
 	return nil

@@ -32,6 +32,11 @@ type Event struct {
 	// root included). Kept from the event's relation when it is applied, as its content may
 	// be redacted later.
 	Thread string
+	// RelType is how the event relates to its parent (m.relates_to's rel_type), "" for none.
+	RelType string
+	// children are the events that relate to this one, in stream order (relations.go). Only
+	// read under the model's lock: a copy of the event shares them with the model.
+	children []*Event
 }
 
 // thread names the event's thread as receipts do: its root, or "main".
@@ -63,6 +68,7 @@ type room struct {
 	// for the state changed since its token, and mostly nothing has.
 	stateChanged uint64
 	txns         map[string]string // sender, device, txn id -> event id
+	threadRoots  []*Event          // events that have a thread, in the order their threads began
 	// visibility and memberships are every history_visibility change and each user's every
 	// membership change in stream order: what history visibility is decided from. The last
 	// of a user's changes is their current membership, read once from their member event:
@@ -73,25 +79,18 @@ type room struct {
 	tally       *memberTally // what memberships add up to; replaced, never changed, on a change
 }
 
-// threadOf is the thread of an event with this content: a thread's reply is in its root's; an
+// threadOf is the thread of an event related to parent: a thread's reply is in its root's; an
 // event related to another of the room (an edit, a reaction) is in that one's, however long
 // the chain, since each event keeps its own; anything else, or a relation to an event the
 // room does not have, is in the main timeline (""). A thread's root is the one named, unless
 // that is itself in a thread, whose root it then is.
-func (r *room) threadOf(content []byte) string {
-	if !bytes.Contains(content, []byte(`"m.relates_to"`)) {
-		// Most events relate to none, and reading the content for it costs an allocation.
-		// Stored events are canonical JSON, so the key is never escaped.
-		return ""
-	}
-	rel := gjson.GetBytes(content, `m\.relates_to`)
-	parent := r.byID[rel.Get("event_id").Str]
+func threadOf(parent *Event, relType string) string {
 	switch {
 	case parent == nil:
 		return ""
 	case parent.Thread != "":
 		return parent.Thread
-	case rel.Get("rel_type").Str == "m.thread":
+	case relType == relThread:
 		return parent.PDU.EventID()
 	}
 	return ""
@@ -206,8 +205,8 @@ func (m *Model) applyDecoded(se store.RoomEvent) []string {
 }
 
 func (m *Model) applyLocked(se store.RoomEvent, pdu gomatrixserverlib.PDU, r *room) []string {
-	ev := &Event{PDU: pdu, Seq: se.Seq, Sender: string(pdu.SenderID()), Device: se.Device, TxnID: se.TxnID,
-		Thread: r.threadOf(pdu.Content())}
+	ev := &Event{PDU: pdu, Seq: se.Seq, Sender: string(pdu.SenderID()), Device: se.Device, TxnID: se.TxnID}
+	r.relate(ev)
 	r.events = append(r.events, ev)
 	r.byID[pdu.EventID()] = ev
 	if se.Device != "" {

@@ -31,35 +31,9 @@ type MessagesResponse struct {
 // Messages pages through a room's history from a token, in either direction. Positions are
 // stream sequences, so a token from any node pages the same way on every node.
 func (s *Service) Messages(ctx context.Context, req MessagesRequest) (*MessagesResponse, error) {
-	info, ok := s.rooms.Model().Info(req.RoomID)
-	if !ok {
-		return nil, fmt.Errorf("%w: unknown room", rooms.ErrNotFound)
-	}
-	shards := s.Shards()
-	from := s.rooms.Model().Applied()[info.Shard]
-	if !req.Backward {
-		from = 0
-	}
-	if req.From != "" {
-		var err error
-		// A token from another node may be ahead of this one: RoomPosition waits for it.
-		if from, err = s.RoomPosition(ctx, req.RoomID, req.From); err != nil {
-			return nil, err
-		}
-	}
-	to := uint64(0)
-	if !req.Backward {
-		to = rooms.End
-	}
-	if req.To != "" {
-		var err error
-		if to, err = parseRoomPosition(req.To, info.Shard, shards); err != nil {
-			return nil, fmt.Errorf("%w: to is not a valid token", ErrBadRequest)
-		}
-	}
-	after, upTo := from, to
-	if req.Backward {
-		after, upTo = to, from
+	after, upTo, err := s.pageBounds(ctx, req.RoomID, req.From, req.To, req.Backward)
+	if err != nil {
+		return nil, err
 	}
 	// Events the user may not see are skipped like filtered ones: a page that comes back short
 	// (or empty) means nothing visible is left in the range, so it carries no end token.
@@ -67,20 +41,56 @@ func (s *Service) Messages(ctx context.Context, req MessagesRequest) (*MessagesR
 	// The spec's start is the from token as given (a sync token stays one).
 	start := req.From
 	if start == "" {
-		start = roomToken(from).String()
+		start = roomToken(after).String()
+		if req.Backward {
+			start = roomToken(upTo).String()
+		}
 	}
 	resp := &MessagesResponse{Start: start, Chunk: s.rooms.ClientEvents(req.RoomID, evs, req.Viewer, true)}
 	if len(evs) == req.Limit && len(evs) > 0 {
-		last := evs[len(evs)-1].Seq
-		if req.Backward {
-			last--
-		}
-		resp.End = roomToken(last).String()
+		resp.End = nextPageToken(evs[len(evs)-1].Seq, req.Backward).String()
 	}
 	if req.Filter.LazyLoadMembers {
 		resp.State = s.rooms.ClientEvents(req.RoomID, s.senderMembers(req.RoomID, evs), req.Viewer, true)
 	}
 	return resp, nil
+}
+
+// pageBounds reads a page's from and to tokens as the stream positions (after, upTo] it
+// covers: going back from from (when empty, as far as this node has read the room's shard)
+// down to to, or forward from from (the room's start) up to to.
+func (s *Service) pageBounds(ctx context.Context, roomID, from, to string, backward bool) (after, upTo uint64, err error) {
+	info, ok := s.rooms.Model().Info(roomID)
+	if !ok {
+		return 0, 0, fmt.Errorf("%w: unknown room", rooms.ErrNotFound)
+	}
+	start, end := uint64(0), uint64(rooms.End)
+	if backward {
+		start, end = s.rooms.Model().Applied()[info.Shard], 0
+	}
+	if from != "" {
+		// A token from another node may be ahead of this one: RoomPosition waits for it.
+		if start, err = s.RoomPosition(ctx, roomID, from); err != nil {
+			return 0, 0, err
+		}
+	}
+	if to != "" {
+		if end, err = parseRoomPosition(to, info.Shard, s.Shards()); err != nil {
+			return 0, 0, fmt.Errorf("%w: to is not a valid token", ErrBadRequest)
+		}
+	}
+	if backward {
+		return end, start, nil
+	}
+	return start, end, nil
+}
+
+// nextPageToken is where the page after one ending at seq starts: going back, below it.
+func nextPageToken(seq uint64, backward bool) roomToken {
+	if backward {
+		return roomToken(seq - 1)
+	}
+	return roomToken(seq)
 }
 
 // RoomPosition reads a pagination or sync token as a position in the room's history, once

@@ -41,6 +41,8 @@ func TestSharedServer(t *testing.T) {
 		{"Tags", testTags},
 		{"Presence", testPresence},
 		{"DotStateKeys", testDotStateKeys},
+		{"Relations", testRelations},
+		{"Threads", testThreads},
 	}
 	for _, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) { sc.run(t, srv) })
