@@ -11,18 +11,10 @@ import (
 	"time"
 
 	"github.com/firebreak/firebreak/internal/store"
+	"github.com/firebreak/firebreak/internal/store/storetest"
 )
 
-func openStore(t *testing.T, dir string) *store.Store {
-	t.Helper()
-	st, err := store.Open(context.Background(), store.Options{DataDir: dir, NodeName: "test", Replicas: 1, RoomShards: 4,
-		Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatalf("open store: %v", err)
-	}
-	t.Cleanup(st.Close)
-	return st
-}
+func openStore(t *testing.T, dir string) *store.Store { return storetest.Open(t, dir) }
 
 // start runs the service's mirror until the test ends and waits until it has loaded the bucket.
 func start(t *testing.T, st *store.Store) *Service {

@@ -3,6 +3,7 @@
 package accounts
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -25,6 +26,9 @@ var (
 	ErrUnknownToken    = errors.New("unknown access token")
 	ErrNotFound        = errors.New("not found")
 	ErrWeakPassword    = errors.New("password must be between 1 and 512 characters")
+	ErrUserIDTooLong   = errors.New("user id may not be longer than 255 characters")
+	ErrReservedName    = errors.New("user name may not begin with '_' (kept for bridges), nor be a full user id")
+	ErrDeactivated     = errors.New("this account has been deactivated")
 )
 
 // Account is what is stored per user.
@@ -33,6 +37,7 @@ type Account struct {
 	PasswordHash string `json:"password_hash"`
 	CreatedTS    int64  `json:"created_ts"`
 	Admin        bool   `json:"admin,omitempty"`
+	Deactivated  bool   `json:"deactivated,omitempty"`
 	DisplayName  string `json:"displayname,omitempty"`
 	AvatarURL    string `json:"avatar_url,omitempty"`
 }
@@ -79,16 +84,29 @@ func (s *Service) UserID(name string) (string, error) {
 	}
 	local = strings.ToLower(local)
 	id := "@" + local + ":" + s.serverName
-	if !localpartRE.MatchString(local) || len(id) > 255 {
+	switch {
+	case !localpartRE.MatchString(local):
 		return "", ErrInvalidUsername
+	case len(id) > 255:
+		return "", ErrUserIDTooLong
 	}
 	return id, nil
+}
+
+// newUserID is the user id a new account named localpart gets: a bare user name, as the
+// spec's registration takes, not beginning with '_', which Synapse keeps for bridges'
+// (application services') users.
+func (s *Service) newUserID(localpart string) (string, error) {
+	if strings.HasPrefix(localpart, "@") || strings.HasPrefix(localpart, "_") {
+		return "", ErrReservedName
+	}
+	return s.UserID(localpart)
 }
 
 // Register creates an account. The user name is claimed atomically, so two nodes registering
 // the same name at once give one account.
 func (s *Service) Register(ctx context.Context, localpart, password string, admin bool) (string, error) {
-	userID, err := s.UserID(localpart)
+	userID, err := s.newUserID(localpart)
 	if err != nil {
 		return "", err
 	}
@@ -113,7 +131,7 @@ func (s *Service) Register(ctx context.Context, localpart, password string, admi
 
 // Available says whether a user name can still be registered.
 func (s *Service) Available(ctx context.Context, localpart string) error {
-	userID, err := s.UserID(localpart)
+	userID, err := s.newUserID(localpart)
 	if err != nil {
 		return err
 	}
@@ -158,19 +176,9 @@ func (s *Service) updateAccount(ctx context.Context, userID string, change func(
 	}
 }
 
-// Login checks a password and opens a session on a new or existing device.
-func (s *Service) Login(ctx context.Context, user, password, deviceID, deviceName string) (Session, error) {
-	userID, err := s.UserID(user)
-	if err != nil {
-		return Session{}, ErrBadLogin
-	}
-	if err := s.CheckPassword(ctx, userID, password); err != nil {
-		return Session{}, err
-	}
-	return s.NewSession(ctx, userID, deviceID, deviceName)
-}
-
-// CheckPassword reports ErrBadLogin unless password is the user's.
+// CheckPassword reports ErrBadLogin unless password is the user's, and ErrDeactivated for
+// the right password of a deactivated account (only then: the answer does not tell a
+// guesser which accounts are closed).
 func (s *Service) CheckPassword(ctx context.Context, userID, password string) error {
 	acct, err := s.Account(ctx, userID)
 	if errors.Is(err, ErrNotFound) {
@@ -180,8 +188,11 @@ func (s *Service) CheckPassword(ctx context.Context, userID, password string) er
 	} else if err != nil {
 		return err
 	}
-	if !checkPassword(acct.PasswordHash, password) {
+	switch {
+	case !checkPassword(acct.PasswordHash, password):
 		return ErrBadLogin
+	case acct.Deactivated:
+		return ErrDeactivated
 	}
 	return nil
 }
@@ -192,8 +203,22 @@ func (s *Service) NewSession(ctx context.Context, userID, deviceID, deviceName s
 	if deviceID == "" {
 		deviceID = randomID(10, true)
 	}
+	for {
+		session, err := s.newSession(ctx, userID, deviceID, deviceName)
+		if !errors.Is(err, errRaced) {
+			return session, err
+		}
+	}
+}
+
+// newSession is one try of NewSession: errRaced when another login or a logout of the same
+// device came between its read and its write of the device.
+func (s *Service) newSession(ctx context.Context, userID, deviceID, deviceName string) (Session, error) {
+	dev, rev, err := s.device(ctx, userID, deviceID)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return Session{}, err
+	}
 	token := "fb_" + randomID(32, false)
-	dev, _ := s.Device(ctx, userID, deviceID)
 	oldHash := dev.TokenHash
 	dev.DeviceID = deviceID
 	if deviceName != "" {
@@ -206,13 +231,20 @@ func (s *Service) NewSession(ctx context.Context, userID, deviceID, deviceName s
 	if _, err := s.st.Put(ctx, store.BucketTokens, dev.TokenHash, rec); err != nil {
 		return Session{}, err
 	}
-	if err := s.putDevice(ctx, userID, dev); err != nil {
+	if err := s.writeDevice(ctx, userID, dev, rev); err != nil {
 		_ = s.st.Delete(ctx, store.BucketTokens, dev.TokenHash)
 		return Session{}, err
 	}
 	if oldHash != "" {
 		_ = s.revokeToken(ctx, oldHash)
 		s.announceSessionsEnded(userID) // long polls holding the old token end now
+	}
+	// A deactivation that began after this login checked the password has logged out every
+	// device it listed, perhaps before this one was written: read the account once the
+	// device is, and take the session back.
+	if acct, err := s.Account(ctx, userID); err != nil || acct.Deactivated {
+		_ = s.DeleteDevice(ctx, userID, deviceID)
+		return Session{}, cmp.Or(err, ErrDeactivated)
 	}
 	return Session{UserID: userID, DeviceID: deviceID, AccessToken: token}, nil
 }
@@ -239,6 +271,14 @@ func (s *Service) Authenticate(ctx context.Context, token string) (userID, devic
 	}
 	var rec tokenRecord
 	if err := json.Unmarshal(b, &rec); err != nil {
+		return "", "", err
+	}
+	// A token counts only while its device names it. Every revocation goes through the device
+	// (logout, a new login on it, a password change), so a token its device does not name, one
+	// left by a node that stopped between the two writes of a login, must not work either.
+	if dev, err := s.Device(ctx, rec.UserID, rec.DeviceID); errors.Is(err, ErrNotFound) || (err == nil && dev.TokenHash != hash) {
+		return "", "", ErrUnknownToken
+	} else if err != nil {
 		return "", "", err
 	}
 	s.tokens.put(hash, rec.UserID, rec.DeviceID)

@@ -10,14 +10,21 @@ import (
 
 // Device loads one device of a user.
 func (s *Service) Device(ctx context.Context, userID, deviceID string) (Device, error) {
+	dev, _, err := s.device(ctx, userID, deviceID)
+	return dev, err
+}
+
+// device loads a device with its revision (0 when there is none), for a change that must not
+// undo another made meanwhile.
+func (s *Service) device(ctx context.Context, userID, deviceID string) (Device, uint64, error) {
 	var dev Device
-	b, _, err := s.st.Get(ctx, store.BucketDevices, store.Key(userID, deviceID))
+	b, rev, err := s.st.Get(ctx, store.BucketDevices, store.Key(userID, deviceID))
 	if errors.Is(err, store.ErrNotFound) {
-		return dev, ErrNotFound
+		return dev, 0, ErrNotFound
 	} else if err != nil {
-		return dev, err
+		return dev, 0, err
 	}
-	return dev, json.Unmarshal(b, &dev)
+	return dev, rev, json.Unmarshal(b, &dev)
 }
 
 // Devices lists a user's devices.
@@ -39,38 +46,77 @@ func (s *Service) Devices(ctx context.Context, userID string) ([]Device, error) 
 	return devs, nil
 }
 
-func (s *Service) putDevice(ctx context.Context, userID string, dev Device) error {
+// writeDevice stores dev only if the stored device is still at revision rev (0: there was
+// none). A device's record names its one live token: two logins with one device id, or a
+// rename beside a login, must not both write it, or a token would outlive the record that
+// could revoke it. errRaced when another write came first.
+func (s *Service) writeDevice(ctx context.Context, userID string, dev Device, rev uint64) error {
 	b, _ := json.Marshal(dev)
-	_, err := s.st.Put(ctx, store.BucketDevices, store.Key(userID, dev.DeviceID), b)
+	key := store.Key(userID, dev.DeviceID)
+	var err error
+	if rev == 0 {
+		_, err = s.st.Create(ctx, store.BucketDevices, key, b)
+	} else {
+		_, err = s.st.Update(ctx, store.BucketDevices, key, b, rev)
+	}
+	return raced(err)
+}
+
+// errRaced: another node or request changed the record between the read and the write.
+var errRaced = errors.New("changed meanwhile")
+
+func raced(err error) error {
+	if errors.Is(err, store.ErrExists) || errors.Is(err, store.ErrConflict) {
+		return errRaced
+	}
 	return err
+}
+
+// changeDevice applies change to a stored device, reading it again after a lost race.
+func (s *Service) changeDevice(ctx context.Context, userID, deviceID string, change func(*Device)) error {
+	for {
+		dev, rev, err := s.device(ctx, userID, deviceID)
+		if err != nil {
+			return err
+		}
+		change(&dev)
+		if err := s.writeDevice(ctx, userID, dev, rev); !errors.Is(err, errRaced) {
+			return err
+		}
+	}
 }
 
 // RenameDevice sets a device's display name.
 func (s *Service) RenameDevice(ctx context.Context, userID, deviceID, name string) error {
-	dev, err := s.Device(ctx, userID, deviceID)
-	if err != nil {
-		return err
-	}
-	dev.DisplayName = name
-	return s.putDevice(ctx, userID, dev)
+	return s.changeDevice(ctx, userID, deviceID, func(d *Device) { d.DisplayName = name })
 }
 
-// DeleteDevice logs a device out: its token stops working at once.
+// DeleteDevice logs a device out: its token stops working at once. A device that is already
+// gone is no error.
 func (s *Service) DeleteDevice(ctx context.Context, userID, deviceID string) error {
 	err := s.deleteDevice(ctx, userID, deviceID)
 	s.announceSessionsEnded(userID)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
 	return err
 }
 
+// deleteDevice revokes the device's token and removes it, again if a login gave the device a
+// new token in between.
 func (s *Service) deleteDevice(ctx context.Context, userID, deviceID string) error {
-	dev, err := s.Device(ctx, userID, deviceID)
-	if err != nil {
-		return err
+	for {
+		dev, rev, err := s.device(ctx, userID, deviceID)
+		if err != nil {
+			return err
+		}
+		if err := s.revokeToken(ctx, dev.TokenHash); err != nil {
+			return err
+		}
+		if err := raced(s.st.DeleteAt(ctx, store.BucketDevices, store.Key(userID, deviceID), rev)); !errors.Is(err, errRaced) {
+			return err
+		}
 	}
-	if err := s.revokeToken(ctx, dev.TokenHash); err != nil {
-		return err
-	}
-	return s.st.Delete(ctx, store.BucketDevices, store.Key(userID, deviceID))
 }
 
 // announceSessionsEnded tells every node that some of the user's tokens were revoked. Best
@@ -109,6 +155,15 @@ func (s *Service) DeleteAllDevices(ctx context.Context, userID, keep string) err
 		}
 	}
 	return nil
+}
+
+// Deactivate closes the account: it can no longer log in (its name stays taken) and every
+// device is logged out. Leaving the user's rooms is the caller's part.
+func (s *Service) Deactivate(ctx context.Context, userID string) error {
+	if err := s.updateAccount(ctx, userID, func(a *Account) { a.Deactivated = true }); err != nil {
+		return err
+	}
+	return s.DeleteAllDevices(ctx, userID, "")
 }
 
 // ChangePassword sets a new password and, when logoutOthers, ends every other session.

@@ -10,11 +10,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/firebreak/firebreak/internal/accounts"
+	"github.com/firebreak/firebreak/internal/rooms"
 	"github.com/firebreak/firebreak/internal/store"
 )
 
@@ -153,9 +155,15 @@ func (c *credentials) session() string {
 // requirePassword is the m.login.password stage for an authenticated caller: the caller's
 // current password must come with the request, so a stolen access token alone cannot change
 // the password or log other devices out.
+//
+// Only an attempt at the stage takes a turn of rc_login (per user, so a stolen token cannot
+// be used to guess the password): the first request, which learns the stage, takes none.
 func (srv *Server) requirePassword(ctx context.Context, s *session, auth *credentials) error {
 	if auth == nil || auth.Type != stagePassword {
 		return uiaChallenge(stagePassword, auth.session(), "")
+	}
+	if err := srv.limits.login.allow(s.UserID); err != nil {
+		return err
 	}
 	name, err := auth.userName()
 	if err != nil {
@@ -165,7 +173,7 @@ func (srv *Server) requirePassword(ctx context.Context, s *session, auth *creden
 	if id, idErr := srv.Accounts.UserID(name); name != "" && (idErr != nil || id != s.UserID) {
 		err = accounts.ErrBadLogin
 	} else {
-		err = srv.Accounts.CheckPassword(ctx, s.UserID, auth.Password)
+		err = srv.checkPassword(ctx, s.UserID, auth.Password)
 	}
 	if errors.Is(err, accounts.ErrBadLogin) {
 		return uiaChallenge(stagePassword, auth.Session, "Invalid username or password")
@@ -250,11 +258,32 @@ func (srv *Server) login(r *http.Request, _ *session) (any, error) {
 	if err := checkDevice(req.DeviceID, req.DeviceName); err != nil {
 		return nil, err
 	}
-	sess, err := srv.Accounts.Login(r.Context(), name, req.Password, req.DeviceID, req.DeviceName)
+	userID, err := srv.Accounts.UserID(name)
+	if err != nil {
+		return nil, accounts.ErrBadLogin
+	}
+	if err := srv.checkPassword(r.Context(), userID, req.Password); err != nil {
+		return nil, err
+	}
+	sess, err := srv.Accounts.NewSession(r.Context(), userID, req.DeviceID, req.DeviceName)
 	if err != nil {
 		return nil, err
 	}
 	return srv.sessionResponse(sess), nil
+}
+
+// checkPassword checks a user's password. Wrong guesses at one account are limited (as
+// rc_login, per account) wherever they come from, so spreading them over addresses does not
+// lift the limit; a right password costs no turn.
+func (srv *Server) checkPassword(ctx context.Context, userID, password string) error {
+	if err := srv.limits.failedLogin.check(userID); err != nil {
+		return err
+	}
+	err := srv.Accounts.CheckPassword(ctx, userID, password)
+	if errors.Is(err, accounts.ErrBadLogin) {
+		_ = srv.limits.failedLogin.allow(userID)
+	}
+	return err
 }
 
 type registerRequest struct {
@@ -274,7 +303,7 @@ func (srv *Server) register(r *http.Request, _ *session) (any, error) {
 	if !srv.Config.EnableRegistration {
 		return nil, forbidden("Registration is disabled")
 	}
-	if err := srv.limits.registration.check(clientIP(r)); err != nil {
+	if err := srv.limits.registration.check(srv.clientIP(r)); err != nil {
 		return nil, err
 	}
 	switch r.URL.Query().Get("kind") {
@@ -303,7 +332,7 @@ func (srv *Server) register(r *http.Request, _ *session) (any, error) {
 	if err := checkDevice(req.DeviceID, req.DeviceName); err != nil {
 		return nil, err
 	}
-	if err := srv.limits.registration.allow(clientIP(r)); err != nil {
+	if err := srv.limits.registration.allow(srv.clientIP(r)); err != nil {
 		return nil, err
 	}
 	userID, err := srv.createAccount(r.Context(), req.Username, req.Password)
@@ -338,8 +367,12 @@ func randomLocalpart() string {
 	return fmt.Sprintf("%010d", binary.BigEndian.Uint64(b[:])%10_000_000_000)
 }
 
-// registerAvailable answers GET /register/available?username=.
+// registerAvailable answers GET /register/available?username=. With registration off it answers
+// nothing, as Synapse does: it would only tell strangers which accounts exist.
 func (srv *Server) registerAvailable(r *http.Request, _ *session) (any, error) {
+	if !srv.Config.EnableRegistration {
+		return nil, forbidden("Registration is disabled")
+	}
 	if err := srv.Accounts.Available(r.Context(), r.URL.Query().Get("username")); err != nil {
 		return nil, err
 	}
@@ -402,7 +435,7 @@ func (srv *Server) adminRegister(r *http.Request, _ *session) (any, error) {
 	// A request refused for its nonce or its MAC also takes a turn of the registration limit
 	// (the nonce GET took one for a valid registration): guesses and made-up nonces run into
 	// the limit too.
-	refuse := func(err error) error { return cmp.Or(srv.limits.registration.allow(clientIP(r)), err) }
+	refuse := func(err error) error { return cmp.Or(srv.limits.registration.allow(srv.clientIP(r)), err) }
 	if err := srv.spendNonce(r.Context(), req.Nonce); err != nil {
 		return nil, refuse(err)
 	}
@@ -545,10 +578,56 @@ func (srv *Server) renameDevice(r *http.Request, s *session) (any, error) {
 	return struct{}{}, srv.Accounts.RenameDevice(r.Context(), s.UserID, deviceID, *req.DisplayName)
 }
 
-// deleteDevice answers DELETE /devices/{deviceId} behind the m.login.password stage.
+// devicesRequest is the body of a request that logs devices out behind the m.login.password
+// stage.
+type devicesRequest struct {
+	Devices []string     `json:"devices"`
+	Auth    *credentials `json:"auth"`
+}
+
+// deleteDevice answers DELETE /devices/{deviceId}.
 func (srv *Server) deleteDevice(r *http.Request, s *session) (any, error) {
+	var req devicesRequest
+	if err := decodeBody(r, &req); err != nil {
+		return nil, err
+	}
+	req.Devices = []string{r.PathValue("deviceId")}
+	return srv.logOutDevices(r.Context(), s, req)
+}
+
+// deleteDevices answers POST /delete_devices.
+func (srv *Server) deleteDevices(r *http.Request, s *session) (any, error) {
+	var req devicesRequest
+	if err := decodeBody(r, &req); err != nil {
+		return nil, err
+	}
+	if req.Devices == nil {
+		return nil, missingParam("devices")
+	}
+	return srv.logOutDevices(r.Context(), s, req)
+}
+
+// logOutDevices logs the devices out once the caller's password is given. A device that is
+// already gone counts as logged out, as the spec has it.
+func (srv *Server) logOutDevices(ctx context.Context, s *session, req devicesRequest) (any, error) {
+	if err := srv.requirePassword(ctx, s, req.Auth); err != nil {
+		return nil, err
+	}
+	for _, id := range req.Devices {
+		if err := srv.Accounts.DeleteDevice(ctx, s.UserID, id); err != nil {
+			return nil, err
+		}
+	}
+	return struct{}{}, nil
+}
+
+// deactivate answers POST /account/deactivate behind the m.login.password stage: the user
+// leaves every room (declining invites, withdrawing knocks), then the account is closed and
+// every device logged out. The user id stays taken. A room the user could not leave fails the
+// request before the account is closed, so the client, still logged in, can try again.
+func (srv *Server) deactivate(r *http.Request, s *session) (any, error) {
 	var req struct {
-		Auth *credentials `json:"auth"`
+		Auth *credentials `json:"auth"` // erase is not applied: nothing is erased
 	}
 	if err := decodeBody(r, &req); err != nil {
 		return nil, err
@@ -556,7 +635,26 @@ func (srv *Server) deleteDevice(r *http.Request, s *session) (any, error) {
 	if err := srv.requirePassword(r.Context(), s, req.Auth); err != nil {
 		return nil, err
 	}
-	return struct{}{}, srv.Accounts.DeleteDevice(r.Context(), s.UserID, r.PathValue("deviceId"))
+	for roomID, membership := range srv.Rooms.Model().UserRooms(s.UserID) {
+		if !slices.Contains(presentMemberships, membership) {
+			continue
+		}
+		_, err := srv.Rooms.ChangeMembership(r.Context(), rooms.MembershipChange{RoomID: roomID, Sender: s.UserID,
+			Target: s.UserID, Membership: "leave", Reason: "Deactivated"})
+		if err != nil {
+			return nil, err
+		}
+	}
+	if err := srv.Accounts.Deactivate(r.Context(), s.UserID); err != nil {
+		return nil, err
+	}
+	// No identity server holds this server's users' third-party ids.
+	return map[string]string{"id_server_unbind_result": "no-support"}, nil
+}
+
+// threePIDs answers GET /account/3pid: this server keeps no third-party ids.
+func (srv *Server) threePIDs(*http.Request, *session) (any, error) {
+	return map[string]any{"threepids": []any{}}, nil
 }
 
 // ---- Profiles ----

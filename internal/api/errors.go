@@ -76,7 +76,9 @@ func toMatrixError(err error) (*matrixError, bool) {
 		return errorf(http.StatusBadRequest, "M_UNKNOWN", "%v", err), true
 	case errors.Is(err, rooms.ErrUnsupportedVersion):
 		return errorf(http.StatusBadRequest, "M_UNSUPPORTED_ROOM_VERSION", "%v", err), true
-	case errors.Is(err, accounts.ErrInvalidUsername):
+	case errors.Is(err, accounts.ErrDeactivated):
+		return errorf(http.StatusForbidden, "M_USER_DEACTIVATED", "%v", err), true
+	case errors.Is(err, accounts.ErrInvalidUsername), errors.Is(err, accounts.ErrUserIDTooLong), errors.Is(err, accounts.ErrReservedName):
 		return errorf(http.StatusBadRequest, "M_INVALID_USERNAME", "%v", err), true
 	case errors.Is(err, accounts.ErrUserInUse):
 		return errorf(http.StatusBadRequest, "M_USER_IN_USE", "%v", err), true

@@ -28,13 +28,20 @@ type limiter struct {
 	buckets map[string]*rate.Limiter
 }
 
-// limiters holds one limiter per rc_* setting.
+// limiters holds one limiter per use of an rc_* setting.
 type limiters struct {
 	message, login, registration *limiter
+	// failedLogin counts wrong passwords per account, at rc_login's rate.
+	failedLogin *limiter
+	// availability counts /register/available per address, at rc_registration's rate but
+	// apart from it: a client checking names as its user types must not use up the turn
+	// its registration then needs.
+	availability *limiter
 }
 
 func newLimiters(c config.Config) limiters {
-	return limiters{message: newLimiter(c.RCMessage), login: newLimiter(c.RCLogin), registration: newLimiter(c.RCRegistration)}
+	return limiters{message: newLimiter(c.RCMessage), login: newLimiter(c.RCLogin), registration: newLimiter(c.RCRegistration),
+		failedLogin: newLimiter(c.RCLogin), availability: newLimiter(c.RCRegistration)}
 }
 
 func newLimiter(rl config.RateLimit) *limiter {

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"net/http/httptest"
 	"testing"
 
 	"github.com/firebreak/firebreak/internal/config"
@@ -28,5 +29,32 @@ func TestLimiterCheckTakesNothing(t *testing.T) {
 	}
 	if err := l.allow("5.6.7.8"); err != nil {
 		t.Errorf("another address was limited too: %v", err)
+	}
+}
+
+func TestClientIP(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		xForwarded bool
+		header     []string
+		want       string
+	}{
+		{"direct", false, nil, "192.0.2.1"},
+		{"direct ignores the header", false, []string{"198.51.100.1"}, "192.0.2.1"},
+		{"behind a proxy", true, []string{"198.51.100.1"}, "198.51.100.1"},
+		{"the proxy's entry, not the client's own", true, []string{"203.0.113.9, 198.51.100.1"}, "198.51.100.1"},
+		{"the last header line", true, []string{"203.0.113.9", "198.51.100.2 "}, "198.51.100.2"},
+		{"no header behind a proxy", true, nil, "192.0.2.1"},
+		{"an empty entry", true, []string{"198.51.100.1, "}, "192.0.2.1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := &Server{Deps: Deps{Config: config.Config{XForwarded: tc.xForwarded}}}
+			r := httptest.NewRequest("GET", "/", nil)
+			r.RemoteAddr = "192.0.2.1:4711"
+			r.Header["X-Forwarded-For"] = tc.header
+			if got := srv.clientIP(r); got != tc.want {
+				t.Errorf("clientIP = %q, want %q", got, tc.want)
+			}
+		})
 	}
 }

@@ -7,9 +7,8 @@ func (srv *Server) routes() {
 	send := routeOpts{auth: true, limit: srv.limits.message, keyBy: byUser}
 	login := routeOpts{limit: srv.limits.login, keyBy: byAddress}
 	register := routeOpts{limit: srv.limits.registration, keyBy: byAddress}
-	// Endpoints that check a password are limited like logins, per user, so a stolen token
-	// cannot be used to guess the password.
-	passwordCheck := routeOpts{auth: true, limit: srv.limits.login, keyBy: byUser}
+	availability := routeOpts{limit: srv.limits.availability, keyBy: byAddress}
+	// Endpoints that check a password take a turn of rc_login per attempt (requirePassword).
 
 	// Operations (health.go).
 	srv.mux.HandleFunc("GET /_firebreak/health", srv.health)
@@ -23,7 +22,7 @@ func (srv *Server) routes() {
 	srv.client("GET", "/login", srv.loginFlows, public)
 	srv.client("POST", "/login", srv.login, login)
 	srv.client("POST", "/register", srv.register, public) // limited in the handler
-	srv.client("GET", "/register/available", srv.registerAvailable, register)
+	srv.client("GET", "/register/available", srv.registerAvailable, availability)
 	srv.handle("GET", "/_synapse/admin/v1/register", srv.adminRegisterNonce, register)
 	// The POST spends a nonce, which the GET handed out under the registration limit, and reads
 	// nothing else before the MAC is checked: limiting it too would make one registration cost
@@ -32,11 +31,14 @@ func (srv *Server) routes() {
 	srv.client("POST", "/logout", srv.logout, authed)
 	srv.client("POST", "/logout/all", srv.logoutAll, authed)
 	srv.client("GET", "/account/whoami", srv.whoami, authed)
-	srv.client("POST", "/account/password", srv.changePassword, passwordCheck)
+	srv.client("POST", "/account/password", srv.changePassword, authed)
+	srv.client("POST", "/account/deactivate", srv.deactivate, authed)
+	srv.client("GET", "/account/3pid", srv.threePIDs, authed)
 	srv.client("GET", "/devices", srv.listDevices, authed)
 	srv.client("GET", "/devices/{deviceId}", srv.getDevice, authed)
 	srv.client("PUT", "/devices/{deviceId}", srv.renameDevice, authed)
-	srv.client("DELETE", "/devices/{deviceId}", srv.deleteDevice, passwordCheck)
+	srv.client("DELETE", "/devices/{deviceId}", srv.deleteDevice, authed)
+	srv.client("POST", "/delete_devices", srv.deleteDevices, authed)
 	srv.client("GET", "/profile/{userId}", srv.getProfile, public)
 	srv.client("GET", "/profile/{userId}/{field}", srv.getProfileField, public)
 	srv.client("PUT", "/profile/{userId}/{field}", srv.setProfileField, authed)

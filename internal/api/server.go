@@ -174,7 +174,7 @@ func (srv *Server) serve(w http.ResponseWriter, r *http.Request, h handlerFunc, 
 		}
 	}
 	if o.limit != nil {
-		key := clientIP(r)
+		key := srv.clientIP(r)
 		if o.keyBy == byUser && s != nil {
 			key = s.UserID
 		}
@@ -262,7 +262,19 @@ func (srv *Server) authenticate(r *http.Request) (*session, error) {
 	return &session{UserID: userID, DeviceID: deviceID, Token: token}, nil
 }
 
-func clientIP(r *http.Request) string {
+// clientIP is the client's address, as the per-address rate limits count it.
+func (srv *Server) clientIP(r *http.Request) string {
+	if srv.Config.XForwarded {
+		if hops := r.Header.Values("X-Forwarded-For"); len(hops) > 0 {
+			last := hops[len(hops)-1]
+			if i := strings.LastIndexByte(last, ','); i >= 0 {
+				last = last[i+1:]
+			}
+			if addr := strings.TrimSpace(last); addr != "" {
+				return addr
+			}
+		}
+	}
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		return r.RemoteAddr

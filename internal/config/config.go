@@ -33,7 +33,12 @@ type Config struct {
 	RCMessage          RateLimit `yaml:"rc_message"`
 	RCLogin            RateLimit `yaml:"rc_login"`
 	RCRegistration     RateLimit `yaml:"rc_registration"`
-	LogLevel           string    `yaml:"log_level"`
+	// XForwarded takes a client's address from the last entry of X-Forwarded-For, which the
+	// reverse proxy in front of the node appends (Synapse's x_forwarded): the per-address
+	// rate limits then count each client, not the proxy. Only for a node every request
+	// reaches through such a proxy: a client talking to it directly could pick its address.
+	XForwarded bool   `yaml:"x_forwarded"`
+	LogLevel   string `yaml:"log_level"`
 	// Cluster joins this node to a deployment spanning data centers; nil runs a single node.
 	Cluster *Cluster `yaml:"cluster"`
 	// NATSURL uses an operator's external NATS cluster instead of the embedded server.

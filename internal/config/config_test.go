@@ -41,6 +41,7 @@ rc_login:
 rc_registration:
   per_second: 0.5
   burst_count: 2
+x_forwarded: true
 log_level: debug
 `)
 	got, err := Load(p)
@@ -59,6 +60,7 @@ log_level: debug
 	want.RCMessage = RateLimit{PerSecond: 2.5, BurstCount: 20}
 	want.RCLogin = RateLimit{PerSecond: 1, BurstCount: 5}
 	want.RCRegistration = RateLimit{PerSecond: 0.5, BurstCount: 2}
+	want.XForwarded = true
 	want.LogLevel = "debug"
 	checkEqual(t, got, want)
 }
@@ -82,6 +84,7 @@ func checkEqual(t *testing.T, got, want Config) {
 		{"rc_message", got.RCMessage, want.RCMessage},
 		{"rc_login", got.RCLogin, want.RCLogin},
 		{"rc_registration", got.RCRegistration, want.RCRegistration},
+		{"x_forwarded", got.XForwarded, want.XForwarded},
 		{"log_level", got.LogLevel, want.LogLevel},
 	} {
 		if f.got != f.want {

@@ -5,11 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"log/slog"
 	"os"
 	"testing"
 
 	"github.com/firebreak/firebreak/internal/store"
+	"github.com/firebreak/firebreak/internal/store/storetest"
 )
 
 func ptr[T any](v T) *T { return &v }
@@ -353,16 +353,7 @@ func TestParsedFilterMatches(t *testing.T) {
 	}
 }
 
-func openStore(t *testing.T) *store.Store {
-	t.Helper()
-	st, err := store.Open(context.Background(), store.Options{DataDir: t.TempDir(), NodeName: "test", Replicas: 1, RoomShards: 4,
-		Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatalf("open store: %v", err)
-	}
-	t.Cleanup(st.Close)
-	return st
-}
+func openStore(t *testing.T) *store.Store { return storetest.Open(t, "") }
 
 func TestSaveLoad(t *testing.T) {
 	st := openStore(t)

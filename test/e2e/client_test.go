@@ -268,9 +268,18 @@ var rawClient = &http.Client{Timeout: 60 * time.Second,
 // bogus token, huge bodies. body may be nil.
 func rawRequest(t testing.TB, method, url, token string, body []byte) rawResponse {
 	t.Helper()
+	return rawRequestWith(t, method, url, token, body, nil)
+}
+
+// rawRequestWith is rawRequest with extra headers.
+func rawRequestWith(t testing.TB, method, url, token string, body []byte, header http.Header) rawResponse {
+	t.Helper()
 	req, err := http.NewRequestWithContext(testCtx(t), method, url, bytes.NewReader(body))
 	if err != nil {
 		t.Fatalf("build request: %v", err)
+	}
+	for k, v := range header {
+		req.Header[k] = v
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")

@@ -191,6 +191,9 @@ func testRegistrationErrors(t *testing.T, srv *server) {
 	}
 
 	t.Run("InvalidUsername", func(t *testing.T) {
+		for _, name := range []string{"@full:" + serverName, "_bridged", strings.Repeat("long", 70)} {
+			expectMatrixError(t, register(name, "whatever"), http.StatusBadRequest, "M_INVALID_USERNAME")
+		}
 		expectMatrixError(t, register("Bad Name!", "whatever"), http.StatusBadRequest, "M_INVALID_USERNAME")
 		// The refused name must not have become an account.
 		_, err := anon.Login(testCtx(t), passwordLogin("Bad Name!", "whatever"))
@@ -322,6 +325,45 @@ func TestSharedSecretGuessesAreLimited(t *testing.T) {
 		rawRequest(t, "POST", srv.URL+"/_synapse/admin/v1/register", "", guess).expectError(t, http.StatusBadRequest, "M_UNKNOWN")
 	}
 	rawRequest(t, "POST", srv.URL+"/_synapse/admin/v1/register", "", guess).expectError(t, http.StatusTooManyRequests, "M_LIMIT_EXCEEDED")
+}
+
+// TestLoginRateLimits: behind a proxy (x_forwarded) each client address has its own rc_login
+// bucket; wrong passwords for one account are limited across addresses; and a step of
+// user-interactive auth takes a turn only when it checks a password.
+func TestLoginRateLimits(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, serverOpts{RCLogin: &rateLimit{PerSecond: 0.01, BurstCount: 3}, XForwarded: true})
+	loginFrom := func(addr, localpart, password string) rawResponse {
+		body, _ := json.Marshal(passwordLogin(localpart, password))
+		return rawRequestWith(t, "POST", clientURL(srv, "v3/login"), "", body,
+			http.Header{"X-Forwarded-For": {"203.0.113.7, " + addr}})
+	}
+	var users []*user
+	for range 4 {
+		users = append(users, registerUser(t, srv, "limited"))
+	}
+	t.Run("PerForwardedAddress", func(t *testing.T) {
+		for i, u := range users {
+			loginFrom(fmt.Sprintf("198.51.100.%d", i+1), u.Localpart, u.Password).expectOK(t)
+		}
+	})
+	t.Run("WrongPasswordsPerAccount", func(t *testing.T) {
+		for i := range 3 {
+			loginFrom(fmt.Sprintf("192.0.2.%d", i+1), users[0].Localpart, "wrong").expectError(t, http.StatusForbidden, "M_FORBIDDEN")
+		}
+		loginFrom("192.0.2.9", users[0].Localpart, "wrong").expectError(t, http.StatusTooManyRequests, "M_LIMIT_EXCEEDED")
+	})
+	t.Run("ChallengesTakeNoTurn", func(t *testing.T) {
+		u, url := users[1], clientURL(srv, "v3/account/password")
+		for range 5 {
+			if resp := rawRequest(t, "POST", url, u.AccessToken, []byte(`{"new_password":"pw-new"}`)); resp.Status != http.StatusUnauthorized {
+				t.Fatalf("password change without auth: %d %s, want 401 with UIA flows", resp.Status, resp.Raw)
+			}
+		}
+		err := withPasswordAuth(t, u, http.MethodPost, u.BuildClientURL("v3", "account", "password"),
+			map[string]any{"new_password": "pw-new", "logout_devices": false})
+		mustOK(t, err, "password change after five challenges")
+	})
 }
 
 // futureToken is the user's current sync token with one part moved far past anything stored

@@ -98,6 +98,7 @@ type serverConfig struct {
 	RCMessage                rateLimit `yaml:"rc_message"`
 	RCLogin                  rateLimit `yaml:"rc_login"`
 	RCRegistration           rateLimit `yaml:"rc_registration"`
+	XForwarded               bool      `yaml:"x_forwarded,omitempty"`
 	NATSURL                  string    `yaml:"nats_url,omitempty"`
 	Replicas                 int       `yaml:"replicas,omitempty"`
 }
@@ -107,6 +108,8 @@ type serverOpts struct {
 	DisableRegistration bool
 	RCMessage           *rateLimit
 	RCRegistration      *rateLimit
+	RCLogin             *rateLimit
+	XForwarded          bool   // client addresses from X-Forwarded-For
 	NATSURL             string // an external NATS to use instead of the embedded one (R1)
 }
 
@@ -144,6 +147,10 @@ func startServer(t testing.TB, opts serverOpts) *server {
 	if opts.RCRegistration != nil {
 		cfg.RCRegistration = *opts.RCRegistration
 	}
+	if opts.RCLogin != nil {
+		cfg.RCLogin = *opts.RCLogin
+	}
+	cfg.XForwarded = opts.XForwarded
 	if opts.NATSURL != "" {
 		cfg.NATSURL, cfg.Replicas = opts.NATSURL, 1
 	}

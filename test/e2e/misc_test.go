@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -195,6 +196,58 @@ func testDevices(t *testing.T, srv *server) {
 		t.Errorf("deleted device %s still listed: %v", second.DeviceID, ids)
 	}
 	expectTokenDead(t, second)
+	// A device already gone is logged out: 200, as the spec has it.
+	err = withPasswordAuth(t, alice, http.MethodDelete, alice.BuildClientURL("v3", "devices", second.DeviceID), map[string]any{})
+	mustOK(t, err, "delete a deleted device")
+
+	// POST /delete_devices logs several out at once (Element's session manager uses it).
+	third, fourth := alice.login(t, srv), alice.login(t, srv)
+	err = withPasswordAuth(t, alice, http.MethodPost, alice.BuildClientURL("v3", "delete_devices"),
+		map[string]any{"devices": []id.DeviceID{third.DeviceID, fourth.DeviceID, "NEVERSEEN"}})
+	mustOK(t, err, "delete_devices")
+	expectTokenDead(t, third)
+	expectTokenDead(t, fourth)
+	if ids := deviceIDs(t, alice); !slices.Equal(ids, []id.DeviceID{alice.DeviceID}) {
+		t.Errorf("devices after delete_devices = %v, want only %s", ids, alice.DeviceID)
+	}
+	rawRequest(t, "POST", clientURL(srv, "v3/delete_devices"), alice.AccessToken, []byte(`{}`)).
+		expectError(t, http.StatusBadRequest, "M_MISSING_PARAM")
+	threePIDs := rawRequest(t, "GET", clientURL(srv, "v3/account/3pid"), alice.AccessToken, nil)
+	threePIDs.expectOK(t)
+	if strings.TrimSpace(string(threePIDs.Raw)) != `{"threepids":[]}` {
+		t.Errorf("GET /account/3pid = %s, want no third-party ids", threePIDs.Raw)
+	}
+}
+
+// testDeactivate: a deactivated account leaves its rooms, every device is logged out, it
+// cannot log in again, and its name cannot be registered again.
+func testDeactivate(t *testing.T, srv *server) {
+	alice, bob := registerUser(t, srv, "alice"), registerUser(t, srv, "bob")
+	room := sharedRoom(t, bob, alice)
+	invitedTo := bob.createRoom(t, &mautrix.ReqCreateRoom{Preset: "private_chat"})
+	bob.invite(t, invitedTo, alice)
+	second := alice.login(t, srv)
+	resp := rawRequest(t, "POST", clientURL(srv, "v3/account/deactivate"), alice.AccessToken, []byte(`{}`))
+	if resp.Status != http.StatusUnauthorized || resp.Body["flows"] == nil {
+		t.Fatalf("deactivate without auth: %d %s, want 401 with UIA flows", resp.Status, resp.Raw)
+	}
+	err := withPasswordAuth(t, alice, http.MethodPost, alice.BuildClientURL("v3", "account", "deactivate"), map[string]any{})
+	mustOK(t, err, "deactivate")
+	expectTokenDead(t, alice)
+	expectTokenDead(t, second)
+	_, err = newClient(t, srv, "", "").Login(testCtx(t), passwordLogin(alice.Localpart, alice.Password))
+	expectMatrixError(t, err, http.StatusForbidden, "M_USER_DEACTIVATED")
+	// A wrong password does not tell a guesser the account is closed.
+	_, err = newClient(t, srv, "", "").Login(testCtx(t), passwordLogin(alice.Localpart, "wrong"))
+	expectMatrixError(t, err, http.StatusForbidden, "M_FORBIDDEN")
+	_, err = newClient(t, srv, "", "").RegisterDummy(testCtx(t), &mautrix.ReqRegister[any]{Username: alice.Localpart, Password: "pw"})
+	expectMatrixError(t, err, http.StatusBadRequest, "M_USER_IN_USE")
+	for _, r := range []id.RoomID{room, invitedTo} {
+		member := roomGet(t, srv, bob, r, "/state/m.room.member/"+url.PathEscape(alice.UserID.String()))
+		if member.Status != http.StatusOK || member.Body["membership"] != "leave" {
+			t.Errorf("alice's member event in %s after deactivation: %d %s, want leave", r, member.Status, member.Raw)
+		}
+	}
 }
 
 func testLogout(t *testing.T, srv *server) {

@@ -25,6 +25,7 @@ func TestSharedServer(t *testing.T) {
 		{"Filters", testFilters},
 		{"Profile", testProfile},
 		{"Devices", testDevices},
+		{"Deactivate", testDeactivate},
 		{"Logout", testLogout},
 		{"PasswordChange", testPasswordChange},
 		{"RegisterAvailable", testRegisterAvailable},

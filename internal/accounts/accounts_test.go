@@ -1,0 +1,107 @@
+package accounts
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"testing"
+
+	"github.com/firebreak/firebreak/internal/store"
+	"github.com/firebreak/firebreak/internal/store/storetest"
+)
+
+func newService(t *testing.T) *Service {
+	t.Helper()
+	return New(storetest.Open(t, ""), "test")
+}
+
+// liveTokens is how many of the tokens still authenticate.
+func liveTokens(t *testing.T, s *Service, tokens []string) int {
+	t.Helper()
+	live := 0
+	for _, tok := range tokens {
+		if _, _, err := s.Authenticate(context.Background(), tok); err == nil {
+			live++
+		} else if !errors.Is(err, ErrUnknownToken) {
+			t.Fatalf("Authenticate: %v", err)
+		}
+	}
+	return live
+}
+
+// TestConcurrentLoginsOnOneDevice: logins racing on one device id leave one working token,
+// the device's, which a logout then revokes. Before the device was written with
+// compare-and-set, the losers' tokens outlived every logout.
+func TestConcurrentLoginsOnOneDevice(t *testing.T) {
+	s := newService(t)
+	ctx := context.Background()
+	user, err := s.Register(ctx, "gus", "pw", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := range 5 {
+		const logins = 6
+		tokens := make([]string, logins)
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i := range logins {
+			wg.Go(func() {
+				<-start
+				sess, err := s.NewSession(ctx, user, "SAME", "")
+				if err != nil {
+					t.Errorf("round %d: NewSession: %v", round, err)
+					return
+				}
+				tokens[i] = sess.AccessToken
+			})
+		}
+		close(start)
+		wg.Wait()
+		// This node's cache holds every token it issued; a fresh node reads the buckets.
+		fresh := New(s.st, "test")
+		if live := liveTokens(t, fresh, tokens); live != 1 {
+			t.Fatalf("round %d: %d of %d racing logins' tokens work, want 1", round, live, logins)
+		}
+		if err := s.DeleteDevice(ctx, user, "SAME"); err != nil {
+			t.Fatal(err)
+		}
+		if live := liveTokens(t, New(s.st, "test"), tokens); live != 0 {
+			t.Fatalf("round %d: %d tokens work after the device's logout", round, live)
+		}
+	}
+}
+
+// TestTokenNeedsItsDevice: a token its device does not name (a node stopped between a login's
+// two writes) does not authenticate.
+func TestTokenNeedsItsDevice(t *testing.T) {
+	s := newService(t)
+	ctx := context.Background()
+	user, err := s.Register(ctx, "hal", "pw", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, err := s.NewSession(ctx, user, "DEV", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stray := "fb_stray"
+	rec, _ := json.Marshal(tokenRecord{UserID: user, DeviceID: "DEV"})
+	orphan, _ := json.Marshal(tokenRecord{UserID: user, DeviceID: "GONE"})
+	for _, c := range []struct {
+		name   string
+		record []byte
+	}{{"another token of a device", rec}, {"a device that is gone", orphan}} {
+		t.Run(c.name, func(t *testing.T) {
+			if _, err := s.st.Put(ctx, store.BucketTokens, hashToken(stray), c.record); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := s.Authenticate(ctx, stray); !errors.Is(err, ErrUnknownToken) {
+				t.Errorf("Authenticate(stray) = %v, want ErrUnknownToken", err)
+			}
+		})
+	}
+	if got, _, err := s.Authenticate(ctx, sess.AccessToken); err != nil || got != user {
+		t.Errorf("the device's own token: %q, %v", got, err)
+	}
+}
