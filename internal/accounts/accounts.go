@@ -63,6 +63,7 @@ type Service struct {
 	st         *store.Store
 	serverName string
 	tokens     *tokenCache
+	activity   activity
 }
 
 // New returns the accounts service for users of serverName.

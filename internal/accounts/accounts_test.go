@@ -105,3 +105,54 @@ func TestTokenNeedsItsDevice(t *testing.T) {
 		t.Errorf("the device's own token: %q, %v", got, err)
 	}
 }
+
+// TestLastSeen: a device's record follows its use, written again only when its address
+// changes or after lastSeenEvery, and a logged-out device is not written back.
+func TestLastSeen(t *testing.T) {
+	s := newService(t)
+	ctx := context.Background()
+	user, err := s.Register(ctx, "ida", "pw", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.NewSession(ctx, user, "DEV", ""); err != nil {
+		t.Fatal(err)
+	}
+	revision := func() uint64 {
+		_, rev, err := s.device(ctx, user, "DEV")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rev
+	}
+	steps := []struct {
+		name    string
+		ip      string
+		written bool
+	}{
+		{"first use", "192.0.2.1", true},
+		{"again from the same address", "192.0.2.1", false},
+		{"from another address", "192.0.2.2", true},
+	}
+	for _, step := range steps {
+		before := revision()
+		s.Saw(user, "DEV", step.ip)
+		if err := s.flushActivity(ctx); err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		dev, _ := s.Device(ctx, user, "DEV")
+		if got := revision() != before; got != step.written || dev.LastSeenIP != step.ip {
+			t.Errorf("%s: written %v (want %v), last_seen_ip %q", step.name, got, step.written, dev.LastSeenIP)
+		}
+	}
+	if err := s.DeleteDevice(ctx, user, "DEV"); err != nil {
+		t.Fatal(err)
+	}
+	s.Saw(user, "DEV", "192.0.2.3")
+	if err := s.flushActivity(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Device(ctx, user, "DEV"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("a logged-out device came back: %v", err)
+	}
+}

@@ -259,6 +259,7 @@ func (srv *Server) authenticate(r *http.Request) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
+	srv.Accounts.Saw(userID, deviceID, srv.clientIP(r))
 	return &session{UserID: userID, DeviceID: deviceID, Token: token}, nil
 }
 

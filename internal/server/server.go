@@ -86,10 +86,14 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if err := accountsSvc.WatchSessionEnds(runCtx, syncSvc.Wake); err != nil {
 		return err
 	}
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		accountsSvc.Run(runCtx, log, syncSvc.Wake)
+	}()
+	go func() {
+		defer wg.Done()
+		accountsSvc.RecordActivity(runCtx, log)
 	}()
 	l, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
