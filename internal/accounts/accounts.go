@@ -3,7 +3,6 @@
 package accounts
 
 import (
-	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -181,40 +180,61 @@ func (s *Service) updateAccount(ctx context.Context, userID string, change func(
 // the right password of a deactivated account (only then: the answer does not tell a
 // guesser which accounts are closed).
 func (s *Service) CheckPassword(ctx context.Context, userID, password string) error {
+	_, err := s.checkPassword(ctx, userID, password)
+	return err
+}
+
+// checkPassword is CheckPassword that also returns the password's stored hash.
+func (s *Service) checkPassword(ctx context.Context, userID, password string) (hash string, err error) {
 	acct, err := s.Account(ctx, userID)
 	if errors.Is(err, ErrNotFound) {
 		// Hash anyway so a missing user answers as slowly as a wrong password.
 		_, _ = hashPassword(password)
-		return ErrBadLogin
+		return "", ErrBadLogin
 	} else if err != nil {
-		return err
+		return "", err
 	}
 	switch {
 	case !checkPassword(acct.PasswordHash, password):
-		return ErrBadLogin
+		return "", ErrBadLogin
 	case acct.Deactivated:
-		return ErrDeactivated
+		return "", ErrDeactivated
 	}
-	return nil
+	return acct.PasswordHash, nil
+}
+
+// Login checks a password and opens a session on a new or existing device.
+func (s *Service) Login(ctx context.Context, userID, password, deviceID, deviceName string) (Session, error) {
+	hash, err := s.checkPassword(ctx, userID, password)
+	if err != nil {
+		return Session{}, err
+	}
+	return s.openSession(ctx, userID, deviceID, deviceName, hash)
 }
 
 // NewSession issues a fresh access token for the device, creating the device if needed and
 // revoking the device's previous token.
 func (s *Service) NewSession(ctx context.Context, userID, deviceID, deviceName string) (Session, error) {
+	return s.openSession(ctx, userID, deviceID, deviceName, "")
+}
+
+// openSession is NewSession for a login that checked the password whose hash it names ("" for
+// none): should the password change before the session is open, the session is taken back.
+func (s *Service) openSession(ctx context.Context, userID, deviceID, deviceName, passwordHash string) (Session, error) {
 	if deviceID == "" {
 		deviceID = randomID(10, true)
 	}
 	for {
-		session, err := s.newSession(ctx, userID, deviceID, deviceName)
+		session, err := s.newSession(ctx, userID, deviceID, deviceName, passwordHash)
 		if !errors.Is(err, errRaced) {
 			return session, err
 		}
 	}
 }
 
-// newSession is one try of NewSession: errRaced when another login or a logout of the same
+// newSession is one try of openSession: errRaced when another login or a logout of the same
 // device came between its read and its write of the device.
-func (s *Service) newSession(ctx context.Context, userID, deviceID, deviceName string) (Session, error) {
+func (s *Service) newSession(ctx context.Context, userID, deviceID, deviceName, passwordHash string) (Session, error) {
 	dev, rev, err := s.device(ctx, userID, deviceID)
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return Session{}, err
@@ -240,14 +260,31 @@ func (s *Service) newSession(ctx context.Context, userID, deviceID, deviceName s
 		_ = s.revokeToken(ctx, oldHash)
 		s.announceSessionsEnded(userID) // long polls holding the old token end now
 	}
-	// A deactivation that began after this login checked the password has logged out every
-	// device it listed, perhaps before this one was written: read the account once the
-	// device is, and take the session back.
-	if acct, err := s.Account(ctx, userID); err != nil || acct.Deactivated {
+	// A deactivation or a password change that began after this login checked the password
+	// has logged out every device it listed, perhaps before this one was written: read the
+	// account once the device is, and take the session back.
+	if err := s.stillOpen(ctx, userID, passwordHash); err != nil {
+		ctx, cancel := Detached(ctx)
+		defer cancel()
 		_ = s.DeleteDevice(ctx, userID, deviceID)
-		return Session{}, cmp.Or(err, ErrDeactivated)
+		return Session{}, err
 	}
 	return Session{UserID: userID, DeviceID: deviceID, AccessToken: token}, nil
+}
+
+// stillOpen reports ErrDeactivated once the account is closed, and ErrBadLogin once its
+// password is no longer the one whose hash a login checked ("" for none).
+func (s *Service) stillOpen(ctx context.Context, userID, passwordHash string) error {
+	acct, err := s.Account(ctx, userID)
+	switch {
+	case err != nil:
+		return err
+	case acct.Deactivated:
+		return ErrDeactivated
+	case passwordHash != "" && acct.PasswordHash != passwordHash:
+		return ErrBadLogin
+	}
+	return nil
 }
 
 type tokenRecord struct {
@@ -274,10 +311,16 @@ func (s *Service) Authenticate(ctx context.Context, token string) (userID, devic
 	if err := json.Unmarshal(b, &rec); err != nil {
 		return "", "", err
 	}
-	// A token counts only while its device names it. Every revocation goes through the device
-	// (logout, a new login on it, a password change), so a token its device does not name, one
-	// left by a node that stopped between the two writes of a login, must not work either.
+	// A token counts only while its device names it and its account is open. Every
+	// revocation goes through the device (logout, a new login on it, a password change), so a
+	// token its device does not name, one left by a node that stopped between the two writes
+	// of a login, must not work either; nor one a deactivation cut short did not reach.
 	if dev, err := s.Device(ctx, rec.UserID, rec.DeviceID); errors.Is(err, ErrNotFound) || (err == nil && dev.TokenHash != hash) {
+		return "", "", ErrUnknownToken
+	} else if err != nil {
+		return "", "", err
+	}
+	if err := s.stillOpen(ctx, rec.UserID, ""); errors.Is(err, ErrDeactivated) || errors.Is(err, ErrNotFound) {
 		return "", "", ErrUnknownToken
 	} else if err != nil {
 		return "", "", err

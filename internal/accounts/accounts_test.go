@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 
@@ -14,6 +15,24 @@ import (
 func newService(t *testing.T) *Service {
 	t.Helper()
 	return New(storetest.Open(t, ""), "test")
+}
+
+func register(t *testing.T, s *Service, name, password string) string {
+	t.Helper()
+	user, err := s.Register(context.Background(), name, password, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return user
+}
+
+func login(t *testing.T, s *Service, user, device string) Session {
+	t.Helper()
+	sess, err := s.NewSession(context.Background(), user, device, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sess
 }
 
 // liveTokens is how many of the tokens still authenticate.
@@ -36,10 +55,7 @@ func liveTokens(t *testing.T, s *Service, tokens []string) int {
 func TestConcurrentLoginsOnOneDevice(t *testing.T) {
 	s := newService(t)
 	ctx := context.Background()
-	user, err := s.Register(ctx, "gus", "pw", false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	user := register(t, s, "gus", "pw")
 	for round := range 5 {
 		const logins = 6
 		tokens := make([]string, logins)
@@ -77,14 +93,8 @@ func TestConcurrentLoginsOnOneDevice(t *testing.T) {
 func TestTokenNeedsItsDevice(t *testing.T) {
 	s := newService(t)
 	ctx := context.Background()
-	user, err := s.Register(ctx, "hal", "pw", false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sess, err := s.NewSession(ctx, user, "DEV", "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	user := register(t, s, "hal", "pw")
+	sess := login(t, s, user, "DEV")
 	stray := "fb_stray"
 	rec, _ := json.Marshal(tokenRecord{UserID: user, DeviceID: "DEV"})
 	orphan, _ := json.Marshal(tokenRecord{UserID: user, DeviceID: "GONE"})
@@ -111,13 +121,8 @@ func TestTokenNeedsItsDevice(t *testing.T) {
 func TestLastSeen(t *testing.T) {
 	s := newService(t)
 	ctx := context.Background()
-	user, err := s.Register(ctx, "ida", "pw", false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.NewSession(ctx, user, "DEV", ""); err != nil {
-		t.Fatal(err)
-	}
+	user := register(t, s, "ida", "pw")
+	login(t, s, user, "DEV")
 	revision := func() uint64 {
 		_, rev, err := s.device(ctx, user, "DEV")
 		if err != nil {
@@ -154,5 +159,65 @@ func TestLastSeen(t *testing.T) {
 	}
 	if _, err := s.Device(ctx, user, "DEV"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("a logged-out device came back: %v", err)
+	}
+}
+
+// TestPasswordChangeEndsRacingLogins: logins with the old password that race a password
+// change (which logs the other devices out) leave no working token, whichever wins.
+func TestPasswordChangeEndsRacingLogins(t *testing.T) {
+	s := newService(t)
+	ctx := context.Background()
+	user := register(t, s, "jo", "old")
+	for round := range 4 {
+		password := fmt.Sprintf("pw%d", round)
+		if round == 0 {
+			password = "old"
+		}
+		var mu sync.Mutex
+		var tokens []string
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for range 8 {
+			wg.Go(func() {
+				<-start
+				if sess, err := s.Login(ctx, user, password, "", ""); err == nil {
+					mu.Lock()
+					tokens = append(tokens, sess.AccessToken)
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Go(func() {
+			<-start
+			if err := s.ChangePassword(ctx, user, fmt.Sprintf("pw%d", round+1), "", true); err != nil {
+				t.Errorf("ChangePassword: %v", err)
+			}
+		})
+		close(start)
+		wg.Wait()
+		if live := liveTokens(t, New(s.st, "test"), tokens); live != 0 {
+			t.Fatalf("round %d: %d of %d logins with the old password outlived its change", round, live, len(tokens))
+		}
+	}
+}
+
+// TestClosedAccountsTokensFail: a token of an account marked closed fails even if its device
+// was never logged out (a deactivation cut short), and the account cannot log in.
+func TestClosedAccountsTokensFail(t *testing.T) {
+	s := newService(t)
+	ctx := context.Background()
+	user := register(t, s, "kim", "pw")
+	sess := login(t, s, user, "DEV")
+	if err := s.updateAccount(ctx, user, func(a *Account) { a.Deactivated = true }); err != nil {
+		t.Fatal(err)
+	}
+	if live := liveTokens(t, New(s.st, "test"), []string{sess.AccessToken}); live != 0 {
+		t.Error("a closed account's token works")
+	}
+	if _, err := s.Login(ctx, user, "pw", "", ""); !errors.Is(err, ErrDeactivated) {
+		t.Errorf("Login = %v, want ErrDeactivated", err)
+	}
+	if _, err := s.Login(ctx, user, "wrong", "", ""); !errors.Is(err, ErrBadLogin) {
+		t.Errorf("Login with a wrong password = %v, want ErrBadLogin", err)
 	}
 }

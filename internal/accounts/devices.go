@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"time"
 
 	"github.com/firebreak/firebreak/internal/store"
 )
@@ -157,13 +158,26 @@ func (s *Service) DeleteAllDevices(ctx context.Context, userID, keep string) err
 	return nil
 }
 
-// Deactivate closes the account: it can no longer log in (its name stays taken) and every
-// device is logged out. Leaving the user's rooms is the caller's part.
+// Deactivate closes the account: it can no longer log in (its name stays taken), its tokens
+// stop working, and every device is logged out. Leaving the user's rooms is the caller's
+// part. Once the account is marked closed the rest goes on even if the caller gives up: the
+// client, logged out, could not ask again.
 func (s *Service) Deactivate(ctx context.Context, userID string) error {
 	if err := s.updateAccount(ctx, userID, func(a *Account) { a.Deactivated = true }); err != nil {
 		return err
 	}
+	ctx, cancel := Detached(ctx)
+	defer cancel()
 	return s.DeleteAllDevices(ctx, userID, "")
+}
+
+// finishWithin bounds the work a request goes on with after its client has gone.
+const finishWithin = time.Minute
+
+// Detached is ctx without its cancellation, for work a request must finish once begun
+// (logging out every device once the password has changed), bounded by finishWithin.
+func Detached(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), finishWithin)
 }
 
 // ChangePassword sets a new password and, when logoutOthers, ends every other session.
@@ -179,6 +193,8 @@ func (s *Service) ChangePassword(ctx context.Context, userID, newPassword, curre
 		return err
 	}
 	if logoutOthers {
+		ctx, cancel := Detached(ctx)
+		defer cancel()
 		return s.DeleteAllDevices(ctx, userID, currentDevice)
 	}
 	return nil

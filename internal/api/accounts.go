@@ -173,7 +173,7 @@ func (srv *Server) requirePassword(ctx context.Context, s *session, auth *creden
 	if id, idErr := srv.Accounts.UserID(name); name != "" && (idErr != nil || id != s.UserID) {
 		err = accounts.ErrBadLogin
 	} else {
-		err = srv.checkPassword(ctx, s.UserID, auth.Password)
+		err = srv.guessLimited(s.UserID, func() error { return srv.Accounts.CheckPassword(ctx, s.UserID, auth.Password) })
 	}
 	if errors.Is(err, accounts.ErrBadLogin) {
 		return uiaChallenge(stagePassword, auth.Session, "Invalid username or password")
@@ -262,27 +262,32 @@ func (srv *Server) login(r *http.Request, _ *session) (any, error) {
 	if err != nil {
 		return nil, accounts.ErrBadLogin
 	}
-	if err := srv.checkPassword(r.Context(), userID, req.Password); err != nil {
-		return nil, err
+	var sess accounts.Session
+	err = srv.guessLimited(userID, func() error {
+		sess, err = srv.Accounts.Login(r.Context(), userID, req.Password, req.DeviceID, req.DeviceName)
+		return err
+	})
+	if errors.Is(err, accounts.ErrDeactivated) {
+		// The right password of a closed account: finish a deactivation cut short.
+		_ = srv.leaveEveryRoom(r.Context(), userID)
 	}
-	sess, err := srv.Accounts.NewSession(r.Context(), userID, req.DeviceID, req.DeviceName)
 	if err != nil {
 		return nil, err
 	}
 	return srv.sessionResponse(sess), nil
 }
 
-// checkPassword checks a user's password. Wrong guesses at one account are limited (as
-// rc_login, per account) wherever they come from, so spreading them over addresses does not
-// lift the limit; a right password costs no turn.
-func (srv *Server) checkPassword(ctx context.Context, userID, password string) error {
-	if err := srv.limits.failedLogin.check(userID); err != nil {
+// guessLimited runs a password check. Wrong guesses at one account are limited (as rc_login,
+// per account) wherever they come from, so spreading them over addresses does not lift the
+// limit. The turn is set aside before the check, so parallel guesses cannot all pass, and
+// taken only if the password was wrong.
+func (srv *Server) guessLimited(userID string, check func() error) error {
+	done, err := srv.limits.failedLogin.hold(userID)
+	if err != nil {
 		return err
 	}
-	err := srv.Accounts.CheckPassword(ctx, userID, password)
-	if errors.Is(err, accounts.ErrBadLogin) {
-		_ = srv.limits.failedLogin.allow(userID)
-	}
+	err = check()
+	done(errors.Is(err, accounts.ErrBadLogin))
 	return err
 }
 
@@ -621,10 +626,12 @@ func (srv *Server) logOutDevices(ctx context.Context, s *session, req devicesReq
 	return struct{}{}, nil
 }
 
-// deactivate answers POST /account/deactivate behind the m.login.password stage: the user
-// leaves every room (declining invites, withdrawing knocks), then the account is closed and
-// every device logged out. The user id stays taken. A room the user could not leave fails the
-// request before the account is closed, so the client, still logged in, can try again.
+// deactivate answers POST /account/deactivate behind the m.login.password stage: the account
+// is closed (its tokens stop working, it cannot log in, its name stays taken), every device
+// is logged out, and then the user leaves every room, declining invites and withdrawing
+// knocks. Sessions end first, so none of them can join a room meanwhile. Once closed, the
+// rest goes on if the client hangs up; should it fail all the same, logging in with the
+// password (answered M_USER_DEACTIVATED) finishes it.
 func (srv *Server) deactivate(r *http.Request, s *session) (any, error) {
 	var req struct {
 		Auth *credentials `json:"auth"` // erase is not applied: nothing is erased
@@ -635,22 +642,44 @@ func (srv *Server) deactivate(r *http.Request, s *session) (any, error) {
 	if err := srv.requirePassword(r.Context(), s, req.Auth); err != nil {
 		return nil, err
 	}
-	for roomID, membership := range srv.Rooms.Model().UserRooms(s.UserID) {
-		if !slices.Contains(presentMemberships, membership) {
-			continue
-		}
-		_, err := srv.Rooms.ChangeMembership(r.Context(), rooms.MembershipChange{RoomID: roomID, Sender: s.UserID,
-			Target: s.UserID, Membership: "leave", Reason: "Deactivated"})
-		if err != nil {
-			return nil, err
-		}
-	}
 	if err := srv.Accounts.Deactivate(r.Context(), s.UserID); err != nil {
 		return nil, err
 	}
-	// No identity server holds this server's users' third-party ids.
-	return map[string]string{"id_server_unbind_result": "no-support"}, nil
+	if err := srv.leaveEveryRoom(r.Context(), s.UserID); err != nil {
+		return nil, err
+	}
+	// This server holds no third-party ids, so there was nothing to unbind anywhere.
+	return map[string]string{"id_server_unbind_result": "success"}, nil
 }
+
+// leaveEveryRoom makes a closed account leave every room it is in, invited to or knocking
+// on, until none is left: a join already on its way when the account closed is left too.
+func (srv *Server) leaveEveryRoom(ctx context.Context, userID string) error {
+	ctx, cancel := accounts.Detached(ctx)
+	defer cancel()
+	for pass := 0; ; pass++ {
+		var present []string
+		for roomID, membership := range srv.Rooms.Model().UserRooms(userID) {
+			if slices.Contains(presentMemberships, membership) {
+				present = append(present, roomID)
+			}
+		}
+		if len(present) == 0 || pass == maxLeavePasses {
+			return nil
+		}
+		for _, roomID := range present {
+			_, err := srv.Rooms.ChangeMembership(ctx, rooms.MembershipChange{RoomID: roomID, Sender: userID,
+				Target: userID, Membership: "leave", Reason: "Deactivated"})
+			if err != nil && !errors.Is(err, rooms.ErrForbidden) { // already left, kicked or banned
+				return err
+			}
+		}
+	}
+}
+
+// maxLeavePasses bounds leaveEveryRoom: each pass leaves the rooms the one before found, and
+// only a join in flight adds one.
+const maxLeavePasses = 3
 
 // threePIDs answers GET /account/3pid: this server keeps no third-party ids.
 func (srv *Server) threePIDs(*http.Request, *session) (any, error) {

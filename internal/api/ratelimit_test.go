@@ -58,3 +58,33 @@ func TestClientIP(t *testing.T) {
 		})
 	}
 }
+
+// Tokens held are not there for others, so parallel attempts cannot share the last one; a
+// held token given back is there for the next attempt, one taken is not.
+func TestLimiterHold(t *testing.T) {
+	l := newLimiter(config.RateLimit{PerSecond: 0.001, BurstCount: 2})
+	first, err := l.hold("k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := l.hold("k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.hold("k"); err == nil {
+		t.Fatal("a third token held from a bucket of two")
+	}
+	first(false)
+	third, err := l.hold("k")
+	if err != nil {
+		t.Fatalf("the token given back is not there: %v", err)
+	}
+	second(true)
+	third(true)
+	if err := l.check("k"); err == nil {
+		t.Error("two failed attempts left a token in a bucket of two")
+	}
+	if len(l.held) != 0 {
+		t.Errorf("held tokens left over: %v", l.held)
+	}
+}

@@ -22,7 +22,7 @@ func (srv *Server) relations(r *http.Request, s *session) (any, error) {
 		return nil, err
 	}
 	q := r.URL.Query()
-	limit, err := queryInt(q.Get("limit"), defaultRelationsLimit)
+	limit, err := positiveLimit(q.Get("limit"), defaultRelationsLimit)
 	if err != nil {
 		return nil, err
 	}
@@ -35,7 +35,7 @@ func (srv *Server) relations(r *http.Request, s *session) (any, error) {
 		Viewer: viewer(s), RoomID: roomID, EventID: r.PathValue("eventId"),
 		RelType: r.PathValue("relType"), EventType: r.PathValue("eventType"),
 		From: q.Get("from"), To: q.Get("to"), Backward: q.Get("dir") != "f",
-		Limit: min(limit, maxRelationsLimit), Recurse: q.Get("recurse") == "true",
+		Limit: min(limit, maxRelationsLimit), Recurse: q.Get("recurse") == "true", ReportDepth: q.Has("recurse"),
 	})
 }
 
@@ -49,15 +49,22 @@ func (srv *Server) threads(r *http.Request, s *session) (any, error) {
 	if err := checkOptionalEnum("include", q.Get("include"), "all", "participated"); err != nil {
 		return nil, err
 	}
-	limit, err := queryInt(q.Get("limit"), defaultThreadsLimit)
+	limit, err := positiveLimit(q.Get("limit"), defaultThreadsLimit)
 	if err != nil {
 		return nil, err
-	}
-	if limit == 0 {
-		return nil, errorf(http.StatusBadRequest, "M_INVALID_PARAM", "limit must be greater than zero")
 	}
 	return srv.Sync.Threads(r.Context(), syncer.ThreadsRequest{
 		Viewer: viewer(s), RoomID: roomID, From: q.Get("from"),
 		Limit: min(limit, maxThreadsLimit), Participated: q.Get("include") == "participated",
 	})
+}
+
+// positiveLimit reads a page size, def when absent. Zero is refused: an empty page would
+// carry no token, which tells the client there is nothing to page through.
+func positiveLimit(v string, def int) (int, error) {
+	limit, err := queryInt(v, def)
+	if err == nil && limit == 0 {
+		err = errorf(http.StatusBadRequest, "M_INVALID_PARAM", "limit must be greater than zero")
+	}
+	return limit, err
 }

@@ -37,6 +37,8 @@ type Event struct {
 	// children are the events that relate to this one, in stream order (relations.go). Only
 	// read under the model's lock: a copy of the event shares them with the model.
 	children []*Event
+	// threadRoot: some child is a reply in a thread this event is the root of.
+	threadRoot bool
 }
 
 // thread names the event's thread as receipts do: its root, or "main".

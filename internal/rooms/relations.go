@@ -51,15 +51,11 @@ func (r *room) relate(ev *Event) {
 	if parent == nil || relType == "" {
 		return
 	}
-	if relType == relThread && !parent.hasThread() {
+	if relType == relThread && !parent.threadRoot {
+		parent.threadRoot = true
 		r.threadRoots = append(r.threadRoots, parent)
 	}
 	parent.children = append(parent.children, ev)
-}
-
-// hasThread reports whether an event is a thread's root: a child of it is in a thread with it.
-func (e *Event) hasThread() bool {
-	return slices.ContainsFunc(e.children, func(c *Event) bool { return c.RelType == relThread })
 }
 
 // viewRoom is the room with the user's view of its history, read-locked until done is
@@ -74,31 +70,80 @@ func (m *Model) viewRoom(roomID, userID string) (r *room, h history, done func()
 // sees reports whether the user may see the event at seq, one within the view's head.
 func (h history) sees(seq uint64) bool { return seq <= h.head && h.canSee(seq) }
 
-// Relatives lists the events related to the parent that the user may see, in stream order:
-// its children, and with depth > 1 their children too, down to depth levels. Redacted
-// events are left out: redaction removes the relationship from their content.
-func (m *Model) Relatives(roomID, parentID, userID string, depth int) []Event {
+// RelativesQuery says which of an event's relatives to list.
+type RelativesQuery struct {
+	Depth    int               // 1: its children; more: their children too, down so many levels
+	Keep     func(*Event) bool // nil keeps every one
+	Limit    int               // at most so many
+	Backward bool              // the newest first
+}
+
+// Relatives lists the events related to the parent that the user may see and the query keeps,
+// in stream order (the newest first when backward), and whether the limit left some out.
+// Redacted events are left out: redaction removes the relationship from their content.
+func (m *Model) Relatives(roomID, parentID, userID string, q RelativesQuery) (evs []Event, more bool) {
 	r, h, done := m.viewRoom(roomID, userID)
 	defer done()
 	if r == nil || r.byID[parentID] == nil {
-		return nil
+		return nil, false
 	}
-	parent := r.byID[parentID]
-	var out []Event
+	related := func(c *Event) bool { return c.RedactedBy == "" && h.sees(c.Seq) }
+	keep := func(c *Event) bool { return related(c) && (q.Keep == nil || q.Keep(c)) }
+	var found []*Event
+	if q.Depth <= 1 {
+		// Children are in stream order: read from the end asked for, only as far as the page.
+		found = firstKept(r.byID[parentID].children, q.Backward, q.Limit+1, keep)
+	} else {
+		found = descendants(r.byID[parentID], q.Depth, related, keep)
+		if q.Backward {
+			slices.Reverse(found)
+		}
+	}
+	more = len(found) > q.Limit
+	for _, c := range found[:min(q.Limit, len(found))] {
+		evs = append(evs, *c)
+	}
+	return evs, more
+}
+
+// firstKept is up to n of the events keep accepts, from the start or, backward, the end.
+func firstKept(events []*Event, backward bool, n int, keep func(*Event) bool) []*Event {
+	var out []*Event
+	for i := range events {
+		if len(out) == n {
+			break
+		}
+		if backward {
+			i = len(events) - 1 - i
+		}
+		if keep(events[i]) {
+			out = append(out, events[i])
+		}
+	}
+	return out
+}
+
+// descendants is every event below parent, down depth levels through the children follow
+// accepts, that keep accepts, in stream order.
+func descendants(parent *Event, depth int, follow, keep func(*Event) bool) []*Event {
+	var out []*Event
 	level := []*Event{parent}
 	for range depth {
 		var next []*Event
 		for _, p := range level {
 			for _, c := range p.children {
-				if c.RedactedBy == "" && h.sees(c.Seq) {
-					out = append(out, *c)
-					next = append(next, c)
+				if !follow(c) {
+					continue
+				}
+				next = append(next, c)
+				if keep(c) {
+					out = append(out, c)
 				}
 			}
 		}
 		level = next
 	}
-	slices.SortFunc(out, func(a, b Event) int { return cmp.Compare(a.Seq, b.Seq) })
+	slices.SortFunc(out, func(a, b *Event) int { return cmp.Compare(a.Seq, b.Seq) })
 	return out
 }
 
@@ -123,7 +168,9 @@ func (m *Model) aggregate(roomID string, ev Event, userID string) aggregate {
 	defer done()
 	a := aggregate{participated: ev.Sender == userID}
 	for _, c := range ev.children {
-		if c.RedactedBy != "" {
+		// Annotations (reactions), often most of an event's children, are not aggregated:
+		// the type is checked first, as it costs least.
+		if (c.RelType != relThread && c.RelType != relReplace && c.RelType != relReference) || c.RedactedBy != "" {
 			continue
 		}
 		if c.RelType == relThread && c.Sender == userID {

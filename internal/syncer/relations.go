@@ -17,6 +17,7 @@ type RelationsRequest struct {
 	Backward           bool
 	Limit              int
 	Recurse            bool
+	ReportDepth        bool // the client named recurse, true or false: the answer says how deep it went
 }
 
 // RelationsResponse is the /relations response body.
@@ -24,7 +25,7 @@ type RelationsResponse struct {
 	Chunk          []rooms.ClientEvent `json:"chunk"`
 	NextBatch      string              `json:"next_batch,omitempty"`
 	PrevBatch      string              `json:"prev_batch,omitempty"`
-	RecursionDepth int                 `json:"recursion_depth,omitempty"` // only when asked to recurse
+	RecursionDepth *int                `json:"recursion_depth,omitempty"` // only when the client named recurse
 }
 
 // Relations pages through the events related to one the user may see: 404 for a parent they
@@ -42,23 +43,18 @@ func (s *Service) Relations(ctx context.Context, req RelationsRequest) (*Relatio
 	if req.Recurse {
 		depth = rooms.MaxRelationDepth
 	}
-	var matches []rooms.Event
-	for _, ev := range s.rooms.Model().Relatives(req.RoomID, req.EventID, userID, depth) {
-		if ev.Seq > after && ev.Seq <= upTo && (req.RelType == "" || ev.RelType == req.RelType) &&
-			(req.EventType == "" || ev.PDU.Type() == req.EventType) {
-			matches = append(matches, ev)
-		}
-	}
-	if req.Backward {
-		slices.Reverse(matches)
-	}
-	page := matches[:min(req.Limit, len(matches))]
+	page, more := s.rooms.Model().Relatives(req.RoomID, req.EventID, userID, rooms.RelativesQuery{
+		Depth: depth, Limit: req.Limit, Backward: req.Backward,
+		Keep: func(ev *rooms.Event) bool {
+			return ev.Seq > after && ev.Seq <= upTo && (req.RelType == "" || ev.RelType == req.RelType) &&
+				(req.EventType == "" || ev.PDU.Type() == req.EventType)
+		}})
 	resp := &RelationsResponse{Chunk: s.rooms.ClientEvents(req.RoomID, page, req.Viewer, true), PrevBatch: req.From}
-	if len(matches) > len(page) && len(page) > 0 {
+	if more && len(page) > 0 {
 		resp.NextBatch = nextPageToken(page[len(page)-1].Seq, req.Backward).String()
 	}
-	if req.Recurse {
-		resp.RecursionDepth = depth
+	if req.ReportDepth {
+		resp.RecursionDepth = &depth
 	}
 	return resp, nil
 }

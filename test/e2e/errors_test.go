@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/firebreak/firebreak/internal/syncer"
@@ -353,6 +354,17 @@ func TestLoginRateLimits(t *testing.T) {
 		}
 		loginFrom("192.0.2.9", users[0].Localpart, "wrong").expectError(t, http.StatusTooManyRequests, "M_LIMIT_EXCEEDED")
 	})
+	t.Run("ParallelGuessesPerAccount", func(t *testing.T) {
+		statuses := make([]int, 12)
+		var wg sync.WaitGroup
+		for i := range statuses {
+			wg.Go(func() { statuses[i] = loginFrom(fmt.Sprintf("192.0.2.%d", 100+i), users[2].Localpart, "wrong").Status })
+		}
+		wg.Wait()
+		if checked := len(statuses) - countOf(statuses, http.StatusTooManyRequests); checked > 3 {
+			t.Errorf("%d of 12 parallel wrong guesses were checked against a burst of 3: %v", checked, statuses)
+		}
+	})
 	t.Run("ChallengesTakeNoTurn", func(t *testing.T) {
 		u, url := users[1], clientURL(srv, "v3/account/password")
 		for range 5 {
@@ -364,6 +376,16 @@ func TestLoginRateLimits(t *testing.T) {
 			map[string]any{"new_password": "pw-new", "logout_devices": false})
 		mustOK(t, err, "password change after five challenges")
 	})
+}
+
+func countOf[T comparable](s []T, v T) int {
+	n := 0
+	for _, x := range s {
+		if x == v {
+			n++
+		}
+	}
+	return n
 }
 
 // futureToken is the user's current sync token with one part moved far past anything stored

@@ -129,6 +129,16 @@ func testRelations(t *testing.T, srv *server) {
 		if _, ok := plain.Body["recursion_depth"]; ok {
 			t.Errorf("recursion_depth present without recurse: %s", plain.Raw)
 		}
+		// The filter applies to every level, and recursion goes through children it leaves
+		// out: reply 2's edit is found through reply 2, a thread reply.
+		edits, _ := relationIDs(t, carol, room, root, mautrix.ReqGetRelations{RelationType: event.RelReplace, Recurse: true, Limit: 100})
+		expectIDs(t, "edits, recursively", edits, []id.EventID{reply2Edit, edit2, noNewContent, bobEdit, edit1})
+		// Named, even as false, the parameter makes the field mandatory.
+		flat := rawRequest(t, "GET", relationsURL(srv, room, root, "?recurse=false"), carol.AccessToken, nil)
+		flat.expectOK(t)
+		if flat.Body["recursion_depth"] != 1.0 {
+			t.Errorf("recurse=false: recursion_depth %v, want 1", flat.Body["recursion_depth"])
+		}
 	})
 	t.Run("BundledAggregations", func(t *testing.T) {
 		for _, u := range []*user{alice, bob, carol} {
@@ -181,6 +191,7 @@ func testRelations(t *testing.T, srv *server) {
 			{"bad dir", relationsURL(srv, room, reply1, "?dir=x"), carol, http.StatusBadRequest, "M_INVALID_PARAM"},
 			{"bad recurse", relationsURL(srv, room, reply1, "?recurse=yes"), carol, http.StatusBadRequest, "M_INVALID_PARAM"},
 			{"bad limit", relationsURL(srv, room, reply1, "?limit=-1"), carol, http.StatusBadRequest, "M_INVALID_PARAM"},
+			{"limit 0", relationsURL(srv, room, reply1, "?limit=0"), carol, http.StatusBadRequest, "M_INVALID_PARAM"},
 			{"bad token", relationsURL(srv, room, reply1, "?from=zz"), carol, http.StatusBadRequest, "M_INVALID_PARAM"},
 			{"threads: bad include", threadsURL(srv, room, "?include=mine"), carol, http.StatusBadRequest, "M_INVALID_PARAM"},
 			{"threads: limit 0", threadsURL(srv, room, "?limit=0"), carol, http.StatusBadRequest, "M_INVALID_PARAM"},
