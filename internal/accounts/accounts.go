@@ -63,11 +63,19 @@ type Service struct {
 	serverName string
 	tokens     *tokenCache
 	activity   activity
+	// deviceDeleted hears of each device logged out, to remove what else it left (its keys).
+	deviceDeleted func(ctx context.Context, userID, deviceID string)
 }
 
 // New returns the accounts service for users of serverName.
 func New(st *store.Store, serverName string) *Service {
-	return &Service{st: st, serverName: serverName, tokens: newTokenCache()}
+	return &Service{st: st, serverName: serverName, tokens: newTokenCache(),
+		deviceDeleted: func(context.Context, string, string) {}}
+}
+
+// OnDeviceDeleted sets who hears of each device logged out.
+func (s *Service) OnDeviceDeleted(fn func(ctx context.Context, userID, deviceID string)) {
+	s.deviceDeleted = fn
 }
 
 var localpartRE = regexp.MustCompile(`^[a-z0-9._=\-/+]+$`)

@@ -114,7 +114,11 @@ func (s *Service) deleteDevice(ctx context.Context, userID, deviceID string) err
 		if err := s.revokeToken(ctx, dev.TokenHash); err != nil {
 			return err
 		}
-		if err := raced(s.st.DeleteAt(ctx, store.BucketDevices, store.Key(userID, deviceID), rev)); !errors.Is(err, errRaced) {
+		err = raced(s.st.DeleteAt(ctx, store.BucketDevices, store.Key(userID, deviceID), rev))
+		if err == nil {
+			s.deviceDeleted(ctx, userID, deviceID)
+		}
+		if !errors.Is(err, errRaced) {
 			return err
 		}
 	}

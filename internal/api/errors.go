@@ -8,6 +8,7 @@ import (
 
 	"github.com/firebreak/firebreak/internal/accountdata"
 	"github.com/firebreak/firebreak/internal/accounts"
+	"github.com/firebreak/firebreak/internal/e2ee"
 	"github.com/firebreak/firebreak/internal/filter"
 	"github.com/firebreak/firebreak/internal/rooms"
 	"github.com/firebreak/firebreak/internal/store"
@@ -76,6 +77,12 @@ func toMatrixError(err error) (*matrixError, bool) {
 		return errorf(http.StatusBadRequest, "M_UNKNOWN", "%v", err), true
 	case errors.Is(err, rooms.ErrUnsupportedVersion):
 		return errorf(http.StatusBadRequest, "M_UNSUPPORTED_ROOM_VERSION", "%v", err), true
+	case errors.Is(err, e2ee.ErrBadRequest):
+		return errorf(http.StatusBadRequest, "M_INVALID_PARAM", "%v", err), true
+	case errors.Is(err, e2ee.ErrInvalidSignature):
+		return errorf(http.StatusBadRequest, "M_INVALID_SIGNATURE", "%v", err), true
+	case errors.Is(err, e2ee.ErrNotFound):
+		return errorf(http.StatusNotFound, "M_NOT_FOUND", "%v", err), true
 	case errors.Is(err, accounts.ErrDeactivated):
 		return errorf(http.StatusForbidden, "M_USER_DEACTIVATED", "%v", err), true
 	case errors.Is(err, accounts.ErrInvalidUsername), errors.Is(err, accounts.ErrUserIDTooLong), errors.Is(err, accounts.ErrReservedName):

@@ -107,6 +107,16 @@ func (srv *Server) routes() {
 	srv.client("GET", "/user/{userId}/rooms/{roomId}/account_data/{type}", srv.getRoomAccountData, authed)
 	srv.client("PUT", "/user/{userId}/rooms/{roomId}/account_data/{type}", srv.setRoomAccountData, authed)
 
+	// End-to-end encryption: keys and to-device messages (keys.go).
+	srv.client("POST", "/keys/upload", srv.keysUpload, authed)
+	srv.client("POST", "/keys/query", srv.keysQuery, authed)
+	srv.client("POST", "/keys/claim", srv.keysClaim, authed)
+	srv.client("GET", "/keys/changes", srv.keysChanges, authed)
+	srv.client("POST", "/keys/device_signing/upload", srv.crossSigningUpload, authed)
+	srv.client("POST", "/keys/signatures/upload", srv.signaturesUpload, authed)
+	srv.client("PUT", "/sendToDevice/{eventType}/{txnId}", srv.sendToDevice, send)
+	srv.client("GET", "/room_keys/version", srv.roomKeysVersion, authed)
+
 	// Room tags (tags.go).
 	srv.client("GET", "/user/{userId}/rooms/{roomId}/tags", srv.getTags, authed)
 	srv.client("PUT", "/user/{userId}/rooms/{roomId}/tags/{tag}", srv.putTag, authed)

@@ -17,6 +17,7 @@ import (
 	"github.com/firebreak/firebreak/internal/accountdata"
 	"github.com/firebreak/firebreak/internal/accounts"
 	"github.com/firebreak/firebreak/internal/config"
+	"github.com/firebreak/firebreak/internal/e2ee"
 	"github.com/firebreak/firebreak/internal/filter"
 	"github.com/firebreak/firebreak/internal/rooms"
 	"github.com/firebreak/firebreak/internal/store"
@@ -29,6 +30,7 @@ type Deps struct {
 	Store       *store.Store
 	Accounts    *accounts.Service
 	AccountData *accountdata.Service
+	Keys        *e2ee.Service
 	Rooms       *rooms.Service
 	Sync        *syncer.Service
 	Log         *slog.Logger

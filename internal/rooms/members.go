@@ -77,3 +77,76 @@ func (t *memberTally) count(membership string, by int) {
 }
 
 func isPresent(membership string) bool { return membership == "join" || membership == "invite" }
+
+// JoinedMembers lists the users joined to the room.
+func (m *Model) JoinedMembers(roomID string) []string {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	r := m.rooms[roomID]
+	if r == nil {
+		return nil
+	}
+	var out []string
+	for _, user := range r.tally.present {
+		if m.userRooms[user][roomID] == "join" {
+			out = append(out, user)
+		}
+	}
+	return out
+}
+
+// SharesRoom reports whether two users are both joined to some room.
+func (m *Model) SharesRoom(a, b string) bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	ra, rb := m.userRooms[a], m.userRooms[b]
+	if len(rb) < len(ra) {
+		ra, rb = rb, ra
+	}
+	for roomID, ms := range ra {
+		if ms == "join" && rb[roomID] == "join" {
+			return true
+		}
+	}
+	return false
+}
+
+// RoomMates lists the users joined to or invited into a room the user is joined to: whose
+// clients track the user's devices.
+func (m *Model) RoomMates(userID string) []string {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	seen := map[string]bool{}
+	var out []string
+	for roomID, ms := range m.userRooms[userID] {
+		r := m.rooms[roomID]
+		if ms != "join" || r == nil {
+			continue
+		}
+		for _, user := range r.tally.present {
+			if !seen[user] {
+				seen[user] = true
+				out = append(out, user)
+			}
+		}
+	}
+	return out
+}
+
+// MemberEvents lists the room's member events after position after, up to upTo, oldest
+// first. A room whose state has not changed since after, the usual case, answers at once.
+func (m *Model) MemberEvents(roomID string, after, upTo uint64) []Event {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	r := m.rooms[roomID]
+	if r == nil || r.stateChanged <= after {
+		return nil
+	}
+	var out []Event
+	for _, ev := range r.events[r.firstAfter(after):r.firstAfter(upTo)] {
+		if ev.PDU.Type() == "m.room.member" {
+			out = append(out, *ev)
+		}
+	}
+	return out
+}

@@ -17,6 +17,7 @@ import (
 	"github.com/firebreak/firebreak/internal/accounts"
 	"github.com/firebreak/firebreak/internal/api"
 	"github.com/firebreak/firebreak/internal/config"
+	"github.com/firebreak/firebreak/internal/e2ee"
 	"github.com/firebreak/firebreak/internal/push"
 	"github.com/firebreak/firebreak/internal/rooms"
 	"github.com/firebreak/firebreak/internal/store"
@@ -59,21 +60,26 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	defer func() { stop(); roomsSvc.Wait(); wg.Wait() }()
 	data := accountdata.New(st)
 	roomsSvc.SetPushRules(push.NewCache(data).Rules)
-	syncSvc := syncer.New(ctx, roomsSvc, data, st.Fencing)
-	dataReady := make(chan struct{})
-	var once sync.Once
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		data.Run(runCtx, log, func() { once.Do(func() { close(dataReady) }) })
-	}()
+	accountsSvc := accounts.New(st, cfg.ServerName)
+	keysSvc := e2ee.New(st, accountsSvc)
+	accountsSvc.OnDeviceDeleted(keysSvc.ForgetDevice)
+	syncSvc := syncer.New(ctx, roomsSvc, data, keysSvc, st.Fencing)
+	var loaded []<-chan struct{} // closed once each mirror sync reads has loaded
+	for _, run := range []func(context.Context, *slog.Logger, func()){data.Run, keysSvc.Run} {
+		ready := make(chan struct{})
+		var once sync.Once
+		loaded = append(loaded, ready)
+		wg.Go(func() { run(runCtx, log, func() { once.Do(func() { close(ready) }) }) })
+	}
 	if err := roomsSvc.Start(runCtx); err != nil {
 		return fmt.Errorf("load rooms: %w", err)
 	}
-	select {
-	case <-dataReady:
-	case <-runCtx.Done():
-		return ctx.Err()
+	for _, ready := range loaded {
+		select {
+		case <-ready:
+		case <-runCtx.Done():
+			return ctx.Err()
+		}
 	}
 	stopWithCtx()
 
@@ -82,7 +88,6 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 			return fmt.Errorf("pprof_listen: %w", err)
 		}
 	}
-	accountsSvc := accounts.New(st, cfg.ServerName)
 	if err := accountsSvc.WatchSessionEnds(runCtx, syncSvc.Wake); err != nil {
 		return err
 	}
@@ -100,7 +105,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return err
 	}
 	srv := api.New(api.Deps{Config: cfg, Store: st, Accounts: accountsSvc, AccountData: data,
-		Rooms: roomsSvc, Sync: syncSvc, Log: log})
+		Keys: keysSvc, Rooms: roomsSvc, Sync: syncSvc, Log: log})
 	log.Info("firebreak ready", "server_name", cfg.ServerName, "listen", l.Addr().String(),
 		"data_dir", cfg.DataDir, "startup_ms", time.Since(started).Milliseconds(),
 		"store_ms", storeReady.Sub(started).Milliseconds(), "read_model_ms", time.Since(storeReady).Milliseconds())

@@ -27,10 +27,14 @@ const (
 	BucketAccountData Bucket = "fb_account_data" // user id, room id or "", type -> content
 	BucketReceipts    Bucket = "fb_receipts"     // room id, user id, receipt type[, thread] -> receipt
 	BucketNonces      Bucket = "fb_nonces"       // shared-secret registration nonces, short-lived
+	// End-to-end encryption (package e2ee).
+	BucketDeviceKeys  Bucket = "fb_device_keys"   // user, device -> its keys; user, "cs", kind -> a cross-signing key; user, "sig", signer -> the signer's signatures of the user's master key
+	BucketOneTimeKeys Bucket = "fb_one_time_keys" // user, device -> its one-time and fallback keys
+	BucketToDevice    Bucket = "fb_to_device"     // user, device, message id -> a to-device message not yet delivered
 )
 
 var allBuckets = []Bucket{BucketServer, BucketAccounts, BucketDevices, BucketTokens, BucketFilters,
-	BucketAliases, BucketAccountData, BucketReceipts, BucketNonces}
+	BucketAliases, BucketAccountData, BucketReceipts, BucketNonces, BucketDeviceKeys, BucketOneTimeKeys, BucketToDevice}
 
 func (s *Store) openBucket(ctx context.Context, b Bucket) error {
 	s.bucketsMu.Lock()

@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"sync"
 	"testing"
 
 	"github.com/firebreak/firebreak/internal/accountdata"
+	"github.com/firebreak/firebreak/internal/e2ee"
 	"github.com/firebreak/firebreak/internal/rooms"
 	"github.com/firebreak/firebreak/internal/store"
 )
@@ -42,25 +44,24 @@ func startBenchNode(b testing.TB, fencing <-chan struct{}) *benchNode {
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	data := accountdata.New(st)
-	dataDone := make(chan struct{})
-	ready := make(chan struct{})
-	go func() {
-		defer close(dataDone)
-		data.Run(runCtx, benchLog, func() {
-			select {
-			case <-ready:
-			default:
-				close(ready)
-			}
-		})
-	}()
+	keys := e2ee.New(st, nil) // no devices: the benchmarks send no to-device messages
+	var mirrors sync.WaitGroup
+	var loaded []chan struct{}
+	for _, run := range []func(context.Context, *slog.Logger, func()){data.Run, keys.Run} {
+		ready := make(chan struct{})
+		var once sync.Once
+		loaded = append(loaded, ready)
+		mirrors.Go(func() { run(runCtx, benchLog, func() { once.Do(func() { close(ready) }) }) })
+	}
 	// Cleanups run last first: followers stop before the store closes.
-	b.Cleanup(func() { cancel(); rs.Wait(); <-dataDone })
-	n := &benchNode{rooms: rs, data: data, sync: New(runCtx, rs, data, func() <-chan struct{} { return fencing })}
+	b.Cleanup(func() { cancel(); rs.Wait(); mirrors.Wait() })
+	n := &benchNode{rooms: rs, data: data, sync: New(runCtx, rs, data, keys, func() <-chan struct{} { return fencing })}
 	if err := rs.Start(runCtx); err != nil {
 		b.Fatal(err)
 	}
-	<-ready
+	for _, ready := range loaded {
+		<-ready
+	}
 	return n
 }
 

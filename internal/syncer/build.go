@@ -12,14 +12,20 @@ import (
 // build assembles everything for the user between since (nil: from the start) and now.
 func (s *Service) build(req Request, since *Token, now Token) *Response {
 	resp := newResponse()
-	resp.NextBatch = now.String()
 	resp.members = s.lazy.begin(req)
+	var busy []busyRoom // where members may have come and gone
 	for roomID, membership := range s.rooms.Model().UserRooms(req.UserID) {
 		left := membership == "leave" || membership == "ban"
-		if !req.Filter.Room.AllowsRoom(roomID) || (left && s.Forgotten(req.UserID, roomID)) {
+		if left && s.Forgotten(req.UserID, roomID) {
 			continue
 		}
 		w := s.window(req, roomID, since, now)
+		if since != nil && w.head > since.Rooms[w.shard] {
+			busy = append(busy, busyRoom{roomID, membership, since.Rooms[w.shard], w.upTo})
+		}
+		if !req.Filter.Room.AllowsRoom(roomID) {
+			continue
+		}
 		w.members = resp.members
 		switch membership {
 		case "join":
@@ -40,6 +46,9 @@ func (s *Service) build(req Request, since *Token, now Token) *Response {
 			}
 		}
 	}
+	now.ToDevice = s.addEncryption(resp, req, since, now, busy)
+	// Set after the to-device messages, which may not all fit in one response.
+	resp.NextBatch = now.String()
 	var dataSince uint64
 	if since != nil && !req.FullState {
 		dataSince = since.AccountData

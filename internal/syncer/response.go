@@ -1,21 +1,29 @@
 package syncer
 
 import (
-	"encoding/json"
-
 	"github.com/firebreak/firebreak/internal/rooms"
 )
 
 // Response is a /sync response body.
 type Response struct {
-	NextBatch   string          `json:"next_batch"`
-	Rooms       RoomsSection    `json:"rooms"`
-	AccountData EventList       `json:"account_data"`
-	Presence    EventList       `json:"presence"`
-	ToDevice    EventList       `json:"to_device"`
-	DeviceLists json.RawMessage `json:"device_lists,omitempty"`
+	NextBatch   string       `json:"next_batch"`
+	Rooms       RoomsSection `json:"rooms"`
+	AccountData EventList    `json:"account_data"`
+	Presence    EventList    `json:"presence"`
+	ToDevice    EventList    `json:"to_device"`
+	DeviceLists *DeviceLists `json:"device_lists,omitempty"`
+	// The syncing device's one-time key counts and unused fallback key types.
+	OneTimeKeysCount       map[string]int `json:"device_one_time_keys_count"`
+	UnusedFallbackKeyTypes []string       `json:"device_unused_fallback_key_types"`
 
 	members *memberMemo // the lazy-loaded members it sends, remembered once it is returned
+}
+
+// DeviceLists names the users whose devices the client should query again (changed), and
+// those it no longer shares a room with (left).
+type DeviceLists struct {
+	Changed []string `json:"changed,omitempty"`
+	Left    []string `json:"left,omitempty"`
 }
 
 // RoomsSection groups rooms by the user's membership.
@@ -98,5 +106,5 @@ func newResponse() *Response {
 // empty reports whether there is nothing new for the client.
 func (r *Response) empty() bool {
 	return len(r.Rooms.Join) == 0 && len(r.Rooms.Invite) == 0 && len(r.Rooms.Knock) == 0 && len(r.Rooms.Leave) == 0 &&
-		len(r.AccountData.Events) == 0
+		len(r.AccountData.Events) == 0 && len(r.ToDevice.Events) == 0 && r.DeviceLists == nil
 }

@@ -1,6 +1,7 @@
-// Package syncer answers /sync, /messages and /context: it assembles what a user sees from the
-// rooms read model, receipts, typing and account data, and wakes long-polling syncs when
-// something that concerns their user arrives.
+// Package syncer answers /sync, /messages, /context, /relations and /threads: it assembles
+// what a user sees from the rooms read model, receipts, typing, account data and the
+// end-to-end encryption mirrors (to-device messages, key changes and counts), and wakes
+// long-polling syncs when something that concerns their user arrives.
 package syncer
 
 import (
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/firebreak/firebreak/internal/accountdata"
+	"github.com/firebreak/firebreak/internal/e2ee"
 	"github.com/firebreak/firebreak/internal/filter"
 	"github.com/firebreak/firebreak/internal/rooms"
 	"github.com/firebreak/firebreak/internal/store"
@@ -39,6 +41,7 @@ const (
 type Service struct {
 	rooms *rooms.Service
 	data  *accountdata.Service
+	keys  *e2ee.Service
 	stop  <-chan struct{} // closed on shutdown, ending every long poll
 	// fencing is closed when this node fences itself (store.Fencing): a long poll then ends
 	// with 503, so its client moves to a data center that still hears new events.
@@ -52,10 +55,12 @@ type Service struct {
 
 // New wires the syncer to the services whose changes it reports. Long polls end when ctx does,
 // and with an error when the channel fencing returns closes.
-func New(ctx context.Context, r *rooms.Service, d *accountdata.Service, fencing func() <-chan struct{}) *Service {
-	s := &Service{rooms: r, data: d, stop: ctx.Done(), fencing: fencing, waiters: map[string]chan struct{}{}, lazy: newLazyMembers()}
+func New(ctx context.Context, r *rooms.Service, d *accountdata.Service, k *e2ee.Service, fencing func() <-chan struct{}) *Service {
+	s := &Service{rooms: r, data: d, keys: k, stop: ctx.Done(), fencing: fencing, waiters: map[string]chan struct{}{}, lazy: newLazyMembers()}
 	r.OnChange(s.wake)
-	d.OnChange(func(user string) { s.wake([]string{user}) })
+	d.OnChange(s.Wake)
+	// A user's key change concerns everyone whose clients track their devices.
+	k.OnChange(func(user string) { s.wake(append(r.Model().RoomMates(user), user)) }, s.Wake)
 	return s
 }
 
@@ -90,11 +95,14 @@ func (s *Service) waitChan(user string) <-chan struct{} {
 
 // current is the token for everything this node has applied.
 func (s *Service) current() Token {
+	keys := s.keys.Position()
 	return Token{
 		Rooms:       s.rooms.Model().Applied(),
 		Receipts:    s.rooms.ReceiptPosition(),
 		AccountData: s.data.Position(),
 		Typing:      s.rooms.TypingSerial(),
+		Keys:        keys.Keys,
+		ToDevice:    keys.ToDevice,
 	}
 }
 
@@ -104,7 +112,9 @@ func (s *Service) Shards() int { return len(s.rooms.Model().Applied()) }
 // catchUp waits until this node has applied everything the token covers, so a client that
 // moves between nodes never sees time go backwards.
 func (s *Service) catchUp(ctx context.Context, t Token) error {
-	if s.rooms.Model().AppliedAll(t.Rooms) && s.rooms.ReceiptPosition() >= t.Receipts && s.data.Position() >= t.AccountData {
+	keys := s.keys.Position()
+	if s.rooms.Model().AppliedAll(t.Rooms) && s.rooms.ReceiptPosition() >= t.Receipts && s.data.Position() >= t.AccountData &&
+		keys.Keys >= t.Keys && keys.ToDevice >= t.ToDevice {
 		return nil // the usual case: this node has everything the token names; no timer to set up
 	}
 	ctx, cancel := context.WithTimeout(ctx, store.WaitLimit)
@@ -117,6 +127,9 @@ func (s *Service) catchUp(ctx context.Context, t Token) error {
 	}
 	if err == nil {
 		err = s.data.WaitPosition(ctx, t.AccountData)
+	}
+	if err == nil {
+		err = s.keys.WaitPosition(ctx, e2ee.Positions{Keys: t.Keys, ToDevice: t.ToDevice})
 	}
 	if took := time.Since(start); took > slowCatchUp {
 		slog.Warn("sync waited to catch up with a token", "rooms_ms", rooms.Milliseconds(), "total_ms", took.Milliseconds(), "err", err)
@@ -159,12 +172,24 @@ func (s *Service) Sync(ctx context.Context, req Request) (*Response, error) {
 			return nil, err
 		}
 		since = &t
+		s.acknowledge(ctx, req, t)
 	}
 	resp, err := s.poll(ctx, req, since)
 	if resp != nil {
 		s.lazy.finish(req, resp.members, resp.NextBatch)
 	}
 	return resp, err
+}
+
+// acknowledge deletes the to-device messages the device's token covers: its client got them.
+// Should that fail, they are only deleted at its next sync.
+func (s *Service) acknowledge(ctx context.Context, req Request, since Token) {
+	if req.DeviceID == "" {
+		return
+	}
+	if err := s.keys.Acknowledge(ctx, req.UserID, req.DeviceID, since.ToDevice); err != nil {
+		slog.Warn("deleting delivered to-device messages", "user", req.UserID, "device", req.DeviceID, "err", err)
+	}
 }
 
 // poll builds the response, at once or, when there is nothing new, whenever something arrives
@@ -174,15 +199,15 @@ func (s *Service) poll(ctx context.Context, req Request, since *Token) (*Respons
 	deadline := time.NewTimer(min(req.Timeout, maxLongPoll))
 	defer deadline.Stop()
 	for woken := false; ; woken = true {
+		// Woken: perhaps the session ended (see Wake), and what woke it was the logout itself.
+		if woken && req.Ended != nil && req.Ended() {
+			return nil, ErrSessionEnded
+		}
 		wake := s.waitChan(req.UserID)
 		now := s.current()
 		resp := s.build(req, since, now)
 		if since == nil || req.FullState || !resp.empty() || req.Timeout <= 0 {
 			return resp, nil
-		}
-		// Woken with nothing new: perhaps the session ended (see Wake).
-		if woken && req.Ended != nil && req.Ended() {
-			return nil, ErrSessionEnded
 		}
 		select {
 		case <-wake:

@@ -7,25 +7,32 @@ import (
 )
 
 // Token is a position in everything a sync covers: one sequence per room shard stream, the
-// receipts and account data buckets' positions, and this node's typing serial. The stream
-// and bucket positions are JetStream's own, the same on every node, so any node can answer a
-// sync from a token another node issued. The typing serial is node-local; on another node it
-// only causes typing state to be sent again.
+// receipts, account data, device keys and to-device buckets' positions, and this node's
+// typing serial. The stream and bucket positions are JetStream's own, the same on every node,
+// so any node can answer a sync from a token another node issued. The typing serial is
+// node-local; on another node it only causes typing state to be sent again.
 type Token struct {
 	Rooms       []uint64
 	Receipts    uint64
 	AccountData uint64
 	Typing      uint64
+	Keys        uint64 // the device keys bucket: whose keys changed since
+	ToDevice    uint64 // the to-device bucket: the messages the client has
 }
 
 var errBadToken = errors.New("invalid token")
 
-const tokenPrefix = "fb1"
+// Token versions: fb2 added the key and to-device positions. An fb1 token, from a server
+// before end-to-end encryption, reads as having none of them.
+const (
+	tokenPrefix   = "fb2"
+	tokenPrefixV1 = "fb1"
+)
 
 // String renders the token; it is opaque to clients. Every sync renders one per joined room
 // with new events (their prev_batch), so it appends to one buffer rather than formatting.
 func (t Token) String() string {
-	b := make([]byte, 0, len(tokenPrefix)+len(t.Rooms)*6+24)
+	b := make([]byte, 0, len(tokenPrefix)+len(t.Rooms)*6+36)
 	b = append(append(b, tokenPrefix...), '_')
 	for i, r := range t.Rooms {
 		if i > 0 {
@@ -33,23 +40,33 @@ func (t Token) String() string {
 		}
 		b = strconv.AppendUint(b, r, 36)
 	}
-	for _, n := range []uint64{t.Receipts, t.AccountData, t.Typing} {
-		b = strconv.AppendUint(append(b, '_'), n, 36)
+	for _, n := range t.counters() {
+		b = strconv.AppendUint(append(b, '_'), *n, 36)
 	}
 	return string(b)
+}
+
+// counters are the token's parts after the rooms', in the order it writes them.
+func (t *Token) counters() []*uint64 {
+	return []*uint64{&t.Receipts, &t.AccountData, &t.Typing, &t.Keys, &t.ToDevice}
 }
 
 // ParseToken reads a token made by String. shards is the deployment's shard count.
 func ParseToken(s string, shards int) (Token, error) {
 	parts := strings.Split(s, "_")
-	if len(parts) != 5 || parts[0] != tokenPrefix {
+	var t Token
+	counters := t.counters()
+	switch {
+	case len(parts) == 2+len(counters) && parts[0] == tokenPrefix:
+	case len(parts) == 5 && parts[0] == tokenPrefixV1:
+		counters = counters[:3]
+	default:
 		return Token{}, errBadToken
 	}
 	rooms := strings.Split(parts[1], ".")
 	if len(rooms) != shards {
 		return Token{}, errBadToken
 	}
-	var t Token
 	t.Rooms = make([]uint64, shards)
 	for i, r := range rooms {
 		v, err := strconv.ParseUint(r, 36, 64)
@@ -58,7 +75,7 @@ func ParseToken(s string, shards int) (Token, error) {
 		}
 		t.Rooms[i] = v
 	}
-	for i, dst := range []*uint64{&t.Receipts, &t.AccountData, &t.Typing} {
+	for i, dst := range counters {
 		v, err := strconv.ParseUint(parts[2+i], 36, 64)
 		if err != nil {
 			return Token{}, errBadToken

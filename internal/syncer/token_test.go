@@ -14,13 +14,13 @@ func TestTokenRoundTrip(t *testing.T) {
 		tok  Token
 		want string // the rendered form, when the case pins it
 	}{
-		{"one shard zero", Token{Rooms: []uint64{0}}, "fb1_0_0_0_0"},
-		{"one shard", Token{Rooms: []uint64{35}, Receipts: 36, AccountData: 1, Typing: 2}, "fb1_z_10_1_2"},
-		{"four shards", Token{Rooms: []uint64{1, 2, 3, 4}, Receipts: 5, AccountData: 6, Typing: 7}, "fb1_1.2.3.4_5_6_7"},
+		{"one shard zero", Token{Rooms: []uint64{0}}, "fb2_0_0_0_0_0_0"},
+		{"one shard", Token{Rooms: []uint64{35}, Receipts: 36, AccountData: 1, Typing: 2, Keys: 3, ToDevice: 37}, "fb2_z_10_1_2_3_11"},
+		{"four shards", Token{Rooms: []uint64{1, 2, 3, 4}, Receipts: 5, AccountData: 6, Typing: 7}, "fb2_1.2.3.4_5_6_7_0_0"},
 		{"sixteen shards", Token{Rooms: []uint64{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 1295}},
-			"fb1_0.1.2.3.4.5.6.7.8.9.a.b.c.d.e.zz_0_0_0"},
-		{"max values", Token{Rooms: []uint64{math.MaxUint64, math.MaxUint64}, Receipts: math.MaxUint64, AccountData: math.MaxUint64, Typing: math.MaxUint64},
-			"fb1_3w5e11264sgsf.3w5e11264sgsf_3w5e11264sgsf_3w5e11264sgsf_3w5e11264sgsf"},
+			"fb2_0.1.2.3.4.5.6.7.8.9.a.b.c.d.e.zz_0_0_0_0_0"},
+		{"max values", Token{Rooms: []uint64{math.MaxUint64, math.MaxUint64}, Receipts: math.MaxUint64, AccountData: math.MaxUint64, Typing: math.MaxUint64, Keys: math.MaxUint64, ToDevice: math.MaxUint64},
+			"fb2_3w5e11264sgsf.3w5e11264sgsf_3w5e11264sgsf_3w5e11264sgsf_3w5e11264sgsf_3w5e11264sgsf_3w5e11264sgsf"},
 		{"many shards", Token{Rooms: make([]uint64, 1024), Receipts: 99}, ""},
 	}
 	for _, tc := range cases {
@@ -57,7 +57,9 @@ func TestParseTokenRejects(t *testing.T) {
 	}{
 		{"empty", "", 1},
 		{"prefix only", "fb1", 1},
-		{"wrong prefix", "fb2_0_0_0_0", 1},
+		{"wrong prefix", "fb3_0_0_0_0_0_0", 1},
+		{"fb2 with fb1's parts", "fb2_0_0_0_0", 1},
+		{"fb1 with fb2's parts", "fb1_0_0_0_0_0_0", 1},
 		{"no prefix", "_0_0_0_0", 1},
 		{"upper case prefix", "FB1_0_0_0_0", 1},
 		{"room token", "r10", 1},
@@ -88,6 +90,19 @@ func TestParseTokenRejects(t *testing.T) {
 				t.Errorf("ParseToken(%q, %d) error %v is not errBadToken", tc.s, tc.shards, err)
 			}
 		})
+	}
+}
+
+// A token from before end-to-end encryption (fb1) still reads, as having no key or to-device
+// positions: its client gets every undelivered message and every key change again.
+func TestParseTokenV1(t *testing.T) {
+	got, err := ParseToken("fb1_1.2_3_4_5", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Token{Rooms: []uint64{1, 2}, Receipts: 3, AccountData: 4, Typing: 5}
+	if !tokensEqual(got, want) {
+		t.Errorf("ParseToken = %+v, want %+v", got, want)
 	}
 }
 
@@ -161,7 +176,8 @@ func TestParseRoomPosition(t *testing.T) {
 }
 
 func tokensEqual(a, b Token) bool {
-	return slices.Equal(a.Rooms, b.Rooms) && a.Receipts == b.Receipts && a.AccountData == b.AccountData && a.Typing == b.Typing
+	return slices.Equal(a.Rooms, b.Rooms) && a.Receipts == b.Receipts && a.AccountData == b.AccountData && a.Typing == b.Typing &&
+		a.Keys == b.Keys && a.ToDevice == b.ToDevice
 }
 
 func FuzzParseToken(f *testing.F) {

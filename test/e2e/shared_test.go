@@ -44,6 +44,7 @@ func TestSharedServer(t *testing.T) {
 		{"DotStateKeys", testDotStateKeys},
 		{"Relations", testRelations},
 		{"Threads", testThreads},
+		{"KeysErrors", testKeysErrors},
 	}
 	for _, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) { sc.run(t, srv) })

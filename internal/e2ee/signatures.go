@@ -1,0 +1,169 @@
+package e2ee
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/firebreak/firebreak/internal/store"
+)
+
+// Failure is why one uploaded signature was refused.
+type Failure struct {
+	ErrCode string `json:"errcode"`
+	Error   string `json:"error"`
+}
+
+// UploadSignatures stores signatures the requester made: of their own devices (with their
+// self-signing key), of their own master key (with one of their devices' keys), and of other
+// users' master keys (with their user-signing key). Each is checked against the key that made
+// it, over the stored key it signs; refused ones are reported by user and key, the rest stored.
+func (s *Service) UploadSignatures(ctx context.Context, requester string, body map[string]map[string]json.RawMessage) (map[string]map[string]Failure, error) {
+	failures := map[string]map[string]Failure{}
+	for userID, byKey := range body {
+		for keyID, object := range byKey {
+			err := s.uploadSignature(ctx, requester, userID, keyID, object)
+			if err == nil {
+				continue
+			}
+			code := "M_INVALID_SIGNATURE"
+			switch {
+			case errors.Is(err, ErrNotFound):
+				code = "M_NOT_FOUND"
+			case errors.Is(err, ErrBadRequest):
+				code = "M_INVALID_PARAM"
+			case !errors.Is(err, ErrInvalidSignature):
+				return nil, err
+			}
+			if failures[userID] == nil {
+				failures[userID] = map[string]Failure{}
+			}
+			failures[userID][keyID] = Failure{ErrCode: code, Error: err.Error()}
+		}
+	}
+	return failures, nil
+}
+
+func (s *Service) uploadSignature(ctx context.Context, requester, userID, keyID string, object json.RawMessage) error {
+	o, err := parseSigned(object)
+	if err != nil {
+		return err
+	}
+	sigs := o.Signatures[requester]
+	if len(sigs) == 0 {
+		return fmt.Errorf("%w: no signature by %s", ErrBadRequest, requester)
+	}
+	newSigs := signatures{requester: sigs}
+	if userID != requester {
+		return s.signOthersMaster(ctx, requester, userID, keyID, newSigs)
+	}
+	target := store.Key(userID, keyID)
+	stored, _, err := s.st.Get(ctx, store.BucketDeviceKeys, target)
+	switch {
+	case err == nil: // one of the requester's devices, signed with their self-signing key
+		self, err := s.crossSigningKey(ctx, userID, kindSelfSigning)
+		if err != nil {
+			return err
+		}
+		signed := withSignatures(stored, newSigs)
+		if err := verifiedBy(userID, self, signed); err != nil {
+			return err
+		}
+		_, err = s.st.Put(ctx, store.BucketDeviceKeys, target, signed)
+		return err
+	case !errors.Is(err, store.ErrNotFound):
+		return err
+	}
+	master, err := s.crossSigningKey(ctx, userID, kindMaster)
+	if err != nil {
+		return err
+	}
+	if !namesKey(master, keyID) {
+		return fmt.Errorf("%w: %s is neither a device nor the master key of %s", ErrNotFound, keyID, userID)
+	}
+	// The requester's master key, signed with one of their devices' keys.
+	signed := withSignatures(master, newSigs)
+	for sigKeyID := range sigs {
+		if err := s.verifyByDevice(ctx, userID, sigKeyID, signed); err != nil {
+			return err
+		}
+	}
+	_, err = s.st.Put(ctx, store.BucketDeviceKeys, store.Key(userID, crossSigningPart, kindMaster), signed)
+	return err
+}
+
+// signOthersMaster stores the requester's signature of another user's master key, made with
+// the requester's user-signing key. It is kept apart from the key, for the requester's eyes.
+func (s *Service) signOthersMaster(ctx context.Context, requester, userID, keyID string, newSigs signatures) error {
+	master, err := s.crossSigningKey(ctx, userID, kindMaster)
+	if err != nil {
+		return err
+	}
+	if !namesKey(master, keyID) {
+		return fmt.Errorf("%w: %s is not the master key of %s", ErrNotFound, keyID, userID)
+	}
+	userSigning, err := s.crossSigningKey(ctx, requester, kindUserSigning)
+	if err != nil {
+		return err
+	}
+	if err := verifiedBy(requester, userSigning, withSignatures(master, newSigs)); err != nil {
+		return err
+	}
+	key := store.Key(userID, signaturesPart, requester)
+	old, _, err := s.st.Get(ctx, store.BucketDeviceKeys, key)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	sigs := storedSignatures(old)
+	sigs.add(newSigs)
+	val, _ := json.Marshal(sigs)
+	_, err = s.st.Put(ctx, store.BucketDeviceKeys, key, val)
+	return err
+}
+
+// crossSigningKey is one of the user's stored cross-signing keys; ErrNotFound without it.
+func (s *Service) crossSigningKey(ctx context.Context, userID, kind string) (json.RawMessage, error) {
+	key, _, err := s.st.Get(ctx, store.BucketDeviceKeys, store.Key(userID, crossSigningPart, kind))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("%w: %s has no %s key", ErrNotFound, userID, kind)
+	}
+	return key, err
+}
+
+// namesKey reports whether a cross-signing key is the one keyID names (its public key, as
+// the signatures upload names it, with or without the "ed25519:" prefix).
+func namesKey(key json.RawMessage, keyID string) bool {
+	o, err := parseSigned(key)
+	if err != nil {
+		return false
+	}
+	id, _, err := onlyKey(o)
+	return err == nil && (id == keyID || strings.TrimPrefix(id, "ed25519:") == keyID)
+}
+
+// verifyByDevice checks a signature made with one of the user's devices' ed25519 keys.
+func (s *Service) verifyByDevice(ctx context.Context, userID, sigKeyID string, object json.RawMessage) error {
+	deviceID, ok := strings.CutPrefix(sigKeyID, "ed25519:")
+	if !ok {
+		return fmt.Errorf("%w: %s is not an ed25519 key", ErrInvalidSignature, sigKeyID)
+	}
+	dev, _, err := s.st.Get(ctx, store.BucketDeviceKeys, store.Key(userID, deviceID))
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("%w: no device %s signs for %s", ErrInvalidSignature, deviceID, userID)
+	} else if err != nil {
+		return err
+	}
+	o, err := parseSigned(dev)
+	if err != nil {
+		return err
+	}
+	pub, err := base64.RawStdEncoding.DecodeString(o.Keys[sigKeyID])
+	if err != nil || len(pub) != ed25519.PublicKeySize {
+		return fmt.Errorf("%w: device %s has no ed25519 key", ErrInvalidSignature, deviceID)
+	}
+	return verify(userID, sigKeyID, pub, object)
+}
