@@ -10,14 +10,15 @@ import (
 	"time"
 )
 
-// TestMatrixJSSDK runs test/jsclient/chat.mjs: two matrix-js-sdk clients (the SDK Element is
-// built on) register, sync, share a room, talk, page back through history and redact. The
-// SDK is installed from test/jsclient's lock file on first use.
+// TestMatrixJSSDK runs the scenarios in test/jsclient with matrix-js-sdk, the SDK Element is
+// built on: chat.mjs (two clients register, sync, share a room, talk, page back through
+// history and redact) and crypto.mjs (the same with the SDK's Rust crypto, Element's, in an
+// encrypted room). The SDK is installed from test/jsclient's lock file on first use.
 func TestMatrixJSSDK(t *testing.T) {
 	t.Parallel()
 	node, err := exec.LookPath("node")
 	if err != nil {
-		t.Skip("Node.js is not installed: the matrix-js-sdk scenario needs node and npm")
+		t.Skip("Node.js is not installed: the matrix-js-sdk scenarios need node and npm")
 	}
 	root, err := moduleRoot()
 	if err != nil {
@@ -26,14 +27,17 @@ func TestMatrixJSSDK(t *testing.T) {
 	dir := filepath.Join(root, "test", "jsclient")
 	installSDK(t, dir)
 	srv := startServer(t, serverOpts{})
-
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, node, "chat.mjs", srv.URL)
-	cmd.Dir = dir
-	out, err := cmd.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "all checks passed") {
-		t.Fatalf("matrix-js-sdk scenario failed (%v):\n%s", err, out)
+	for _, script := range []string{"chat.mjs", "crypto.mjs"} {
+		t.Run(script, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, node, script, srv.URL)
+			cmd.Dir = dir
+			out, err := cmd.CombinedOutput()
+			if err != nil || !strings.Contains(string(out), "all checks passed") {
+				t.Fatalf("matrix-js-sdk scenario %s failed (%v):\n%s", script, err, out)
+			}
+		})
 	}
 }
 
