@@ -21,6 +21,8 @@ type matrixError struct {
 	Code         string `json:"errcode"`
 	Msg          string `json:"error"`
 	RetryAfterMS int64  `json:"retry_after_ms,omitempty"`
+	// CurrentVersion is the current key backup, with M_WRONG_ROOM_KEYS_VERSION.
+	CurrentVersion string `json:"current_version,omitempty"`
 }
 
 func (e *matrixError) Error() string { return e.Code + ": " + e.Msg }

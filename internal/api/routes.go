@@ -115,7 +115,18 @@ func (srv *Server) routes() {
 	srv.client("POST", "/keys/device_signing/upload", srv.crossSigningUpload, authed)
 	srv.client("POST", "/keys/signatures/upload", srv.signaturesUpload, authed)
 	srv.client("PUT", "/sendToDevice/{eventType}/{txnId}", srv.sendToDevice, send)
-	srv.client("GET", "/room_keys/version", srv.roomKeysVersion, authed)
+
+	// Server-side key backup (keys.go).
+	srv.client("POST", "/room_keys/version", srv.createBackup, authed)
+	srv.client("GET", "/room_keys/version", srv.getBackup, authed)
+	srv.client("GET", "/room_keys/version/{version}", srv.getBackup, authed)
+	srv.client("PUT", "/room_keys/version/{version}", srv.updateBackup, authed)
+	srv.client("DELETE", "/room_keys/version/{version}", srv.deleteBackup, authed)
+	for _, path := range []string{"/room_keys/keys", "/room_keys/keys/{roomId}", "/room_keys/keys/{roomId}/{sessionId}"} {
+		srv.client("PUT", path, srv.putBackupKeys, authed)
+		srv.client("GET", path, srv.getBackupKeys, authed)
+		srv.client("DELETE", path, srv.deleteBackupKeys, authed)
+	}
 
 	// Room tags (tags.go).
 	srv.client("GET", "/user/{userId}/rooms/{roomId}/tags", srv.getTags, authed)

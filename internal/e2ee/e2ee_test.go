@@ -230,3 +230,80 @@ func TestChangeLog(t *testing.T) {
 		}
 	}
 }
+
+func backedUp(index, forwarded int, verified bool) json.RawMessage {
+	return json.RawMessage(fmt.Sprintf(`{"first_message_index":%d,"forwarded_count":%d,"is_verified":%v,"session_data":{"ciphertext":"c%d%d%v"}}`,
+		index, forwarded, verified, index, forwarded, verified))
+}
+
+// TestKeyBackup: versions are numbered upwards and the newest is current; only it takes
+// keys; a session's key is replaced only by a better one; counts and etags follow.
+func TestKeyBackup(t *testing.T) {
+	s := start(t, someDevices{})
+	ctx := context.Background()
+	const user = "@u:x"
+	auth := json.RawMessage(`{"public_key":"pk"}`)
+	if _, err := s.Backup(ctx, user, ""); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("no backup yet: %v", err)
+	}
+	if _, err := s.CreateBackup(ctx, user, "m.megolm_backup.v0", auth); !errors.Is(err, ErrBadRequest) {
+		t.Errorf("an unknown algorithm: %v", err)
+	}
+	v1, _ := s.CreateBackup(ctx, user, BackupAlgorithm, auth)
+	v2, err := s.CreateBackup(ctx, user, BackupAlgorithm, auth)
+	if err != nil || v1 != "1" || v2 != "2" {
+		t.Fatalf("versions %q, %q (%v)", v1, v2, err)
+	}
+	if _, err := s.PutBackupKeys(ctx, user, v1, BackupKeys{"!r": {"s": backedUp(5, 0, false)}}); !errors.Is(err, ErrWrongBackupVersion) {
+		t.Errorf("keys for an old version: %v", err)
+	}
+	put := func(data json.RawMessage) BackupVersion {
+		t.Helper()
+		v, err := s.PutBackupKeys(ctx, user, v2, BackupKeys{"!r": {"s": data}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	first := put(backedUp(5, 1, false))
+	for _, tc := range []struct {
+		name     string
+		data     json.RawMessage
+		replaces bool
+	}{
+		{"a later first message", backedUp(6, 0, false), false},
+		{"forwarded more", backedUp(5, 2, false), false},
+		{"forwarded less", backedUp(5, 0, false), true},
+		{"an earlier first message", backedUp(4, 3, false), true},
+		{"verified, from a later message", backedUp(9, 9, true), true},
+		{"unverified, from the first message", backedUp(0, 0, false), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before, _ := s.BackupKeys(ctx, user, v2, "!r", "s")
+			after := put(tc.data)
+			got, _ := s.BackupKeys(ctx, user, v2, "!r", "s")
+			if replaced := string(got["!r"]["s"]) == string(tc.data); replaced != tc.replaces {
+				t.Errorf("replaced %v, want %v (stored %s, was %s)", replaced, tc.replaces, got["!r"]["s"], before["!r"]["s"])
+			}
+			if after.Count != 1 {
+				t.Errorf("count %d, want 1", after.Count)
+			}
+		})
+	}
+	current, _ := s.Backup(ctx, user, "")
+	if current.Version != v2 || current.Etag == first.Etag {
+		t.Errorf("current backup %+v: want version %s with an etag moved on from %s", current, v2, first.Etag)
+	}
+	if after, err := s.DeleteBackupKeys(ctx, user, v2, "!r", ""); err != nil || after.Count != 0 {
+		t.Errorf("after deleting the room's keys: %+v, %v", after, err)
+	}
+	if err := s.DeleteBackup(ctx, user, v2); err != nil {
+		t.Fatal(err)
+	}
+	if current, err := s.Backup(ctx, user, ""); err != nil || current.Version != v1 {
+		t.Errorf("after deleting version 2 the current backup is %+v (%v), want version 1", current, err)
+	}
+	if v3, _ := s.CreateBackup(ctx, user, BackupAlgorithm, auth); v3 != "3" {
+		t.Errorf("a version after a deleted one is %q, want 3: numbers are not reused", v3)
+	}
+}

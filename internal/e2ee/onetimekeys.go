@@ -180,34 +180,26 @@ func (s *Service) claimOne(ctx context.Context, userID, deviceID, alg string) (i
 }
 
 // changeKeys changes a device's key record with compare-and-set, reading it again after a
-// lost race (two claims of one device's keys each get their own key).
+// lost race (two claims of one device's keys each get their own key). A record that did not
+// change is not written (an upload that only asks for the counts).
 func (s *Service) changeKeys(ctx context.Context, userID, deviceID string, change func(*keyRecord) error) (keyRecord, error) {
-	key := store.Key(userID, deviceID)
-	for {
-		var rec keyRecord
-		raw, rev, err := s.st.Get(ctx, store.BucketOneTimeKeys, key)
-		if errors.Is(err, store.ErrNotFound) {
-			rev = 0
-		} else if err != nil {
-			return rec, err
-		} else if err := json.Unmarshal(raw, &rec); err != nil {
-			return rec, err
+	var rec keyRecord
+	err := s.changeValue(ctx, store.BucketOneTimeKeys, store.Key(userID, deviceID), func(old []byte) ([]byte, error) {
+		rec = keyRecord{}
+		if old != nil {
+			if err := json.Unmarshal(old, &rec); err != nil {
+				return nil, err
+			}
 		}
 		before, _ := json.Marshal(rec)
 		if err := change(&rec); err != nil {
-			return rec, err
+			return nil, err
 		}
 		val, _ := json.Marshal(rec)
 		if bytes.Equal(val, before) {
-			return rec, nil // nothing changed (an upload that only asks for the counts)
+			return nil, nil
 		}
-		if rev == 0 {
-			_, err = s.st.Create(ctx, store.BucketOneTimeKeys, key, val)
-		} else {
-			_, err = s.st.Update(ctx, store.BucketOneTimeKeys, key, val, rev)
-		}
-		if !errors.Is(err, store.ErrExists) && !errors.Is(err, store.ErrConflict) {
-			return rec, err
-		}
-	}
+		return val, nil
+	})
+	return rec, err
 }

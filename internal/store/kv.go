@@ -31,10 +31,11 @@ const (
 	BucketDeviceKeys  Bucket = "fb_device_keys"   // user, device -> its keys; user, "cs", kind -> a cross-signing key; user, "sig", signer -> the signer's signatures of the user's master key
 	BucketOneTimeKeys Bucket = "fb_one_time_keys" // user, device -> its one-time and fallback keys
 	BucketToDevice    Bucket = "fb_to_device"     // user, device, message id -> a to-device message not yet delivered
+	BucketKeyBackup   Bucket = "fb_key_backup"    // user, "v", version -> a key backup; user, "k", version, room, session -> a backed-up key
 )
 
 var allBuckets = []Bucket{BucketServer, BucketAccounts, BucketDevices, BucketTokens, BucketFilters,
-	BucketAliases, BucketAccountData, BucketReceipts, BucketNonces, BucketDeviceKeys, BucketOneTimeKeys, BucketToDevice}
+	BucketAliases, BucketAccountData, BucketReceipts, BucketNonces, BucketDeviceKeys, BucketOneTimeKeys, BucketToDevice, BucketKeyBackup}
 
 func (s *Store) openBucket(ctx context.Context, b Bucket) error {
 	s.bucketsMu.Lock()

@@ -30,7 +30,10 @@ func testKeysErrors(t *testing.T, srv *server) {
 		{"to-device content not an object", "PUT", "v3/sendToDevice/m.test/t2", `{"messages":{"` + alice.UserID.String() + `":{"*":"hi"}}}`, http.StatusBadRequest, "M_INVALID_PARAM"},
 		{"a master key of another user", "POST", "v3/keys/device_signing/upload", `{"master_key":` + strings.Replace(masterKey, alice.UserID.String(), "@mallory:localhost", 1) + `}`, http.StatusBadRequest, "M_INVALID_PARAM"},
 		{"a self-signing key its master did not sign", "POST", "v3/keys/device_signing/upload", `{"master_key":` + masterKey + `,"self_signing_key":` + strings.Replace(masterKey, "master", "self_signing", 1) + `}`, http.StatusBadRequest, "M_INVALID_SIGNATURE"},
-		{"no key backup", "GET", "v3/room_keys/version", ``, http.StatusNotFound, "M_NOT_FOUND"},
+		{"no key backup yet", "GET", "v3/room_keys/version", ``, http.StatusNotFound, "M_NOT_FOUND"},
+		{"a backup of an unknown algorithm", "POST", "v3/room_keys/version", `{"algorithm":"m.other","auth_data":{}}`, http.StatusBadRequest, "M_INVALID_PARAM"},
+		{"an unknown backup version", "GET", "v3/room_keys/version/99", ``, http.StatusNotFound, "M_NOT_FOUND"},
+		{"backup keys without a version", "PUT", "v3/room_keys/keys", `{"rooms":{}}`, http.StatusBadRequest, "M_MISSING_PARAM"},
 		{"no token", "POST", "v3/keys/query", `{"device_keys":{}}`, http.StatusUnauthorized, "M_MISSING_TOKEN"},
 	}
 	for _, c := range cases {
@@ -55,11 +58,46 @@ func testKeysErrors(t *testing.T, srv *server) {
 	if masters, _ := resp.Body["master_keys"].(map[string]any); len(masters) != 0 {
 		t.Errorf("a refused upload stored a master key: %s", resp.Raw)
 	}
+	t.Run("KeyBackupVersions", func(t *testing.T) { testKeyBackupVersions(t, srv, alice) })
 	// Signatures of keys that do not exist come back as failures, not as an error.
 	sigs := rawRequest(t, "POST", clientURL(srv, "v3/keys/signatures/upload"), alice.AccessToken,
 		[]byte(`{"`+alice.UserID.String()+`":{"NOPE":{"signatures":{"`+alice.UserID.String()+`":{"ed25519:x":"sig"}}}}}`))
 	sigs.expectOK(t)
 	if f, _ := sigs.Body["failures"].(map[string]any)[alice.UserID.String()].(map[string]any); f["NOPE"] == nil {
 		t.Errorf("a signature of an unknown key: %s, want a failure for it", sigs.Raw)
+	}
+}
+
+// testKeyBackupVersions: keys go only to the current (newest) backup; the others are refused
+// with the current version named; a key that is not there is 404.
+func testKeyBackupVersions(t *testing.T, srv *server, u *user) {
+	create := func() string {
+		resp := rawRequest(t, "POST", clientURL(srv, "v3/room_keys/version"), u.AccessToken,
+			[]byte(`{"algorithm":"m.megolm_backup.v1.curve25519-aes-sha2","auth_data":{"public_key":"pk"}}`))
+		resp.expectOK(t)
+		version, _ := resp.Body["version"].(string)
+		return version
+	}
+	old, current := create(), create()
+	key := []byte(`{"first_message_index":0,"forwarded_count":0,"is_verified":false,"session_data":{"ciphertext":"c"}}`)
+	wrong := rawRequest(t, "PUT", clientURL(srv, "v3/room_keys/keys/!r:localhost/s1?version="+old), u.AccessToken, key)
+	wrong.expectError(t, http.StatusForbidden, "M_WRONG_ROOM_KEYS_VERSION")
+	if wrong.Body["current_version"] != current {
+		t.Errorf("refusal names current_version %v, want %s", wrong.Body["current_version"], current)
+	}
+	put := rawRequest(t, "PUT", clientURL(srv, "v3/room_keys/keys/!r:localhost/s1?version="+current), u.AccessToken, key)
+	put.expectOK(t)
+	if put.Body["count"] != 1.0 || put.Body["etag"] == "" {
+		t.Errorf("after one key: %s", put.Raw)
+	}
+	rawRequest(t, "GET", clientURL(srv, "v3/room_keys/keys/!r:localhost/s2?version="+current), u.AccessToken, nil).
+		expectError(t, http.StatusNotFound, "M_NOT_FOUND")
+	rawRequest(t, "PUT", clientURL(srv, "v3/room_keys/version/"+current), u.AccessToken,
+		[]byte(`{"algorithm":"m.megolm_backup.v1.curve25519-aes-sha2","auth_data":{},"version":"`+old+`"}`)).
+		expectError(t, http.StatusBadRequest, "M_INVALID_PARAM")
+	got := rawRequest(t, "GET", clientURL(srv, "v3/room_keys/keys?version="+current), u.AccessToken, nil)
+	got.expectOK(t)
+	if !strings.Contains(string(got.Raw), `"s1"`) {
+		t.Errorf("the backup's keys: %s", got.Raw)
 	}
 }

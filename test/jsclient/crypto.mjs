@@ -1,7 +1,7 @@
 // Encrypted messaging the way Element does it: two matrix-js-sdk clients with the SDK's Rust
 // crypto (matrix-sdk-crypto-wasm) upload keys, set up Olm sessions through key claims and
-// to-device messages, share a Megolm room key, and read each other's messages in an
-// encrypted room. Usage: node crypto.mjs BASE_URL.
+// to-device messages, share a Megolm room key, read each other's messages in an encrypted
+// room, and back the room keys up on the server. Usage: node crypto.mjs BASE_URL.
 import { check, register, scenario, until } from "./lib.mjs";
 
 // lastEncrypted is the newest event of the room that came encrypted.
@@ -29,4 +29,9 @@ await scenario(async () => {
   await bob.sendTextMessage(roomId, "and one back");
   await until("alice's client decrypts the reply", () => lastEncrypted(alice, roomId)?.getContent().body === "and one back");
   check(true, "both clients read each other's encrypted messages");
+
+  // Element sets up a key backup: a new version, then the room keys uploaded to it.
+  await alice.getCrypto().resetKeyBackup();
+  await until("alice's client backs her room keys up", async () => (await alice.getKeyBackupVersion())?.count >= 1);
+  check((await alice.getCrypto().getActiveSessionBackupVersion()) !== null, "alice's client uses the new backup");
 });
