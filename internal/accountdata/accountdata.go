@@ -59,9 +59,9 @@ func (s *Service) Run(ctx context.Context, log *slog.Logger, ready func()) {
 }
 
 func (s *Service) apply(c store.Change) {
-	defer s.rev.Advance(c.Rev) // even past a change it cannot use, so waiters never stall
 	parts, err := store.KeyParts(c.Key)
 	if err != nil || len(parts) != 3 {
+		s.rev.Advance(c.Rev) // even past a change it cannot use, so waiters never stall
 		return
 	}
 	it := Item{UserID: parts[0], RoomID: parts[1], Type: parts[2], Content: c.Value, Rev: c.Rev}
@@ -77,6 +77,8 @@ func (s *Service) apply(c store.Change) {
 		items[itemKey{it.RoomID, it.Type}] = it
 	}
 	s.mu.Unlock()
+	// Moved on before the wake, so a sync it wakes finds the change within its position.
+	s.rev.Advance(c.Rev)
 	s.onChange(it.UserID)
 }
 

@@ -83,6 +83,12 @@ func toMatrixError(err error) (*matrixError, bool) {
 		return errorf(http.StatusBadRequest, "M_INVALID_PARAM", "%v", err), true
 	case errors.Is(err, e2ee.ErrInvalidSignature):
 		return errorf(http.StatusBadRequest, "M_INVALID_SIGNATURE", "%v", err), true
+	case errors.Is(err, e2ee.ErrTooLarge):
+		return errorf(http.StatusRequestEntityTooLarge, "M_TOO_LARGE", "%v", err), true
+	case errors.Is(err, e2ee.ErrForbidden):
+		return forbidden("%v", err), true
+	case errors.Is(err, e2ee.ErrMissingMaster):
+		return errorf(http.StatusBadRequest, "M_MISSING_PARAM", "%v", err), true
 	case errors.Is(err, e2ee.ErrNotFound):
 		return errorf(http.StatusNotFound, "M_NOT_FOUND", "%v", err), true
 	case errors.Is(err, accounts.ErrDeactivated):

@@ -19,12 +19,8 @@ func (srv *Server) keysUpload(r *http.Request, s *session) (any, error) {
 	if err := decodeBody(r, &req); err != nil {
 		return nil, err
 	}
-	if len(req.DeviceKeys) > 0 && string(req.DeviceKeys) != "null" {
-		if err := srv.Keys.UploadDeviceKeys(r.Context(), s.UserID, s.DeviceID, req.DeviceKeys); err != nil {
-			return nil, err
-		}
-	}
-	counts, err := srv.Keys.UploadKeys(r.Context(), s.UserID, s.DeviceID, req.OneTimeKeys, req.FallbackKeys)
+	counts, err := srv.Keys.Upload(r.Context(), s.UserID, s.DeviceID,
+		e2ee.KeyUpload{DeviceKeys: req.DeviceKeys, OneTimeKeys: req.OneTimeKeys, FallbackKeys: req.FallbackKeys})
 	if err != nil {
 		return nil, err
 	}
@@ -99,9 +95,9 @@ func (srv *Server) sendToDevice(r *http.Request, s *session) (any, error) {
 	return struct{}{}, err
 }
 
-// crossSigningUpload answers POST /keys/device_signing/upload. Replacing a master key needs
-// the user's password; setting up the first one does not (as the spec has it since v1.11):
-// a new client sets it up right after registering.
+// crossSigningUpload answers POST /keys/device_signing/upload. Replacing a key needs the
+// user's password; setting up the first ones, or sending the same again, does not (as the
+// spec has it since v1.11): a new client sets them up right after registering.
 func (srv *Server) crossSigningUpload(r *http.Request, s *session) (any, error) {
 	var req struct {
 		e2ee.CrossSigningKeys
@@ -110,28 +106,16 @@ func (srv *Server) crossSigningUpload(r *http.Request, s *session) (any, error) 
 	if err := decodeBody(r, &req); err != nil {
 		return nil, err
 	}
-	old, err := srv.Keys.MasterKey(r.Context(), s.UserID)
-	switch {
-	case errors.Is(err, e2ee.ErrNotFound):
-	case err != nil:
+	needs, err := srv.Keys.NeedsPassword(r.Context(), s.UserID, req.CrossSigningKeys)
+	if err != nil {
 		return nil, err
-	case len(req.Master) == 0 || !sameJSON(old, req.Master):
+	}
+	if needs {
 		if err := srv.requirePassword(r.Context(), s, req.Auth); err != nil {
 			return nil, err
 		}
 	}
 	return struct{}{}, srv.Keys.UploadCrossSigning(r.Context(), s.UserID, req.CrossSigningKeys)
-}
-
-// sameJSON compares two JSON values as values, not as bytes.
-func sameJSON(a, b json.RawMessage) bool {
-	var va, vb any
-	if json.Unmarshal(a, &va) != nil || json.Unmarshal(b, &vb) != nil {
-		return false
-	}
-	ca, _ := json.Marshal(va)
-	cb, _ := json.Marshal(vb)
-	return string(ca) == string(cb)
 }
 
 // signaturesUpload answers POST /keys/signatures/upload.

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -31,24 +32,30 @@ const (
 )
 
 // changeLog records whose keys changed, in bucket order: sync asks who changed since its
-// token. It keeps each user's latest change; older ones are dropped when they pile up.
+// token. It keeps each change's latest; older ones are dropped when they pile up.
 type changeLog struct {
 	entries []keyChange // by rev
-	latest  map[string]uint64
+	latest  map[KeyChange]uint64
 	dropped uint64 // the newest change dropped
 }
 
-type keyChange struct {
-	rev    uint64
-	userID string
+// KeyChange is a change of a user's keys, for every user sharing a room with them, or, when
+// OnlyFor is set, for that one user alone (their signature of the user's master key).
+type KeyChange struct {
+	UserID, OnlyFor string
 }
 
-func (l *changeLog) add(rev uint64, userID string) {
+type keyChange struct {
+	rev uint64
+	KeyChange
+}
+
+func (l *changeLog) add(rev uint64, c KeyChange) {
 	if l.latest == nil {
-		l.latest = map[string]uint64{}
+		l.latest = map[KeyChange]uint64{}
 	}
-	l.entries = append(l.entries, keyChange{rev, userID})
-	l.latest[userID] = rev
+	l.entries = append(l.entries, keyChange{rev, c})
+	l.latest[c] = rev
 	if len(l.entries) > 2*len(l.latest)+1024 {
 		l.compact()
 	}
@@ -57,7 +64,7 @@ func (l *changeLog) add(rev uint64, userID string) {
 func (l *changeLog) compact() {
 	kept := make([]keyChange, 0, len(l.latest))
 	for _, c := range l.entries {
-		if l.latest[c.userID] == c.rev {
+		if l.latest[c.KeyChange] == c.rev {
 			kept = append(kept, c)
 		} else {
 			l.dropped = max(l.dropped, c.rev)
@@ -66,39 +73,44 @@ func (l *changeLog) compact() {
 	l.entries = kept
 }
 
-// between lists the users whose keys changed after position after, up to upTo. Up to the
-// newest change the latest changes answer exactly; a window ending earlier that reaches past
-// dropped changes also names the users who changed after it, more than it must (a client then
-// queries keys that did not change), never fewer.
-func (l *changeLog) between(after, upTo uint64) []string {
-	var users []string
+// between lists the changes after position after, up to upTo. Up to the newest change the
+// latest changes answer exactly; a window ending earlier that reaches past dropped changes
+// also names the changes after it, more than it must (a client then queries keys that did not
+// change), never fewer.
+func (l *changeLog) between(after, upTo uint64) []KeyChange {
+	var out []KeyChange
 	if n := len(l.entries); n > 0 && upTo < l.entries[n-1].rev && after < l.dropped {
 		upTo = l.entries[n-1].rev
 	}
 	i := sort.Search(len(l.entries), func(i int) bool { return l.entries[i].rev > after })
 	for ; i < len(l.entries) && l.entries[i].rev <= upTo; i++ {
-		if !slices.Contains(users, l.entries[i].userID) {
-			users = append(users, l.entries[i].userID)
+		if !slices.Contains(out, l.entries[i].KeyChange) {
+			out = append(out, l.entries[i].KeyChange)
 		}
 	}
-	return users
+	return out
 }
 
 func (s *Service) applyKeyChange(c store.Change) {
-	defer s.keysRev.Advance(c.Rev)
 	parts, err := store.KeyParts(c.Key)
 	if err != nil || len(parts) < 2 {
+		s.keysRev.Advance(c.Rev)
 		return
 	}
+	change := KeyChange{UserID: parts[0]}
+	if len(parts) == 3 && parts[1] == signaturesPart {
+		change.OnlyFor = parts[2]
+	}
 	s.mu.Lock()
-	s.changes.add(c.Rev, parts[0])
+	s.changes.add(c.Rev, change)
 	s.mu.Unlock()
-	s.onKeysChange(parts[0])
+	// Moved on before the wake, so a sync it wakes finds the change within its position.
+	s.keysRev.Advance(c.Rev)
+	s.onKeysChange(change)
 }
 
-// ChangedBetween lists the users whose device list or cross-signing keys changed between two
-// positions this node has applied.
-func (s *Service) ChangedBetween(after, upTo uint64) []string {
+// ChangedBetween lists the key changes between two positions this node has applied.
+func (s *Service) ChangedBetween(after, upTo uint64) []KeyChange {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.changes.between(after, upTo)
@@ -124,29 +136,51 @@ func parseSigned(raw json.RawMessage) (signedObject, error) {
 
 // UploadDeviceKeys stores a device's identity keys, which must name the device and its user.
 // Keys the same as those stored change nothing, so clients that upload them again on every
-// start do not make every member of their rooms query them again.
+// start do not make every member of their rooms query them again. New keys drop the device's
+// signature by the self-signing key, which signed the old ones.
 func (s *Service) UploadDeviceKeys(ctx context.Context, userID, deviceID string, keys json.RawMessage) error {
+	o, err := checkDeviceKeys(userID, deviceID, keys)
+	if err != nil {
+		return err
+	}
+	old, err := s.putIfChanged(ctx, store.Key(userID, deviceID), keys)
+	if err != nil || old == nil {
+		return err
+	}
+	if was, _ := parseSigned(old); !maps.Equal(was.Keys, o.Keys) {
+		return s.st.Delete(ctx, store.BucketDeviceKeys, store.Key(userID, deviceSigsPart, deviceID))
+	}
+	return nil
+}
+
+// checkDeviceKeys checks uploaded device keys before anything of the upload is stored.
+func checkDeviceKeys(userID, deviceID string, keys json.RawMessage) (signedObject, error) {
 	o, err := parseSigned(keys)
 	switch {
 	case err != nil:
-		return err
+		return o, err
 	case o.UserID != userID || o.DeviceID != deviceID:
-		return fmt.Errorf("%w: device_keys must name this user and device (%s, %s)", ErrBadRequest, userID, deviceID)
+		return o, fmt.Errorf("%w: device_keys must name this user and device (%s, %s)", ErrBadRequest, userID, deviceID)
 	case len(o.Algorithms) == 0 || len(o.Keys) == 0:
-		return fmt.Errorf("%w: device_keys need algorithms and keys", ErrBadRequest)
+		return o, fmt.Errorf("%w: device_keys need algorithms and keys", ErrBadRequest)
 	}
-	return s.putIfChanged(ctx, store.Key(userID, deviceID), keys)
+	return o, nil
 }
 
-func (s *Service) putIfChanged(ctx context.Context, key string, val json.RawMessage) error {
-	old, _, err := s.st.Get(ctx, store.BucketDeviceKeys, key)
-	if err == nil && bytes.Equal(old, val) {
-		return nil
-	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return err
+// putIfChanged stores a key object in canonical form unless the same is stored, and returns
+// the value it replaced (nil when there was none or nothing changed).
+func (s *Service) putIfChanged(ctx context.Context, key string, val json.RawMessage) (old []byte, err error) {
+	canonical, err := gomatrixserverlib.CanonicalJSON(val)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
-	_, err = s.st.Put(ctx, store.BucketDeviceKeys, key, val)
-	return err
+	err = s.changeValue(ctx, store.BucketDeviceKeys, key, func(stored []byte) ([]byte, error) {
+		if !bytes.Equal(stored, canonical) {
+			old = stored
+		}
+		return canonical, nil
+	})
+	return old, err
 }
 
 // QueryResult is the /keys/query response body.
@@ -163,10 +197,13 @@ type userKeys struct {
 	devices      map[string]json.RawMessage
 	crossSigning map[string]json.RawMessage // by kind
 	signedBy     map[string]json.RawMessage // other users' signatures of the master key, by signer
+	deviceSigs   map[string]json.RawMessage // the self-signing key's signatures, by device
+	masterSigs   json.RawMessage            // the user's devices' signatures of the master key
 }
 
 func (s *Service) loadUser(ctx context.Context, userID string) (userKeys, error) {
-	u := userKeys{devices: map[string]json.RawMessage{}, crossSigning: map[string]json.RawMessage{}, signedBy: map[string]json.RawMessage{}}
+	u := userKeys{devices: map[string]json.RawMessage{}, crossSigning: map[string]json.RawMessage{},
+		signedBy: map[string]json.RawMessage{}, deviceSigs: map[string]json.RawMessage{}}
 	keys, err := s.st.Keys(ctx, store.BucketDeviceKeys, userID)
 	if err != nil {
 		return u, err
@@ -189,6 +226,10 @@ func (s *Service) loadUser(ctx context.Context, userID string) (userKeys, error)
 			u.crossSigning[parts[2]] = val
 		case len(parts) == 3 && parts[1] == signaturesPart:
 			u.signedBy[parts[2]] = val
+		case len(parts) == 3 && parts[1] == deviceSigsPart:
+			u.deviceSigs[parts[2]] = val
+		case len(parts) == 3 && parts[1] == masterSigsPart:
+			u.masterSigs = val
 		}
 	}
 	return u, nil
@@ -214,12 +255,12 @@ func (s *Service) Query(ctx context.Context, requester string, want map[string][
 		devs := map[string]json.RawMessage{}
 		for deviceID, keys := range u.devices {
 			if len(deviceIDs) == 0 || slices.Contains(deviceIDs, deviceID) {
-				devs[deviceID] = withDisplayName(keys, names[deviceID])
+				devs[deviceID] = withDisplayName(withSignatures(keys, storedSignatures(u.deviceSigs[deviceID])), names[deviceID])
 			}
 		}
 		res.DeviceKeys[userID] = devs
 		if master, ok := u.crossSigning[kindMaster]; ok {
-			res.MasterKeys[userID] = withSignatures(master, storedSignatures(u.signedBy[requester]))
+			res.MasterKeys[userID] = withSignatures(withSignatures(master, storedSignatures(u.masterSigs)), storedSignatures(u.signedBy[requester]))
 		}
 		if self, ok := u.crossSigning[kindSelfSigning]; ok {
 			res.SelfSigningKeys[userID] = self
@@ -314,37 +355,121 @@ func (s *Service) MasterKey(ctx context.Context, userID string) (json.RawMessage
 	return key, err
 }
 
+// given is an uploaded key, nil when the client left it out or sent null.
+func given(raw json.RawMessage) json.RawMessage {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil
+	}
+	return raw
+}
+
+// byKind is the upload's keys by kind, the ones left out as nil.
+func (k CrossSigningKeys) byKind() map[string]json.RawMessage {
+	return map[string]json.RawMessage{kindMaster: given(k.Master), kindSelfSigning: given(k.SelfSigning), kindUserSigning: given(k.UserSigning)}
+}
+
+// NeedsPassword reports whether an upload replaces a cross-signing key the user has: setting
+// up the first ones, or sending the same ones again, does not.
+func (s *Service) NeedsPassword(ctx context.Context, userID string, k CrossSigningKeys) (bool, error) {
+	if _, err := s.MasterKey(ctx, userID); errors.Is(err, ErrNotFound) {
+		return false, nil
+	} else if err != nil {
+		return false, err
+	}
+	for kind, key := range k.byKind() {
+		if key == nil {
+			continue
+		}
+		stored, err := s.crossSigningKey(ctx, userID, kind)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return false, err
+		}
+		if canonical, _ := gomatrixserverlib.CanonicalJSON(key); !bytes.Equal(canonical, stored) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 // UploadCrossSigning stores a user's cross-signing keys. Each must belong to the user, carry
 // its usage and one ed25519 key; the self-signing and user-signing keys must be signed by the
-// master key (the one uploaded with them, else the stored one). Nothing is stored unless all
-// of them are valid.
+// master key (the one uploaded with them, else the stored one), and a master key may not take
+// the name of one of the user's devices. Nothing is stored unless all of them are valid. A
+// replaced key drops the signatures made of or with the one before.
 func (s *Service) UploadCrossSigning(ctx context.Context, userID string, k CrossSigningKeys) error {
-	master := k.Master
-	if len(master) == 0 {
+	uploads := k.byKind()
+	master := uploads[kindMaster]
+	if master == nil {
 		stored, err := s.MasterKey(ctx, userID)
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			return err
 		}
 		master = stored
+	} else if err := s.checkNotADevice(ctx, userID, master); err != nil {
+		return err
 	}
-	uploads := []struct {
-		kind string
-		key  json.RawMessage
-	}{{kindMaster, k.Master}, {kindSelfSigning, k.SelfSigning}, {kindUserSigning, k.UserSigning}}
-	for _, up := range uploads {
-		if len(up.key) == 0 {
-			continue
-		}
-		if err := checkCrossSigningKey(userID, up.kind, up.key, master); err != nil {
-			return err
+	for _, kind := range crossSigningKinds {
+		if key := uploads[kind]; key != nil {
+			if err := checkCrossSigningKey(userID, kind, key, master); err != nil {
+				return err
+			}
 		}
 	}
-	for _, up := range uploads {
-		if len(up.key) == 0 {
+	for _, kind := range crossSigningKinds {
+		key := uploads[kind]
+		if key == nil {
 			continue
 		}
-		if err := s.putIfChanged(ctx, store.Key(userID, crossSigningPart, up.kind), up.key); err != nil {
+		replaced, err := s.putIfChanged(ctx, store.Key(userID, crossSigningPart, kind), key)
+		if err != nil {
 			return err
+		}
+		if replaced != nil {
+			if err := s.dropSignaturesOf(ctx, userID, kind); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+var crossSigningKinds = []string{kindMaster, kindSelfSigning, kindUserSigning}
+
+// checkNotADevice refuses a master key whose public key is one of the user's device ids: the
+// two are named alike in signatures, and a client could not tell them apart.
+func (s *Service) checkNotADevice(ctx context.Context, userID string, master json.RawMessage) error {
+	o, err := parseSigned(master)
+	if err != nil {
+		return err
+	}
+	for _, pub := range o.Keys {
+		if _, _, err := s.st.Get(ctx, store.BucketDeviceKeys, store.Key(userID, pub)); err == nil {
+			return fmt.Errorf("%w: the master key's public key is the id of one of your devices", ErrForbidden)
+		}
+	}
+	return nil
+}
+
+// dropSignaturesOf removes the signatures a replaced cross-signing key no longer carries: of
+// the master key (by the user's devices and other users), or made with the self-signing key
+// (of the user's devices).
+func (s *Service) dropSignaturesOf(ctx context.Context, userID, kind string) error {
+	var parts []string
+	switch kind {
+	case kindMaster:
+		parts = []string{masterSigsPart, signaturesPart}
+	case kindSelfSigning:
+		parts = []string{deviceSigsPart}
+	}
+	for _, part := range parts {
+		keys, err := s.st.Keys(ctx, store.BucketDeviceKeys, userID, part)
+		if err != nil {
+			return err
+		}
+		for _, key := range keys {
+			if err := s.st.Delete(ctx, store.BucketDeviceKeys, key); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -365,7 +490,7 @@ func checkCrossSigningKey(userID, kind string, key, master json.RawMessage) erro
 		return nil
 	}
 	if len(master) == 0 {
-		return fmt.Errorf("%w: a %s key needs a master key to be signed by", ErrBadRequest, kind)
+		return fmt.Errorf("%w: a %s key needs a master key to be signed by", ErrMissingMaster, kind)
 	}
 	return verifiedBy(userID, master, key)
 }

@@ -23,6 +23,8 @@ var (
 	ErrBadRequest       = errors.New("bad request")
 	ErrInvalidSignature = errors.New("invalid signature")
 	ErrNotFound         = errors.New("not found")
+	ErrForbidden        = errors.New("forbidden")
+	ErrMissingMaster    = errors.New("no master key")
 )
 
 // Devices is what the service needs to know of accounts: a user's devices, for a message to
@@ -43,7 +45,7 @@ type Service struct {
 
 	keysRev, countsRev, inboxRev *store.Cursor
 
-	onKeysChange func(userID string) // a user's device list or cross-signing keys changed
+	onKeysChange func(KeyChange)     // a user's device list or cross-signing keys changed
 	onMessage    func(userID string) // a to-device message for the user arrived
 }
 
@@ -53,11 +55,11 @@ type deviceKey struct{ userID, deviceID string }
 func New(st *store.Store, devices Devices) *Service {
 	return &Service{st: st, devices: devices, counts: map[deviceKey]Counts{}, inboxes: map[deviceKey][]toDeviceAt{},
 		keysRev: store.NewCursor(), countsRev: store.NewCursor(), inboxRev: store.NewCursor(),
-		onKeysChange: func(string) {}, onMessage: func(string) {}}
+		onKeysChange: func(KeyChange) {}, onMessage: func(string) {}}
 }
 
-// OnChange sets who hears of a user's key change and of a message arriving for a user.
-func (s *Service) OnChange(keysChanged, messageArrived func(userID string)) {
+// OnChange sets who hears of a key change and of a message arriving for a user.
+func (s *Service) OnChange(keysChanged func(KeyChange), messageArrived func(userID string)) {
 	s.onKeysChange, s.onMessage = keysChanged, messageArrived
 }
 
@@ -117,16 +119,22 @@ func (s *Service) WaitPosition(ctx context.Context, p Positions) error {
 func (s *Service) ForgetDevice(ctx context.Context, userID, deviceID string) {
 	// Only what exists: a deletion of nothing would still be a change of the user's keys,
 	// which every member of their rooms would hear of.
-	for _, b := range []store.Bucket{store.BucketDeviceKeys, store.BucketOneTimeKeys} {
-		if _, _, err := s.st.Get(ctx, b, store.Key(userID, deviceID)); err == nil {
-			_ = s.st.Delete(ctx, b, store.Key(userID, deviceID))
+	for _, k := range []struct {
+		bucket store.Bucket
+		key    string
+	}{
+		{store.BucketDeviceKeys, store.Key(userID, deviceID)},
+		{store.BucketDeviceKeys, store.Key(userID, deviceSigsPart, deviceID)},
+		{store.BucketOneTimeKeys, store.Key(userID, deviceID)},
+	} {
+		if _, _, err := s.st.Get(ctx, k.bucket, k.key); err == nil {
+			_ = s.st.Delete(ctx, k.bucket, k.key)
 		}
 	}
-	s.mu.RLock()
-	inbox := s.inboxes[deviceKey{userID, deviceID}]
-	s.mu.RUnlock()
-	for _, m := range inbox {
-		_ = s.st.Delete(ctx, store.BucketToDevice, m.key)
+	// From the bucket, not the mirror: a message stored a moment ago may not be mirrored yet.
+	keys, _ := s.st.Keys(ctx, store.BucketToDevice, userID, deviceID)
+	for _, key := range keys {
+		_ = s.st.Delete(ctx, store.BucketToDevice, key)
 	}
 }
 

@@ -2,14 +2,19 @@ package e2ee
 
 import (
 	"context"
+	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/matrix-org/gomatrixserverlib"
 
 	"github.com/firebreak/firebreak/internal/accounts"
 	"github.com/firebreak/firebreak/internal/store/storetest"
@@ -66,7 +71,8 @@ func keys(n int, prefix string) map[string]json.RawMessage {
 func TestClaimsTakeDistinctKeys(t *testing.T) {
 	s := start(t, someDevices{})
 	ctx := context.Background()
-	counts, err := s.UploadKeys(ctx, "@u:x", "D", keys(5, "k"), map[string]json.RawMessage{"signed_curve25519:fb": json.RawMessage(`{"key":"fb","fallback":true}`)})
+	counts, err := s.Upload(ctx, "@u:x", "D", KeyUpload{OneTimeKeys: keys(5, "k"),
+		FallbackKeys: map[string]json.RawMessage{"signed_curve25519:fb": json.RawMessage(`{"key":"fb","fallback":true}`)}})
 	if err != nil || counts["signed_curve25519"] != 5 {
 		t.Fatalf("UploadKeys = %v, %v", counts, err)
 	}
@@ -106,26 +112,68 @@ func TestClaimsTakeDistinctKeys(t *testing.T) {
 func TestUploadKeysRefuses(t *testing.T) {
 	s := start(t, someDevices{})
 	ctx := context.Background()
-	if _, err := s.UploadKeys(ctx, "@u:x", "D", keys(1, "a"), nil); err != nil {
+	if _, err := s.Upload(ctx, "@u:x", "D", KeyUpload{OneTimeKeys: keys(1, "a")}); err != nil {
 		t.Fatal(err)
 	}
+	// The same key again, spaced otherwise, is the same key: a client's retry succeeds.
+	if _, err := s.Upload(ctx, "@u:x", "D", KeyUpload{OneTimeKeys: map[string]json.RawMessage{"signed_curve25519:a00": json.RawMessage(`{ "key" : "a0" }`)}}); err != nil {
+		t.Errorf("the same key again: %v", err)
+	}
+	dev := json.RawMessage(`{"user_id":"@u:x","device_id":"D","algorithms":["a"],"keys":{"ed25519:D":"k"}}`)
 	for _, tc := range []struct {
-		name     string
-		oneTime  map[string]json.RawMessage
-		fallback map[string]json.RawMessage
+		name string
+		up   KeyUpload
 	}{
-		{"a key id again with another key", map[string]json.RawMessage{"signed_curve25519:a00": json.RawMessage(`{"key":"other"}`)}, nil},
-		{"a one-time key without an algorithm", map[string]json.RawMessage{"a01": json.RawMessage(`{}`)}, nil},
-		{"a fallback key without an algorithm", nil, map[string]json.RawMessage{"fb": json.RawMessage(`{}`)}},
-		{"more than a device keeps", keys(maxOneTimeKeys, "b"), nil},
+		{"a key id again with another key", KeyUpload{OneTimeKeys: map[string]json.RawMessage{"signed_curve25519:a00": json.RawMessage(`{"key":"other"}`)}}},
+		{"a one-time key without an algorithm", KeyUpload{OneTimeKeys: map[string]json.RawMessage{"a01": json.RawMessage(`{}`)}}},
+		{"a null one-time key", KeyUpload{OneTimeKeys: map[string]json.RawMessage{"signed_curve25519:n": json.RawMessage(`null`)}}},
+		{"a long algorithm", KeyUpload{OneTimeKeys: map[string]json.RawMessage{strings.Repeat("x", 65) + ":k": json.RawMessage(`{}`)}}},
+		{"a fallback key without an algorithm", KeyUpload{FallbackKeys: map[string]json.RawMessage{"fb": json.RawMessage(`{}`)}}},
+		{"two fallback keys of one algorithm", KeyUpload{FallbackKeys: map[string]json.RawMessage{"signed_curve25519:f1": json.RawMessage(`{}`), "signed_curve25519:f2": json.RawMessage(`{}`)}}},
+		{"more than a device keeps", KeyUpload{OneTimeKeys: keys(maxOneTimeKeys, "b")}},
+		// Good device keys with a bad one-time key: none of it is stored.
+		{"device keys with a bad one-time key", KeyUpload{DeviceKeys: dev, OneTimeKeys: map[string]json.RawMessage{"bad": json.RawMessage(`{}`)}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := s.UploadKeys(ctx, "@u:x", "D", tc.oneTime, tc.fallback); !errors.Is(err, ErrBadRequest) {
-				t.Errorf("UploadKeys = %v, want ErrBadRequest", err)
+			if _, err := s.Upload(ctx, "@u:x", "D", tc.up); !errors.Is(err, ErrBadRequest) {
+				t.Errorf("Upload = %v, want ErrBadRequest", err)
 			}
 		})
 	}
+	res, err := s.Query(ctx, "@u:x", map[string][]string{"@u:x": nil})
+	if err != nil || len(res.DeviceKeys["@u:x"]) != 0 {
+		t.Errorf("a refused upload stored device keys: %v, %v", res.DeviceKeys, err)
+	}
 	eventually(t, "the counts", func() bool { return s.Counts("@u:x", "D").OneTime["signed_curve25519"] == 1 })
+}
+
+// TestClaimsTakeTheOldest: keys are claimed in the order they were uploaded, which for one
+// upload is the order of the counters clients name them by, not of their base64 names.
+func TestClaimsTakeTheOldest(t *testing.T) {
+	s := start(t, someDevices{})
+	ctx := context.Background()
+	name := func(n byte) string {
+		return "signed_curve25519:" + base64.RawStdEncoding.EncodeToString([]byte{0, 0, 0, n})
+	}
+	batch := map[string]json.RawMessage{}
+	for _, n := range []byte{207, 208, 209} { // AAAAzw, AAAA0A, AAAA0Q: '0' sorts before 'z'
+		batch[name(n)] = json.RawMessage(`{}`)
+	}
+	if _, err := s.Upload(ctx, "@u:x", "D", KeyUpload{OneTimeKeys: batch}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Upload(ctx, "@u:x", "D", KeyUpload{OneTimeKeys: map[string]json.RawMessage{name(1): json.RawMessage(`{}`)}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []byte{207, 208, 209, 1} {
+		res, err := s.Claim(ctx, map[string]map[string]string{"@u:x": {"D": "signed_curve25519"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := res["@u:x"]["D"][name(want)]; !ok {
+			t.Errorf("claimed %v, want key %d", res["@u:x"]["D"], want)
+		}
+	}
 }
 
 // TestToDevice: messages reach each named device (or every device for "*") once, in order,
@@ -144,11 +192,11 @@ func TestToDevice(t *testing.T) {
 	send("t2", map[string]json.RawMessage{"B1": json.RawMessage(`{"n":2}`), "GONE": json.RawMessage(`{"n":0}`)})
 	send("t2", map[string]json.RawMessage{"B1": json.RawMessage(`{"n":2}`)}) // retried
 	head := func() uint64 { return s.Position().ToDevice }
-	eventually(t, "three messages", func() bool { ev, _ := s.Inbox("@b:x", "B1", 0, head(), 10); return len(ev) == 2 })
-	if ev, _ := s.Inbox("@b:x", "B2", 0, head(), 10); len(ev) != 1 {
+	eventually(t, "three messages", func() bool { ev, _ := s.inbox(t, "@b:x", "B1", 0, head(), 10); return len(ev) == 2 })
+	if ev, _ := s.inbox(t, "@b:x", "B2", 0, head(), 10); len(ev) != 1 {
 		t.Errorf("B2 has %d messages, want the one sent to every device", len(ev))
 	}
-	first, last := s.Inbox("@b:x", "B1", 0, head(), 1)
+	first, last := s.inbox(t, "@b:x", "B1", 0, head(), 1)
 	if len(first) != 1 || last >= head() {
 		t.Fatalf("a page of one: %d messages, last %d of %d", len(first), last, head())
 	}
@@ -159,15 +207,58 @@ func TestToDevice(t *testing.T) {
 	if err := json.Unmarshal(first[0], &msg); err != nil || msg.Sender != "@a:x" || msg.Type != "m.test" || msg.Content.N != 1 {
 		t.Errorf("first message %s: %v", first[0], err)
 	}
-	if rest, _ := s.Inbox("@b:x", "B1", last, head(), 10); len(rest) != 1 {
+	if rest, _ := s.inbox(t, "@b:x", "B1", last, head(), 10); len(rest) != 1 {
 		t.Errorf("after the first page: %d messages, want 1", len(rest))
 	}
 	if err := s.Acknowledge(ctx, "@b:x", "B1", last); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the acknowledged message deleted", func() bool { ev, _ := s.Inbox("@b:x", "B1", 0, head(), 10); return len(ev) == 1 })
+	eventually(t, "the acknowledged message deleted", func() bool { ev, _ := s.inbox(t, "@b:x", "B1", 0, head(), 10); return len(ev) == 1 })
+	// The first request, retried after its message was delivered and deleted, sends nothing.
+	send("t1", map[string]json.RawMessage{"*": json.RawMessage(`{"n":1}`)})
+	time.Sleep(50 * time.Millisecond)
+	if ev, _ := s.inbox(t, "@b:x", "B1", 0, head(), 10); len(ev) != 1 {
+		t.Errorf("a retried request delivered again: %d messages", len(ev))
+	}
+	// One bad message fails the whole request, and nothing of it is stored.
+	bad := map[string]map[string]json.RawMessage{"@b:x": {"B1": json.RawMessage(`{"n":3}`), "B2": json.RawMessage(`"not an object"`)}}
+	if err := s.SendToDevice(ctx, "@a:x", "A", "m.test", "t3", bad); !errors.Is(err, ErrBadRequest) {
+		t.Errorf("a request with a bad message: %v", err)
+	}
+	big := map[string]map[string]json.RawMessage{"@b:x": {"B1": json.RawMessage(`{"x":"` + strings.Repeat("x", maxMessageBytes) + `"}`)}}
+	if err := s.SendToDevice(ctx, "@a:x", "A", "m.test", "t4", big); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("a message over %d bytes: %v", maxMessageBytes, err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if ev, _ := s.inbox(t, "@b:x", "B1", 0, head(), 10); len(ev) != 1 {
+		t.Errorf("refused requests stored messages: B1 has %d", len(ev))
+	}
 	s.ForgetDevice(ctx, "@b:x", "B2")
-	eventually(t, "a forgotten device's messages deleted", func() bool { ev, _ := s.Inbox("@b:x", "B2", 0, head(), 10); return len(ev) == 0 })
+	eventually(t, "a forgotten device's messages deleted", func() bool { ev, _ := s.inbox(t, "@b:x", "B2", 0, head(), 10); return len(ev) == 0 })
+}
+
+// TestInboxBounds: a device that does not sync keeps at most maxInboxFromOne messages from
+// one sender; further ones are dropped, and another sender's still arrive.
+func TestInboxBounds(t *testing.T) {
+	s := start(t, someDevices{"@b:x": {"B"}})
+	ctx := context.Background()
+	for i := range maxInboxFromOne + 5 {
+		msg := map[string]map[string]json.RawMessage{"@b:x": {"B": json.RawMessage(`{}`)}}
+		if err := s.SendToDevice(ctx, "@a:x", "A", "m.test", fmt.Sprint(i), msg); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "the mirror", func() bool {
+			ev, _ := s.inbox(t, "@b:x", "B", 0, s.Position().ToDevice, 1000)
+			return len(ev) >= min(i+1, maxInboxFromOne)
+		})
+	}
+	if err := s.SendToDevice(ctx, "@c:x", "C", "m.test", "c", map[string]map[string]json.RawMessage{"@b:x": {"B": json.RawMessage(`{}`)}}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the other sender's message", func() bool {
+		ev, _ := s.inbox(t, "@b:x", "B", 0, s.Position().ToDevice, 1000)
+		return len(ev) == maxInboxFromOne+1
+	})
 }
 
 // TestKeyChanges: an upload of new device keys is a change of its user; the same keys again
@@ -180,7 +271,9 @@ func TestKeyChanges(t *testing.T) {
 	if err := s.UploadDeviceKeys(ctx, "@u:x", "D", dev); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the change", func() bool { return slices.Equal(s.ChangedBetween(before, s.Position().Keys), []string{"@u:x"}) })
+	eventually(t, "the change", func() bool {
+		return slices.Equal(s.ChangedBetween(before, s.Position().Keys), []KeyChange{{UserID: "@u:x"}})
+	})
 	again := s.Position().Keys
 	if err := s.UploadDeviceKeys(ctx, "@u:x", "D", dev); err != nil {
 		t.Fatal(err)
@@ -204,7 +297,7 @@ func TestChangeLog(t *testing.T) {
 				continue // c changed once, at the start
 			}
 			rev++
-			l.add(rev, u)
+			l.add(rev, KeyChange{UserID: u})
 		}
 	}
 	if len(l.entries) > 3*2+1024 {
@@ -222,7 +315,10 @@ func TestChangeLog(t *testing.T) {
 		// the same.
 		{0, 5, []string{"a", "b", "c"}},
 	} {
-		got := l.between(tc.after, tc.upTo)
+		var got []string
+		for _, c := range l.between(tc.after, tc.upTo) {
+			got = append(got, c.UserID)
+		}
 		slices.Sort(got)
 		want := slices.Sorted(slices.Values(tc.want))
 		if !slices.Equal(got, want) {
@@ -231,79 +327,102 @@ func TestChangeLog(t *testing.T) {
 	}
 }
 
-func backedUp(index, forwarded int, verified bool) json.RawMessage {
-	return json.RawMessage(fmt.Sprintf(`{"first_message_index":%d,"forwarded_count":%d,"is_verified":%v,"session_data":{"ciphertext":"c%d%d%v"}}`,
-		index, forwarded, verified, index, forwarded, verified))
+// inbox is Inbox for a test, failing it on an error.
+func (s *Service) inbox(t *testing.T, userID, deviceID string, after, upTo uint64, limit int) ([]json.RawMessage, uint64) {
+	t.Helper()
+	events, last, err := s.Inbox(context.Background(), userID, deviceID, after, upTo, limit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return events, last
 }
 
-// TestKeyBackup: versions are numbered upwards and the newest is current; only it takes
-// keys; a session's key is replaced only by a better one; counts and etags follow.
-func TestKeyBackup(t *testing.T) {
-	s := start(t, someDevices{})
+// signer is a test's ed25519 key, named as cross-signing names its keys.
+type signer struct {
+	user string
+	id   string
+	priv ed25519.PrivateKey
+	pub  string
+}
+
+func newSigner(t *testing.T, user string) signer {
+	t.Helper()
+	pub, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b64 := base64.RawStdEncoding.EncodeToString(pub)
+	return signer{user: user, id: "ed25519:" + b64, priv: priv, pub: b64}
+}
+
+func (k signer) sign(t *testing.T, object string) json.RawMessage {
+	t.Helper()
+	signed, err := gomatrixserverlib.SignJSON(k.user, gomatrixserverlib.KeyID(k.id), k.priv, []byte(object))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return signed
+}
+
+// crossSigningKey is a cross-signing key object of usage for k's public key.
+func (k signer) object(usage string) string {
+	return fmt.Sprintf(`{"user_id":%q,"usage":[%q],"keys":{%q:%q}}`, k.user, usage, k.id, k.pub)
+}
+
+// TestSignatures: a device's signature by the self-signing key survives the device's keys
+// uploaded again unchanged; an entry that was not checked is not stored; a new self-signing
+// key drops the signatures the old one made.
+func TestSignatures(t *testing.T) {
+	s := start(t, someDevices{"@u:x": {"D"}})
 	ctx := context.Background()
-	const user = "@u:x"
-	auth := json.RawMessage(`{"public_key":"pk"}`)
-	if _, err := s.Backup(ctx, user, ""); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("no backup yet: %v", err)
+	master, self := newSigner(t, "@u:x"), newSigner(t, "@u:x")
+	err := s.UploadCrossSigning(ctx, "@u:x", CrossSigningKeys{Master: json.RawMessage(master.object("master")),
+		SelfSigning: master.sign(t, self.object("self_signing"))})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, err := s.CreateBackup(ctx, user, "m.megolm_backup.v0", auth); !errors.Is(err, ErrBadRequest) {
-		t.Errorf("an unknown algorithm: %v", err)
+	device := `{"user_id":"@u:x","device_id":"D","algorithms":["a"],"keys":{"ed25519:D":"k"}}`
+	if err := s.UploadDeviceKeys(ctx, "@u:x", "D", json.RawMessage(device)); err != nil {
+		t.Fatal(err)
 	}
-	v1, _ := s.CreateBackup(ctx, user, BackupAlgorithm, auth)
-	v2, err := s.CreateBackup(ctx, user, BackupAlgorithm, auth)
-	if err != nil || v1 != "1" || v2 != "2" {
-		t.Fatalf("versions %q, %q (%v)", v1, v2, err)
+	signed := self.sign(t, device)
+	var withForged map[string]any
+	_ = json.Unmarshal(signed, &withForged)
+	withForged["signatures"].(map[string]any)["@u:x"].(map[string]any)["ed25519:FORGED"] = "BBBB"
+	upload, _ := json.Marshal(withForged)
+	failures, err := s.UploadSignatures(ctx, "@u:x", map[string]map[string]json.RawMessage{"@u:x": {"D": upload}})
+	if err != nil || len(failures) != 0 {
+		t.Fatalf("UploadSignatures = %v, %v", failures, err)
 	}
-	if _, err := s.PutBackupKeys(ctx, user, v1, BackupKeys{"!r": {"s": backedUp(5, 0, false)}}); !errors.Is(err, ErrWrongBackupVersion) {
-		t.Errorf("keys for an old version: %v", err)
-	}
-	put := func(data json.RawMessage) BackupVersion {
+	sigsOfD := func() map[string]string {
 		t.Helper()
-		v, err := s.PutBackupKeys(ctx, user, v2, BackupKeys{"!r": {"s": data}})
+		res, err := s.Query(ctx, "@u:x", map[string][]string{"@u:x": {"D"}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		return v
+		var d signedObject
+		_ = json.Unmarshal(res.DeviceKeys["@u:x"]["D"], &d)
+		return d.Signatures["@u:x"]
 	}
-	first := put(backedUp(5, 1, false))
-	for _, tc := range []struct {
-		name     string
-		data     json.RawMessage
-		replaces bool
-	}{
-		{"a later first message", backedUp(6, 0, false), false},
-		{"forwarded more", backedUp(5, 2, false), false},
-		{"forwarded less", backedUp(5, 0, false), true},
-		{"an earlier first message", backedUp(4, 3, false), true},
-		{"verified, from a later message", backedUp(9, 9, true), true},
-		{"unverified, from the first message", backedUp(0, 0, false), false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			before, _ := s.BackupKeys(ctx, user, v2, "!r", "s")
-			after := put(tc.data)
-			got, _ := s.BackupKeys(ctx, user, v2, "!r", "s")
-			if replaced := string(got["!r"]["s"]) == string(tc.data); replaced != tc.replaces {
-				t.Errorf("replaced %v, want %v (stored %s, was %s)", replaced, tc.replaces, got["!r"]["s"], before["!r"]["s"])
-			}
-			if after.Count != 1 {
-				t.Errorf("count %d, want 1", after.Count)
-			}
-		})
+	if sigs := sigsOfD(); sigs[self.id] == "" || sigs["ed25519:FORGED"] != "" {
+		t.Errorf("signatures of D: %v, want the self-signing key's and not the forged one", sigs)
 	}
-	current, _ := s.Backup(ctx, user, "")
-	if current.Version != v2 || current.Etag == first.Etag {
-		t.Errorf("current backup %+v: want version %s with an etag moved on from %s", current, v2, first.Etag)
-	}
-	if after, err := s.DeleteBackupKeys(ctx, user, v2, "!r", ""); err != nil || after.Count != 0 {
-		t.Errorf("after deleting the room's keys: %+v, %v", after, err)
-	}
-	if err := s.DeleteBackup(ctx, user, v2); err != nil {
+	if err := s.UploadDeviceKeys(ctx, "@u:x", "D", json.RawMessage(device)); err != nil {
 		t.Fatal(err)
 	}
-	if current, err := s.Backup(ctx, user, ""); err != nil || current.Version != v1 {
-		t.Errorf("after deleting version 2 the current backup is %+v (%v), want version 1", current, err)
+	if sigs := sigsOfD(); sigs[self.id] == "" {
+		t.Errorf("the same device keys again dropped the self-signing key's signature: %v", sigs)
 	}
-	if v3, _ := s.CreateBackup(ctx, user, BackupAlgorithm, auth); v3 != "3" {
-		t.Errorf("a version after a deleted one is %q, want 3: numbers are not reused", v3)
+	newSelf := newSigner(t, "@u:x")
+	if err := s.UploadCrossSigning(ctx, "@u:x", CrossSigningKeys{SelfSigning: master.sign(t, newSelf.object("self_signing"))}); err != nil {
+		t.Fatal(err)
+	}
+	if sigs := sigsOfD(); sigs[self.id] != "" {
+		t.Errorf("a replaced self-signing key's signature is still served: %v", sigs)
+	}
+	// A self-signing key not signed by the master key is refused.
+	stranger := newSigner(t, "@u:x")
+	if err := s.UploadCrossSigning(ctx, "@u:x", CrossSigningKeys{SelfSigning: stranger.sign(t, newSigner(t, "@u:x").object("self_signing"))}); !errors.Is(err, ErrInvalidSignature) {
+		t.Errorf("a self-signing key signed by another key: %v", err)
 	}
 }

@@ -2,13 +2,18 @@ package e2ee
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/matrix-org/gomatrixserverlib"
 
 	"github.com/firebreak/firebreak/internal/store"
 )
@@ -19,8 +24,16 @@ const maxOneTimeKeys = 1000
 // keyRecord is one device's one-time keys and fallback keys, kept as one value so that a
 // claim takes a key with one compare-and-set.
 type keyRecord struct {
-	OneTime  map[string]json.RawMessage `json:"one_time,omitempty"` // "algorithm:key id" -> key
-	Fallback map[string]fallbackKey     `json:"fallback,omitempty"` // algorithm -> key
+	OneTime  map[string]oneTimeKey  `json:"one_time,omitempty"` // "algorithm:key id" -> key
+	Fallback map[string]fallbackKey `json:"fallback,omitempty"` // algorithm -> key
+	Uploaded uint64                 `json:"uploaded,omitempty"` // one-time keys ever uploaded
+}
+
+// oneTimeKey is a one-time key in canonical JSON and its place in the order keys were
+// uploaded: a claim takes the oldest, as clients forget their oldest first.
+type oneTimeKey struct {
+	Key json.RawMessage `json:"key"`
+	N   uint64          `json:"n"`
 }
 
 // fallbackKey is handed out when a device's one-time keys of its algorithm run out, as often
@@ -88,47 +101,125 @@ func (s *Service) Counts(userID, deviceID string) Counts {
 	return c
 }
 
-// UploadKeys adds a device's one-time keys and replaces its fallback keys (both keyed
-// "algorithm:key id"), and returns its one-time key counts. A key id already stored with
-// another key is refused, as the spec's servers do: a client must not reuse one.
-func (s *Service) UploadKeys(ctx context.Context, userID, deviceID string, oneTime, fallback map[string]json.RawMessage) (map[string]int, error) {
-	for id := range fallback {
-		if !strings.Contains(id, ":") {
-			return nil, fmt.Errorf("%w: fallback key %q is not named algorithm:id", ErrBadRequest, id)
+// Limits on names of one-time and fallback keys: "algorithm:key id".
+const (
+	maxAlgorithmLen = 64
+	maxKeyIDLen     = 128
+)
+
+// KeyUpload is what a /keys/upload may carry, each part optional.
+type KeyUpload struct {
+	DeviceKeys   json.RawMessage
+	OneTimeKeys  map[string]json.RawMessage
+	FallbackKeys map[string]json.RawMessage
+}
+
+// Upload stores a device's keys and returns its one-time key counts. Everything is checked
+// before anything is stored: keys of another user or device, badly named or empty keys, two
+// fallback keys of one algorithm, or a one-time key id stored before with another key (the
+// spec's servers refuse a reused id) fail the whole upload.
+func (s *Service) Upload(ctx context.Context, userID, deviceID string, up KeyUpload) (map[string]int, error) {
+	deviceKeys := given(up.DeviceKeys)
+	if deviceKeys != nil {
+		if _, err := checkDeviceKeys(userID, deviceID, deviceKeys); err != nil {
+			return nil, err
 		}
 	}
+	oneTime, err := canonicalKeys(up.OneTimeKeys)
+	if err != nil {
+		return nil, err
+	}
+	fallback, err := canonicalKeys(up.FallbackKeys)
+	if err != nil {
+		return nil, err
+	}
+	fallbackByAlg := map[string]fallbackKey{}
+	for id, key := range fallback {
+		alg, _, _ := strings.Cut(id, ":")
+		if _, twice := fallbackByAlg[alg]; twice {
+			return nil, fmt.Errorf("%w: two fallback keys of %s", ErrBadRequest, alg)
+		}
+		fallbackByAlg[alg] = fallbackKey{ID: id, Key: key}
+	}
 	rec, err := s.changeKeys(ctx, userID, deviceID, func(r *keyRecord) error {
-		if r.OneTime == nil {
-			r.OneTime = map[string]json.RawMessage{}
-		}
-		for id, key := range oneTime {
-			if !strings.Contains(id, ":") {
-				return fmt.Errorf("%w: one-time key %q is not named algorithm:id", ErrBadRequest, id)
-			}
-			if old, ok := r.OneTime[id]; ok && !bytes.Equal(old, key) {
-				return fmt.Errorf("%w: one-time key %s already exists with another key", ErrBadRequest, id)
-			}
-			r.OneTime[id] = key
-		}
-		if len(r.OneTime) > maxOneTimeKeys {
-			return fmt.Errorf("%w: a device keeps at most %d one-time keys", ErrBadRequest, maxOneTimeKeys)
-		}
-		for id, key := range fallback {
-			alg, _, _ := strings.Cut(id, ":")
-			if old, ok := r.Fallback[alg]; ok && old.ID == id && bytes.Equal(old.Key, key) {
-				continue // the same key again keeps its used mark
-			}
-			if r.Fallback == nil {
-				r.Fallback = map[string]fallbackKey{}
-			}
-			r.Fallback[alg] = fallbackKey{ID: id, Key: key}
-		}
-		return nil
+		return r.add(oneTime, fallbackByAlg)
 	})
 	if err != nil {
 		return nil, err
 	}
+	if deviceKeys != nil {
+		if err := s.UploadDeviceKeys(ctx, userID, deviceID, deviceKeys); err != nil {
+			return nil, err
+		}
+	}
 	return rec.counts().OneTime, nil
+}
+
+// canonicalKeys checks the names of uploaded one-time or fallback keys and puts each key in
+// canonical JSON, so that the same key sent again compares equal however it is spaced.
+func canonicalKeys(keys map[string]json.RawMessage) (map[string]json.RawMessage, error) {
+	out := make(map[string]json.RawMessage, len(keys))
+	for id, key := range keys {
+		alg, keyID, ok := strings.Cut(id, ":")
+		if !ok || alg == "" || keyID == "" || len(alg) > maxAlgorithmLen || len(keyID) > maxKeyIDLen {
+			return nil, fmt.Errorf("%w: key %.200q is not named algorithm:id", ErrBadRequest, id)
+		}
+		if len(key) == 0 || (key[0] != '{' && key[0] != '"') {
+			return nil, fmt.Errorf("%w: key %s is neither an object nor a string", ErrBadRequest, id)
+		}
+		canonical, err := gomatrixserverlib.CanonicalJSON(key)
+		if err != nil {
+			return nil, fmt.Errorf("%w: key %s: %v", ErrBadRequest, id, err)
+		}
+		out[id] = canonical
+	}
+	return out, nil
+}
+
+// add adds one-time keys, numbered in upload order (within one upload, by key id as clients
+// count them), and replaces fallback keys; the same fallback key again keeps its used mark.
+func (r *keyRecord) add(oneTime map[string]json.RawMessage, fallback map[string]fallbackKey) error {
+	if r.OneTime == nil {
+		r.OneTime = map[string]oneTimeKey{}
+	}
+	ids := slices.SortedFunc(maps.Keys(oneTime), byKeyCounter)
+	for _, id := range ids {
+		key := oneTime[id]
+		if old, ok := r.OneTime[id]; ok {
+			if !bytes.Equal(old.Key, key) {
+				return fmt.Errorf("%w: one-time key %s already exists with another key", ErrBadRequest, id)
+			}
+			continue
+		}
+		r.Uploaded++
+		r.OneTime[id] = oneTimeKey{Key: key, N: r.Uploaded}
+	}
+	if len(r.OneTime) > maxOneTimeKeys {
+		return fmt.Errorf("%w: a device keeps at most %d one-time keys", ErrBadRequest, maxOneTimeKeys)
+	}
+	for alg, fb := range fallback {
+		if old, ok := r.Fallback[alg]; ok && old.ID == fb.ID && bytes.Equal(old.Key, fb.Key) {
+			continue
+		}
+		if r.Fallback == nil {
+			r.Fallback = map[string]fallbackKey{}
+		}
+		r.Fallback[alg] = fb
+	}
+	return nil
+}
+
+// byKeyCounter orders key ids as clients number them: Olm names a key by its counter in
+// unpadded base64, whose characters do not sort as the numbers do.
+func byKeyCounter(a, b string) int {
+	_, ka, _ := strings.Cut(a, ":")
+	_, kb, _ := strings.Cut(b, ":")
+	na, errA := base64.RawStdEncoding.DecodeString(ka)
+	nb, errB := base64.RawStdEncoding.DecodeString(kb)
+	if errA != nil || errB != nil || len(na) != len(nb) {
+		return cmp.Or(cmp.Compare(len(ka), len(kb)), strings.Compare(a, b))
+	}
+	return bytes.Compare(na, nb)
 }
 
 // Claim takes, for each user, device and algorithm asked for, one of the device's one-time
@@ -155,15 +246,14 @@ func (s *Service) Claim(ctx context.Context, want map[string]map[string]string) 
 
 func (s *Service) claimOne(ctx context.Context, userID, deviceID, alg string) (id string, key json.RawMessage, err error) {
 	_, err = s.changeKeys(ctx, userID, deviceID, func(r *keyRecord) error {
-		var ids []string
-		for k := range r.OneTime {
-			if strings.HasPrefix(k, alg+":") {
-				ids = append(ids, k)
+		id = ""
+		for k, otk := range r.OneTime {
+			if strings.HasPrefix(k, alg+":") && (id == "" || otk.N < r.OneTime[id].N) {
+				id = k // the oldest
 			}
 		}
-		if len(ids) > 0 {
-			id = slices.Min(ids) // the oldest, as clients number them upwards
-			key = r.OneTime[id]
+		if id != "" {
+			key = r.OneTime[id].Key
 			delete(r.OneTime, id)
 			return nil
 		}

@@ -48,6 +48,13 @@ func (s *Service) UploadSignatures(ctx context.Context, requester string, body m
 	return failures, nil
 }
 
+// Where signatures uploaded after their keys are kept, apart from the keys they sign (a key
+// uploaded again, unchanged, keeps them; a key replaced drops them): user, part, id.
+const (
+	deviceSigsPart = "devsig" // id: the device; by the user's self-signing key
+	masterSigsPart = "msig"   // id: "master"; by the user's devices
+)
+
 func (s *Service) uploadSignature(ctx context.Context, requester, userID, keyID string, object json.RawMessage) error {
 	o, err := parseSigned(object)
 	if err != nil {
@@ -57,25 +64,21 @@ func (s *Service) uploadSignature(ctx context.Context, requester, userID, keyID 
 	if len(sigs) == 0 {
 		return fmt.Errorf("%w: no signature by %s", ErrBadRequest, requester)
 	}
-	newSigs := signatures{requester: sigs}
 	if userID != requester {
-		return s.signOthersMaster(ctx, requester, userID, keyID, newSigs)
+		return s.signOthersMaster(ctx, requester, userID, keyID, sigs)
 	}
-	target := store.Key(userID, keyID)
-	stored, _, err := s.st.Get(ctx, store.BucketDeviceKeys, target)
-	switch {
-	case err == nil: // one of the requester's devices, signed with their self-signing key
+	if device, _, err := s.st.Get(ctx, store.BucketDeviceKeys, store.Key(userID, keyID)); err == nil {
+		// One of the requester's devices, signed with their self-signing key.
 		self, err := s.crossSigningKey(ctx, userID, kindSelfSigning)
 		if err != nil {
 			return err
 		}
-		signed := withSignatures(stored, newSigs)
-		if err := verifiedBy(userID, self, signed); err != nil {
+		verified, err := signedWith(userID, self, device, sigs)
+		if err != nil {
 			return err
 		}
-		_, err = s.st.Put(ctx, store.BucketDeviceKeys, target, signed)
-		return err
-	case !errors.Is(err, store.ErrNotFound):
+		return s.addSignatures(ctx, store.Key(userID, deviceSigsPart, keyID), userID, verified)
+	} else if !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
 	master, err := s.crossSigningKey(ctx, userID, kindMaster)
@@ -85,20 +88,41 @@ func (s *Service) uploadSignature(ctx context.Context, requester, userID, keyID 
 	if !namesKey(master, keyID) {
 		return fmt.Errorf("%w: %s is neither a device nor the master key of %s", ErrNotFound, keyID, userID)
 	}
-	// The requester's master key, signed with one of their devices' keys.
-	signed := withSignatures(master, newSigs)
-	for sigKeyID := range sigs {
-		if err := s.verifyByDevice(ctx, userID, sigKeyID, signed); err != nil {
+	// The requester's master key, signed with their devices' keys: each signature checked.
+	verified := map[string]string{}
+	for sigKeyID, sig := range sigs {
+		if err := s.verifyByDevice(ctx, userID, sigKeyID, withSignatures(master, signatures{userID: {sigKeyID: sig}})); err != nil {
 			return err
 		}
+		verified[sigKeyID] = sig
 	}
-	_, err = s.st.Put(ctx, store.BucketDeviceKeys, store.Key(userID, crossSigningPart, kindMaster), signed)
-	return err
+	return s.addSignatures(ctx, store.Key(userID, masterSigsPart, kindMaster), userID, verified)
+}
+
+// signedWith checks the signature that signer's one key made of object among sigs, and
+// returns only it: no other entry of sigs is stored unchecked.
+func signedWith(signerUser string, signer, object json.RawMessage, sigs map[string]string) (map[string]string, error) {
+	so, err := parseSigned(signer)
+	if err != nil {
+		return nil, err
+	}
+	id, _, err := onlyKey(so)
+	if err != nil {
+		return nil, err
+	}
+	sig, ok := sigs[id]
+	if !ok {
+		return nil, fmt.Errorf("%w: no signature by %s", ErrInvalidSignature, id)
+	}
+	if err := verifiedBy(signerUser, signer, withSignatures(object, signatures{signerUser: {id: sig}})); err != nil {
+		return nil, err
+	}
+	return map[string]string{id: sig}, nil
 }
 
 // signOthersMaster stores the requester's signature of another user's master key, made with
 // the requester's user-signing key. It is kept apart from the key, for the requester's eyes.
-func (s *Service) signOthersMaster(ctx context.Context, requester, userID, keyID string, newSigs signatures) error {
+func (s *Service) signOthersMaster(ctx context.Context, requester, userID, keyID string, sigs map[string]string) error {
 	master, err := s.crossSigningKey(ctx, userID, kindMaster)
 	if err != nil {
 		return err
@@ -110,19 +134,20 @@ func (s *Service) signOthersMaster(ctx context.Context, requester, userID, keyID
 	if err != nil {
 		return err
 	}
-	if err := verifiedBy(requester, userSigning, withSignatures(master, newSigs)); err != nil {
+	verified, err := signedWith(requester, userSigning, master, sigs)
+	if err != nil {
 		return err
 	}
-	key := store.Key(userID, signaturesPart, requester)
-	old, _, err := s.st.Get(ctx, store.BucketDeviceKeys, key)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return err
-	}
-	sigs := storedSignatures(old)
-	sigs.add(newSigs)
-	val, _ := json.Marshal(sigs)
-	_, err = s.st.Put(ctx, store.BucketDeviceKeys, key, val)
-	return err
+	return s.addSignatures(ctx, store.Key(userID, signaturesPart, requester), requester, verified)
+}
+
+// addSignatures adds signer's checked signatures to a stored signatures record.
+func (s *Service) addSignatures(ctx context.Context, key, signer string, sigs map[string]string) error {
+	return s.changeValue(ctx, store.BucketDeviceKeys, key, func(old []byte) ([]byte, error) {
+		all := storedSignatures(old)
+		all.add(signatures{signer: sigs})
+		return json.Marshal(all)
+	})
 }
 
 // crossSigningKey is one of the user's stored cross-signing keys; ErrNotFound without it.

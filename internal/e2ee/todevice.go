@@ -12,25 +12,49 @@ import (
 	"github.com/firebreak/firebreak/internal/store"
 )
 
-// toDeviceAt is one undelivered to-device message: its position in BucketToDevice, its key
-// there, and the event as sync hands it out ({"sender", "type", "content"}).
+// Bounds on to-device messages. A device that stops syncing would otherwise collect whatever
+// anyone sends it: past maxInbox undelivered messages, or maxInboxFromOne from one sender,
+// further ones to it are dropped (the device is gone or far behind; the older ones stay).
+const (
+	maxMessageBytes = 65536 // a message's content, as a room event's
+	maxInbox        = 1000
+	maxInboxFromOne = 100
+)
+
+// ErrTooLarge: a message's content is over maxMessageBytes.
+var ErrTooLarge = errors.New("too large")
+
+// toDeviceAt is one undelivered to-device message as the mirror keeps it: its position in
+// BucketToDevice, its key there and its sender. The message itself is read from the bucket
+// when a sync hands it out, so the mirror's memory does not grow with messages' size.
 type toDeviceAt struct {
-	rev   uint64
-	key   string
-	event json.RawMessage
+	rev    uint64
+	key    string
+	sender string
+}
+
+// toDeviceEvent is a message as stored and as sync hands it out.
+type toDeviceEvent struct {
+	Sender  string          `json:"sender"`
+	Type    string          `json:"type"`
+	Content json.RawMessage `json:"content"`
 }
 
 func (s *Service) applyMessage(c store.Change) {
-	defer s.inboxRev.Advance(c.Rev)
 	parts, err := store.KeyParts(c.Key)
 	if err != nil || len(parts) != 3 {
+		s.inboxRev.Advance(c.Rev)
 		return
 	}
 	dk := deviceKey{parts[0], parts[1]}
+	var ev toDeviceEvent
+	if !c.Deleted {
+		_ = json.Unmarshal(c.Value, &ev)
+	}
 	s.mu.Lock()
 	inbox := slices.DeleteFunc(s.inboxes[dk], func(m toDeviceAt) bool { return m.key == c.Key })
 	if !c.Deleted {
-		inbox = append(inbox, toDeviceAt{rev: c.Rev, key: c.Key, event: c.Value})
+		inbox = append(inbox, toDeviceAt{rev: c.Rev, key: c.Key, sender: ev.Sender})
 	}
 	if len(inbox) == 0 {
 		delete(s.inboxes, dk)
@@ -38,34 +62,46 @@ func (s *Service) applyMessage(c store.Change) {
 		s.inboxes[dk] = inbox
 	}
 	s.mu.Unlock()
+	// Moved on before the wake, so a sync it wakes finds the message within its position.
+	s.inboxRev.Advance(c.Rev)
 	if !c.Deleted {
 		s.onMessage(dk.userID)
 	}
 }
 
 // SendToDevice stores messages for devices: messages[user][device] is the content, device
-// "*" meaning every device of the user. Only existing devices get one. A request sent again
-// with the same transaction id by the same device stores nothing new.
+// "*" meaning every device of the user. Only existing devices get one. Everything is checked
+// before anything is stored. A request sent again with the same transaction id by the same
+// device stores nothing new, even once the first one's messages were delivered.
 func (s *Service) SendToDevice(ctx context.Context, sender, senderDevice, evType, txnID string, messages map[string]map[string]json.RawMessage) error {
+	for userID, byDevice := range messages {
+		for target, content := range byDevice {
+			switch {
+			case len(content) == 0 || content[0] != '{':
+				return fmt.Errorf("%w: the message for %s %s is not an object", ErrBadRequest, userID, target)
+			case len(content) > maxMessageBytes:
+				return fmt.Errorf("%w: the message for %s %s is over %d bytes", ErrTooLarge, userID, target, maxMessageBytes)
+			}
+		}
+	}
+	txn := store.Key(sender, senderDevice, evType, txnID)
+	if _, _, err := s.st.Get(ctx, store.BucketToDeviceTxns, txn); err == nil {
+		return nil // sent before
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	id := messageID(sender, senderDevice, evType, txnID)
 	for userID, byDevice := range messages {
 		devs, err := s.devices.Devices(ctx, userID)
 		if err != nil {
 			return err
 		}
 		for target, content := range byDevice {
-			if len(content) == 0 || content[0] != '{' {
-				return fmt.Errorf("%w: the message for %s %s is not an object", ErrBadRequest, userID, target)
-			}
-			event, _ := json.Marshal(struct {
-				Sender  string          `json:"sender"`
-				Type    string          `json:"type"`
-				Content json.RawMessage `json:"content"`
-			}{sender, evType, content})
+			event, _ := json.Marshal(toDeviceEvent{sender, evType, content})
 			for _, d := range devs {
-				if target != "*" && d.DeviceID != target {
+				if (target != "*" && d.DeviceID != target) || s.inboxFull(userID, d.DeviceID, sender) {
 					continue
 				}
-				id := messageID(sender, senderDevice, evType, txnID)
 				_, err := s.st.Create(ctx, store.BucketToDevice, store.Key(userID, d.DeviceID, id), event)
 				if err != nil && !errors.Is(err, store.ErrExists) {
 					return err
@@ -73,7 +109,23 @@ func (s *Service) SendToDevice(ctx context.Context, sender, senderDevice, evType
 			}
 		}
 	}
-	return nil
+	_, err := s.st.Put(ctx, store.BucketToDeviceTxns, txn, []byte("1"))
+	return err
+}
+
+// inboxFull reports whether a device has as many undelivered messages as it may keep, in all
+// or from this sender.
+func (s *Service) inboxFull(userID, deviceID, sender string) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	inbox := s.inboxes[deviceKey{userID, deviceID}]
+	fromOne := 0
+	for _, m := range inbox {
+		if m.sender == sender {
+			fromOne++
+		}
+	}
+	return len(inbox) >= maxInbox || fromOne >= maxInboxFromOne
 }
 
 // messageID names a message by what sent it, so a retried request finds its messages stored.
@@ -83,22 +135,31 @@ func messageID(sender, senderDevice, evType, txnID string) string {
 }
 
 // Inbox is up to limit of the device's messages stored after position after, up to upTo,
-// oldest first, and the position of the last one given (upTo when all were).
-func (s *Service) Inbox(userID, deviceID string, after, upTo uint64, limit int) (events []json.RawMessage, last uint64) {
+// oldest first, and the position of the last one given (upTo when all were). A message
+// deleted meanwhile (acknowledged through another node) is skipped.
+func (s *Service) Inbox(ctx context.Context, userID, deviceID string, after, upTo uint64, limit int) (events []json.RawMessage, last uint64, err error) {
 	s.mu.RLock()
-	defer s.mu.RUnlock()
-	last = upTo
+	var pending []toDeviceAt
 	for _, m := range s.inboxes[deviceKey{userID, deviceID}] {
-		if m.rev <= after || m.rev > upTo {
-			continue
+		if m.rev > after && m.rev <= upTo {
+			pending = append(pending, m)
 		}
-		if len(events) == limit {
-			return events, last
-		}
-		events = append(events, m.event)
-		last = m.rev
 	}
-	return events, upTo
+	s.mu.RUnlock()
+	last = upTo
+	if len(pending) > limit {
+		pending, last = pending[:limit], pending[limit-1].rev
+	}
+	for _, m := range pending {
+		event, _, err := s.st.Get(ctx, store.BucketToDevice, m.key)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		} else if err != nil {
+			return nil, 0, err
+		}
+		events = append(events, event)
+	}
+	return events, last, nil
 }
 
 // Acknowledge deletes the device's messages up to position upTo: its client has a sync

@@ -28,14 +28,15 @@ const (
 	BucketReceipts    Bucket = "fb_receipts"     // room id, user id, receipt type[, thread] -> receipt
 	BucketNonces      Bucket = "fb_nonces"       // shared-secret registration nonces, short-lived
 	// End-to-end encryption (package e2ee).
-	BucketDeviceKeys  Bucket = "fb_device_keys"   // user, device -> its keys; user, "cs", kind -> a cross-signing key; user, "sig", signer -> the signer's signatures of the user's master key
-	BucketOneTimeKeys Bucket = "fb_one_time_keys" // user, device -> its one-time and fallback keys
-	BucketToDevice    Bucket = "fb_to_device"     // user, device, message id -> a to-device message not yet delivered
-	BucketKeyBackup   Bucket = "fb_key_backup"    // user, "v", version -> a key backup; user, "k", version, room, session -> a backed-up key
+	BucketDeviceKeys   Bucket = "fb_device_keys"    // user, device -> its keys; user, "cs", kind -> a cross-signing key; user, "sig", signer -> the signer's signatures of the user's master key
+	BucketOneTimeKeys  Bucket = "fb_one_time_keys"  // user, device -> its one-time and fallback keys
+	BucketToDevice     Bucket = "fb_to_device"      // user, device, message id -> a to-device message not yet delivered
+	BucketToDeviceTxns Bucket = "fb_to_device_txns" // sender, device, type, transaction id -> sent (kept an hour)
+	BucketKeyBackup    Bucket = "fb_key_backup"     // user, "v", version -> a key backup; user, "k", version, room, session -> a backed-up key
 )
 
 var allBuckets = []Bucket{BucketServer, BucketAccounts, BucketDevices, BucketTokens, BucketFilters,
-	BucketAliases, BucketAccountData, BucketReceipts, BucketNonces, BucketDeviceKeys, BucketOneTimeKeys, BucketToDevice, BucketKeyBackup}
+	BucketAliases, BucketAccountData, BucketReceipts, BucketNonces, BucketDeviceKeys, BucketOneTimeKeys, BucketToDevice, BucketToDeviceTxns, BucketKeyBackup}
 
 func (s *Store) openBucket(ctx context.Context, b Bucket) error {
 	s.bucketsMu.Lock()
@@ -50,8 +51,11 @@ func (s *Store) openBucket(ctx context.Context, b Bucket) error {
 		Replicas: s.opts.Replicas,
 		History:  1,
 	}
-	if b == BucketNonces {
+	switch b {
+	case BucketNonces:
 		cfg.TTL = 5 * time.Minute
+	case BucketToDeviceTxns:
+		cfg.TTL = time.Hour // longer than any client retries a request
 	}
 	kv, err := s.js.CreateOrUpdateKeyValue(ctx, cfg)
 	if err != nil {

@@ -2,6 +2,7 @@ package syncer
 
 import (
 	"cmp"
+	"context"
 	"slices"
 
 	"github.com/firebreak/firebreak/internal/filter"
@@ -10,7 +11,7 @@ import (
 )
 
 // build assembles everything for the user between since (nil: from the start) and now.
-func (s *Service) build(req Request, since *Token, now Token) *Response {
+func (s *Service) build(ctx context.Context, req Request, since *Token, now Token) *Response {
 	resp := newResponse()
 	resp.members = s.lazy.begin(req)
 	var busy []busyRoom // where members may have come and gone
@@ -46,7 +47,7 @@ func (s *Service) build(req Request, since *Token, now Token) *Response {
 			}
 		}
 	}
-	now.ToDevice = s.addEncryption(resp, req, since, now, busy)
+	now.ToDevice = s.addEncryption(ctx, resp, req, since, now, busy)
 	// Set after the to-device messages, which may not all fit in one response.
 	resp.NextBatch = now.String()
 	var dataSince uint64

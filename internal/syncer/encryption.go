@@ -3,6 +3,7 @@ package syncer
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 )
 
@@ -13,12 +14,17 @@ const maxToDevice = 100
 // messages after the token (at most maxToDevice), its key counts, and, incrementally, whose
 // devices changed. It returns the to-device position the next token carries: where the
 // messages handed out end.
-func (s *Service) addEncryption(resp *Response, req Request, since *Token, now Token, busy []busyRoom) uint64 {
+func (s *Service) addEncryption(ctx context.Context, resp *Response, req Request, since *Token, now Token, busy []busyRoom) uint64 {
 	var after uint64
 	if since != nil {
 		after = since.ToDevice
 	}
-	events, last := s.keys.Inbox(req.UserID, req.DeviceID, after, now.ToDevice, maxToDevice)
+	events, last, err := s.keys.Inbox(ctx, req.UserID, req.DeviceID, after, now.ToDevice, maxToDevice)
+	if err != nil {
+		// The messages stay stored: the token stops before them, and the next sync brings them.
+		slog.Warn("reading to-device messages", "user", req.UserID, "device", req.DeviceID, "err", err)
+		last = after
+	}
 	for _, ev := range events {
 		resp.ToDevice.Events = append(resp.ToDevice.Events, ev)
 	}
@@ -59,9 +65,10 @@ func (s *Service) deviceLists(userID string, since, now Token, busy []busyRoom) 
 			*list = append(*list, user)
 		}
 	}
-	for _, user := range s.keys.ChangedBetween(since.Keys, now.Keys) {
-		if user == userID || model.SharesRoom(userID, user) {
-			changed = append(changed, user)
+	for _, c := range s.keys.ChangedBetween(since.Keys, now.Keys) {
+		if seen := c.OnlyFor == userID || (c.OnlyFor == "" && (c.UserID == userID || model.SharesRoom(userID, c.UserID))); seen &&
+			!slices.Contains(changed, c.UserID) {
+			changed = append(changed, c.UserID)
 		}
 	}
 	for _, b := range busy {

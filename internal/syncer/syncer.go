@@ -59,9 +59,18 @@ func New(ctx context.Context, r *rooms.Service, d *accountdata.Service, k *e2ee.
 	s := &Service{rooms: r, data: d, keys: k, stop: ctx.Done(), fencing: fencing, waiters: map[string]chan struct{}{}, lazy: newLazyMembers()}
 	r.OnChange(s.wake)
 	d.OnChange(s.Wake)
-	// A user's key change concerns everyone whose clients track their devices.
-	k.OnChange(func(user string) { s.wake(append(r.Model().RoomMates(user), user)) }, s.Wake)
+	k.OnChange(s.wakeForKeys, s.Wake)
 	return s
+}
+
+// wakeForKeys wakes who a key change concerns: everyone whose clients track the user's
+// devices, or the one user it is for.
+func (s *Service) wakeForKeys(c e2ee.KeyChange) {
+	if c.OnlyFor != "" {
+		s.Wake(c.OnlyFor)
+		return
+	}
+	s.wake(append(s.rooms.Model().RoomMates(c.UserID), c.UserID))
 }
 
 // Wake ends the user's long polls on this node whose session has ended (Request.Ended); every
@@ -205,7 +214,7 @@ func (s *Service) poll(ctx context.Context, req Request, since *Token) (*Respons
 		}
 		wake := s.waitChan(req.UserID)
 		now := s.current()
-		resp := s.build(req, since, now)
+		resp := s.build(ctx, req, since, now)
 		if since == nil || req.FullState || !resp.empty() || req.Timeout <= 0 {
 			return resp, nil
 		}
