@@ -1,13 +1,17 @@
 package e2e
 
 import (
+	"fmt"
 	"net/http"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"maunium.net/go/mautrix"
 )
 
 // TestExternalNATS runs firebreak against an operator's own NATS (nats_url) instead of its
@@ -80,5 +84,72 @@ func TestLogoutReachesOtherNodes(t *testing.T) {
 			t.Fatal("node B still accepts a token logged out through node A 3 s ago")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestEncryptionAcrossNodes: two nodes share one JetStream. Keys uploaded through one are
+// queried and claimed through the other; a to-device message sent through one reaches a
+// long poll waiting on the other; the claim shows in the count a sync on the first reports;
+// and the key upload reaches a room-mate's sync on the other as a device list change.
+func TestEncryptionAcrossNodes(t *testing.T) {
+	t.Parallel()
+	natsURL := startExternalNATS(t)
+	nodeA := startServer(t, serverOpts{NATSURL: natsURL})
+	nodeB := startServer(t, serverOpts{NATSURL: natsURL})
+	alice := registerUser(t, nodeA, "alice")
+	bob := registerUser(t, nodeA, "bob")
+	sharedRoom(t, alice, bob)
+	bobOnB := &user{Client: newClient(t, nodeB, bob.UserID, bob.AccessToken)}
+	bobOnB.DeviceID = bob.DeviceID
+	since := bobOnB.syncToken(t)
+
+	dev := alice.DeviceID.String()
+	upload := `{"device_keys":{"user_id":"` + alice.UserID.String() + `","device_id":"` + dev + `","algorithms":["m.olm.v1.curve25519-aes-sha2"],"keys":{"ed25519:` + dev + `":"k","curve25519:` + dev + `":"c"}},` +
+		`"one_time_keys":{"signed_curve25519:AAAAAQ":{"key":"o1"},"signed_curve25519:AAAAAg":{"key":"o2"}}}`
+	rawRequest(t, "POST", clientURL(nodeA, "v3/keys/upload"), alice.AccessToken, []byte(upload)).expectOK(t)
+
+	resp, err := bobOnB.FullSyncRequest(testCtx(t), mautrix.ReqSync{Since: since, Timeout: 10000})
+	mustOK(t, err, "bob's sync on node B")
+	if !slices.Contains(resp.DeviceLists.Changed, alice.UserID) {
+		t.Errorf("bob's sync on B after alice uploaded keys on A: device_lists.changed %v", resp.DeviceLists.Changed)
+	}
+	query := rawRequest(t, "POST", clientURL(nodeB, "v3/keys/query"), bob.AccessToken, []byte(`{"device_keys":{"`+alice.UserID.String()+`":[]}}`))
+	query.expectOK(t)
+	if !strings.Contains(string(query.Raw), `"ed25519:`+dev+`":"k"`) {
+		t.Errorf("node B's query of alice's keys: %s", query.Raw)
+	}
+	claim := rawRequest(t, "POST", clientURL(nodeB, "v3/keys/claim"), bob.AccessToken,
+		[]byte(`{"one_time_keys":{"`+alice.UserID.String()+`":{"`+dev+`":"signed_curve25519"}}}`))
+	claim.expectOK(t)
+	if !strings.Contains(string(claim.Raw), "signed_curve25519:AAAAAQ") {
+		t.Errorf("node B's claim: %s, want alice's oldest key", claim.Raw)
+	}
+	waitFor(t, "alice's sync on A to count the claim", func() (bool, string) {
+		r, err := alice.FullSyncRequest(testCtx(t), mautrix.ReqSync{})
+		mustOK(t, err, "alice's sync")
+		return r.DeviceOTKCount.SignedCurve25519 == 1, fmt.Sprintf("count %d", r.DeviceOTKCount.SignedCurve25519)
+	})
+
+	// A long poll on B ends when a message for its device is sent through A.
+	since = resp.NextBatch
+	done := make(chan *mautrix.RespSync, 1)
+	go func() {
+		// Far longer than the test waits: only the message can end it in time.
+		r, err := bobOnB.FullSyncRequest(testCtx(t), mautrix.ReqSync{Since: since, Timeout: 120000})
+		if err != nil {
+			t.Error(err)
+		}
+		done <- r
+	}()
+	time.Sleep(200 * time.Millisecond) // let the poll start waiting
+	msg := `{"messages":{"` + bob.UserID.String() + `":{"` + bob.DeviceID.String() + `":{"hello":"bob"}}}}`
+	rawRequest(t, "PUT", clientURL(nodeA, "v3/sendToDevice/m.test/t1"), alice.AccessToken, []byte(msg)).expectOK(t)
+	select {
+	case r := <-done:
+		if r == nil || len(r.ToDevice.Events) != 1 || r.ToDevice.Events[0].Sender != alice.UserID {
+			t.Fatalf("bob's long poll on B: %+v", r)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the message sent through A did not end bob's long poll on B")
 	}
 }
