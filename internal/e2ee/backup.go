@@ -155,9 +155,17 @@ func (s *Service) changeBackup(ctx context.Context, userID, version string, chan
 	})
 }
 
-// DeleteBackup removes a version and its keys. A version already gone is no error.
+// DeleteBackup removes a version and its keys. A version deleted before is no error; one
+// never made is ErrNotFound.
 func (s *Service) DeleteBackup(ctx context.Context, userID, version string) error {
-	if _, err := s.DeleteBackupKeys(ctx, userID, version, "", ""); err != nil && !errors.Is(err, ErrNotFound) {
+	if _, err := s.DeleteBackupKeys(ctx, userID, version, "", ""); errors.Is(err, ErrNotFound) {
+		last, _, lerr := s.st.Get(ctx, store.BucketKeyBackup, store.Key(userID, lastVersionPart))
+		n, perr := strconv.ParseUint(version, 10, 64)
+		if l, _ := strconv.ParseUint(string(last), 10, 64); lerr != nil || perr != nil || n == 0 || n > l {
+			return err
+		}
+		return nil
+	} else if err != nil {
 		return err
 	}
 	return s.st.Delete(ctx, store.BucketKeyBackup, store.Key(userID, versionsPart, version))
@@ -190,8 +198,15 @@ func betterKey(new, old json.RawMessage) bool {
 
 // PutBackupKeys stores keys in the current backup, each unless the one stored is better, and
 // returns the backup's description after. Keys for another version are refused with
-// ErrWrongBackupVersion and the current one.
+// ErrWrongBackupVersion and the current one; every key is checked before any is stored.
 func (s *Service) PutBackupKeys(ctx context.Context, userID, version string, keys BackupKeys) (BackupVersion, error) {
+	for _, sessions := range keys {
+		for _, data := range sessions {
+			if err := checkKeyBackupData(data); err != nil {
+				return BackupVersion{}, err
+			}
+		}
+	}
 	if _, _, err := s.backupRecord(ctx, userID, version); err != nil {
 		return BackupVersion{}, err
 	}
@@ -205,21 +220,19 @@ func (s *Service) PutBackupKeys(ctx context.Context, userID, version string, key
 	added, changed := 0, 0
 	for roomID, sessions := range keys {
 		for sessionID, data := range sessions {
-			if err := checkKeyBackupData(data); err != nil {
+			isNew := false
+			err := s.changeValue(ctx, store.BucketKeyBackup, store.Key(userID, keysPart, version, roomID, sessionID), func(old []byte) ([]byte, error) {
+				isNew = old == nil
+				if !isNew && !betterKey(data, old) {
+					return nil, nil
+				}
+				return data, nil
+			})
+			if err != nil {
 				return BackupVersion{}, err
 			}
-			key := store.Key(userID, keysPart, version, roomID, sessionID)
-			old, _, err := s.st.Get(ctx, store.BucketKeyBackup, key)
-			switch {
-			case errors.Is(err, store.ErrNotFound):
+			if isNew {
 				added++
-			case err != nil:
-				return BackupVersion{}, err
-			case !betterKey(data, old):
-				continue
-			}
-			if _, err := s.st.Put(ctx, store.BucketKeyBackup, key, data); err != nil {
-				return BackupVersion{}, err
 			}
 			changed++
 		}

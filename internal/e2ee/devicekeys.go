@@ -147,10 +147,22 @@ func (s *Service) UploadDeviceKeys(ctx context.Context, userID, deviceID string,
 	if err != nil || old == nil {
 		return err
 	}
-	if was, _ := parseSigned(old); !maps.Equal(was.Keys, o.Keys) {
-		return s.st.Delete(ctx, store.BucketDeviceKeys, store.Key(userID, deviceSigsPart, deviceID))
+	if was, _ := parseSigned(old); maps.Equal(was.Keys, o.Keys) {
+		return nil
 	}
-	return nil
+	// New keys: the self-signing key's signature of the old ones, and the old keys' signature
+	// of the master key, no longer hold.
+	if err := s.st.Delete(ctx, store.BucketDeviceKeys, store.Key(userID, deviceSigsPart, deviceID)); err != nil {
+		return err
+	}
+	return s.changeValue(ctx, store.BucketDeviceKeys, store.Key(userID, masterSigsPart, kindMaster), func(stored []byte) ([]byte, error) {
+		if stored == nil {
+			return nil, nil
+		}
+		sigs := storedSignatures(stored)
+		delete(sigs[userID], "ed25519:"+deviceID)
+		return json.Marshal(sigs)
+	})
 }
 
 // checkDeviceKeys checks uploaded device keys before anything of the upload is stored.
@@ -254,13 +266,15 @@ func (s *Service) Query(ctx context.Context, requester string, want map[string][
 		}
 		devs := map[string]json.RawMessage{}
 		for deviceID, keys := range u.devices {
-			if len(deviceIDs) == 0 || slices.Contains(deviceIDs, deviceID) {
+			// Only devices still logged in: keys a logout left behind are no one's.
+			if _, exists := names[deviceID]; exists && (len(deviceIDs) == 0 || slices.Contains(deviceIDs, deviceID)) {
 				devs[deviceID] = withDisplayName(withSignatures(keys, storedSignatures(u.deviceSigs[deviceID])), names[deviceID])
 			}
 		}
 		res.DeviceKeys[userID] = devs
 		if master, ok := u.crossSigning[kindMaster]; ok {
-			res.MasterKeys[userID] = withSignatures(withSignatures(master, storedSignatures(u.masterSigs)), storedSignatures(u.signedBy[requester]))
+			master = withSignatures(master, storedSignatures(u.masterSigs))
+			res.MasterKeys[userID] = withSignatures(master, s.stillSignedBy(ctx, requester, master, u.signedBy[requester]))
 		}
 		if self, ok := u.crossSigning[kindSelfSigning]; ok {
 			res.SelfSigningKeys[userID] = self
@@ -272,6 +286,24 @@ func (s *Service) Query(ctx context.Context, requester string, want map[string][
 	return res, nil
 }
 
+// stillSignedBy is the requester's stored signature of a master key if their current
+// user-signing key made it: one made with a key since replaced no longer counts.
+func (s *Service) stillSignedBy(ctx context.Context, requester string, master, stored json.RawMessage) signatures {
+	sigs := storedSignatures(stored)[requester]
+	if len(sigs) == 0 {
+		return nil
+	}
+	userSigning, err := s.crossSigningKey(ctx, requester, kindUserSigning)
+	if err != nil {
+		return nil
+	}
+	if verified, err := signedWith(requester, userSigning, master, sigs); err == nil {
+		return signatures{requester: verified}
+	}
+	return nil
+}
+
+// displayNames maps each of the user's devices to its display name ("" for none).
 func (s *Service) displayNames(ctx context.Context, userID string) (map[string]string, error) {
 	devs, err := s.devices.Devices(ctx, userID)
 	if err != nil {
@@ -346,15 +378,6 @@ type CrossSigningKeys struct {
 	UserSigning json.RawMessage `json:"user_signing_key"`
 }
 
-// MasterKey is the user's stored master key; ErrNotFound when there is none.
-func (s *Service) MasterKey(ctx context.Context, userID string) (json.RawMessage, error) {
-	key, _, err := s.st.Get(ctx, store.BucketDeviceKeys, store.Key(userID, crossSigningPart, kindMaster))
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, ErrNotFound
-	}
-	return key, err
-}
-
 // given is an uploaded key, nil when the client left it out or sent null.
 func given(raw json.RawMessage) json.RawMessage {
 	if len(raw) == 0 || string(raw) == "null" {
@@ -371,7 +394,7 @@ func (k CrossSigningKeys) byKind() map[string]json.RawMessage {
 // NeedsPassword reports whether an upload replaces a cross-signing key the user has: setting
 // up the first ones, or sending the same ones again, does not.
 func (s *Service) NeedsPassword(ctx context.Context, userID string, k CrossSigningKeys) (bool, error) {
-	if _, err := s.MasterKey(ctx, userID); errors.Is(err, ErrNotFound) {
+	if _, err := s.crossSigningKey(ctx, userID, kindMaster); errors.Is(err, ErrNotFound) {
 		return false, nil
 	} else if err != nil {
 		return false, err
@@ -400,7 +423,7 @@ func (s *Service) UploadCrossSigning(ctx context.Context, userID string, k Cross
 	uploads := k.byKind()
 	master := uploads[kindMaster]
 	if master == nil {
-		stored, err := s.MasterKey(ctx, userID)
+		stored, err := s.crossSigningKey(ctx, userID, kindMaster)
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			return err
 		}
@@ -425,7 +448,7 @@ func (s *Service) UploadCrossSigning(ctx context.Context, userID string, k Cross
 			return err
 		}
 		if replaced != nil {
-			if err := s.dropSignaturesOf(ctx, userID, kind); err != nil {
+			if err := s.dropSignaturesOf(ctx, userID, kind, uploads); err != nil {
 				return err
 			}
 		}
@@ -450,26 +473,37 @@ func (s *Service) checkNotADevice(ctx context.Context, userID string, master jso
 	return nil
 }
 
-// dropSignaturesOf removes the signatures a replaced cross-signing key no longer carries: of
-// the master key (by the user's devices and other users), or made with the self-signing key
-// (of the user's devices).
-func (s *Service) dropSignaturesOf(ctx context.Context, userID, kind string) error {
-	var parts []string
+// dropSignaturesOf removes what a replaced cross-signing key's signatures vouched for: a new
+// master key drops the signatures of the old one (by the user's devices and other users) and
+// the user's other cross-signing keys the old one signed, unless uploaded with it; a new
+// self-signing key drops its predecessor's signatures of the user's devices. (Signatures made
+// with a replaced user-signing key are dropped when read: Query checks them.)
+func (s *Service) dropSignaturesOf(ctx context.Context, userID, kind string, uploads map[string]json.RawMessage) error {
+	var stale []string
 	switch kind {
 	case kindMaster:
-		parts = []string{masterSigsPart, signaturesPart}
+		for _, part := range []string{masterSigsPart, signaturesPart} {
+			keys, err := s.st.Keys(ctx, store.BucketDeviceKeys, userID, part)
+			if err != nil {
+				return err
+			}
+			stale = append(stale, keys...)
+		}
+		for _, signed := range []string{kindSelfSigning, kindUserSigning} {
+			if uploads[signed] == nil {
+				stale = append(stale, store.Key(userID, crossSigningPart, signed))
+			}
+		}
 	case kindSelfSigning:
-		parts = []string{deviceSigsPart}
-	}
-	for _, part := range parts {
-		keys, err := s.st.Keys(ctx, store.BucketDeviceKeys, userID, part)
+		keys, err := s.st.Keys(ctx, store.BucketDeviceKeys, userID, deviceSigsPart)
 		if err != nil {
 			return err
 		}
-		for _, key := range keys {
-			if err := s.st.Delete(ctx, store.BucketDeviceKeys, key); err != nil {
-				return err
-			}
+		stale = keys
+	}
+	for _, key := range stale {
+		if err := s.st.Delete(ctx, store.BucketDeviceKeys, key); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -1,5 +1,6 @@
 // Package e2ee owns what end-to-end encryption needs of a homeserver: devices' identity keys,
-// one-time and fallback keys, cross-signing keys and signatures, and to-device messages. The
+// one-time and fallback keys, cross-signing keys and signatures, to-device messages, and
+// server-side key backups. The
 // server never sees a plaintext; it stores and hands out what clients upload. Everything is
 // kept in JetStream buckets; each node mirrors what sync asks about on every request (who
 // changed keys since a position, a device's key counts, its undelivered messages), so a sync
@@ -12,7 +13,6 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 
 	"github.com/firebreak/firebreak/internal/accounts"
 	"github.com/firebreak/firebreak/internal/store"
@@ -66,7 +66,8 @@ func (s *Service) OnChange(keysChanged func(KeyChange), messageArrived func(user
 // Run mirrors the three buckets until ctx ends, starting each watch again whenever it fails;
 // ready is called once all three have loaded what was stored.
 func (s *Service) Run(ctx context.Context, log *slog.Logger, ready func()) {
-	mirrors := []struct {
+	var runs []func(loaded func())
+	for _, m := range []struct {
 		name   string
 		bucket store.Bucket
 		rev    *store.Cursor
@@ -75,25 +76,22 @@ func (s *Service) Run(ctx context.Context, log *slog.Logger, ready func()) {
 		{"device keys", store.BucketDeviceKeys, s.keysRev, s.applyKeyChange},
 		{"one-time keys", store.BucketOneTimeKeys, s.countsRev, s.applyCounts},
 		{"to-device messages", store.BucketToDevice, s.inboxRev, s.applyMessage},
-	}
-	var loading atomic.Int32 // mirrors still loading
-	loading.Store(int32(len(mirrors)))
-	var wg sync.WaitGroup
-	for _, m := range mirrors {
-		var once sync.Once
-		loaded := func() {
-			once.Do(func() {
-				if loading.Add(-1) == 0 {
-					ready()
-				}
-			})
-		}
-		wg.Go(func() {
+	} {
+		runs = append(runs, func(loaded func()) {
 			store.KeepFollowing(ctx, log, m.name, func() error {
 				return s.st.Watch(ctx, m.bucket, m.rev.Load(), loaded, m.apply)
 			})
 		})
 	}
+	var wg sync.WaitGroup
+	loaded := store.StartMirrors(&wg, runs...)
+	wg.Go(func() {
+		select {
+		case <-loaded:
+			ready()
+		case <-ctx.Done():
+		}
+	})
 	wg.Wait()
 }
 
@@ -117,6 +115,9 @@ func (s *Service) WaitPosition(ctx context.Context, p Positions) error {
 // ForgetDevice removes what a logged-out device left: its keys, its one-time keys and its
 // undelivered messages. Best effort: a device id is not reused by another device.
 func (s *Service) ForgetDevice(ctx context.Context, userID, deviceID string) {
+	// The device is gone already: finish even if the request that logged it out ends.
+	ctx, cancel := accounts.Detached(ctx)
+	defer cancel()
 	// Only what exists: a deletion of nothing would still be a change of the user's keys,
 	// which every member of their rooms would hear of.
 	for _, k := range []struct {

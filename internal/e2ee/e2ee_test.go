@@ -17,6 +17,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib"
 
 	"github.com/firebreak/firebreak/internal/accounts"
+	"github.com/firebreak/firebreak/internal/store"
 	"github.com/firebreak/firebreak/internal/store/storetest"
 )
 
@@ -69,7 +70,7 @@ func keys(n int, prefix string) map[string]json.RawMessage {
 // TestClaimsTakeDistinctKeys: claims racing for one device's keys each get their own, then the
 // fallback key, which is then marked used.
 func TestClaimsTakeDistinctKeys(t *testing.T) {
-	s := start(t, someDevices{})
+	s := start(t, someDevices{"@u:x": {"D"}})
 	ctx := context.Background()
 	counts, err := s.Upload(ctx, "@u:x", "D", KeyUpload{OneTimeKeys: keys(5, "k"),
 		FallbackKeys: map[string]json.RawMessage{"signed_curve25519:fb": json.RawMessage(`{"key":"fb","fallback":true}`)}})
@@ -106,6 +107,13 @@ func TestClaimsTakeDistinctKeys(t *testing.T) {
 	})
 	if res, _ := s.Claim(ctx, map[string]map[string]string{"@u:x": {"NONE": "signed_curve25519"}}); len(res) != 0 {
 		t.Errorf("a device without keys gave %v", res)
+	}
+	// A device logged out (no longer among the user's devices) gives none of the keys it left.
+	if _, err := s.Upload(ctx, "@u:x", "GONE", KeyUpload{OneTimeKeys: keys(1, "g")}); err != nil {
+		t.Fatal(err)
+	}
+	if res, _ := s.Claim(ctx, map[string]map[string]string{"@u:x": {"GONE": "signed_curve25519"}}); len(res) != 0 {
+		t.Errorf("a logged-out device's keys were handed out: %v", res)
 	}
 }
 
@@ -150,7 +158,7 @@ func TestUploadKeysRefuses(t *testing.T) {
 // TestClaimsTakeTheOldest: keys are claimed in the order they were uploaded, which for one
 // upload is the order of the counters clients name them by, not of their base64 names.
 func TestClaimsTakeTheOldest(t *testing.T) {
-	s := start(t, someDevices{})
+	s := start(t, someDevices{"@u:x": {"D"}})
 	ctx := context.Background()
 	name := func(n byte) string {
 		return "signed_curve25519:" + base64.RawStdEncoding.EncodeToString([]byte{0, 0, 0, n})
@@ -216,7 +224,7 @@ func TestToDevice(t *testing.T) {
 	eventually(t, "the acknowledged message deleted", func() bool { ev, _ := s.inbox(t, "@b:x", "B1", 0, head(), 10); return len(ev) == 1 })
 	// The first request, retried after its message was delivered and deleted, sends nothing.
 	send("t1", map[string]json.RawMessage{"*": json.RawMessage(`{"n":1}`)})
-	time.Sleep(50 * time.Millisecond)
+	s.caughtUp(t, store.BucketToDevice, s.inboxRev)
 	if ev, _ := s.inbox(t, "@b:x", "B1", 0, head(), 10); len(ev) != 1 {
 		t.Errorf("a retried request delivered again: %d messages", len(ev))
 	}
@@ -229,7 +237,7 @@ func TestToDevice(t *testing.T) {
 	if err := s.SendToDevice(ctx, "@a:x", "A", "m.test", "t4", big); !errors.Is(err, ErrTooLarge) {
 		t.Errorf("a message over %d bytes: %v", maxMessageBytes, err)
 	}
-	time.Sleep(50 * time.Millisecond)
+	s.caughtUp(t, store.BucketToDevice, s.inboxRev)
 	if ev, _ := s.inbox(t, "@b:x", "B1", 0, head(), 10); len(ev) != 1 {
 		t.Errorf("refused requests stored messages: B1 has %d", len(ev))
 	}
@@ -281,7 +289,7 @@ func TestKeyChanges(t *testing.T) {
 	if err := s.UploadDeviceKeys(ctx, "@u:x", "OTHER", dev); !errors.Is(err, ErrBadRequest) {
 		t.Errorf("keys naming another device: %v, want ErrBadRequest", err)
 	}
-	time.Sleep(50 * time.Millisecond)
+	s.caughtUp(t, store.BucketDeviceKeys, s.keysRev)
 	if got := s.ChangedBetween(again, s.Position().Keys); len(got) != 0 {
 		t.Errorf("the same keys again changed %v", got)
 	}
@@ -364,7 +372,7 @@ func (k signer) sign(t *testing.T, object string) json.RawMessage {
 	return signed
 }
 
-// crossSigningKey is a cross-signing key object of usage for k's public key.
+// object is a cross-signing key object of usage for k's public key.
 func (k signer) object(usage string) string {
 	return fmt.Sprintf(`{"user_id":%q,"usage":[%q],"keys":{%q:%q}}`, k.user, usage, k.id, k.pub)
 }
@@ -425,4 +433,91 @@ func TestSignatures(t *testing.T) {
 	if err := s.UploadCrossSigning(ctx, "@u:x", CrossSigningKeys{SelfSigning: stranger.sign(t, newSigner(t, "@u:x").object("self_signing"))}); !errors.Is(err, ErrInvalidSignature) {
 		t.Errorf("a self-signing key signed by another key: %v", err)
 	}
+}
+func backedUp(index, forwarded int, verified bool) json.RawMessage {
+	return json.RawMessage(fmt.Sprintf(`{"first_message_index":%d,"forwarded_count":%d,"is_verified":%v,"session_data":{"ciphertext":"c%d%d%v"}}`,
+		index, forwarded, verified, index, forwarded, verified))
+}
+
+// TestKeyBackup: versions are numbered upwards and the newest is current; only it takes
+// keys; a session's key is replaced only by a better one; counts and etags follow.
+func TestKeyBackup(t *testing.T) {
+	s := start(t, someDevices{})
+	ctx := context.Background()
+	const user = "@u:x"
+	auth := json.RawMessage(`{"public_key":"pk"}`)
+	if _, err := s.Backup(ctx, user, ""); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("no backup yet: %v", err)
+	}
+	if _, err := s.CreateBackup(ctx, user, "m.megolm_backup.v0", auth); !errors.Is(err, ErrBadRequest) {
+		t.Errorf("an unknown algorithm: %v", err)
+	}
+	v1, _ := s.CreateBackup(ctx, user, BackupAlgorithm, auth)
+	v2, err := s.CreateBackup(ctx, user, BackupAlgorithm, auth)
+	if err != nil || v1 != "1" || v2 != "2" {
+		t.Fatalf("versions %q, %q (%v)", v1, v2, err)
+	}
+	if _, err := s.PutBackupKeys(ctx, user, v1, BackupKeys{"!r": {"s": backedUp(5, 0, false)}}); !errors.Is(err, ErrWrongBackupVersion) {
+		t.Errorf("keys for an old version: %v", err)
+	}
+	put := func(data json.RawMessage) BackupVersion {
+		t.Helper()
+		v, err := s.PutBackupKeys(ctx, user, v2, BackupKeys{"!r": {"s": data}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	first := put(backedUp(5, 1, false))
+	for _, tc := range []struct {
+		name     string
+		data     json.RawMessage
+		replaces bool
+	}{
+		{"a later first message", backedUp(6, 0, false), false},
+		{"forwarded more", backedUp(5, 2, false), false},
+		{"forwarded less", backedUp(5, 0, false), true},
+		{"an earlier first message", backedUp(4, 3, false), true},
+		{"verified, from a later message", backedUp(9, 9, true), true},
+		{"unverified, from the first message", backedUp(0, 0, false), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before, _ := s.BackupKeys(ctx, user, v2, "!r", "s")
+			after := put(tc.data)
+			got, _ := s.BackupKeys(ctx, user, v2, "!r", "s")
+			if replaced := string(got["!r"]["s"]) == string(tc.data); replaced != tc.replaces {
+				t.Errorf("replaced %v, want %v (stored %s, was %s)", replaced, tc.replaces, got["!r"]["s"], before["!r"]["s"])
+			}
+			if after.Count != 1 {
+				t.Errorf("count %d, want 1", after.Count)
+			}
+		})
+	}
+	current, _ := s.Backup(ctx, user, "")
+	if current.Version != v2 || current.Etag == first.Etag {
+		t.Errorf("current backup %+v: want version %s with an etag moved on from %s", current, v2, first.Etag)
+	}
+	if after, err := s.DeleteBackupKeys(ctx, user, v2, "!r", ""); err != nil || after.Count != 0 {
+		t.Errorf("after deleting the room's keys: %+v, %v", after, err)
+	}
+	if err := s.DeleteBackup(ctx, user, v2); err != nil {
+		t.Fatal(err)
+	}
+	if current, err := s.Backup(ctx, user, ""); err != nil || current.Version != v1 {
+		t.Errorf("after deleting version 2 the current backup is %+v (%v), want version 1", current, err)
+	}
+	if v3, _ := s.CreateBackup(ctx, user, BackupAlgorithm, auth); v3 != "3" {
+		t.Errorf("a version after a deleted one is %q, want 3: numbers are not reused", v3)
+	}
+}
+
+// caughtUp waits until a mirror has applied everything its bucket holds, so that a test can
+// tell a write that did not happen from one the mirror has not shown yet.
+func (s *Service) caughtUp(t *testing.T, b store.Bucket, rev *store.Cursor) {
+	t.Helper()
+	head, err := s.st.BucketHead(context.Background(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the mirror to reach the bucket's head", func() bool { return rev.Load() >= head })
 }

@@ -228,7 +228,14 @@ func byKeyCounter(a, b string) int {
 func (s *Service) Claim(ctx context.Context, want map[string]map[string]string) (map[string]map[string]map[string]json.RawMessage, error) {
 	out := map[string]map[string]map[string]json.RawMessage{}
 	for userID, devices := range want {
+		names, err := s.displayNames(ctx, userID)
+		if err != nil {
+			return nil, err
+		}
 		for deviceID, alg := range devices {
+			if _, exists := names[deviceID]; !exists {
+				continue // logged out: its keys are no one's
+			}
 			id, key, err := s.claimOne(ctx, userID, deviceID, alg)
 			if errors.Is(err, ErrNotFound) {
 				continue

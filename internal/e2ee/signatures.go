@@ -106,7 +106,7 @@ func signedWith(signerUser string, signer, object json.RawMessage, sigs map[stri
 	if err != nil {
 		return nil, err
 	}
-	id, _, err := onlyKey(so)
+	id, pub, err := onlyKey(so)
 	if err != nil {
 		return nil, err
 	}
@@ -114,7 +114,7 @@ func signedWith(signerUser string, signer, object json.RawMessage, sigs map[stri
 	if !ok {
 		return nil, fmt.Errorf("%w: no signature by %s", ErrInvalidSignature, id)
 	}
-	if err := verifiedBy(signerUser, signer, withSignatures(object, signatures{signerUser: {id: sig}})); err != nil {
+	if err := verify(signerUser, id, pub, withSignatures(object, signatures{signerUser: {id: sig}})); err != nil {
 		return nil, err
 	}
 	return map[string]string{id: sig}, nil

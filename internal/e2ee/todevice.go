@@ -70,47 +70,67 @@ func (s *Service) applyMessage(c store.Change) {
 }
 
 // SendToDevice stores messages for devices: messages[user][device] is the content, device
-// "*" meaning every device of the user. Only existing devices get one. Everything is checked
-// before anything is stored. A request sent again with the same transaction id by the same
-// device stores nothing new, even once the first one's messages were delivered.
+// "*" meaning every device of the user (a device also named on its own gets that message).
+// Only existing devices get one. Everything is checked and every device looked up before
+// anything is stored. A request sent again with the same transaction id by the same device
+// stores nothing new, even once the first one's messages were delivered.
 func (s *Service) SendToDevice(ctx context.Context, sender, senderDevice, evType, txnID string, messages map[string]map[string]json.RawMessage) error {
-	for userID, byDevice := range messages {
-		for target, content := range byDevice {
-			switch {
-			case len(content) == 0 || content[0] != '{':
-				return fmt.Errorf("%w: the message for %s %s is not an object", ErrBadRequest, userID, target)
-			case len(content) > maxMessageBytes:
-				return fmt.Errorf("%w: the message for %s %s is over %d bytes", ErrTooLarge, userID, target, maxMessageBytes)
-			}
-		}
-	}
 	txn := store.Key(sender, senderDevice, evType, txnID)
+	if err := store.CheckKey(txn); err != nil {
+		return err
+	}
 	if _, _, err := s.st.Get(ctx, store.BucketToDeviceTxns, txn); err == nil {
 		return nil // sent before
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
-	id := messageID(sender, senderDevice, evType, txnID)
-	for userID, byDevice := range messages {
-		devs, err := s.devices.Devices(ctx, userID)
-		if err != nil {
+	planned, err := s.planMessages(ctx, sender, evType, messageID(sender, senderDevice, evType, txnID), messages)
+	if err != nil {
+		return err
+	}
+	for key, event := range planned {
+		_, err := s.st.Create(ctx, store.BucketToDevice, key, event)
+		if err != nil && !errors.Is(err, store.ErrExists) {
 			return err
 		}
+	}
+	_, err = s.st.Put(ctx, store.BucketToDeviceTxns, txn, []byte("1"))
+	return err
+}
+
+// planMessages checks a request's messages and turns them into what to store: the message for
+// each existing device, by its key in BucketToDevice. A device whose inbox is full is left out.
+func (s *Service) planMessages(ctx context.Context, sender, evType, id string, messages map[string]map[string]json.RawMessage) (map[string]json.RawMessage, error) {
+	planned := map[string]json.RawMessage{}
+	for userID, byDevice := range messages {
 		for target, content := range byDevice {
-			event, _ := json.Marshal(toDeviceEvent{sender, evType, content})
-			for _, d := range devs {
-				if (target != "*" && d.DeviceID != target) || s.inboxFull(userID, d.DeviceID, sender) {
-					continue
-				}
-				_, err := s.st.Create(ctx, store.BucketToDevice, store.Key(userID, d.DeviceID, id), event)
-				if err != nil && !errors.Is(err, store.ErrExists) {
-					return err
-				}
+			switch {
+			case len(content) == 0 || content[0] != '{':
+				return nil, fmt.Errorf("%w: the message for %s %s is not an object", ErrBadRequest, userID, target)
+			case len(content) > maxMessageBytes:
+				return nil, fmt.Errorf("%w: the message for %s %s is over %d bytes", ErrTooLarge, userID, target, maxMessageBytes)
 			}
 		}
+		devs, err := s.devices.Devices(ctx, userID)
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range devs {
+			content, ok := byDevice[d.DeviceID]
+			if !ok {
+				content, ok = byDevice["*"]
+			}
+			if !ok || s.inboxFull(userID, d.DeviceID, sender) {
+				continue
+			}
+			key := store.Key(userID, d.DeviceID, id)
+			if err := store.CheckKey(key); err != nil {
+				return nil, err
+			}
+			planned[key], _ = json.Marshal(toDeviceEvent{sender, evType, content})
+		}
 	}
-	_, err := s.st.Put(ctx, store.BucketToDeviceTxns, txn, []byte("1"))
-	return err
+	return planned, nil
 }
 
 // inboxFull reports whether a device has as many undelivered messages as it may keep, in all

@@ -111,8 +111,8 @@ func (m *Model) SharesRoom(a, b string) bool {
 	return false
 }
 
-// RoomMates lists the users joined to or invited into a room the user is joined to: whose
-// clients track the user's devices.
+// RoomMates lists the users joined to a room the user is joined to: whose clients track the
+// user's devices (SharesRoom's rule).
 func (m *Model) RoomMates(userID string) []string {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
@@ -124,7 +124,7 @@ func (m *Model) RoomMates(userID string) []string {
 			continue
 		}
 		for _, user := range r.tally.present {
-			if !seen[user] {
+			if !seen[user] && m.userRooms[user][roomID] == "join" {
 				seen[user] = true
 				out = append(out, user)
 			}

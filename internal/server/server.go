@@ -64,22 +64,16 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	keysSvc := e2ee.New(st, accountsSvc)
 	accountsSvc.OnDeviceDeleted(keysSvc.ForgetDevice)
 	syncSvc := syncer.New(ctx, roomsSvc, data, keysSvc, st.Fencing)
-	var loaded []<-chan struct{} // closed once each mirror sync reads has loaded
-	for _, run := range []func(context.Context, *slog.Logger, func()){data.Run, keysSvc.Run} {
-		ready := make(chan struct{})
-		var once sync.Once
-		loaded = append(loaded, ready)
-		wg.Go(func() { run(runCtx, log, func() { once.Do(func() { close(ready) }) }) })
-	}
+	loaded := store.StartMirrors(&wg,
+		func(loaded func()) { data.Run(runCtx, log, loaded) },
+		func(loaded func()) { keysSvc.Run(runCtx, log, loaded) })
 	if err := roomsSvc.Start(runCtx); err != nil {
 		return fmt.Errorf("load rooms: %w", err)
 	}
-	for _, ready := range loaded {
-		select {
-		case <-ready:
-		case <-runCtx.Done():
-			return ctx.Err()
-		}
+	select {
+	case <-loaded:
+	case <-runCtx.Done():
+		return ctx.Err()
 	}
 	stopWithCtx()
 

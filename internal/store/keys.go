@@ -23,6 +23,10 @@ func Key(parts ...string) string {
 // before it reaches the wire. Matrix ids are at most 255 bytes, so real keys are far shorter.
 const maxKeyBytes = 1024
 
+// CheckKey refuses a key too long to store (ErrKeyTooLong), for a caller that must know
+// before it writes anything of a request.
+func CheckKey(key string) error { return checkKey(key) }
+
 func checkKey(key string) error {
 	if len(key) > maxKeyBytes {
 		return fmt.Errorf("%w: %d bytes", ErrKeyTooLong, len(key))

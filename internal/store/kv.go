@@ -28,11 +28,11 @@ const (
 	BucketReceipts    Bucket = "fb_receipts"     // room id, user id, receipt type[, thread] -> receipt
 	BucketNonces      Bucket = "fb_nonces"       // shared-secret registration nonces, short-lived
 	// End-to-end encryption (package e2ee).
-	BucketDeviceKeys   Bucket = "fb_device_keys"    // user, device -> its keys; user, "cs", kind -> a cross-signing key; user, "sig", signer -> the signer's signatures of the user's master key
+	BucketDeviceKeys   Bucket = "fb_device_keys"    // user, device -> its keys; user, "cs", kind -> a cross-signing key; user, "sig"|"devsig"|"msig", id -> signatures (e2ee/signatures.go)
 	BucketOneTimeKeys  Bucket = "fb_one_time_keys"  // user, device -> its one-time and fallback keys
 	BucketToDevice     Bucket = "fb_to_device"      // user, device, message id -> a to-device message not yet delivered
 	BucketToDeviceTxns Bucket = "fb_to_device_txns" // sender, device, type, transaction id -> sent (kept an hour)
-	BucketKeyBackup    Bucket = "fb_key_backup"     // user, "v", version -> a key backup; user, "k", version, room, session -> a backed-up key
+	BucketKeyBackup    Bucket = "fb_key_backup"     // user, "v", version -> a key backup; user, "last" -> its last version; user, "k", version, room, session -> a backed-up key
 )
 
 var allBuckets = []Bucket{BucketServer, BucketAccounts, BucketDevices, BucketTokens, BucketFilters,

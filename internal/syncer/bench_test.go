@@ -46,22 +46,16 @@ func startBenchNode(b testing.TB, fencing <-chan struct{}) *benchNode {
 	data := accountdata.New(st)
 	keys := e2ee.New(st, nil) // no devices: the benchmarks send no to-device messages
 	var mirrors sync.WaitGroup
-	var loaded []chan struct{}
-	for _, run := range []func(context.Context, *slog.Logger, func()){data.Run, keys.Run} {
-		ready := make(chan struct{})
-		var once sync.Once
-		loaded = append(loaded, ready)
-		mirrors.Go(func() { run(runCtx, benchLog, func() { once.Do(func() { close(ready) }) }) })
-	}
+	loaded := store.StartMirrors(&mirrors,
+		func(loaded func()) { data.Run(runCtx, benchLog, loaded) },
+		func(loaded func()) { keys.Run(runCtx, benchLog, loaded) })
 	// Cleanups run last first: followers stop before the store closes.
 	b.Cleanup(func() { cancel(); rs.Wait(); mirrors.Wait() })
 	n := &benchNode{rooms: rs, data: data, sync: New(runCtx, rs, data, keys, func() <-chan struct{} { return fencing })}
 	if err := rs.Start(runCtx); err != nil {
 		b.Fatal(err)
 	}
-	for _, ready := range loaded {
-		<-ready
-	}
+	<-loaded
 	return n
 }
 

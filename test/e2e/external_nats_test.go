@@ -141,7 +141,14 @@ func TestEncryptionAcrossNodes(t *testing.T) {
 		}
 		done <- r
 	}()
-	time.Sleep(200 * time.Millisecond) // let the poll start waiting
+	// The poll must be waiting when the message is sent, or the test would not test the wake:
+	// one that has not answered after a second is waiting (a sync with nothing new answers at
+	// once otherwise).
+	select {
+	case r := <-done:
+		t.Fatalf("bob's long poll answered before anything was sent: %+v", r)
+	case <-time.After(time.Second):
+	}
 	msg := `{"messages":{"` + bob.UserID.String() + `":{"` + bob.DeviceID.String() + `":{"hello":"bob"}}}}`
 	rawRequest(t, "PUT", clientURL(nodeA, "v3/sendToDevice/m.test/t1"), alice.AccessToken, []byte(msg)).expectOK(t)
 	select {

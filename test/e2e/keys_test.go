@@ -95,6 +95,11 @@ func testKeyBackupVersions(t *testing.T, srv *server, u *user) {
 	rawRequest(t, "PUT", clientURL(srv, "v3/room_keys/version/"+current), u.AccessToken,
 		[]byte(`{"algorithm":"m.megolm_backup.v1.curve25519-aes-sha2","auth_data":{},"version":"`+old+`"}`)).
 		expectError(t, http.StatusBadRequest, "M_INVALID_PARAM")
+	// Deleting a version: 200, and again 200 (deleted before); one never made: 404.
+	for range 2 {
+		rawRequest(t, "DELETE", clientURL(srv, "v3/room_keys/version/"+old), u.AccessToken, nil).expectOK(t)
+	}
+	rawRequest(t, "DELETE", clientURL(srv, "v3/room_keys/version/99"), u.AccessToken, nil).expectError(t, http.StatusNotFound, "M_NOT_FOUND")
 	got := rawRequest(t, "GET", clientURL(srv, "v3/room_keys/keys?version="+current), u.AccessToken, nil)
 	got.expectOK(t)
 	if !strings.Contains(string(got.Raw), `"s1"`) {
