@@ -10,6 +10,7 @@ import (
 	"github.com/firebreak/firebreak/internal/accounts"
 	"github.com/firebreak/firebreak/internal/e2ee"
 	"github.com/firebreak/firebreak/internal/filter"
+	"github.com/firebreak/firebreak/internal/media"
 	"github.com/firebreak/firebreak/internal/rooms"
 	"github.com/firebreak/firebreak/internal/store"
 	"github.com/firebreak/firebreak/internal/syncer"
@@ -83,7 +84,11 @@ func toMatrixError(err error) (*matrixError, bool) {
 		return errorf(http.StatusBadRequest, "M_INVALID_PARAM", "%v", err), true
 	case errors.Is(err, e2ee.ErrInvalidSignature):
 		return errorf(http.StatusBadRequest, "M_INVALID_SIGNATURE", "%v", err), true
-	case errors.Is(err, e2ee.ErrTooLarge):
+	case errors.Is(err, media.ErrNotFound):
+		return errorf(http.StatusNotFound, "M_NOT_FOUND", "%v", err), true
+	case errors.Is(err, media.ErrBadRequest):
+		return errorf(http.StatusBadRequest, "M_INVALID_PARAM", "%v", err), true
+	case errors.Is(err, e2ee.ErrTooLarge), errors.Is(err, media.ErrTooLarge):
 		return errorf(http.StatusRequestEntityTooLarge, "M_TOO_LARGE", "%v", err), true
 	case errors.Is(err, e2ee.ErrForbidden):
 		return forbidden("%v", err), true

@@ -128,6 +128,21 @@ func (srv *Server) routes() {
 		srv.client("DELETE", path, srv.deleteBackupKeys, authed)
 	}
 
+	// The content repository (media.go). Uploads keep the v3 path (the spec has no other);
+	// files are served to signed-in users only, under /_matrix/client/v1/media.
+	upload := routeOpts{auth: true, limit: srv.limits.message, keyBy: byUser, maxBody: srv.Config.MaxUploadSize}
+	for _, prefix := range []string{"/_matrix/media/v3", "/_matrix/media/r0"} {
+		srv.handle("POST", prefix+"/upload", srv.upload, upload)
+		srv.handle("GET", prefix+"/config", srv.mediaConfig, authed)
+		srv.handle("GET", prefix+"/download/{serverName}/{mediaId}", srv.legacyMedia, public)
+		srv.handle("GET", prefix+"/download/{serverName}/{mediaId}/{fileName}", srv.legacyMedia, public)
+		srv.handle("GET", prefix+"/thumbnail/{serverName}/{mediaId}", srv.legacyMedia, public)
+	}
+	srv.clientV1("GET", "/media/config", srv.mediaConfig, authed)
+	srv.clientV1("GET", "/media/download/{serverName}/{mediaId}", srv.download, authed)
+	srv.clientV1("GET", "/media/download/{serverName}/{mediaId}/{fileName}", srv.download, authed)
+	srv.clientV1("GET", "/media/thumbnail/{serverName}/{mediaId}", srv.thumbnail, authed)
+
 	// Room tags (tags.go).
 	srv.client("GET", "/user/{userId}/rooms/{roomId}/tags", srv.getTags, authed)
 	srv.client("PUT", "/user/{userId}/rooms/{roomId}/tags/{tag}", srv.putTag, authed)

@@ -4,6 +4,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -19,6 +20,7 @@ import (
 	"github.com/firebreak/firebreak/internal/config"
 	"github.com/firebreak/firebreak/internal/e2ee"
 	"github.com/firebreak/firebreak/internal/filter"
+	"github.com/firebreak/firebreak/internal/media"
 	"github.com/firebreak/firebreak/internal/rooms"
 	"github.com/firebreak/firebreak/internal/store"
 	"github.com/firebreak/firebreak/internal/syncer"
@@ -31,6 +33,7 @@ type Deps struct {
 	Accounts    *accounts.Service
 	AccountData *accountdata.Service
 	Keys        *e2ee.Service
+	Media       *media.Service
 	Rooms       *rooms.Service
 	Sync        *syncer.Service
 	Log         *slog.Logger
@@ -55,9 +58,10 @@ type session struct {
 type handlerFunc func(r *http.Request, s *session) (any, error)
 
 type routeOpts struct {
-	auth  bool      // needs an access token
-	limit *limiter  // rate limit applied before the handler
-	keyBy limitedBy // what the rate limit counts: the user or the client's address
+	auth    bool      // needs an access token
+	limit   *limiter  // rate limit applied before the handler
+	keyBy   limitedBy // what the rate limit counts: the user or the client's address
+	maxBody int64     // the request body's cap; 0: max_request_body_size
 }
 
 // New builds the API with every route registered.
@@ -97,7 +101,6 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, srv.Config.MaxRequestBodySize)
 	// ServeMux redirects a path it would clean ("//", dot segments) before any route runs, to
 	// a path another resource may answer: a state key "." is not the state key "". So a dot
 	// segment is taken literally, as Synapse takes it, escaped for the mux to match as one
@@ -167,6 +170,7 @@ func (srv *Server) serve(w http.ResponseWriter, r *http.Request, h handlerFunc, 
 		srv.writeError(w, r, err)
 		return
 	}
+	r.Body = http.MaxBytesReader(w, r.Body, cmp.Or(o.maxBody, srv.Config.MaxRequestBodySize))
 	var s *session
 	if o.auth {
 		var err error
@@ -188,6 +192,10 @@ func (srv *Server) serve(w http.ResponseWriter, r *http.Request, h handlerFunc, 
 	resp, err := h(r, s)
 	if err != nil {
 		srv.writeError(w, r, err)
+		return
+	}
+	if file, ok := resp.(*fileResponse); ok {
+		file.write(w)
 		return
 	}
 	writeJSON(w, http.StatusOK, resp)

@@ -26,6 +26,8 @@ type Config struct {
 	EnableRegistration       bool   `yaml:"enable_registration"`
 	RegistrationSharedSecret string `yaml:"registration_shared_secret"`
 	MaxRequestBodySize       int64  `yaml:"max_request_body_size"`
+	// MaxUploadSize bounds a media upload, which max_request_body_size does not.
+	MaxUploadSize int64 `yaml:"max_upload_size"`
 	// RoomShards is how many room shard streams a new deployment gets; 0 picks the default
 	// for its layout (see RoomShardCount).
 	RoomShards         int       `yaml:"room_shards"`
@@ -109,6 +111,7 @@ func Default() Config {
 		Listen:             "127.0.0.1:8008",
 		DataDir:            "./firebreak-data",
 		MaxRequestBodySize: 1 << 20,
+		MaxUploadSize:      50 << 20,
 		DefaultRoomVersion: "10",
 		RCMessage:          RateLimit{PerSecond: 10, BurstCount: 50},
 		RCLogin:            RateLimit{PerSecond: 0.17, BurstCount: 3},
@@ -172,6 +175,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("data_dir must be set")
 	case c.MaxRequestBodySize < 65536:
 		return fmt.Errorf("max_request_body_size must be at least 65536 (the largest event)")
+	case c.MaxUploadSize < 1:
+		return fmt.Errorf("max_upload_size must be at least 1")
 	case c.RoomShards != 0 && !ValidRoomShards(c.RoomShards):
 		return fmt.Errorf("room_shards must be between 1 and %d", MaxRoomShards)
 	case c.Replicas < 0 || c.Replicas > 5:

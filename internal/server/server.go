@@ -18,6 +18,7 @@ import (
 	"github.com/firebreak/firebreak/internal/api"
 	"github.com/firebreak/firebreak/internal/config"
 	"github.com/firebreak/firebreak/internal/e2ee"
+	"github.com/firebreak/firebreak/internal/media"
 	"github.com/firebreak/firebreak/internal/push"
 	"github.com/firebreak/firebreak/internal/rooms"
 	"github.com/firebreak/firebreak/internal/store"
@@ -99,7 +100,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return err
 	}
 	srv := api.New(api.Deps{Config: cfg, Store: st, Accounts: accountsSvc, AccountData: data,
-		Keys: keysSvc, Rooms: roomsSvc, Sync: syncSvc, Log: log})
+		Keys: keysSvc, Media: media.New(st, cfg.ServerName), Rooms: roomsSvc, Sync: syncSvc, Log: log})
 	log.Info("firebreak ready", "server_name", cfg.ServerName, "listen", l.Addr().String(),
 		"data_dir", cfg.DataDir, "startup_ms", time.Since(started).Milliseconds(),
 		"store_ms", storeReady.Sub(started).Milliseconds(), "read_model_ms", time.Since(storeReady).Milliseconds())

@@ -76,6 +76,7 @@ type Store struct {
 	js        jetstream.JetStream
 	buckets   map[Bucket]jetstream.KeyValue // written only while opening; read freely after
 	bucketsMu sync.Mutex
+	media     jetstream.ObjectStore // uploaded media (objects.go)
 	log       *slog.Logger
 	shards    int
 	// streams are the shard streams' handles, kept from bootstrap: looking one up asks the
@@ -316,6 +317,7 @@ func (s *Store) createAll(ctx context.Context) (err error) {
 	for _, b := range allBuckets {
 		try(func() error { return s.openBucket(ctx, b) })
 	}
+	try(func() error { return s.openMedia(ctx) })
 	wg.Wait()
 	return errors.Join(errs...)
 }

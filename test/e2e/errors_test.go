@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -376,6 +377,18 @@ func TestLoginRateLimits(t *testing.T) {
 			map[string]any{"new_password": "pw-new", "logout_devices": false})
 		mustOK(t, err, "password change after five challenges")
 	})
+}
+
+// TestUploadLimit: an upload over max_upload_size is refused with 413 M_TOO_LARGE, one under it
+// taken; the limit is the media's own, not max_request_body_size's.
+func TestUploadLimit(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, serverOpts{MaxUploadSize: 2 << 20})
+	alice := registerUser(t, srv, "alice")
+	_, err := alice.UploadBytes(testCtx(t), bytes.Repeat([]byte("x"), 3<<20), "application/octet-stream")
+	expectMatrixError(t, err, http.StatusRequestEntityTooLarge, "M_TOO_LARGE")
+	_, err = alice.UploadBytes(testCtx(t), bytes.Repeat([]byte("x"), 3<<19), "application/octet-stream")
+	mustOK(t, err, "an upload over max_request_body_size and under max_upload_size")
 }
 
 func countOf[T comparable](s []T, v T) int {

@@ -95,6 +95,7 @@ type serverConfig struct {
 	EnableRegistration       bool      `yaml:"enable_registration"`
 	RegistrationSharedSecret string    `yaml:"registration_shared_secret"`
 	MaxRequestBodySize       int64     `yaml:"max_request_body_size"`
+	MaxUploadSize            int64     `yaml:"max_upload_size,omitempty"`
 	RCMessage                rateLimit `yaml:"rc_message"`
 	RCLogin                  rateLimit `yaml:"rc_login"`
 	RCRegistration           rateLimit `yaml:"rc_registration"`
@@ -110,6 +111,7 @@ type serverOpts struct {
 	RCRegistration      *rateLimit
 	RCLogin             *rateLimit
 	XForwarded          bool   // client addresses from X-Forwarded-For
+	MaxUploadSize       int64  // 0: the default
 	NATSURL             string // an external NATS to use instead of the embedded one (R1)
 }
 
@@ -151,6 +153,7 @@ func startServer(t testing.TB, opts serverOpts) *server {
 		cfg.RCLogin = *opts.RCLogin
 	}
 	cfg.XForwarded = opts.XForwarded
+	cfg.MaxUploadSize = opts.MaxUploadSize
 	if opts.NATSURL != "" {
 		cfg.NATSURL, cfg.Replicas = opts.NATSURL, 1
 	}

@@ -45,6 +45,7 @@ func TestSharedServer(t *testing.T) {
 		{"Relations", testRelations},
 		{"Threads", testThreads},
 		{"KeysErrors", testKeysErrors},
+		{"Media", testMedia},
 	}
 	for _, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) { sc.run(t, srv) })

@@ -1,5 +1,6 @@
 // Drives a Firebreak server the way Element does, through matrix-js-sdk: register, sync,
-// create a room with an invite, join, talk, back-fill history on a fresh login, redact.
+// create a room with an invite, join, talk, back-fill history on a fresh login, redact, and
+// share a file.
 // Usage: node chat.mjs BASE_URL. Prints "all checks passed" and exits 0, or exits 1.
 import { check, login, register, scenario, until } from "./lib.mjs";
 
@@ -36,4 +37,11 @@ await scenario(async () => {
   await alice.redactEvent(roomId, victim.getId());
   await until("bob sees the redaction", () => bob.getRoom(roomId).findEventById(victim.getId())?.isRedacted());
   check(!bodies(bob.getRoom(roomId)).includes("message 30"), "the redacted message lost its content");
+
+  // An attachment: uploaded by one client, fetched by the other through the authenticated
+  // media API, as Element fetches images.
+  const { content_uri: mxc } = await alice.uploadContent(new Blob(["a note"], { type: "text/plain" }), { name: "note.txt" });
+  const url = bob.mxcUrlToHttp(mxc, undefined, undefined, undefined, false, true, true);
+  const res = await fetch(url, { headers: { Authorization: `Bearer ${bob.getAccessToken()}` } });
+  check(res.ok && (await res.text()) === "a note", "bob downloads alice's upload through the authenticated media API");
 });
