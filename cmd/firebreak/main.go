@@ -103,12 +103,15 @@ Configuration file (YAML; every key optional; names follow Synapse where it has 
                                     generated, kept in JetStream and copied to
                                     DATA_DIR/registration_shared_secret for local tools
   max_request_body_size: 1048576    largest request body in bytes (413 M_TOO_LARGE above it)
+  max_upload_size: 52428800         largest media upload in bytes (its own cap)
   default_room_version: "10"        room version of new rooms
   room_shards: 0                    room shard streams, fixed when the deployment is created;
                                     0: 1 on a single node, 4 in a cluster, 16 with nats_url
   rc_message:      {per_second: 10,   burst_count: 50}   sends per user
   rc_login:        {per_second: 0.17, burst_count: 3}    logins per client address
   rc_registration: {per_second: 0.17, burst_count: 3}    registrations per client address
+  x_forwarded: false                behind a reverse proxy: a client's address is the last
+                                    X-Forwarded-For entry (never on a node clients reach directly)
   log_level: info                   debug, info, warn or error
   pprof_listen: ""                  serve Go's profiler here (e.g. 127.0.0.1:6060); off by
                                     default and unauthenticated: keep it on loopback

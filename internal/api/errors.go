@@ -88,7 +88,9 @@ func toMatrixError(err error) (*matrixError, bool) {
 		return errorf(http.StatusNotFound, "M_NOT_FOUND", "%v", err), true
 	case errors.Is(err, media.ErrBadRequest):
 		return errorf(http.StatusBadRequest, "M_INVALID_PARAM", "%v", err), true
-	case errors.Is(err, e2ee.ErrTooLarge), errors.Is(err, media.ErrTooLarge):
+	case errors.Is(err, media.ErrCannotThumbnail):
+		return errorf(http.StatusBadRequest, "M_UNKNOWN", "%v", err), true
+	case errors.Is(err, e2ee.ErrTooLarge):
 		return errorf(http.StatusRequestEntityTooLarge, "M_TOO_LARGE", "%v", err), true
 	case errors.Is(err, e2ee.ErrForbidden):
 		return forbidden("%v", err), true

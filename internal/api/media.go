@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // fileResponse is a handler's answer that is a file, not JSON.
@@ -25,14 +26,22 @@ var inlineTypes = []string{"image/jpeg", "image/png", "image/gif", "image/webp",
 	"video/mp4", "video/webm", "video/ogg", "audio/mp4", "audio/webm", "audio/ogg", "audio/mpeg", "audio/wav",
 	"audio/x-wav", "audio/flac", "text/plain"}
 
+// uploadTime is how long an upload's body may take to arrive: the largest file from a slow
+// client, well past the 30 s other requests get.
+const uploadTime = 15 * time.Minute
+
 func (f *fileResponse) write(w http.ResponseWriter) {
 	if f.close != nil {
 		defer f.close()
 	}
 	h := w.Header()
+	base, _, err := mime.ParseMediaType(f.contentType)
+	if err != nil {
+		f.contentType, base = "application/octet-stream", "" // what the uploader said is no type
+	}
 	h.Set("Content-Type", f.contentType)
 	disposition := "attachment"
-	if base, _, err := mime.ParseMediaType(f.contentType); err == nil && containsFold(inlineTypes, base) {
+	if containsFold(inlineTypes, base) {
 		disposition = "inline"
 	}
 	if f.fileName != "" {

@@ -130,7 +130,7 @@ func (srv *Server) routes() {
 
 	// The content repository (media.go). Uploads keep the v3 path (the spec has no other);
 	// files are served to signed-in users only, under /_matrix/client/v1/media.
-	upload := routeOpts{auth: true, limit: srv.limits.message, keyBy: byUser, maxBody: srv.Config.MaxUploadSize}
+	upload := routeOpts{auth: true, limit: srv.limits.message, keyBy: byUser, maxBody: srv.Config.MaxUploadSize, bodyTime: uploadTime}
 	for _, prefix := range []string{"/_matrix/media/v3", "/_matrix/media/r0"} {
 		srv.handle("POST", prefix+"/upload", srv.upload, upload)
 		srv.handle("GET", prefix+"/config", srv.mediaConfig, authed)

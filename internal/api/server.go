@@ -62,6 +62,8 @@ type routeOpts struct {
 	limit   *limiter  // rate limit applied before the handler
 	keyBy   limitedBy // what the rate limit counts: the user or the client's address
 	maxBody int64     // the request body's cap; 0: max_request_body_size
+	// bodyTime is how long the body may take to arrive (uploads); 0: the server's ReadTimeout.
+	bodyTime time.Duration
 }
 
 // New builds the API with every route registered.
@@ -171,6 +173,9 @@ func (srv *Server) serve(w http.ResponseWriter, r *http.Request, h handlerFunc, 
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, cmp.Or(o.maxBody, srv.Config.MaxRequestBodySize))
+	if o.bodyTime > 0 {
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(o.bodyTime))
+	}
 	var s *session
 	if o.auth {
 		var err error

@@ -5,12 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
 
 // mediaBucket is the object store that holds uploaded media, replicated like everything else.
 const mediaBucket = "fb_media"
+
+// objectPutLimit bounds one upload's storing: a slow client's largest file, at 1 Mbit/s.
+const objectPutLimit = 15 * time.Minute
 
 func (s *Store) openMedia(ctx context.Context) error {
 	obj, err := s.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
@@ -35,6 +39,10 @@ func (s *Store) PutObject(ctx context.Context, name string, metadata map[string]
 	if err := checkKey(name); err != nil {
 		return Object{}, err
 	}
+	// Not the caller's cancellation: a client that goes away mid-upload ends r with an error,
+	// and the object store then deletes the chunks it stored, which needs a live context.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), objectPutLimit)
+	defer cancel()
 	info, err := s.media.Put(ctx, jetstream.ObjectMeta{Name: name, Metadata: metadata}, r)
 	if err != nil {
 		return Object{}, translate(err)
