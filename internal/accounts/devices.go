@@ -155,7 +155,8 @@ func (s *Service) DeleteAllDevices(ctx context.Context, userID, keep string) err
 		if d.DeviceID == keep {
 			continue
 		}
-		if err := s.deleteDevice(ctx, userID, d.DeviceID); err != nil {
+		// A device gone since the listing (logged out meanwhile) is what was wanted.
+		if err := s.deleteDevice(ctx, userID, d.DeviceID); err != nil && !errors.Is(err, ErrNotFound) {
 			return err
 		}
 	}
