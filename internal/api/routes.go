@@ -87,6 +87,14 @@ func (srv *Server) routes() {
 	srv.client("PUT", "/directory/room/{alias}", srv.putAlias, authed)
 	srv.client("DELETE", "/directory/room/{alias}", srv.deleteAlias, authed)
 	srv.client("GET", "/rooms/{roomId}/aliases", srv.roomAliases, authed)
+
+	// The room and user directories (directory.go). /publicRooms needs a token, as in Synapse
+	// by default: the list is for this server's users.
+	srv.client("GET", "/publicRooms", srv.publicRooms, authed)
+	srv.client("POST", "/publicRooms", srv.publicRooms, authed)
+	srv.client("GET", "/directory/list/room/{roomId}", srv.getDirectoryVisibility, public)
+	srv.client("PUT", "/directory/list/room/{roomId}", srv.setDirectoryVisibility, authed)
+	srv.client("POST", "/user_directory/search", srv.searchUsers, authed)
 	srv.client("GET", "/rooms/{roomId}/messages", srv.messages, authed)
 	srv.client("POST", "/rooms/{roomId}/receipt/{receiptType}/{eventId}", srv.receipt, authed)
 	srv.client("POST", "/rooms/{roomId}/read_markers", srv.readMarkers, authed)

@@ -67,6 +67,13 @@ func (s *Service) CreateRoom(ctx context.Context, req CreateRequest) (string, er
 		s.releaseAlias(ctx, alias, roomID)
 		return "", err
 	}
+	if req.Visibility == "public" {
+		// The room exists now: failing the request would have the client make another.
+		// Its creator can list it again (PUT /directory/list/room).
+		if err := s.list(ctx, roomID, true); err != nil {
+			s.log.Warn("listing a new public room in the directory", "room", roomID, "err", err)
+		}
+	}
 	return roomID, nil
 }
 

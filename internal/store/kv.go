@@ -18,15 +18,16 @@ type Bucket string
 
 // The buckets. Every one is replicated like the room streams.
 const (
-	BucketServer      Bucket = "fb_server"       // signing key, deployment settings
-	BucketAccounts    Bucket = "fb_accounts"     // user id -> account (password hash, profile)
-	BucketDevices     Bucket = "fb_devices"      // user id, device id -> device
-	BucketTokens      Bucket = "fb_tokens"       // hash of an access token -> user and device
-	BucketFilters     Bucket = "fb_filters"      // user id, filter id -> filter JSON
-	BucketAliases     Bucket = "fb_aliases"      // room alias -> room id
-	BucketAccountData Bucket = "fb_account_data" // user id, room id or "", type -> content
-	BucketReceipts    Bucket = "fb_receipts"     // room id, user id, receipt type[, thread] -> receipt
-	BucketNonces      Bucket = "fb_nonces"       // shared-secret registration nonces, short-lived
+	BucketServer      Bucket = "fb_server"         // signing key, deployment settings
+	BucketAccounts    Bucket = "fb_accounts"       // user id -> account (password hash, profile)
+	BucketDevices     Bucket = "fb_devices"        // user id, device id -> device
+	BucketTokens      Bucket = "fb_tokens"         // hash of an access token -> user and device
+	BucketFilters     Bucket = "fb_filters"        // user id, filter id -> filter JSON
+	BucketAliases     Bucket = "fb_aliases"        // room alias -> room id
+	BucketAccountData Bucket = "fb_account_data"   // user id, room id or "", type -> content
+	BucketReceipts    Bucket = "fb_receipts"       // room id, user id, receipt type[, thread] -> receipt
+	BucketDirectory   Bucket = "fb_room_directory" // room id -> listed in the public room directory
+	BucketNonces      Bucket = "fb_nonces"         // shared-secret registration nonces, short-lived
 	// End-to-end encryption (package e2ee).
 	BucketDeviceKeys   Bucket = "fb_device_keys"    // user, device -> its keys; user, "cs", kind -> a cross-signing key; user, "sig"|"devsig"|"msig", id -> signatures (e2ee/signatures.go)
 	BucketOneTimeKeys  Bucket = "fb_one_time_keys"  // user, device -> its one-time and fallback keys
@@ -36,7 +37,8 @@ const (
 )
 
 var allBuckets = []Bucket{BucketServer, BucketAccounts, BucketDevices, BucketTokens, BucketFilters,
-	BucketAliases, BucketAccountData, BucketReceipts, BucketNonces, BucketDeviceKeys, BucketOneTimeKeys, BucketToDevice, BucketToDeviceTxns, BucketKeyBackup}
+	BucketAliases, BucketAccountData, BucketReceipts, BucketDirectory, BucketNonces,
+	BucketDeviceKeys, BucketOneTimeKeys, BucketToDevice, BucketToDeviceTxns, BucketKeyBackup}
 
 func (s *Store) openBucket(ctx context.Context, b Bucket) error {
 	s.bucketsMu.Lock()

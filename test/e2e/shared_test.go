@@ -46,6 +46,7 @@ func TestSharedServer(t *testing.T) {
 		{"Threads", testThreads},
 		{"KeysErrors", testKeysErrors},
 		{"Media", testMedia},
+		{"Directories", testDirectories},
 	}
 	for _, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) { sc.run(t, srv) })
