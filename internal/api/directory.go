@@ -2,6 +2,7 @@ package api
 
 import (
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -10,10 +11,9 @@ import (
 
 // Page sizes of the directories.
 const (
-	defaultPublicRoomsLimit = 100
-	maxPublicRoomsLimit     = 500
-	defaultUserSearchLimit  = 10
-	maxUserSearchLimit      = 50
+	maxPublicRoomsLimit    = 500
+	defaultUserSearchLimit = 10
+	maxUserSearchLimit     = 50
 )
 
 // publicRoomsRequest is what GET (query) and POST (body) /publicRooms take.
@@ -27,7 +27,8 @@ type publicRoomsRequest struct {
 }
 
 // publicRooms answers GET and POST /publicRooms: the listed rooms, the largest first, in
-// pages. Only this server's: with no federation, another server's list is empty.
+// pages. Only this server's: with no federation, another server's list is empty. A limit of
+// 0 or none is the whole list, as in Synapse.
 func (srv *Server) publicRooms(r *http.Request, _ *session) (any, error) {
 	var req publicRoomsRequest
 	if r.Method == http.MethodPost {
@@ -45,24 +46,18 @@ func (srv *Server) publicRooms(r *http.Request, _ *session) (any, error) {
 			req.Limit = &n
 		}
 	}
-	limit := defaultPublicRoomsLimit
+	limit := maxPublicRoomsLimit
 	if req.Limit != nil {
 		if *req.Limit < 0 {
 			return nil, errorf(http.StatusBadRequest, "M_INVALID_PARAM", "limit must not be negative")
 		}
-		limit = min(*req.Limit, maxPublicRoomsLimit)
-	}
-	offset := 0
-	if req.Since != "" {
-		n, err := strconv.Atoi(strings.TrimPrefix(req.Since, "o"))
-		if err != nil || n < 0 || !strings.HasPrefix(req.Since, "o") {
-			return nil, errorf(http.StatusBadRequest, "M_INVALID_PARAM", "since is not a token of this directory")
+		if *req.Limit > 0 {
+			limit = min(*req.Limit, maxPublicRoomsLimit)
 		}
-		offset = n
 	}
-	var list []rooms.PublicRoom
+	list := []rooms.PublicRoom{}
 	if server := r.URL.Query().Get("server"); server == "" || server == srv.Config.ServerName {
-		var types []string // nil: any; a JSON null in the list reads as "", rooms of no type
+		var types []string // none: any; a JSON null in the list reads as "", rooms of no type
 		if req.Filter.RoomTypes != nil {
 			types = *req.Filter.RoomTypes
 		}
@@ -71,14 +66,56 @@ func (srv *Server) publicRooms(r *http.Request, _ *session) (any, error) {
 			return nil, err
 		}
 	}
-	resp := map[string]any{"chunk": list[min(offset, len(list)):min(offset+limit, len(list))], "total_room_count_estimate": len(list)}
-	if offset+limit < len(list) {
-		resp["next_batch"] = "o" + strconv.Itoa(offset+limit)
+	return directoryPage(list, req.Since, limit)
+}
+
+// directoryPage is one page of the directory. Its tokens name the room it ends or starts at
+// (by member count and id, the list's order), not a position: the counts move while a client
+// pages, and a position would then skip or repeat rooms.
+func directoryPage(list []rooms.PublicRoom, since string, limit int) (any, error) {
+	start, end := 0, min(limit, len(list))
+	if since != "" {
+		backward, at, err := parseDirectoryToken(since)
+		if err != nil {
+			return nil, err
+		}
+		// The first room after the token's (going forward), or the first at or after it.
+		i, _ := slices.BinarySearchFunc(list, at, rooms.ComparePublicRooms)
+		if !backward {
+			for i < len(list) && rooms.ComparePublicRooms(list[i], at) <= 0 {
+				i++
+			}
+			start, end = i, min(i+limit, len(list))
+		} else {
+			start, end = max(i-limit, 0), i
+		}
 	}
-	if offset > 0 {
-		resp["prev_batch"] = "o" + strconv.Itoa(max(offset-limit, 0))
+	resp := map[string]any{"chunk": list[start:end], "total_room_count_estimate": len(list)}
+	if end < len(list) && end > 0 {
+		resp["next_batch"] = directoryToken("n", list[end-1])
+	}
+	if start > 0 && start < end {
+		resp["prev_batch"] = directoryToken("p", list[start])
 	}
 	return resp, nil
+}
+
+func directoryToken(direction string, room rooms.PublicRoom) string {
+	return direction + strconv.Itoa(room.NumJoinedMembers) + "_" + room.RoomID
+}
+
+// parseDirectoryToken reads a directoryToken: whether it pages backward, and the room it names.
+func parseDirectoryToken(token string) (backward bool, at rooms.PublicRoom, err error) {
+	bad := errorf(http.StatusBadRequest, "M_INVALID_PARAM", "since is not a token of this directory")
+	if len(token) < 2 || (token[0] != 'n' && token[0] != 'p') {
+		return false, at, bad
+	}
+	count, roomID, ok := strings.Cut(token[1:], "_")
+	n, convErr := strconv.Atoi(count)
+	if !ok || convErr != nil || n < 0 || roomID == "" {
+		return false, at, bad
+	}
+	return token[0] == 'p', rooms.PublicRoom{NumJoinedMembers: n, RoomID: roomID}, nil
 }
 
 // getDirectoryVisibility answers GET /directory/list/room/{roomId}.
@@ -103,8 +140,11 @@ func (srv *Server) setDirectoryVisibility(r *http.Request, s *session) (any, err
 	if err != nil {
 		return nil, err
 	}
-	if err := checkOptionalEnum("visibility", req.Visibility, "public", "private"); err != nil || req.Visibility == "" {
-		return nil, errorf(http.StatusBadRequest, "M_INVALID_PARAM", "visibility must be public or private")
+	if req.Visibility == "" {
+		req.Visibility = "public" // the spec's default
+	}
+	if err := checkOptionalEnum("visibility", req.Visibility, "public", "private"); err != nil {
+		return nil, err
 	}
 	return struct{}{}, srv.Rooms.SetDirectoryVisibility(r.Context(), s.UserID, roomID, req.Visibility)
 }
@@ -128,12 +168,17 @@ func (srv *Server) searchUsers(r *http.Request, s *session) (any, error) {
 		}
 		limit = min(*req.Limit, maxUserSearchLimit)
 	}
-	results, limited, err := srv.Rooms.SearchUsers(r.Context(), s.UserID, *req.SearchTerm, limit)
+	userIDs, limited, err := srv.Rooms.SearchUsers(r.Context(), s.UserID, *req.SearchTerm, limit)
 	if err != nil {
 		return nil, err
 	}
-	if results == nil {
-		results = []rooms.DirectoryUser{}
+	// Shown with their profiles, not whatever name one room knows them by.
+	results := make([]rooms.DirectoryUser, len(userIDs))
+	for i, userID := range userIDs {
+		results[i] = rooms.DirectoryUser{UserID: userID}
+		if acct, err := srv.Accounts.Account(r.Context(), userID); err == nil {
+			results[i].DisplayName, results[i].AvatarURL = acct.DisplayName, acct.AvatarURL
+		}
 	}
 	return map[string]any{"results": results, "limited": limited}, nil
 }

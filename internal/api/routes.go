@@ -90,11 +90,12 @@ func (srv *Server) routes() {
 
 	// The room and user directories (directory.go). /publicRooms needs a token, as in Synapse
 	// by default: the list is for this server's users.
-	srv.client("GET", "/publicRooms", srv.publicRooms, authed)
-	srv.client("POST", "/publicRooms", srv.publicRooms, authed)
+	// Both read every listed room: limited per user as sends are.
+	srv.client("GET", "/publicRooms", srv.publicRooms, send)
+	srv.client("POST", "/publicRooms", srv.publicRooms, send)
 	srv.client("GET", "/directory/list/room/{roomId}", srv.getDirectoryVisibility, public)
 	srv.client("PUT", "/directory/list/room/{roomId}", srv.setDirectoryVisibility, authed)
-	srv.client("POST", "/user_directory/search", srv.searchUsers, authed)
+	srv.client("POST", "/user_directory/search", srv.searchUsers, send)
 	srv.client("GET", "/rooms/{roomId}/messages", srv.messages, authed)
 	srv.client("POST", "/rooms/{roomId}/receipt/{receiptType}/{eventId}", srv.receipt, authed)
 	srv.client("POST", "/rooms/{roomId}/read_markers", srv.readMarkers, authed)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 
@@ -71,15 +70,42 @@ type PublicRoom struct {
 	GuestCanJoin     bool   `json:"guest_can_join"`
 }
 
-// PublicRooms lists the listed rooms whose name, topic or alias holds term (any when empty)
-// and, when roomTypes is not nil, whose type is one of them ("" for rooms of no type): the
-// largest first, as Synapse orders them.
+// PublicRooms lists the listed rooms anyone may see into, whose name, topic or alias holds
+// term (any when empty) and, when roomTypes is not empty, whose type is one of them ("" for
+// rooms of no type): the largest first, as Synapse orders them.
 func (s *Service) PublicRooms(ctx context.Context, term string, roomTypes []string) ([]PublicRoom, error) {
+	listed, err := s.listedRooms(ctx)
+	if err != nil {
+		return nil, err
+	}
+	term = strings.ToLower(term)
+	out := []PublicRoom{}
+	for _, room := range listed {
+		if len(roomTypes) > 0 && !slices.Contains(roomTypes, room.RoomType) {
+			continue
+		}
+		if term == "" || strings.Contains(strings.ToLower(room.Name+"\x00"+room.Topic+"\x00"+room.CanonicalAlias), term) {
+			out = append(out, room)
+		}
+	}
+	slices.SortFunc(out, ComparePublicRooms)
+	return out, nil
+}
+
+// ComparePublicRooms orders the directory: the most joined members first, then by room id.
+func ComparePublicRooms(a, b PublicRoom) int {
+	return cmp.Or(cmp.Compare(b.NumJoinedMembers, a.NumJoinedMembers), strings.Compare(a.RoomID, b.RoomID))
+}
+
+// listedRooms describes the listed rooms a stranger may see into, as Synapse shows them: ones
+// anyone may join or knock on, or whose history is world-readable, with someone in them. A
+// room listed and then made invite-only, or left empty, drops out (and comes back when it
+// opens again).
+func (s *Service) listedRooms(ctx context.Context) ([]PublicRoom, error) {
 	keys, err := s.st.Keys(ctx, store.BucketDirectory)
 	if err != nil {
 		return nil, unavailable(err)
 	}
-	term = strings.ToLower(term)
 	var out []PublicRoom
 	for _, k := range keys {
 		parts, err := store.KeyParts(k)
@@ -87,16 +113,11 @@ func (s *Service) PublicRooms(ctx context.Context, term string, roomTypes []stri
 			continue
 		}
 		room, ok := s.publicRoom(parts[0])
-		if !ok || (roomTypes != nil && !slices.Contains(roomTypes, room.RoomType)) {
-			continue
-		}
-		if term == "" || strings.Contains(strings.ToLower(room.Name+"\x00"+room.Topic+"\x00"+room.CanonicalAlias), term) {
+		open := slices.Contains([]string{"public", "knock", "knock_restricted"}, room.JoinRule) || room.WorldReadable
+		if ok && open && room.NumJoinedMembers > 0 {
 			out = append(out, room)
 		}
 	}
-	slices.SortFunc(out, func(a, b PublicRoom) int {
-		return cmp.Or(cmp.Compare(b.NumJoinedMembers, a.NumJoinedMembers), strings.Compare(a.RoomID, b.RoomID))
-	})
 	return out, nil
 }
 
@@ -133,13 +154,14 @@ type DirectoryUser struct {
 	AvatarURL   string `json:"avatar_url,omitempty"`
 }
 
-// SearchUsers finds, for searcher, the users whose id or display name holds term: those joined
-// to a room the searcher is joined to, and to a listed public room (Synapse's default scope),
-// the searcher included. At most limit, in order of display name, and whether more matched.
-func (s *Service) SearchUsers(ctx context.Context, searcher, term string, limit int) ([]DirectoryUser, bool, error) {
-	listed, err := s.st.Keys(ctx, store.BucketDirectory)
+// SearchUsers finds, for searcher, the users whose id or a display name they go by in a room
+// holds term: those joined to a room the searcher is joined to, or to a listed room strangers
+// may see into (Synapse's default scope), the searcher included. At most limit, by user id,
+// and whether more matched. The caller fills in their profiles.
+func (s *Service) SearchUsers(ctx context.Context, searcher, term string, limit int) ([]string, bool, error) {
+	listed, err := s.listedRooms(ctx)
 	if err != nil {
-		return nil, false, unavailable(err)
+		return nil, false, err
 	}
 	var roomIDs []string
 	for roomID, ms := range s.model.UserRooms(searcher) {
@@ -147,32 +169,30 @@ func (s *Service) SearchUsers(ctx context.Context, searcher, term string, limit 
 			roomIDs = append(roomIDs, roomID)
 		}
 	}
-	for _, k := range listed {
-		if parts, err := store.KeyParts(k); err == nil && len(parts) == 1 {
-			roomIDs = append(roomIDs, parts[0])
-		}
+	for _, room := range listed {
+		roomIDs = append(roomIDs, room.RoomID)
 	}
 	term = strings.ToLower(term)
-	found := map[string]DirectoryUser{}
+	found := map[string]bool{}
 	for _, roomID := range roomIDs {
 		for _, userID := range s.model.JoinedMembers(roomID) {
-			if _, seen := found[userID]; seen {
+			if found[userID] {
 				continue
 			}
-			u := DirectoryUser{UserID: userID}
+			name := ""
 			if ev := s.model.StateEvent(roomID, "m.room.member", userID); ev != nil {
-				content := gjson.ParseBytes(ev.PDU.Content())
-				u.DisplayName, u.AvatarURL = content.Get("displayname").Str, content.Get("avatar_url").Str
+				name = gjson.GetBytes(ev.PDU.Content(), "displayname").Str
 			}
-			if strings.Contains(strings.ToLower(userID), term) || strings.Contains(strings.ToLower(u.DisplayName), term) {
-				found[userID] = u
-			}
+			found[userID] = strings.Contains(strings.ToLower(userID), term) || strings.Contains(strings.ToLower(name), term)
 		}
 	}
-	out := slices.SortedFunc(maps.Values(found), func(a, b DirectoryUser) int {
-		return cmp.Or(strings.Compare(strings.ToLower(cmp.Or(a.DisplayName, a.UserID)), strings.ToLower(cmp.Or(b.DisplayName, b.UserID))),
-			strings.Compare(a.UserID, b.UserID))
-	})
+	var out []string
+	for userID, matched := range found {
+		if matched {
+			out = append(out, userID)
+		}
+	}
+	slices.Sort(out)
 	if len(out) > limit {
 		return out[:limit], true, nil
 	}

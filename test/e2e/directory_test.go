@@ -18,7 +18,14 @@ func testDirectories(t *testing.T, srv *server) {
 	alice, bob, carol, dave := registerUser(t, srv, "alice"), registerUser(t, srv, "bob"), registerUser(t, srv, "carol"), registerUser(t, srv, "dave")
 	lounge := alice.createRoom(t, &mautrix.ReqCreateRoom{Preset: "public_chat", Visibility: "public", Name: "Firebreak lounge", Topic: "fire drills"})
 	carol.join(t, lounge.String(), lounge)
-	private := alice.createRoom(t, &mautrix.ReqCreateRoom{Preset: "private_chat", Name: "Firebreak back office"})
+	// Listed, but invite-only: strangers see neither it nor who is in it.
+	private := alice.createRoom(t, &mautrix.ReqCreateRoom{Preset: "private_chat", Visibility: "public", Name: "Firebreak back office"})
+	alice.invite(t, private, dave)
+	dave.join(t, private.String(), private)
+	// Listed, and then left empty.
+	empty := bob.createRoom(t, &mautrix.ReqCreateRoom{Preset: "public_chat", Visibility: "public", Name: "Firebreak attic"})
+	_, err := bob.LeaveRoom(testCtx(t), empty)
+	mustOK(t, err, "leave the attic")
 	var more []id.RoomID
 	for range 2 {
 		more = append(more, alice.createRoom(t, &mautrix.ReqCreateRoom{Preset: "public_chat", Visibility: "public", Name: "Firebreak annex"}))
@@ -54,9 +61,21 @@ func testDirectories(t *testing.T, srv *server) {
 		if len(all) != 3 || all[0] != lounge || !slices.Contains(all, more[0]) || !slices.Contains(all, more[1]) {
 			t.Errorf("listed %v, want %v, the lounge first", all, want)
 		}
-		if slices.Contains(all, private) {
-			t.Errorf("a private room is listed")
+		if slices.Contains(all, private) || slices.Contains(all, empty) {
+			t.Errorf("an invite-only or an empty room is listed: %v", all)
 		}
+		// A limit of 0 is the whole list, with no token to loop on.
+		whole := rawRequest(t, "POST", clientURL(srv, "v3/publicRooms"), bob.AccessToken, []byte(`{"limit":0,"filter":{"generic_search_term":"firebreak"}}`))
+		whole.expectOK(t)
+		if chunk, _ := whole.Body["chunk"].([]any); len(chunk) != 3 || whole.Body["next_batch"] != nil {
+			t.Errorf("limit 0: %s", whole.Raw)
+		}
+		none := rawRequest(t, "POST", clientURL(srv, "v3/publicRooms"), bob.AccessToken, []byte(`{"filter":{"generic_search_term":"no such room"}}`))
+		none.expectOK(t)
+		if chunk, ok := none.Body["chunk"].([]any); !ok || len(chunk) != 0 {
+			t.Errorf("no match: chunk %s, want []", none.Raw)
+		}
+		rawRequest(t, "GET", clientURL(srv, "v3/publicRooms?since=o9223372036854775807"), bob.AccessToken, nil).expectError(t, http.StatusBadRequest, "M_INVALID_PARAM")
 		if got := listed(bob, `{"generic_search_term":"DRILLS"}`); !slices.Equal(got, []id.RoomID{lounge}) {
 			t.Errorf("a search by topic found %v", got)
 		}
@@ -77,7 +96,10 @@ func testDirectories(t *testing.T, srv *server) {
 		if slices.Contains(listed(bob, `{}`), lounge) {
 			t.Errorf("an unlisted room is still listed")
 		}
-		rawRequest(t, "PUT", path, alice.AccessToken, []byte(`{"visibility":"public"}`)).expectOK(t)
+		rawRequest(t, "PUT", path, alice.AccessToken, []byte(`{}`)).expectOK(t) // public, the spec's default
+		if !slices.Contains(listed(bob, `{}`), lounge) {
+			t.Errorf("a room listed again is not listed")
+		}
 		rawRequest(t, "GET", clientURL(srv, "v3/directory/list/room/!nope:"+serverName), "", nil).expectError(t, http.StatusNotFound, "M_NOT_FOUND")
 	})
 	t.Run("UserDirectory", func(t *testing.T) {
@@ -97,7 +119,10 @@ func testDirectories(t *testing.T, srv *server) {
 			return slices.Equal(got, []id.UserID{carol.UserID}), ""
 		})
 		if got := search(bob, dave.Localpart); len(got) != 0 {
-			t.Errorf("dave, in no room, was found: %v", got)
+			t.Errorf("dave, only in an invite-only room, was found: %v", got)
+		}
+		if got := search(alice, dave.Localpart); !slices.Equal(got, []id.UserID{dave.UserID}) {
+			t.Errorf("alice, who shares a room with dave, found %v", got)
 		}
 		rawRequest(t, "POST", clientURL(srv, "v3/user_directory/search"), bob.AccessToken, []byte(`{}`)).expectError(t, http.StatusBadRequest, "M_MISSING_PARAM")
 	})
