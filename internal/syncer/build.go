@@ -2,6 +2,7 @@ package syncer
 
 import (
 	"cmp"
+	"encoding/json"
 	"context"
 	"slices"
 
@@ -14,6 +15,7 @@ import (
 func (s *Service) build(ctx context.Context, req Request, since *Token, now Token) *Response {
 	resp := newResponse()
 	resp.members = s.lazy.begin(req)
+	req.ignored = s.ignoredBy(req.UserID)
 	var busy []busyRoom // where members may have come and gone
 	for roomID, membership := range s.rooms.Model().UserRooms(req.UserID) {
 		left := membership == "leave" || membership == "ban"
@@ -34,6 +36,9 @@ func (s *Service) build(ctx context.Context, req Request, since *Token, now Toke
 				resp.Rooms.Join[roomID] = jr
 			}
 		case "invite":
+			if w.me != nil && req.ignored[w.me.Sender] {
+				continue // the spec: no invites from ignored users
+			}
 			if state, ok := s.strippedState(req, w); ok {
 				resp.Rooms.Invite[roomID] = &InvitedRoom{InviteState: state}
 			}
@@ -224,7 +229,7 @@ func (s *Service) leftRoom(req Request, w window) *LeftRoom {
 func (s *Service) timeline(req Request, w window, upTo uint64, v rooms.Viewer) (Timeline, uint64) {
 	f := req.Filter.Room.Timeline
 	limit := f.LimitOr(defaultTimeline, maxTimeline)
-	evs, gap := s.newestEvents(req.UserID, w, upTo, limit+1, keepFor(f, w.roomID))
+	evs, gap := s.newestEvents(req.UserID, w, upTo, limit+1, keepFor(f, w.roomID, req.ignored))
 	limited := len(evs) > limit || gap
 	evs = evs[:min(len(evs), limit)]
 	slices.Reverse(evs)
@@ -319,7 +324,7 @@ func (s *Service) stateAt(req Request, w window, at, upTo uint64, tl Timeline) [
 	if f.KeepsEveryEvent() {
 		return state
 	}
-	dropped := droppedState(model.StateDelta(w.roomID, at, upTo), tl, keepFor(f, w.roomID))
+	dropped := droppedState(model.StateDelta(w.roomID, at, upTo), tl, keepFor(f, w.roomID, nil))
 	if len(dropped) == 0 {
 		return state
 	}
@@ -355,9 +360,35 @@ func droppedState(later []rooms.Event, tl Timeline, keep func(*rooms.Event) bool
 
 func stateKeyOf(evType string, key *string) [2]string { return [2]string{evType, *key} }
 
-func keepFor(f filter.RoomEventFilter, roomID string) func(*rooms.Event) bool {
-	return func(e *rooms.Event) bool { return f.Matches(filterEvent(roomID, e)) }
+// keepFor is what a list of room events keeps: what the filter matches, but for state, nothing
+// an ignored user sent (the spec's m.ignored_user_list; nil: nobody ignored).
+func keepFor(f filter.RoomEventFilter, roomID string, ignored map[string]bool) func(*rooms.Event) bool {
+	return func(e *rooms.Event) bool {
+		return (!ignored[e.Sender] || e.IsState()) && f.Matches(filterEvent(roomID, e))
+	}
 }
+
+// ignoredBy is the set of users the user ignores, from their m.ignored_user_list.
+func (s *Service) ignoredBy(userID string) map[string]bool {
+	content, err := s.data.Get(userID, "", ignoredUsersType)
+	if err != nil {
+		return nil
+	}
+	var list struct {
+		Ignored map[string]json.RawMessage `json:"ignored_users"`
+	}
+	if json.Unmarshal(content, &list) != nil || len(list.Ignored) == 0 {
+		return nil
+	}
+	ignored := make(map[string]bool, len(list.Ignored))
+	for user := range list.Ignored {
+		ignored[user] = true
+	}
+	return ignored
+}
+
+// ignoredUsersType is the account data that lists the users a user ignores.
+const ignoredUsersType = "m.ignored_user_list"
 
 func filterEvent(roomID string, e *rooms.Event) filter.Event {
 	return filter.Event{Type: e.PDU.Type(), Sender: e.Sender, RoomID: roomID, Content: e.PDU.Content()}

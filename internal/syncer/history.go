@@ -37,7 +37,7 @@ func (s *Service) Messages(ctx context.Context, req MessagesRequest) (*MessagesR
 	}
 	// Events the user may not see are skipped like filtered ones: a page that comes back short
 	// (or empty) means nothing visible is left in the range, so it carries no end token.
-	evs := s.rooms.Model().VisibleRange(req.RoomID, req.Viewer.UserID, after, upTo, !req.Backward, req.Limit, keepFor(req.Filter, req.RoomID))
+	evs := s.rooms.Model().VisibleRange(req.RoomID, req.Viewer.UserID, after, upTo, !req.Backward, req.Limit, keepFor(req.Filter, req.RoomID, s.ignoredBy(req.Viewer.UserID)))
 	// The spec's start is the from token as given (a sync token stays one).
 	start := req.From
 	if start == "" {
@@ -150,7 +150,7 @@ func (s *Service) Context(v rooms.Viewer, roomID, eventID string, limit int, f f
 	if err != nil {
 		return nil, err
 	}
-	keep := keepFor(f, roomID)
+	keep := keepFor(f, roomID, s.ignoredBy(v.UserID))
 	before := s.rooms.Model().VisibleRange(roomID, v.UserID, 0, ev.Seq-1, false, limit/2, keep)
 	after := s.rooms.Model().VisibleRange(roomID, v.UserID, ev.Seq, rooms.End, true, limit-limit/2, keep)
 	start, end := ev.Seq-1, ev.Seq

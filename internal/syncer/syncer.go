@@ -166,6 +166,8 @@ type Request struct {
 	FullState        bool
 	Filter           filter.Filter
 	Ended            func() bool // whether the caller's session has ended (its token revoked)
+
+	ignored map[string]bool // the users the user ignores, as the sync being built reads them
 }
 
 // Sync answers a /sync: at once when there is something new (or on an initial sync), else

@@ -47,6 +47,7 @@ func TestSharedServer(t *testing.T) {
 		{"KeysErrors", testKeysErrors},
 		{"Media", testMedia},
 		{"Directories", testDirectories},
+		{"IgnoredUsers", testIgnoredUsers},
 	}
 	for _, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) { sc.run(t, srv) })
