@@ -2,8 +2,8 @@ package syncer
 
 import (
 	"cmp"
-	"encoding/json"
 	"context"
+	"encoding/json"
 	"slices"
 
 	"github.com/firebreak/firebreak/internal/filter"
