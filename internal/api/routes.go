@@ -97,6 +97,7 @@ func (srv *Server) routes() {
 	srv.client("PUT", "/directory/list/room/{roomId}", srv.setDirectoryVisibility, authed)
 	srv.client("POST", "/user_directory/search", srv.searchUsers, send)
 	srv.client("GET", "/rooms/{roomId}/messages", srv.messages, authed)
+	srv.client("POST", "/search", srv.search, send) // reads every room's history: limited as sends are
 	srv.client("POST", "/rooms/{roomId}/receipt/{receiptType}/{eventId}", srv.receipt, authed)
 	srv.client("POST", "/rooms/{roomId}/read_markers", srv.readMarkers, authed)
 	srv.client("PUT", "/rooms/{roomId}/typing/{userId}", srv.typing, authed)

@@ -246,3 +246,78 @@ func (srv *Server) eventContext(r *http.Request, s *session) (any, error) {
 	}
 	return srv.Sync.Context(viewer(s), roomID, r.PathValue("eventId"), min(limit, 100), f)
 }
+
+// search answers POST /search?next_batch=: the room_events category, the only one the spec
+// defines.
+func (srv *Server) search(r *http.Request, s *session) (any, error) {
+	var req struct {
+		Categories *struct {
+			RoomEvents *struct {
+				SearchTerm   *string         `json:"search_term"`
+				Keys         []string        `json:"keys"`
+				Filter       json.RawMessage `json:"filter"`
+				OrderBy      string          `json:"order_by"`
+				EventContext *struct {
+					Before         *int `json:"before_limit"`
+					After          *int `json:"after_limit"`
+					IncludeProfile bool `json:"include_profile"`
+				} `json:"event_context"`
+				IncludeState bool `json:"include_state"`
+				Groupings    struct {
+					GroupBy []struct {
+						Key string `json:"key"`
+					} `json:"group_by"`
+				} `json:"groupings"`
+			} `json:"room_events"`
+		} `json:"search_categories"`
+	}
+	if err := decodeBody(r, &req); err != nil {
+		return nil, err
+	}
+	if req.Categories == nil {
+		return nil, missingParam("search_categories")
+	}
+	re := req.Categories.RoomEvents
+	if re == nil {
+		return map[string]any{"search_categories": map[string]any{}}, nil
+	}
+	if re.SearchTerm == nil {
+		return nil, missingParam("search_term")
+	}
+	if err := checkOptionalEnum("order_by", re.OrderBy, "recent", "rank"); err != nil {
+		return nil, err
+	}
+	if string(re.Filter) == "null" {
+		re.Filter = nil
+	}
+	f, err := inlineRoomFilter(string(re.Filter))
+	if err != nil {
+		return nil, err
+	}
+	sr := syncer.SearchRequest{Viewer: viewer(s), Term: *re.SearchTerm, Keys: re.Keys, Filter: f,
+		OrderByRank: re.OrderBy != "recent", IncludeState: re.IncludeState, NextBatch: r.URL.Query().Get("next_batch")}
+	if c := re.EventContext; c != nil {
+		sr.Context = &syncer.SearchContext{Before: min(ptrOr(c.Before, 5), 100), After: min(ptrOr(c.After, 5), 100), IncludeProfile: c.IncludeProfile}
+		if sr.Context.Before < 0 || sr.Context.After < 0 {
+			return nil, errorf(http.StatusBadRequest, "M_INVALID_PARAM", "event_context limits must not be negative")
+		}
+	}
+	for _, g := range re.Groupings.GroupBy {
+		if err := checkOptionalEnum("group_by key", g.Key, "room_id", "sender"); err != nil || g.Key == "" {
+			return nil, errorf(http.StatusBadRequest, "M_INVALID_PARAM", "group_by keys must be room_id or sender")
+		}
+		sr.GroupBy = append(sr.GroupBy, g.Key)
+	}
+	resp, err := srv.Sync.Search(sr)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"search_categories": map[string]any{"room_events": resp}}, nil
+}
+
+func ptrOr(p *int, def int) int {
+	if p == nil {
+		return def
+	}
+	return *p
+}

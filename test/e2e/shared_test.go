@@ -48,6 +48,7 @@ func TestSharedServer(t *testing.T) {
 		{"Media", testMedia},
 		{"Directories", testDirectories},
 		{"IgnoredUsers", testIgnoredUsers},
+		{"Search", testSearch},
 	}
 	for _, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) { sc.run(t, srv) })
