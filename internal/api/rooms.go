@@ -378,6 +378,9 @@ func (srv *Server) getEvent(r *http.Request, s *session) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if srv.Sync.Ignores(s.UserID, ev) {
+		return nil, notFound("Event not found") // as one the user may not see
+	}
 	return srv.Rooms.ClientEvent(roomID, ev, viewer(s), true), nil
 }
 

@@ -368,6 +368,11 @@ func keepFor(f filter.RoomEventFilter, roomID string, ignored map[string]bool) f
 	}
 }
 
+// Ignores reports whether the user ignores an event: one an ignored user sent, but for state.
+func (s *Service) Ignores(userID string, ev rooms.Event) bool {
+	return !ev.IsState() && s.ignoredBy(userID)[ev.Sender]
+}
+
 // ignoredBy is the set of users the user ignores, from their m.ignored_user_list.
 func (s *Service) ignoredBy(userID string) map[string]bool {
 	content, err := s.data.Get(userID, "", ignoredUsersType)

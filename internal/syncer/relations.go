@@ -43,11 +43,12 @@ func (s *Service) Relations(ctx context.Context, req RelationsRequest) (*Relatio
 	if req.Recurse {
 		depth = rooms.MaxRelationDepth
 	}
+	ignored := s.ignoredBy(userID)
 	page, more := s.rooms.Model().Relatives(req.RoomID, req.EventID, userID, rooms.RelativesQuery{
 		Depth: depth, Limit: req.Limit, Backward: req.Backward,
 		Keep: func(ev *rooms.Event) bool {
 			return ev.Seq > after && ev.Seq <= upTo && (req.RelType == "" || ev.RelType == req.RelType) &&
-				(req.EventType == "" || ev.PDU.Type() == req.EventType)
+				(req.EventType == "" || ev.PDU.Type() == req.EventType) && !ignored[ev.Sender]
 		}})
 	resp := &RelationsResponse{Chunk: s.rooms.ClientEvents(req.RoomID, page, req.Viewer, true), PrevBatch: req.From}
 	if more && len(page) > 0 {

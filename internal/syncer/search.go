@@ -60,8 +60,9 @@ type ResultContext struct {
 
 // SearchGroupResult is one group of results.
 type SearchGroupResult struct {
-	Order   int      `json:"order"`
-	Results []string `json:"results"`
+	Order     int      `json:"order"`
+	Results   []string `json:"results"`
+	NextBatch string   `json:"next_batch,omitempty"`
 }
 
 // searchKeys are the fields search reads, by the spec's names.
@@ -71,15 +72,60 @@ const defaultSearchLimit = 10
 
 // found is a matching event and its rank.
 type found struct {
-	roomID string
-	ev     rooms.Event
-	rank   float64
+	roomID  string
+	ev      rooms.Event
+	rank    float64
+	tokenTS uint64 // a token's stand-in only (parseSearchToken): the time of the result it names
+}
+
+// compareFound orders results: by rank when asked, then the newest first, ties broken by room
+// and position so that the order, and the pages cut from it, never change between requests.
+func compareFound(byRank bool) func(a, b found) int {
+	return func(a, b found) int {
+		c := cmp.Compare(b.ts(), a.ts())
+		if byRank {
+			c = cmp.Or(cmp.Compare(b.rank, a.rank), c)
+		}
+		return cmp.Or(c, strings.Compare(a.roomID, b.roomID), cmp.Compare(b.ev.Seq, a.ev.Seq))
+	}
+}
+
+// ts is the result's origin_server_ts; a token's stand-in has none and keeps it in rank's
+// place (searchToken).
+func (f found) ts() int64 {
+	if f.ev.PDU == nil {
+		return int64(f.tokenTS)
+	}
+	return int64(f.ev.PDU.OriginServerTS())
+}
+
+// searchToken names the last result of a page (its rank, time, room and position): the next
+// page starts after it, wherever results that arrived since fall.
+func searchToken(f found) string {
+	return fmt.Sprintf("s%s_%d_%d_%s", strconv.FormatFloat(f.rank, 'g', -1, 64), f.ts(), f.ev.Seq, f.roomID)
+}
+
+// parseSearchToken reads a searchToken into a stand-in result that orders where it did.
+func parseSearchToken(token string) (found, bool) {
+	rest, ok := strings.CutPrefix(token, "s")
+	parts := strings.SplitN(rest, "_", 4)
+	if !ok || len(parts) != 4 || parts[3] == "" {
+		return found{}, false
+	}
+	rank, err1 := strconv.ParseFloat(parts[0], 64)
+	ts, err2 := strconv.ParseUint(parts[1], 10, 63)
+	seq, err3 := strconv.ParseUint(parts[2], 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil {
+		return found{}, false
+	}
+	return found{roomID: parts[3], rank: rank, ev: rooms.Event{Seq: seq}, tokenTS: ts}, true
 }
 
 // Search finds the events the user may read, in rooms they are in or were in (up to when
-// they left), whose searched fields hold every word of the term (case-insensitively): the
-// newest first, or those holding the words most often. An encrypted event never matches: the
-// server cannot read it. Every room's history is read from the read model, which holds it all.
+// they left, unless they forgot them), whose searched fields hold every word of the term
+// (case-insensitively): the newest first, or those holding the words most often. An encrypted
+// event never matches: the server cannot read it. Rooms are read from the read model, which
+// holds their history, newest first, within a budget.
 func (s *Service) Search(req SearchRequest) (*SearchResponse, error) {
 	words := strings.Fields(strings.ToLower(req.Term))
 	if len(words) == 0 {
@@ -94,27 +140,31 @@ func (s *Service) Search(req SearchRequest) (*SearchResponse, error) {
 			return nil, fmt.Errorf("%w: unknown search key %q", ErrBadRequest, k)
 		}
 	}
-	offset := 0
+	var after *found
 	if req.NextBatch != "" {
-		n, err := strconv.Atoi(strings.TrimPrefix(req.NextBatch, "s"))
-		if err != nil || n < 0 || !strings.HasPrefix(req.NextBatch, "s") {
+		f, ok := parseSearchToken(req.NextBatch)
+		if !ok {
 			return nil, fmt.Errorf("%w: next_batch is not a token of this search", ErrBadRequest)
 		}
-		offset = n
+		after = &f
 	}
 	all := s.searchRooms(req, words, keys)
-	slices.SortFunc(all, func(a, b found) int {
-		byTime := cmp.Compare(b.ev.PDU.OriginServerTS(), a.ev.PDU.OriginServerTS())
-		if req.OrderByRank {
-			return cmp.Or(cmp.Compare(b.rank, a.rank), byTime)
+	order := compareFound(req.OrderByRank)
+	slices.SortFunc(all, order)
+	start := 0
+	if after != nil {
+		for start < len(all) && order(all[start], *after) <= 0 {
+			start++
 		}
-		return byTime
-	})
+	}
 	limit := req.Filter.LimitOr(defaultSearchLimit, 100)
-	page := all[min(offset, len(all)):min(offset+limit, len(all))]
+	if limit < 1 {
+		limit = defaultSearchLimit
+	}
+	page := all[start:min(start+limit, len(all))]
 	resp := &SearchResponse{Count: len(all), Highlights: words, Results: []SearchResult{}}
-	if offset+limit < len(all) {
-		resp.NextBatch = "s" + strconv.Itoa(offset+limit)
+	if start+len(page) < len(all) {
+		resp.NextBatch = searchToken(page[len(page)-1])
 	}
 	for _, f := range page {
 		r := SearchResult{Rank: f.rank, Result: s.rooms.ClientEvent(f.roomID, f.ev, req.Viewer, true)}
@@ -123,37 +173,47 @@ func (s *Service) Search(req SearchRequest) (*SearchResponse, error) {
 		}
 		resp.Results = append(resp.Results, r)
 	}
-	s.addSearchExtras(resp, page, req)
+	s.addSearchExtras(resp, all, page, req)
 	return resp, nil
 }
 
-// searchRooms collects the matches of every room the user may read.
+// searchRooms collects the matches of every room the user may read. Each room is read newest
+// first, in chunks, so the model's lock is held for one chunk at a time and a search that
+// reaches its scan budget has the newest events; words are matched outside the lock.
 func (s *Service) searchRooms(req SearchRequest, words, keys []string) []found {
 	var out []found
 	ignored := s.ignoredBy(req.Viewer.UserID)
+	budget := maxSearchScan
 	for roomID, membership := range s.rooms.Model().UserRooms(req.Viewer.UserID) {
 		if membership != "join" && s.Forgotten(req.Viewer.UserID, roomID) {
 			continue
 		}
 		keep := keepFor(req.Filter, roomID, ignored)
 		upTo, err := s.rooms.ReadableUpTo(roomID, req.Viewer.UserID)
-		if err != nil {
-			continue
-		}
-		evs := s.rooms.Model().VisibleRange(roomID, req.Viewer.UserID, 0, upTo, true, maxSearchScan, func(e *rooms.Event) bool {
-			return e.RedactedBy == "" && keep(e)
-		})
-		for _, ev := range evs {
-			if rank := matches(ev.PDU.Content(), keys, words); rank > 0 {
-				out = append(out, found{roomID, ev, rank})
+		for err == nil && upTo > 0 && budget > 0 {
+			evs := s.rooms.Model().VisibleRange(roomID, req.Viewer.UserID, 0, upTo, false, min(searchChunk, budget),
+				func(e *rooms.Event) bool { return e.RedactedBy == "" && keep(e) })
+			if len(evs) == 0 {
+				break
 			}
+			budget -= len(evs)
+			for _, ev := range evs {
+				if rank := matches(ev.PDU.Content(), keys, words); rank > 0 {
+					out = append(out, found{roomID: roomID, ev: ev, rank: rank})
+				}
+			}
+			upTo = evs[len(evs)-1].Seq - 1
 		}
 	}
 	return out
 }
 
-// maxSearchScan bounds the events read of one room.
-const maxSearchScan = 1_000_000
+// What one search reads at most: events in all (so one user in many large rooms cannot hold a
+// node for long), and at a time, under the read model's lock.
+const (
+	maxSearchScan = 200_000
+	searchChunk   = 2_000
+)
 
 // matches is how often the words occur in the event's searched fields, 0 unless every word
 // occurs in one of them.
@@ -174,11 +234,13 @@ func matches(content []byte, keys, words []string) float64 {
 	return float64(rank)
 }
 
-// resultContext is the events around a result, as /context gives them.
+// resultContext is the events around a result that the search's filter keeps, as /context
+// gives them.
 func (s *Service) resultContext(f found, req SearchRequest) *ResultContext {
 	model := s.rooms.Model()
-	before := model.VisibleRange(f.roomID, req.Viewer.UserID, 0, f.ev.Seq-1, false, req.Context.Before, nil)
-	after := model.VisibleRange(f.roomID, req.Viewer.UserID, f.ev.Seq, rooms.End, true, req.Context.After, nil)
+	keep := keepFor(req.Filter, f.roomID, s.ignoredBy(req.Viewer.UserID))
+	before := model.VisibleRange(f.roomID, req.Viewer.UserID, 0, f.ev.Seq-1, false, req.Context.Before, keep)
+	after := model.VisibleRange(f.roomID, req.Viewer.UserID, f.ev.Seq, rooms.End, true, req.Context.After, keep)
 	rc := &ResultContext{Start: roomToken(f.ev.Seq - 1).String(), End: roomToken(f.ev.Seq).String(),
 		EventsBefore: s.rooms.ClientEvents(f.roomID, before, req.Viewer, true),
 		EventsAfter:  s.rooms.ClientEvents(f.roomID, after, req.Viewer, true)}
@@ -193,15 +255,23 @@ func (s *Service) resultContext(f found, req SearchRequest) *ResultContext {
 		for _, ev := range slices.Concat(before, []rooms.Event{f.ev}, after) {
 			if member, ok := model.MemberAt(f.roomID, ev.Sender, ev.Seq); ok {
 				c := gjson.ParseBytes(member.PDU.Content())
-				rc.ProfileInfo[ev.Sender] = map[string]any{"displayname": c.Get("displayname").Str, "avatar_url": c.Get("avatar_url").Str}
+				profile := map[string]any{}
+				for _, field := range []string{"displayname", "avatar_url"} {
+					if v := c.Get(field).Str; v != "" {
+						profile[field] = v
+					}
+				}
+				rc.ProfileInfo[ev.Sender] = profile
 			}
 		}
 	}
 	return rc
 }
 
-// addSearchExtras adds the current state of the page's rooms, and its groups, when asked.
-func (s *Service) addSearchExtras(resp *SearchResponse, page []found, req SearchRequest) {
+// addSearchExtras adds the current state of the page's rooms, and its groups, when asked. A
+// group's order is where its first result stands in the whole result list; while pages
+// follow, every group may have more, so each carries the next page's token.
+func (s *Service) addSearchExtras(resp *SearchResponse, all, page []found, req SearchRequest) {
 	if req.IncludeState {
 		resp.State = map[string][]rooms.ClientEvent{}
 		for _, f := range page {
@@ -213,21 +283,27 @@ func (s *Service) addSearchExtras(resp *SearchResponse, page []found, req Search
 		}
 	}
 	for _, key := range req.GroupBy {
-		if resp.Groups == nil {
-			resp.Groups = map[string]map[string]SearchGroupResult{}
+		groupOf := func(f found) string {
+			if key == "sender" {
+				return f.ev.Sender
+			}
+			return f.roomID
+		}
+		order := map[string]int{}
+		for _, f := range all {
+			if _, seen := order[groupOf(f)]; !seen {
+				order[groupOf(f)] = len(order) + 1
+			}
 		}
 		groups := map[string]SearchGroupResult{}
 		for _, f := range page {
-			value := f.roomID
-			if key == "sender" {
-				value = f.ev.Sender
-			}
-			g, ok := groups[value]
-			if !ok {
-				g.Order = len(groups) + 1
-			}
+			g := groups[groupOf(f)]
+			g.Order, g.NextBatch = order[groupOf(f)], resp.NextBatch
 			g.Results = append(g.Results, f.ev.PDU.EventID())
-			groups[value] = g
+			groups[groupOf(f)] = g
+		}
+		if resp.Groups == nil {
+			resp.Groups = map[string]map[string]SearchGroupResult{}
 		}
 		resp.Groups[key] = groups
 	}

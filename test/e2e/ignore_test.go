@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"net/http"
 	"slices"
 	"testing"
 
@@ -23,9 +24,11 @@ func testIgnoredUsers(t *testing.T, srv *server) {
 		}
 		mustOK(t, bob.SetAccountData(testCtx(t), event.AccountDataIgnoredUserList.Type, map[string]any{"ignored_users": list}), "set the ignore list")
 	}
+	root := alice.sendText(t, room, "a thread")
 	ignore(carol.UserID)
 	since := bob.syncToken(t)
-	carol.sendText(t, room, "carol speaks")
+	spoke := carol.sendText(t, room, "carol speaks")
+	reply := carol.send(t, room, event.EventMessage, relatedTo("carol's reply", event.RelThread, root, nil))
 	// Her new name is a state event, her member event, in every room she is in.
 	mustOK(t, carol.SetDisplayName(testCtx(t), "Carol the Ignored"), "carol changes her name")
 	alice.sendText(t, room, "alice speaks")
@@ -46,6 +49,13 @@ func testIgnoredUsers(t *testing.T, srv *server) {
 	history, _ := roomMessages(t, bob, room, resp.NextBatch, "", mautrix.DirectionBackward, nil, 50)
 	if slices.Contains(bodies(history), "carol speaks") {
 		t.Errorf("/messages holds an ignored user's message")
+	}
+	_, err = bob.GetEvent(testCtx(t), room, spoke)
+	expectMatrixError(t, err, http.StatusNotFound, "M_NOT_FOUND")
+	relations, err := bob.GetRelations(testCtx(t), room, root, &mautrix.ReqGetRelations{})
+	mustOK(t, err, "relations")
+	if slices.Contains(eventIDs(relations.Chunk), reply) {
+		t.Errorf("/relations holds an ignored user's reply")
 	}
 
 	ignore()

@@ -91,6 +91,12 @@ func testSearch(t *testing.T, srv *server) {
 			t.Errorf("second page: %v, next %q", ids(page2), page2.SearchCategories.RoomEvents.NextBatch)
 		}
 	})
+	t.Run("LimitZeroIsTheDefault", func(t *testing.T) {
+		got := search(bob, "", `{"search_categories":{"room_events":{"search_term":"martians","filter":{"limit":0}}}}`)
+		if len(ids(got)) != 2 || got.SearchCategories.RoomEvents.NextBatch != "" {
+			t.Errorf("limit 0: %v, next %q", ids(got), got.SearchCategories.RoomEvents.NextBatch)
+		}
+	})
 	t.Run("OnlyWhatTheUserMayRead", func(t *testing.T) {
 		if got := search(carol, "", `{"search_categories":{"room_events":{"search_term":"martians"}}}`); len(ids(got)) != 0 {
 			t.Errorf("carol, in no room, found %v", ids(got))
@@ -114,6 +120,7 @@ func testSearch(t *testing.T, srv *server) {
 			{"a bad order", "", `{"search_categories":{"room_events":{"search_term":"x","order_by":"oldest"}}}`, "M_INVALID_PARAM"},
 			{"a bad key", "", `{"search_categories":{"room_events":{"search_term":"x","keys":["content.url"]}}}`, "M_INVALID_PARAM"},
 			{"a bad token", "?next_batch=zz", `{"search_categories":{"room_events":{"search_term":"x"}}}`, "M_INVALID_PARAM"},
+			{"an offset for a token", "?next_batch=s9223372036854775807", `{"search_categories":{"room_events":{"search_term":"x"}}}`, "M_INVALID_PARAM"},
 			{"a bad grouping", "", `{"search_categories":{"room_events":{"search_term":"x","groupings":{"group_by":[{"key":"type"}]}}}}`, "M_INVALID_PARAM"},
 		} {
 			t.Run(c.name, func(t *testing.T) {
