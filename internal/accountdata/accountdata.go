@@ -7,12 +7,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sort"
 	"sync"
-	"time"
 
 	"github.com/firebreak/firebreak/internal/store"
 )
@@ -97,45 +94,13 @@ func (s *Service) Set(ctx context.Context, userID, roomID, evType string, conten
 // push rules and room tags are read, changed and written whole). It returns once this node's
 // mirror shows the result; an error from change is returned as it is, with nothing written.
 func (s *Service) Modify(ctx context.Context, userID, roomID, evType string, change func(old json.RawMessage) (json.RawMessage, error)) error {
-	key := store.Key(userID, roomID, evType)
-	for attempt := 1; attempt <= maxModifyAttempts; attempt++ {
-		old, rev, err := s.st.Get(ctx, store.BucketAccountData, key)
-		if errors.Is(err, store.ErrNotFound) {
-			old, rev = nil, 0
-		} else if err != nil {
-			return err
-		}
-		content, err := change(old)
-		if err != nil {
-			return err
-		}
-		written, err := s.compareAndSet(ctx, key, content, rev)
-		if err == nil {
-			return s.rev.WaitUpTo(ctx, written, store.WaitLimit)
-		}
-		if !errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrExists) {
-			return err
-		}
-		// The replica read may trail the write that beat this one; give it a moment, a random
-		// one so that racing writers spread out.
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Duration(rand.Int64N(int64(attempt) * int64(10*time.Millisecond)))):
-		}
+	rev, err := s.st.Modify(ctx, store.BucketAccountData, store.Key(userID, roomID, evType), func(old []byte) ([]byte, error) {
+		return change(old)
+	})
+	if err != nil {
+		return err
 	}
-	return fmt.Errorf("%w: %s kept changing", store.ErrUnavailable, evType)
-}
-
-// maxModifyAttempts bounds Modify's retries of lost races.
-const maxModifyAttempts = 20
-
-// compareAndSet writes content only if the key is still at rev (0: absent).
-func (s *Service) compareAndSet(ctx context.Context, key string, content []byte, rev uint64) (uint64, error) {
-	if rev == 0 {
-		return s.st.Create(ctx, store.BucketAccountData, key, content)
-	}
-	return s.st.Update(ctx, store.BucketAccountData, key, content, rev)
+	return s.rev.WaitUpTo(ctx, rev, store.WaitLimit)
 }
 
 // Get returns one piece of account data.

@@ -171,17 +171,8 @@ func (s *Service) account(ctx context.Context, userID string) (Account, uint64, 
 // updateAccount applies change to the stored account with compare-and-set, retrying when
 // another node changed the account in between.
 func (s *Service) updateAccount(ctx context.Context, userID string, change func(*Account)) error {
-	for {
-		acct, rev, err := s.account(ctx, userID)
-		if err != nil {
-			return err
-		}
-		change(&acct)
-		b, _ := json.Marshal(acct)
-		if _, err := s.st.Update(ctx, store.BucketAccounts, store.Key(userID), b, rev); !errors.Is(err, store.ErrConflict) {
-			return err
-		}
-	}
+	_, err := s.st.Modify(ctx, store.BucketAccounts, store.Key(userID), changeJSON(change))
+	return err
 }
 
 // CheckPassword reports ErrBadLogin unless password is the user's, and ErrDeactivated for

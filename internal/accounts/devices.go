@@ -75,15 +75,22 @@ func raced(err error) error {
 
 // changeDevice applies change to a stored device, reading it again after a lost race.
 func (s *Service) changeDevice(ctx context.Context, userID, deviceID string, change func(*Device)) error {
-	for {
-		dev, rev, err := s.device(ctx, userID, deviceID)
-		if err != nil {
-			return err
+	_, err := s.st.Modify(ctx, store.BucketDevices, store.Key(userID, deviceID), changeJSON(change))
+	return err
+}
+
+// changeJSON is a store.Modify change of a stored JSON record: none stored is ErrNotFound.
+func changeJSON[T any](change func(*T)) func(old []byte) ([]byte, error) {
+	return func(old []byte) ([]byte, error) {
+		if old == nil {
+			return nil, ErrNotFound
 		}
-		change(&dev)
-		if err := s.writeDevice(ctx, userID, dev, rev); !errors.Is(err, errRaced) {
-			return err
+		var v T
+		if err := json.Unmarshal(old, &v); err != nil {
+			return nil, err
 		}
+		change(&v)
+		return json.Marshal(v)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -41,7 +42,7 @@ func (f *fileResponse) write(w http.ResponseWriter) {
 	}
 	h.Set("Content-Type", f.contentType)
 	disposition := "attachment"
-	if containsFold(inlineTypes, base) {
+	if slices.ContainsFunc(inlineTypes, func(t string) bool { return strings.EqualFold(t, base) }) {
 		disposition = "inline"
 	}
 	if f.fileName != "" {
@@ -57,15 +58,6 @@ func (f *fileResponse) write(w http.ResponseWriter) {
 	}
 	w.WriteHeader(http.StatusOK)
 	_, _ = io.Copy(w, f.body)
-}
-
-func containsFold(list []string, s string) bool {
-	for _, v := range list {
-		if strings.EqualFold(v, s) {
-			return true
-		}
-	}
-	return false
 }
 
 // mediaConfig answers GET /media/config.

@@ -67,7 +67,7 @@ func (s *Service) CreateBackup(ctx context.Context, userID, algorithm string, au
 		return "", err
 	}
 	var version string
-	err := s.changeValue(ctx, store.BucketKeyBackup, store.Key(userID, lastVersionPart), func(old []byte) ([]byte, error) {
+	_, err := s.st.Modify(ctx, store.BucketKeyBackup, store.Key(userID, lastVersionPart), func(old []byte) ([]byte, error) {
 		n, _ := strconv.ParseUint(string(old), 10, 64)
 		version = strconv.FormatUint(n+1, 10)
 		return []byte(version), nil
@@ -140,7 +140,7 @@ func (s *Service) UpdateBackup(ctx context.Context, userID, version, algorithm s
 
 // changeBackup changes a version's record with compare-and-set, again after a lost race.
 func (s *Service) changeBackup(ctx context.Context, userID, version string, change func(*versionRecord) error) error {
-	return s.changeValue(ctx, store.BucketKeyBackup, store.Key(userID, versionsPart, version), func(old []byte) ([]byte, error) {
+	_, err := s.st.Modify(ctx, store.BucketKeyBackup, store.Key(userID, versionsPart, version), func(old []byte) ([]byte, error) {
 		var rec versionRecord
 		if old == nil {
 			return nil, fmt.Errorf("%w: unknown backup version %q", ErrNotFound, version)
@@ -153,6 +153,7 @@ func (s *Service) changeBackup(ctx context.Context, userID, version string, chan
 		}
 		return json.Marshal(rec)
 	})
+	return err
 }
 
 // DeleteBackup removes a version and its keys. A version deleted before is no error; one
@@ -221,7 +222,7 @@ func (s *Service) PutBackupKeys(ctx context.Context, userID, version string, key
 	for roomID, sessions := range keys {
 		for sessionID, data := range sessions {
 			isNew := false
-			err := s.changeValue(ctx, store.BucketKeyBackup, store.Key(userID, keysPart, version, roomID, sessionID), func(old []byte) ([]byte, error) {
+			_, err := s.st.Modify(ctx, store.BucketKeyBackup, store.Key(userID, keysPart, version, roomID, sessionID), func(old []byte) ([]byte, error) {
 				isNew = old == nil
 				if !isNew && !betterKey(data, old) {
 					return nil, nil

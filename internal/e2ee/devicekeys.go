@@ -155,7 +155,7 @@ func (s *Service) UploadDeviceKeys(ctx context.Context, userID, deviceID string,
 	if err := s.st.Delete(ctx, store.BucketDeviceKeys, store.Key(userID, deviceSigsPart, deviceID)); err != nil {
 		return err
 	}
-	return s.changeValue(ctx, store.BucketDeviceKeys, store.Key(userID, masterSigsPart, kindMaster), func(stored []byte) ([]byte, error) {
+	_, err = s.st.Modify(ctx, store.BucketDeviceKeys, store.Key(userID, masterSigsPart, kindMaster), func(stored []byte) ([]byte, error) {
 		if stored == nil {
 			return nil, nil
 		}
@@ -163,6 +163,7 @@ func (s *Service) UploadDeviceKeys(ctx context.Context, userID, deviceID string,
 		delete(sigs[userID], "ed25519:"+deviceID)
 		return json.Marshal(sigs)
 	})
+	return err
 }
 
 // checkDeviceKeys checks uploaded device keys before anything of the upload is stored.
@@ -186,7 +187,7 @@ func (s *Service) putIfChanged(ctx context.Context, key string, val json.RawMess
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
-	err = s.changeValue(ctx, store.BucketDeviceKeys, key, func(stored []byte) ([]byte, error) {
+	_, err = s.st.Modify(ctx, store.BucketDeviceKeys, key, func(stored []byte) ([]byte, error) {
 		if !bytes.Equal(stored, canonical) {
 			old = stored
 		}

@@ -8,7 +8,6 @@
 package e2ee
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -136,30 +135,5 @@ func (s *Service) ForgetDevice(ctx context.Context, userID, deviceID string) {
 	keys, _ := s.st.Keys(ctx, store.BucketToDevice, userID, deviceID)
 	for _, key := range keys {
 		_ = s.st.Delete(ctx, store.BucketToDevice, key)
-	}
-}
-
-// changeValue changes one value with compare-and-set, again after a lost race; old is nil
-// when there is none. When change returns nil or the old value, nothing is written.
-func (s *Service) changeValue(ctx context.Context, b store.Bucket, key string, change func(old []byte) ([]byte, error)) error {
-	for {
-		old, rev, err := s.st.Get(ctx, b, key)
-		if errors.Is(err, store.ErrNotFound) {
-			old, rev = nil, 0
-		} else if err != nil {
-			return err
-		}
-		val, err := change(old)
-		if err != nil || val == nil || bytes.Equal(val, old) {
-			return err
-		}
-		if rev == 0 {
-			_, err = s.st.Create(ctx, b, key, val)
-		} else {
-			_, err = s.st.Update(ctx, b, key, val, rev)
-		}
-		if !errors.Is(err, store.ErrExists) && !errors.Is(err, store.ErrConflict) {
-			return err
-		}
 	}
 }

@@ -281,7 +281,7 @@ func (s *Service) claimOne(ctx context.Context, userID, deviceID, alg string) (i
 // change is not written (an upload that only asks for the counts).
 func (s *Service) changeKeys(ctx context.Context, userID, deviceID string, change func(*keyRecord) error) (keyRecord, error) {
 	var rec keyRecord
-	err := s.changeValue(ctx, store.BucketOneTimeKeys, store.Key(userID, deviceID), func(old []byte) ([]byte, error) {
+	_, err := s.st.Modify(ctx, store.BucketOneTimeKeys, store.Key(userID, deviceID), func(old []byte) ([]byte, error) {
 		rec = keyRecord{}
 		if old != nil {
 			if err := json.Unmarshal(old, &rec); err != nil {

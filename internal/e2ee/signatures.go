@@ -143,11 +143,12 @@ func (s *Service) signOthersMaster(ctx context.Context, requester, userID, keyID
 
 // addSignatures adds signer's checked signatures to a stored signatures record.
 func (s *Service) addSignatures(ctx context.Context, key, signer string, sigs map[string]string) error {
-	return s.changeValue(ctx, store.BucketDeviceKeys, key, func(old []byte) ([]byte, error) {
+	_, err := s.st.Modify(ctx, store.BucketDeviceKeys, key, func(old []byte) ([]byte, error) {
 		all := storedSignatures(old)
 		all.add(signatures{signer: sigs})
 		return json.Marshal(all)
 	})
+	return err
 }
 
 // crossSigningKey is one of the user's stored cross-signing keys; ErrNotFound without it.

@@ -1,10 +1,12 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -372,3 +374,41 @@ func (s *Store) quickBucketHead(b Bucket) func(context.Context) uint64 {
 		return head
 	}
 }
+
+// Modify changes one value with compare-and-set: change gets the stored value (nil when there
+// is none) and returns the new one, which is written only if the key is still as read. When
+// change returns nil or the same bytes nothing is written. A lost race is tried again after a
+// short random pause, since the nearest replica's read may trail the write that won (racing
+// writers spread out), up to maxModifyAttempts times. It returns the revision the key then
+// holds; an error from change is returned as it is, with nothing written.
+func (s *Store) Modify(ctx context.Context, b Bucket, key string, change func(old []byte) ([]byte, error)) (uint64, error) {
+	for attempt := 1; attempt <= maxModifyAttempts; attempt++ {
+		old, rev, err := s.Get(ctx, b, key)
+		if errors.Is(err, ErrNotFound) {
+			old, rev = nil, 0
+		} else if err != nil {
+			return 0, err
+		}
+		val, err := change(old)
+		if err != nil || val == nil || bytes.Equal(val, old) {
+			return rev, err
+		}
+		if rev == 0 {
+			rev, err = s.Create(ctx, b, key, val)
+		} else {
+			rev, err = s.Update(ctx, b, key, val, rev)
+		}
+		if !errors.Is(err, ErrExists) && !errors.Is(err, ErrConflict) {
+			return rev, err
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(time.Duration(rand.Int64N(int64(attempt) * int64(10*time.Millisecond)))):
+		}
+	}
+	return 0, fmt.Errorf("%w: %s kept changing", ErrUnavailable, key)
+}
+
+// maxModifyAttempts bounds Modify's retries of lost races.
+const maxModifyAttempts = 20

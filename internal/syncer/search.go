@@ -72,17 +72,17 @@ const defaultSearchLimit = 10
 
 // found is a matching event and its rank.
 type found struct {
-	roomID  string
-	ev      rooms.Event
-	rank    float64
-	tokenTS uint64 // a token's stand-in only (parseSearchToken): the time of the result it names
+	roomID string
+	ev     rooms.Event
+	rank   float64
+	ts     int64 // origin_server_ts, kept apart from ev so that a token's stand-in (no PDU) has one
 }
 
 // compareFound orders results: by rank when asked, then the newest first, ties broken by room
 // and position so that the order, and the pages cut from it, never change between requests.
 func compareFound(byRank bool) func(a, b found) int {
 	return func(a, b found) int {
-		c := cmp.Compare(b.ts(), a.ts())
+		c := cmp.Compare(b.ts, a.ts)
 		if byRank {
 			c = cmp.Or(cmp.Compare(b.rank, a.rank), c)
 		}
@@ -90,19 +90,10 @@ func compareFound(byRank bool) func(a, b found) int {
 	}
 }
 
-// ts is the result's origin_server_ts; a token's stand-in has none and keeps it in rank's
-// place (searchToken).
-func (f found) ts() int64 {
-	if f.ev.PDU == nil {
-		return int64(f.tokenTS)
-	}
-	return int64(f.ev.PDU.OriginServerTS())
-}
-
 // searchToken names the last result of a page (its rank, time, room and position): the next
 // page starts after it, wherever results that arrived since fall.
 func searchToken(f found) string {
-	return fmt.Sprintf("s%s_%d_%d_%s", strconv.FormatFloat(f.rank, 'g', -1, 64), f.ts(), f.ev.Seq, f.roomID)
+	return fmt.Sprintf("s%s_%d_%d_%s", strconv.FormatFloat(f.rank, 'g', -1, 64), f.ts, f.ev.Seq, f.roomID)
 }
 
 // parseSearchToken reads a searchToken into a stand-in result that orders where it did.
@@ -113,12 +104,12 @@ func parseSearchToken(token string) (found, bool) {
 		return found{}, false
 	}
 	rank, err1 := strconv.ParseFloat(parts[0], 64)
-	ts, err2 := strconv.ParseUint(parts[1], 10, 63)
+	ts, err2 := strconv.ParseInt(parts[1], 10, 64)
 	seq, err3 := strconv.ParseUint(parts[2], 10, 64)
-	if err1 != nil || err2 != nil || err3 != nil {
+	if err1 != nil || err2 != nil || err3 != nil || ts < 0 {
 		return found{}, false
 	}
-	return found{roomID: parts[3], rank: rank, ev: rooms.Event{Seq: seq}, tokenTS: ts}, true
+	return found{roomID: parts[3], rank: rank, ev: rooms.Event{Seq: seq}, ts: ts}, true
 }
 
 // Search finds the events the user may read, in rooms they are in or were in (up to when
@@ -199,7 +190,7 @@ func (s *Service) searchRooms(req SearchRequest, words, keys []string) []found {
 			budget -= len(evs)
 			for _, ev := range evs {
 				if rank := matches(ev.PDU.Content(), keys, words); rank > 0 {
-					out = append(out, found{roomID: roomID, ev: ev, rank: rank})
+					out = append(out, found{roomID: roomID, ev: ev, rank: rank, ts: int64(ev.PDU.OriginServerTS())})
 				}
 			}
 			upTo = evs[len(evs)-1].Seq - 1

@@ -13,7 +13,7 @@ func TestSearchPages(t *testing.T) {
 	var all []found
 	for _, room := range []string{"!b", "!a", "!c"} {
 		for seq := range uint64(4) {
-			all = append(all, found{roomID: room, rank: float64(seq % 2), ev: rooms.Event{Seq: seq + 1}, tokenTS: 1000})
+			all = append(all, found{roomID: room, rank: float64(seq % 2), ev: rooms.Event{Seq: seq + 1}, ts: 1000})
 		}
 	}
 	for _, byRank := range []bool{false, true} {
