@@ -66,12 +66,13 @@ Workload:
 
 Engine and output:
   --engine true|false     also measure raw JetStream publishes with the same replicas,
-                          servers and fsync, and the Go processors a node gives its JetStream
+                          servers and fsync, each server in a process of its own with the Go
+                          processors a node has, messages as large as the sends' events
                           (default: true with --local)
   --engine-duration D     per publish mode (default 5s)
   --engine-only           measure only the engine, no homeserver needed
-  --engine-replicas N     with --engine-only: 1 (one node) or 3 (3 x --nodes-per-dc embedded
-                          servers in one cluster over three data center tags, on loopback)
+  --engine-replicas N     with --engine-only: 1 (one node) or 3 (3 x --nodes-per-dc servers
+                          in one cluster over three data center tags, on loopback)
                           (default 1)
   --json                  print the result as JSON (sends_per_sec, delivery_p50_ms,
                           delivery_p99_ms, delivery_p999_ms, errors, ...) instead of a table
@@ -209,4 +210,13 @@ func boolOr(v string, def bool, name string) (bool, error) {
 		return false, nil
 	}
 	return false, fmt.Errorf("%s %q: want true or false", name, v)
+}
+
+// engineServerCmd runs one of the engine's servers for a bench that started it. It does not
+// catch signals: an interrupted bench's engine has nothing to save.
+func engineServerCmd(args []string) error {
+	if len(args) != 1 {
+		return fmt.Errorf("%s takes one argument, from the bench that starts it", bench.EngineServerCommand)
+	}
+	return bench.RunEngineServer(context.Background(), args[0], os.Stdin, os.Stdout)
 }

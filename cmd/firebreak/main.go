@@ -13,6 +13,7 @@ import (
 	"slices"
 	"syscall"
 
+	"github.com/firebreak/firebreak/internal/bench"
 	"github.com/firebreak/firebreak/internal/config"
 	"github.com/firebreak/firebreak/internal/server"
 )
@@ -52,6 +53,8 @@ func main() {
 		err = drillCmd(args)
 	case "bench":
 		err = benchCmd(args)
+	case bench.EngineServerCommand: // started by bench itself, one process per engine server
+		err = engineServerCmd(args)
 	case "help", "-h", "--help", "-help":
 		if len(args) > 0 {
 			err = runHelp(args[0])

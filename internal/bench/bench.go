@@ -110,15 +110,28 @@ func runWorkload(ctx context.Context, cfg Config, p procs) (*Result, error) {
 // three-data-center layout, three replicas on as many servers as it has nodes; one replica
 // otherwise.
 func measureEngineFor(ctx context.Context, cfg Config, dir string) (*EngineResult, error) {
-	opts := EngineOptions{Dir: dir, Duration: cfg.EngineDuration, InFlight: 256, MessageBytes: 300,
-		Streams: cfg.engineStreams(), Servers: 3 * cfg.NodesPerDC, Log: cfg.Log}
+	bin, err := serverBinary(cfg)
+	if err != nil {
+		return nil, err
+	}
+	opts := EngineOptions{Binary: bin, Dir: dir, Duration: cfg.EngineDuration, InFlight: 256,
+		MessageBytes: signedMessageBytes(cfg.BodyBytes), Streams: cfg.engineStreams(), Servers: 1, Log: cfg.Log}
+	if cfg.Local == Local3DC || cfg.EngineOnly && cfg.EngineReplicas == 3 {
+		opts.Servers = 3 * cfg.NodesPerDC
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	if cfg.Local == Local3DC || cfg.EngineOnly && cfg.EngineReplicas == 3 {
-		return MeasureEngineCluster(ctx, opts)
-	}
 	return MeasureEngine(ctx, opts)
+}
+
+// signedMessageBytes is the size of the message event a send with a body of the given length
+// makes: 740 bytes with the default 100-byte body, built, hashed and signed as a --local
+// node does (server name "localhost", the bench's user names and room ids). The engine
+// publishes messages of this size, so both sides store the same bytes per send.
+func signedMessageBytes(bodyBytes int) int {
+	const besideTheBody = 640 // ids, hashes, signature, references
+	return besideTheBody + bodyBytes
 }
 
 // engineOnlyResult reports an engine measurement made with no homeserver.

@@ -16,23 +16,21 @@ import (
 
 // EngineOptions say how to measure the storage engine on its own.
 type EngineOptions struct {
+	Binary       string        // the firebreak executable, which runs each server (EngineServerCommand)
 	Dir          string        // an empty directory for the engine's data
 	Duration     time.Duration // per publish mode
 	InFlight     int           // publishes outstanding at once in the pipelined mode
 	MessageBytes int
 	Streams      int          // shard streams to spread the publishes over
-	Servers      int          // clustered servers (MeasureEngineCluster), as many as the deployment's nodes
+	Servers      int          // 1: a single node; more: a cluster of as many as the deployment's nodes
 	Log          *slog.Logger // the bench's own messages
-	// StoreLog receives the embedded JetStream's messages; nil drops them (a cluster's
-	// start is noisy with expected "connection refused" while its nodes find each other).
-	StoreLog *slog.Logger
 }
 
-func (o EngineOptions) storeLog() *slog.Logger {
-	if o.StoreLog == nil {
+func (o EngineOptions) log() *slog.Logger {
+	if o.Log == nil {
 		return slog.New(slog.DiscardHandler)
 	}
-	return o.StoreLog
+	return o.Log
 }
 
 // EngineResult is the raw publish rate of JetStream as Firebreak configures it: file
@@ -50,40 +48,6 @@ type EngineResult struct {
 	GoProcs      int     `json:"go_procs"` // GOMAXPROCS while measuring: what the nodes it stands for run with
 }
 
-// MeasureEngine opens a separate embedded store with a single node's settings (one replica,
-// fsync always, opts.Streams shard streams) in opts.Dir and measures how fast it takes
-// publishes. The pipelined mode spreads its publishers over the shards as a busy server's
-// rooms are.
-func MeasureEngine(ctx context.Context, opts EngineOptions) (*EngineResult, error) {
-	if opts.Log == nil {
-		opts.Log = slog.New(slog.DiscardHandler)
-	}
-	defer withNodeProcs(1)()
-	st, err := store.Open(ctx, store.Options{DataDir: opts.Dir, NodeName: "bench-engine", Replicas: 1,
-		RoomShards: opts.Streams, Logger: opts.storeLog()})
-	if err != nil {
-		return nil, err
-	}
-	defer st.Close()
-	return measurePublishes(ctx, st, 1, 1, opts)
-}
-
-// withNodeProcs gives this process, until the returned function puts the setting back, the
-// Go processors that nodes embedding the given number of JetStream servers run with
-// (store.ProcsForEmbedded). Measured with fewer, the engine's fsyncs leave CPUs idle and it
-// looks slower than it is inside a node: on 2 CPUs, 8–10k pipelined publishes/s with 2
-// processors against 11–15k with a node's 4.
-func withNodeProcs(servers int) (restore func()) {
-	procs, ok := store.ProcsForEmbedded(servers)
-	if !ok {
-		return func() {}
-	}
-	runtime.GOMAXPROCS(procs)
-	// ok means GOMAXPROCS was the runtime's default, which follows the process's CPU limit;
-	// setting a number back would stop that.
-	return runtime.SetDefaultGOMAXPROCS
-}
-
 // measurePublishes runs the one-at-a-time and the pipelined modes against an open store.
 //
 // Publishing goes through store.AppendRoomEvent, as every Firebreak send does: a plain
@@ -95,7 +59,7 @@ func withNodeProcs(servers int) (restore func()) {
 func measurePublishes(ctx context.Context, st *store.Store, servers, replicas int, opts EngineOptions) (*EngineResult, error) {
 	payload := []byte(`{"body":"` + strings.Repeat("x", max(opts.MessageBytes-11, 0)) + `"}`)
 	res := &EngineResult{Replicas: replicas, Servers: servers, MessageBytes: len(payload), InFlight: opts.InFlight,
-		Method:  fmt.Sprintf("store.AppendRoomEvent, fsync always, %d shard streams", st.Shards()),
+		Method:  fmt.Sprintf("store.AppendRoomEvent, fsync always, %d shard streams, a process per server", st.Shards()),
 		GoProcs: runtime.GOMAXPROCS(0)}
 	rate, h, err := publishFor(ctx, st, payload, 1, opts.Duration, "sync")
 	if err != nil {
@@ -107,7 +71,6 @@ func measurePublishes(ctx context.Context, st *store.Store, servers, replicas in
 		return nil, err
 	}
 	res.AsyncPerSec, res.AsyncP99Ms = rate, Ms(h.Quantile(0.99))
-	opts.Log.Info("bench: engine measured", "sync_per_sec", int(res.SyncPerSec), "async_per_sec", int(res.AsyncPerSec))
 	return res, nil
 }
 

@@ -199,7 +199,7 @@ func (r *Result) engineRows(row func(k, format string, a ...any)) {
 	if e == nil {
 		return
 	}
-	row("engine (JetStream)", "R%d over %d server(s), %d-byte messages, %s, %d Go processors", e.Replicas, e.Servers,
+	row("engine (JetStream)", "R%d over %d server(s), %d-byte messages, %s, %d Go processors each", e.Replicas, e.Servers,
 		e.MessageBytes, e.Method, e.GoProcs)
 	row("  one at a time", "%.0f publishes/s (p50 %.2f ms)", e.SyncPerSec, e.SyncP50Ms)
 	row("  pipelined", "%.0f publishes/s with %d in flight (p99 %.1f ms)", e.AsyncPerSec, e.InFlight, e.AsyncP99Ms)

@@ -19,12 +19,19 @@ import (
 
 // serveEnv makes this test binary act as `firebreak serve` when --local starts it: the bench
 // runs os.Executable(), which in a test is the test binary, so the end-to-end tests need no
-// separate build.
+// separate build. It acts as the engine's servers (EngineServerCommand) the same way.
 const serveEnv = "FIREBREAK_BENCH_TEST_SERVE"
 
 func TestMain(m *testing.M) {
 	if os.Getenv(serveEnv) == "1" && len(os.Args) > 1 && os.Args[1] == "serve" {
 		os.Exit(serveForTest(os.Args[2:]))
+	}
+	if len(os.Args) == 3 && os.Args[1] == EngineServerCommand {
+		if err := RunEngineServer(context.Background(), os.Args[2], os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
 	}
 	os.Exit(m.Run())
 }
@@ -98,8 +105,9 @@ func TestMixAgainstLocalSingle(t *testing.T) {
 		t.Errorf("server usage not measured: %+v", res.Server)
 	}
 	if e := res.Engine; e == nil || e.SyncPerSec <= 0 || e.AsyncPerSec <= 0 || res.FractionOfEngine <= 0 ||
-		!strings.Contains(e.Method, " 16 shard streams") || res.RoomShards != 4 {
-		t.Errorf("engine not measured over 16 streams beside a deployment of 4 shards (%d): %+v", res.RoomShards, e)
+		!strings.Contains(e.Method, " 16 shard streams") || res.RoomShards != 4 || e.MessageBytes != signedMessageBytes(cfg.BodyBytes) {
+		t.Errorf("engine not measured over 16 streams with messages as large as the sends' events beside a deployment of 4 shards (%d): %+v",
+			res.RoomShards, e)
 	}
 }
 
