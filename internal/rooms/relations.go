@@ -45,7 +45,10 @@ func storedRelationOf(content []byte) (relType, parentID string) {
 // itself among its parent's children (when the room has the parent).
 func (r *room) relate(ev *Event) {
 	relType, parentID := storedRelationOf(ev.PDU.Content())
-	parent := r.byID[parentID]
+	var parent *Event
+	if parentID != "" { // most events relate to nothing: no probe of a large map for ""
+		parent = r.byID[parentID]
+	}
 	ev.Thread = threadOf(parent, relType)
 	ev.RelType = relType
 	if parent == nil || relType == "" {
