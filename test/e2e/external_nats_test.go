@@ -57,14 +57,18 @@ func startExternalNATS(t *testing.T) string {
 	return ns.ClientURL()
 }
 
+// twoNodesSharingNATS starts two nodes on one external NATS: one JetStream, two read models.
+func twoNodesSharingNATS(t *testing.T) (a, b *server) {
+	natsURL := startExternalNATS(t)
+	return startServer(t, serverOpts{NATSURL: natsURL}), startServer(t, serverOpts{NATSURL: natsURL})
+}
+
 // TestLogoutReachesOtherNodes: two nodes share one JetStream. A token that one node has just
 // accepted (and holds in its token cache) stops working there soon after it is logged out
 // through the other node, and a long poll holding it on that node ends with 401.
 func TestLogoutReachesOtherNodes(t *testing.T) {
 	t.Parallel()
-	natsURL := startExternalNATS(t)
-	nodeA := startServer(t, serverOpts{NATSURL: natsURL})
-	nodeB := startServer(t, serverOpts{NATSURL: natsURL})
+	nodeA, nodeB := twoNodesSharingNATS(t)
 	alice := registerUser(t, nodeA, "alice")
 	onB := &user{Client: newClient(t, nodeB, alice.UserID, alice.AccessToken)}
 	for range 2 { // the first answer puts the token in node B's cache, the second comes from it
@@ -93,9 +97,7 @@ func TestLogoutReachesOtherNodes(t *testing.T) {
 // and the key upload reaches a room-mate's sync on the other as a device list change.
 func TestEncryptionAcrossNodes(t *testing.T) {
 	t.Parallel()
-	natsURL := startExternalNATS(t)
-	nodeA := startServer(t, serverOpts{NATSURL: natsURL})
-	nodeB := startServer(t, serverOpts{NATSURL: natsURL})
+	nodeA, nodeB := twoNodesSharingNATS(t)
 	alice := registerUser(t, nodeA, "alice")
 	bob := registerUser(t, nodeA, "bob")
 	sharedRoom(t, alice, bob)
