@@ -71,7 +71,7 @@ func MeasureEngine(ctx context.Context, opts EngineOptions) (*EngineResult, erro
 		if ctx.Err() != nil {
 			return nil, err
 		}
-		opts.log().Warn("bench: engine did not start; trying again on fresh ports", "attempt", attempt, "err", err)
+		opts.log().Warn("bench: engine did not start or failed; trying again on fresh ports", "attempt", attempt, "err", err)
 		_ = os.RemoveAll(dir)
 	}
 	return nil, err
