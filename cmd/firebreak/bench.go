@@ -39,7 +39,7 @@ Where:
                           each data center (default 2); the engine baseline runs as many
                           JetStream servers as the deployment has nodes
   --server-pid PID        read memory and CPU of this homeserver process (with --homeserver)
-  --binary PATH           the firebreak binary --local runs (default: this one)
+  --binary PATH           the firebreak binary --local and the engine run (default: this one)
   --keep                  keep the local deployment's data directory
 
 Workload:

@@ -32,7 +32,7 @@ type Config struct {
 	Homeservers  []string // base URLs; users are spread over them in turn
 	SharedSecret string   // for /_synapse/admin/v1/register; empty: /register with m.login.dummy
 	Local        string   // start a deployment: "single" or "3dc"; Homeservers must be empty
-	ServerBinary string   // the firebreak binary --local starts; default: this executable
+	ServerBinary string   // the firebreak binary --local and the engine start; default: this executable
 	ServerPID    int      // a homeserver process on this machine to read memory and CPU of
 	// InterDCLatency is the one-way delay --local 3dc adds between data centers.
 	InterDCLatency time.Duration

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -48,5 +49,21 @@ func TestMeasureEngine(t *testing.T) {
 			}
 			t.Logf("%s: %.0f/s one at a time, %.0f/s pipelined", tc.name, res.SyncPerSec, res.AsyncPerSec)
 		})
+	}
+}
+
+// TestMeasureEngineServerFails: a server that exits before it is ready is an error, after the
+// attempts, with what it said; nothing is left waiting.
+func TestMeasureEngineServerFails(t *testing.T) {
+	bin, err := exec.LookPath("false")
+	if err != nil {
+		t.Skip("no false(1) here")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err = MeasureEngine(ctx, EngineOptions{Binary: bin, Dir: t.TempDir(), Duration: time.Second, InFlight: 1,
+		MessageBytes: 300, Streams: 1, Servers: 3})
+	if err == nil || !strings.Contains(err.Error(), "engine server exited") {
+		t.Fatalf("got %v, want the server's exit", err)
 	}
 }

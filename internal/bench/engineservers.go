@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -31,9 +32,17 @@ const (
 )
 
 // EngineServerCommand is the firebreak subcommand, not for people, that runs one of the
-// engine's servers: its one argument is an engineServerSpec in JSON. The first server
-// measures and prints its EngineResult as JSON; the others serve until their stdin closes.
+// engine's servers: its one argument is an engineServerSpec in JSON. Each server prints
+// engineReady on stdout once its store is open, and stops when its stdin closes. The first
+// server, once the bench writes a line to its stdin (when every server is ready), measures
+// and prints its EngineResult as one line of JSON.
 const EngineServerCommand = "bench-engine-server"
+
+const engineReady = "ready"
+
+// engineMeasureMargin is how much longer than its two publish modes the bench waits for the
+// first server's result: a publish under load may retry for up to 20 s.
+const engineMeasureMargin = time.Minute
 
 // engineServerSpec tells one engine server process what to be.
 type engineServerSpec struct {
@@ -77,7 +86,8 @@ func MeasureEngine(ctx context.Context, opts EngineOptions) (*EngineResult, erro
 	return nil, err
 }
 
-// runEngineServers starts the servers, waits for the first one's result and stops the rest.
+// runEngineServers starts the servers, waits until every one is ready, has the first one
+// measure, and stops them all.
 func runEngineServers(ctx context.Context, opts EngineOptions, dir string, n int) (*EngineResult, error) {
 	spec := engineServerSpec{Dir: dir, Streams: opts.Streams, Duration: opts.Duration, InFlight: opts.InFlight,
 		MessageBytes: opts.MessageBytes}
@@ -88,11 +98,7 @@ func runEngineServers(ctx context.Context, opts EngineOptions, dir string, n int
 		}
 	}
 	var servers []*engineServer
-	defer func() {
-		for _, s := range servers {
-			s.stop()
-		}
-	}()
+	defer func() { stopEngineServers(servers) }()
 	for i := range n {
 		spec.Index = i
 		s, err := startEngineServer(ctx, opts.Binary, spec)
@@ -101,14 +107,35 @@ func runEngineServers(ctx context.Context, opts EngineOptions, dir string, n int
 		}
 		servers = append(servers, s)
 	}
-	return servers[0].result()
+	for _, s := range servers {
+		line, err := s.nextLine(ctx, engineStartTimeout)
+		if err == nil && line != engineReady {
+			err = fmt.Errorf("engine server said %q, not %q", line, engineReady)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	first := servers[0]
+	if _, err := io.WriteString(first.stdin, "measure\n"); err != nil {
+		return nil, err
+	}
+	line, err := first.nextLine(ctx, 2*opts.Duration+engineMeasureMargin)
+	if err != nil {
+		return nil, err
+	}
+	var res EngineResult
+	if err := json.Unmarshal([]byte(line), &res); err != nil {
+		return nil, fmt.Errorf("engine server's result: %w", err)
+	}
+	return &res, nil
 }
 
 // engineServer is one running engine server process.
 type engineServer struct {
 	cmd    *exec.Cmd
-	stdin  io.Closer
-	stdout bytes.Buffer
+	stdin  io.WriteCloser
+	lines  <-chan string // what it prints, closed when it exits
 	stderr bytes.Buffer
 }
 
@@ -118,43 +145,69 @@ func startEngineServer(ctx context.Context, binary string, spec engineServerSpec
 		return nil, err
 	}
 	s := &engineServer{cmd: exec.CommandContext(ctx, binary, EngineServerCommand, string(arg))}
-	s.cmd.Stdout, s.cmd.Stderr = &s.stdout, &s.stderr
+	s.cmd.Stderr = &s.stderr
 	s.cmd.WaitDelay = engineStopGrace
 	if s.stdin, err = s.cmd.StdinPipe(); err != nil {
+		return nil, err
+	}
+	stdout, err := s.cmd.StdoutPipe()
+	if err != nil {
 		return nil, err
 	}
 	if err := s.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("engine server: %w", err)
 	}
+	lines := make(chan string, 2) // engineReady and the result: the reader never blocks
+	go func() {                   // ends when the process exits and its stdout closes
+		defer close(lines)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	s.lines = lines
 	return s, nil
 }
 
-// result waits for the measuring server to finish and reads what it printed.
-func (s *engineServer) result() (*EngineResult, error) {
-	if err := s.cmd.Wait(); err != nil {
-		return nil, fmt.Errorf("engine server: %w: %s", err, strings.TrimSpace(s.stderr.String()))
-	}
-	var res EngineResult
-	if err := json.Unmarshal(s.stdout.Bytes(), &res); err != nil {
-		return nil, fmt.Errorf("engine server's result: %w", err)
-	}
-	return &res, nil
-}
-
-// stop closes the server's stdin, which it takes as the end of its work, and waits for it;
-// one that has not stopped after engineStopGrace is killed.
-func (s *engineServer) stop() {
-	_ = s.stdin.Close()
-	if s.cmd.ProcessState != nil {
-		return
-	}
-	timer := time.AfterFunc(engineStopGrace, func() { _ = s.cmd.Process.Kill() })
+// nextLine is the next line the server prints, waited for at most d.
+func (s *engineServer) nextLine(ctx context.Context, d time.Duration) (string, error) {
+	timer := time.NewTimer(d)
 	defer timer.Stop()
-	_ = s.cmd.Wait()
+	select {
+	case line, ok := <-s.lines:
+		if !ok {
+			_ = s.cmd.Wait()
+			return "", fmt.Errorf("engine server exited: %s", strings.TrimSpace(s.stderr.String()))
+		}
+		return line, nil
+	case <-timer.C:
+		return "", fmt.Errorf("engine server: nothing after %v", d)
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
 }
 
-// RunEngineServer is EngineServerCommand: it runs the server specArg describes, measures
-// if it is the first and prints the result on stdout, or else serves until stdin closes.
+// stopEngineServers closes every server's stdin, which each takes as the end of its work,
+// and waits for them; those still running after engineStopGrace are killed.
+func stopEngineServers(servers []*engineServer) {
+	for _, s := range servers {
+		_ = s.stdin.Close()
+	}
+	kill := time.AfterFunc(engineStopGrace, func() {
+		for _, s := range servers {
+			_ = s.cmd.Process.Kill() // an error for those that exited already
+		}
+	})
+	defer kill.Stop()
+	for _, s := range servers {
+		if s.cmd.ProcessState == nil {
+			_ = s.cmd.Wait()
+		}
+	}
+}
+
+// RunEngineServer is EngineServerCommand: it runs the server specArg describes until stdin
+// closes, and, if it is the first, measures when told to and prints the result on stdout.
 func RunEngineServer(ctx context.Context, specArg string, stdin io.Reader, stdout io.Writer) error {
 	var spec engineServerSpec
 	if err := json.Unmarshal([]byte(specArg), &spec); err != nil {
@@ -163,6 +216,19 @@ func RunEngineServer(ctx context.Context, specArg string, stdin io.Reader, stdou
 	if procs, ok := store.ProcsForEmbedded(1); ok {
 		runtime.GOMAXPROCS(procs) // what a node embedding its server runs with
 	}
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	told := make(chan struct{}, 1)
+	go func() { // the bench's word to measure; stdin's end (the bench stopping or gone) stops all
+		defer stop()
+		sc := bufio.NewScanner(stdin)
+		for sc.Scan() {
+			select {
+			case told <- struct{}{}:
+			default:
+			}
+		}
+	}()
 	openCtx, cancel := context.WithTimeout(ctx, engineStartTimeout)
 	st, err := store.Open(openCtx, spec.storeOptions())
 	cancel()
@@ -170,9 +236,17 @@ func RunEngineServer(ctx context.Context, specArg string, stdin io.Reader, stdou
 		return err
 	}
 	defer st.Close()
-	if spec.Index > 0 {
-		_, err := io.Copy(io.Discard, stdin)
+	if _, err := fmt.Fprintln(stdout, engineReady); err != nil {
 		return err
+	}
+	if spec.Index > 0 {
+		<-ctx.Done()
+		return nil
+	}
+	select {
+	case <-told:
+	case <-ctx.Done():
+		return nil
 	}
 	res, err := measurePublishes(ctx, st, max(len(spec.Addrs), 1), spec.replicas(), EngineOptions{
 		Duration: spec.Duration, InFlight: spec.InFlight, MessageBytes: spec.MessageBytes})
