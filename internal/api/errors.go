@@ -80,14 +80,12 @@ func toMatrixError(err error) (*matrixError, bool) {
 		return errorf(http.StatusBadRequest, "M_UNKNOWN", "%v", err), true
 	case errors.Is(err, rooms.ErrUnsupportedVersion):
 		return errorf(http.StatusBadRequest, "M_UNSUPPORTED_ROOM_VERSION", "%v", err), true
-	case errors.Is(err, e2ee.ErrBadRequest):
+	case errors.Is(err, e2ee.ErrBadRequest), errors.Is(err, media.ErrBadRequest):
 		return errorf(http.StatusBadRequest, "M_INVALID_PARAM", "%v", err), true
 	case errors.Is(err, e2ee.ErrInvalidSignature):
 		return errorf(http.StatusBadRequest, "M_INVALID_SIGNATURE", "%v", err), true
 	case errors.Is(err, media.ErrNotFound):
 		return errorf(http.StatusNotFound, "M_NOT_FOUND", "%v", err), true
-	case errors.Is(err, media.ErrBadRequest):
-		return errorf(http.StatusBadRequest, "M_INVALID_PARAM", "%v", err), true
 	case errors.Is(err, media.ErrCannotThumbnail):
 		return errorf(http.StatusBadRequest, "M_UNKNOWN", "%v", err), true
 	case errors.Is(err, e2ee.ErrTooLarge):

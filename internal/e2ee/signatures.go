@@ -69,15 +69,7 @@ func (s *Service) uploadSignature(ctx context.Context, requester, userID, keyID 
 	}
 	if device, _, err := s.st.Get(ctx, store.BucketDeviceKeys, store.Key(userID, keyID)); err == nil {
 		// One of the requester's devices, signed with their self-signing key.
-		self, err := s.crossSigningKey(ctx, userID, kindSelfSigning)
-		if err != nil {
-			return err
-		}
-		verified, err := signedWith(userID, self, device, sigs)
-		if err != nil {
-			return err
-		}
-		return s.addSignatures(ctx, store.Key(userID, deviceSigsPart, keyID), userID, verified)
+		return s.addVerified(ctx, userID, kindSelfSigning, device, sigs, store.Key(userID, deviceSigsPart, keyID))
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
@@ -130,15 +122,21 @@ func (s *Service) signOthersMaster(ctx context.Context, requester, userID, keyID
 	if !namesKey(master, keyID) {
 		return fmt.Errorf("%w: %s is not the master key of %s", ErrNotFound, keyID, userID)
 	}
-	userSigning, err := s.crossSigningKey(ctx, requester, kindUserSigning)
+	return s.addVerified(ctx, requester, kindUserSigning, master, sigs, store.Key(userID, signaturesPart, requester))
+}
+
+// addVerified stores under key the signer's signature of object, once it is checked against
+// the signer's cross-signing key of the given kind.
+func (s *Service) addVerified(ctx context.Context, signer, kind string, object json.RawMessage, sigs map[string]string, key string) error {
+	signingKey, err := s.crossSigningKey(ctx, signer, kind)
 	if err != nil {
 		return err
 	}
-	verified, err := signedWith(requester, userSigning, master, sigs)
+	verified, err := signedWith(signer, signingKey, object, sigs)
 	if err != nil {
 		return err
 	}
-	return s.addSignatures(ctx, store.Key(userID, signaturesPart, requester), requester, verified)
+	return s.addSignatures(ctx, key, signer, verified)
 }
 
 // addSignatures adds signer's checked signatures to a stored signatures record.
