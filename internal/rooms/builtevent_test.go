@@ -232,6 +232,9 @@ func TestDecodeStoredPlain(t *testing.T) {
 		{"invalid UTF-8 in the sender", "{\"room_id\":\"!r:x\",\"sender\":\"@\xff:x\"}", "", false},
 		{"room id without a colon", `{"room_id":"!r"}`, "", false},
 		{"not JSON", `{"room_id":"!r:x"`, "", false},
+		{"text after the object", `{"room_id":"!r:x"} x`, "", false},
+		{"a control character in a string", "{\"content\":{\"a\":\"\x01\"},\"room_id\":\"!r:x\"}", "", false},
+		{"a number with a leading zero", `{"content":{"a":01},"room_id":"!r:x"}`, "", false},
 		{"not an object", `["room_id"]`, "", false},
 		{"room version 1", `{` + base + `"type":"m.room.message"}`, gomatrixserverlib.RoomVersionV1, false},
 	}

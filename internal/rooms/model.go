@@ -241,15 +241,15 @@ func (m *Model) applyLocked(se store.RoomEvent, pdu gomatrixserverlib.PDU, r *ro
 // read from it rather than looked for in its JSON.
 func (m *Model) parse(se store.RoomEvent) (gomatrixserverlib.PDU, *room, error) {
 	if pdu := m.built.take(se); pdu != nil {
-		r, err := m.roomOf(se.Shard, roomIDOf(pdu), pdu.Type(), pdu.Version())
+		r, err := m.roomOf(se.Shard, roomIDOf(pdu), func() (string, gomatrixserverlib.RoomVersion) {
+			return pdu.Type(), pdu.Version()
+		})
 		return pdu, r, err
 	}
-	head := gjson.GetManyBytes(se.JSON, "room_id", "type", "content.room_version")
-	version := gomatrixserverlib.RoomVersion(head[2].String())
-	if version == "" {
-		version = "1"
-	}
-	r, err := m.roomOf(se.Shard, head[0].String(), head[1].String(), version)
+	r, err := m.roomOf(se.Shard, gjson.GetBytes(se.JSON, "room_id").String(), func() (string, gomatrixserverlib.RoomVersion) {
+		head := gjson.GetManyBytes(se.JSON, "type", "content.room_version")
+		return head[0].String(), gomatrixserverlib.RoomVersion(cmp.Or(head[1].String(), "1"))
+	})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -268,15 +268,17 @@ func roomIDOf(pdu gomatrixserverlib.PDU) string {
 	return pdu.RoomID().String()
 }
 
-// roomOf is the model's room roomID, or a new one of the given version when the event, of
-// eventType, is the create event that starts it.
-func (m *Model) roomOf(shard int, roomID, eventType string, version gomatrixserverlib.RoomVersion) (*room, error) {
+// roomOf is the model's room roomID, or a new one when the event is the create event that
+// starts it. created reads the event's type and the room version it names; it is asked only
+// for an event of a room the model does not have, as reading them costs a pass over the JSON.
+func (m *Model) roomOf(shard int, roomID string, created func() (eventType string, version gomatrixserverlib.RoomVersion)) (*room, error) {
 	m.mu.RLock()
 	r := m.rooms[roomID]
 	m.mu.RUnlock()
 	if r != nil {
 		return r, nil
 	}
+	eventType, version := created()
 	if eventType != "m.room.create" {
 		return nil, errUnknownRoom
 	}

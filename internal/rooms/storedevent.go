@@ -1,7 +1,6 @@
 package rooms
 
 import (
-	"encoding/json"
 	"slices"
 	"strconv"
 	"strings"
@@ -44,7 +43,7 @@ var eventFields = []eventField{
 // give, for a fraction of the CPU (it was half of a follower's). Anything else gets nil, and
 // the caller parses it with gomatrixserverlib.
 func decodeStoredPlain(version gomatrixserverlib.IRoomVersion, id string, eventJSON []byte) *builtEvent {
-	if version.EventFormat() != gomatrixserverlib.EventFormatV2 || !json.Valid(eventJSON) {
+	if version.EventFormat() != gomatrixserverlib.EventFormatV2 || !gjson.ValidBytes(eventJSON) {
 		return nil
 	}
 	// gjson reads a string; viewing the JSON as one, instead of copying the whole event, is
