@@ -17,7 +17,7 @@ type Proto struct {
 	Sender   string
 	Type     string
 	StateKey *string
-	Content  json.RawMessage `json:",omitempty"` // absent, not null, when forwarded empty (ownersend.go)
+	Content  json.RawMessage
 	Redacts  string
 }
 

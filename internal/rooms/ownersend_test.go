@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -36,9 +38,9 @@ func TestSendAnswer(t *testing.T) {
 		{"unknown", errors.New("boom"), store.ErrAskHere},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var a sendAnswer
-			if err := json.Unmarshal(encodeSendAnswer("$ev", 42, tc.err), &a); err != nil {
-				t.Fatal(err)
+			a, ok := decodeSendAnswer(encodeSendAnswer("$ev", 42, tc.err))
+			if !ok {
+				t.Fatal("the answer does not decode")
 			}
 			if tc.err == nil {
 				if a.Kind != "" || a.EventID != "$ev" || a.Seq != 42 {
@@ -57,6 +59,39 @@ func TestSendAnswer(t *testing.T) {
 	}
 	if err := answeredError(sendAnswer{Kind: "from a later build"}); !errors.Is(err, store.ErrAskHere) {
 		t.Errorf("an unknown kind: %v, want ErrAskHere", err)
+	}
+}
+
+// TestForwardedSendEncoding: a forwarded send reads back as it was, an absent state key and
+// content included, and anything cut short or followed by more is refused.
+func TestForwardedSendEncoding(t *testing.T) {
+	empty := ""
+	for _, tc := range []struct {
+		name string
+		f    forwardedSend
+	}{
+		{"message", forwardedSend{Proto: Proto{RoomID: "!r:x", Sender: "@a:x", Type: "m.room.message", Content: json.RawMessage(`{"body":"hé"}`)},
+			Device: "DEV", TxnID: "t1", Seen: 1 << 40}},
+		{"state event with an empty key", forwardedSend{Proto: Proto{RoomID: "!r:x", Sender: "@a:x", Type: "m.room.topic", StateKey: &empty,
+			Content: json.RawMessage(`{}`)}, Device: "D", TxnID: "t"}},
+		{"redaction without content", forwardedSend{Proto: Proto{RoomID: "!r:x", Sender: "@a:x", Type: "m.room.redaction", Redacts: "$e"},
+			Device: "D", TxnID: "t"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			data := tc.f.encode()
+			got, err := decodeForwardedSend(data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tc.f) {
+				t.Errorf("decoded %+v, want %+v", got, tc.f)
+			}
+			for _, bad := range [][]byte{nil, data[:len(data)-1], append(slices.Clone(data), 0)} {
+				if _, err := decodeForwardedSend(bad); !errors.Is(err, errBadForwardedSend) {
+					t.Errorf("decodeForwardedSend(%q) = %v, want errBadForwardedSend", bad, err)
+				}
+			}
+		})
 	}
 }
 

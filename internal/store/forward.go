@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/firebreak/firebreak/internal/wire"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 )
@@ -271,15 +272,14 @@ func (g *groupWriters) forward(ctx context.Context, shard int, roomID string, af
 // A forwarded append is the room's head it was built on, the room id and its events, each
 // with the shard position it was built on and then as in a group message.
 func encodeForward(roomID string, afterSeq uint64, evs []NewRoomEvent) []byte {
-	size := 2*binary.MaxVarintLen64 + len(roomID)
+	size := binary.MaxVarintLen64 + wire.FieldSize(len(roomID))
 	for _, ev := range evs {
 		size += binary.MaxVarintLen64 + groupEventSize(ev)
 	}
-	buf := binary.AppendUvarint(make([]byte, 0, size), afterSeq)
-	buf = binary.AppendUvarint(buf, uint64(len(roomID)))
-	buf = append(buf, roomID...)
+	buf := wire.AppendUvarint(make([]byte, 0, size), afterSeq)
+	buf = wire.AppendField(buf, roomID)
 	for _, ev := range evs {
-		buf = binary.AppendUvarint(buf, ev.Seen)
+		buf = wire.AppendUvarint(buf, ev.Seen)
 		buf = appendGroupEvent(buf, ev)
 	}
 	return buf
@@ -288,16 +288,16 @@ func encodeForward(roomID string, afterSeq uint64, evs []NewRoomEvent) []byte {
 var errBadForward = errors.New("store: unreadable forwarded append")
 
 func decodeForward(data []byte) (roomID string, afterSeq uint64, evs []NewRoomEvent, err error) {
-	r := fieldReader{data: data}
-	afterSeq = r.uvarint()
-	roomID = string(r.field())
-	for r.ok() && len(r.data) > 0 {
-		ev := NewRoomEvent{Seen: r.uvarint()}
-		ev.EventID, ev.Device, ev.TxnID = string(r.field()), string(r.field()), string(r.field())
-		ev.JSON = r.field()
+	r := wire.NewReader(data)
+	afterSeq = r.Uvarint()
+	roomID = r.String()
+	for r.More() {
+		ev := NewRoomEvent{Seen: r.Uvarint()}
+		ev.EventID, ev.Device, ev.TxnID = r.String(), r.String(), r.String()
+		ev.JSON = r.Field()
 		evs = append(evs, ev)
 	}
-	if !r.ok() || roomID == "" || len(evs) == 0 {
+	if !r.OK() || roomID == "" || len(evs) == 0 {
 		return "", 0, nil, errBadForward
 	}
 	return roomID, afterSeq, evs, nil

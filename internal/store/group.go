@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -12,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/firebreak/firebreak/internal/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -400,16 +400,14 @@ func (w *groupWriter) holds(ctx context.Context, seq uint64, ids []string) bool 
 // event id, device, transaction id, event JSON.
 
 func groupEventSize(ev NewRoomEvent) int {
-	return 4*binary.MaxVarintLen32 + len(ev.EventID) + len(ev.Device) + len(ev.TxnID) + len(ev.JSON)
+	return wire.FieldSize(len(ev.EventID)) + wire.FieldSize(len(ev.Device)) + wire.FieldSize(len(ev.TxnID)) + wire.FieldSize(len(ev.JSON))
 }
 
 func appendGroupEvent(buf []byte, ev NewRoomEvent) []byte {
-	for _, field := range []string{ev.EventID, ev.Device, ev.TxnID} {
-		buf = binary.AppendUvarint(buf, uint64(len(field)))
-		buf = append(buf, field...)
-	}
-	buf = binary.AppendUvarint(buf, uint64(len(ev.JSON)))
-	return append(buf, ev.JSON...)
+	buf = wire.AppendField(buf, ev.EventID)
+	buf = wire.AppendField(buf, ev.Device)
+	buf = wire.AppendField(buf, ev.TxnID)
+	return wire.AppendField(buf, ev.JSON)
 }
 
 // errBadGroup: a group message that does not decode.
@@ -418,47 +416,13 @@ var errBadGroup = errors.New("store: unreadable group message")
 // decodeGroup reads a group message's events. Their JSON shares data's memory.
 func decodeGroup(shard int, seq uint64, data []byte) ([]RoomEvent, error) {
 	var evs []RoomEvent
-	r := fieldReader{data: data}
-	for r.ok() && len(r.data) > 0 {
-		id, device, txn, js := r.field(), r.field(), r.field(), r.field()
-		evs = append(evs, RoomEvent{Shard: shard, Seq: seq, EventID: string(id), Device: string(device),
-			TxnID: string(txn), JSON: js})
+	r := wire.NewReader(data)
+	for r.More() {
+		id, device, txn, js := r.String(), r.String(), r.String(), r.Field()
+		evs = append(evs, RoomEvent{Shard: shard, Seq: seq, EventID: id, Device: device, TxnID: txn, JSON: js})
 	}
-	if !r.ok() || len(evs) == 0 {
+	if !r.OK() || len(evs) == 0 {
 		return nil, errBadGroup
 	}
 	return evs, nil
-}
-
-// fieldReader reads uvarints and uvarint-prefixed fields. After the first that does not
-// decode it fails, and every read returns nothing.
-type fieldReader struct {
-	data []byte
-	bad  bool
-}
-
-func (r *fieldReader) ok() bool { return !r.bad }
-
-func (r *fieldReader) uvarint() uint64 {
-	if r.bad {
-		return 0
-	}
-	n, used := binary.Uvarint(r.data)
-	if used <= 0 {
-		r.bad = true
-		return 0
-	}
-	r.data = r.data[used:]
-	return n
-}
-
-func (r *fieldReader) field() []byte {
-	n := r.uvarint()
-	if r.bad || n > uint64(len(r.data)) {
-		r.bad = true
-		return nil
-	}
-	f := r.data[:n]
-	r.data = r.data[n:]
-	return f
 }

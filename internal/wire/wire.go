@@ -1,0 +1,63 @@
+// Package wire writes and reads the compact binary records nodes store and hand each other:
+// unsigned varints, and fields of bytes each prefixed with its length. Group messages and
+// forwarded appends (store) and forwarded sends (rooms) are made of them.
+package wire
+
+import "encoding/binary"
+
+// FieldSize is the most bytes a field of n bytes takes, its length included.
+func FieldSize(n int) int { return binary.MaxVarintLen64 + n }
+
+// AppendUvarint appends n.
+func AppendUvarint(buf []byte, n uint64) []byte { return binary.AppendUvarint(buf, n) }
+
+// AppendField appends f, prefixed with its length.
+func AppendField[T ~string | ~[]byte](buf []byte, f T) []byte {
+	buf = binary.AppendUvarint(buf, uint64(len(f)))
+	return append(buf, f...)
+}
+
+// Reader reads uvarints and fields. After the first that does not decode it fails, and every
+// read returns nothing.
+type Reader struct {
+	data []byte
+	bad  bool
+}
+
+// NewReader reads data; the fields it returns share data's memory.
+func NewReader(data []byte) *Reader { return &Reader{data: data} }
+
+// OK reports whether everything read so far decoded.
+func (r *Reader) OK() bool { return !r.bad }
+
+// More reports whether anything is left to read, and all so far decoded.
+func (r *Reader) More() bool { return !r.bad && len(r.data) > 0 }
+
+// Uvarint reads an unsigned varint.
+func (r *Reader) Uvarint() uint64 {
+	if r.bad {
+		return 0
+	}
+	n, used := binary.Uvarint(r.data)
+	if used <= 0 {
+		r.bad = true
+		return 0
+	}
+	r.data = r.data[used:]
+	return n
+}
+
+// Field reads a field.
+func (r *Reader) Field() []byte {
+	n := r.Uvarint()
+	if r.bad || n > uint64(len(r.data)) {
+		r.bad = true
+		return nil
+	}
+	f := r.data[:n:n]
+	r.data = r.data[n:]
+	return f
+}
+
+// String reads a field into a string of its own.
+func (r *Reader) String() string { return string(r.Field()) }

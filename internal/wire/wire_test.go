@@ -1,0 +1,60 @@
+package wire
+
+import (
+	"bytes"
+	"testing"
+)
+
+func TestRoundTrip(t *testing.T) {
+	buf := AppendUvarint(nil, 300)
+	buf = AppendField(buf, "héllo")
+	buf = AppendField(buf, []byte{})
+	buf = AppendField(buf, []byte{0, 1, 2})
+	r := NewReader(buf)
+	if n := r.Uvarint(); n != 300 {
+		t.Errorf("Uvarint = %d, want 300", n)
+	}
+	if s := r.String(); s != "héllo" {
+		t.Errorf("String = %q", s)
+	}
+	if f := r.Field(); len(f) != 0 {
+		t.Errorf("empty field = %q", f)
+	}
+	if f := r.Field(); !bytes.Equal(f, []byte{0, 1, 2}) {
+		t.Errorf("Field = %v", f)
+	}
+	if r.More() || !r.OK() {
+		t.Errorf("after the last field: More %v, OK %v", r.More(), r.OK())
+	}
+}
+
+func TestReaderFails(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		data []byte
+	}{
+		{"nothing", nil},
+		{"a varint cut short", []byte{0x80}},
+		{"a length past the end", []byte{5, 'a', 'b'}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := NewReader(tc.data)
+			if f := r.Field(); f != nil || r.OK() || r.More() {
+				t.Errorf("Field = %q, OK %v, More %v; want nil, false, false", f, r.OK(), r.More())
+			}
+			if r.Uvarint() != 0 || r.String() != "" {
+				t.Error("a failed reader still reads")
+			}
+		})
+	}
+}
+
+func TestFieldCannotGrowIntoTheNext(t *testing.T) {
+	buf := AppendField(AppendField(nil, "ab"), "cd")
+	r := NewReader(buf)
+	first := r.Field()
+	_ = append(first, 'X')
+	if s := r.String(); s != "cd" {
+		t.Errorf("appending to a field changed the next: %q", s)
+	}
+}
