@@ -161,6 +161,9 @@ func (o *shardOwners) follow(shard int) {
 		// What this node's writer knew of the shard may be from before another node wrote it.
 		o.st.groups.writers[shard].resync.Store(true)
 	}
+	if owns != o.owned[shard] {
+		o.st.log.Info("shard owner", "shard", shard, "this_node", owns)
+	}
 	o.owned[shard] = owns
 	o.mu.Lock()
 	defer o.mu.Unlock()
