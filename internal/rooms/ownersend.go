@@ -2,7 +2,6 @@ package rooms
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"time"
@@ -50,19 +49,19 @@ func (f forwardedSend) encode() []byte {
 	if hasStateKey {
 		stateKey = *f.StateKey
 	}
-	size := 2 * binary.MaxVarintLen64
+	size := 2*wire.MaxUvarintSize + wire.FieldSize(len(f.Content))
 	for _, field := range []string{f.RoomID, f.Sender, f.Type, stateKey, f.Redacts, f.Device, f.TxnID} {
 		size += wire.FieldSize(len(field))
 	}
-	buf := wire.AppendUvarint(make([]byte, 0, size+wire.FieldSize(len(f.Content))), f.Seen)
-	buf = wire.AppendField(wire.AppendField(wire.AppendField(buf, f.RoomID), f.Sender), f.Type)
+	buf := wire.AppendUvarint(make([]byte, 0, size), f.Seen)
+	buf = wire.AppendFields(buf, f.RoomID, f.Sender, f.Type)
 	if hasStateKey {
 		buf = wire.AppendField(wire.AppendUvarint(buf, 1), stateKey)
 	} else {
 		buf = wire.AppendUvarint(buf, 0)
 	}
-	buf = wire.AppendField(wire.AppendField(buf, f.Content), f.Redacts)
-	return wire.AppendField(wire.AppendField(buf, f.Device), f.TxnID)
+	buf = wire.AppendField(buf, f.Content)
+	return wire.AppendFields(buf, f.Redacts, f.Device, f.TxnID)
 }
 
 var errBadForwardedSend = errors.New("rooms: unreadable forwarded send")
@@ -96,9 +95,8 @@ type sendAnswer struct {
 }
 
 func (a sendAnswer) encode() []byte {
-	buf := wire.AppendUvarint(make([]byte, 0, binary.MaxVarintLen64+wire.FieldSize(len(a.EventID))+
-		wire.FieldSize(len(a.Kind))+wire.FieldSize(len(a.Error))), a.Seq)
-	return wire.AppendField(wire.AppendField(wire.AppendField(buf, a.EventID), a.Kind), a.Error)
+	size := wire.MaxUvarintSize + wire.FieldSize(len(a.EventID)) + wire.FieldSize(len(a.Kind)) + wire.FieldSize(len(a.Error))
+	return wire.AppendFields(wire.AppendUvarint(make([]byte, 0, size), a.Seq), a.EventID, a.Kind, a.Error)
 }
 
 func decodeSendAnswer(data []byte) (sendAnswer, bool) {

@@ -275,9 +275,9 @@ func (g *groupWriters) forward(ctx context.Context, shard int, roomID string, af
 // A forwarded append is the room's head it was built on, the room id and its events, each
 // with the shard position it was built on and then as in a group message.
 func encodeForward(roomID string, afterSeq uint64, evs []NewRoomEvent) []byte {
-	size := binary.MaxVarintLen64 + wire.FieldSize(len(roomID))
+	size := wire.MaxUvarintSize + wire.FieldSize(len(roomID))
 	for _, ev := range evs {
-		size += binary.MaxVarintLen64 + groupEventSize(ev)
+		size += wire.MaxUvarintSize + groupEventSize(ev)
 	}
 	buf := wire.AppendUvarint(make([]byte, 0, size), afterSeq)
 	buf = wire.AppendField(buf, roomID)

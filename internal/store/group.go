@@ -404,10 +404,7 @@ func groupEventSize(ev NewRoomEvent) int {
 }
 
 func appendGroupEvent(buf []byte, ev NewRoomEvent) []byte {
-	buf = wire.AppendField(buf, ev.EventID)
-	buf = wire.AppendField(buf, ev.Device)
-	buf = wire.AppendField(buf, ev.TxnID)
-	return wire.AppendField(buf, ev.JSON)
+	return wire.AppendField(wire.AppendFields(buf, ev.EventID, ev.Device, ev.TxnID), ev.JSON)
 }
 
 // errBadGroup: a group message that does not decode.

@@ -5,8 +5,11 @@ package wire
 
 import "encoding/binary"
 
+// MaxUvarintSize is the most bytes a uvarint takes.
+const MaxUvarintSize = binary.MaxVarintLen64
+
 // FieldSize is the most bytes a field of n bytes takes, its length included.
-func FieldSize(n int) int { return binary.MaxVarintLen64 + n }
+func FieldSize(n int) int { return MaxUvarintSize + n }
 
 // AppendUvarint appends n.
 func AppendUvarint(buf []byte, n uint64) []byte { return binary.AppendUvarint(buf, n) }
@@ -15,6 +18,14 @@ func AppendUvarint(buf []byte, n uint64) []byte { return binary.AppendUvarint(bu
 func AppendField[T ~string | ~[]byte](buf []byte, f T) []byte {
 	buf = binary.AppendUvarint(buf, uint64(len(f)))
 	return append(buf, f...)
+}
+
+// AppendFields appends each field, prefixed with its length.
+func AppendFields[T ~string | ~[]byte](buf []byte, fields ...T) []byte {
+	for _, f := range fields {
+		buf = AppendField(buf, f)
+	}
+	return buf
 }
 
 // Reader reads uvarints and fields. After the first that does not decode it fails, and every

@@ -8,8 +8,7 @@ import (
 func TestRoundTrip(t *testing.T) {
 	buf := AppendUvarint(nil, 300)
 	buf = AppendField(buf, "héllo")
-	buf = AppendField(buf, []byte{})
-	buf = AppendField(buf, []byte{0, 1, 2})
+	buf = AppendFields(buf, []byte{}, []byte{0, 1, 2})
 	r := NewReader(buf)
 	if n := r.Uvarint(); n != 300 {
 		t.Errorf("Uvarint = %d, want 300", n)
