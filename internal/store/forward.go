@@ -243,17 +243,20 @@ func ownerSubject(service string, shard int) string { return fmt.Sprintf("fb.%s.
 // second time as a conflict, which the caller recognises as its own event (as after any lost
 // publish).
 func (g *groupWriters) forward(ctx context.Context, shard int, roomID string, afterSeq uint64, evs []NewRoomEvent) (uint64, error) {
-	msg := nats.NewMsg(ownerSubject(appendService, shard))
-	msg.Data = encodeForward(roomID, afterSeq, evs)
-	if int64(len(msg.Data)) > g.st.nc.MaxPayload()-1024 {
+	if int64(forwardSize(roomID, evs)) > g.st.nc.MaxPayload()-1024 {
 		// A new room's very large batch, over what NATS carries: written here, which costs
 		// the owner's writer one refused message.
 		return g.submit(ctx, shard, roomID, afterSeq, evs)
 	}
+	var msg *nats.Msg         // made when an attempt first asks another node: the owner's own appends need none
 	var nobodySince time.Time // since when forwards have found nobody, one after another
 	return retry(ctx, g.st.writePolicy(), func(actx context.Context) (uint64, error) {
 		if g.owners.owns(shard) || g.owners.unserved(shard, nobodySince) {
 			return g.submit(actx, shard, roomID, afterSeq, evs)
+		}
+		if msg == nil {
+			msg = nats.NewMsg(ownerSubject(appendService, shard))
+			msg.Data = encodeForward(roomID, afterSeq, evs)
 		}
 		if deadline, ok := actx.Deadline(); ok {
 			msg.Header.Set(hdrForwardWait, strconv.FormatInt(time.Until(deadline).Milliseconds(), 10))
@@ -275,17 +278,22 @@ func (g *groupWriters) forward(ctx context.Context, shard int, roomID string, af
 // A forwarded append is the room's head it was built on, the room id and its events, each
 // with the shard position it was built on and then as in a group message.
 func encodeForward(roomID string, afterSeq uint64, evs []NewRoomEvent) []byte {
-	size := wire.MaxUvarintSize + wire.FieldSize(len(roomID))
-	for _, ev := range evs {
-		size += wire.MaxUvarintSize + groupEventSize(ev)
-	}
-	buf := wire.AppendUvarint(make([]byte, 0, size), afterSeq)
+	buf := wire.AppendUvarint(make([]byte, 0, forwardSize(roomID, evs)), afterSeq)
 	buf = wire.AppendField(buf, roomID)
 	for _, ev := range evs {
 		buf = wire.AppendUvarint(buf, ev.Seen)
 		buf = appendGroupEvent(buf, ev)
 	}
 	return buf
+}
+
+// forwardSize is the most bytes a forwarded append takes.
+func forwardSize(roomID string, evs []NewRoomEvent) int {
+	size := wire.MaxUvarintSize + wire.FieldSize(len(roomID))
+	for _, ev := range evs {
+		size += wire.MaxUvarintSize + groupEventSize(ev)
+	}
+	return size
 }
 
 var errBadForward = errors.New("store: unreadable forwarded append")
