@@ -70,9 +70,13 @@ func decodeForwardedSend(data []byte) (forwardedSend, error) {
 	r := wire.NewReader(data)
 	f := forwardedSend{Seen: r.Uvarint()}
 	f.RoomID, f.Sender, f.Type = r.String(), r.String(), r.String()
-	if r.Uvarint() == 1 {
+	switch r.Uvarint() {
+	case 0:
+	case 1:
 		key := r.String()
 		f.StateKey = &key
+	default:
+		return forwardedSend{}, errBadForwardedSend
 	}
 	if content := r.Field(); len(content) > 0 {
 		f.Content = json.RawMessage(content)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/firebreak/firebreak/internal/store"
+	"github.com/firebreak/firebreak/internal/wire"
 
 	"github.com/firebreak/firebreak/internal/testnet"
 )
@@ -86,7 +87,11 @@ func TestForwardedSendEncoding(t *testing.T) {
 			if !reflect.DeepEqual(got, tc.f) {
 				t.Errorf("decoded %+v, want %+v", got, tc.f)
 			}
-			for _, bad := range [][]byte{nil, data[:len(data)-1], append(slices.Clone(data), 0)} {
+			flag := wire.AppendUvarint(nil, tc.f.Seen)
+			flag = wire.AppendFields(flag, tc.f.RoomID, tc.f.Sender, tc.f.Type)
+			badFlag := slices.Clone(data)
+			badFlag[len(flag)] = 2 // the state key's flag
+			for _, bad := range [][]byte{nil, data[:len(data)-1], append(slices.Clone(data), 0), badFlag} {
 				if _, err := decodeForwardedSend(bad); !errors.Is(err, errBadForwardedSend) {
 					t.Errorf("decodeForwardedSend(%q) = %v, want errBadForwardedSend", bad, err)
 				}
