@@ -364,14 +364,18 @@ func stateKeyOf(evType string, key *string) [2]string { return [2]string{evType,
 // an ignored user sent (the spec's m.ignored_user_list; nil: nobody ignored).
 func keepFor(f filter.RoomEventFilter, roomID string, ignored map[string]bool) func(*rooms.Event) bool {
 	return func(e *rooms.Event) bool {
-		return (!ignored[e.Sender] || e.IsState()) && f.Matches(filterEvent(roomID, e))
+		return !hidden(ignored, e) && f.Matches(filterEvent(roomID, e))
 	}
 }
 
-// Ignores reports whether the user ignores an event: one an ignored user sent, but for state.
+// Ignores reports whether the user ignores an event.
 func (s *Service) Ignores(userID string, ev rooms.Event) bool {
-	return !ev.IsState() && s.ignoredBy(userID)[ev.Sender]
+	return hidden(s.ignoredBy(userID), &ev)
 }
+
+// hidden reports whether ignoring the users in ignored hides the event: one they sent, but for
+// state, which the room needs.
+func hidden(ignored map[string]bool, e *rooms.Event) bool { return !e.IsState() && ignored[e.Sender] }
 
 // ignoredBy is the set of users the user ignores, from their m.ignored_user_list.
 func (s *Service) ignoredBy(userID string) map[string]bool {

@@ -139,7 +139,8 @@ func (s *Service) Search(req SearchRequest) (*SearchResponse, error) {
 		}
 		after = &f
 	}
-	all := s.searchRooms(req, words, keys)
+	ignored := s.ignoredBy(req.Viewer.UserID)
+	all := s.searchRooms(req, words, keys, ignored)
 	order := compareFound(req.OrderByRank)
 	slices.SortFunc(all, order)
 	start := 0
@@ -160,7 +161,7 @@ func (s *Service) Search(req SearchRequest) (*SearchResponse, error) {
 	for _, f := range page {
 		r := SearchResult{Rank: f.rank, Result: s.rooms.ClientEvent(f.roomID, f.ev, req.Viewer, true)}
 		if req.Context != nil {
-			r.Context = s.resultContext(f, req)
+			r.Context = s.resultContext(f, req, ignored)
 		}
 		resp.Results = append(resp.Results, r)
 	}
@@ -171,9 +172,8 @@ func (s *Service) Search(req SearchRequest) (*SearchResponse, error) {
 // searchRooms collects the matches of every room the user may read. Each room is read newest
 // first, in chunks, so the model's lock is held for one chunk at a time and a search that
 // reaches its scan budget has the newest events; words are matched outside the lock.
-func (s *Service) searchRooms(req SearchRequest, words, keys []string) []found {
+func (s *Service) searchRooms(req SearchRequest, words, keys []string, ignored map[string]bool) []found {
 	var out []found
-	ignored := s.ignoredBy(req.Viewer.UserID)
 	budget := maxSearchScan
 	for roomID, membership := range s.rooms.Model().UserRooms(req.Viewer.UserID) {
 		if membership != "join" && s.Forgotten(req.Viewer.UserID, roomID) {
@@ -227,9 +227,9 @@ func matches(content []byte, keys, words []string) float64 {
 
 // resultContext is the events around a result that the search's filter keeps, as /context
 // gives them.
-func (s *Service) resultContext(f found, req SearchRequest) *ResultContext {
+func (s *Service) resultContext(f found, req SearchRequest, ignored map[string]bool) *ResultContext {
 	model := s.rooms.Model()
-	keep := keepFor(req.Filter, f.roomID, s.ignoredBy(req.Viewer.UserID))
+	keep := keepFor(req.Filter, f.roomID, ignored)
 	before := model.VisibleRange(f.roomID, req.Viewer.UserID, 0, f.ev.Seq-1, false, req.Context.Before, keep)
 	after := model.VisibleRange(f.roomID, req.Viewer.UserID, f.ev.Seq, rooms.End, true, req.Context.After, keep)
 	rc := &ResultContext{Start: roomToken(f.ev.Seq - 1).String(), End: roomToken(f.ev.Seq).String(),
