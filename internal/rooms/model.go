@@ -10,6 +10,7 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/matrix-org/gomatrixserverlib"
@@ -39,6 +40,9 @@ type Event struct {
 	children []*Event
 	// threadRoot: some child is a reply in a thread this event is the root of.
 	threadRoot bool
+	// sameTxn is the room's event stored before this one with the same transaction id (from
+	// any sender or device), the next to look at in the room's txns.
+	sameTxn *Event
 }
 
 // thread names the event's thread as receipts do: its root, or "main".
@@ -69,8 +73,11 @@ type room struct {
 	// stateChanged is the sequence of the newest event in state: every incremental sync asks
 	// for the state changed since its token, and mostly nothing has.
 	stateChanged uint64
-	txns         map[string]string // sender, device, txn id -> event id
-	threadRoots  []*Event          // events that have a thread, in the order their threads began
+	// txns finds the event a (sender, device, type, txn id) was stored as: the newest event
+	// with the txn id, then each one's sameTxn. Keyed by the id the event holds anyway, it
+	// costs no string of its own per event.
+	txns        map[string]*Event
+	threadRoots []*Event // events that have a thread, in the order their threads began
 	// visibility and memberships are every history_visibility change and each user's every
 	// membership change in stream order: what history visibility is decided from. The last
 	// of a user's changes is their current membership, read once from their member event:
@@ -188,7 +195,7 @@ func (m *Model) apply(stored []store.RoomEvent) {
 // applyDecoded decodes the event before taking the model's lock, so readers do not wait on
 // the decoding, and then adds it.
 func (m *Model) applyDecoded(se store.RoomEvent) []string {
-	pdu, r, err := m.parse(se)
+	pdu, r, err := m.parse(&se)
 	if err != nil {
 		m.log.Error("skipping unreadable stored event", "shard", se.Shard, "seq", se.Seq, "err", err)
 		return nil
@@ -212,7 +219,7 @@ func (m *Model) applyLocked(se store.RoomEvent, pdu gomatrixserverlib.PDU, r *ro
 	r.events = append(r.events, ev)
 	r.byID[pdu.EventID()] = ev
 	if se.Device != "" {
-		r.txns[txnKey(ev.Sender, se.Device, pdu.Type(), se.TxnID)] = pdu.EventID()
+		ev.sameTxn, r.txns[se.TxnID] = r.txns[se.TxnID], ev
 	}
 	if pdu.Type() == "m.room.redaction" {
 		m.redactLocked(r, ev)
@@ -238,9 +245,12 @@ func (m *Model) applyLocked(se store.RoomEvent, pdu gomatrixserverlib.PDU, r *ro
 
 // parse decodes a stored event with its room's version; a create event starts a new room,
 // which the caller records. An event this node built is taken as it was built, and its room
-// read from it rather than looked for in its JSON.
-func (m *Model) parse(se store.RoomEvent) (gomatrixserverlib.PDU, *room, error) {
-	if pdu := m.built.take(se); pdu != nil {
+// read from it rather than looked for in its JSON. Its JSON is then the built one, not the
+// stored message's, so se's device and transaction id become copies: they share the message's
+// memory, and would keep all of it alive for themselves.
+func (m *Model) parse(se *store.RoomEvent) (gomatrixserverlib.PDU, *room, error) {
+	if pdu := m.built.take(*se); pdu != nil {
+		se.Device, se.TxnID = strings.Clone(se.Device), strings.Clone(se.TxnID)
 		r, err := m.roomOf(se.Shard, roomIDOf(pdu), func() (string, gomatrixserverlib.RoomVersion) {
 			return pdu.Type(), pdu.Version()
 		})
@@ -253,7 +263,7 @@ func (m *Model) parse(se store.RoomEvent) (gomatrixserverlib.PDU, *room, error) 
 	if err != nil {
 		return nil, nil, err
 	}
-	pdu, err := decodeStored(r.version, se)
+	pdu, err := decodeStored(r.version, *se)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -287,7 +297,7 @@ func (m *Model) roomOf(shard int, roomID string, created func() (eventType strin
 		return nil, err
 	}
 	return &room{id: roomID, shard: shard, version: impl, byID: map[string]*Event{},
-		stateLog: map[stateKey][]*Event{}, txns: map[string]string{}, memberships: map[string][]change{},
+		stateLog: map[stateKey][]*Event{}, txns: map[string]*Event{}, memberships: map[string][]change{},
 		tally: &memberTally{}}, nil
 }
 
@@ -414,12 +424,6 @@ func (m *Model) MemberSummary(roomID, userID string, maxHeroes int) (joined, inv
 	}
 	sort.Strings(heroes)
 	return t.joined, t.invited, heroes
-}
-
-// txnKey names a transaction: the spec scopes an id to the device and the endpoint, whose path
-// includes the event type (the room is the index's own).
-func txnKey(sender, device, evType, txn string) string {
-	return sender + "\x00" + device + "\x00" + evType + "\x00" + txn
 }
 
 // Applied returns, per shard, the last sequence this node has applied.
@@ -604,12 +608,20 @@ func (r *room) eventAt(seq uint64) (Event, bool) {
 	return Event{}, false
 }
 
-// TxnEvent returns the event id a (sender, device, event type, txn id) was stored as, if any.
+// TxnEvent returns the event id a (sender, device, event type, txn id) was stored as, if any:
+// the spec scopes a transaction id to the device and the endpoint, whose path names the event
+// type (and the room).
 func (m *Model) TxnEvent(roomID, sender, device, evType, txn string) string {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	if r := m.rooms[roomID]; r != nil {
-		return r.txns[txnKey(sender, device, evType, txn)]
+	r := m.rooms[roomID]
+	if r == nil || device == "" {
+		return ""
+	}
+	for ev := r.txns[txn]; ev != nil; ev = ev.sameTxn {
+		if ev.Sender == sender && ev.Device == device && ev.PDU.Type() == evType {
+			return ev.PDU.EventID()
+		}
 	}
 	return ""
 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"unsafe"
 
 	"github.com/matrix-org/gomatrixserverlib"
 
@@ -1141,6 +1142,61 @@ func TestModelTakesBuiltEvents(t *testing.T) {
 		if taken := info.Head.PDU == tc.pdu; taken != tc.taken {
 			t.Errorf("event %d: applied the built event itself: %v, want %v", seq, taken, tc.taken)
 		}
+	}
+}
+
+// TestModelTxnIndex: a transaction id is looked up per sender, device and event type, however
+// many events of the room share it, and a built event's device and transaction id are kept as
+// copies, not as views of the stored message that only the event itself would keep alive.
+func TestModelTxnIndex(t *testing.T) {
+	m := newModel(1, discard)
+	event := func(depth int, sender, evType string) string {
+		return fmt.Sprintf(`{"auth_events":[],"content":{},"depth":%d,"origin_server_ts":1,"prev_events":[],"room_id":"!t:test","sender":%q,"signatures":{},"type":%q}`, depth, sender, evType)
+	}
+	m.apply([]store.RoomEvent{{Shard: 0, Seq: 1, EventID: "$create", JSON: []byte(`{"auth_events":[],"content":{"creator":"@a:test","room_version":"10"},"depth":1,"origin_server_ts":1,"prev_events":[],"room_id":"!t:test","sender":"@a:test","signatures":{},"state_key":"","type":"m.room.create"}`)}})
+	stored := []struct{ id, sender, device, evType string }{
+		{"$a", "@a:test", "D", "m.room.message"},
+		{"$b", "@b:test", "D", "m.room.message"},
+		{"$c", "@a:test", "E", "m.room.message"},
+		{"$d", "@a:test", "D", "m.reaction"},
+	}
+	for i, e := range stored {
+		m.apply([]store.RoomEvent{{Shard: 0, Seq: uint64(i + 2), EventID: e.id, Device: e.device, TxnID: "T", JSON: []byte(event(i+2, e.sender, e.evType))}})
+	}
+	for _, tc := range []struct {
+		name, sender, device, evType, txn, want string
+	}{
+		{"first of four", "@a:test", "D", "m.room.message", "T", "$a"},
+		{"another sender", "@b:test", "D", "m.room.message", "T", "$b"},
+		{"another device", "@a:test", "E", "m.room.message", "T", "$c"},
+		{"another type", "@a:test", "D", "m.reaction", "T", "$d"},
+		{"no such sender", "@c:test", "D", "m.room.message", "T", ""},
+		{"no such txn", "@a:test", "D", "m.room.message", "U", ""},
+		{"no device", "@a:test", "", "m.room.message", "T", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := m.TxnEvent("!t:test", tc.sender, tc.device, tc.evType, tc.txn); got != tc.want {
+				t.Errorf("TxnEvent = %q, want %q", got, tc.want)
+			}
+		})
+	}
+
+	v10 := gomatrixserverlib.MustGetRoomVersion("10")
+	built, err := v10.NewEventFromTrustedJSONWithEventID("$built", []byte(event(9, "@a:test", "m.room.message")), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	message := []byte("DEVICETXN")
+	view := func(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+	done := m.built.add(built)
+	m.apply([]store.RoomEvent{{Shard: 0, Seq: 9, EventID: "$built", Device: view(message[:6]), TxnID: view(message[6:]), JSON: built.JSON()}})
+	done()
+	ev, ok := m.Event("!t:test", "$built")
+	if !ok || ev.Device != "DEVICE" || ev.TxnID != "TXN" {
+		t.Fatalf("the built event = %+v, %v", ev, ok)
+	}
+	if unsafe.StringData(ev.Device) == &message[0] || unsafe.StringData(ev.TxnID) == &message[6] {
+		t.Error("a built event keeps strings of the stored message")
 	}
 }
 

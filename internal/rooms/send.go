@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/firebreak/firebreak/internal/store"
@@ -391,6 +392,6 @@ func unavailable(err error) error {
 
 // sendDedupID names one logical send for JetStream's duplicate window.
 func sendDedupID(roomID, sender, device, evType, txn string) string {
-	sum := sha256.Sum256([]byte(txnKey(sender, device, evType, txn) + "\x00" + roomID))
+	sum := sha256.Sum256([]byte(strings.Join([]string{sender, device, evType, txn, roomID}, "\x00")))
 	return hex.EncodeToString(sum[:16])
 }

@@ -25,7 +25,9 @@ const (
 	hdrEventID        = "Fb-Event-Id"
 )
 
-// RoomEvent is one event as stored in a room's log.
+// RoomEvent is one event as stored in a room's log. Its JSON and strings may share the memory
+// of the message it was read from, with the other events stored in it: they must not be
+// changed, and a reader that keeps only some of them should copy those.
 type RoomEvent struct {
 	Shard int
 	Seq   uint64 // position in the shard stream; the same on every replica

@@ -3,7 +3,10 @@
 // forwarded appends (store) and forwarded sends (rooms) are made of them.
 package wire
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"unsafe"
+)
 
 // MaxUvarintSize is the most bytes a uvarint takes.
 const MaxUvarintSize = binary.MaxVarintLen64
@@ -72,3 +75,11 @@ func (r *Reader) Field() []byte {
 
 // String reads a field into a string of its own.
 func (r *Reader) String() string { return string(r.Field()) }
+
+// SharedString reads a field as a string that shares data's memory instead of copying it, for
+// records whose strings live as long as the data anyway: data must never change afterwards,
+// and the string keeps all of it alive.
+func (r *Reader) SharedString() string {
+	f := r.Field()
+	return unsafe.String(unsafe.SliceData(f), len(f))
+}

@@ -3,18 +3,22 @@ package wire
 import (
 	"bytes"
 	"testing"
+	"unsafe"
 )
 
 func TestRoundTrip(t *testing.T) {
 	buf := AppendUvarint(nil, 300)
 	buf = AppendField(buf, "héllo")
-	buf = AppendFields(buf, []byte{}, []byte{0, 1, 2})
+	buf = AppendFields(buf, []byte{}, []byte{}, []byte{0, 1, 2})
 	r := NewReader(buf)
 	if n := r.Uvarint(); n != 300 {
 		t.Errorf("Uvarint = %d, want 300", n)
 	}
 	if s := r.String(); s != "héllo" {
 		t.Errorf("String = %q", s)
+	}
+	if s := r.SharedString(); s != "" {
+		t.Errorf("empty SharedString = %q", s)
 	}
 	if f := r.Field(); len(f) != 0 {
 		t.Errorf("empty field = %q", f)
@@ -41,7 +45,7 @@ func TestReaderFails(t *testing.T) {
 			if f := r.Field(); f != nil || r.OK() || r.More() {
 				t.Errorf("Field = %q, OK %v, More %v; want nil, false, false", f, r.OK(), r.More())
 			}
-			if r.Uvarint() != 0 || r.String() != "" {
+			if r.Uvarint() != 0 || r.String() != "" || r.SharedString() != "" {
 				t.Error("a failed reader still reads")
 			}
 		})
@@ -55,5 +59,19 @@ func TestFieldCannotGrowIntoTheNext(t *testing.T) {
 	_ = append(first, 'X')
 	if s := r.String(); s != "cd" {
 		t.Errorf("appending to a field changed the next: %q", s)
+	}
+}
+
+// TestSharedStringSharesTheData checks that SharedString views the data rather than copying
+// it: what the group messages' readers rely on to keep no second copy of each id.
+func TestSharedStringSharesTheData(t *testing.T) {
+	buf := AppendFields(nil, "ab", "cd")
+	r := NewReader(buf)
+	if s := r.SharedString(); s != "ab" {
+		t.Fatalf("SharedString = %q", s)
+	}
+	s := r.SharedString()
+	if unsafe.StringData(s) != &buf[len(buf)-2] {
+		t.Error("SharedString copied the field")
 	}
 }
