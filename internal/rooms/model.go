@@ -40,9 +40,6 @@ type Event struct {
 	children []*Event
 	// threadRoot: some child is a reply in a thread this event is the root of.
 	threadRoot bool
-	// sameTxn is the room's event stored before this one with the same transaction id (from
-	// any sender or device), the next to look at in the room's txns.
-	sameTxn *Event
 }
 
 // thread names the event's thread as receipts do: its root, or "main".
@@ -73,11 +70,8 @@ type room struct {
 	// stateChanged is the sequence of the newest event in state: every incremental sync asks
 	// for the state changed since its token, and mostly nothing has.
 	stateChanged uint64
-	// txns finds the event a (sender, device, type, txn id) was stored as: the newest event
-	// with the txn id, then each one's sameTxn. Keyed by the id the event holds anyway, it
-	// costs no string of its own per event.
-	txns        map[string]*Event
-	threadRoots []*Event // events that have a thread, in the order their threads began
+	txns         map[txnKey]string // the id of the event each transaction was stored as
+	threadRoots  []*Event          // events that have a thread, in the order their threads began
 	// visibility and memberships are every history_visibility change and each user's every
 	// membership change in stream order: what history visibility is decided from. The last
 	// of a user's changes is their current membership, read once from their member event:
@@ -218,8 +212,8 @@ func (m *Model) applyLocked(se store.RoomEvent, pdu gomatrixserverlib.PDU, r *ro
 	r.relate(ev)
 	r.events = append(r.events, ev)
 	r.byID[pdu.EventID()] = ev
-	if se.Device != "" {
-		ev.sameTxn, r.txns[se.TxnID] = r.txns[se.TxnID], ev
+	if se.Device != "" && se.TxnID != "" {
+		r.txns[txnKey{ev.Sender, se.Device, pdu.Type(), se.TxnID}] = pdu.EventID()
 	}
 	if pdu.Type() == "m.room.redaction" {
 		m.redactLocked(r, ev)
@@ -297,7 +291,7 @@ func (m *Model) roomOf(shard int, roomID string, created func() (eventType strin
 		return nil, err
 	}
 	return &room{id: roomID, shard: shard, version: impl, byID: map[string]*Event{},
-		stateLog: map[stateKey][]*Event{}, txns: map[string]*Event{}, memberships: map[string][]change{},
+		stateLog: map[stateKey][]*Event{}, txns: map[txnKey]string{}, memberships: map[string][]change{},
 		tally: &memberTally{}}, nil
 }
 
@@ -373,7 +367,9 @@ func (m *Model) redactLocked(r *room, redaction *Event) {
 	if err != nil {
 		return
 	}
-	pdu, err := r.version.NewEventFromTrustedJSON(redactedJSON, true)
+	// Given its id, the redacted event never hashes itself lazily, which would write to it
+	// while readers hold the model's read lock.
+	pdu, err := r.version.NewEventFromTrustedJSONWithEventID(target.PDU.EventID(), redactedJSON, true)
 	if err != nil {
 		return
 	}
@@ -608,20 +604,18 @@ func (r *room) eventAt(seq uint64) (Event, bool) {
 	return Event{}, false
 }
 
-// TxnEvent returns the event id a (sender, device, event type, txn id) was stored as, if any:
-// the spec scopes a transaction id to the device and the endpoint, whose path names the event
-// type (and the room).
+// txnKey names a transaction: the spec scopes an id to the device and the endpoint, whose path
+// names the event type (the room is the index's own). Its parts are the strings the event
+// holds anyway, where one string joined of them would be an object per event for the
+// collector to trace.
+type txnKey struct{ sender, device, evType, txn string }
+
+// TxnEvent returns the event id a (sender, device, event type, txn id) was stored as, if any.
 func (m *Model) TxnEvent(roomID, sender, device, evType, txn string) string {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	r := m.rooms[roomID]
-	if r == nil || device == "" {
-		return ""
-	}
-	for ev := r.txns[txn]; ev != nil; ev = ev.sameTxn {
-		if ev.Sender == sender && ev.Device == device && ev.PDU.Type() == evType {
-			return ev.PDU.EventID()
-		}
+	if r := m.rooms[roomID]; r != nil {
+		return r.txns[txnKey{sender, device, evType, txn}]
 	}
 	return ""
 }

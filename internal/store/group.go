@@ -411,8 +411,9 @@ func appendGroupEvent(buf []byte, ev NewRoomEvent) []byte {
 var errBadGroup = errors.New("store: unreadable group message")
 
 // decodeGroup reads a group message's events. Their strings and JSON share data's memory: a
-// reader keeps every event (its read model) and with it the message anyway, so a copy of each
-// id would only be one more object per event for the collector to trace.
+// reader that keeps an event's JSON (the read model, for every event another node built)
+// keeps the message anyway, and a copy of each id would be one more object per event for the
+// collector to trace. One that keeps only some of it copies that (RoomEvent).
 func decodeGroup(shard int, seq uint64, data []byte) ([]RoomEvent, error) {
 	var evs []RoomEvent
 	r := wire.NewReader(data)
