@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
@@ -112,9 +113,34 @@ func (s *eventSigner) newPDU(eb *gomatrixserverlib.EventBuilder, version gomatri
 	keys eventKeys, prev, auth []string, now time.Time) (gomatrixserverlib.PDU, error) {
 	eventJSON := keys.object()
 	if e := newBuiltEvent(eb, version, id, eventJSON, keys.valueIn(eventJSON, "content"), prev, auth, now); e != nil {
+		e.shareJSON(keys)
 		return e, nil
 	}
 	return version.NewEventFromTrustedJSONWithEventID(id, eventJSON, false)
+}
+
+// shareJSON points the event's strings into its JSON wherever they are written there as they
+// are (without escapes): the read model keeps the event, and the builder's strings then need
+// not stay alive beside it, each one more object for the collector to trace.
+func (e *builtEvent) shareJSON(keys eventKeys) {
+	for _, f := range []struct {
+		name string
+		s    *string
+	}{{"type", &e.eventType}, {"sender", &e.sender}, {"room_id", &e.roomID}, {"redacts", &e.redacts}, {"state_key", e.stateKey}} {
+		if f.s != nil {
+			*f.s = keys.stringIn(e.json, f.name, *f.s)
+		}
+	}
+}
+
+// stringIn is s as written for key name in object, sharing object's memory, or s itself
+// where the value there is not s between quotes.
+func (keys eventKeys) stringIn(object []byte, name, s string) string {
+	v := keys.valueIn(object, name)
+	if s == "" || len(v) != len(s)+2 || string(v[1:len(v)-1]) != s {
+		return s
+	}
+	return unsafe.String(&v[1], len(s))
 }
 
 // eventKey is one top-level key of an event and its value in canonical JSON.

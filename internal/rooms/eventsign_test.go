@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
@@ -222,12 +223,33 @@ func checkSignerMatchesBuild(t *testing.T, signer *eventSigner, version gomatrix
 		t.Errorf("event JSON\n got %s\nwant %s", gotJSON, wantJSON)
 	}
 	checkAnswersAsParsed(t, version, got)
+	if e, ok := got.(*builtEvent); ok {
+		checkStringsShareJSON(t, e)
+	}
 	stored := decodeStoredPlain(version, got.EventID(), got.JSON())
 	if _, built := got.(*builtEvent); built && stored == nil && !writtenWithEscapes(got) {
 		t.Errorf("the signer's event is not read back in one pass: %s", got.JSON())
 	}
 	if stored != nil {
 		checkAnswersAsParsed(t, version, stored)
+	}
+}
+
+// checkStringsShareJSON: each of a built event's strings that its JSON holds as it is, between
+// quotes, is a view of the JSON, not a string of its own beside it.
+func checkStringsShareJSON(t *testing.T, e *builtEvent) {
+	t.Helper()
+	fields := map[string]string{"type": e.eventType, "sender": e.sender, "room_id": e.roomID, "redacts": e.redacts}
+	if e.stateKey != nil {
+		fields["state_key"] = *e.stateKey
+	}
+	start := uintptr(unsafe.Pointer(unsafe.SliceData(e.json)))
+	for name, s := range fields {
+		at := uintptr(unsafe.Pointer(unsafe.StringData(s)))
+		asIs := bytes.Contains(e.json, []byte(`"`+name+`":"`+s+`"`))
+		if s != "" && asIs && (at < start || at >= start+uintptr(len(e.json))) {
+			t.Errorf("%s %q is a string of its own beside the event's JSON", name, s)
+		}
 	}
 }
 
