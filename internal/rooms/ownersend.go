@@ -49,10 +49,8 @@ func (f forwardedSend) encode() []byte {
 	if hasStateKey {
 		stateKey = *f.StateKey
 	}
-	size := 2*wire.MaxUvarintSize + wire.FieldSize(len(f.Content))
-	for _, field := range []string{f.RoomID, f.Sender, f.Type, stateKey, f.Redacts, f.Device, f.TxnID} {
-		size += wire.FieldSize(len(field))
-	}
+	size := 2*wire.MaxUvarintSize + wire.FieldSize(len(f.Content)) +
+		wire.FieldsSize(f.RoomID, f.Sender, f.Type, stateKey, f.Redacts, f.Device, f.TxnID)
 	buf := wire.AppendUvarint(make([]byte, 0, size), f.Seen)
 	buf = wire.AppendFields(buf, f.RoomID, f.Sender, f.Type)
 	if hasStateKey {
@@ -99,7 +97,7 @@ type sendAnswer struct {
 }
 
 func (a sendAnswer) encode() []byte {
-	size := wire.MaxUvarintSize + wire.FieldSize(len(a.EventID)) + wire.FieldSize(len(a.Kind)) + wire.FieldSize(len(a.Error))
+	size := wire.MaxUvarintSize + wire.FieldsSize(a.EventID, a.Kind, a.Error)
 	return wire.AppendFields(wire.AppendUvarint(make([]byte, 0, size), a.Seq), a.EventID, a.Kind, a.Error)
 }
 

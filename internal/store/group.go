@@ -400,7 +400,7 @@ func (w *groupWriter) holds(ctx context.Context, seq uint64, ids []string) bool 
 // event id, device, transaction id, event JSON.
 
 func groupEventSize(ev NewRoomEvent) int {
-	return wire.FieldSize(len(ev.EventID)) + wire.FieldSize(len(ev.Device)) + wire.FieldSize(len(ev.TxnID)) + wire.FieldSize(len(ev.JSON))
+	return wire.FieldsSize(ev.EventID, ev.Device, ev.TxnID) + wire.FieldSize(len(ev.JSON))
 }
 
 func appendGroupEvent(buf []byte, ev NewRoomEvent) []byte {

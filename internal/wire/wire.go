@@ -14,6 +14,15 @@ const MaxUvarintSize = binary.MaxVarintLen64
 // FieldSize is the most bytes a field of n bytes takes, its length included.
 func FieldSize(n int) int { return MaxUvarintSize + n }
 
+// FieldsSize is the most bytes AppendFields takes for fields.
+func FieldsSize[T ~string | ~[]byte](fields ...T) int {
+	size := 0
+	for _, f := range fields {
+		size += FieldSize(len(f))
+	}
+	return size
+}
+
 // AppendUvarint appends n.
 func AppendUvarint(buf []byte, n uint64) []byte { return binary.AppendUvarint(buf, n) }
 

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 	"unsafe"
 )
@@ -28,6 +29,13 @@ func TestRoundTrip(t *testing.T) {
 	}
 	if r.More() || !r.OK() {
 		t.Errorf("after the last field: More %v, OK %v", r.More(), r.OK())
+	}
+}
+
+func TestFieldsSizeBoundsAppendFields(t *testing.T) {
+	fields := []string{"", "a", strings.Repeat("x", 300)}
+	if n, most := len(AppendFields(nil, fields...)), FieldsSize(fields...); n > most {
+		t.Errorf("AppendFields took %d bytes, FieldsSize said at most %d", n, most)
 	}
 }
 
