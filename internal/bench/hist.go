@@ -58,9 +58,6 @@ func (h *histogram) Record(d time.Duration) {
 	}
 }
 
-// Count is how many values were recorded.
-func (h *histogram) Count() uint64 { return h.total.Load() }
-
 // Max is the largest value recorded.
 func (h *histogram) Max() time.Duration { return time.Duration(h.max.Load()) * time.Microsecond }
 

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -260,5 +262,46 @@ func TestOptionsValidate(t *testing.T) {
 		if o.validate() == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+// TestJudgeStages: a report fails on anything a stage found wrong, names at most
+// maxLostNamed lost sends over all stages and counts the rest.
+func TestJudgeStages(t *testing.T) {
+	lost := func(n int) map[string]ack {
+		m := map[string]ack{}
+		for i := range n {
+			id := "$e" + strconv.Itoa(i)
+			m[id] = ack{EventID: id, At: time.Unix(int64(i), 0)}
+		}
+		return m
+	}
+	cases := []struct {
+		name   string
+		stages []*StageResult
+		want   []string // substrings the problems hold, in order; none means passed
+	}{
+		{"clean", []*StageResult{{Stage: "a"}, {Stage: "b"}}, nil},
+		{"duplicates", []*StageResult{{Stage: "a", DuplicateEvents: 2}}, []string{"a: 2 duplicate events"}},
+		{"forked and unreadable", []*StageResult{{Stage: "a", ForkedRooms: []string{"!r"}, UnreadableRooms: []string{"!s"}}},
+			[]string{"a: histories differ", "a: unreadable"}},
+		{"mismatched", []*StageResult{{Stage: "b", MismatchedAcks: 1}}, []string{"b: 1 acknowledged event ids"}},
+		{"a few lost, oldest first", []*StageResult{{Stage: "a", lost: lost(2)}}, []string{"a: lost $e0", "a: lost $e1"}},
+		{"lost past the cap, over two stages", []*StageResult{{Stage: "a", lost: lost(maxLostNamed - 1)}, {Stage: "b", lost: lost(3)}},
+			append(slices.Repeat([]string{"a: lost"}, maxLostNamed-1), "b: lost $e0", "b: 2 more sends lost")},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := &Report{Stages: c.stages}
+			r.judge(nil)
+			if r.Passed != (len(c.want) == 0) || len(r.Problems) != len(c.want) {
+				t.Fatalf("passed %v, problems %q, want %q", r.Passed, r.Problems, c.want)
+			}
+			for i, w := range c.want {
+				if !strings.Contains(r.Problems[i], w) {
+					t.Errorf("problem %d = %q, want it to hold %q", i, r.Problems[i], w)
+				}
+			}
+		})
 	}
 }

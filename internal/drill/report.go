@@ -177,6 +177,9 @@ func (r *Report) summarize(l *load, undelivered []delivery) {
 	r.judge(undelivered)
 }
 
+// maxLostNamed bounds the lost sends a report names one by one; the rest it counts.
+const maxLostNamed = 20
+
 // judge lists every problem; the drill passes only with none.
 func (r *Report) judge(undelivered []delivery) {
 	add := func(cond bool, format string, args ...any) {
@@ -185,14 +188,7 @@ func (r *Report) judge(undelivered []delivery) {
 		}
 	}
 	for _, s := range r.Stages {
-		for _, a := range sortedAcks(s.lost) {
-			add(len(r.Problems) < 20, "%s: lost %s (txn %s of %s, acknowledged by %s at %s)", s.Stage, a.EventID,
-				a.Txn, a.Sender, a.Node, a.At.Format("15:04:05.000"))
-		}
-		add(s.DuplicateEvents > 0, "%s: %d duplicate events", s.Stage, s.DuplicateEvents)
-		add(len(s.ForkedRooms) > 0, "%s: histories differ between nodes in %v", s.Stage, s.ForkedRooms)
-		add(s.MismatchedAcks > 0, "%s: %d acknowledged event ids hold another send's message", s.Stage, s.MismatchedAcks)
-		add(len(s.UnreadableRooms) > 0, "%s: unreadable: %v", s.Stage, s.UnreadableRooms)
+		r.Problems = append(r.Problems, s.problems(max(0, maxLostNamed-len(r.Problems)))...)
 	}
 	for i, d := range undelivered {
 		add(i < 10, "never delivered by sync: %s (room %s) to %s", d.ack.EventID, d.ack.Room, d.user.sess.UserID)

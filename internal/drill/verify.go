@@ -35,8 +35,26 @@ type StageResult struct {
 	lost map[string]ack // by event id
 }
 
-func (s *StageResult) failed() bool {
-	return s.LostSends > 0 || s.DuplicateEvents > 0 || len(s.ForkedRooms) > 0 || s.MismatchedAcks > 0 || len(s.UnreadableRooms) > 0
+// problems lists what the pass found wrong, naming at most maxLost of the lost sends; the
+// drill passes only when no stage has any.
+func (s *StageResult) problems(maxLost int) []string {
+	var out []string
+	add := func(cond bool, format string, args ...any) {
+		if cond {
+			out = append(out, fmt.Sprintf("%s: "+format, append([]any{s.Stage}, args...)...))
+		}
+	}
+	lost := sortedAcks(s.lost)
+	for _, a := range lost[:min(len(lost), maxLost)] {
+		add(true, "lost %s (txn %s of %s, acknowledged by %s at %s)", a.EventID, a.Txn, a.Sender, a.Node,
+			a.At.Format("15:04:05.000"))
+	}
+	add(len(lost) > maxLost, "%d more sends lost", len(lost)-maxLost)
+	add(s.DuplicateEvents > 0, "%d duplicate events", s.DuplicateEvents)
+	add(len(s.ForkedRooms) > 0, "histories differ between nodes in %v", s.ForkedRooms)
+	add(s.MismatchedAcks > 0, "%d acknowledged event ids hold another send's message", s.MismatchedAcks)
+	add(len(s.UnreadableRooms) > 0, "unreadable: %v", s.UnreadableRooms)
+	return out
 }
 
 // verifier reads every room's full history from nodes and checks it against the acks.

@@ -34,25 +34,6 @@ const (
 	kindSender                      // rule_id is the sender's user ID
 )
 
-// Evaluate applies the ruleset to one event given as its client-format JSON (an object with
-// type, content, sender, state_key, room_id...). The first enabled rule that matches, in the order
-// override, content, room, sender, underride, decides; no match means no notification.
-// Malformed JSON means no notification (never panic).
-//
-// Beyond that ordering it follows three spec rules: .m.rule.master is checked
-// before every other rule wherever it sits; events the user sent themselves
-// never notify; and the legacy mention rules (.m.rule.contains_display_name,
-// .m.rule.roomnotif, .m.rule.contains_user_name) are skipped when the event
-// carries an m.mentions property, since that property is the authoritative
-// mention signal.
-func Evaluate(rules Ruleset, eventJSON []byte, c Context) Actions {
-	ev, ok := Decode(eventJSON)
-	if !ok {
-		return Actions{}
-	}
-	return EvaluateDecoded(rules, ev, c)
-}
-
 // Event is an event decoded for evaluation. It is only read, so one decoding can serve every
 // member of a room.
 type Event struct {
@@ -76,7 +57,17 @@ func Decode(eventJSON []byte) (Event, bool) {
 	return e, true
 }
 
-// EvaluateDecoded is Evaluate for an event already decoded.
+// EvaluateDecoded applies the ruleset to one event, decoded from its client-format JSON (an
+// object with type, content, sender, state_key, room_id...) by Decode. The first enabled rule
+// that matches, in the order override, content, room, sender, underride, decides; no match
+// means no notification.
+//
+// Beyond that ordering it follows three spec rules: .m.rule.master is checked
+// before every other rule wherever it sits; events the user sent themselves
+// never notify; and the legacy mention rules (.m.rule.contains_display_name,
+// .m.rule.roomnotif, .m.rule.contains_user_name) are skipped when the event
+// carries an m.mentions property, since that property is the authoritative
+// mention signal.
 func EvaluateDecoded(rules Ruleset, e Event, c Context) Actions {
 	if sender, _ := stringAt(e.fields, "sender"); sender != "" && sender == c.UserID {
 		return Actions{}

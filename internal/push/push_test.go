@@ -14,6 +14,16 @@ const (
 	roomID = "!room:example.org"
 )
 
+// Evaluate decodes eventJSON and evaluates it, as the read model does for each member: malformed
+// JSON notifies nobody.
+func Evaluate(rules Ruleset, eventJSON []byte, c Context) Actions {
+	ev, ok := Decode(eventJSON)
+	if !ok {
+		return Actions{}
+	}
+	return EvaluateDecoded(rules, ev, c)
+}
+
 // msg builds an m.room.message from bob with the given extra content JSON.
 func msg(contentJSON string) string {
 	return `{"type":"m.room.message","sender":"` + other + `","room_id":"` + roomID +

@@ -39,7 +39,11 @@ func TestPushDecodedStaysBounded(t *testing.T) {
 		if !ok {
 			t.Fatalf("%s not decoded", pdu.EventID())
 		}
-		if got, want := push.EvaluateDecoded(push.DefaultRules(c.UserID), ev, c), push.Evaluate(push.DefaultRules(c.UserID), pdu.JSON(), c); got != want || !got.Notify {
+		fresh, ok := push.Decode(pdu.JSON())
+		if !ok {
+			t.Fatalf("%s does not decode", pdu.EventID())
+		}
+		if got, want := push.EvaluateDecoded(push.DefaultRules(c.UserID), ev, c), push.EvaluateDecoded(push.DefaultRules(c.UserID), fresh, c); got != want || !got.Notify {
 			t.Fatalf("%s: decoded evaluation %+v, from JSON %+v", pdu.EventID(), got, want)
 		}
 	}
