@@ -174,6 +174,7 @@ func testPushRuleMuteRoom(t *testing.T, srv *server) {
 		Conditions: []*pushrules.PushCondition{{Kind: pushrules.KindEventMatch, Key: "room_id", Pattern: muted.String()}},
 	}), "mute with an override rule")
 	mustOK(t, bob.PutPushRule(testCtx(t), "global", pushrules.RoomRule, mutedOld.String(), &mautrix.ReqPutPushRule{
+		//lint:ignore SA1019 older clients still send "dont_notify", which the server must accept
 		Actions: []*pushrules.PushAction{{Action: pushrules.ActionDontNotify}},
 	}), "mute with a room rule")
 	rule, err := bob.GetPushRule(testCtx(t), "global", pushrules.OverrideRule, muted.String())
@@ -271,6 +272,7 @@ func testPushRuleMaster(t *testing.T, srv *server) {
 	mustOK(t, bob.SetPushRuleEnabled(testCtx(t), "global", pushrules.OverrideRule, ".m.rule.master", false), "disable master")
 	// The room has two members, so its messages fall under the one-to-one rule.
 	mustOK(t, bob.PutPushRuleActions(testCtx(t), "global", pushrules.UnderrideRule, ".m.rule.room_one_to_one",
+		//lint:ignore SA1019 older clients still send "dont_notify", which the server must accept
 		[]*pushrules.PushAction{{Action: pushrules.ActionDontNotify}}), "quiet messages")
 	acts := rawRequest(t, "GET", pushRuleURL(srv, "global/underride/.m.rule.room_one_to_one/actions"), bob.AccessToken, nil)
 	acts.expectOK(t)
