@@ -267,6 +267,14 @@ func TestModifyConcurrent(t *testing.T) {
 	}); !errors.Is(err, refuse) {
 		t.Errorf("Modify with a failing change = %v, want its error", err)
 	}
+	// Node 0 reads its mirror: it must have reached the bucket's head, whatever that is now.
+	head, err := st.BucketHead(t.Context(), store.BucketAccountData)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nodes[0].WaitPosition(t.Context(), head); err != nil {
+		t.Fatal(err)
+	}
 	if again, _ := nodes[0].Get("@a:x", "!r:x", "m.tag"); string(again) != string(raw) {
 		t.Errorf("a failed change altered the data: %s", again)
 	}

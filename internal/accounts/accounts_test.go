@@ -162,8 +162,8 @@ func TestLastSeen(t *testing.T) {
 	}
 }
 
-// TestPasswordChangeEndsRacingLogins: logins with the old password that race a password
-// change (which logs the other devices out) leave no working token, whichever wins.
+// TestPasswordChangeEndsRacingLogins: logins with the old password, before or racing a
+// password change (which logs the other devices out), leave no working token, whichever wins.
 func TestPasswordChangeEndsRacingLogins(t *testing.T) {
 	s := newService(t)
 	ctx := context.Background()
@@ -173,8 +173,14 @@ func TestPasswordChangeEndsRacingLogins(t *testing.T) {
 		if round == 0 {
 			password = "old"
 		}
+		// One login finishes first, so that every round has a token the change must end
+		// however the racing ones fall.
+		first, err := s.Login(ctx, user, password, "", "")
+		if err != nil {
+			t.Fatalf("round %d: login before the race: %v", round, err)
+		}
 		var mu sync.Mutex
-		var tokens []string
+		tokens := []string{first.AccessToken}
 		var wg sync.WaitGroup
 		start := make(chan struct{})
 		for range 8 {

@@ -106,7 +106,7 @@ func TestLoadKeepsDefaults(t *testing.T) {
 		{"two settings", "listen: \"[::1]:9000\"\nlog_level: warn\n", func(c *Config) { c.Listen = "[::1]:9000"; c.LogLevel = "warn" }},
 		{"one rate limit", "rc_login: {per_second: 3, burst_count: 9}\n", func(c *Config) { c.RCLogin = RateLimit{PerSecond: 3, BurstCount: 9} }},
 		{"half a rate limit keeps the other half", "rc_message:\n  per_second: 4\n", func(c *Config) { c.RCMessage.PerSecond = 4 }},
-		{"false is a value", "enable_registration: false\n", func(*Config) {}},
+		{"a boolean setting", "enable_registration: true\nx_forwarded: true\n", func(c *Config) { c.EnableRegistration, c.XForwarded = true, true }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

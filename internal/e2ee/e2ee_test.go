@@ -117,8 +117,10 @@ func TestClaimsTakeDistinctKeys(t *testing.T) {
 	}
 }
 
+// TestUploadKeysRefuses: each bad upload is refused whole. D is logged in, so device keys a
+// refused upload stored would show in a query.
 func TestUploadKeysRefuses(t *testing.T) {
-	s := start(t, someDevices{})
+	s := start(t, someDevices{"@u:x": {"D"}})
 	ctx := context.Background()
 	if _, err := s.Upload(ctx, "@u:x", "D", KeyUpload{OneTimeKeys: keys(1, "a")}); err != nil {
 		t.Fatal(err)
@@ -148,11 +150,15 @@ func TestUploadKeysRefuses(t *testing.T) {
 			}
 		})
 	}
+	s.caughtUp(t, store.BucketDeviceKeys, s.keysRev)
+	s.caughtUp(t, store.BucketOneTimeKeys, s.countsRev)
 	res, err := s.Query(ctx, "@u:x", map[string][]string{"@u:x": nil})
 	if err != nil || len(res.DeviceKeys["@u:x"]) != 0 {
 		t.Errorf("a refused upload stored device keys: %v, %v", res.DeviceKeys, err)
 	}
-	eventually(t, "the counts", func() bool { return s.Counts("@u:x", "D").OneTime["signed_curve25519"] == 1 })
+	if c := s.Counts("@u:x", "D"); len(c.OneTime) != 1 || c.OneTime["signed_curve25519"] != 1 || len(c.UnusedFallback) != 0 {
+		t.Errorf("after refused uploads the counts are %+v, want the first upload's one key", c)
+	}
 }
 
 // TestClaimsTakeTheOldest: keys are claimed in the order they were uploaded, which for one

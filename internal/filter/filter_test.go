@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"os"
 	"testing"
 
 	"github.com/firebreak/firebreak/internal/store"
@@ -125,8 +124,8 @@ func TestParse(t *testing.T) {
 	}
 }
 
-// TestParseNegativeRoomAccountDataLimit: Parse refuses a negative limit in every event filter
-// but room.account_data, whose limit it never checks.
+// TestParseNegativeRoomAccountDataLimit: Parse refuses a negative limit in room.account_data
+// too, which it once left unchecked.
 func TestParseNegativeRoomAccountDataLimit(t *testing.T) {
 	if _, err := Parse([]byte(`{"room":{"account_data":{"limit":-3}}}`)); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("Parse(room.account_data.limit -3) error = %v, want ErrInvalid", err)
@@ -443,10 +442,8 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
-		limits := []*int{flt.Presence.Limit, flt.AccountData.Limit, flt.Room.Timeline.Limit, flt.Room.State.Limit, flt.Room.Ephemeral.Limit}
-		if os.Getenv("FIREBREAK_KNOWN_BUGS") != "" { // see TestParseNegativeRoomAccountDataLimit
-			limits = append(limits, flt.Room.AccountData.Limit)
-		}
+		limits := []*int{flt.Presence.Limit, flt.AccountData.Limit, flt.Room.Timeline.Limit, flt.Room.State.Limit,
+			flt.Room.Ephemeral.Limit, flt.Room.AccountData.Limit}
 		for _, l := range limits {
 			if l != nil && *l < 0 {
 				t.Fatalf("Parse(%q) accepted a negative limit %d", b, *l)

@@ -741,7 +741,8 @@ func TestRedaction(t *testing.T) {
 
 // TestRedactionNeedsPower: in room versions 3 and up the auth rules accept every redaction and
 // leave it to the sending server to check that the sender redacts their own event or has the
-// "redact" power level. Firebreak does not check, and the read model applies any redaction.
+// "redact" power level. Firebreak checks it when it builds the redaction, so a member without
+// that power is refused and the event stays as it was.
 func TestRedactionNeedsPower(t *testing.T) {
 	s := newService(t)
 	roomID := createRoom(t, s, CreateRequest{Preset: "public_chat"})

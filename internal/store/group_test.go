@@ -174,14 +174,18 @@ func TestGroupCommitNewRoom(t *testing.T) {
 // cluster (which asks it what it leads), never on an external NATS or with replicas it cannot
 // have.
 func TestGroupCommitNeedsAnEmbeddedServer(t *testing.T) {
+	external := startExternalNATS(t) // a live one: the refusal must not be a failed connection
 	for _, opts := range []Options{
 		{Replicas: 3, GroupCommit: true},
-		{NATSURL: "nats://127.0.0.1:1", GroupCommit: true},
+		{NATSURL: external.ClientURL(), GroupCommit: true},
 	} {
 		opts.DataDir = t.TempDir()
-		if st, err := Open(t.Context(), opts); err == nil {
+		st, err := Open(t.Context(), opts)
+		if err == nil {
 			st.Close()
-			t.Errorf("Open(%+v) with group commit succeeded", opts)
+		}
+		if !errors.Is(err, errGroupNeedsEmbedded) {
+			t.Errorf("Open(%+v) with group commit: %v, want %v", opts, err, errGroupNeedsEmbedded)
 		}
 	}
 }

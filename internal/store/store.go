@@ -100,6 +100,10 @@ type Store struct {
 	serverDCs      sync.Map // server name: serverDC, its data center as last read (dcOf)
 }
 
+// errGroupNeedsEmbedded: group commit asks the node's own server which shards it leads, and an
+// external NATS, or replicas a lone server cannot hold, gives it none to ask.
+var errGroupNeedsEmbedded = errors.New("open JetStream: group commit needs an embedded server")
+
 // Open starts the embedded JetStream server, connects to it in-process and creates (or
 // finds) every stream and bucket. Creation is idempotent so every node may run it at once.
 func Open(ctx context.Context, opts Options) (*Store, error) {
@@ -113,7 +117,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		opts.Logger = slog.Default()
 	}
 	if opts.GroupCommit && (opts.NATSURL != "" || opts.Cluster == nil && opts.Replicas != 1) {
-		return nil, errors.New("open JetStream: group commit needs an embedded server")
+		return nil, errGroupNeedsEmbedded
 	}
 	s := &Store{opts: opts, buckets: map[Bucket]jetstream.KeyValue{}, log: opts.Logger, lost: make(chan struct{}),
 		stallCheck: StallCheck, placementTries: nearPlacementTries}

@@ -341,6 +341,9 @@ func TestFollowShard(t *testing.T) {
 
 	check := func(got []RoomEvent, want []sent) {
 		t.Helper()
+		if len(got) != len(want) {
+			t.Fatalf("%d events, want %d: %+v", len(got), len(want), got)
+		}
 		for i, e := range got {
 			w := want[i]
 			if e.Shard != 2 || e.Seq != w.seq || string(e.JSON) != w.json || e.Device != w.device || e.TxnID != w.txn ||
