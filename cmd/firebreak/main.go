@@ -126,9 +126,10 @@ Cluster (one JetStream cluster over three or more data centers; every node serve
     dc: dc1                         this node's data center (one replica per data center)
     listen: 10.1.0.1:6222           address for cluster traffic between nodes
     routes: [10.2.0.1:6222, ...]    the other nodes' cluster addresses
-    size: 6                         nodes in the deployment (default: routes + 1); a node
-                                    that cannot reach a majority of them (itself included)
-                                    reports 503 on /_firebreak/health
+    size: 6                         nodes in the deployment (default: routes + 1), as
+                                    /_firebreak/health reports it; a node that cannot
+                                    reach nodes in a majority of the data centers (its
+                                    own included) reports 503
   replicas: 3                       copies of every stream and bucket (default 3 with
                                     cluster or nats_url, else 1)
   nats_url: ""                      use an existing external NATS cluster instead of the

@@ -41,7 +41,8 @@ func (opt SendOptions) report(eventID string, seq uint64) {
 
 // Send builds, checks, signs and appends an event to the room and returns its event id once a
 // quorum has stored it and this node's read model has applied it. A retry with the same
-// (sender, device, transaction id) returns the first send's event id, whichever node gets it.
+// (sender, device, event type, transaction id) returns the first send's event id, whichever
+// node gets it.
 // Where shards have owners (group commit in a cluster), a send with a transaction id is built
 // by the owner of the room's shard (ownersend.go).
 func (s *Service) Send(ctx context.Context, p Proto, opt SendOptions) (string, error) {
