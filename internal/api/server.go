@@ -310,6 +310,7 @@ func (srv *Server) Serve(ctx context.Context, l net.Listener) error {
 	go func() { errc <- hs.Serve(l) }()
 	select {
 	case err := <-errc:
+		_ = hs.Close() // the listener failed: connections already open must not outlive the store
 		return err
 	case <-ctx.Done():
 		sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)

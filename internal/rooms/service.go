@@ -103,7 +103,10 @@ func (s *Service) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	context.AfterFunc(ctx, stopTyping)
+	context.AfterFunc(ctx, func() {
+		stopTyping()
+		s.typing.stop()
+	})
 	// A follower whose consumer was placed on a replica still catching up (a data center
 	// just restored) can stay silent for many seconds; after startGrace the rest is read from
 	// the replicas directly.

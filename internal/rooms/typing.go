@@ -28,15 +28,21 @@ type typingUpdate struct {
 }
 
 type typingModel struct {
-	mu       sync.Mutex
-	until    map[string]map[string]time.Time // room -> user -> typing until
-	changed  map[string]uint64               // room -> serial of its last change
-	serial   atomic.Uint64                   // bumped on every change; local to this node
+	mu    sync.Mutex
+	until map[string]map[string]time.Time // room -> user -> typing until
+	// expiries wake a room's syncs when an indicator runs out: one timer per indicator,
+	// moved when it is renewed, so a client renewing every few seconds leaves one behind.
+	expiries map[typingKey]*time.Timer
+	changed  map[string]uint64 // room -> serial of its last change
+	serial   atomic.Uint64     // bumped on every change; local to this node
 	onChange func(roomID string)
 }
 
+type typingKey struct{ roomID, userID string }
+
 func newTypingModel() *typingModel {
-	return &typingModel{until: map[string]map[string]time.Time{}, changed: map[string]uint64{}, onChange: func(string) {}}
+	return &typingModel{until: map[string]map[string]time.Time{}, expiries: map[typingKey]*time.Timer{},
+		changed: map[string]uint64{}, onChange: func(string) {}}
 }
 
 func (m *typingModel) subscribe(st *store.Store) (func(), error) {
@@ -60,22 +66,50 @@ func (m *typingModel) apply(u typingUpdate) {
 		// a Duration and end the indicator at once.
 		timeout := time.Duration(min(u.Timeout, maxTypingTimeout.Milliseconds())) * time.Millisecond
 		users[u.UserID] = time.Now().Add(timeout)
-		// Tell waiting syncs when the indicator runs out, too.
-		time.AfterFunc(timeout, func() { m.expire(u.RoomID, u.UserID) })
+		m.expireAfter(typingKey{u.RoomID, u.UserID}, timeout)
 	} else {
 		delete(users, u.UserID)
+		m.stopExpiry(typingKey{u.RoomID, u.UserID})
 	}
 	m.mu.Unlock()
 	m.bump(u.RoomID)
 }
 
+// expireAfter has the indicator k expire after d, instead of when it was to. m.mu is held.
+func (m *typingModel) expireAfter(k typingKey, d time.Duration) {
+	if t := m.expiries[k]; t != nil {
+		t.Reset(d) // if it fired meanwhile, expire finds the indicator renewed, and runs again
+		return
+	}
+	m.expiries[k] = time.AfterFunc(d, func() { m.expire(k) })
+}
+
+// stopExpiry drops the indicator k's timer. m.mu is held.
+func (m *typingModel) stopExpiry(k typingKey) {
+	if t := m.expiries[k]; t != nil {
+		t.Stop()
+		delete(m.expiries, k)
+	}
+}
+
+// stop drops every timer, when the node stops hearing typing updates.
+func (m *typingModel) stop() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for k := range m.expiries {
+		m.stopExpiry(k)
+	}
+}
+
 // expire forgets a typing indicator that has run out (unless it was renewed meanwhile) and
 // wakes the room's syncs.
-func (m *typingModel) expire(roomID, userID string) {
+func (m *typingModel) expire(k typingKey) {
+	roomID, userID := k.roomID, k.userID
 	m.mu.Lock()
 	until, ok := m.until[roomID][userID]
 	expired := ok && !until.After(time.Now())
 	if expired {
+		delete(m.expiries, k)
 		delete(m.until[roomID], userID)
 		if len(m.until[roomID]) == 0 {
 			delete(m.until, roomID)

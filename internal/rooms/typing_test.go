@@ -36,3 +36,44 @@ func TestTypingTimeoutIsClamped(t *testing.T) {
 		})
 	}
 }
+
+// TestTypingExpiries: an indicator renewed again and again keeps one timer; stopping typing,
+// running out and the node's stop each drop it, and running out still wakes the room.
+func TestTypingExpiries(t *testing.T) {
+	m := newTypingModel()
+	woken := make(chan string, 8)
+	m.onChange = func(roomID string) { woken <- roomID }
+	timers := func() int {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return len(m.expiries)
+	}
+	typing := func(user string, on bool, ms int64) {
+		m.apply(typingUpdate{RoomID: "!r:x", UserID: user, Typing: on, Timeout: ms})
+		<-woken
+	}
+	for range 5 {
+		typing("@a:x", true, 60_000)
+	}
+	if n := timers(); n != 1 {
+		t.Fatalf("%d timers after renewing one indicator, want 1", n)
+	}
+	typing("@a:x", false, 0)
+	if n := timers(); n != 0 {
+		t.Fatalf("%d timers after the user stopped typing, want 0", n)
+	}
+	typing("@b:x", true, 20)
+	select {
+	case <-woken:
+	case <-time.After(10 * time.Second):
+		t.Fatal("running out did not wake the room")
+	}
+	if n := timers(); n != 0 {
+		t.Errorf("%d timers after the indicator ran out, want 0", n)
+	}
+	typing("@c:x", true, 60_000)
+	m.stop()
+	if n := timers(); n != 0 {
+		t.Errorf("%d timers after stop, want 0", n)
+	}
+}

@@ -347,12 +347,14 @@ func (s *Store) Watch(ctx context.Context, b Bucket, afterRev uint64, ready func
 	var applied atomic.Uint64
 	applied.Store(afterRev)
 	wctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
+	stallChecked := make(chan struct{})
 	go func() {
+		defer close(stallChecked)
 		if err := watchForStall(wctx, s.stallCheck, s.quickBucketHead(b), &applied); errors.Is(err, errWatchStalled) {
 			cancel(err)
 		}
 	}()
+	defer func() { cancel(nil); <-stallChecked }() // the check may be reading the head: the store may close next
 	err := s.follow(wctx, "KV_"+string(b), cfg, ready, func(m jetstream.Msg, meta *jetstream.MsgMetadata) {
 		h := m.Headers()
 		apply(Change{Key: strings.TrimPrefix(m.Subject(), prefix), Value: m.Data(), Rev: meta.Sequence.Stream,
