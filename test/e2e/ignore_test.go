@@ -61,9 +61,15 @@ func testIgnoredUsers(t *testing.T, srv *server) {
 	ignore()
 	since = resp.NextBatch
 	carol.sendText(t, room, "carol again")
+	// The same kind of invite, made the same way, which bob's sync shows now: the one above
+	// was held back, not merely not there yet.
+	again := carol.createRoom(t, &mautrix.ReqCreateRoom{Preset: "private_chat", Invite: []id.UserID{bob.UserID}})
 	resp, err = bob.FullSyncRequest(testCtx(t), mautrix.ReqSync{Since: since})
 	mustOK(t, err, "bob's sync after unignoring")
 	if got := bodies(roomTimeline(resp, room)); !slices.Contains(got, "carol again") {
 		t.Errorf("after unignoring carol, bob's timeline holds %v", got)
+	}
+	if _, invited := resp.Rooms.Invite[again]; !invited {
+		t.Errorf("after unignoring carol, her invite did not reach bob")
 	}
 }

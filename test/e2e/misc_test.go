@@ -798,8 +798,8 @@ func testThreadNotifications(t *testing.T, srv *server) {
 		return jr.Unread.N, threads
 	}
 	main, threads := counts()
-	if want := map[string]int{root.String(): 2}; !maps.Equal(threads, want) {
-		t.Errorf("thread counts %v, want %v", threads, want)
+	if want := map[string]int{root.String(): 2}; !maps.Equal(threads, want) || main != 1 {
+		t.Errorf("counts: main %d, threads %v; want the root alone in main, and %v", main, threads, want)
 	}
 	mainBefore := main
 	mustOK(t, bob.SendReceipt(testCtx(t), room, last, event.ReceiptTypeRead, map[string]any{"thread_id": root.String()}), "thread receipt")
