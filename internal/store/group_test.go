@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 )
@@ -180,7 +181,9 @@ func TestGroupCommitNeedsAnEmbeddedServer(t *testing.T) {
 		{NATSURL: external.ClientURL(), GroupCommit: true},
 	} {
 		opts.DataDir = t.TempDir()
-		st, err := Open(t.Context(), opts)
+		ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second) // unguarded, Open may wait for replicas that never come
+		st, err := Open(ctx, opts)
+		cancel()
 		if err == nil {
 			st.Close()
 		}
