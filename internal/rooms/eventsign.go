@@ -13,10 +13,11 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
-	"unsafe"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"github.com/firebreak/firebreak/internal/wire"
 )
 
 // eventSigner builds the events this server signs.
@@ -140,7 +141,7 @@ func (keys eventKeys) stringIn(object []byte, name, s string) string {
 	if s == "" || len(v) != len(s)+2 || string(v[1:len(v)-1]) != s {
 		return s
 	}
-	return unsafe.String(&v[1], len(s))
+	return wire.View(v[1 : len(v)-1])
 }
 
 // eventKey is one top-level key of an event and its value in canonical JSON.

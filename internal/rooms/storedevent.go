@@ -5,11 +5,12 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
-	"unsafe"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 	"github.com/tidwall/gjson"
+
+	"github.com/firebreak/firebreak/internal/wire"
 )
 
 // eventFields are the top-level keys the signer writes, each with how it fills its field
@@ -54,7 +55,7 @@ func decodeStoredPlain(version gomatrixserverlib.IRoomVersion, id string, eventJ
 	// model keeps the JSON for as long as the event anyway (a redaction replaces it, and the
 	// old JSON then stays for as long as its strings do), and a copy of each would be one more
 	// object per string for the collector to trace.
-	root := gjson.Parse(unsafe.String(unsafe.SliceData(eventJSON), len(eventJSON)))
+	root := gjson.Parse(wire.View(eventJSON))
 	if !root.IsObject() {
 		return nil
 	}

@@ -86,9 +86,10 @@ func (r *Reader) Field() []byte {
 func (r *Reader) String() string { return string(r.Field()) }
 
 // SharedString reads a field as a string that shares data's memory instead of copying it, for
-// records whose strings live as long as the data anyway: data must never change afterwards,
-// and the string keeps all of it alive.
-func (r *Reader) SharedString() string {
-	f := r.Field()
-	return unsafe.String(unsafe.SliceData(f), len(f))
-}
+// records whose strings live as long as the data anyway (View).
+func (r *Reader) SharedString() string { return View(r.Field()) }
+
+// View is b as a string that shares its memory instead of copying it: b must never change
+// afterwards, and the string keeps all of b's array alive. Every view of bytes as a string in
+// Firebreak is made here, so that this contract has one place.
+func View(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
