@@ -67,9 +67,10 @@ Workload:
 Engine and output:
   --engine true|false     also measure raw JetStream publishes with the same replicas,
                           servers and fsync, each server in a process of its own with the Go
-                          processors a node has, messages as large as the sends' events
+                          processors a node has, messages as large as the sends' events;
+                          pipelined over 1, 4 and 16 streams, and the best is the baseline
                           (default: true with --local)
-  --engine-duration D     per publish mode (default 5s)
+  --engine-duration D     per publish mode and spread (default 5s)
   --engine-only           measure only the engine, no homeserver needed
   --engine-replicas N     with --engine-only: 1 (one node) or 3 (3 x --nodes-per-dc servers
                           in one cluster over three data center tags, on loopback)

@@ -139,10 +139,10 @@ func (c Config) localRoutes() string {
 	return "through proxies adding " + c.InterDCLatency.String() + " one way between data centers"
 }
 
-// engineStreams is how many shard streams the engine baseline spreads its publishes over:
-// the deployment's, but never fewer than minEngineStreams. Each stream fsyncs one message
-// at a time, so over fewer streams the engine takes fewer publishes (docs/PERFORMANCE.md,
-// "Group commit"), and the baseline is meant to be the engine at its best.
+// engineStreams is how many shard streams the engine's servers make: the deployment's, but
+// never fewer than minEngineStreams. On one server each stream fsyncs one message at a
+// time, so the engine is at its best over many (docs/PERFORMANCE.md, "Group commit"); its
+// pipelined mode also tries fewer of them (engineSpreads), where a cluster is at its best.
 func (c Config) engineStreams() int {
 	return max(c.localRoomShards(), minEngineStreams)
 }

@@ -2,8 +2,10 @@ package bench
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -43,6 +45,7 @@ func TestMeasureEngine(t *testing.T) {
 				!strings.Contains(res.Method, " 4 shard streams") {
 				t.Errorf("engine result %+v", res)
 			}
+			checkBestSpread(t, res, []int{1, 4})
 			// Measured with the processors a node, which embeds one server, runs with.
 			if want, _ := store.ProcsForEmbedded(1); res.GoProcs != want {
 				t.Errorf("measured with %d Go processors, want %d", res.GoProcs, want)
@@ -65,5 +68,56 @@ func TestMeasureEngineServerFails(t *testing.T) {
 		MessageBytes: 300, Streams: 1, Servers: 3})
 	if err == nil || !strings.Contains(err.Error(), "engine server exited") {
 		t.Fatalf("got %v, want the server's exit", err)
+	}
+}
+
+// checkBestSpread: the pipelined mode ran over each spread, and the result is the best of them.
+func checkBestSpread(t *testing.T, res *EngineResult, spreads []int) {
+	t.Helper()
+	var ran []int
+	best := SpreadRate{}
+	for _, s := range res.Pipelined {
+		ran = append(ran, s.Streams)
+		if s.PerSec <= 0 {
+			t.Errorf("over %d streams: %.0f publishes/s", s.Streams, s.PerSec)
+		}
+		if s.PerSec > best.PerSec {
+			best = s
+		}
+	}
+	if !slices.Equal(ran, spreads) {
+		t.Errorf("pipelined over %v streams, want %v", ran, spreads)
+	}
+	if res.AsyncPerSec != best.PerSec || res.AsyncStreams != best.Streams || res.AsyncP99Ms != best.P99Ms {
+		t.Errorf("pipelined result %.0f over %d, want the best: %+v", res.AsyncPerSec, res.AsyncStreams, best)
+	}
+}
+
+func TestEngineSpreads(t *testing.T) {
+	for _, tc := range []struct {
+		shards int
+		want   []int
+	}{
+		{1, []int{1}},
+		{2, []int{1, 2}},
+		{4, []int{1, 4}},
+		{16, []int{1, 4, 16}},
+	} {
+		if got := engineSpreads(tc.shards); !slices.Equal(got, tc.want) {
+			t.Errorf("engineSpreads(%d) = %v, want %v", tc.shards, got, tc.want)
+		}
+	}
+}
+
+// TestRoomOnShard: the rooms a spread publishes to fall on the shards it names, whatever
+// the store's shard count.
+func TestRoomOnShard(t *testing.T) {
+	for _, shards := range []int{1, 4, 16} {
+		for shard := range shards {
+			id := roomOnShard(fmt.Sprintf("!t-%d", shards), shard, shards)
+			if got := store.RoomShard(id, shards); got != shard || !strings.HasPrefix(id, fmt.Sprintf("!t-%d-", shards)) {
+				t.Errorf("roomOnShard(%d of %d) = %s, on shard %d", shard, shards, id, got)
+			}
+		}
 	}
 }

@@ -202,10 +202,20 @@ func (r *Result) engineRows(row func(k, format string, a ...any)) {
 	row("engine (JetStream)", "R%d over %d server(s), %d-byte messages, %s, %d Go processors each", e.Replicas, e.Servers,
 		e.MessageBytes, e.Method, e.GoProcs)
 	row("  one at a time", "%.0f publishes/s (p50 %.2f ms)", e.SyncPerSec, e.SyncP50Ms)
-	row("  pipelined", "%.0f publishes/s with %d in flight (p99 %.1f ms)", e.AsyncPerSec, e.InFlight, e.AsyncP99Ms)
+	row("  pipelined", "%.0f publishes/s with %d in flight over %d stream(s) (p99 %.1f ms), the best of %s",
+		e.AsyncPerSec, e.InFlight, e.AsyncStreams, e.AsyncP99Ms, formatSpreads(e.Pipelined))
 	if r.FractionOfEngine > 0 {
 		row("sends / engine", "%.1f%% of pipelined, %.0f%% of one-at-a-time", 100*r.FractionOfEngine, 100*r.FractionOfEngineOne)
 	}
+}
+
+// formatSpreads lists the pipelined rate over each spread of streams.
+func formatSpreads(spreads []SpreadRate) string {
+	parts := make([]string, len(spreads))
+	for i, s := range spreads {
+		parts[i] = fmt.Sprintf("%.0f over %d", s.PerSec, s.Streams)
+	}
+	return strings.Join(parts, ", ")
 }
 
 // formatRoomSizes renders sizes the way --room-sizes reads them.

@@ -28,7 +28,8 @@ func TestReportJSONHasTheAgreedFields(t *testing.T) {
 	cfg.Duration = 10 * time.Second
 	cfg.Local, cfg.NodesPerDC, cfg.RoomShards = Local3DC, 1, 4
 	res := loadResult(cfg, st, &population{rooms: make([]*room, 3)})
-	res.Engine = &EngineResult{Replicas: 1, SyncPerSec: 1000, AsyncPerSec: 4000}
+	res.Engine = &EngineResult{Replicas: 1, SyncPerSec: 1000, AsyncPerSec: 4000, AsyncStreams: 1,
+		Pipelined: []SpreadRate{{Streams: 1, PerSec: 4000}, {Streams: 16, PerSec: 2500}}}
 	res.compareWithEngine()
 
 	var buf bytes.Buffer
@@ -60,7 +61,8 @@ func TestReportJSONHasTheAgreedFields(t *testing.T) {
 	if err := res.WriteTable(&table); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"acknowledged sends", "1000 (100.0/s)", "delivery p50/p99/p99.9", "send M_LIMIT_EXCEEDED", "pipelined",
+	for _, want := range []string{"acknowledged sends", "1000 (100.0/s)", "delivery p50/p99/p99.9", "send M_LIMIT_EXCEEDED",
+		"4000 publishes/s with 0 in flight over 1 stream(s)", "the best of 4000 over 1, 2500 over 16",
 		"--local 3dc: 3 node(s), 4 room shards, routes direct"} {
 		if !strings.Contains(table.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, table.String())
