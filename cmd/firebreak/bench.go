@@ -68,7 +68,8 @@ Engine and output:
   --engine true|false     also measure raw JetStream publishes with the same replicas,
                           servers and fsync, each server in a process of its own with the Go
                           processors a node has, messages as large as the sends' events;
-                          pipelined over 1, 4 and 16 streams, and the best is the baseline
+                          pipelined over 1, 4 and all the engine's streams (16, or the
+                          deployment's shards if more), and the best is the baseline
                           (default: true with --local)
   --engine-duration D     per publish mode and spread (default 5s)
   --engine-only           measure only the engine, no homeserver needed

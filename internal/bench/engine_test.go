@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"hash/crc32"
 	"os"
 	"os/exec"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/firebreak/firebreak/internal/store"
+	"github.com/firebreak/firebreak/internal/store/storetest"
 )
 
 func TestMeasureEngine(t *testing.T) {
@@ -75,21 +77,64 @@ func TestMeasureEngineServerFails(t *testing.T) {
 func checkBestSpread(t *testing.T, res *EngineResult, spreads []int) {
 	t.Helper()
 	var ran []int
-	best := SpreadRate{}
 	for _, s := range res.Pipelined {
 		ran = append(ran, s.Streams)
 		if s.PerSec <= 0 {
 			t.Errorf("over %d streams: %.0f publishes/s", s.Streams, s.PerSec)
 		}
-		if s.PerSec > best.PerSec {
-			best = s
-		}
 	}
 	if !slices.Equal(ran, spreads) {
 		t.Errorf("pipelined over %v streams, want %v", ran, spreads)
 	}
-	if res.AsyncPerSec != best.PerSec || res.AsyncStreams != best.Streams || res.AsyncP99Ms != best.P99Ms {
+	if best := bestSpread(res.Pipelined); res.AsyncPerSec != best.PerSec || res.AsyncStreams != best.Streams || res.AsyncP99Ms != best.P99Ms {
 		t.Errorf("pipelined result %.0f over %d, want the best: %+v", res.AsyncPerSec, res.AsyncStreams, best)
+	}
+}
+
+func TestBestSpread(t *testing.T) {
+	one, four, all := SpreadRate{1, 900, 3}, SpreadRate{4, 700, 2}, SpreadRate{16, 1200, 1}
+	for _, tc := range []struct {
+		name    string
+		spreads []SpreadRate
+		want    SpreadRate
+	}{
+		{"none", nil, SpreadRate{}},
+		{"first", []SpreadRate{one, four}, one},
+		{"last", []SpreadRate{one, four, all}, all},
+		{"middle", []SpreadRate{four, all, one}, all},
+		{"equal rates keep the first", []SpreadRate{one, {4, 900, 9}}, one},
+	} {
+		if got := bestSpread(tc.spreads); got != tc.want {
+			t.Errorf("%s: bestSpread = %+v, want %+v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestPublishForLoadsItsSpread: a spread's publishes land on its streams and on no other, so
+// the rate reported for one stream is one stream's.
+func TestPublishForLoadsItsSpread(t *testing.T) {
+	if testing.Short() {
+		t.Skip("opens JetStream")
+	}
+	for _, streams := range []int{1, 2, 4} {
+		t.Run(fmt.Sprintf("%d of 4", streams), func(t *testing.T) {
+			st := storetest.Open(t, "")
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			rate, _, err := publishFor(ctx, st, []byte(`{"body":"x"}`), "async", 8, streams, 300*time.Millisecond)
+			if err != nil || rate <= 0 {
+				t.Fatalf("publishFor: %.0f/s, %v", rate, err)
+			}
+			for shard := range st.Shards() {
+				head, err := st.ShardHead(ctx, shard)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if loaded := head > 0; loaded != (shard < streams) {
+					t.Errorf("shard %d holds %d messages after a spread over %d", shard, head, streams)
+				}
+			}
+		})
 	}
 }
 
@@ -102,6 +147,7 @@ func TestEngineSpreads(t *testing.T) {
 		{2, []int{1, 2}},
 		{4, []int{1, 4}},
 		{16, []int{1, 4, 16}},
+		{64, []int{1, 4, 64}},
 	} {
 		if got := engineSpreads(tc.shards); !slices.Equal(got, tc.want) {
 			t.Errorf("engineSpreads(%d) = %v, want %v", tc.shards, got, tc.want)
@@ -113,9 +159,10 @@ func TestEngineSpreads(t *testing.T) {
 // the store's shard count.
 func TestRoomOnShard(t *testing.T) {
 	for _, shards := range []int{1, 4, 16} {
+		shardOf := func(id string) int { return int(crc32.ChecksumIEEE([]byte(id)) % uint32(shards)) }
 		for shard := range shards {
-			id := roomOnShard(fmt.Sprintf("!t-%d", shards), shard, shards)
-			if got := store.RoomShard(id, shards); got != shard || !strings.HasPrefix(id, fmt.Sprintf("!t-%d-", shards)) {
+			id := roomOnShard(fmt.Sprintf("!t-%d", shards), shard, shardOf)
+			if got := shardOf(id); got != shard || !strings.HasPrefix(id, fmt.Sprintf("!t-%d-", shards)) {
 				t.Errorf("roomOnShard(%d of %d) = %s, on shard %d", shard, shards, id, got)
 			}
 		}

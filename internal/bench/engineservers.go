@@ -40,8 +40,8 @@ const EngineServerCommand = "bench-engine-server"
 
 const engineReady = "ready"
 
-// engineMeasureMargin is how much longer than its two publish modes the bench waits for the
-// first server's result: a publish under load may retry for up to 20 s.
+// engineMeasureMargin is how much longer than its publishing (EngineOptions.measuring) the
+// bench waits for the first server's result: a publish under load may retry for up to 20 s.
 const engineMeasureMargin = time.Minute
 
 // engineServerSpec tells one engine server process what to be.
@@ -64,6 +64,9 @@ type engineServerSpec struct {
 // work and a Go runtime each. The servers talk over loopback with no added latency, so this
 // is the engine's ceiling, not a WAN figure.
 func MeasureEngine(ctx context.Context, opts EngineOptions) (*EngineResult, error) {
+	if opts.Streams < 1 {
+		return nil, errors.New("engine: no streams to publish to")
+	}
 	servers := 1
 	if opts.Servers > 1 {
 		servers = max(opts.Servers, engineDCs)
@@ -120,7 +123,7 @@ func runEngineServers(ctx context.Context, opts EngineOptions, dir string, n int
 	if _, err := io.WriteString(first.stdin, "measure\n"); err != nil {
 		return nil, err
 	}
-	line, err := first.nextLine(ctx, 2*opts.Duration+engineMeasureMargin)
+	line, err := first.nextLine(ctx, opts.measuring()+engineMeasureMargin)
 	if err != nil {
 		return nil, err
 	}

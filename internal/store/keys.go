@@ -57,10 +57,6 @@ func encodePart(p string) string {
 // given number of room shards, for tools that relate rooms to stream leaders (the drill).
 func RoomStream(roomID string, shards int) string { return shardStreamName(shardOf(roomID, shards)) }
 
-// RoomShard is the shard that holds a room's events in a deployment with the given number of
-// room shards, for tools that choose which streams they load (the engine's baseline).
-func RoomShard(roomID string, shards int) int { return shardOf(roomID, shards) }
-
 // shardOf maps a room to its shard stream. FNV-1a is stable across versions and processes.
 func shardOf(roomID string, shards int) int {
 	h := fnv.New32a()
