@@ -137,11 +137,8 @@ func (r *Result) WriteTable(w io.Writer) error {
 	if i := r.Idle; i != nil {
 		row("open syncs", "%d of %d", i.Opened, i.Connections)
 		if i.RSSBeforeKB > 0 {
-			steps := make([]string, len(i.Steps))
-			for k, s := range i.Steps {
-				steps[k] = fmt.Sprintf("%d: %d", s.Open, s.RSSKB)
-			}
-			row("server RSS (KiB)", "%d with none open; %s", i.RSSBeforeKB, strings.Join(steps, ", "))
+			steps := joinEach(i.Steps, ", ", func(s IdleStep) string { return fmt.Sprintf("%d: %d", s.Open, s.RSSKB) })
+			row("server RSS (KiB)", "%d with none open; %s", i.RSSBeforeKB, steps)
 			row("RSS per open sync", "%.1f KiB (slope over the steps; %.1f KiB from none open)", i.RSSPerSyncKB, i.RSSPerSyncFromZeroKB)
 			if i.RSSPerSyncKB < 0 || i.RSSPerSyncFromZeroKB < 0 {
 				row("  warning", "the server's memory fell while the syncs opened (freed memory returned to the system): "+
@@ -203,26 +200,23 @@ func (r *Result) engineRows(row func(k, format string, a ...any)) {
 		e.MessageBytes, e.Method, e.GoProcs)
 	row("  one at a time", "%.0f publishes/s (p50 %.2f ms)", e.SyncPerSec, e.SyncP50Ms)
 	row("  pipelined", "%.0f publishes/s with %d in flight over %d stream(s) (p99 %.1f ms), the best of %s",
-		e.AsyncPerSec, e.InFlight, e.AsyncStreams, e.AsyncP99Ms, formatSpreads(e.Pipelined))
+		e.AsyncPerSec, e.InFlight, e.AsyncStreams, e.AsyncP99Ms,
+		joinEach(e.Pipelined, ", ", func(s SpreadRate) string { return fmt.Sprintf("%.0f over %d", s.PerSec, s.Streams) }))
 	if r.FractionOfEngine > 0 {
 		row("sends / engine", "%.1f%% of pipelined, %.0f%% of one-at-a-time", 100*r.FractionOfEngine, 100*r.FractionOfEngineOne)
 	}
 }
 
-// formatSpreads lists the pipelined rate over each spread of streams.
-func formatSpreads(spreads []SpreadRate) string {
-	parts := make([]string, len(spreads))
-	for i, s := range spreads {
-		parts[i] = fmt.Sprintf("%.0f over %d", s.PerSec, s.Streams)
-	}
-	return strings.Join(parts, ", ")
-}
-
 // formatRoomSizes renders sizes the way --room-sizes reads them.
 func formatRoomSizes(sizes []RoomSize) string {
-	parts := make([]string, len(sizes))
-	for i, s := range sizes {
-		parts[i] = fmt.Sprintf("%d:%d", s.Members, s.Weight)
+	return joinEach(sizes, ",", func(s RoomSize) string { return fmt.Sprintf("%d:%d", s.Members, s.Weight) })
+}
+
+// joinEach formats each item and joins them with sep.
+func joinEach[T any](items []T, sep string, format func(T) string) string {
+	parts := make([]string, len(items))
+	for i, item := range items {
+		parts[i] = format(item)
 	}
-	return strings.Join(parts, ",")
+	return strings.Join(parts, sep)
 }
