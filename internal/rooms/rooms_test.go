@@ -18,6 +18,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib"
 
 	"github.com/firebreak/firebreak/internal/store"
+	"github.com/firebreak/firebreak/internal/wire"
 )
 
 const (
@@ -1203,9 +1204,8 @@ func TestModelTxnIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 	message := []byte("DEVICETXN")
-	view := func(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 	done := m.built.add(built)
-	m.apply([]store.RoomEvent{{Shard: 0, Seq: 9, EventID: "$built", Device: view(message[:6]), TxnID: view(message[6:]), JSON: built.JSON()}})
+	m.apply([]store.RoomEvent{{Shard: 0, Seq: 9, EventID: "$built", Device: wire.View(message[:6]), TxnID: wire.View(message[6:]), JSON: built.JSON()}})
 	done()
 	ev, ok := m.Event("!t:test", "$built")
 	if !ok || ev.Device != "DEVICE" || ev.TxnID != "TXN" {
