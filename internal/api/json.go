@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"reflect"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -72,8 +73,12 @@ func checkObject(body []byte) error {
 	if !bytes.HasPrefix(bytes.TrimSpace(body), []byte("{")) {
 		return badJSON("The body must be a JSON object")
 	}
-	if jsonDepth(body) > maxJSONDepth {
+	shape := scanJSON(body)
+	if shape.depth > maxJSONDepth {
 		return badJSON("The body nests objects and arrays more than %d deep", maxJSONDepth)
+	}
+	if shape.overflow {
+		return badJSON("The body has a number beyond the range of a 64-bit float")
 	}
 	// An escaped UTF-16 surrogate without its pair is no character: encoding/json reads it as
 	// U+FFFD, gjson also drops the escape after it, and canonical JSON drops it, so the stored
@@ -170,10 +175,20 @@ func jsonKind(t reflect.Type) string {
 // parsers recurse (Python's stops near 1,000 levels).
 const maxJSONDepth = 100
 
-// jsonDepth is the deepest nesting of objects and arrays in valid JSON.
-func jsonDepth(body []byte) int {
-	depth, deepest, inString, escaped := 0, 0, false, false
-	for _, c := range body {
+// jsonShape is what checkObject needs from one pass over valid JSON, outside its strings.
+type jsonShape struct {
+	depth    int  // the deepest nesting of objects and arrays
+	overflow bool // a number beyond float64's range (1e400), which no client can decode
+}
+
+func scanJSON(body []byte) jsonShape {
+	var shape jsonShape
+	depth, inString, escaped, numStart := 0, false, false, -1
+	for i, c := range body {
+		if numStart >= 0 && !isNumberByte(c) {
+			shape.overflow = shape.overflow || overflowsFloat(body[numStart:i])
+			numStart = -1
+		}
 		switch {
 		case escaped:
 			escaped = false
@@ -184,12 +199,28 @@ func jsonDepth(body []byte) int {
 			inString = true
 		case c == '{' || c == '[':
 			depth++
-			deepest = max(deepest, depth)
+			shape.depth = max(shape.depth, depth)
 		case c == '}' || c == ']':
 			depth--
+		case numStart < 0 && (c == '-' || c >= '0' && c <= '9'):
+			numStart = i
 		}
 	}
-	return deepest
+	return shape
+}
+
+func isNumberByte(c byte) bool {
+	return c >= '0' && c <= '9' || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E'
+}
+
+// overflowsFloat reports whether a JSON number is too large for float64. Numbers short and
+// without an exponent, nearly all of them, are answered without parsing.
+func overflowsFloat(number []byte) bool {
+	if len(number) < 300 && !bytes.ContainsAny(number, "eE") {
+		return false
+	}
+	_, err := strconv.ParseFloat(string(number), 64)
+	return errors.Is(err, strconv.ErrRange) // only overflow: an underflow parses as 0
 }
 
 // rawObject reads a body that must be a JSON object and returns it as is (event content). Unlike

@@ -70,6 +70,13 @@ func TestRawObject(t *testing.T) {
 		{"not an object", `[1]`, "", "M_BAD_JSON"},
 		{"empty", ``, "", "M_NOT_JSON"},
 		{"not JSON", `{"a":`, "", "M_NOT_JSON"},
+		// Stored objects are served as stored, and no client decodes a number past float64.
+		{"a number past float64", `{"n":1e400}`, "", "M_BAD_JSON"},
+		{"a negative number past float64", `{"a":[1,-1.8e308]}`, "", "M_BAD_JSON"},
+		{"a number of 400 digits", `{"n":1` + strings.Repeat("0", 400) + `}`, "", "M_BAD_JSON"},
+		{"the largest float64", `{"n":1.7976931348623157e308}`, `{"n":1.7976931348623157e308}`, ""},
+		{"a number that rounds to zero", `{"n":1e-400}`, `{"n":1e-400}`, ""},
+		{"a huge number in a string", `{"n":"1e400","m":2E+3}`, `{"n":"1e400","m":2E+3}`, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

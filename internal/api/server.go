@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -93,7 +94,8 @@ func (srv *Server) handle(method, path string, h handlerFunc, o routeOpts) {
 	})
 }
 
-// ServeHTTP adds CORS, caps the body and answers unknown routes with M_UNRECOGNIZED.
+// ServeHTTP adds CORS, answers preflights and routes the request; each route caps its own
+// body (serve), and a path no route takes gets M_UNRECOGNIZED.
 func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Access-Control-Allow-Origin", "*")
@@ -168,7 +170,7 @@ func (srv *Server) serve(w http.ResponseWriter, r *http.Request, h handlerFunc, 
 			srv.writeError(w, r, errorf(http.StatusInternalServerError, "M_UNKNOWN", "Internal server error"))
 		}
 	}()
-	if err := checkPathParams(r.URL.Path); err != nil {
+	if err := checkParams(r.URL); err != nil {
 		srv.writeError(w, r, err)
 		return
 	}
@@ -210,11 +212,16 @@ func (srv *Server) serve(w http.ResponseWriter, r *http.Request, h handlerFunc, 
 // state keys); no path parameter needs more.
 const maxIDBytes = 255
 
-// checkPathParams refuses a path with a parameter over maxIDBytes, or one that is not UTF-8
+// checkParams refuses a path with a parameter over maxIDBytes, or one that is not UTF-8
 // once unescaped, before anything looks it up. Identifiers are Unicode: stored, invalid bytes
-// would come back as U+FFFD, under a name the client never sent.
-func checkPathParams(path string) error {
-	for seg := range strings.SplitSeq(path, "/") {
+// would come back as U+FFFD, under a name the client never sent. It refuses a malformed query
+// too (a bad % escape), whose parameters Go would otherwise drop without a word: a page read
+// from a "from" token so lost would start from the newest event.
+func checkParams(u *url.URL) error {
+	if _, err := url.ParseQuery(u.RawQuery); err != nil {
+		return errorf(http.StatusBadRequest, "M_INVALID_PARAM", "The query string is malformed: %v", err)
+	}
+	for seg := range strings.SplitSeq(u.Path, "/") {
 		if len(seg) > maxIDBytes {
 			return errorf(http.StatusBadRequest, "M_INVALID_PARAM", "A path parameter is over %d bytes", maxIDBytes)
 		}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
+	"github.com/tidwall/gjson"
 )
 
 // checkPowerLevels refuses power levels the room version cannot parse. The auth rules would
@@ -24,7 +25,50 @@ func checkPowerLevels(p Proto, version gomatrixserverlib.IRoomVersion) error {
 	if err := version.ParsePowerLevels(p.Content, &levels); err != nil {
 		return fmt.Errorf("%w: m.room.power_levels: every level must be an integer", ErrBadRequest)
 	}
+	return checkLevelNulls(p.Content)
+}
+
+// The levels of m.room.power_levels, alone and in maps, which the auth rules require to be
+// integers where present.
+var (
+	levelFields = []string{"users_default", "events_default", "state_default", "ban", "redact", "kick", "invite"}
+	levelMaps   = []string{"users", "events", "notifications"}
+)
+
+// checkLevelNulls refuses what the room version's parser lets through as if absent: a null
+// level, or a null map of them. A null in "users" would take its user to the default level,
+// and its room's admin could be locked out by a client that meant to leave the level alone.
+// Keys of "users" must be user ids, as the auth rules require.
+func checkLevelNulls(content []byte) error {
+	for _, field := range levelFields {
+		if level := gjson.GetBytes(content, field); level.Exists() && level.Type == gjson.Null {
+			return fmt.Errorf("%w: m.room.power_levels: %s must be an integer", ErrBadRequest, field)
+		}
+	}
+	for _, field := range levelMaps {
+		levels := gjson.GetBytes(content, field)
+		if levels.Exists() && !levels.IsObject() {
+			return fmt.Errorf("%w: m.room.power_levels: %s must be an object of integers", ErrBadRequest, field)
+		}
+		var bad error
+		levels.ForEach(func(key, level gjson.Result) bool {
+			if level.Type == gjson.Null {
+				bad = fmt.Errorf("%w: m.room.power_levels: %s of %q must be an integer", ErrBadRequest, field, key.Str)
+			} else if field == "users" && !isUserID(key.Str) {
+				bad = fmt.Errorf("%w: m.room.power_levels: %q in users is no user id", ErrBadRequest, key.Str)
+			}
+			return bad == nil
+		})
+		if bad != nil {
+			return bad
+		}
+	}
 	return nil
+}
+
+func isUserID(id string) bool {
+	_, err := spec.NewUserID(id, true)
+	return err == nil
 }
 
 // checkThreadRoot refuses a thread started off an event that relates to another itself (a

@@ -63,10 +63,16 @@ func (s *Service) CreateRoom(ctx context.Context, req CreateRequest) (string, er
 			return "", err
 		}
 	}
+	made := false
+	defer func() { // deferred, so that not even a panic leaves the alias naming no room
+		if !made {
+			s.releaseAlias(ctx, alias, roomID)
+		}
+	}()
 	if err := s.createEvents(ctx, req, pr, impl, roomID, alias); err != nil {
-		s.releaseAlias(ctx, alias, roomID)
 		return "", err
 	}
+	made = true
 	if req.Visibility == "public" {
 		// The room exists now: failing the request would have the client make another.
 		// Its creator can list it again (PUT /directory/list/room).
@@ -181,6 +187,9 @@ func (s *Service) creationEvents(req CreateRequest, pr preset, version gomatrixs
 	if len(req.CreationContent) > 0 {
 		if err := json.Unmarshal(req.CreationContent, &createContent); err != nil {
 			return nil, fmt.Errorf("%w: creation_content must be an object", ErrBadRequest)
+		}
+		if createContent == nil { // null, as an absent power_level_content_override is
+			createContent = map[string]any{}
 		}
 	}
 	createContent["room_version"] = string(version)

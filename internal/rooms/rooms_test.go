@@ -291,6 +291,17 @@ func TestCreateRoomRefused(t *testing.T) {
 	}
 }
 
+// A null creation_content is none at all, as a null power_level_content_override is: the
+// room is made, with its alias.
+func TestCreateRoomNullObjects(t *testing.T) {
+	s := newService(t)
+	id := createRoom(t, s, CreateRequest{AliasLocalpart: "nulls",
+		CreationContent: json.RawMessage(`null`), PowerLevelOverride: json.RawMessage(`null`)})
+	if got, err := s.ResolveAlias(t.Context(), "#nulls:test"); err != nil || got != id {
+		t.Fatalf("alias resolves to %q, %v; want %q", got, err, id)
+	}
+}
+
 // TestCreateRoomAtTheBatchLimit: a new room of exactly as many first events as one atomic
 // batch takes is stored (one more is refused in TestCreateRoomRefused).
 func TestCreateRoomAtTheBatchLimit(t *testing.T) {

@@ -104,6 +104,7 @@ func testErrorResponses(t *testing.T, srv *server) {
 		{"UnknownEndpointDotSegment", "GET", "v3/../this/does/not/exist", alice.AccessToken, nil, 404, "M_UNRECOGNIZED"},
 		{"DotSegmentTakenLiterally", "POST", "v3/../v3/account/whoami", "", []byte(`{}`), 404, "M_UNRECOGNIZED"},
 		{"DoubleSlashBeforeKnownEndpoint", "GET", "v3//sync", alice.AccessToken, nil, 404, "M_UNRECOGNIZED"},
+		{"QueryBadEscape", "GET", fmt.Sprintf("v3/rooms/%s/messages?dir=b&from=%%zz", url.PathEscape(room.String())), alice.AccessToken, nil, 400, "M_INVALID_PARAM"},
 		{"PageFromNowhere", "GET", fmt.Sprintf("v3/rooms/%s/messages?dir=b&from=r99999999", url.PathEscape(room.String())), alice.AccessToken, nil, 400, "M_INVALID_PARAM"},
 		{"SyncBadPresence", "GET", "v3/sync?timeout=0&set_presence=bogus", alice.AccessToken, nil, 400, "M_INVALID_PARAM"},
 		{"SyncBadFullState", "GET", "v3/sync?timeout=0&full_state=maybe", alice.AccessToken, nil, 400, "M_INVALID_PARAM"},
@@ -118,6 +119,13 @@ func testErrorResponses(t *testing.T, srv *server) {
 		{"LongDeviceID", "POST", "v3/login", "", loginWithDevice(long), 400, "M_INVALID_PARAM"},
 		{"CreateRoomInviteUnknownUser", "POST", "v3/createRoom", alice.AccessToken, []byte(`{"invite":["@nobody-here:localhost"]}`), 404, "M_NOT_FOUND"},
 		{"PowerLevelsNotIntegers", "POST", "v3/createRoom", alice.AccessToken, []byte(`{"power_level_content_override":{"users_default":"abc"}}`), 400, "M_BAD_JSON"},
+		{"PowerLevelsNullLevel", "POST", "v3/createRoom", alice.AccessToken, []byte(`{"power_level_content_override":{"ban":null}}`), 400, "M_BAD_JSON"},
+		{"PowerLevelsNullUserLevel", "PUT", state("m.room.power_levels"), alice.AccessToken, []byte(`{"users":{"` + alice.UserID.String() + `":null}}`), 400, "M_BAD_JSON"},
+		{"PowerLevelsNullEvents", "PUT", state("m.room.power_levels"), alice.AccessToken, []byte(`{"users":{"` + alice.UserID.String() + `":100},"events":null}`), 400, "M_BAD_JSON"},
+		{"PowerLevelsUserNotUserID", "PUT", state("m.room.power_levels"), alice.AccessToken, []byte(`{"users":{"` + alice.UserID.String() + `":100,"notauser":50}}`), 400, "M_BAD_JSON"},
+		{"CreateRoomRefusedAfterItsAlias", "POST", "v3/createRoom", alice.AccessToken, []byte(`{"creation_content":null,"room_alias_name":"refused","power_level_content_override":{"ban":null}}`), 400, "M_BAD_JSON"},
+		{"AccountDataNumberPastFloat64", "PUT", "v3/user/" + url.PathEscape(alice.UserID.String()) + "/account_data/x.big", alice.AccessToken, []byte(`{"n":1e400}`), 400, "M_BAD_JSON"},
+		{"ToDeviceNumberPastFloat64", "PUT", "v3/sendToDevice/x.big/big1", alice.AccessToken, []byte(`{"messages":{"` + alice.UserID.String() + `":{"*":{"n":-1e400}}}}`), 400, "M_BAD_JSON"},
 		{"CanonicalAliasMalformed", "PUT", state("m.room.canonical_alias"), alice.AccessToken, []byte(`{"alias":"not an alias"}`), 400, "M_BAD_ALIAS"},
 		{"CanonicalAliasElsewhere", "PUT", state("m.room.canonical_alias"), alice.AccessToken, []byte(`{"alias":"#nowhere:localhost"}`), 400, "M_BAD_ALIAS"},
 		{"AliasWithSpace", "PUT", "v3/directory/room/" + url.PathEscape("#bad alias:localhost"), alice.AccessToken, []byte(`{"room_id":"` + room.String() + `"}`), 400, "M_INVALID_PARAM"},
@@ -175,6 +183,8 @@ func testErrorResponses(t *testing.T, srv *server) {
 		if !slices.Equal(joined.JoinedRooms, []id.RoomID{room}) {
 			t.Errorf("failed createRoom left rooms behind: %v", joined.JoinedRooms)
 		}
+		rawRequest(t, "GET", clientURL(srv, "v3/directory/room/"+url.PathEscape("#refused:localhost")), alice.AccessToken, nil).
+			expectError(t, 404, "M_NOT_FOUND")
 		// Alice's password still works and her token too.
 		loginAs(t, srv, alice.Localpart, alice.Password)
 		_, err = alice.Whoami(testCtx(t))
