@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -68,7 +69,7 @@ func registerCmd(args []string) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	acct, err := admin.Register(ctx, strings.TrimRight(*url, "/"), secret, *user, *password, *isAdmin)
+	acct, err := admin.Register(ctx, http.DefaultClient, strings.TrimRight(*url, "/"), secret, *user, *password, *isAdmin)
 	if err != nil {
 		return err
 	}
