@@ -378,7 +378,11 @@ func (srv *Server) registerAvailable(r *http.Request, _ *session) (any, error) {
 	if !srv.Config.EnableRegistration {
 		return nil, forbidden("Registration is disabled")
 	}
-	if err := srv.Accounts.Available(r.Context(), r.URL.Query().Get("username")); err != nil {
+	username := r.URL.Query().Get("username")
+	if username == "" {
+		return nil, missingParam("username")
+	}
+	if err := srv.Accounts.Available(r.Context(), username); err != nil {
 		return nil, err
 	}
 	return map[string]bool{"available": true}, nil

@@ -149,7 +149,11 @@ func typeErrorText(e *json.UnmarshalTypeError) string {
 			path = append(path, seg)
 		}
 	}
-	return fmt.Sprintf("%s must be %s", strings.Join(path, "."), jsonKind(e.Type))
+	name := strings.Join(path, ".")
+	if name == "" { // a map's value, whose key Go does not name
+		name = "A value in the body"
+	}
+	return fmt.Sprintf("%s must be %s", name, jsonKind(e.Type))
 }
 
 func jsonKind(t reflect.Type) string {

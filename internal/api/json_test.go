@@ -127,4 +127,9 @@ func TestTypeErrorNamesTheJSONPath(t *testing.T) {
 			t.Errorf("filter %s: %+v, want M_BAD_JSON %q", tc.in, me, tc.want)
 		}
 	}
+	var byKey map[string]map[string]any // Go names no key of a map's value
+	me, ok := toMatrixError(decodeJSON([]byte(`{"a":5}`), &byKey))
+	if want := "A value in the body must be an object"; !ok || me.Msg != want {
+		t.Errorf("a map's value: %+v, want %q", me, want)
+	}
 }

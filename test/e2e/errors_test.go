@@ -96,6 +96,7 @@ func testErrorResponses(t *testing.T, srv *server) {
 		{"BodyTooLarge", "PUT", send("huge"), alice.AccessToken, huge, 413, "M_TOO_LARGE"},
 		{"EventTooLarge", "PUT", send("bigevent"), alice.AccessToken, messageJSON(strings.Repeat("y", maxEventSize+1000)), 413, "M_TOO_LARGE"},
 		{"InvalidUsername", "GET", "v3/register/available?username=" + url.QueryEscape("Bad Name!"), "", nil, 400, "M_INVALID_USERNAME"},
+		{"AvailableWithoutUsername", "GET", "v3/register/available", "", nil, 400, "M_MISSING_PARAM"},
 		{"UnknownEndpoint", "GET", "v3/this/endpoint/does/not/exist", alice.AccessToken, nil, 404, "M_UNRECOGNIZED"},
 		{"UnknownEndpointUnauthenticated", "POST", "v3/frobnicate", "", []byte(`{}`), 404, "M_UNRECOGNIZED"},
 		{"WrongMethod", "DELETE", "v3/sync", alice.AccessToken, nil, 405, "M_UNRECOGNIZED"},
