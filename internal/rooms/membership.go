@@ -28,12 +28,9 @@ func (s *Service) ChangeMembership(ctx context.Context, c MembershipChange) (str
 			return ev.PDU.EventID(), nil
 		}
 	}
-	content := map[string]any{"membership": c.Membership}
-	for k, v := range c.Extra {
-		content[k] = v
-	}
-	if c.Reason != "" {
-		content["reason"] = c.Reason
+	content, err := s.memberContent(c)
+	if err != nil {
+		return "", err
 	}
 	target := c.Target
 	id, err := s.Send(ctx, Proto{RoomID: c.RoomID, Sender: c.Sender, Type: "m.room.member", StateKey: &target,
@@ -44,4 +41,26 @@ func (s *Service) ChangeMembership(ctx context.Context, c MembershipChange) (str
 		_ = s.publishTyping(typingUpdate{RoomID: c.RoomID, UserID: target})
 	}
 	return id, err
+}
+
+// memberContent is the content of the change's member event; a join to a restricted room
+// names the member who admits it.
+func (s *Service) memberContent(c MembershipChange) (map[string]any, error) {
+	content := map[string]any{"membership": c.Membership}
+	for k, v := range c.Extra {
+		content[k] = v
+	}
+	if c.Reason != "" {
+		content["reason"] = c.Reason
+	}
+	if c.Membership == "join" && c.Sender == c.Target {
+		via, err := s.joinAuthoriser(c.RoomID, c.Target)
+		if err != nil {
+			return nil, err
+		}
+		if via != "" {
+			content["join_authorised_via_users_server"] = via
+		}
+	}
+	return content, nil
 }

@@ -16,6 +16,7 @@ import (
 	"unsafe"
 
 	"github.com/matrix-org/gomatrixserverlib"
+	"github.com/tidwall/gjson"
 
 	"github.com/firebreak/firebreak/internal/store"
 	"github.com/firebreak/firebreak/internal/wire"
@@ -1518,6 +1519,35 @@ func TestReceiptThreadMustHoldTheEvent(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := s.SetReceipt(t.Context(), roomID, alice, "m.read", tc.event, tc.thread); !errors.Is(err, tc.want) {
 				t.Errorf("SetReceipt = %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+// A restricted room admits members of the rooms its join rules name, through a member who
+// may invite (join_authorised_via_users_server), and no one else uninvited.
+func TestRestrictedJoin(t *testing.T) {
+	s := newService(t)
+	space := createRoom(t, s, CreateRequest{Preset: "public_chat"})
+	join(t, s, space, bob)
+	for _, rule := range []string{"restricted", "knock_restricted"} {
+		t.Run(rule, func(t *testing.T) {
+			rules := mustJSON(map[string]any{"join_rule": rule,
+				"allow": []map[string]string{{"type": "m.room_membership", "room_id": space}}})
+			room := createRoom(t, s, CreateRequest{Preset: "private_chat", RoomVersion: "10",
+				InitialState: []StateEvent{{Type: "m.room.join_rules", Content: rules}}})
+
+			join(t, s, room, bob)
+			member := s.Model().StateEvent(room, "m.room.member", bob)
+			if via := gjson.GetBytes(member.PDU.Content(), "join_authorised_via_users_server").Str; via != alice {
+				t.Errorf("the join was admitted by %q, want %s, the member who may invite", via, alice)
+			}
+			_, err := s.ChangeMembership(t.Context(), MembershipChange{RoomID: room, Sender: carol, Target: carol, Membership: "join"})
+			if !errors.Is(err, ErrForbidden) {
+				t.Errorf("a user in none of the allowed rooms joined: %v, want ErrForbidden", err)
+			}
+			if got := s.Model().Membership(room, carol); got != "" {
+				t.Errorf("after the refused join carol's membership is %q", got)
 			}
 		})
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	"github.com/firebreak/firebreak/internal/filter"
 	"github.com/firebreak/firebreak/internal/rooms"
@@ -47,7 +48,9 @@ func (s *Service) Messages(ctx context.Context, req MessagesRequest) (*MessagesR
 		}
 	}
 	resp := &MessagesResponse{Start: start, Chunk: s.rooms.ClientEvents(req.RoomID, evs, req.Viewer, true)}
-	if len(evs) == req.Limit && len(evs) > 0 {
+	// A short page read backwards reached the oldest event the user may see. Read forwards
+	// it reached the newest, and later events may follow: the end token is where they will.
+	if len(evs) > 0 && (len(evs) == req.Limit || !req.Backward) {
 		resp.End = nextPageToken(evs[len(evs)-1].Seq, req.Backward).String()
 	}
 	if req.Filter.LazyLoadMembers {
@@ -113,7 +116,9 @@ func (s *Service) waitRoomPosition(ctx context.Context, shard int, pos uint64) e
 	return notReady(s.rooms.CatchUpShard(ctx, shard, pos))
 }
 
-// senderMembers returns the member events of the events' senders.
+// senderMembers returns the member events of the events' senders as they stood after the
+// first of them (the newest of a page read backwards), as Synapse gives a page's members: an
+// old page shows the names its senders had then, not since.
 func (s *Service) senderMembers(roomID string, evs []rooms.Event) []rooms.Event {
 	seen := map[string]bool{}
 	var out []rooms.Event
@@ -122,8 +127,8 @@ func (s *Service) senderMembers(roomID string, evs []rooms.Event) []rooms.Event 
 			continue
 		}
 		seen[e.Sender] = true
-		if m := s.rooms.Model().StateEvent(roomID, "m.room.member", e.Sender); m != nil {
-			out = append(out, *m)
+		if m, ok := s.rooms.Model().MemberAt(roomID, e.Sender, evs[0].Seq); ok {
+			out = append(out, m)
 		}
 	}
 	return out
@@ -146,10 +151,6 @@ func (s *Service) Context(v rooms.Viewer, roomID, eventID string, limit int, f f
 	if err != nil {
 		return nil, err
 	}
-	state, err := s.rooms.VisibleState(roomID, v.UserID, rooms.End)
-	if err != nil {
-		return nil, err
-	}
 	keep := keepFor(f, roomID, s.ignoredBy(v.UserID))
 	before := s.rooms.Model().VisibleRange(roomID, v.UserID, 0, ev.Seq-1, false, limit/2, keep)
 	after := s.rooms.Model().VisibleRange(roomID, v.UserID, ev.Seq, rooms.End, true, limit-limit/2, keep)
@@ -160,8 +161,9 @@ func (s *Service) Context(v rooms.Viewer, roomID, eventID string, limit int, f f
 	if len(after) > 0 {
 		end = after[len(after)-1].Seq
 	}
-	if f.LazyLoadMembers {
-		state = s.senderMembers(roomID, append(append(before, ev), after...))
+	state, err := s.contextState(v, roomID, end, append(append(before, ev), after...), f)
+	if err != nil {
+		return nil, err
 	}
 	return &ContextResponse{
 		Start:        roomToken(start).String(),
@@ -171,6 +173,23 @@ func (s *Service) Context(v rooms.Viewer, roomID, eventID string, limit int, f f
 		EventsAfter:  s.rooms.ClientEvents(roomID, after, v, true),
 		State:        s.rooms.ClientEvents(roomID, state, v, true),
 	}, nil
+}
+
+// contextState is the room's state at the last event a /context returns, as the spec asks,
+// through the filter; lazy loading keeps of its members those who sent the events returned.
+func (s *Service) contextState(v rooms.Viewer, roomID string, at uint64, evs []rooms.Event, f filter.RoomEventFilter) ([]rooms.Event, error) {
+	state, err := s.rooms.VisibleState(roomID, v.UserID, at)
+	if err != nil {
+		return nil, err
+	}
+	senders := map[string]bool{}
+	for _, e := range evs {
+		senders[e.Sender] = true
+	}
+	return slices.DeleteFunc(state, func(e rooms.Event) bool {
+		lazyDropped := f.LazyLoadMembers && e.PDU.Type() == "m.room.member" && !senders[*e.PDU.StateKey()]
+		return lazyDropped || !f.Matches(filterEvent(roomID, &e))
+	}), nil
 }
 
 // Forget hides a room the user has left from their syncs, until they come back to it.

@@ -93,6 +93,21 @@ func testHistoryPagination(t *testing.T, srv *server) {
 		}
 		expectBodies(t, got, want[historySize:])
 	})
+	t.Run("ForwardGoesOnFromItsEnd", func(t *testing.T) {
+		// A page read forwards that reaches the newest event still ends with a token, from
+		// which the events sent since are read.
+		got, err := alice.Messages(testCtx(t), room, pages[0].End, "", mautrix.DirectionForward, nil, 200)
+		mustOK(t, err, "/messages forward to the newest event")
+		if len(got.Chunk) != len(pages[0].Chunk) || got.End == "" {
+			t.Fatalf("a forward page of %d events (want %d) ends with %q, want a token", len(got.Chunk), len(pages[0].Chunk), got.End)
+		}
+		later := bob.sendText(t, room, "after the page")
+		next, err := alice.Messages(testCtx(t), room, got.End, "", mautrix.DirectionForward, nil, 200)
+		mustOK(t, err, "/messages from the forward page's end")
+		if len(next.Chunk) != 1 || next.Chunk[0].ID != later {
+			t.Errorf("from the end token came %v, want only %s", eventIDs(next.Chunk), later)
+		}
+	})
 }
 
 func reversed[T any](in []T) []T {

@@ -570,6 +570,55 @@ func testContext(t *testing.T, srv *server) {
 	}
 	_, err = alice.Context(testCtx(t), room, "$doesnotexist", nil, 4)
 	expectMatrixError(t, err, http.StatusNotFound, "M_NOT_FOUND")
+	testContextState(t, srv, alice, room, ids)
+}
+
+// The state of a /context is the room's at the last event it returns, not the room's now,
+// through the filter; lazy loading narrows its members alone.
+func testContextState(t *testing.T, srv *server, alice *user, room id.RoomID, ids []id.EventID) {
+	bob := registerUser(t, srv, "bob")
+	_, err := alice.SendStateEvent(testCtx(t), room, event.StateRoomName, "", &event.RoomNameEventContent{Name: "renamed later"})
+	mustOK(t, err, "rename")
+	_, err = alice.InviteUser(testCtx(t), room, &mautrix.ReqInviteUser{UserID: bob.UserID})
+	mustOK(t, err, "invite")
+	bob.join(t, room.String(), room)
+
+	stateOf := func(filter *mautrix.FilterPart) map[string]bool {
+		resp, err := alice.Context(testCtx(t), room, ids[2], filter, 2)
+		mustOK(t, err, "/context")
+		keys := map[string]bool{}
+		for _, e := range resp.State {
+			keys[e.Type.Type+"|"+*e.StateKey] = true
+			if e.Type == event.StateRoomName && e.Content.Raw["name"] == "renamed later" {
+				t.Errorf("the state names the room as it was renamed after the events returned")
+			}
+		}
+		return keys
+	}
+	bobMember := event.StateMember.Type + "|" + bob.UserID.String()
+	aliceMember := event.StateMember.Type + "|" + alice.UserID.String()
+	create := event.StateCreate.Type + "|"
+	if keys := stateOf(nil); keys[bobMember] || !keys[aliceMember] || !keys[create] {
+		t.Errorf("state %v: want alice's membership and the create event, not bob's who joined after", keys)
+	}
+	if keys := stateOf(&mautrix.FilterPart{LazyLoadMembers: true}); !keys[create] || !keys[aliceMember] {
+		t.Errorf("lazy-loaded state %v: want the create event and the sender's membership", keys)
+	}
+	if keys := stateOf(&mautrix.FilterPart{Types: []event.Type{event.EventMessage}}); len(keys) != 0 {
+		t.Errorf("state %v through a filter of messages only: want none", keys)
+	}
+
+	// /messages lazy-loads its senders' member events as they were at the page, too.
+	mustOK(t, alice.SetDisplayName(testCtx(t), "Later name"), "rename alice")
+	var now event.MemberEventContent
+	mustOK(t, alice.StateEvent(testCtx(t), room, event.StateMember, alice.UserID.String(), &now), "alice's member event")
+	at, err := alice.Context(testCtx(t), room, ids[2], nil, 1)
+	mustOK(t, err, "/context")
+	page, err := alice.Messages(testCtx(t), room, at.End, "", mautrix.DirectionBackward, &mautrix.FilterPart{LazyLoadMembers: true}, 1)
+	mustOK(t, err, "/messages")
+	if now.Displayname != "Later name" || len(page.State) != 1 || page.State[0].Content.Raw["displayname"] == "Later name" {
+		t.Errorf("a page's lazy-loaded members are %d, want 1: alice's as she was then, not %q", len(page.State), now.Displayname)
+	}
 }
 
 // typingUsers returns the user ids of the room's m.typing event in a sync,
@@ -669,6 +718,27 @@ func testPresence(t *testing.T, srv *server) {
 // testKnocking: in a room whose join rule is knock, a user asks to join and sees the room's
 // stripped state in rooms.knock; the members see the knock and may invite them in or reject
 // it with a kick; a knock elsewhere, or a join without an invite, is refused.
+// testRestrictedJoin: a restricted room lets members of the rooms its join rules name join
+// without an invite (a space's rooms, as Element makes them), and no one else.
+func testRestrictedJoin(t *testing.T, srv *server) {
+	alice, bob, carol := registerUser(t, srv, "alice"), registerUser(t, srv, "bob"), registerUser(t, srv, "carol")
+	space := sharedRoom(t, alice, bob)
+	empty := ""
+	room := alice.createRoom(t, &mautrix.ReqCreateRoom{Preset: "private_chat", InitialState: []*event.Event{{
+		Type: event.StateJoinRules, StateKey: &empty,
+		Content: event.Content{Parsed: &event.JoinRulesEventContent{JoinRule: event.JoinRuleRestricted,
+			Allow: []event.JoinRuleAllow{{Type: event.JoinRuleAllowRoomMembership, RoomID: space}}}},
+	}}})
+	bob.join(t, room.String(), room)
+	var member event.MemberEventContent
+	mustOK(t, bob.StateEvent(testCtx(t), room, event.StateMember, bob.UserID.String(), &member), "bob's member event")
+	if member.Membership != event.MembershipJoin || member.JoinAuthorisedViaUsersServer != alice.UserID {
+		t.Errorf("bob's member event = %+v, want a join admitted by %s", member, alice.UserID)
+	}
+	_, err := carol.JoinRoomByID(testCtx(t), room)
+	expectMatrixError(t, err, http.StatusForbidden, "M_FORBIDDEN")
+}
+
 func testKnocking(t *testing.T, srv *server) {
 	alice, bob, carol := registerUser(t, srv, "alice"), registerUser(t, srv, "bob"), registerUser(t, srv, "carol")
 	empty := ""

@@ -35,6 +35,7 @@ func TestSharedServer(t *testing.T) {
 		{"CreateRoomInvites", testCreateRoomInvites},
 		{"RejectedInviteSync", testRejectedInviteSync},
 		{"Knocking", testKnocking},
+		{"RestrictedJoin", testRestrictedJoin},
 		{"ThreadNotifications", testThreadNotifications},
 		{"Redact", testRedact},
 		{"Context", testContext},
