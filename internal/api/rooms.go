@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -374,7 +375,7 @@ func (srv *Server) getEvent(r *http.Request, s *session) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	ev, err := srv.Rooms.VisibleEvent(roomID, s.UserID, r.PathValue("eventId"))
+	ev, err := srv.Rooms.VisibleEvent(r.Context(), roomID, s.UserID, r.PathValue("eventId"))
 	if err != nil {
 		return nil, err
 	}
@@ -511,7 +512,7 @@ func (srv *Server) redact(r *http.Request, s *session) (any, error) {
 		return nil, err
 	}
 	target := r.PathValue("eventId")
-	if _, ok := srv.Rooms.Model().Event(roomID, target); !ok {
+	if _, ok := srv.Rooms.FindEvent(r.Context(), roomID, target); !ok {
 		return nil, notFound("Event not found")
 	}
 	// The target goes in the content as well as at the top level: room version 11 reads it
@@ -626,7 +627,7 @@ func (srv *Server) readMarkers(r *http.Request, s *session) (any, error) {
 		return nil, forbidden("You are not in this room")
 	}
 	for _, eventID := range []string{body.Read, body.ReadPrivate, body.FullyRead} {
-		if _, ok := srv.Rooms.Model().Event(roomID, eventID); eventID != "" && !ok {
+		if _, ok := srv.Rooms.FindEvent(r.Context(), roomID, eventID); eventID != "" && !ok {
 			return nil, notFound("unknown event %s", eventID)
 		}
 	}
@@ -670,9 +671,30 @@ func (srv *Server) typing(r *http.Request, s *session) (any, error) {
 }
 
 // propagateProfile re-sends the user's member event in every joined room so other members see
-// a changed display name or avatar, as the spec asks.
+// a changed display name or avatar, as the spec asks. It announces again while the stored
+// profile differs from what it announced: two changes at once (a client setting its name
+// and its avatar together) could otherwise be announced in the wrong order, and the rooms
+// would keep the older profile. The last announcement in a room then carries a profile read
+// after every change that came before it.
 func (srv *Server) propagateProfile(ctx context.Context, userID string) error {
-	content := srv.memberContent(ctx, userID, "join")
+	var announced json.RawMessage
+	for range maxProfileAnnouncements {
+		content := srv.memberContent(ctx, userID, "join")
+		if bytes.Equal(content, announced) {
+			return nil
+		}
+		if err := srv.announceMember(ctx, userID, content); err != nil {
+			return err
+		}
+		announced = content
+	}
+	return nil
+}
+
+// maxProfileAnnouncements bounds propagateProfile against a profile that keeps changing.
+const maxProfileAnnouncements = 4
+
+func (srv *Server) announceMember(ctx context.Context, userID string, content json.RawMessage) error {
 	for roomID, ms := range srv.Rooms.Model().UserRooms(userID) {
 		if ms != "join" {
 			continue

@@ -244,7 +244,7 @@ func (srv *Server) eventContext(r *http.Request, s *session) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return srv.Sync.Context(viewer(s), roomID, r.PathValue("eventId"), min(limit, 100), f)
+	return srv.Sync.Context(r.Context(), viewer(s), roomID, r.PathValue("eventId"), min(limit, 100), f)
 }
 
 // search answers POST /search?next_batch=: the room_events category, the only one the spec

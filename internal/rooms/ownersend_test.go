@@ -227,3 +227,38 @@ func waitForOwner(t *testing.T, s *Service) {
 	}
 	t.Fatal("the shard's owner serves no sends")
 }
+
+// TestEventsFoundOnEveryNode: an event acknowledged through one node is found at once through
+// another, whose follower may not have applied it yet: a client that sends through one node
+// and redacts, reads or marks it read through another must not be told it does not exist.
+func TestEventsFoundOnEveryNode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a three-node JetStream cluster")
+	}
+	nodes, _ := clusterNodes(t, 3)
+	ctx := t.Context()
+	roomID := createRoom(t, nodes[0], CreateRequest{Creator: alice, Preset: "public_chat"})
+	for _, n := range nodes {
+		if err := n.AwaitRoom(ctx, roomID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	join(t, nodes[1], roomID, bob)
+	const rounds = 100
+	missing := 0
+	for i := range rounds {
+		sender, reader := nodes[i%3], nodes[(i+1)%3]
+		id, err := sender.Send(ctx, message(roomID, alice, fmt.Sprint(i)), SendOptions{})
+		if err != nil {
+			t.Fatalf("send: %v", err)
+		}
+		if _, err := reader.VisibleEvent(ctx, roomID, bob, id); err != nil {
+			missing++
+		} else if err := reader.SetReceipt(ctx, roomID, bob, "m.read", id, ""); err != nil {
+			t.Fatalf("receipt through another node: %v", err)
+		}
+	}
+	if missing > 0 {
+		t.Errorf("%d of %d events acknowledged through one node were unknown through the next", missing, rounds)
+	}
+}

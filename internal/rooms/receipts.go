@@ -89,7 +89,7 @@ func (s *Service) SetReceipt(ctx context.Context, roomID, userID, receiptType, e
 	if s.model.Membership(roomID, userID) != "join" {
 		return fmt.Errorf("%w: you are not in this room", ErrForbidden)
 	}
-	ev, ok := s.model.Event(roomID, eventID)
+	ev, ok := s.FindEvent(ctx, roomID, eventID)
 	if !ok {
 		return fmt.Errorf("%w: unknown event %s", ErrNotFound, eventID)
 	}

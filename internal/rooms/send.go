@@ -209,6 +209,19 @@ func (s *Service) CatchUpRoom(ctx context.Context, roomID string) error {
 	return s.awaitSeq(ctx, s.st.RoomShard(roomID), head)
 }
 
+// FindEvent finds an event of the room. When this node's view lacks it, it first catches up
+// with the room's latest events: an event acknowledged through another node a moment ago is
+// not unknown here (a client may send through one node and redact through another).
+func (s *Service) FindEvent(ctx context.Context, roomID, eventID string) (Event, bool) {
+	if ev, ok := s.model.Event(roomID, eventID); ok {
+		return ev, true
+	}
+	if s.CatchUpRoom(ctx, roomID) != nil {
+		return Event{}, false
+	}
+	return s.model.Event(roomID, eventID)
+}
+
 // awaitSeq waits, at most store.WaitLimit, until the read model has applied a shard up to seq.
 func (s *Service) awaitSeq(ctx context.Context, shard int, seq uint64) error {
 	if s.model.applied[shard].Load() >= seq {

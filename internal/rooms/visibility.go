@@ -1,6 +1,7 @@
 package rooms
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"sort"
@@ -239,9 +240,9 @@ func (m *Model) NewestVisibleRun(roomID, userID string, after, upTo uint64, limi
 
 // VisibleEvent finds an event the user may see. An event they may not see is ErrNotFound, as
 // one that does not exist is: the spec's 404 for both, so the answer does not confirm an id.
-func (s *Service) VisibleEvent(roomID, userID, eventID string) (Event, error) {
+func (s *Service) VisibleEvent(ctx context.Context, roomID, userID, eventID string) (Event, error) {
 	notFound := fmt.Errorf("%w: event not found", ErrNotFound)
-	ev, ok := s.model.Event(roomID, eventID)
+	ev, ok := s.FindEvent(ctx, roomID, eventID)
 	if !ok {
 		return Event{}, notFound
 	}

@@ -128,7 +128,7 @@ func TestVisibilityThroughTheModel(t *testing.T) {
 	if _, err := s.ReadableUpTo(roomID, bob); !errors.Is(err, ErrForbidden) {
 		t.Errorf("ReadableUpTo for an invitee: %v, want ErrForbidden", err)
 	}
-	if _, err := s.VisibleEvent(roomID, bob, invited); !errors.Is(err, ErrNotFound) {
+	if _, err := s.VisibleEvent(t.Context(), roomID, bob, invited); !errors.Is(err, ErrNotFound) {
 		t.Errorf("VisibleEvent for an invitee under joined: %v, want ErrNotFound", err)
 	}
 
@@ -162,7 +162,7 @@ func TestVisibilityThroughTheModel(t *testing.T) {
 		t.Errorf("bob sees %v, want his join, %q and his leave", got, "bob here")
 	}
 	for id, want := range map[string]error{before: ErrNotFound, invited: ErrNotFound, during: nil, after: ErrNotFound} {
-		if _, err := s.VisibleEvent(roomID, bob, id); !errors.Is(err, want) {
+		if _, err := s.VisibleEvent(t.Context(), roomID, bob, id); !errors.Is(err, want) {
 			t.Errorf("VisibleEvent(%s) = %v, want %v", id, err, want)
 		}
 	}

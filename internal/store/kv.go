@@ -74,8 +74,12 @@ func (s *Store) openBucket(ctx context.Context, b Bucket) error {
 // Get returns a key's value and its revision. Reads go to the nearest replica, which in a
 // cluster may not yet have a value written a moment ago through another node; so a miss is
 // confirmed with the bucket's leader before it is reported. A token issued on one node thus
-// works at once on every other.
+// works at once on every other. A key this node wrote lately is read from the leader
+// (recentWrites): the nearest replica may not have that write yet either.
 func (s *Store) Get(ctx context.Context, b Bucket, key string) ([]byte, uint64, error) {
+	if s.recent.has(b, key) {
+		return s.latest(ctx, b, key)
+	}
 	if err := checkKey(key); err != nil {
 		return nil, 0, err
 	}
@@ -89,6 +93,19 @@ func (s *Store) Get(ctx context.Context, b Bucket, key string) ([]byte, uint64, 
 		return s.leaderGet(ctx, b, key)
 	}
 	return nil, 0, err
+}
+
+// latest reads a key as its bucket's leader has it, in a cluster: a decision that writes (a
+// compare-and-set) or answers a client just after this node wrote the key must not rest on
+// a replica that trails an acknowledged write.
+func (s *Store) latest(ctx context.Context, b Bucket, key string) ([]byte, uint64, error) {
+	if s.opts.Replicas == 1 {
+		return s.Get(ctx, b, key)
+	}
+	if err := checkKey(key); err != nil {
+		return nil, 0, err
+	}
+	return s.leaderGet(ctx, b, key)
 }
 
 // leaderGet reads a key through the bucket stream's leader, which has every acknowledged write.
@@ -173,7 +190,7 @@ func (s *Store) Create(ctx context.Context, b Bucket, key string, val []byte) (u
 	if errors.Is(err, jetstream.ErrKeyExists) {
 		return 0, ErrExists
 	}
-	return rev, translate(err)
+	return rev, s.wrote(b, key, translate(err))
 }
 
 // CreateOrGet stores val under key unless a value is there already, and returns the value
@@ -206,7 +223,7 @@ func (s *Store) Update(ctx context.Context, b Bucket, key string, val []byte, re
 		return 0, err
 	}
 	newRev, err := s.buckets[b].Update(ctx, key, val, rev)
-	return newRev, translate(err)
+	return newRev, s.wrote(b, key, translate(err))
 }
 
 // Put stores a value whatever was there.
@@ -215,7 +232,7 @@ func (s *Store) Put(ctx context.Context, b Bucket, key string, val []byte) (uint
 		return 0, err
 	}
 	rev, err := s.buckets[b].Put(ctx, key, val)
-	return rev, translate(err)
+	return rev, s.wrote(b, key, translate(err))
 }
 
 // Delete removes a key. Deleting a missing key is not an error.
@@ -235,6 +252,16 @@ func (s *Store) deleteKey(ctx context.Context, b Bucket, key string, opts ...jet
 	err := translate(s.buckets[b].Delete(ctx, key, opts...))
 	if errors.Is(err, ErrNotFound) {
 		return nil
+	}
+	return s.wrote(b, key, err)
+}
+
+// wrote notes a write that succeeded for read-your-writes (recentWrites), and passes its
+// error on. A write that failed may have been stored too (an answer lost on its way), so it
+// is noted as well, unless the bucket refused it outright.
+func (s *Store) wrote(b Bucket, key string, err error) error {
+	if !errors.Is(err, ErrExists) && !errors.Is(err, ErrConflict) {
+		s.recent.note(b, key)
 	}
 	return err
 }
@@ -379,13 +406,14 @@ func (s *Store) quickBucketHead(b Bucket) func(context.Context) uint64 {
 
 // Modify changes one value with compare-and-set: change gets the stored value (nil when there
 // is none) and returns the new one, which is written only if the key is still as read. When
-// change returns nil or the same bytes nothing is written. A lost race is tried again after a
-// short random pause, since the nearest replica's read may trail the write that won (racing
+// change returns nil or the same bytes nothing is written. The value is read as the leader
+// has it (latest): from a trailing replica, a change that looked done would be answered as
+// such and never written. A lost race is tried again after a short random pause (racing
 // writers spread out), up to maxModifyAttempts times. It returns the revision the key then
 // holds; an error from change is returned as it is, with nothing written.
 func (s *Store) Modify(ctx context.Context, b Bucket, key string, change func(old []byte) ([]byte, error)) (uint64, error) {
 	for attempt := 1; attempt <= maxModifyAttempts; attempt++ {
-		old, rev, err := s.Get(ctx, b, key)
+		old, rev, err := s.latest(ctx, b, key)
 		if errors.Is(err, ErrNotFound) {
 			old, rev = nil, 0
 		} else if err != nil {

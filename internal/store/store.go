@@ -97,7 +97,8 @@ type Store struct {
 	// placementTries is how many consumers a follower creates, at most, to get one near this
 	// node (placement.go; 1 in a test that needs one placed at random).
 	placementTries int
-	serverDCs      sync.Map // server name: serverDC, its data center as last read (dcOf)
+	serverDCs      sync.Map      // server name: serverDC, its data center as last read (dcOf)
+	recent         *recentWrites // keys this node wrote lately, in a cluster (recent.go)
 }
 
 // errGroupNeedsEmbedded: group commit asks the node's own server which shards it leads, and an
@@ -121,6 +122,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	}
 	s := &Store{opts: opts, buckets: map[Bucket]jetstream.KeyValue{}, log: opts.Logger, lost: make(chan struct{}),
 		stallCheck: StallCheck, placementTries: nearPlacementTries}
+	if opts.Replicas > 1 {
+		s.recent = newRecentWrites()
+	}
 	conn := []nats.Option{nats.Name(opts.NodeName), nats.MaxReconnects(-1), nats.ClosedHandler(s.connectionClosed)}
 	var err error
 	if opts.NATSURL != "" {

@@ -146,8 +146,8 @@ type ContextResponse struct {
 
 // Context returns an event with up to limit events around it the user may see, and the room's
 // state as the user may see it.
-func (s *Service) Context(v rooms.Viewer, roomID, eventID string, limit int, f filter.RoomEventFilter) (*ContextResponse, error) {
-	ev, err := s.rooms.VisibleEvent(roomID, v.UserID, eventID)
+func (s *Service) Context(ctx context.Context, v rooms.Viewer, roomID, eventID string, limit int, f filter.RoomEventFilter) (*ContextResponse, error) {
+	ev, err := s.rooms.VisibleEvent(ctx, roomID, v.UserID, eventID)
 	if err != nil {
 		return nil, err
 	}
@@ -203,7 +203,7 @@ func (s *Service) SetFullyRead(ctx context.Context, userID, roomID, eventID stri
 	if s.rooms.Model().Membership(roomID, userID) != "join" {
 		return fmt.Errorf("%w: you are not in this room", rooms.ErrForbidden)
 	}
-	if _, ok := s.rooms.Model().Event(roomID, eventID); !ok {
+	if _, ok := s.rooms.FindEvent(ctx, roomID, eventID); !ok {
 		return fmt.Errorf("%w: unknown event", rooms.ErrNotFound)
 	}
 	b, _ := json.Marshal(map[string]string{"event_id": eventID})

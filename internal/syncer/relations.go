@@ -32,7 +32,7 @@ type RelationsResponse struct {
 // may not, as for one that does not exist.
 func (s *Service) Relations(ctx context.Context, req RelationsRequest) (*RelationsResponse, error) {
 	userID := req.Viewer.UserID
-	if _, err := s.rooms.VisibleEvent(req.RoomID, userID, req.EventID); err != nil {
+	if _, err := s.rooms.VisibleEvent(ctx, req.RoomID, userID, req.EventID); err != nil {
 		return nil, err
 	}
 	after, upTo, err := s.pageBounds(ctx, req.RoomID, req.From, req.To, req.Backward)
