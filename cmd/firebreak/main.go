@@ -110,7 +110,7 @@ Configuration file (YAML; every key optional; names follow Synapse where it has 
   default_room_version: "10"        room version of new rooms
   room_shards: 0                    room shard streams, fixed when the deployment is created;
                                     0: 1 on a single node, 4 in a cluster, 16 with nats_url
-  rc_message:      {per_second: 10,   burst_count: 50}   sends per user
+  rc_message:      {per_second: 10,   burst_count: 50}   sends and other writes per user
   rc_login:        {per_second: 0.17, burst_count: 3}    logins per client address
   rc_registration: {per_second: 0.17, burst_count: 3}    registrations per client address
   x_forwarded: false                behind a reverse proxy: a client's address is the last

@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sort"
 	"sync"
@@ -16,6 +17,18 @@ import (
 
 // ErrNotFound: the user has no account data of that type.
 var ErrNotFound = errors.New("account data not found")
+
+// ErrQuota: the write would take the user's account data past MaxUserBytes.
+var ErrQuota = errors.New("account data over its quota")
+
+// MaxUserBytes bounds one user's account data, which every node holds in memory for sync.
+// Element keeps tens of kilobytes there; without a bound one account could fill the nodes'
+// memory with writes of a megabyte each.
+const MaxUserBytes = 8 << 20
+
+// itemOverhead is what an item costs beyond its content, counted against the quota so that
+// many empty items are not free.
+const itemOverhead = 128
 
 // Item is one piece of account data. RoomID is "" for global account data.
 type Item struct {
@@ -32,6 +45,7 @@ type Service struct {
 
 	mu     sync.RWMutex
 	byUser map[string]map[itemKey]Item
+	bytes  map[string]int // each user's items, sized as the quota counts them
 	rev    *store.Cursor
 
 	onChange func(userID string)
@@ -41,7 +55,8 @@ type itemKey struct{ roomID, evType string }
 
 // New returns the service; Start fills the mirror.
 func New(st *store.Store) *Service {
-	return &Service{st: st, byUser: map[string]map[itemKey]Item{}, rev: store.NewCursor(), onChange: func(string) {}}
+	return &Service{st: st, byUser: map[string]map[itemKey]Item{}, bytes: map[string]int{}, rev: store.NewCursor(),
+		onChange: func(string) {}}
 }
 
 // OnChange sets who hears that a user's account data changed.
@@ -68,10 +83,15 @@ func (s *Service) apply(c store.Change) {
 		items = map[itemKey]Item{}
 		s.byUser[it.UserID] = items
 	}
+	key := itemKey{it.RoomID, it.Type}
+	if old, ok := items[key]; ok {
+		s.bytes[it.UserID] -= key.size(len(old.Content))
+	}
 	if c.Deleted {
-		delete(items, itemKey{it.RoomID, it.Type})
+		delete(items, key)
 	} else {
-		items[itemKey{it.RoomID, it.Type}] = it
+		items[key] = it
+		s.bytes[it.UserID] += key.size(len(it.Content))
 	}
 	s.mu.Unlock()
 	// Moved on before the wake, so a sync it wakes finds the change within its position.
@@ -79,8 +99,30 @@ func (s *Service) apply(c store.Change) {
 	s.onChange(it.UserID)
 }
 
+func (k itemKey) size(contentLen int) int {
+	return contentLen + len(k.roomID) + len(k.evType) + itemOverhead
+}
+
+// checkQuota refuses a write that would take the user's account data, as this node's mirror
+// has it, past MaxUserBytes with the item at key holding newLen bytes.
+func (s *Service) checkQuota(userID string, key itemKey, newLen int) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	total := s.bytes[userID] + key.size(newLen)
+	if old, ok := s.byUser[userID][key]; ok {
+		total -= key.size(len(old.Content))
+	}
+	if total > MaxUserBytes {
+		return fmt.Errorf("%w: a user's account data may take %d bytes", ErrQuota, MaxUserBytes)
+	}
+	return nil
+}
+
 // Set stores account data and returns once this node's mirror shows it.
 func (s *Service) Set(ctx context.Context, userID, roomID, evType string, content json.RawMessage) error {
+	if err := s.checkQuota(userID, itemKey{roomID, evType}, len(content)); err != nil {
+		return err
+	}
 	rev, err := s.st.Put(ctx, store.BucketAccountData, store.Key(userID, roomID, evType), content)
 	if err != nil {
 		return err
@@ -95,7 +137,11 @@ func (s *Service) Set(ctx context.Context, userID, roomID, evType string, conten
 // mirror shows the result; an error from change is returned as it is, with nothing written.
 func (s *Service) Modify(ctx context.Context, userID, roomID, evType string, change func(old json.RawMessage) (json.RawMessage, error)) error {
 	rev, err := s.st.Modify(ctx, store.BucketAccountData, store.Key(userID, roomID, evType), func(old []byte) ([]byte, error) {
-		return change(old)
+		val, err := change(old)
+		if err == nil && len(val) > len(old) {
+			err = s.checkQuota(userID, itemKey{roomID, evType}, len(val))
+		}
+		return val, err
 	})
 	if err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -277,5 +278,33 @@ func TestModifyConcurrent(t *testing.T) {
 	}
 	if again, _ := nodes[0].Get("@a:x", "!r:x", "m.tag"); string(again) != string(raw) {
 		t.Errorf("a failed change altered the data: %s", again)
+	}
+}
+
+// TestQuota: a user's account data stops at MaxUserBytes, counted as this node holds it, for
+// new values and for Modify alike; replacing a value counts only the new one, and another
+// user is not affected.
+func TestQuota(t *testing.T) {
+	s := start(t, openStore(t, t.TempDir()))
+	ctx := t.Context()
+	big := json.RawMessage(`{"x":"` + strings.Repeat("0", 1_000_000) + `"}`)
+	fits := MaxUserBytes / (len(big) + itemOverhead + len("x.big.0"))
+	for i := range fits {
+		if err := s.Set(ctx, "@a:x", "", fmt.Sprintf("x.big.%d", i), big); err != nil {
+			t.Fatalf("write %d of %d within the quota: %v", i+1, fits, err)
+		}
+	}
+	if err := s.Set(ctx, "@a:x", "", "x.big.over", big); !errors.Is(err, ErrQuota) {
+		t.Fatalf("a write past the quota: %v, want ErrQuota", err)
+	}
+	grow := func(old json.RawMessage) (json.RawMessage, error) { return big, nil }
+	if err := s.Modify(ctx, "@a:x", "!r:x", "x.grown", grow); !errors.Is(err, ErrQuota) {
+		t.Fatalf("a modification past the quota: %v, want ErrQuota", err)
+	}
+	if err := s.Set(ctx, "@a:x", "", "x.big.0", big); err != nil {
+		t.Errorf("replacing a value with one of the same size: %v", err)
+	}
+	if err := s.Set(ctx, "@b:x", "", "x.big.0", big); err != nil {
+		t.Errorf("another user's write: %v", err)
 	}
 }

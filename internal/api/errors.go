@@ -61,7 +61,7 @@ func toMatrixError(err error) (*matrixError, bool) {
 	case errors.Is(err, rooms.ErrNotFound), errors.Is(err, accounts.ErrNotFound),
 		errors.Is(err, filter.ErrNotFound), errors.Is(err, accountdata.ErrNotFound):
 		return notFound("%v", err), true
-	case errors.Is(err, rooms.ErrTooLarge), errors.Is(err, store.ErrValueTooLarge):
+	case errors.Is(err, rooms.ErrTooLarge), errors.Is(err, store.ErrValueTooLarge), errors.Is(err, accountdata.ErrQuota):
 		return errorf(http.StatusRequestEntityTooLarge, "M_TOO_LARGE", "%v", err), true
 	case errors.As(err, &typeErr): // in words about the JSON, not about Go's types
 		return badJSON("%s", typeErrorText(typeErr)), true

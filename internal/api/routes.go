@@ -41,8 +41,8 @@ func (srv *Server) routes() {
 	srv.client("POST", "/delete_devices", srv.deleteDevices, authed)
 	srv.client("GET", "/profile/{userId}", srv.getProfile, public)
 	srv.client("GET", "/profile/{userId}/{field}", srv.getProfileField, public)
-	srv.client("PUT", "/profile/{userId}/{field}", srv.setProfileField, authed)
-	srv.client("GET", "/presence/{userId}/status", srv.getPresence, authed) // not tracked (presence.go)
+	srv.client("PUT", "/profile/{userId}/{field}", srv.setProfileField, send) // a member event in every joined room
+	srv.client("GET", "/presence/{userId}/status", srv.getPresence, authed)   // not tracked (presence.go)
 	srv.client("PUT", "/presence/{userId}/status", srv.setPresence, authed)
 
 	// Push rules (pushrules.go). {$} keeps the whole-ruleset routes from taking sub-paths.
@@ -113,9 +113,10 @@ func (srv *Server) routes() {
 	srv.client("POST", "/user/{userId}/filter", srv.createFilter, authed)
 	srv.client("GET", "/user/{userId}/filter/{filterId}", srv.getFilter, authed)
 	srv.client("GET", "/user/{userId}/account_data/{type}", srv.getAccountData, authed)
-	srv.client("PUT", "/user/{userId}/account_data/{type}", srv.setAccountData, authed)
+	// Writes of account data and tags are limited as sends are: every node holds them in memory.
+	srv.client("PUT", "/user/{userId}/account_data/{type}", srv.setAccountData, send)
 	srv.client("GET", "/user/{userId}/rooms/{roomId}/account_data/{type}", srv.getRoomAccountData, authed)
-	srv.client("PUT", "/user/{userId}/rooms/{roomId}/account_data/{type}", srv.setRoomAccountData, authed)
+	srv.client("PUT", "/user/{userId}/rooms/{roomId}/account_data/{type}", srv.setRoomAccountData, send)
 
 	// End-to-end encryption: keys and to-device messages (keys.go).
 	srv.client("POST", "/keys/upload", srv.keysUpload, authed)
@@ -155,6 +156,6 @@ func (srv *Server) routes() {
 
 	// Room tags (tags.go).
 	srv.client("GET", "/user/{userId}/rooms/{roomId}/tags", srv.getTags, authed)
-	srv.client("PUT", "/user/{userId}/rooms/{roomId}/tags/{tag}", srv.putTag, authed)
-	srv.client("DELETE", "/user/{userId}/rooms/{roomId}/tags/{tag}", srv.deleteTag, authed)
+	srv.client("PUT", "/user/{userId}/rooms/{roomId}/tags/{tag}", srv.putTag, send)
+	srv.client("DELETE", "/user/{userId}/rooms/{roomId}/tags/{tag}", srv.deleteTag, send)
 }

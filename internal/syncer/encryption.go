@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+
+	"github.com/firebreak/firebreak/internal/rooms"
 )
 
 // maxToDevice bounds the to-device messages one sync hands out; the rest come with the next.
@@ -83,15 +85,18 @@ func (s *Service) deviceLists(userID string, since, now Token, busy []busyRoom) 
 			switch {
 			case target == nil:
 			case *target == userID && ms == "join" && !wasJoined:
-				for _, u := range model.JoinedMembers(b.roomID) {
+				for _, u := range joinedAt(model, b.roomID, ev.Seq) {
 					add(&changed, u)
 				}
 			case *target == userID && (ms == "leave" || ms == "ban") && wasJoined:
-				for _, u := range model.JoinedMembers(b.roomID) {
+				for _, u := range joinedAt(model, b.roomID, ev.Seq) {
 					if !model.SharesRoom(userID, u) {
 						add(&left, u)
 					}
 				}
+			case model.MembershipAt(b.roomID, userID, ev.Seq) != "join":
+				// Another's change while userID was not in the room (left, banned, or only
+				// ever invited or knocking) is none of their business.
 			case ms == "join" && b.membership == "join":
 				add(&changed, *target)
 			case (ms == "leave" || ms == "ban") && !model.SharesRoom(userID, *target):
@@ -104,6 +109,18 @@ func (s *Service) deviceLists(userID string, since, now Token, busy []busyRoom) 
 		return nil
 	}
 	return &DeviceLists{Changed: changed, Left: left}
+}
+
+// joinedAt lists the room's joined members as of the event at seq: those a user shared the
+// room with when they joined or left it, never anyone who came after.
+func joinedAt(model *rooms.Model, roomID string, seq uint64) []string {
+	var out []string
+	for _, ev := range model.StateAt(roomID, seq) {
+		if ms, _ := ev.PDU.Membership(); ev.PDU.Type() == "m.room.member" && ms == "join" {
+			out = append(out, *ev.PDU.StateKey())
+		}
+	}
+	return out
 }
 
 // DeviceListChanges answers /keys/changes: the device lists between two sync tokens (to

@@ -180,13 +180,7 @@ func TestFormerMemberLearnsNothingNew(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := context.Background()
 			n, roomID := ownersRoom(t)
-			change := func(c rooms.MembershipChange) {
-				t.Helper()
-				c.RoomID = roomID
-				if _, err := n.rooms.ChangeMembership(ctx, c); err != nil {
-					t.Fatal(err)
-				}
-			}
+			change := membershipChanger(t, n, roomID)
 			key := ""
 			send := func(evType, content string) {
 				t.Helper()
@@ -219,6 +213,55 @@ func TestFormerMemberLearnsNothingNew(t *testing.T) {
 	}
 }
 
+// TestDeviceListsTellFormerMembersNothing: device_lists (and /keys/changes) of a user who
+// left a room, or was only ever invited to it, name none of those who joined or left it
+// after: a former member would otherwise learn its members whenever they liked.
+func TestDeviceListsTellFormerMembersNothing(t *testing.T) {
+	tests := []struct {
+		name   string
+		before []rooms.MembershipChange // benchMe's stay, ended by the last
+		banned bool                     // the stay ends after the token: owner is then left
+	}{
+		{"banned", []rooms.MembershipChange{
+			{Sender: benchMe, Target: benchMe, Membership: "join"},
+			{Sender: owner, Target: benchMe, Membership: "ban"}}, true},
+		{"declined an invite", []rooms.MembershipChange{
+			{Sender: owner, Target: benchMe, Membership: "invite"},
+			{Sender: benchMe, Target: benchMe, Membership: "leave"}}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			n, roomID := ownersRoom(t)
+			change := membershipChanger(t, n, roomID)
+			changes := tt.before
+			if tt.banned {
+				change(changes[0])
+				changes = changes[1:]
+			}
+			since := n.sync.current().String()
+			for _, c := range changes {
+				change(c)
+			}
+			for _, later := range []string{"@carol:bench", "@dave:bench"} {
+				change(rooms.MembershipChange{Sender: later, Target: later, Membership: "join"})
+			}
+			change(rooms.MembershipChange{Sender: "@dave:bench", Target: "@dave:bench", Membership: "leave"})
+			lists, err := n.sync.DeviceListChanges(ctx, benchMe, since, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			named := slices.Concat(lists.Changed, lists.Left)
+			if slices.Contains(named, "@carol:bench") || slices.Contains(named, "@dave:bench") {
+				t.Errorf("device lists %+v name users who came after benchMe was gone", lists)
+			}
+			if tt.banned && !slices.Contains(lists.Left, owner) {
+				t.Errorf("device lists %+v: the owner, shared until the ban, is not left", lists)
+			}
+		})
+	}
+}
+
 // leftSince is the room's entry in rooms.leave of benchMe's sync since the token.
 func leftSince(t *testing.T, n *benchNode, roomID, since string) *LeftRoom {
 	t.Helper()
@@ -231,6 +274,17 @@ func leftSince(t *testing.T, n *benchNode, roomID, since string) *LeftRoom {
 		t.Fatal("the room is not in rooms.leave")
 	}
 	return left
+}
+
+// membershipChanger makes membership changes in the room, failing the test on an error.
+func membershipChanger(t *testing.T, n *benchNode, roomID string) func(rooms.MembershipChange) {
+	return func(c rooms.MembershipChange) {
+		t.Helper()
+		c.RoomID = roomID
+		if _, err := n.rooms.ChangeMembership(context.Background(), c); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // owner made ownersRoom, a public room on a node of its own, which benchMe is not in.

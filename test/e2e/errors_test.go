@@ -311,6 +311,32 @@ func TestRateLimit(t *testing.T) {
 	t.Fatalf("10 messages at once passed a limit of burst 3, 0.1/s")
 }
 
+// TestWritesHeldInMemoryAreLimited: account data, tags and profile changes (a member event in
+// every joined room) spend the same per-user budget as sends; every node keeps them in memory.
+func TestWritesHeldInMemoryAreLimited(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, serverOpts{RCMessage: &rateLimit{PerSecond: 0.1, BurstCount: 3}})
+	alice := registerUser(t, srv, "alice")
+	writes := []func(i int) error{
+		func(i int) error {
+			return alice.SetAccountData(testCtx(t), fmt.Sprintf("x.flood.%d", i), map[string]int{"i": i})
+		},
+		func(i int) error { return alice.SetDisplayName(testCtx(t), fmt.Sprintf("Alice %d", i)) },
+	}
+	for n, write := range writes {
+		limited := false
+		for i := 0; i < 10 && !limited; i++ {
+			if err := write(i); err != nil {
+				expectMatrixError(t, err, http.StatusTooManyRequests, "M_LIMIT_EXCEEDED")
+				limited = true
+			}
+		}
+		if !limited {
+			t.Errorf("write %d: 10 at once passed a limit of burst 3, 0.1/s", n)
+		}
+	}
+}
+
 // TestSharedSecretRegistrationRateLimit: a shared-secret registration costs one turn of the
 // registration limit (its nonce), so a burst of 2 registers two accounts and refuses the third
 // with 429 M_LIMIT_EXCEEDED.
