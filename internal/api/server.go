@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -252,6 +253,9 @@ func (srv *Server) writeError(w http.ResponseWriter, r *http.Request, err error)
 		}
 		srv.Log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		me = errorf(http.StatusInternalServerError, "M_UNKNOWN", "Internal server error")
+	}
+	if me.RetryAfterMS > 0 { // in whole seconds, rounded up, for clients that read the header
+		w.Header().Set("Retry-After", strconv.FormatInt((me.RetryAfterMS+999)/1000, 10))
 	}
 	if me.Status == http.StatusUnauthorized && me.Code == "M_UNKNOWN_TOKEN" {
 		me2 := *me

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -131,17 +132,22 @@ func stopWhenLost(ctx context.Context, st *store.Store, log *slog.Logger) (conte
 }
 
 // sharedSecret returns the configured registration secret, or the deployment's generated one
-// (created once, kept in JetStream) so that a fresh server can create its first account.
+// (created once, kept in JetStream) so that a fresh server can create its first account. Only
+// a generated secret is copied to the data directory, for local tools: a configured one is
+// where the operator put it, and a copy left from before it was configured is removed.
 func sharedSecret(ctx context.Context, st *store.Store, cfg config.Config) (string, error) {
-	secret := cfg.RegistrationSharedSecret
-	if secret == "" {
-		b, err := st.CreateOrGet(ctx, store.BucketServer, SecretFile, []byte(accounts.RandomString(32)))
-		if err != nil {
+	path := filepath.Join(cfg.DataDir, SecretFile)
+	if secret := cfg.RegistrationSharedSecret; secret != "" {
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return "", err
 		}
-		secret = string(b)
+		return secret, nil
 	}
-	return secret, os.WriteFile(filepath.Join(cfg.DataDir, SecretFile), []byte(secret), 0o600)
+	b, err := st.CreateOrGet(ctx, store.BucketServer, SecretFile, []byte(accounts.RandomString(32)))
+	if err != nil {
+		return "", err
+	}
+	return string(b), os.WriteFile(path, b, 0o600)
 }
 
 func storeOptions(cfg config.Config, log *slog.Logger) store.Options {

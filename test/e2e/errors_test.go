@@ -5,10 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"math"
 	"net/http"
 	"net/url"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -282,7 +287,27 @@ func TestRegistrationDisabled(t *testing.T) {
 		if out, err := run("cliuser"); err == nil {
 			t.Errorf("firebreak register of an existing user succeeded:\n%s", out)
 		}
+		if _, err := os.Stat(filepath.Join(srv.DataDir, "registration_shared_secret")); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("the configured secret was copied to the data directory (%v)", err)
+		}
 	})
+}
+
+// TestGeneratedSharedSecret: without a configured secret the server makes one, leaves it in
+// its data directory for its owner alone, and `firebreak register` uses it.
+func TestGeneratedSharedSecret(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, serverOpts{DisableRegistration: true, GeneratedSecret: true})
+	info, err := os.Stat(filepath.Join(srv.DataDir, "registration_shared_secret"))
+	if err != nil || info.Mode().Perm() != 0o600 || info.Size() == 0 {
+		t.Fatalf("the generated secret's file: %v, %v", info, err)
+	}
+	out, err := exec.CommandContext(testCtx(t), binPath, "register", "--config", srv.ConfigPath,
+		"--user", "first", "--password", "pw-first").CombinedOutput()
+	if err != nil {
+		t.Fatalf("firebreak register with the generated secret: %v\n%s", err, out)
+	}
+	loginAs(t, srv, "first", "pw-first")
 }
 
 // TestRateLimit: a flood of messages is cut off with 429 M_LIMIT_EXCEEDED
@@ -301,6 +326,8 @@ func TestRateLimit(t *testing.T) {
 		respErr := expectMatrixError(t, err, http.StatusTooManyRequests, "M_LIMIT_EXCEEDED")
 		if ms, ok := respErr.ExtraData["retry_after_ms"].(float64); !ok || ms <= 0 {
 			t.Errorf("429 body has retry_after_ms %v, want a positive number", respErr.ExtraData["retry_after_ms"])
+		} else if header := retryAfter(err); header != strconv.Itoa(int(math.Ceil(ms/1000))) {
+			t.Errorf("429 has Retry-After %q, want retry_after_ms %v in whole seconds", header, ms)
 		}
 		events, _ := roomMessages(t, alice, room, alice.syncToken(t), "", mautrix.DirectionBackward, nil, 50)
 		if slices.Contains(bodies(events), body) {
@@ -309,6 +336,15 @@ func TestRateLimit(t *testing.T) {
 		return
 	}
 	t.Fatalf("10 messages at once passed a limit of burst 3, 0.1/s")
+}
+
+// retryAfter is the Retry-After header of a refused request.
+func retryAfter(err error) string {
+	var httpErr mautrix.HTTPError
+	if !errors.As(err, &httpErr) || httpErr.Response == nil {
+		return ""
+	}
+	return httpErr.Response.Header.Get("Retry-After")
 }
 
 // TestWritesHeldInMemoryAreLimited: account data, tags and profile changes (a member event in

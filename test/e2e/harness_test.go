@@ -113,6 +113,7 @@ type serverOpts struct {
 	XForwarded          bool   // client addresses from X-Forwarded-For
 	MaxUploadSize       int64  // 0: the default
 	NATSURL             string // an external NATS to use instead of the embedded one (R1)
+	GeneratedSecret     bool   // no registration_shared_secret: the server makes one
 }
 
 // server is one running firebreak process.
@@ -151,6 +152,9 @@ func startServer(t testing.TB, opts serverOpts) *server {
 	}
 	if opts.RCLogin != nil {
 		cfg.RCLogin = *opts.RCLogin
+	}
+	if opts.GeneratedSecret {
+		cfg.RegistrationSharedSecret = ""
 	}
 	cfg.XForwarded = opts.XForwarded
 	cfg.MaxUploadSize = opts.MaxUploadSize
