@@ -16,8 +16,14 @@ var strippedTypes = []string{"m.room.create", "m.room.join_rules", "m.room.name"
 	"m.room.canonical_alias", "m.room.encryption", "m.room.topic"}
 
 // StrippedState is what an invited or knocking user may see of the room: a few state events, reduced to
-// type, state key, sender and content, and their own member event.
+// type, state key, sender and content, and their own member event. The events are those of
+// the moment of that member event, as Synapse keeps them with an invite: a name or topic set
+// since is the room's business until the user joins.
 func (s *Service) StrippedState(roomID, userID string) []any {
+	own := s.model.StateEvent(roomID, "m.room.member", userID)
+	if own == nil {
+		return nil
+	}
 	var out []any
 	add := func(ev *Event) {
 		if ev != nil {
@@ -26,9 +32,9 @@ func (s *Service) StrippedState(roomID, userID string) []any {
 		}
 	}
 	for _, t := range strippedTypes {
-		add(s.model.StateEvent(roomID, t, ""))
+		add(s.model.stateEventAt(roomID, t, "", own.Seq))
 	}
-	add(s.model.StateEvent(roomID, "m.room.member", userID))
+	add(own)
 	return out
 }
 

@@ -262,6 +262,36 @@ func TestDeviceListsTellFormerMembersNothing(t *testing.T) {
 	}
 }
 
+// TestInviteStateAsInvited: an invitee sees the room's stripped state as it was when they
+// were invited; a name set after is the room's business until they join.
+func TestInviteStateAsInvited(t *testing.T) {
+	ctx := context.Background()
+	n, roomID := ownersRoom(t)
+	key := ""
+	name := func(name string) {
+		t.Helper()
+		if _, err := n.rooms.Send(ctx, rooms.Proto{RoomID: roomID, Sender: owner, Type: "m.room.name", StateKey: &key,
+			Content: json.RawMessage(`{"name":"` + name + `"}`)}, rooms.SendOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	name("Before the invite")
+	membershipChanger(t, n, roomID)(rooms.MembershipChange{Sender: owner, Target: benchMe, Membership: "invite"})
+	name("SECRET after the invite")
+	resp, err := n.sync.Sync(ctx, Request{UserID: benchMe, DeviceID: "DEV"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	invited := resp.Rooms.Invite[roomID]
+	if invited == nil {
+		t.Fatal("the room is not in rooms.invite")
+	}
+	body, _ := json.Marshal(invited.InviteState)
+	if strings.Contains(string(body), "SECRET") || !strings.Contains(string(body), "Before the invite") {
+		t.Errorf("invite_state %s: want the name as it was at the invite", body)
+	}
+}
+
 // leftSince is the room's entry in rooms.leave of benchMe's sync since the token.
 func leftSince(t *testing.T, n *benchNode, roomID, since string) *LeftRoom {
 	t.Helper()
