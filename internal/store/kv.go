@@ -77,11 +77,11 @@ func (s *Store) openBucket(ctx context.Context, b Bucket) error {
 // works at once on every other. A key this node wrote lately is read from the leader
 // (recentWrites): the nearest replica may not have that write yet either.
 func (s *Store) Get(ctx context.Context, b Bucket, key string) ([]byte, uint64, error) {
-	if s.recent.has(b, key) {
-		return s.latest(ctx, b, key)
-	}
 	if err := checkKey(key); err != nil {
 		return nil, 0, err
+	}
+	if s.recent.has(b, key) { // kept in a cluster only
+		return s.leaderGet(ctx, b, key)
 	}
 	e, err := readWithRetry(ctx, s, func(ctx context.Context) (jetstream.KeyValueEntry, error) {
 		return s.buckets[b].Get(ctx, key)
@@ -100,7 +100,7 @@ func (s *Store) Get(ctx context.Context, b Bucket, key string) ([]byte, uint64, 
 // a replica that trails an acknowledged write.
 func (s *Store) latest(ctx context.Context, b Bucket, key string) ([]byte, uint64, error) {
 	if s.opts.Replicas == 1 {
-		return s.Get(ctx, b, key)
+		return s.Get(ctx, b, key) // the one replica is the leader
 	}
 	if err := checkKey(key); err != nil {
 		return nil, 0, err
