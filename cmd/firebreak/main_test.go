@@ -71,3 +71,18 @@ func encode(t *testing.T, v any) string {
 	}
 	return string(out)
 }
+
+func TestReachable(t *testing.T) {
+	for _, tc := range []struct{ listen, want string }{
+		{"127.0.0.1:8008", "127.0.0.1:8008"},
+		{"0.0.0.0:8008", "127.0.0.1:8008"},
+		{"[::]:8008", "127.0.0.1:8008"},
+		{":8008", "127.0.0.1:8008"},
+		{"10.1.0.1:8008", "10.1.0.1:8008"},
+		{"matrix.example.org:443", "matrix.example.org:443"},
+	} {
+		if got := reachable(tc.listen); got != tc.want {
+			t.Errorf("reachable(%q) = %q, want %q", tc.listen, got, tc.want)
+		}
+	}
+}

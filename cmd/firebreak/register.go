@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -65,7 +66,7 @@ func registerCmd(args []string) error {
 		}
 	}
 	if *url == "" {
-		*url = "http://" + cfg.Listen
+		*url = "http://" + reachable(cfg.Listen)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -112,4 +113,14 @@ func readPassword() (string, error) {
 		return "", errors.New("no password given")
 	}
 	return line, nil
+}
+
+// reachable is the listen address as a client on this machine reaches it: a server listening
+// on every interface (0.0.0.0, [::] or no host) answers on loopback.
+func reachable(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil || (host != "" && !net.ParseIP(host).IsUnspecified()) {
+		return listen
+	}
+	return net.JoinHostPort("127.0.0.1", port)
 }
