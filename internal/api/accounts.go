@@ -281,7 +281,9 @@ func (srv *Server) login(r *http.Request, _ *session) (any, error) {
 }
 
 // checkDeviceIDFree refuses a device id that is the public key of one of the user's
-// cross-signing keys, as the spec asks: in signatures the two are named alike.
+// cross-signing keys, as the spec asks: in signatures the two are named alike. It runs before
+// the password is checked (the login creates the device), which tells nothing that is not
+// public: /keys/query serves those keys.
 func (srv *Server) checkDeviceIDFree(ctx context.Context, userID, deviceID string) error {
 	if deviceID == "" {
 		return nil

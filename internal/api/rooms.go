@@ -512,8 +512,8 @@ func (srv *Server) redact(r *http.Request, s *session) (any, error) {
 		return nil, err
 	}
 	target := r.PathValue("eventId")
-	if _, ok := srv.Rooms.FindEvent(r.Context(), roomID, target); !ok {
-		return nil, notFound("Event not found")
+	if _, err := srv.Rooms.FindEvent(r.Context(), roomID, target); err != nil {
+		return nil, err
 	}
 	// The target goes in the content as well as at the top level: room version 11 reads it
 	// from the content (and its redaction keeps it there), and the spec asks servers to
@@ -627,8 +627,11 @@ func (srv *Server) readMarkers(r *http.Request, s *session) (any, error) {
 		return nil, forbidden("You are not in this room")
 	}
 	for _, eventID := range []string{body.Read, body.ReadPrivate, body.FullyRead} {
-		if _, ok := srv.Rooms.FindEvent(r.Context(), roomID, eventID); eventID != "" && !ok {
-			return nil, notFound("unknown event %s", eventID)
+		if eventID == "" {
+			continue
+		}
+		if _, err := srv.Rooms.FindEvent(r.Context(), roomID, eventID); err != nil {
+			return nil, err
 		}
 	}
 	for _, m := range []struct{ receiptType, eventID string }{{"m.read", body.Read}, {"m.read.private", body.ReadPrivate}} {

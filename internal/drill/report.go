@@ -263,7 +263,8 @@ func (r *Report) Print(w io.Writer) {
 
 func (p Percentiles) String() string {
 	if p.N == 0 { // not a pause of 0 ms: nothing was measured (the lost DC led no room, say)
-		return fmt.Sprintf("%-38s", "none measured")
+		return fmt.Sprintf("%-43s", "none measured") // as wide as the figures
+
 	}
 	return fmt.Sprintf("p50 %6d ms  p99 %6d ms  max %6d ms", p.P50, p.P99, p.Max)
 }

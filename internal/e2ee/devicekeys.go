@@ -418,8 +418,8 @@ func (s *Service) NeedsPassword(ctx context.Context, userID string, k CrossSigni
 
 // UploadCrossSigning stores a user's cross-signing keys. Each must belong to the user, carry
 // its usage and one ed25519 key; the self-signing and user-signing keys must be signed by the
-// master key (the one uploaded with them, else the stored one), and a master key may not take
-// the name of one of the user's devices. Nothing is stored unless all of them are valid. A
+// master key (the one uploaded with them, else the stored one), and none may take the name
+// of one of the user's devices. Nothing is stored unless all of them are valid. A
 // replaced key drops the signatures made of or with the one before.
 func (s *Service) UploadCrossSigning(ctx context.Context, userID string, k CrossSigningKeys) error {
 	uploads := k.byKind()
@@ -431,15 +431,15 @@ func (s *Service) UploadCrossSigning(ctx context.Context, userID string, k Cross
 		}
 		master = stored
 	}
-	if err := s.checkNotADevice(ctx, userID, uploads); err != nil {
-		return err
-	}
 	for _, kind := range crossSigningKinds {
 		if key := uploads[kind]; key != nil {
 			if err := checkCrossSigningKey(userID, kind, key, master); err != nil {
 				return err
 			}
 		}
+	}
+	if err := s.checkNotADevice(ctx, userID, uploads); err != nil {
+		return err
 	}
 	for _, kind := range crossSigningKinds {
 		key := uploads[kind]

@@ -446,12 +446,12 @@ func TestSignatures(t *testing.T) {
 // TestCrossSigningKeysAreNoDevices: no cross-signing key may have a device's id as its public
 // key, the master key or another; and IsCrossSigningKey names the ids a login may not take.
 func TestCrossSigningKeysAreNoDevices(t *testing.T) {
-	master, self := newSigner(t, "@u:x"), newSigner(t, "@u:x")
+	master, self, valid := newSigner(t, "@u:x"), newSigner(t, "@u:x"), newSigner(t, "@u:x")
 	s := start(t, someDevices{"@u:x": {"D", master.pub, self.pub}})
 	ctx := context.Background()
 	for name, keys := range map[string]CrossSigningKeys{
 		"master":       {Master: json.RawMessage(master.object("master"))},
-		"self-signing": {Master: json.RawMessage(newSigner(t, "@u:x").object("master")), SelfSigning: master.sign(t, self.object("self_signing"))},
+		"self-signing": {Master: json.RawMessage(valid.object("master")), SelfSigning: valid.sign(t, self.object("self_signing"))},
 	} {
 		if err := s.UploadCrossSigning(ctx, "@u:x", keys); !errors.Is(err, ErrForbidden) {
 			t.Errorf("a %s key named as a device: %v, want ErrForbidden", name, err)

@@ -144,13 +144,12 @@ func (s *Service) canSendState(roomID, userID, evType string) bool {
 	if s.model.Membership(roomID, userID) != "join" {
 		return false
 	}
-	plEv := s.model.StateEvent(roomID, "m.room.power_levels", "")
-	if plEv == nil {
-		return true
-	}
-	pl, err := plEv.PDU.PowerLevels()
-	if err != nil {
+	pl, err := s.powerLevels(roomID)
+	switch {
+	case err != nil:
 		return false
+	case pl == nil:
+		return true
 	}
 	return pl.UserLevel(spec.SenderID(userID)) >= pl.EventLevel(evType, true)
 }

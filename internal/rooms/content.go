@@ -1,6 +1,7 @@
 package rooms
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,7 +12,6 @@ import (
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
-	"github.com/tidwall/gjson"
 )
 
 // checkPowerLevels refuses power levels the room version cannot parse. The auth rules would
@@ -38,33 +38,41 @@ var (
 // checkLevelNulls refuses what the room version's parser lets through as if absent: a null
 // level, or a null map of them. A null in "users" would take its user to the default level,
 // and its room's admin could be locked out by a client that meant to leave the level alone.
-// Keys of "users" must be user ids, as the auth rules require.
+// Keys of "users" must be user ids, as the auth rules require. The content is read as that
+// parser reads it (encoding/json: of a key given twice, the last), so a repeated key cannot
+// show this check one value and the rules another.
 func checkLevelNulls(content []byte) error {
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(content, &top); err != nil {
+		return fmt.Errorf("%w: m.room.power_levels: %v", ErrBadRequest, err)
+	}
 	for _, field := range levelFields {
-		if level := gjson.GetBytes(content, field); level.Exists() && level.Type == gjson.Null {
+		if level, ok := top[field]; ok && isNull(level) {
 			return fmt.Errorf("%w: m.room.power_levels: %s must be an integer", ErrBadRequest, field)
 		}
 	}
 	for _, field := range levelMaps {
-		levels := gjson.GetBytes(content, field)
-		if levels.Exists() && !levels.IsObject() {
+		raw, ok := top[field]
+		if !ok {
+			continue
+		}
+		var levels map[string]json.RawMessage
+		if isNull(raw) || json.Unmarshal(raw, &levels) != nil {
 			return fmt.Errorf("%w: m.room.power_levels: %s must be an object of integers", ErrBadRequest, field)
 		}
-		var bad error
-		levels.ForEach(func(key, level gjson.Result) bool {
-			if level.Type == gjson.Null {
-				bad = fmt.Errorf("%w: m.room.power_levels: %s of %q must be an integer", ErrBadRequest, field, key.Str)
-			} else if field == "users" && !isUserID(key.Str) {
-				bad = fmt.Errorf("%w: m.room.power_levels: %q in users is no user id", ErrBadRequest, key.Str)
+		for key, level := range levels {
+			if isNull(level) {
+				return fmt.Errorf("%w: m.room.power_levels: %s of %q must be an integer", ErrBadRequest, field, key)
 			}
-			return bad == nil
-		})
-		if bad != nil {
-			return bad
+			if field == "users" && !isUserID(key) {
+				return fmt.Errorf("%w: m.room.power_levels: %q in users is no user id", ErrBadRequest, key)
+			}
 		}
 	}
 	return nil
 }
+
+func isNull(v json.RawMessage) bool { return string(bytes.TrimSpace(v)) == "null" }
 
 func isUserID(id string) bool {
 	_, err := spec.NewUserID(id, true)

@@ -64,8 +64,10 @@ func (s *Service) CreateRoom(ctx context.Context, req CreateRequest) (string, er
 	}
 	made := false
 	defer func() { // deferred, so that not even a panic leaves the alias naming no room
-		if !made {
-			s.releaseAlias(ctx, alias, roomID)
+		if !made { // also when the request was cancelled, which may be why it failed
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), store.WaitLimit)
+			defer cancel()
+			s.releaseAlias(rctx, alias, roomID)
 		}
 	}()
 	if err := s.createEvents(ctx, req, pr, impl, roomID, alias); err != nil {

@@ -101,6 +101,18 @@ func (m *Model) JoinedMembers(roomID string) []string {
 	return out
 }
 
+// JoinedMembersAt lists the room's joined members as of the event at seq: those a user shared
+// the room with when they joined or left it, never anyone who came after.
+func (m *Model) JoinedMembersAt(roomID string, seq uint64) []string {
+	var out []string
+	for _, ev := range m.StateAt(roomID, seq) {
+		if ms, _ := ev.PDU.Membership(); ev.PDU.Type() == "m.room.member" && ms == "join" {
+			out = append(out, *ev.PDU.StateKey())
+		}
+	}
+	return out
+}
+
 // SharesRoom reports whether two users are both joined to some room.
 func (m *Model) SharesRoom(a, b string) bool {
 	m.mu.RLock()

@@ -28,7 +28,7 @@ func (s *Service) ChangeMembership(ctx context.Context, c MembershipChange) (str
 			return ev.PDU.EventID(), nil
 		}
 	}
-	content, err := s.memberContent(c)
+	content, err := s.changeContent(ctx, c)
 	if err != nil {
 		return "", err
 	}
@@ -43,9 +43,9 @@ func (s *Service) ChangeMembership(ctx context.Context, c MembershipChange) (str
 	return id, err
 }
 
-// memberContent is the content of the change's member event; a join to a restricted room
+// changeContent is the content of the change's member event; a join to a restricted room
 // names the member who admits it.
-func (s *Service) memberContent(c MembershipChange) (map[string]any, error) {
+func (s *Service) changeContent(ctx context.Context, c MembershipChange) (map[string]any, error) {
 	content := map[string]any{"membership": c.Membership}
 	for k, v := range c.Extra {
 		content[k] = v
@@ -54,7 +54,7 @@ func (s *Service) memberContent(c MembershipChange) (map[string]any, error) {
 		content["reason"] = c.Reason
 	}
 	if c.Membership == "join" && c.Sender == c.Target {
-		via, err := s.joinAuthoriser(c.RoomID, c.Target)
+		via, err := s.joinAuthoriser(ctx, c.RoomID, c.Target)
 		if err != nil {
 			return nil, err
 		}

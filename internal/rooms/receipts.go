@@ -89,9 +89,9 @@ func (s *Service) SetReceipt(ctx context.Context, roomID, userID, receiptType, e
 	if s.model.Membership(roomID, userID) != "join" {
 		return fmt.Errorf("%w: you are not in this room", ErrForbidden)
 	}
-	ev, ok := s.FindEvent(ctx, roomID, eventID)
-	if !ok {
-		return fmt.Errorf("%w: unknown event %s", ErrNotFound, eventID)
+	ev, err := s.FindEvent(ctx, roomID, eventID)
+	if err != nil {
+		return err
 	}
 	// A thread is named by its root, an event of the room: anything else would be stored
 	// for good under a key nobody reads. The event must be in that thread (its root counts

@@ -1,11 +1,13 @@
 package rooms
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"maps"
 	"slices"
 
+	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 )
 
@@ -27,54 +29,78 @@ type joinCondition struct {
 // rules accept such a join only through a member who may invite, and leave choosing one to
 // the resident server, which every node of this deployment is. It gives "" when the join
 // needs no one (another rule, or a user already invited or joined), and ErrForbidden when the
-// user is in none of the rooms the rule allows or no member may invite.
-func (s *Service) joinAuthoriser(roomID, userID string) (string, error) {
+// user is in none of the rooms the rule allows or no member may invite, decided again on the
+// latest state of the rooms involved before it refuses: the join to the allowed room (a
+// space) may have been made through another node a moment ago.
+func (s *Service) joinAuthoriser(ctx context.Context, roomID, userID string) (string, error) {
+	via, rules, err := s.joinAuthoriserNow(roomID, userID)
+	if !errors.Is(err, ErrForbidden) {
+		return via, err
+	}
+	for _, room := range append([]string{roomID}, rules.allowedRooms()...) {
+		if err := s.CatchUpRoom(ctx, room); err != nil {
+			return "", err
+		}
+	}
+	via, _, err = s.joinAuthoriserNow(roomID, userID)
+	return via, err
+}
+
+// joinAuthoriserNow is joinAuthoriser on this node's view as it stands.
+func (s *Service) joinAuthoriserNow(roomID, userID string) (string, joinRules, error) {
 	var rules joinRules
 	ev := s.model.StateEvent(roomID, spec.MRoomJoinRules, "")
 	if ev == nil || json.Unmarshal(ev.PDU.Content(), &rules) != nil ||
 		rules.JoinRule != spec.Restricted && rules.JoinRule != spec.KnockRestricted {
-		return "", nil
+		return "", rules, nil
 	}
 	if m := s.model.Membership(roomID, userID); m == spec.Join || m == spec.Invite {
-		return "", nil
+		return "", rules, nil
 	}
-	allowed := slices.ContainsFunc(rules.Allow, func(a joinCondition) bool {
-		return a.Type == "m.room_membership" && s.model.Membership(a.RoomID, userID) == spec.Join
+	allowed := slices.ContainsFunc(rules.allowedRooms(), func(room string) bool {
+		return s.model.Membership(room, userID) == spec.Join
 	})
 	if !allowed {
-		return "", fmt.Errorf("%w: this room admits members of the rooms its join rules name, and users it invites", ErrForbidden)
+		return "", rules, fmt.Errorf("%w: this room admits members of the rooms its join rules name, and users it invites", ErrForbidden)
 	}
 	if via := s.memberWhoMayInvite(roomID); via != "" {
-		return via, nil
+		return via, rules, nil
 	}
-	return "", fmt.Errorf("%w: no member of the room may invite, so none can admit the join", ErrForbidden)
+	return "", rules, fmt.Errorf("%w: no member of the room may invite, so none can admit the join", ErrForbidden)
 }
 
-// memberWhoMayInvite is a joined member whose power level reaches the invite level: one the
-// power levels name, in the order of their ids, else any member when the default level does.
-func (s *Service) memberWhoMayInvite(roomID string) string {
-	plEv := s.model.StateEvent(roomID, spec.MRoomPowerLevels, "")
-	if plEv == nil { // no power levels: everyone may invite
-		return firstOf(s.model.JoinedMembers(roomID))
+// allowedRooms are the rooms whose members the rules admit.
+func (r joinRules) allowedRooms() []string {
+	var rooms []string
+	for _, a := range r.Allow {
+		if a.Type == "m.room_membership" && a.RoomID != "" {
+			rooms = append(rooms, a.RoomID)
+		}
 	}
-	pl, err := plEv.PDU.PowerLevels()
+	return rooms
+}
+
+// memberWhoMayInvite is a joined member whose power level reaches the invite level, the
+// earliest to have joined first (usually the room's creator).
+func (s *Service) memberWhoMayInvite(roomID string) string {
+	pl, err := s.powerLevels(roomID)
 	if err != nil {
 		return ""
 	}
-	for _, user := range slices.Sorted(maps.Keys(pl.Users)) {
-		if pl.Users[user] >= pl.Invite && s.model.Membership(roomID, user) == spec.Join {
+	for _, user := range s.model.JoinedMembers(roomID) {
+		if pl == nil || pl.UserLevel(spec.SenderID(user)) >= pl.Invite {
 			return user
 		}
-	}
-	if pl.UsersDefault >= pl.Invite {
-		return firstOf(s.model.JoinedMembers(roomID))
 	}
 	return ""
 }
 
-func firstOf(users []string) string {
-	if len(users) == 0 {
-		return ""
+// powerLevels is the room's current power levels; nil when it has none, and everyone is at
+// the defaults.
+func (s *Service) powerLevels(roomID string) (*gomatrixserverlib.PowerLevelContent, error) {
+	ev := s.model.StateEvent(roomID, spec.MRoomPowerLevels, "")
+	if ev == nil {
+		return nil, nil
 	}
-	return users[0]
+	return ev.PDU.PowerLevels()
 }

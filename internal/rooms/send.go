@@ -209,17 +209,21 @@ func (s *Service) CatchUpRoom(ctx context.Context, roomID string) error {
 	return s.awaitSeq(ctx, s.st.RoomShard(roomID), head)
 }
 
-// FindEvent finds an event of the room. When this node's view lacks it, it first catches up
-// with the room's latest events: an event acknowledged through another node a moment ago is
-// not unknown here (a client may send through one node and redact through another).
-func (s *Service) FindEvent(ctx context.Context, roomID, eventID string) (Event, bool) {
+// FindEvent finds an event of the room; ErrNotFound when it has none. When this node's view
+// lacks it, it first catches up with the room's latest events: an event acknowledged through
+// another node a moment ago is not unknown here (a client may send through one node and
+// redact through another). A catch-up that fails is ErrUnavailable, not a 404.
+func (s *Service) FindEvent(ctx context.Context, roomID, eventID string) (Event, error) {
 	if ev, ok := s.model.Event(roomID, eventID); ok {
-		return ev, true
+		return ev, nil
 	}
-	if s.CatchUpRoom(ctx, roomID) != nil {
-		return Event{}, false
+	if err := s.CatchUpRoom(ctx, roomID); err != nil {
+		return Event{}, err
 	}
-	return s.model.Event(roomID, eventID)
+	if ev, ok := s.model.Event(roomID, eventID); ok {
+		return ev, nil
+	}
+	return Event{}, fmt.Errorf("%w: unknown event %s", ErrNotFound, eventID)
 }
 
 // awaitSeq waits, at most store.WaitLimit, until the read model has applied a shard up to seq.

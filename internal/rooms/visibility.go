@@ -2,6 +2,7 @@ package rooms
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -242,9 +243,11 @@ func (m *Model) NewestVisibleRun(roomID, userID string, after, upTo uint64, limi
 // one that does not exist is: the spec's 404 for both, so the answer does not confirm an id.
 func (s *Service) VisibleEvent(ctx context.Context, roomID, userID, eventID string) (Event, error) {
 	notFound := fmt.Errorf("%w: event not found", ErrNotFound)
-	ev, ok := s.FindEvent(ctx, roomID, eventID)
-	if !ok {
+	ev, err := s.FindEvent(ctx, roomID, eventID)
+	if errors.Is(err, ErrNotFound) {
 		return Event{}, notFound
+	} else if err != nil {
+		return Event{}, err
 	}
 	// Taken after the event was found, so the snapshot covers it.
 	if h, _ := s.model.history(roomID, userID); !h.canSee(ev.Seq) {

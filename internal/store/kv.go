@@ -95,9 +95,8 @@ func (s *Store) Get(ctx context.Context, b Bucket, key string) ([]byte, uint64, 
 	return nil, 0, err
 }
 
-// latest reads a key as its bucket's leader has it, in a cluster: a decision that writes (a
-// compare-and-set) or answers a client just after this node wrote the key must not rest on
-// a replica that trails an acknowledged write.
+// latest reads a key as its bucket's leader has it, in a cluster: a compare-and-set must not
+// decide on a replica that trails an acknowledged write.
 func (s *Store) latest(ctx context.Context, b Bucket, key string) ([]byte, uint64, error) {
 	if s.opts.Replicas == 1 {
 		return s.Get(ctx, b, key) // the one replica is the leader

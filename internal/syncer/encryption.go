@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-
-	"github.com/firebreak/firebreak/internal/rooms"
 )
 
 // maxToDevice bounds the to-device messages one sync hands out; the rest come with the next.
@@ -85,11 +83,11 @@ func (s *Service) deviceLists(userID string, since, now Token, busy []busyRoom) 
 			switch {
 			case target == nil:
 			case *target == userID && ms == "join" && !wasJoined:
-				for _, u := range joinedAt(model, b.roomID, ev.Seq) {
+				for _, u := range model.JoinedMembersAt(b.roomID, ev.Seq) {
 					add(&changed, u)
 				}
 			case *target == userID && (ms == "leave" || ms == "ban") && wasJoined:
-				for _, u := range joinedAt(model, b.roomID, ev.Seq) {
+				for _, u := range model.JoinedMembersAt(b.roomID, ev.Seq) {
 					if !model.SharesRoom(userID, u) {
 						add(&left, u)
 					}
@@ -102,6 +100,9 @@ func (s *Service) deviceLists(userID string, since, now Token, busy []busyRoom) 
 			case (ms == "leave" || ms == "ban") && !model.SharesRoom(userID, *target):
 				add(&left, *target)
 			}
+			if target != nil && *target == userID {
+				wasJoined = ms == "join" // a join and a leave in one window: the leave counts too
+			}
 		}
 	}
 	changed = slices.DeleteFunc(changed, func(u string) bool { return slices.Contains(left, u) })
@@ -109,18 +110,6 @@ func (s *Service) deviceLists(userID string, since, now Token, busy []busyRoom) 
 		return nil
 	}
 	return &DeviceLists{Changed: changed, Left: left}
-}
-
-// joinedAt lists the room's joined members as of the event at seq: those a user shared the
-// room with when they joined or left it, never anyone who came after.
-func joinedAt(model *rooms.Model, roomID string, seq uint64) []string {
-	var out []string
-	for _, ev := range model.StateAt(roomID, seq) {
-		if ms, _ := ev.PDU.Membership(); ev.PDU.Type() == "m.room.member" && ms == "join" {
-			out = append(out, *ev.PDU.StateKey())
-		}
-	}
-	return out
 }
 
 // DeviceListChanges answers /keys/changes: the device lists between two sync tokens (to

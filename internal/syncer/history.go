@@ -36,8 +36,8 @@ func (s *Service) Messages(ctx context.Context, req MessagesRequest) (*MessagesR
 	if err != nil {
 		return nil, err
 	}
-	// Events the user may not see are skipped like filtered ones: a page that comes back short
-	// (or empty) means nothing visible is left in the range, so it carries no end token.
+	// Events the user may not see are skipped like filtered ones: a page read backwards that
+	// comes back short (or empty) means nothing visible is left in the range.
 	evs := s.rooms.Model().VisibleRange(req.RoomID, req.Viewer.UserID, after, upTo, !req.Backward, req.Limit, keepFor(req.Filter, req.RoomID, s.ignoredBy(req.Viewer.UserID)))
 	// The spec's start is the from token as given (a sync token stays one).
 	start := req.From
@@ -203,8 +203,8 @@ func (s *Service) SetFullyRead(ctx context.Context, userID, roomID, eventID stri
 	if s.rooms.Model().Membership(roomID, userID) != "join" {
 		return fmt.Errorf("%w: you are not in this room", rooms.ErrForbidden)
 	}
-	if _, ok := s.rooms.FindEvent(ctx, roomID, eventID); !ok {
-		return fmt.Errorf("%w: unknown event", rooms.ErrNotFound)
+	if _, err := s.rooms.FindEvent(ctx, roomID, eventID); err != nil {
+		return err
 	}
 	b, _ := json.Marshal(map[string]string{"event_id": eventID})
 	return s.data.Set(ctx, userID, roomID, "m.fully_read", b)

@@ -262,6 +262,24 @@ func TestDeviceListsTellFormerMembersNothing(t *testing.T) {
 	}
 }
 
+// TestDeviceListsJoinAndLeaveInOneWindow: a user who joined a room and left it again between
+// two tokens no longer shares it with its members: they are left, not changed.
+func TestDeviceListsJoinAndLeaveInOneWindow(t *testing.T) {
+	ctx := context.Background()
+	n, roomID := ownersRoom(t)
+	change := membershipChanger(t, n, roomID)
+	since := n.sync.current().String()
+	change(rooms.MembershipChange{Sender: benchMe, Target: benchMe, Membership: "join"})
+	change(rooms.MembershipChange{Sender: benchMe, Target: benchMe, Membership: "leave"})
+	lists, err := n.sync.DeviceListChanges(ctx, benchMe, since, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(lists.Changed, owner) || !slices.Contains(lists.Left, owner) {
+		t.Errorf("device lists %+v: want the owner left, not changed", lists)
+	}
+}
+
 // TestInviteStateAsInvited: an invitee sees the room's stripped state as it was when they
 // were invited; a name set after is the room's business until they join.
 func TestInviteStateAsInvited(t *testing.T) {

@@ -128,6 +128,7 @@ func testErrorResponses(t *testing.T, srv *server) {
 		{"PowerLevelsNullLevel", "POST", "v3/createRoom", alice.AccessToken, []byte(`{"power_level_content_override":{"ban":null}}`), 400, "M_BAD_JSON"},
 		{"PowerLevelsNullUserLevel", "PUT", state("m.room.power_levels"), alice.AccessToken, []byte(`{"users":{"` + alice.UserID.String() + `":null}}`), 400, "M_BAD_JSON"},
 		{"PowerLevelsNullEvents", "PUT", state("m.room.power_levels"), alice.AccessToken, []byte(`{"users":{"` + alice.UserID.String() + `":100},"events":null}`), 400, "M_BAD_JSON"},
+		{"PowerLevelsNullAfterRepeatedKey", "PUT", state("m.room.power_levels"), alice.AccessToken, []byte(`{"users":{"` + alice.UserID.String() + `":100,"` + alice.UserID.String() + `":null}}`), 400, "M_BAD_JSON"},
 		{"PowerLevelsUserNotUserID", "PUT", state("m.room.power_levels"), alice.AccessToken, []byte(`{"users":{"` + alice.UserID.String() + `":100,"notauser":50}}`), 400, "M_BAD_JSON"},
 		{"CreateRoomRefusedAfterItsAlias", "POST", "v3/createRoom", alice.AccessToken, []byte(`{"creation_content":null,"room_alias_name":"refused","power_level_content_override":{"ban":null}}`), 400, "M_BAD_JSON"},
 		{"AccountDataNumberPastFloat64", "PUT", "v3/user/" + url.PathEscape(alice.UserID.String()) + "/account_data/x.big", alice.AccessToken, []byte(`{"n":1e400}`), 400, "M_BAD_JSON"},

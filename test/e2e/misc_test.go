@@ -550,8 +550,8 @@ func testRedact(t *testing.T, srv *server) {
 }
 
 func testContext(t *testing.T, srv *server) {
-	alice := registerUser(t, srv, "alice")
-	room := sharedRoom(t, alice)
+	alice, silent := registerUser(t, srv, "alice"), registerUser(t, srv, "silent")
+	room := sharedRoom(t, alice, silent) // silent joins and never sends
 	var ids []id.EventID
 	for i := range 5 {
 		ids = append(ids, alice.sendText(t, room, fmt.Sprintf("context %d", i)))
@@ -570,12 +570,12 @@ func testContext(t *testing.T, srv *server) {
 	}
 	_, err = alice.Context(testCtx(t), room, "$doesnotexist", nil, 4)
 	expectMatrixError(t, err, http.StatusNotFound, "M_NOT_FOUND")
-	testContextState(t, srv, alice, room, ids)
+	testContextState(t, srv, alice, room, ids, silent)
 }
 
 // The state of a /context is the room's at the last event it returns, not the room's now,
 // through the filter; lazy loading narrows its members alone.
-func testContextState(t *testing.T, srv *server, alice *user, room id.RoomID, ids []id.EventID) {
+func testContextState(t *testing.T, srv *server, alice *user, room id.RoomID, ids []id.EventID, silent *user) {
 	bob := registerUser(t, srv, "bob")
 	_, err := alice.SendStateEvent(testCtx(t), room, event.StateRoomName, "", &event.RoomNameEventContent{Name: "renamed later"})
 	mustOK(t, err, "rename")
@@ -598,11 +598,12 @@ func testContextState(t *testing.T, srv *server, alice *user, room id.RoomID, id
 	bobMember := event.StateMember.Type + "|" + bob.UserID.String()
 	aliceMember := event.StateMember.Type + "|" + alice.UserID.String()
 	create := event.StateCreate.Type + "|"
-	if keys := stateOf(nil); keys[bobMember] || !keys[aliceMember] || !keys[create] {
-		t.Errorf("state %v: want alice's membership and the create event, not bob's who joined after", keys)
+	silentMember := event.StateMember.Type + "|" + silent.UserID.String()
+	if keys := stateOf(nil); keys[bobMember] || !keys[aliceMember] || !keys[silentMember] || !keys[create] {
+		t.Errorf("state %v: want every member then and the create event, not bob, who joined after", keys)
 	}
-	if keys := stateOf(&mautrix.FilterPart{LazyLoadMembers: true}); !keys[create] || !keys[aliceMember] {
-		t.Errorf("lazy-loaded state %v: want the create event and the sender's membership", keys)
+	if keys := stateOf(&mautrix.FilterPart{LazyLoadMembers: true}); !keys[create] || !keys[aliceMember] || keys[silentMember] {
+		t.Errorf("lazy-loaded state %v: want the create event and the sender's membership, not the silent member's", keys)
 	}
 	if keys := stateOf(&mautrix.FilterPart{Types: []event.Type{event.EventMessage}}); len(keys) != 0 {
 		t.Errorf("state %v through a filter of messages only: want none", keys)
@@ -715,9 +716,6 @@ func testPresence(t *testing.T, srv *server) {
 	}
 }
 
-// testKnocking: in a room whose join rule is knock, a user asks to join and sees the room's
-// stripped state in rooms.knock; the members see the knock and may invite them in or reject
-// it with a kick; a knock elsewhere, or a join without an invite, is refused.
 // testRestrictedJoin: a restricted room lets members of the rooms its join rules name join
 // without an invite (a space's rooms, as Element makes them), and no one else.
 func testRestrictedJoin(t *testing.T, srv *server) {
@@ -739,6 +737,9 @@ func testRestrictedJoin(t *testing.T, srv *server) {
 	expectMatrixError(t, err, http.StatusForbidden, "M_FORBIDDEN")
 }
 
+// testKnocking: in a room whose join rule is knock, a user asks to join and sees the room's
+// stripped state in rooms.knock; the members see the knock and may invite them in or reject
+// it with a kick; a knock elsewhere, or a join without an invite, is refused.
 func testKnocking(t *testing.T, srv *server) {
 	alice, bob, carol := registerUser(t, srv, "alice"), registerUser(t, srv, "bob"), registerUser(t, srv, "carol")
 	empty := ""
