@@ -192,6 +192,8 @@ func checkConditions(conds []Condition) error {
 			missing = "key"
 		case c.Kind == "event_match" && !c.hasPattern:
 			missing = "pattern"
+		case valued[c.Kind] && !c.hasValue:
+			missing = "value"
 		case c.Kind == "room_member_count" && c.Is == "":
 			missing = "is"
 		}

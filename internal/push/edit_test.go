@@ -368,3 +368,30 @@ func TestEventMatchPattern(t *testing.T) {
 		}
 	}
 }
+
+// A property condition keeps its value, null included, when written back, and one given
+// without a value is refused.
+func TestPropertyConditionValue(t *testing.T) {
+	for body, want := range map[string]string{
+		`[{"kind":"event_property_is","key":"content.x","value":null}]`:        `"value":null`,
+		`[{"kind":"event_property_contains","key":"content.x","value":false}]`: `"value":false`,
+		`[{"kind":"event_property_is","key":"content.x"}]`:                     "",
+	} {
+		var conds []Condition
+		if err := json.Unmarshal([]byte(body), &conds); err != nil {
+			t.Fatal(err)
+		}
+		rs := DefaultRules(me)
+		err := rs.Put("override", Rule{RuleID: "x", Actions: []any{}, Conditions: conds}, "", "")
+		if want == "" {
+			if err == nil {
+				t.Errorf("Put with conditions %s: accepted, want refused", body)
+			}
+			continue
+		}
+		rule, _ := rs.Find("override", "x")
+		if raw, _ := json.Marshal(rule); err != nil || !strings.Contains(string(raw), want) {
+			t.Errorf("Put with conditions %s: %v; stored %s, want %s in it", body, err, raw, want)
+		}
+	}
+}

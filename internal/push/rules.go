@@ -38,28 +38,41 @@ type Condition struct {
 	Value   any    `json:"value,omitempty"` // for event_property_is / event_property_contains
 
 	hasPattern bool // read from JSON that had a pattern; event_match requires one
+	hasValue   bool // read from JSON that had a value, null included; the property kinds require one
 }
+
+// valued are the condition kinds whose value is part of them, null included.
+var valued = map[string]bool{"event_property_is": true, "event_property_contains": true}
 
 // conditionJSON is Condition without its methods, to encode and decode the common fields.
 type conditionJSON Condition
 
 // MarshalJSON writes event_match's pattern even when empty: the spec's defaults match
-// state_key against "", and clients (matrix-js-sdk) skip a condition without a pattern.
+// state_key against "", and clients (matrix-js-sdk) skip a condition without a pattern. A
+// property condition's value is written even when null, which it may match.
 func (c Condition) MarshalJSON() ([]byte, error) {
-	if c.Kind != "event_match" {
-		return json.Marshal(conditionJSON(c))
+	switch {
+	case c.Kind == "event_match":
+		return json.Marshal(struct {
+			conditionJSON
+			Pattern string `json:"pattern"`
+		}{conditionJSON(c), c.Pattern})
+	case valued[c.Kind]:
+		return json.Marshal(struct {
+			conditionJSON
+			Value any `json:"value"`
+		}{conditionJSON(c), c.Value})
 	}
-	return json.Marshal(struct {
-		conditionJSON
-		Pattern string `json:"pattern"`
-	}{conditionJSON(c), c.Pattern})
+	return json.Marshal(conditionJSON(c))
 }
 
-// UnmarshalJSON notes whether a pattern was given, which an empty one cannot tell.
+// UnmarshalJSON notes whether a pattern and a value were given, which an empty pattern and a
+// null value cannot tell.
 func (c *Condition) UnmarshalJSON(b []byte) error {
 	var in struct {
 		conditionJSON
-		Pattern *string `json:"pattern"`
+		Pattern *string         `json:"pattern"`
+		Value   json.RawMessage `json:"value"` // "null" when null, nil when absent
 	}
 	if err := json.Unmarshal(b, &in); err != nil {
 		return err
@@ -67,6 +80,12 @@ func (c *Condition) UnmarshalJSON(b []byte) error {
 	*c = Condition(in.conditionJSON)
 	if in.Pattern != nil {
 		c.Pattern, c.hasPattern = *in.Pattern, true
+	}
+	if in.Value != nil {
+		c.hasValue = true
+		if err := json.Unmarshal(in.Value, &c.Value); err != nil {
+			return err
+		}
 	}
 	return nil
 }
