@@ -237,12 +237,7 @@ func TestEventsFoundOnEveryNode(t *testing.T) {
 	}
 	nodes, _ := clusterNodes(t, 3)
 	ctx := t.Context()
-	roomID := createRoom(t, nodes[0], CreateRequest{Creator: alice, Preset: "public_chat"})
-	for _, n := range nodes {
-		if err := n.AwaitRoom(ctx, roomID); err != nil {
-			t.Fatal(err)
-		}
-	}
+	roomID := roomOnEveryNode(t, nodes, CreateRequest{Creator: alice, Preset: "public_chat"})
 	join(t, nodes[1], roomID, bob)
 	const rounds = 100
 	missing := 0
@@ -261,4 +256,53 @@ func TestEventsFoundOnEveryNode(t *testing.T) {
 	if missing > 0 {
 		t.Errorf("%d of %d events acknowledged through one node were unknown through the next", missing, rounds)
 	}
+}
+
+// TestRestrictedJoinOnTheLatestState: only this server checks a restricted room's allowed
+// memberships, so a join through one node is decided on the latest state even when the
+// space was changed through another a moment before: one just banned from it is refused,
+// one who just joined it gets in.
+func TestRestrictedJoinOnTheLatestState(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a three-node JetStream cluster")
+	}
+	nodes, _ := clusterNodes(t, 3)
+	ctx := t.Context()
+	space := createRoom(t, nodes[0], CreateRequest{Creator: alice, Preset: "public_chat"})
+	rules := mustJSON(map[string]any{"join_rule": "restricted",
+		"allow": []map[string]string{{"type": "m.room_membership", "room_id": space}}})
+	room := roomOnEveryNode(t, nodes, CreateRequest{Creator: alice, Preset: "private_chat", RoomVersion: "10",
+		InitialState: []StateEvent{{Type: "m.room.join_rules", Content: rules}}})
+	const rounds = 10
+	admittedBanned, refusedMember := 0, 0
+	for i := range rounds {
+		writer, joiner := nodes[i%3], nodes[(i+1)%3]
+		banned, member := fmt.Sprintf("@banned%d:test", i), fmt.Sprintf("@member%d:test", i)
+		join(t, writer, space, banned)
+		if _, err := writer.ChangeMembership(ctx, MembershipChange{RoomID: space, Sender: alice, Target: banned, Membership: "ban"}); err != nil {
+			t.Fatal(err)
+		}
+		join(t, writer, space, member)
+		if _, err := joiner.ChangeMembership(ctx, MembershipChange{RoomID: room, Sender: banned, Target: banned, Membership: "join"}); err == nil {
+			admittedBanned++
+		}
+		if _, err := joiner.ChangeMembership(ctx, MembershipChange{RoomID: room, Sender: member, Target: member, Membership: "join"}); err != nil {
+			refusedMember++
+		}
+	}
+	if admittedBanned > 0 || refusedMember > 0 {
+		t.Errorf("of %d rounds, %d let in a user just banned from the space and %d refused one who had just joined it", rounds, admittedBanned, refusedMember)
+	}
+}
+
+// roomOnEveryNode creates a room through the first node and waits until every node has it.
+func roomOnEveryNode(t *testing.T, nodes []*Service, req CreateRequest) string {
+	t.Helper()
+	roomID := createRoom(t, nodes[0], req)
+	for _, n := range nodes {
+		if err := n.AwaitRoom(t.Context(), roomID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return roomID
 }

@@ -3,7 +3,6 @@ package rooms
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 
@@ -29,44 +28,47 @@ type joinCondition struct {
 // rules accept such a join only through a member who may invite, and leave choosing one to
 // the resident server, which every node of this deployment is. It gives "" when the join
 // needs no one (another rule, or a user already invited or joined), and ErrForbidden when the
-// user is in none of the rooms the rule allows or no member may invite, decided again on the
-// latest state of the rooms involved before it refuses: the join to the allowed room (a
-// space) may have been made through another node a moment ago.
+// user is in none of the rooms the rule allows or no member may invite. Only this server
+// checks those memberships, so it decides on the latest state of the rooms involved: on a
+// view that trails, a user banned from the space a moment ago through another node would get
+// in, and one who joined it would be refused.
 func (s *Service) joinAuthoriser(ctx context.Context, roomID, userID string) (string, error) {
-	via, rules, err := s.joinAuthoriserNow(roomID, userID)
-	if !errors.Is(err, ErrForbidden) {
-		return via, err
+	rules, ok := s.restrictedRules(roomID)
+	if !ok {
+		return "", nil
 	}
 	for _, room := range append([]string{roomID}, rules.allowedRooms()...) {
 		if err := s.CatchUpRoom(ctx, room); err != nil {
 			return "", err
 		}
 	}
-	via, _, err = s.joinAuthoriserNow(roomID, userID)
-	return via, err
-}
-
-// joinAuthoriserNow is joinAuthoriser on this node's view as it stands.
-func (s *Service) joinAuthoriserNow(roomID, userID string) (string, joinRules, error) {
-	var rules joinRules
-	ev := s.model.StateEvent(roomID, spec.MRoomJoinRules, "")
-	if ev == nil || json.Unmarshal(ev.PDU.Content(), &rules) != nil ||
-		rules.JoinRule != spec.Restricted && rules.JoinRule != spec.KnockRestricted {
-		return "", rules, nil
+	if rules, ok = s.restrictedRules(roomID); !ok { // the rule changed meanwhile
+		return "", nil
 	}
 	if m := s.model.Membership(roomID, userID); m == spec.Join || m == spec.Invite {
-		return "", rules, nil
+		return "", nil
 	}
 	allowed := slices.ContainsFunc(rules.allowedRooms(), func(room string) bool {
 		return s.model.Membership(room, userID) == spec.Join
 	})
 	if !allowed {
-		return "", rules, fmt.Errorf("%w: this room admits members of the rooms its join rules name, and users it invites", ErrForbidden)
+		return "", fmt.Errorf("%w: this room admits members of the rooms its join rules name, and users it invites", ErrForbidden)
 	}
 	if via := s.memberWhoMayInvite(roomID); via != "" {
-		return via, rules, nil
+		return via, nil
 	}
-	return "", rules, fmt.Errorf("%w: no member of the room may invite, so none can admit the join", ErrForbidden)
+	return "", fmt.Errorf("%w: no member of the room may invite, so none can admit the join", ErrForbidden)
+}
+
+// restrictedRules are the room's join rules when they restrict joins to the members of other
+// rooms.
+func (s *Service) restrictedRules(roomID string) (joinRules, bool) {
+	var rules joinRules
+	ev := s.model.StateEvent(roomID, spec.MRoomJoinRules, "")
+	if ev == nil || json.Unmarshal(ev.PDU.Content(), &rules) != nil {
+		return rules, false
+	}
+	return rules, rules.JoinRule == spec.Restricted || rules.JoinRule == spec.KnockRestricted
 }
 
 // allowedRooms are the rooms whose members the rules admit.
