@@ -228,7 +228,12 @@ func TestToDevice(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "the acknowledged message deleted", func() bool { ev, _ := s.inbox(t, "@b:x", "B1", 0, head(), 10); return len(ev) == 1 })
-	// The first request, retried after its message was delivered and deleted, sends nothing.
+	// The first request, retried after its message was delivered and deleted, sends nothing:
+	// also when its transaction was never noted (the first try failed after storing).
+	send("t1", map[string]json.RawMessage{"*": json.RawMessage(`{"n":1}`)})
+	if err := s.st.Delete(ctx, store.BucketToDeviceTxns, store.Key("@a:x", "A", "m.test", "t1")); err != nil {
+		t.Fatal(err)
+	}
 	send("t1", map[string]json.RawMessage{"*": json.RawMessage(`{"n":1}`)})
 	s.caughtUp(t, store.BucketToDevice, s.inboxRev)
 	if ev, _ := s.inbox(t, "@b:x", "B1", 0, head(), 10); len(ev) != 1 {

@@ -92,8 +92,11 @@ func (s *Service) SendToDevice(ctx context.Context, sender, senderDevice, evType
 		return err
 	}
 	for key, event := range planned {
-		_, err := s.st.Create(ctx, store.BucketToDevice, key, event)
-		if err != nil && !errors.Is(err, store.ErrExists) {
+		// Stored only where no message ever was (revision 0): a delivered message's key keeps
+		// its delete marker, so retrying a request whose first try stored its messages, and had
+		// them delivered, but failed before it noted its transaction, delivers nothing twice.
+		_, err := s.st.Update(ctx, store.BucketToDevice, key, event, 0)
+		if err != nil && !errors.Is(err, store.ErrConflict) {
 			return err
 		}
 	}
