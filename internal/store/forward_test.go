@@ -217,7 +217,10 @@ func request(s string) func() ([]byte, error) {
 }
 
 // appendUntilStored appends ev to a room only this caller writes, building again (here: only
-// taking the later shard position) whenever the shard's writer says its view is stale.
+// taking the later shard position) whenever the shard's writer says its view is stale. Like
+// the rooms' send, it first looks for ev among the messages it missed: a forward tried again
+// after its first try was stored unanswered (the shard's leader moving) is refused by the next
+// writer, and building it again would store it twice.
 func appendUntilStored(ctx context.Context, st *Store, room string, head uint64, seen *uint64, ev NewRoomEvent) (uint64, error) {
 	for attempt := 0; attempt < 50; attempt++ {
 		ev.Seen = *seen
@@ -232,9 +235,34 @@ func appendUntilStored(ctx context.Context, st *Store, room string, head uint64,
 		if c.Head <= *seen { // only the view can be stale: nobody else writes the room
 			return 0, fmt.Errorf("refused on head %d with view %d: %w", head, *seen, err)
 		}
+		missed := *seen
 		*seen = c.Head
+		if seq, ok, err := storedBetween(ctx, st, st.RoomShard(room), missed, c.Head, ev.EventID); ok || err != nil {
+			return seq, err
+		}
 	}
 	return 0, errors.New("refused 50 times")
+}
+
+// storedBetween finds the shard position after from and up to to that holds the event id. A
+// replica that trails the leader's head for a moment is asked again.
+func storedBetween(ctx context.Context, st *Store, shard int, from, to uint64, eventID string) (uint64, bool, error) {
+	for seq := from + 1; seq <= to; seq++ {
+		evs, err := st.RoomEventsAt(ctx, shard, seq)
+		for tries := 0; errors.Is(err, ErrNotFound) && tries < 50; tries++ {
+			time.Sleep(20 * time.Millisecond)
+			evs, err = st.RoomEventsAt(ctx, shard, seq)
+		}
+		if err != nil {
+			return 0, false, err
+		}
+		for _, ev := range evs {
+			if ev.EventID == eventID {
+				return seq, true, nil
+			}
+		}
+	}
+	return 0, false, nil
 }
 
 // moveShardLeader asks shard 0's leader to step down and waits until another node leads it.
