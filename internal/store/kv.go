@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -109,12 +110,12 @@ func (s *Store) latest(ctx context.Context, b Bucket, key string) ([]byte, uint6
 
 // leaderGet reads a key through the bucket stream's leader, which has every acknowledged write.
 func (s *Store) leaderGet(ctx context.Context, b Bucket, key string) ([]byte, uint64, error) {
-	m, err := s.leaderLastMsg(ctx, "KV_"+string(b), "$KV."+string(b)+"."+key)
+	m, err := s.leaderLastMsg(ctx, "KV_"+string(b), keySubject(b, key))
 	if err != nil {
 		return nil, 0, err
 	}
-	if m.Header.Get(kvOperation) != "" {
-		return nil, 0, ErrNotFound // a delete or purge marker
+	if isMarker(m.Header) {
+		return nil, 0, ErrNotFound
 	}
 	return m.Data, m.Seq, nil
 }
@@ -185,11 +186,18 @@ func (s *Store) Create(ctx context.Context, b Bucket, key string, val []byte) (u
 	if err := s.checkWrite(key, val); err != nil {
 		return 0, err
 	}
-	rev, err := s.buckets[b].Create(ctx, key, val)
-	if errors.Is(err, jetstream.ErrKeyExists) {
+	none := uint64(0)
+	rev, err := s.writeKey(ctx, b, key, val, "", &none)
+	if errors.Is(err, ErrConflict) {
+		// A key deleted before is at its delete marker's revision: creating it again updates that.
+		if m, gerr := s.leaderLastMsg(ctx, "KV_"+string(b), keySubject(b, key)); gerr == nil && isMarker(m.Header) {
+			rev, err = s.writeKey(ctx, b, key, val, "", &m.Seq)
+		}
+	}
+	if errors.Is(err, ErrConflict) {
 		return 0, ErrExists
 	}
-	return rev, s.wrote(b, key, translate(err))
+	return rev, s.wrote(b, key, err)
 }
 
 // CreateOrGet stores val under key unless a value is there already, and returns the value
@@ -221,8 +229,8 @@ func (s *Store) Update(ctx context.Context, b Bucket, key string, val []byte, re
 	if err := s.checkWrite(key, val); err != nil {
 		return 0, err
 	}
-	newRev, err := s.buckets[b].Update(ctx, key, val, rev)
-	return newRev, s.wrote(b, key, translate(err))
+	newRev, err := s.writeKey(ctx, b, key, val, "", &rev)
+	return newRev, s.wrote(b, key, err)
 }
 
 // Put stores a value whatever was there.
@@ -230,30 +238,60 @@ func (s *Store) Put(ctx context.Context, b Bucket, key string, val []byte) (uint
 	if err := s.checkWrite(key, val); err != nil {
 		return 0, err
 	}
-	rev, err := s.buckets[b].Put(ctx, key, val)
-	return rev, s.wrote(b, key, translate(err))
+	rev, err := s.writeKey(ctx, b, key, val, "", nil)
+	return rev, s.wrote(b, key, err)
 }
 
 // Delete removes a key. Deleting a missing key is not an error.
 func (s *Store) Delete(ctx context.Context, b Bucket, key string) error {
-	return s.deleteKey(ctx, b, key)
+	return s.deleteKey(ctx, b, key, nil)
 }
 
 // DeleteAt removes a key only if it is still at revision rev; ErrConflict otherwise.
 func (s *Store) DeleteAt(ctx context.Context, b Bucket, key string, rev uint64) error {
-	return s.deleteKey(ctx, b, key, jetstream.LastRevision(rev))
+	return s.deleteKey(ctx, b, key, &rev)
 }
 
-func (s *Store) deleteKey(ctx context.Context, b Bucket, key string, opts ...jetstream.KVDeleteOpt) error {
+func (s *Store) deleteKey(ctx context.Context, b Bucket, key string, expect *uint64) error {
 	if err := s.checkWrite(key, nil); err != nil {
 		return err
 	}
-	err := translate(s.buckets[b].Delete(ctx, key, opts...))
-	if errors.Is(err, ErrNotFound) {
-		return nil
-	}
+	_, err := s.writeKey(ctx, b, key, nil, "DEL", expect)
 	return s.wrote(b, key, err)
 }
+
+// writeKey publishes one change of a key (op "DEL" a delete marker), stored only if the key is
+// at revision *expect when expect is set. It runs under the write policy: a bucket leader that
+// died with the write in flight never answers, and the next try reaches the new leader in
+// seconds instead of after the request's whole timeout. Every try carries the write's own
+// message id, so a try that was stored though its answer was lost is recognised, by
+// JetStream's dedup or by the id on the key's last message, and answered as stored rather
+// than stored twice or refused as a conflict with itself.
+func (s *Store) writeKey(ctx context.Context, b Bucket, key string, val []byte, op string, expect *uint64) (uint64, error) {
+	msg := nats.NewMsg(keySubject(b, key))
+	msg.Data = val
+	id := randomToken()[:24]
+	msg.Header.Set(jetstream.MsgIDHeader, id)
+	if op != "" {
+		msg.Header.Set(kvOperation, op)
+	}
+	if expect != nil {
+		msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(*expect, 10))
+	}
+	return s.appendRecognising(ctx, func(actx context.Context) (uint64, error) {
+		return s.publishAcked(actx, msg)
+	}, func(error) (uint64, bool) {
+		m, err := s.leaderLastMsg(ctx, "KV_"+string(b), msg.Subject)
+		return m.Seq, err == nil && m.Header.Get(jetstream.MsgIDHeader) == id
+	})
+}
+
+// keySubject is the subject a bucket stores a key's changes on.
+func keySubject(b Bucket, key string) string { return "$KV." + string(b) + "." + key }
+
+// isMarker reports whether a key's last message removed it: a delete or purge, or the
+// server's own removal of an expired key.
+func isMarker(h nats.Header) bool { return h.Get(kvOperation) != "" || h.Get(markerReason) != "" }
 
 // wrote notes a write that succeeded for read-your-writes (recentWrites), and passes its
 // error on. A write that failed may have been stored too (an answer lost on its way), so it
@@ -362,7 +400,7 @@ type Change struct {
 // StallCheck ends (errWatchStalled), so it is not for buckets whose values expire: their head
 // can sit past their last value.
 func (s *Store) Watch(ctx context.Context, b Bucket, afterRev uint64, ready func(), apply func(Change)) error {
-	prefix := "$KV." + string(b) + "."
+	prefix := keySubject(b, "")
 	cfg := followerConfig(afterRev)
 	cfg.FilterSubject = prefix + ">"
 	if afterRev == 0 {
@@ -382,9 +420,8 @@ func (s *Store) Watch(ctx context.Context, b Bucket, afterRev uint64, ready func
 	}()
 	defer func() { cancel(nil); <-stallChecked }() // the check may be reading the head: the store may close next
 	err := s.follow(wctx, "KV_"+string(b), cfg, ready, func(m jetstream.Msg, meta *jetstream.MsgMetadata) {
-		h := m.Headers()
 		apply(Change{Key: strings.TrimPrefix(m.Subject(), prefix), Value: m.Data(), Rev: meta.Sequence.Stream,
-			Deleted: h.Get(kvOperation) != "" || h.Get(markerReason) != ""})
+			Deleted: isMarker(m.Headers())})
 		applied.Store(meta.Sequence.Stream)
 	})
 	if cause := context.Cause(wctx); ctx.Err() == nil && errors.Is(err, context.Canceled) && errors.Is(cause, errWatchStalled) {
@@ -408,10 +445,14 @@ func (s *Store) quickBucketHead(b Bucket) func(context.Context) uint64 {
 // change returns nil or the same bytes nothing is written. The value is read as the leader
 // has it (latest): from a trailing replica, a change that looked done would be answered as
 // such and never written. A lost race is tried again after a short random pause (racing
-// writers spread out), up to maxModifyAttempts times. It returns the revision the key then
-// holds; an error from change is returned as it is, with nothing written.
+// writers spread out) for up to modifyBudget: every lost race is another writer's change made,
+// so a key many write at once (one device's one-time keys, claimed by a dozen clients) keeps
+// moving, and a count of tries would give up on a writer that was merely unlucky. It returns
+// the revision the key then holds; an error from change is returned as it is, with nothing
+// written.
 func (s *Store) Modify(ctx context.Context, b Bucket, key string, change func(old []byte) ([]byte, error)) (uint64, error) {
-	for attempt := 1; attempt <= maxModifyAttempts; attempt++ {
+	giveUp := time.Now().Add(modifyBudget)
+	for attempt := 1; time.Now().Before(giveUp); attempt++ {
 		old, rev, err := s.latest(ctx, b, key)
 		if errors.Is(err, ErrNotFound) {
 			old, rev = nil, 0
@@ -433,11 +474,11 @@ func (s *Store) Modify(ctx context.Context, b Bucket, key string, change func(ol
 		select {
 		case <-ctx.Done():
 			return 0, ctx.Err()
-		case <-time.After(time.Duration(rand.Int64N(int64(attempt) * int64(10*time.Millisecond)))):
+		case <-time.After(rand.N(min(time.Duration(attempt)*10*time.Millisecond, 100*time.Millisecond))):
 		}
 	}
 	return 0, fmt.Errorf("%w: %s kept changing", ErrUnavailable, key)
 }
 
-// maxModifyAttempts bounds Modify's retries of lost races.
-const maxModifyAttempts = 20
+// modifyBudget bounds how long Modify keeps trying after lost races.
+const modifyBudget = 10 * time.Second

@@ -10,8 +10,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -420,11 +422,16 @@ func conflict(apiErr *jetstream.APIError) error {
 	return &ConflictError{Head: head}
 }
 
-// JetStream's answers to a batch cut short by a change of stream leader and to too many
-// batches at once: both are worth another try.
+// JetStream's answers to a batch cut short by a change of stream leader, to too many batches at
+// once, and to a message whose id is in a publish still in process (an earlier try of the same
+// write): like every answer it gives with status 503 (no quorum yet, a compare the leader
+// cannot make yet after an election), all are worth another try.
+var retriedCodes = []jetstream.ErrorCode{errCodeIncompleteBatch, errCodeBatchesInFlight, errCodeDuplicateInProcess}
+
 const (
-	errCodeIncompleteBatch jetstream.ErrorCode = 10176
-	errCodeBatchesInFlight jetstream.ErrorCode = 10210
+	errCodeIncompleteBatch    jetstream.ErrorCode = 10176
+	errCodeBatchesInFlight    jetstream.ErrorCode = 10210
+	errCodeDuplicateInProcess jetstream.ErrorCode = 10158
 )
 
 // translate maps JetStream's errors onto the store's own.
@@ -438,7 +445,7 @@ func translate(err error) error {
 	case errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
 		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant):
 		return conflict(apiErr)
-	case errors.As(err, &apiErr) && (apiErr.ErrorCode == errCodeIncompleteBatch || apiErr.ErrorCode == errCodeBatchesInFlight):
+	case errors.As(err, &apiErr) && (apiErr.Code == http.StatusServiceUnavailable || slices.Contains(retriedCodes, apiErr.ErrorCode)):
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	case errors.Is(err, nats.ErrNoResponders), errors.Is(err, context.DeadlineExceeded),
 		errors.Is(err, nats.ErrTimeout), errors.Is(err, jetstream.ErrNoStreamResponse),
