@@ -110,7 +110,7 @@ func (s *Store) latest(ctx context.Context, b Bucket, key string) ([]byte, uint6
 
 // leaderGet reads a key through the bucket stream's leader, which has every acknowledged write.
 func (s *Store) leaderGet(ctx context.Context, b Bucket, key string) ([]byte, uint64, error) {
-	m, err := s.leaderLastMsg(ctx, "KV_"+string(b), keySubject(b, key))
+	m, err := s.keyLastMsg(ctx, b, key)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -190,7 +190,7 @@ func (s *Store) Create(ctx context.Context, b Bucket, key string, val []byte) (u
 	rev, err := s.writeKey(ctx, b, key, val, "", &none)
 	if errors.Is(err, ErrConflict) {
 		// A key deleted before is at its delete marker's revision: creating it again updates that.
-		if m, gerr := s.leaderLastMsg(ctx, "KV_"+string(b), keySubject(b, key)); gerr == nil && isMarker(m.Header) {
+		if m, gerr := s.keyLastMsg(ctx, b, key); gerr == nil && isMarker(m.Header) {
 			rev, err = s.writeKey(ctx, b, key, val, "", &m.Seq)
 		}
 	}
@@ -281,9 +281,14 @@ func (s *Store) writeKey(ctx context.Context, b Bucket, key string, val []byte, 
 	return s.appendRecognising(ctx, func(actx context.Context) (uint64, error) {
 		return s.publishAcked(actx, msg)
 	}, func(error) (uint64, bool) {
-		m, err := s.leaderLastMsg(ctx, "KV_"+string(b), msg.Subject)
+		m, err := s.keyLastMsg(ctx, b, key)
 		return m.Seq, err == nil && m.Header.Get(jetstream.MsgIDHeader) == id
 	})
+}
+
+// keyLastMsg is a key's last change (a value or a marker) as its bucket's leader has it.
+func (s *Store) keyLastMsg(ctx context.Context, b Bucket, key string) (leaderMsg, error) {
+	return s.leaderLastMsg(ctx, "KV_"+string(b), keySubject(b, key))
 }
 
 // keySubject is the subject a bucket stores a key's changes on.
