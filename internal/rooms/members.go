@@ -16,8 +16,9 @@ var strippedTypes = []string{"m.room.create", "m.room.join_rules", "m.room.name"
 	"m.room.canonical_alias", "m.room.encryption", "m.room.topic"}
 
 // StrippedState is what an invited or knocking user may see of the room: a few state events, reduced to
-// type, state key, sender and content, and their own member event. The events are those of
-// the moment of that member event, as Synapse keeps them with an invite: a name or topic set
+// type, state key, sender and content, their own member event and their inviter's (whose name
+// and avatar clients show with the invite, as Synapse sends it). The events are those of the
+// moment of that member event, as Synapse keeps them with an invite: a name or topic set
 // since is the room's business until the user joins.
 func (s *Service) StrippedState(roomID, userID string) []any {
 	own := s.model.StateEvent(roomID, "m.room.member", userID)
@@ -33,6 +34,9 @@ func (s *Service) StrippedState(roomID, userID string) []any {
 	}
 	for _, t := range strippedTypes {
 		add(s.model.stateEventAt(roomID, t, "", own.Seq))
+	}
+	if own.Sender != userID {
+		add(s.model.stateEventAt(roomID, "m.room.member", own.Sender, own.Seq))
 	}
 	add(own)
 	return out

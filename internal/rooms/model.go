@@ -401,7 +401,8 @@ func (m *Model) setMembershipLocked(r *room, userID string, ev *Event) {
 func (m *Model) interestedLocked(r *room) []string { return r.tally.present }
 
 // MemberSummary counts the room's joined and invited members and names up to maxHeroes of
-// them other than userID, the earliest to arrive first, as the sync summary's heroes.
+// them other than userID, the earliest to arrive first, as the sync summary's heroes; when
+// there are none, former members are the heroes.
 func (m *Model) MemberSummary(roomID, userID string, maxHeroes int) (joined, invited int, heroes []string) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
@@ -418,8 +419,34 @@ func (m *Model) MemberSummary(roomID, userID string, maxHeroes int) (joined, inv
 			heroes = append(heroes, user)
 		}
 	}
+	if len(heroes) == 0 {
+		heroes = r.formerMembers(userID, maxHeroes)
+	}
 	sort.Strings(heroes)
 	return t.joined, t.invited, heroes
+}
+
+// formerMembers are up to n users, other than userID, who left or were banned, earliest
+// first: the heroes of a room nobody else is in any more, so a client can name it after
+// those who were ("Empty room (was Bob)"), as the spec asks. Only such rooms pay for the walk.
+func (r *room) formerMembers(userID string, n int) []string {
+	type former struct {
+		user string
+		seq  uint64
+	}
+	var all []former
+	for user, changes := range r.memberships {
+		last := changes[len(changes)-1]
+		if user != userID && (last.value == "leave" || last.value == "ban") {
+			all = append(all, former{user, last.seq})
+		}
+	}
+	slices.SortFunc(all, func(a, b former) int { return cmp.Compare(a.seq, b.seq) })
+	out := make([]string, 0, min(n, len(all)))
+	for _, f := range all[:min(n, len(all))] {
+		out = append(out, f.user)
+	}
+	return out
 }
 
 // Applied returns, per shard, the last sequence this node has applied.

@@ -647,6 +647,25 @@ func TestMemberSummaryHeroes(t *testing.T) {
 				joined, invited, heroes, tc.joined, tc.invite, tc.heroes)
 		}
 	}
+	// Everyone else gone: the heroes are those who left or were banned, earliest first.
+	for _, u := range users {
+		membership := "leave"
+		if u == "@u6:test" {
+			membership = "ban"
+		}
+		if u != "@u5:test" {
+			if _, err := s.ChangeMembership(t.Context(), MembershipChange{RoomID: roomID, Sender: alice, Target: u, Membership: membership}); err != nil {
+				t.Fatalf("%s %s: %v", membership, u, err)
+			}
+		}
+	}
+	if _, err := s.ChangeMembership(t.Context(), MembershipChange{RoomID: roomID, Sender: alice, Target: bob, Membership: "leave"}); err != nil {
+		t.Fatalf("uninvite: %v", err)
+	}
+	joined, invited, heroes := s.MemberSummary(roomID, alice, 3)
+	if want := []string{"@u4:test", "@u5:test", "@u6:test"}; joined != 1 || invited != 0 || !slices.Equal(heroes, want) {
+		t.Errorf("with everyone else gone MemberSummary = %d, %d, %v; want 1, 0, %v", joined, invited, heroes, want)
+	}
 }
 
 // TestMemberSummaryWhileJoining: syncs read a room's member tally while members join. The

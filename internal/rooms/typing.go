@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"sort"
 	"sync"
@@ -34,16 +35,28 @@ type typingModel struct {
 	// moved when it is renewed, so a client renewing every few seconds leaves one behind.
 	expiries map[typingKey]*time.Timer
 	changed  map[string]uint64 // room -> serial of its last change
-	serial   atomic.Uint64     // bumped on every change; local to this node
+	serial   atomic.Uint64     // bumped on every change; local to this process (typingEpoch)
 	onChange func(roomID string)
 }
 
 type typingKey struct{ roomID, userID string }
 
 func newTypingModel() *typingModel {
-	return &typingModel{until: map[string]map[string]time.Time{}, expiries: map[typingKey]*time.Timer{},
+	m := &typingModel{until: map[string]map[string]time.Time{}, expiries: map[typingKey]*time.Timer{},
 		changed: map[string]uint64{}, onChange: func(string) {}}
+	m.serial.Store(uint64(rand.Uint32()|1) << 32)
+	return m
 }
+
+// Typing serials count this process's changes in their low 32 bits under a random epoch in
+// the high ones. A serial from another node or from before a restart says nothing of what its
+// client saw here (this process may never have heard of an indicator it showed), and it must
+// not be compared with this process's: a lower one would hide changes, a higher one all.
+func typingEpoch(serial uint64) uint64 { return serial >> 32 }
+
+// TypingSerialsComparable reports whether two typing serials come from the same process, so
+// that the later changed after the earlier.
+func TypingSerialsComparable(a, b uint64) bool { return typingEpoch(a) == typingEpoch(b) }
 
 func (m *typingModel) subscribe(st *store.Store) (func(), error) {
 	return st.SubscribeEphemeral(typingTopic, func(b []byte) {

@@ -154,16 +154,17 @@ func (s *Service) joinedRoom(req Request, w window) *JoinedRoom {
 	}
 	v := rooms.Viewer{UserID: req.UserID, DeviceID: req.DeviceID}
 	tl, start := s.timeline(req, w, w.upTo, v)
+	summary := s.summary(w.roomID, req.UserID)
 	jr := &JoinedRoom{
 		Timeline:    tl,
-		State:       s.stateBefore(req, w, start, w.upTo, tl, v),
+		State:       s.stateBefore(req, w, start, w.upTo, tl, v, summary.Heroes),
 		Ephemeral:   ephemeral,
 		AccountData: data,
+		Summary:     summary,
 	}
 	if !w.full && len(tl.Events) == 0 && len(jr.State.Events) == 0 && len(jr.Ephemeral.Events) == 0 && len(jr.AccountData.Events) == 0 {
 		return nil
 	}
-	jr.Summary = s.summary(w.roomID, req.UserID)
 	s.unreadCounts(req, w.roomID, jr)
 	return jr
 }
@@ -219,7 +220,7 @@ func (s *Service) leftRoom(req Request, w window) *LeftRoom {
 	}
 	return &LeftRoom{
 		Timeline:    tl,
-		State:       s.stateBefore(req, w, start, upTo, tl, v),
+		State:       s.stateBefore(req, w, start, upTo, tl, v, nil),
 		AccountData: s.roomAccountData(req, w),
 	}
 }
@@ -259,23 +260,27 @@ func (s *Service) newestEvents(userID string, w window, upTo uint64, limit int, 
 }
 
 // stateBefore is the state the client needs besides the timeline (stateAt). With lazy-loaded
-// members, a full window sends only the members of the timeline's senders and the user; every
-// window sends those senders' member events as they stood at the timeline's start, which the
-// client must not miss, unless this device's last response gave it them (lazy.go).
-func (s *Service) stateBefore(req Request, w window, at, upTo uint64, tl Timeline, v rooms.Viewer) StateList {
+// members, a full window sends only the members of the timeline's senders, the summary's
+// heroes (which the spec requires: clients name a room after them) and the user; every window
+// sends those members' events as they stood at the timeline's start, which the client must
+// not miss, unless this device's last response gave it them (lazy.go).
+func (s *Service) stateBefore(req Request, w window, at, upTo uint64, tl Timeline, v rooms.Viewer, heroes []string) StateList {
 	f := req.Filter.Room.State
 	state := s.stateAt(req, w, at, upTo, tl)
 	if !f.LazyLoadMembers {
 		out := slices.DeleteFunc(state, func(e rooms.Event) bool { return !f.Matches(filterEvent(w.roomID, &e)) })
 		return StateList{Events: s.rooms.ClientEvents(w.roomID, out, v, false)}
 	}
-	senders := map[string]bool{}
+	senders := map[string]bool{} // and heroes: the members whose events the client needs
 	if w.full {
 		senders[req.UserID] = true
 		w.members.fresh(w.roomID)
 	}
 	for _, e := range tl.Events {
 		senders[e.Sender] = true
+	}
+	for _, hero := range heroes {
+		senders[hero] = true
 	}
 	var out []rooms.Event
 	sent := map[string]bool{} // members in out

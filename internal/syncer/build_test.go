@@ -81,3 +81,48 @@ func TestIncrementalSyncQuietRooms(t *testing.T) {
 		}
 	}
 }
+
+// TestTypingAfterARestart: a token from another node, or from before this one restarted,
+// says nothing of the typing indicators its client shows; every room's indicator is sent
+// once, even an empty one (the client may show someone typing whose indicator this process
+// never heard of), and from the next token on only changes are.
+func TestTypingAfterARestart(t *testing.T) {
+	ctx := context.Background()
+	n := startBenchNode(t, nil)
+	rooms := []string{n.room(t, 0, 2, 1), n.room(t, 1, 2, 1)}
+	here := n.sync.current()
+	elsewhere := here
+	elsewhere.Typing = here.Typing + 1<<32 // another process's epoch
+	typingRooms := func(since Token) (typing map[string][]string, next string) {
+		t.Helper()
+		resp, err := n.sync.Sync(ctx, Request{UserID: benchMe, DeviceID: "DEV", Since: since.String()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		typing = map[string][]string{}
+		for roomID, jr := range resp.Rooms.Join {
+			for _, e := range jr.Ephemeral.Events {
+				if ev := e.(map[string]any); ev["type"] == "m.typing" {
+					typing[roomID] = ev["content"].(map[string]any)["user_ids"].([]string)
+				}
+			}
+		}
+		return typing, resp.NextBatch
+	}
+	if got, _ := typingRooms(here); len(got) != 0 {
+		t.Errorf("a token of this process with nothing new got typing in %v", got)
+	}
+	got, next := typingRooms(elsewhere)
+	for _, roomID := range rooms {
+		if users, ok := got[roomID]; !ok || len(users) != 0 {
+			t.Errorf("a token of another process: room %s typing %v (sent: %v), want an empty list", roomID, users, ok)
+		}
+	}
+	token, err := ParseToken(next, n.sync.Shards())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := typingRooms(token); len(got) != 0 {
+		t.Errorf("the token that answer gave got typing again in %v", got)
+	}
+}

@@ -15,17 +15,17 @@ type rawJSON = json.RawMessage
 func (s *Service) ephemeral(req Request, w window) EventList {
 	out := EventList{Events: []any{}}
 	f := req.Filter.Room.Ephemeral
-	var receiptsSince, typingSince uint64
+	var receiptsSince uint64
 	if !w.full {
-		receiptsSince, typingSince = w.since.Receipts, w.since.Typing
-	}
-	if typingSince > w.now.Typing {
-		typingSince = 0 // a token from another node: its typing serial means nothing here
+		receiptsSince = w.since.Receipts
 	}
 	if rs := s.rooms.ReceiptsSince(w.roomID, req.UserID, receiptsSince); len(rs) > 0 && f.Matches(filter.Event{Type: "m.receipt", RoomID: w.roomID}) {
 		out.Events = append(out.Events, receiptEvents(rs)...)
 	}
-	if users, serial := s.rooms.TypingIn(w.roomID); (w.full || serial > typingSince) && f.Matches(filter.Event{Type: "m.typing", RoomID: w.roomID}) {
+	// A token from another node or from before a restart: its client may show an indicator
+	// this process never heard of, so every room's is sent, once.
+	unknown := w.full || !rooms.TypingSerialsComparable(w.since.Typing, w.now.Typing)
+	if users, serial := s.rooms.TypingIn(w.roomID); (unknown || serial > w.since.Typing) && f.Matches(filter.Event{Type: "m.typing", RoomID: w.roomID}) {
 		if users == nil {
 			users = []string{}
 		}

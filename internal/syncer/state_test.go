@@ -18,7 +18,7 @@ import (
 func TestSyncStateAtTimelineStart(t *testing.T) {
 	ctx := context.Background()
 	n := startBenchNode(t, nil)
-	roomID := n.room(t, 0, 3, 1)
+	roomID := n.room(t, 0, 8, 1)
 	const peer = "@r0m1:bench"
 	state := func(sender, evType, key, content string) {
 		t.Helper()
@@ -62,9 +62,10 @@ func TestSyncStateAtTimelineStart(t *testing.T) {
 			[]string{"m.room.topic=A", "m.room.member/" + peer}, []string{"m.room.topic=B", "m.room.member/" + peer + "=New"}},
 		{"initial, limited", Request{Filter: limit3}, newest,
 			[]string{"m.room.topic=A", "m.room.member/" + benchMe, "m.room.member/@r0m2:bench", "m.room.create"}, []string{"m.room.topic=B"}},
+		// Heroes (the first five others) are sent with the senders; the seventh is neither.
 		{"initial, limited, lazy members", Request{Filter: limit3Lazy}, newest,
-			[]string{"m.room.topic=A", "m.room.member/" + benchMe, "m.room.member/" + peer, "m.room.create"},
-			[]string{"m.room.topic=B", "m.room.member/@r0m2:bench", "m.room.member/" + peer + "=New"}},
+			[]string{"m.room.topic=A", "m.room.member/" + benchMe, "m.room.member/" + peer, "m.room.member/@r0m2:bench", "m.room.create"},
+			[]string{"m.room.topic=B", "m.room.member/@r0m7:bench", "m.room.member/" + peer + "=New"}},
 		{"full_state", Request{Since: since, FullState: true, Filter: limit3}, newest,
 			[]string{"m.room.topic=A", "m.room.member/" + benchMe, "m.room.create"}, []string{"m.room.topic=B"}},
 		// The filter hides the new name and topic B after the timeline's start: their values
@@ -281,7 +282,8 @@ func TestDeviceListsJoinAndLeaveInOneWindow(t *testing.T) {
 }
 
 // TestInviteStateAsInvited: an invitee sees the room's stripped state as it was when they
-// were invited; a name set after is the room's business until they join.
+// were invited, with their inviter's member event; a name set after is the room's business
+// until they join.
 func TestInviteStateAsInvited(t *testing.T) {
 	ctx := context.Background()
 	n, roomID := ownersRoom(t)
@@ -307,6 +309,9 @@ func TestInviteStateAsInvited(t *testing.T) {
 	body, _ := json.Marshal(invited.InviteState)
 	if strings.Contains(string(body), "SECRET") || !strings.Contains(string(body), "Before the invite") {
 		t.Errorf("invite_state %s: want the name as it was at the invite", body)
+	}
+	if !strings.Contains(string(body), `"state_key":"`+owner+`"`) {
+		t.Errorf("invite_state %s: want the inviter's member event", body)
 	}
 }
 
@@ -398,5 +403,50 @@ func TestLazyMembersNotRedundant(t *testing.T) {
 	}
 	if sent, _ := syncPeer("D1", newest, redundant); !sent {
 		t.Error("include_redundant_members did not get the peer's member event")
+	}
+}
+
+// TestLazyMembersIncludeHeroes: with lazy-loaded members the summary's heroes' member events
+// are in the state, as the spec requires (clients name a room without a name after them),
+// though they sent nothing in the timeline; and once only, like any lazy member.
+func TestLazyMembersIncludeHeroes(t *testing.T) {
+	ctx := context.Background()
+	n := startBenchNode(t, nil)
+	roomID := n.room(t, 0, 4, 0) // benchMe and three members who never speak
+	n.say(t, roomID, benchMe, 0) // the one event in the timeline
+	lazy, err := filter.Parse([]byte(`{"room":{"timeline":{"limit":1},"state":{"lazy_load_members":true}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	members := func(since string) (heroes []string, sent map[string]bool, next string) {
+		t.Helper()
+		resp, err := n.sync.Sync(ctx, Request{UserID: benchMe, DeviceID: "D1", Since: since, Filter: lazy})
+		if err != nil {
+			t.Fatal(err)
+		}
+		jr := resp.Rooms.Join[roomID]
+		if jr == nil {
+			t.Fatalf("the room is missing from the sync since %q", since)
+		}
+		sent = map[string]bool{}
+		for _, e := range jr.State.Events {
+			if e.Type == "m.room.member" && e.StateKey != nil {
+				sent[*e.StateKey] = true
+			}
+		}
+		return jr.Summary.Heroes, sent, resp.NextBatch
+	}
+	heroes, sent, next := members("")
+	if len(heroes) != 3 {
+		t.Fatalf("heroes %v, want the three other members", heroes)
+	}
+	for _, hero := range heroes {
+		if !sent[hero] {
+			t.Errorf("hero %s's member event is not in the lazy-loaded state %v", hero, sent)
+		}
+	}
+	n.say(t, roomID, benchMe, 1)
+	if _, sent, _ := members(next); len(sent) > 0 {
+		t.Errorf("the next sync sent the heroes' member events again: %v", sent)
 	}
 }
