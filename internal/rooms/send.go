@@ -62,7 +62,7 @@ func (s *Service) sendHere(ctx context.Context, p Proto, opt SendOptions) (id st
 	if err := s.checkCanonicalAlias(ctx, p); err != nil {
 		return "", err
 	}
-	unlock, err := s.sending.lock(ctx, p.RoomID)
+	unlock, err := s.sending.Lock(ctx, p.RoomID)
 	if err != nil {
 		return "", unavailable(err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/matrix-org/gomatrixserverlib"
 
+	"github.com/firebreak/firebreak/internal/keylock"
 	"github.com/firebreak/firebreak/internal/push"
 	"github.com/firebreak/firebreak/internal/store"
 )
@@ -28,7 +29,7 @@ type Service struct {
 	model    *Model
 	receipts *receiptModel
 	typing   *typingModel
-	sending  *roomLocks
+	sending  *keylock.Locks[string]
 	filling  []chan struct{} // per shard: a token held by the gap fill running
 	// followers are the shard followers' current runs, which the stall watchdog restarts.
 	followers []restartable
@@ -57,7 +58,7 @@ func New(ctx context.Context, st *store.Store, serverName, defaultVersion string
 	model := newModel(st.Shards(), log)
 	return &Service{
 		st: st, serverName: serverName, signer: signer, verdicts: newAuthVerdicts(), defaultVersion: gomatrixserverlib.RoomVersion(defaultVersion),
-		log: log, model: model, receipts: newReceiptModel(), typing: newTypingModel(), sending: newRoomLocks(), filling: fillTokens(st.Shards()),
+		log: log, model: model, receipts: newReceiptModel(), typing: newTypingModel(), sending: keylock.New[string](), filling: fillTokens(st.Shards()),
 		followers: make([]restartable, st.Shards()),
 		unread:    map[unreadKey]unreadState{}, pushDecoded: newPushDecoded(), pushRules: push.DefaultRules,
 	}, nil

@@ -129,15 +129,21 @@ type leaderMsg struct {
 
 // leaderLastMsg asks a stream's leader for the last message on a subject; ErrNotFound when
 // there is none. Unlike a direct read it is never behind an acknowledged write, but it needs
-// the leader, so it waits out an election.
+// the leader, so it waits out an election: JetStream's answers that it has none yet (a 503
+// such as "JetStream system temporarily unavailable") are tried again like silence.
 func (s *Store) leaderLastMsg(ctx context.Context, stream, subject string) (leaderMsg, error) {
 	req, _ := json.Marshal(map[string]string{"last_by_subj": subject})
-	resp, err := readWithRetry(ctx, s, func(ctx context.Context) (*nats.Msg, error) {
-		return s.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+stream, req)
+	return readWithRetry(ctx, s, func(ctx context.Context) (leaderMsg, error) {
+		resp, err := s.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+stream, req)
+		if err != nil {
+			return leaderMsg{}, err
+		}
+		return readMsgGet(resp.Data)
 	})
-	if err != nil {
-		return leaderMsg{}, err
-	}
+}
+
+// readMsgGet reads JetStream's answer to a message get.
+func readMsgGet(data []byte) (leaderMsg, error) {
 	var r struct {
 		Message *struct {
 			Seq     uint64 `json:"seq"`
@@ -146,7 +152,7 @@ func (s *Store) leaderLastMsg(ctx context.Context, stream, subject string) (lead
 		} `json:"message"`
 		Error *jetstream.APIError `json:"error"`
 	}
-	if err := json.Unmarshal(resp.Data, &r); err != nil {
+	if err := json.Unmarshal(data, &r); err != nil {
 		return leaderMsg{}, err
 	}
 	if r.Error != nil && r.Error.ErrorCode != jetstream.JSErrCodeMessageNotFound {
@@ -454,9 +460,17 @@ func (s *Store) quickBucketHead(b Bucket) func(context.Context) uint64 {
 // so a key many write at once (one device's one-time keys, claimed by a dozen clients) keeps
 // moving, and a count of tries would give up on a writer that was merely unlucky. It returns
 // the revision the key then holds; an error from change is returned as it is, with nothing
-// written.
+// written. This node's own writers of the key take turns (package keylock): racing, a dozen
+// writers of one key (clients claiming one device's one-time keys) kept losing to each other.
 func (s *Store) Modify(ctx context.Context, b Bucket, key string, change func(old []byte) ([]byte, error)) (uint64, error) {
 	giveUp := time.Now().Add(modifyBudget)
+	lctx, cancel := context.WithDeadline(ctx, giveUp) // the turn is waited for within the budget
+	unlock, err := s.modifying.Lock(lctx, bucketKey{b, key})
+	cancel()
+	if err != nil {
+		return 0, fmt.Errorf("%w: %s is busy: %v", ErrUnavailable, key, err)
+	}
+	defer unlock()
 	for attempt := 1; time.Now().Before(giveUp); attempt++ {
 		old, rev, err := s.latest(ctx, b, key)
 		if errors.Is(err, ErrNotFound) {

@@ -51,3 +51,30 @@ func TestReadPubAck(t *testing.T) {
 		t.Errorf("refusal %v lost JetStream's error code", err)
 	}
 }
+
+// TestReadMsgGet: a leader's answer to a message get is the message, none, or, while the
+// stream has no leader, unavailable (tried again), never an error the API reports as a 500.
+func TestReadMsgGet(t *testing.T) {
+	tests := []struct {
+		name    string
+		answer  string
+		seq     uint64
+		wantErr error
+	}{
+		{"found", `{"message":{"subject":"$KV.b.k","seq":7,"data":"eA=="}}`, 7, nil},
+		{"none", `{"error":{"code":404,"err_code":10037,"description":"no message found"}}`, 0, ErrNotFound},
+		{"electing", `{"error":{"code":503,"err_code":10008,"description":"JetStream system temporarily unavailable"}}`, 0, ErrUnavailable},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := readMsgGet([]byte(tt.answer))
+			if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil && (err != nil || m.Seq != tt.seq || string(m.Data) != "x")) {
+				t.Errorf("got %+v, %v; want seq %d, %v", m, err, tt.seq, tt.wantErr)
+			}
+		})
+	}
+	// A direct read's status answer comes as a plain error from nats.go.
+	if err := translate(errors.New("nats: JetStream system temporarily unavailable")); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("a direct read's 503: %v, want ErrUnavailable", err)
+	}
+}

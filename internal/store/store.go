@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/firebreak/firebreak/internal/keylock"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -99,8 +100,9 @@ type Store struct {
 	// placementTries is how many consumers a follower creates, at most, to get one near this
 	// node (placement.go; 1 in a test that needs one placed at random).
 	placementTries int
-	serverDCs      sync.Map      // server name: serverDC, its data center as last read (dcOf)
-	recent         *recentWrites // keys this node wrote lately, in a cluster (recent.go)
+	serverDCs      sync.Map                  // server name: serverDC, its data center as last read (dcOf)
+	recent         *recentWrites             // keys this node wrote lately, in a cluster (recent.go)
+	modifying      *keylock.Locks[bucketKey] // keys a Modify on this node is changing
 }
 
 // errGroupNeedsEmbedded: group commit asks the node's own server which shards it leads, and an
@@ -123,7 +125,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, errGroupNeedsEmbedded
 	}
 	s := &Store{opts: opts, buckets: map[Bucket]jetstream.KeyValue{}, log: opts.Logger, lost: make(chan struct{}),
-		stallCheck: StallCheck, placementTries: nearPlacementTries}
+		stallCheck: StallCheck, placementTries: nearPlacementTries, modifying: keylock.New[bucketKey]()}
 	if opts.Replicas > 1 {
 		s.recent = newRecentWrites()
 	}
@@ -449,7 +451,9 @@ func translate(err error) error {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	case errors.Is(err, nats.ErrNoResponders), errors.Is(err, context.DeadlineExceeded),
 		errors.Is(err, nats.ErrTimeout), errors.Is(err, jetstream.ErrNoStreamResponse),
-		strings.Contains(err.Error(), "no responders"):
+		strings.Contains(err.Error(), "no responders"),
+		// A direct read answered with a status (a 503 during an election) is a plain error.
+		strings.Contains(err.Error(), "temporarily unavailable"):
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	return err
