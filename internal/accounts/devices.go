@@ -223,3 +223,36 @@ func (s *Service) SetProfile(ctx context.Context, userID string, displayName, av
 		}
 	})
 }
+
+// unannouncedPart keys the notes of profile changes not yet announced to every room of their
+// user; its two parts keep them apart from accounts, keyed by a user id alone.
+const unannouncedPart = "unannounced"
+
+// NoteUnannounced notes, before a change of the user's profile, that their rooms are yet to
+// hear of it; ProfileAnnounced clears the note once they have. A node that dies while
+// announcing it leaves the note for the next node that starts (UnannouncedProfiles).
+func (s *Service) NoteUnannounced(ctx context.Context, userID string) error {
+	_, err := s.st.Put(ctx, store.BucketAccounts, store.Key(unannouncedPart, userID), []byte{1})
+	return err
+}
+
+// ProfileAnnounced clears the user's note of a profile change not yet announced.
+func (s *Service) ProfileAnnounced(ctx context.Context, userID string) error {
+	return s.st.Delete(ctx, store.BucketAccounts, store.Key(unannouncedPart, userID))
+}
+
+// UnannouncedProfiles lists the users whose last profile change may not have reached all their
+// rooms.
+func (s *Service) UnannouncedProfiles(ctx context.Context) ([]string, error) {
+	keys, err := s.st.Keys(ctx, store.BucketAccounts, unannouncedPart)
+	if err != nil {
+		return nil, err
+	}
+	var users []string
+	for _, k := range keys {
+		if parts, err := store.KeyParts(k); err == nil && len(parts) == 2 {
+			users = append(users, parts[1])
+		}
+	}
+	return users, nil
+}

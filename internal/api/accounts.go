@@ -800,12 +800,17 @@ func (srv *Server) setProfileField(r *http.Request, s *session) (any, error) {
 	if err := p.validate(); err != nil {
 		return nil, err
 	}
+	if err := srv.Accounts.NoteUnannounced(r.Context(), s.UserID); err != nil {
+		return nil, err
+	}
 	if err := srv.Accounts.SetProfile(r.Context(), s.UserID, p.DisplayName, p.AvatarURL); err != nil {
 		return nil, err
 	}
 	// The profile is saved; member events that lag behind are cosmetic, so a failure here
-	// does not fail the request.
-	if err := srv.propagateProfile(r.Context(), s.UserID); err != nil {
+	// does not fail the request. The announcement goes on if the client hangs up.
+	ctx, cancel := accounts.Detached(r.Context())
+	defer cancel()
+	if err := srv.propagateProfile(ctx, s.UserID); err != nil {
 		srv.Log.Warn("profile change not sent to every room", "user", s.UserID, "err", err)
 	}
 	return struct{}{}, nil

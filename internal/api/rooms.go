@@ -678,13 +678,14 @@ func (srv *Server) typing(r *http.Request, s *session) (any, error) {
 // profile differs from what it announced: two changes at once (a client setting its name
 // and its avatar together) could otherwise be announced in the wrong order, and the rooms
 // would keep the older profile. The last announcement in a room then carries a profile read
-// after every change that came before it.
+// after every change that came before it. Once every room has it, the note that it was not
+// yet announced goes.
 func (srv *Server) propagateProfile(ctx context.Context, userID string) error {
 	var announced json.RawMessage
 	for range maxProfileAnnouncements {
 		content := srv.memberContent(ctx, userID, "join")
 		if bytes.Equal(content, announced) {
-			return nil
+			return srv.Accounts.ProfileAnnounced(ctx, userID)
 		}
 		if err := srv.announceMember(ctx, userID, content); err != nil {
 			return err
@@ -694,13 +695,36 @@ func (srv *Server) propagateProfile(ctx context.Context, userID string) error {
 	return nil
 }
 
+// announceUnannounced finishes the profile announcements nodes that died left undone. Every
+// node does it when it starts; a room that has the profile already is left alone, so one
+// still being announced elsewhere costs only a look at each room.
+func (srv *Server) announceUnannounced(ctx context.Context) {
+	users, err := srv.Accounts.UnannouncedProfiles(ctx)
+	if err != nil {
+		srv.Log.Warn("could not list the profile changes left unannounced", "err", err)
+		return
+	}
+	for _, userID := range users {
+		if ctx.Err() != nil {
+			return // stopping
+		}
+		if err := srv.propagateProfile(ctx, userID); err != nil {
+			srv.Log.Warn("profile change not sent to every room", "user", userID, "err", err)
+		}
+	}
+}
+
 // maxProfileAnnouncements bounds propagateProfile against a profile that keeps changing.
 const maxProfileAnnouncements = 4
 
 func (srv *Server) announceMember(ctx context.Context, userID string, content json.RawMessage) error {
-	for roomID, ms := range srv.Rooms.Model().UserRooms(userID) {
+	model := srv.Rooms.Model()
+	for roomID, ms := range model.UserRooms(userID) {
 		if ms != "join" {
 			continue
+		}
+		if ev := model.StateEvent(roomID, "m.room.member", userID); ev != nil && bytes.Equal(ev.PDU.Content(), content) {
+			continue // told already
 		}
 		target := userID
 		if _, err := srv.Rooms.Send(ctx, rooms.Proto{RoomID: roomID, Sender: userID, Type: "m.room.member",

@@ -143,6 +143,8 @@ func TestUploadKeysRefuses(t *testing.T) {
 		{"more than a device keeps", KeyUpload{OneTimeKeys: keys(maxOneTimeKeys, "b")}},
 		// Good device keys with a bad one-time key: none of it is stored.
 		{"device keys with a bad one-time key", KeyUpload{DeviceKeys: dev, OneTimeKeys: map[string]json.RawMessage{"bad": json.RawMessage(`{}`)}}},
+		// The device keys are stored before the one-time keys, once those are known to fit.
+		{"device keys with a key id again with another key", KeyUpload{DeviceKeys: dev, OneTimeKeys: map[string]json.RawMessage{"signed_curve25519:a00": json.RawMessage(`{"key":"other"}`)}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := s.Upload(ctx, "@u:x", "D", tc.up); !errors.Is(err, ErrBadRequest) {

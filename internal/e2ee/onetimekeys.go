@@ -141,18 +141,39 @@ func (s *Service) Upload(ctx context.Context, userID, deviceID string, up KeyUpl
 		}
 		fallbackByAlg[alg] = fallbackKey{ID: id, Key: key}
 	}
+	// The device keys go first, once the one-time keys are known to fit: a node that dies
+	// between the two writes then leaves new device keys without the new one-time keys, which
+	// the client's retry stores, never one-time keys signed by device keys no one can see.
+	if deviceKeys != nil {
+		if err := s.checkAdd(ctx, userID, deviceID, oneTime, fallbackByAlg); err != nil {
+			return nil, err
+		}
+		if err := s.UploadDeviceKeys(ctx, userID, deviceID, deviceKeys); err != nil {
+			return nil, err
+		}
+	}
 	rec, err := s.changeKeys(ctx, userID, deviceID, func(r *keyRecord) error {
 		return r.add(oneTime, fallbackByAlg)
 	})
 	if err != nil {
 		return nil, err
 	}
-	if deviceKeys != nil {
-		if err := s.UploadDeviceKeys(ctx, userID, deviceID, deviceKeys); err != nil {
-			return nil, err
-		}
-	}
 	return rec.counts().OneTime, nil
+}
+
+// checkAdd reports whether the keys could be added to the device's record as it is now.
+func (s *Service) checkAdd(ctx context.Context, userID, deviceID string, oneTime map[string]json.RawMessage, fallback map[string]fallbackKey) error {
+	var rec keyRecord
+	stored, _, err := s.st.Get(ctx, store.BucketOneTimeKeys, store.Key(userID, deviceID))
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil
+	case err != nil:
+		return err
+	case json.Unmarshal(stored, &rec) != nil:
+		return fmt.Errorf("e2ee: unreadable key record of %s %s", userID, deviceID)
+	}
+	return rec.add(oneTime, fallback)
 }
 
 // canonicalKeys checks the names of uploaded one-time or fallback keys and puts each key in

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
@@ -18,10 +19,15 @@ func (s *Service) claimAlias(ctx context.Context, alias, roomID, creator string)
 	if !validAlias(alias) {
 		return fmt.Errorf("%w: %q: an alias is #name:server, at most 255 bytes, without spaces or NUL", ErrInvalidAlias, alias)
 	}
-	if _, err := s.st.Create(ctx, store.BucketAliases, store.Key(alias), []byte(roomID)); err != nil {
-		if errors.Is(err, store.ErrExists) {
-			return fmt.Errorf("%w: %s", ErrAliasInUse, alias)
+	_, err := s.st.Create(ctx, store.BucketAliases, store.Key(alias), []byte(roomID))
+	if errors.Is(err, store.ErrExists) {
+		if _, _, rerr := s.resolveAlias(ctx, alias); errors.Is(rerr, ErrNotFound) { // it was dangling: freed
+			_, err = s.st.Create(ctx, store.BucketAliases, store.Key(alias), []byte(roomID))
 		}
+	}
+	if errors.Is(err, store.ErrExists) {
+		return fmt.Errorf("%w: %s", ErrAliasInUse, alias)
+	} else if err != nil {
 		return unavailable(err)
 	}
 	if _, err := s.st.Put(ctx, store.BucketAliases, aliasIndexKey(roomID, alias), []byte(creator)); err != nil {
@@ -88,9 +94,15 @@ func (s *Service) ResolveAlias(ctx context.Context, alias string) (string, error
 }
 
 // resolveAlias is ResolveAlias with the alias's revision, for a change that must not act on
-// a newer claim of it.
+// a newer claim of it. An alias left dangling is removed and not found.
 func (s *Service) resolveAlias(ctx context.Context, alias string) (string, uint64, error) {
 	b, rev, err := s.st.Get(ctx, store.BucketAliases, store.Key(alias))
+	if err == nil && s.dangling(ctx, alias, string(b)) {
+		if s.releaseAliasAt(ctx, alias, string(b), rev) == nil {
+			s.log.Warn("removed an alias whose room was never created", "alias", alias, "room", string(b))
+			err = store.ErrNotFound
+		}
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		return "", 0, fmt.Errorf("%w: room alias %s not found", ErrNotFound, alias)
 	} else if err != nil {
@@ -98,6 +110,27 @@ func (s *Service) resolveAlias(ctx context.Context, alias string) (string, uint6
 	}
 	return string(b), rev, nil
 }
+
+// dangling reports whether an alias names a room that does not exist, and was claimed long
+// enough ago that no createRoom can still be making it: its node died between claiming the
+// alias for the new room and storing the room's first events.
+func (s *Service) dangling(ctx context.Context, alias, roomID string) bool {
+	if _, ok := s.model.Info(roomID); ok {
+		return false // the usual case
+	}
+	if s.CatchUpRoom(ctx, roomID) != nil {
+		return false
+	}
+	if _, ok := s.model.Info(roomID); ok {
+		return false
+	}
+	at, err := s.st.WrittenAt(ctx, store.BucketAliases, store.Key(alias))
+	return err == nil && time.Since(at) > danglingAliasAge
+}
+
+// danglingAliasAge (a variable for tests) is far longer than a createRoom takes between claiming its alias and
+// storing its first events, each write retried for at most 20 s.
+var danglingAliasAge = 2 * time.Minute
 
 // SetAlias points a new alias of this server at a room the user is joined to.
 func (s *Service) SetAlias(ctx context.Context, userID, alias, roomID string) error {

@@ -96,6 +96,19 @@ func (s *Store) Get(ctx context.Context, b Bucket, key string) ([]byte, uint64, 
 	return nil, 0, err
 }
 
+// WrittenAt is when a key got its value, as its bucket's leader has it; ErrNotFound when it
+// has none.
+func (s *Store) WrittenAt(ctx context.Context, b Bucket, key string) (time.Time, error) {
+	if err := checkKey(key); err != nil {
+		return time.Time{}, err
+	}
+	m, err := s.keyLastMsg(ctx, b, key)
+	if err == nil && isMarker(m.Header) {
+		err = ErrNotFound
+	}
+	return m.Time, err
+}
+
 // latest reads a key as its bucket's leader has it, in a cluster: a compare-and-set must not
 // decide on a replica that trails an acknowledged write.
 func (s *Store) latest(ctx context.Context, b Bucket, key string) ([]byte, uint64, error) {
@@ -125,6 +138,7 @@ type leaderMsg struct {
 	Seq    uint64
 	Header nats.Header
 	Data   []byte
+	Time   time.Time // when it was stored
 }
 
 // leaderLastMsg asks a stream's leader for the last message on a subject; ErrNotFound when
@@ -146,9 +160,10 @@ func (s *Store) leaderLastMsg(ctx context.Context, stream, subject string) (lead
 func readMsgGet(data []byte) (leaderMsg, error) {
 	var r struct {
 		Message *struct {
-			Seq     uint64 `json:"seq"`
-			Headers []byte `json:"hdrs"`
-			Data    []byte `json:"data"`
+			Seq     uint64    `json:"seq"`
+			Headers []byte    `json:"hdrs"`
+			Data    []byte    `json:"data"`
+			Time    time.Time `json:"time"`
 		} `json:"message"`
 		Error *jetstream.APIError `json:"error"`
 	}
@@ -161,7 +176,7 @@ func readMsgGet(data []byte) (leaderMsg, error) {
 	if r.Error != nil || r.Message == nil {
 		return leaderMsg{}, ErrNotFound
 	}
-	m := leaderMsg{Seq: r.Message.Seq, Data: r.Message.Data, Header: nats.Header{}}
+	m := leaderMsg{Seq: r.Message.Seq, Data: r.Message.Data, Header: nats.Header{}, Time: r.Message.Time}
 	if len(r.Message.Headers) > 0 {
 		if hdr, err := nats.DecodeHeadersMsg(r.Message.Headers); err == nil {
 			m.Header = hdr

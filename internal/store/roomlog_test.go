@@ -61,14 +61,14 @@ func TestReadMsgGet(t *testing.T) {
 		seq     uint64
 		wantErr error
 	}{
-		{"found", `{"message":{"subject":"$KV.b.k","seq":7,"data":"eA=="}}`, 7, nil},
+		{"found", `{"message":{"subject":"$KV.b.k","seq":7,"data":"eA==","time":"2026-11-28T16:00:00.5Z"}}`, 7, nil},
 		{"none", `{"error":{"code":404,"err_code":10037,"description":"no message found"}}`, 0, ErrNotFound},
 		{"electing", `{"error":{"code":503,"err_code":10008,"description":"JetStream system temporarily unavailable"}}`, 0, ErrUnavailable},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			m, err := readMsgGet([]byte(tt.answer))
-			if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil && (err != nil || m.Seq != tt.seq || string(m.Data) != "x")) {
+			if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil && (err != nil || m.Seq != tt.seq || string(m.Data) != "x" || m.Time.Hour() != 16)) {
 				t.Errorf("got %+v, %v; want seq %d, %v", m, err, tt.seq, tt.wantErr)
 			}
 		})

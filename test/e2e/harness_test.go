@@ -249,6 +249,16 @@ func (s *server) Stop() (clean bool) {
 	}
 }
 
+// Crash kills the server with SIGKILL, as a power cut would, and starts it again on the same
+// data dir and port.
+func (s *server) Crash() {
+	s.t.Helper()
+	_ = s.cmd.Process.Kill()
+	<-s.exited
+	s.cmd = nil
+	s.start()
+}
+
 // Restart stops the server gracefully and starts it again on the same data
 // dir and port. A shutdown that is not clean is a test error.
 func (s *server) Restart() {

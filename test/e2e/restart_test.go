@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
@@ -66,4 +68,48 @@ func TestRestart(t *testing.T) {
 			t.Errorf("incremental sync with a pre-restart token replayed old messages")
 		}
 	})
+}
+
+// TestProfileAnnouncedAfterACrash: a display name change tells each of the user's rooms in
+// turn; a server killed half way through, started again, finishes telling them, so no room
+// keeps showing the old name for good.
+func TestProfileAnnouncedAfterACrash(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, serverOpts{})
+	alice := registerUser(t, srv, "alice")
+	var rooms []id.RoomID
+	for range 60 {
+		rooms = append(rooms, alice.createRoom(t, &mautrix.ReqCreateRoom{Preset: "private_chat"}))
+	}
+	for round := range 3 {
+		name := fmt.Sprintf("Alice %d", round)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_ = alice.SetDisplayName(context.Background(), name) // cut by the crash
+		}()
+		// The profile is stored first, then each room told: the crash comes in between.
+		for profile, _ := alice.GetOwnDisplayName(testCtx(t)); profile == nil || profile.DisplayName != name; {
+			time.Sleep(2 * time.Millisecond)
+			profile, _ = alice.GetOwnDisplayName(testCtx(t))
+		}
+		srv.Crash()
+		<-done
+		waitFor(t, "every room to show the profile's name", func() (bool, string) {
+			profile, err := alice.GetOwnDisplayName(testCtx(t))
+			if err != nil {
+				return false, err.Error()
+			}
+			for _, room := range rooms {
+				var member event.MemberEventContent
+				if err := alice.StateEvent(testCtx(t), room, event.StateMember, alice.UserID.String(), &member); err != nil {
+					return false, err.Error()
+				}
+				if member.Displayname != profile.DisplayName {
+					return false, fmt.Sprintf("round %d: room %s shows %q, the profile says %q", round, room, member.Displayname, profile.DisplayName)
+				}
+			}
+			return true, ""
+		})
+	}
 }
