@@ -229,29 +229,39 @@ func (s *Service) SetProfile(ctx context.Context, userID string, displayName, av
 const unannouncedPart = "unannounced"
 
 // NoteUnannounced notes, before a change of the user's profile, that their rooms are yet to
-// hear of it; ProfileAnnounced clears the note once they have. A node that dies while
-// announcing it leaves the note for the next node that starts (UnannouncedProfiles).
-func (s *Service) NoteUnannounced(ctx context.Context, userID string) error {
-	_, err := s.st.Put(ctx, store.BucketAccounts, store.Key(unannouncedPart, userID), []byte{1})
+// hear of it, and returns the note's revision; ProfileAnnounced clears the note once they
+// have. A node that dies while announcing it leaves the note for a sweep (UnannouncedProfiles).
+func (s *Service) NoteUnannounced(ctx context.Context, userID string) (uint64, error) {
+	return s.st.Put(ctx, store.BucketAccounts, store.Key(unannouncedPart, userID), []byte{1})
+}
+
+// ProfileAnnounced clears the user's note of a profile change not yet announced, if it is still
+// at revision rev: a note made since is another change's, which its own announcement clears.
+func (s *Service) ProfileAnnounced(ctx context.Context, userID string, rev uint64) error {
+	err := s.st.DeleteAt(ctx, store.BucketAccounts, store.Key(unannouncedPart, userID), rev)
+	if errors.Is(err, store.ErrConflict) {
+		return nil
+	}
 	return err
 }
 
-// ProfileAnnounced clears the user's note of a profile change not yet announced.
-func (s *Service) ProfileAnnounced(ctx context.Context, userID string) error {
-	return s.st.Delete(ctx, store.BucketAccounts, store.Key(unannouncedPart, userID))
-}
-
-// UnannouncedProfiles lists the users whose last profile change may not have reached all their
-// rooms.
-func (s *Service) UnannouncedProfiles(ctx context.Context) ([]string, error) {
+// UnannouncedProfiles maps the users whose last profile change may not have reached all their
+// rooms to the revisions of their notes.
+func (s *Service) UnannouncedProfiles(ctx context.Context) (map[string]uint64, error) {
 	keys, err := s.st.Keys(ctx, store.BucketAccounts, unannouncedPart)
 	if err != nil {
 		return nil, err
 	}
-	var users []string
+	users := map[string]uint64{}
 	for _, k := range keys {
-		if parts, err := store.KeyParts(k); err == nil && len(parts) == 2 {
-			users = append(users, parts[1])
+		parts, err := store.KeyParts(k)
+		if err != nil || len(parts) != 2 {
+			continue
+		}
+		if _, rev, err := s.st.Get(ctx, store.BucketAccounts, k); err == nil {
+			users[parts[1]] = rev
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return nil, err
 		}
 	}
 	return users, nil

@@ -800,7 +800,8 @@ func (srv *Server) setProfileField(r *http.Request, s *session) (any, error) {
 	if err := p.validate(); err != nil {
 		return nil, err
 	}
-	if err := srv.Accounts.NoteUnannounced(r.Context(), s.UserID); err != nil {
+	note, err := srv.Accounts.NoteUnannounced(r.Context(), s.UserID)
+	if err != nil {
 		return nil, err
 	}
 	if err := srv.Accounts.SetProfile(r.Context(), s.UserID, p.DisplayName, p.AvatarURL); err != nil {
@@ -810,7 +811,7 @@ func (srv *Server) setProfileField(r *http.Request, s *session) (any, error) {
 	// does not fail the request. The announcement goes on if the client hangs up.
 	ctx, cancel := accounts.Detached(r.Context())
 	defer cancel()
-	if err := srv.propagateProfile(ctx, s.UserID); err != nil {
+	if err := srv.propagateProfile(ctx, s.UserID, note); err != nil {
 		srv.Log.Warn("profile change not sent to every room", "user", s.UserID, "err", err)
 	}
 	return struct{}{}, nil

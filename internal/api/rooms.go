@@ -1,13 +1,13 @@
 package api
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/firebreak/firebreak/internal/accounts"
 	"github.com/firebreak/firebreak/internal/rooms"
@@ -678,53 +678,54 @@ func (srv *Server) typing(r *http.Request, s *session) (any, error) {
 // profile differs from what it announced: two changes at once (a client setting its name
 // and its avatar together) could otherwise be announced in the wrong order, and the rooms
 // would keep the older profile. The last announcement in a room then carries a profile read
-// after every change that came before it. Once every room has it, the note that it was not
-// yet announced goes.
-func (srv *Server) propagateProfile(ctx context.Context, userID string) error {
-	var announced json.RawMessage
+// after every change that came before it. Once every room has it, the note (at revision
+// note) that it was not yet announced goes. A profile that cannot be read is not announced:
+// announcing none would blank the user's name in every room.
+func (srv *Server) propagateProfile(ctx context.Context, userID string, note uint64) error {
+	var announced *memberProfile
 	for range maxProfileAnnouncements {
-		content := srv.memberContent(ctx, userID, "join")
-		if bytes.Equal(content, announced) {
-			return srv.Accounts.ProfileAnnounced(ctx, userID)
-		}
-		if err := srv.announceMember(ctx, userID, content); err != nil {
+		acct, err := srv.Accounts.Account(ctx, userID)
+		if err != nil {
 			return err
 		}
-		announced = content
+		p := &memberProfile{DisplayName: acct.DisplayName, AvatarURL: acct.AvatarURL}
+		if announced != nil && *p == *announced {
+			return srv.Accounts.ProfileAnnounced(ctx, userID, note)
+		}
+		if err := srv.announceMember(ctx, userID, p); err != nil {
+			return err
+		}
+		announced = p
 	}
 	return nil
-}
-
-// announceUnannounced finishes the profile announcements nodes that died left undone. Every
-// node does it when it starts; a room that has the profile already is left alone, so one
-// still being announced elsewhere costs only a look at each room.
-func (srv *Server) announceUnannounced(ctx context.Context) {
-	users, err := srv.Accounts.UnannouncedProfiles(ctx)
-	if err != nil {
-		srv.Log.Warn("could not list the profile changes left unannounced", "err", err)
-		return
-	}
-	for _, userID := range users {
-		if ctx.Err() != nil {
-			return // stopping
-		}
-		if err := srv.propagateProfile(ctx, userID); err != nil {
-			srv.Log.Warn("profile change not sent to every room", "user", userID, "err", err)
-		}
-	}
 }
 
 // maxProfileAnnouncements bounds propagateProfile against a profile that keeps changing.
 const maxProfileAnnouncements = 4
 
-func (srv *Server) announceMember(ctx context.Context, userID string, content json.RawMessage) error {
+// memberProfile is the profile a member event carries.
+type memberProfile struct {
+	DisplayName string `json:"displayname,omitempty"`
+	AvatarURL   string `json:"avatar_url,omitempty"`
+}
+
+// announceMember sends the user's join with the profile to each joined room whose member
+// event does not carry it yet.
+func (srv *Server) announceMember(ctx context.Context, userID string, p *memberProfile) error {
+	content, _ := json.Marshal(struct {
+		Membership string `json:"membership"`
+		*memberProfile
+	}{"join", p})
 	model := srv.Rooms.Model()
 	for roomID, ms := range model.UserRooms(userID) {
 		if ms != "join" {
 			continue
 		}
-		if ev := model.StateEvent(roomID, "m.room.member", userID); ev != nil && bytes.Equal(ev.PDU.Content(), content) {
-			continue // told already
+		if ev := model.StateEvent(roomID, "m.room.member", userID); ev != nil {
+			var has memberProfile
+			if json.Unmarshal(ev.PDU.Content(), &has) == nil && has == *p {
+				continue // told already
+			}
 		}
 		target := userID
 		if _, err := srv.Rooms.Send(ctx, rooms.Proto{RoomID: roomID, Sender: userID, Type: "m.room.member",
@@ -733,4 +734,40 @@ func (srv *Server) announceMember(ctx context.Context, userID string, content js
 		}
 	}
 	return nil
+}
+
+// RunProfileSweeps finishes, when the node starts and every sweepEvery until ctx ends, the
+// profile announcements that were left undone: by a node that died, or that failed to reach a
+// room. Every node sweeps; a room that has the profile already is left alone, so an
+// announcement still going on elsewhere costs only a look at each room. It needs the read
+// model to have caught up, which tells it the user's rooms and what their member events say.
+func (srv *Server) RunProfileSweeps(ctx context.Context) {
+	for {
+		srv.announceUnannounced(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(sweepEvery):
+		}
+	}
+}
+
+// sweepEvery is how often the profile announcements left undone are looked for.
+const sweepEvery = 10 * time.Minute
+
+func (srv *Server) announceUnannounced(ctx context.Context) {
+	users, err := srv.Accounts.UnannouncedProfiles(ctx)
+	if err != nil {
+		srv.Log.Warn("could not list the profile changes left unannounced", "err", err)
+		return
+	}
+	for userID, note := range users {
+		if ctx.Err() != nil {
+			return // stopping
+		}
+		srv.Log.Info("announcing a profile change left unannounced", "user", userID)
+		if err := srv.propagateProfile(ctx, userID, note); err != nil {
+			srv.Log.Warn("profile change not sent to every room", "user", userID, "err", err)
+		}
+	}
 }

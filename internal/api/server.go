@@ -319,10 +319,6 @@ func (srv *Server) Serve(ctx context.Context, l net.Listener) error {
 		ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(l) }()
-	actx, cancel := context.WithCancel(ctx)
-	announced := make(chan struct{})
-	go func() { defer close(announced); srv.announceUnannounced(actx) }()
-	defer func() { cancel(); <-announced }()
 	select {
 	case err := <-errc:
 		_ = hs.Close() // the listener failed: connections already open must not outlive the store

@@ -117,7 +117,8 @@ type KeyUpload struct {
 // Upload stores a device's keys and returns its one-time key counts. Everything is checked
 // before anything is stored: keys of another user or device, badly named or empty keys, two
 // fallback keys of one algorithm, or a one-time key id stored before with another key (the
-// spec's servers refuse a reused id) fail the whole upload.
+// spec's servers refuse a reused id) fail the whole upload; only a concurrent upload of the
+// same key id can still refuse the one-time keys once the device keys are stored.
 func (s *Service) Upload(ctx context.Context, userID, deviceID string, up KeyUpload) (map[string]int, error) {
 	deviceKeys := given(up.DeviceKeys)
 	if deviceKeys != nil {
@@ -163,17 +164,24 @@ func (s *Service) Upload(ctx context.Context, userID, deviceID string, up KeyUpl
 
 // checkAdd reports whether the keys could be added to the device's record as it is now.
 func (s *Service) checkAdd(ctx context.Context, userID, deviceID string, oneTime map[string]json.RawMessage, fallback map[string]fallbackKey) error {
-	var rec keyRecord
 	stored, _, err := s.st.Get(ctx, store.BucketOneTimeKeys, store.Key(userID, deviceID))
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return nil
-	case err != nil:
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return err
-	case json.Unmarshal(stored, &rec) != nil:
-		return fmt.Errorf("e2ee: unreadable key record of %s %s", userID, deviceID)
+	}
+	rec, err := decodeRecord(stored)
+	if err != nil {
+		return err
 	}
 	return rec.add(oneTime, fallback)
+}
+
+// decodeRecord reads a device's stored key record; none stored is an empty one.
+func decodeRecord(stored []byte) (keyRecord, error) {
+	var rec keyRecord
+	if stored == nil {
+		return rec, nil
+	}
+	return rec, json.Unmarshal(stored, &rec)
 }
 
 // canonicalKeys checks the names of uploaded one-time or fallback keys and puts each key in
@@ -303,11 +311,9 @@ func (s *Service) claimOne(ctx context.Context, userID, deviceID, alg string) (i
 func (s *Service) changeKeys(ctx context.Context, userID, deviceID string, change func(*keyRecord) error) (keyRecord, error) {
 	var rec keyRecord
 	_, err := s.st.Modify(ctx, store.BucketOneTimeKeys, store.Key(userID, deviceID), func(old []byte) ([]byte, error) {
-		rec = keyRecord{}
-		if old != nil {
-			if err := json.Unmarshal(old, &rec); err != nil {
-				return nil, err
-			}
+		var err error
+		if rec, err = decodeRecord(old); err != nil {
+			return nil, err
 		}
 		before, _ := json.Marshal(rec)
 		if err := change(&rec); err != nil {

@@ -21,8 +21,11 @@ func (s *Service) claimAlias(ctx context.Context, alias, roomID, creator string)
 	}
 	_, err := s.st.Create(ctx, store.BucketAliases, store.Key(alias), []byte(roomID))
 	if errors.Is(err, store.ErrExists) {
-		if _, _, rerr := s.resolveAlias(ctx, alias); errors.Is(rerr, ErrNotFound) { // it was dangling: freed
+		switch _, _, rerr := s.resolveAlias(ctx, alias); {
+		case errors.Is(rerr, ErrNotFound): // it was dangling: freed
 			_, err = s.st.Create(ctx, store.BucketAliases, store.Key(alias), []byte(roomID))
+		case rerr != nil:
+			return rerr
 		}
 	}
 	if errors.Is(err, store.ErrExists) {
@@ -128,9 +131,10 @@ func (s *Service) dangling(ctx context.Context, alias, roomID string) bool {
 	return err == nil && time.Since(at) > danglingAliasAge
 }
 
-// danglingAliasAge (a variable for tests) is far longer than a createRoom takes between claiming its alias and
-// storing its first events, each write retried for at most 20 s.
-var danglingAliasAge = 2 * time.Minute
+// danglingAliasAge (a variable for tests) is far longer than a createRoom takes between
+// claiming its alias and storing its first events, each write and catch-up retried for at
+// most 20 s, and than two nodes' clocks differ (the age is the bucket leader's).
+var danglingAliasAge = 10 * time.Minute
 
 // SetAlias points a new alias of this server at a room the user is joined to.
 func (s *Service) SetAlias(ctx context.Context, userID, alias, roomID string) error {

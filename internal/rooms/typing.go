@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"sort"
 	"sync"
@@ -35,7 +34,15 @@ type typingModel struct {
 	// moved when it is renewed, so a client renewing every few seconds leaves one behind.
 	expiries map[typingKey]*time.Timer
 	changed  map[string]uint64 // room -> serial of its last change
-	serial   atomic.Uint64     // bumped on every change; local to this process (typingEpoch)
+	// serial is the last change's: microseconds of the wall clock, or one more than the change
+	// before when the clock has not moved on (typingSerial). Clocks are close on every node, so
+	// a token from another node compares with this one's serials, as its client's view of
+	// typing (heard over core NATS on every node) does with this node's. started is the serial
+	// of every room no change reached since this process started: a token from before may show
+	// an indicator this process never heard of, so every room's is sent to it once (one stayed
+	// on for good after a restart before).
+	serial   atomic.Uint64
+	started  uint64
 	onChange func(roomID string)
 }
 
@@ -44,19 +51,13 @@ type typingKey struct{ roomID, userID string }
 func newTypingModel() *typingModel {
 	m := &typingModel{until: map[string]map[string]time.Time{}, expiries: map[typingKey]*time.Timer{},
 		changed: map[string]uint64{}, onChange: func(string) {}}
-	m.serial.Store(uint64(rand.Uint32()|1) << 32)
+	m.started = typingSerial(0)
+	m.serial.Store(m.started)
 	return m
 }
 
-// Typing serials count this process's changes in their low 32 bits under a random epoch in
-// the high ones. A serial from another node or from before a restart says nothing of what its
-// client saw here (this process may never have heard of an indicator it showed), and it must
-// not be compared with this process's: a lower one would hide changes, a higher one all.
-func typingEpoch(serial uint64) uint64 { return serial >> 32 }
-
-// TypingSerialsComparable reports whether two typing serials come from the same process, so
-// that the later changed after the earlier.
-func TypingSerialsComparable(a, b uint64) bool { return typingEpoch(a) == typingEpoch(b) }
+// typingSerial is the serial of a change after the one at last.
+func typingSerial(last uint64) uint64 { return max(last+1, uint64(time.Now().UnixMicro())) }
 
 func (m *typingModel) subscribe(st *store.Store) (func(), error) {
 	return st.SubscribeEphemeral(typingTopic, func(b []byte) {
@@ -136,7 +137,9 @@ func (m *typingModel) expire(k typingKey) {
 
 func (m *typingModel) bump(roomID string) {
 	m.mu.Lock()
-	m.changed[roomID] = m.serial.Add(1)
+	serial := typingSerial(m.serial.Load())
+	m.serial.Store(serial)
+	m.changed[roomID] = serial
 	m.mu.Unlock()
 	m.onChange(roomID)
 }
@@ -169,7 +172,10 @@ func (s *Service) TypingIn(roomID string) ([]string, uint64) {
 			typing = append(typing, user)
 		}
 	}
-	serial := s.typing.changed[roomID]
+	serial, ok := s.typing.changed[roomID]
+	if !ok {
+		serial = s.typing.started
+	}
 	s.typing.mu.Unlock()
 	// Members only (someone who left stops typing there); asked outside the typing lock, so
 	// the model's lock is never taken under it.
@@ -178,5 +184,5 @@ func (s *Service) TypingIn(roomID string) ([]string, uint64) {
 	return out, serial
 }
 
-// TypingSerial changes whenever anyone's typing state changes on this node.
+// TypingSerial is the serial of this node's last typing change (typingModel).
 func (s *Service) TypingSerial() uint64 { return s.typing.serial.Load() }

@@ -102,6 +102,11 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 	srv := api.New(api.Deps{Config: cfg, Store: st, Accounts: accountsSvc, AccountData: data,
 		Keys: keysSvc, Media: media.New(st, cfg.ServerName), Rooms: roomsSvc, Sync: syncSvc, Log: log})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		srv.RunProfileSweeps(runCtx) // after the read model's start: it reads the user's rooms
+	}()
 	log.Info("firebreak ready", "server_name", cfg.ServerName, "listen", l.Addr().String(),
 		"data_dir", cfg.DataDir, "startup_ms", time.Since(started).Milliseconds(),
 		"store_ms", storeReady.Sub(started).Milliseconds(), "read_model_ms", time.Since(storeReady).Milliseconds())

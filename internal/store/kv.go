@@ -211,7 +211,11 @@ func (s *Store) Create(ctx context.Context, b Bucket, key string, val []byte) (u
 	rev, err := s.writeKey(ctx, b, key, val, "", &none)
 	if errors.Is(err, ErrConflict) {
 		// A key deleted before is at its delete marker's revision: creating it again updates that.
-		if m, gerr := s.keyLastMsg(ctx, b, key); gerr == nil && isMarker(m.Header) {
+		m, gerr := s.keyLastMsg(ctx, b, key)
+		switch {
+		case gerr != nil:
+			return 0, gerr
+		case isMarker(m.Header):
 			rev, err = s.writeKey(ctx, b, key, val, "", &m.Seq)
 		}
 	}
@@ -299,12 +303,22 @@ func (s *Store) writeKey(ctx context.Context, b Bucket, key string, val []byte, 
 	if expect != nil {
 		msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(*expect, 10))
 	}
-	return s.appendRecognising(ctx, func(actx context.Context) (uint64, error) {
+	unsure := false
+	rev, err := s.appendRecognising(ctx, func(actx context.Context) (uint64, error) {
 		return s.publishAcked(actx, msg)
 	}, func(error) (uint64, bool) {
 		m, err := s.keyLastMsg(ctx, b, key)
-		return m.Seq, err == nil && m.Header.Get(jetstream.MsgIDHeader) == id
+		landed := err == nil && m.Header.Get(jetstream.MsgIDHeader) == id
+		unsure = !landed
+		return m.Seq, landed
 	})
+	if unsure && errors.Is(err, ErrConflict) {
+		// A try went unanswered, and the key has moved on since: perhaps past this very write
+		// (one JetStream server compares before it looks for duplicates). A conflict would have
+		// Modify make its change twice.
+		return 0, fmt.Errorf("%w: whether %s was written is unknown", ErrUnavailable, key)
+	}
+	return rev, err
 }
 
 // keyLastMsg is a key's last change (a value or a marker) as its bucket's leader has it.
@@ -482,11 +496,13 @@ func (s *Store) Modify(ctx context.Context, b Bucket, key string, change func(ol
 	lctx, cancel := context.WithDeadline(ctx, giveUp) // the turn is waited for within the budget
 	unlock, err := s.modifying.Lock(lctx, bucketKey{b, key})
 	cancel()
-	if err != nil {
-		return 0, fmt.Errorf("%w: %s is busy: %v", ErrUnavailable, key, err)
+	if ctx.Err() != nil {
+		return 0, ctx.Err()
+	} else if err != nil {
+		return 0, fmt.Errorf("%w: %s is busy", ErrUnavailable, key)
 	}
 	defer unlock()
-	for attempt := 1; time.Now().Before(giveUp); attempt++ {
+	for attempt := 1; attempt == 1 || time.Now().Before(giveUp); attempt++ {
 		old, rev, err := s.latest(ctx, b, key)
 		if errors.Is(err, ErrNotFound) {
 			old, rev = nil, 0

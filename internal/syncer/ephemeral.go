@@ -22,10 +22,9 @@ func (s *Service) ephemeral(req Request, w window) EventList {
 	if rs := s.rooms.ReceiptsSince(w.roomID, req.UserID, receiptsSince); len(rs) > 0 && f.Matches(filter.Event{Type: "m.receipt", RoomID: w.roomID}) {
 		out.Events = append(out.Events, receiptEvents(rs)...)
 	}
-	// A token from another node or from before a restart: its client may show an indicator
-	// this process never heard of, so every room's is sent, once.
-	unknown := w.full || !rooms.TypingSerialsComparable(w.since.Typing, w.now.Typing)
-	if users, serial := s.rooms.TypingIn(w.roomID); (unknown || serial > w.since.Typing) && f.Matches(filter.Event{Type: "m.typing", RoomID: w.roomID}) {
+	// Serials are clock times (rooms.typingModel): comparable with another node's token, and
+	// every room's is later than a token from before this process started.
+	if users, serial := s.rooms.TypingIn(w.roomID); (w.full || w.since == nil || serial > w.since.Typing) && f.Matches(filter.Event{Type: "m.typing", RoomID: w.roomID}) {
 		if users == nil {
 			users = []string{}
 		}

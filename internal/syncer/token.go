@@ -9,8 +9,8 @@ import (
 // Token is a position in everything a sync covers: one sequence per room shard stream, the
 // receipts, account data, device keys and to-device buckets' positions, and this node's
 // typing serial. The stream and bucket positions are JetStream's own, the same on every node,
-// so any node can answer a sync from a token another node issued. The typing serial is
-// node-local; on another node it only causes typing state to be sent again.
+// so any node can answer a sync from a token another node issued. The typing serial is a
+// clock time, which another node compares with its own (rooms.typingModel).
 type Token struct {
 	Rooms       []uint64
 	Receipts    uint64

@@ -292,6 +292,13 @@ func (b *syncBuffer) Write(p []byte) (int, error) {
 	return b.buf.Write(p)
 }
 
+// Contains reports whether the output so far has s in it.
+func (b *syncBuffer) Contains(s string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return bytes.Contains(b.buf.Bytes(), []byte(s))
+}
+
 func (b *syncBuffer) Tail(n int) string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
