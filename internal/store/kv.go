@@ -211,11 +211,12 @@ func (s *Store) Create(ctx context.Context, b Bucket, key string, val []byte) (u
 	rev, err := s.writeKey(ctx, b, key, val, "", &none)
 	if errors.Is(err, ErrConflict) {
 		// A key deleted before is at its delete marker's revision: creating it again updates that.
+		// None yet is another write of the key still in flight: it exists, or is about to.
 		m, gerr := s.keyLastMsg(ctx, b, key)
 		switch {
-		case gerr != nil:
+		case gerr != nil && !errors.Is(gerr, ErrNotFound):
 			return 0, gerr
-		case isMarker(m.Header):
+		case gerr == nil && isMarker(m.Header):
 			rev, err = s.writeKey(ctx, b, key, val, "", &m.Seq)
 		}
 	}
