@@ -52,9 +52,9 @@ func TestKeyWritesThroughAKill(t *testing.T) {
 					took := time.Since(start)
 					mu.Lock()
 					slowest = max(slowest, took)
-					for _, err := range []error{errData, errTag} {
+					for what, err := range map[string]error{"account data": errData, "tag": errTag} {
 						if err != nil {
-							failed = append(failed, err.Error())
+							failed = append(failed, fmt.Sprintf("%s through %s after %v: %v", what, n.Name, took, err))
 						}
 					}
 					if errData == nil {

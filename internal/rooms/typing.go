@@ -7,7 +7,6 @@ import (
 	"slices"
 	"sort"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/firebreak/firebreak/internal/store"
@@ -34,14 +33,14 @@ type typingModel struct {
 	// moved when it is renewed, so a client renewing every few seconds leaves one behind.
 	expiries map[typingKey]*time.Timer
 	changed  map[string]uint64 // room -> serial of its last change
-	// serial is the last change's: microseconds of the wall clock, or one more than the change
-	// before when the clock has not moved on (typingSerial). Clocks are close on every node, so
-	// a token from another node compares with this one's serials, as its client's view of
-	// typing (heard over core NATS on every node) does with this node's. started is the serial
-	// of every room no change reached since this process started: a token from before may show
-	// an indicator this process never heard of, so every room's is sent to it once (one stayed
-	// on for good after a restart before).
-	serial   atomic.Uint64
+	// serial is the last change's or token's: microseconds of the wall clock, or one more than
+	// the serial before when the clock has not moved on (typingSerial). Clocks are close on
+	// every node, so a token from another node compares with this one's serials, as its
+	// client's view of typing (heard over core NATS on every node) does with this node's.
+	// started is the serial of every room no change reached since this process started: a
+	// token from before may show an indicator this process never heard of, so every room's is
+	// sent to it once (one stayed on for good after a restart before).
+	serial   uint64 // guarded by mu
 	started  uint64
 	onChange func(roomID string)
 }
@@ -52,7 +51,7 @@ func newTypingModel() *typingModel {
 	m := &typingModel{until: map[string]map[string]time.Time{}, expiries: map[typingKey]*time.Timer{},
 		changed: map[string]uint64{}, onChange: func(string) {}}
 	m.started = typingSerial(0)
-	m.serial.Store(m.started)
+	m.serial = m.started
 	return m
 }
 
@@ -137,9 +136,8 @@ func (m *typingModel) expire(k typingKey) {
 
 func (m *typingModel) bump(roomID string) {
 	m.mu.Lock()
-	serial := typingSerial(m.serial.Load())
-	m.serial.Store(serial)
-	m.changed[roomID] = serial
+	m.serial = typingSerial(m.serial)
+	m.changed[roomID] = m.serial
 	m.mu.Unlock()
 	m.onChange(roomID)
 }
@@ -184,5 +182,14 @@ func (s *Service) TypingIn(roomID string) ([]string, uint64) {
 	return out, serial
 }
 
-// TypingSerial is the serial of this node's last typing change (typingModel).
-func (s *Service) TypingSerial() uint64 { return s.typing.serial.Load() }
+// TypingPosition is the typing serial for a sync token: this node's clock now, which every
+// change applied so far is at or before and every later one after, here or (within the
+// clocks' skew) on another node. The token of a node that has had no change since another
+// started must not read there as older than every room.
+func (s *Service) TypingPosition() uint64 {
+	m := s.typing
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.serial = typingSerial(m.serial - 1) // now, or the last change's serial if later
+	return m.serial
+}

@@ -313,10 +313,11 @@ func (s *Store) writeKey(ctx context.Context, b Bucket, key string, val []byte, 
 		unsure = !landed
 		return m.Seq, landed
 	})
-	if unsure && errors.Is(err, ErrConflict) {
-		// A try went unanswered, and the key has moved on since: perhaps past this very write
-		// (one JetStream server compares before it looks for duplicates). A conflict would have
-		// Modify make its change twice.
+	if unsure && errors.Is(err, ErrConflict) && s.opts.Replicas == 1 {
+		// A try went unanswered, and the key has moved on since: perhaps past this very write,
+		// since a stream of one replica compares before it looks for duplicates. A conflict
+		// would have Modify make its change twice. (A replicated stream looks first, so a
+		// conflict there is another writer's: Modify reads again and retries.)
 		return 0, fmt.Errorf("%w: whether %s was written is unknown", ErrUnavailable, key)
 	}
 	return rev, err

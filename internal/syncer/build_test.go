@@ -85,14 +85,21 @@ func TestIncrementalSyncQuietRooms(t *testing.T) {
 // TestTypingAfterARestart: a token from before this process started says nothing of the
 // typing indicators its client shows; every room's indicator is sent once, even an empty one
 // (the client may show someone typing whose indicator this process never heard of), and from
-// the next token on only changes are.
+// the next token on only changes are. A token another node issued since, with nothing new,
+// gets nothing.
 func TestTypingAfterARestart(t *testing.T) {
 	ctx := context.Background()
 	n := startBenchNode(t, nil)
 	rooms := []string{n.room(t, 0, 2, 1), n.room(t, 1, 2, 1)}
+	before := uint64(time.Now().UnixMicro())
 	here := n.sync.current()
+	if here.Typing < before {
+		t.Errorf("a token's typing serial %d is not the clock now (%d): a node started since would take it for one from before its start", here.Typing, before)
+	}
+	otherNode := here
+	otherNode.Typing = uint64(time.Now().UnixMicro()) // another node's token: its clock now
 	elsewhere := here
-	elsewhere.Typing = here.Typing - 1 // before this process's first serial
+	elsewhere.Typing = 1 // before this process started
 	typingRooms := func(since Token) (typing map[string][]string, next string) {
 		t.Helper()
 		resp, err := n.sync.Sync(ctx, Request{UserID: benchMe, DeviceID: "DEV", Since: since.String()})
@@ -109,8 +116,10 @@ func TestTypingAfterARestart(t *testing.T) {
 		}
 		return typing, resp.NextBatch
 	}
-	if got, _ := typingRooms(here); len(got) != 0 {
-		t.Errorf("a token with nothing new got typing in %v", got)
+	for name, token := range map[string]Token{"this node's": here, "another node's": otherNode} {
+		if got, _ := typingRooms(token); len(got) != 0 {
+			t.Errorf("%s token with nothing new got typing in %v", name, got)
+		}
 	}
 	got, next := typingRooms(elsewhere)
 	for _, roomID := range rooms {

@@ -109,7 +109,7 @@ func (s *Service) current() Token {
 		Rooms:       s.rooms.Model().Applied(),
 		Receipts:    s.rooms.ReceiptPosition(),
 		AccountData: s.data.Position(),
-		Typing:      s.rooms.TypingSerial(),
+		Typing:      s.rooms.TypingPosition(),
 		Keys:        keys.Keys,
 		ToDevice:    keys.ToDevice,
 	}
